@@ -1,0 +1,86 @@
+# The credit-risk MLOps platform: one entry point for set-up, code generation, checks, tests and the demo.
+#
+#   make demo    the main job on the embedded profile (sets everything up first)
+#   make test    every check and test CI runs (sets everything up first)
+#
+# Set-up needs only python3 (any 3.8+) and npm: it installs a pinned uv into .tools/, finds Python 3.12
+# (scripts/find-python; on a machine without one, uv downloads it), and syncs one locked environment
+# per deployable (DESIGN.md, "Environments").
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+TOOLS := $(CURDIR)/.tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON := $(shell UV=$(UV) $(CURDIR)/scripts/find-python)
+# Every deployable has its own pyproject.toml + uv.lock (and later its own image).
+DEPLOYABLES := services/feature-service services/training-service services/registry-gateway \
+               services/inference-gateway services/drift-service services/model-server pipelines
+PROFILE ?= embedded
+export PROFILE
+
+.PHONY: help setup uv node envs protos check-protos check-envs lint format test test-libs demo clean
+
+help:
+	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
+	@echo "make test          every check and test CI runs"
+	@echo "make setup         create every environment (uv, Python 3.12, one locked env per deployable, buf)"
+	@echo "make protos        regenerate the Python contract code from protos/ (pinned grpcio-tools)"
+	@echo "make check-protos  buf lint, buf breaking against the released baseline, stale generated code"
+	@echo "make check-envs    import the contracts and the telemetry library in every environment"
+	@echo "make lint          ruff, mypy, buf lint"
+
+$(UV):
+	@echo "--> installing uv $(UV_VERSION) into .tools/"
+	python3 -m venv $(TOOLS)/uv-venv
+	$(TOOLS)/uv-venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	mkdir -p $(TOOLS)/bin && ln -sf ../uv-venv/bin/uv $(UV)
+
+uv: $(UV)
+
+node_modules/.bin/buf: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node_modules/.bin/buf
+
+# --locked: a pyproject.toml changed without `uv lock` fails here instead of drifting silently.
+envs: $(UV)
+	@echo "--> Python for every environment: $(UV_PYTHON)"
+	$(UV) sync --locked --quiet
+	@for d in $(DEPLOYABLES); do echo "--> environment $$d"; (cd $$d && $(UV) sync --locked --quiet); done
+
+setup: envs node
+
+protos: $(UV)
+	$(UV) run --locked scripts/gen-protos
+
+check-protos: setup
+	$(UV) run --locked scripts/check-protos
+
+check-envs: setup
+	$(UV) run --locked scripts/check-envs . $(DEPLOYABLES)
+
+lint: setup
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy -p creditrisk_kit -p creditrisk_telemetry -p creditrisk_devstack -p creditrisk_testing
+	node_modules/.bin/buf lint
+
+format: $(UV)
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+test-libs: setup
+	$(UV) run --locked pytest libs tests
+
+test: check-protos check-envs lint test-libs
+	@echo "--> all checks and tests passed"
+
+demo: setup
+	$(UV) run --locked python scripts/demo.py
+
+clean:
+	rm -rf .run .venv $(addsuffix /.venv,$(DEPLOYABLES)) node_modules .tools

@@ -1,0 +1,61 @@
+"""Local process supervisor for ``make demo`` and the end-to-end tests.
+
+Named processes, each in its own process group, with readiness checks (gRPC health, HTTP, TCP),
+one log file per process, dependency order, and a guaranteed stop of every group it started.
+"""
+
+from .readiness import (
+    GrpcReadiness,
+    HttpReadiness,
+    NoReadiness,
+    Readiness,
+    TcpReadiness,
+    free_port,
+    port_in_use,
+)
+from .spec import (
+    PortInUseError,
+    ProcessExitedError,
+    ProcessFailedError,
+    ProcessSpec,
+    ReadinessTimeoutError,
+    StopError,
+    SupervisorError,
+    command_hook,
+)
+from .stackfile import Stack, StackFileError, load_stack
+from .supervisor import (
+    Interrupted,
+    ManagedProcess,
+    ProcessStatus,
+    Supervisor,
+    default_log_dir,
+    find_repo_root,
+)
+
+__all__ = [
+    "GrpcReadiness",
+    "HttpReadiness",
+    "Interrupted",
+    "ManagedProcess",
+    "NoReadiness",
+    "PortInUseError",
+    "ProcessExitedError",
+    "ProcessFailedError",
+    "ProcessSpec",
+    "ProcessStatus",
+    "Readiness",
+    "ReadinessTimeoutError",
+    "Stack",
+    "StackFileError",
+    "StopError",
+    "Supervisor",
+    "SupervisorError",
+    "TcpReadiness",
+    "command_hook",
+    "default_log_dir",
+    "find_repo_root",
+    "free_port",
+    "load_stack",
+    "port_in_use",
+]

@@ -1,0 +1,204 @@
+"""Readiness checks: how the supervisor decides that a started process is ready.
+
+Each readiness spec is a small frozen dataclass (configuration). ``open_probe()`` returns a
+:class:`Probe` that keeps whatever connection state the check needs (a gRPC channel, an HTTP
+client) across polls; ``check(timeout)`` returns ``None`` when ready, or a short reason why not.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+
+class Probe(Protocol):
+    def check(self, timeout: float) -> str | None:
+        """``None`` if ready, otherwise why not (kept for the timeout error message)."""
+
+    def close(self) -> None: ...
+
+
+class Readiness(Protocol):
+    def open_probe(self) -> Probe: ...
+
+    def describe(self) -> str: ...
+
+    def address(self) -> tuple[str, int] | None:
+        """The (host, port) the process is expected to listen on, if known."""
+
+
+# --------------------------------------------------------------------------------------------- none
+
+
+class _AlwaysReady:
+    def check(self, timeout: float) -> str | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class NoReadiness:
+    """Ready as soon as the process has been spawned."""
+
+    def open_probe(self) -> Probe:
+        return _AlwaysReady()
+
+    def describe(self) -> str:
+        return "none"
+
+    def address(self) -> tuple[str, int] | None:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- tcp
+
+
+class _TcpProbe:
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+
+    def check(self, timeout: float) -> str | None:
+        try:
+            with socket.create_connection((self._host, self._port), timeout=max(timeout, 0.05)):
+                return None
+        except OSError as exc:
+            return f"tcp {self._host}:{self._port}: {exc}"
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class TcpReadiness:
+    """Ready when a TCP connection to ``host:port`` succeeds."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+    def open_probe(self) -> Probe:
+        return _TcpProbe(self.host, self.port)
+
+    def describe(self) -> str:
+        return f"tcp {self.host}:{self.port}"
+
+    def address(self) -> tuple[str, int] | None:
+        return (self.host, self.port)
+
+
+# --------------------------------------------------------------------------------------------- http
+
+
+class _HttpProbe:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        # trust_env=False: readiness targets are local; an HTTP(S)_PROXY in the environment must not
+        # route "http://127.0.0.1:5000/health" through a proxy.
+        self._client = httpx.Client(trust_env=False, follow_redirects=False)
+
+    def check(self, timeout: float) -> str | None:
+        try:
+            response = self._client.get(self._url, timeout=max(timeout, 0.05))
+        except httpx.HTTPError as exc:
+            return f"GET {self._url}: {type(exc).__name__}: {exc}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"GET {self._url}: HTTP {response.status_code}"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass(frozen=True)
+class HttpReadiness:
+    """Ready when ``GET url`` answers 2xx (e.g. ``mlflow server``'s ``/health``)."""
+
+    url: str
+
+    def open_probe(self) -> Probe:
+        return _HttpProbe(self.url)
+
+    def describe(self) -> str:
+        return f"http GET {self.url} -> 2xx"
+
+    def address(self) -> tuple[str, int] | None:
+        parts = urlsplit(self.url)
+        if parts.hostname is None:
+            return None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return (parts.hostname, port)
+
+
+# --------------------------------------------------------------------------------------------- grpc
+
+
+class _GrpcProbe:
+    def __init__(self, target: str, service: str) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        self._grpc = grpc
+        self._pb2 = health_pb2
+        self._target, self._service = target, service
+        # A proxy from the environment must not capture a local target.
+        self._channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
+        self._stub = health_pb2_grpc.HealthStub(self._channel)
+
+    def check(self, timeout: float) -> str | None:
+        request = self._pb2.HealthCheckRequest(service=self._service)
+        try:
+            response = self._stub.Check(request, timeout=max(timeout, 0.05))
+        except self._grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            name = code.name if code is not None else "ERROR"
+            return f"grpc health {self._target} [{self._service!r}]: {name}"
+        if response.status == self._pb2.HealthCheckResponse.SERVING:
+            return None
+        status_name = self._pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return f"grpc health {self._target} [{self._service!r}]: {status_name}"
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+@dataclass(frozen=True)
+class GrpcReadiness:
+    """Ready when ``grpc.health.v1.Health/Check`` on ``target`` (for ``service``) answers SERVING."""
+
+    target: str
+    service: str = ""
+
+    def open_probe(self) -> Probe:
+        return _GrpcProbe(self.target, self.service)
+
+    def describe(self) -> str:
+        return f"grpc health {self.target} service={self.service!r} -> SERVING"
+
+    def address(self) -> tuple[str, int] | None:
+        target = self.target.removeprefix("dns:///").removeprefix("ipv4:")
+        host, sep, port = target.rpartition(":")
+        if not sep or not port.isdigit() or "/" in target:
+            return None
+        return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def port_in_use(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True if something already accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the OS picks it; a small race remains)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

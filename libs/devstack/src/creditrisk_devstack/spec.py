@@ -1,0 +1,100 @@
+"""What to run: :class:`ProcessSpec`, and the errors the supervisor raises."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .readiness import NoReadiness, Readiness
+
+if TYPE_CHECKING:
+    from .supervisor import ManagedProcess
+
+BeforeStopHook = Callable[["ManagedProcess"], None]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One named process of a stack.
+
+    ``env`` overrides the inherited environment (a ``None`` value removes a variable); with
+    ``inherit_env=False`` the process sees only ``env``. ``depends_on=None`` means "after every
+    process declared before me" (strict declared order); an explicit tuple (possibly empty) lets
+    :meth:`Supervisor.start_all` start it as soon as those are ready, in parallel with others.
+    ``before_stop`` runs before ``stop_signal`` is sent (e.g. flip a readiness flag so a load
+    balancer drains); its errors are logged, never raised.
+    """
+
+    name: str
+    argv: Sequence[str]
+    cwd: Path | str | None = None
+    env: Mapping[str, str | None] = field(default_factory=dict)
+    ready: Readiness = field(default_factory=NoReadiness)
+    timeout_s: float = 60.0
+    grace_s: float = 10.0
+    stop_signal: signal.Signals = signal.SIGTERM
+    depends_on: tuple[str, ...] | None = None
+    before_stop: BeforeStopHook | None = None
+    inherit_env: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"invalid process name {self.name!r} (it names the log file)")
+        if isinstance(self.argv, str) or not self.argv:
+            raise ValueError(f"{self.name}: argv must be a non-empty sequence of strings")
+        if self.timeout_s <= 0 or self.grace_s < 0:
+            raise ValueError(f"{self.name}: timeout_s must be > 0 and grace_s >= 0")
+
+
+def command_hook(argv: Sequence[str], timeout_s: float = 10.0) -> BeforeStopHook:
+    """A ``before_stop`` hook running a command (like a Kubernetes preStop exec)."""
+    command = list(argv)
+
+    def hook(process: ManagedProcess) -> None:
+        subprocess.run(
+            command,
+            cwd=process.spec.cwd,
+            timeout=timeout_s,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    return hook
+
+
+class SupervisorError(RuntimeError):
+    """Base class of the supervisor's errors."""
+
+
+class ProcessFailedError(SupervisorError):
+    """A process could not be made ready; carries its name, exit code and the tail of its log."""
+
+    def __init__(self, name: str, message: str, log_path: Path, log_tail: str, returncode: int | None):
+        self.name = name
+        self.log_path = log_path
+        self.log_tail = log_tail
+        self.returncode = returncode
+        tail = log_tail.rstrip() or "(log is empty)"
+        super().__init__(f"{name}: {message}\n--- last lines of {log_path} ---\n{tail}\n--- end of log ---")
+
+
+class ProcessExitedError(ProcessFailedError):
+    """The process exited before it became ready."""
+
+
+class ReadinessTimeoutError(ProcessFailedError):
+    """The process did not become ready within its ``timeout_s``; its group has been killed."""
+
+
+class PortInUseError(SupervisorError):
+    """The readiness address already answers before the process is started (a stale process?)."""
+
+
+class StopError(SupervisorError):
+    """Some process group survived SIGKILL (e.g. a process stuck in uninterruptible sleep)."""

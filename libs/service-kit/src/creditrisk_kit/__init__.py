@@ -1,0 +1,80 @@
+"""What every gRPC service of the platform is built on.
+
+* :mod:`~creditrisk_kit.settings`: :class:`ServiceSettings`, typed settings from the environment,
+  validated at start (exit status 2 naming the wrong variable).
+* :mod:`~creditrisk_kit.errors`: domain exceptions carrying their gRPC and HTTP status and rich
+  error details.
+* :mod:`~creditrisk_kit.interceptors`: :class:`ErrorInterceptor`, exceptions -> statuses.
+* :mod:`~creditrisk_kit.server`: :class:`ServiceRunner` / :func:`serve`: ``grpc.aio`` server with
+  health, reflection, tracing, readiness checks and a drain on SIGTERM.
+* :mod:`~creditrisk_kit.client`: channels with message limits, a default deadline and gRPC's own
+  retries on UNAVAILABLE; :func:`wait_until_serving`.
+"""
+
+from .client import (
+    DEFAULT_TIMEOUT_S,
+    RetryPolicy,
+    aio_channel,
+    channel_options,
+    insecure_channel,
+    wait_until_serving,
+    wait_until_serving_sync,
+)
+from .errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+    ResourceExhausted,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+)
+from .interceptors import INTERNAL_MESSAGE, ErrorInterceptor
+from .server import (
+    LIVENESS_SERVICE,
+    ReadinessCheck,
+    RegisterServicers,
+    ServiceRunner,
+    ShutdownHook,
+    serve,
+    server_options,
+)
+from .settings import DEFAULT_MAX_MESSAGE_BYTES, EXIT_BAD_CONFIGURATION, LogLevel, ServiceSettings
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_TIMEOUT_S",
+    "EXIT_BAD_CONFIGURATION",
+    "INTERNAL_MESSAGE",
+    "LIVENESS_SERVICE",
+    "DeadlineExceeded",
+    "ErrorInterceptor",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InvalidArgument",
+    "LogLevel",
+    "NotFound",
+    "PermissionDenied",
+    "PreconditionViolation",
+    "ReadinessCheck",
+    "RegisterServicers",
+    "ResourceExhausted",
+    "RetryPolicy",
+    "ServiceError",
+    "ServiceRunner",
+    "ServiceSettings",
+    "ShutdownHook",
+    "Unauthenticated",
+    "Unavailable",
+    "aio_channel",
+    "channel_options",
+    "insecure_channel",
+    "serve",
+    "server_options",
+    "wait_until_serving",
+    "wait_until_serving_sync",
+]

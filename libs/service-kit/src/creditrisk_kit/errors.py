@@ -1,0 +1,275 @@
+"""Domain exceptions that cross the service boundary on purpose.
+
+Each exception carries the gRPC status code and the HTTP status it maps to (feast ``errors.py``
+style: :meth:`ServiceError.grpc_status_code`, :meth:`ServiceError.http_status_code`) and the rich
+error details of Google's error model (``google.rpc.Status`` with ``google.rpc.error_details``
+messages packed in ``Any``). :class:`creditrisk_kit.interceptors.ErrorInterceptor` turns them into
+the call's status; a REST front end uses :meth:`ServiceError.http_status_code`.
+
+HTTP statuses follow the mapping in ``google/rpc/code.proto``, except INVALID_ARGUMENT, which is
+422 (the FastAPI convention for a request that parses but fails validation).
+
+Clients decode the details with grpcio-status::
+
+    from grpc_status import rpc_status
+    status = rpc_status.from_call(error)       # google.rpc.Status, or None
+    for detail in status.details: ...          # Any; .Is(BadRequest.DESCRIPTOR) / .Unpack(...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+
+
+class ServiceError(Exception):
+    """Base of the domain exceptions; on its own it maps to INTERNAL / 500.
+
+    Args:
+        message: The status message the caller sees; write it for the caller (no secrets, no
+            stack traces).
+    """
+
+    grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def grpc_status_code(self) -> grpc.StatusCode:
+        """The gRPC status code of this error."""
+        return self.grpc_code
+
+    def http_status_code(self) -> int:
+        """The HTTP status of this error (``google/rpc/code.proto`` mapping)."""
+        return self.http_status
+
+    def details(self) -> list[Message]:
+        """The ``google.rpc.error_details`` messages sent with the status (none by default)."""
+        return []
+
+    def to_rpc_status(self) -> status_pb2.Status:
+        """This error as a ``google.rpc.Status``: code number, message, details packed in ``Any``."""
+        packed = []
+        for detail in self.details():
+            any_detail = any_pb2.Any()
+            any_detail.Pack(detail)
+            packed.append(any_detail)
+        return status_pb2.Status(code=self.grpc_code.value[0], message=self.message, details=packed)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One invalid field of a request.
+
+    Attributes:
+        field: Path of the field, dotted for nested fields (``applicant.age``).
+        reason: Why it is invalid, for the caller.
+    """
+
+    field: str
+    reason: str
+
+
+class InvalidArgument(ServiceError):
+    """A request field is invalid: INVALID_ARGUMENT / 422, with ``google.rpc.BadRequest`` details.
+
+    Args:
+        field: Path of the offending field; the message names it.
+        reason: Why the value is invalid.
+        more: Further violations, reported in the details after the first one.
+    """
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 422
+
+    def __init__(self, field: str, reason: str, *, more: Sequence[FieldViolation] = ()) -> None:
+        self.violations: tuple[FieldViolation, ...] = (FieldViolation(field, reason), *more)
+        suffix = f" (and {len(more)} more)" if more else ""
+        super().__init__(f"invalid argument {field!r}: {reason}{suffix}")
+        self.field = field
+        self.reason = reason
+
+    @classmethod
+    def from_violations(cls, violations: Sequence[FieldViolation]) -> InvalidArgument:
+        """One error for several invalid fields.
+
+        Raises:
+            ValueError: When ``violations`` is empty.
+        """
+        if not violations:
+            raise ValueError("InvalidArgument needs at least one violation")
+        first, *rest = violations
+        return cls(first.field, first.reason, more=rest)
+
+    def details(self) -> list[Message]:
+        return [
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.reason)
+                    for v in self.violations
+                ]
+            )
+        ]
+
+
+class NotFound(ServiceError):
+    """A named resource does not exist: NOT_FOUND / 404, with ``google.rpc.ResourceInfo`` details.
+
+    Args:
+        kind: Resource type, e.g. ``"registered model"`` or ``"feature view"``.
+        name: Resource name, e.g. ``"credit-risk"``.
+        description: Optional extra text for the details.
+    """
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+
+    def __init__(self, kind: str, name: str, *, description: str = "") -> None:
+        super().__init__(f"{kind} {name!r} not found")
+        self.kind = kind
+        self.name = name
+        self.description = description
+
+    def details(self) -> list[Message]:
+        return [
+            error_details_pb2.ResourceInfo(
+                resource_type=self.kind, resource_name=self.name, description=self.description
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class PreconditionViolation:
+    """One failed precondition (``google.rpc.PreconditionFailure.Violation``).
+
+    Attributes:
+        type: Service-specific kind, e.g. ``"PROMOTION_GATE"``.
+        subject: What failed, e.g. ``"credit-risk/7"``.
+        description: How to fix it, for the caller.
+    """
+
+    type: str
+    subject: str
+    description: str
+
+
+class FailedPrecondition(ServiceError):
+    """The system is not in a state for this call: FAILED_PRECONDITION / 400.
+
+    Carries ``google.rpc.PreconditionFailure`` details, one per violation.
+
+    Args:
+        message: What is wrong, for the caller.
+        violations: The preconditions that failed.
+    """
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 400
+
+    def __init__(self, message: str, violations: Sequence[PreconditionViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
+
+    def details(self) -> list[Message]:
+        if not self.violations:
+            return []
+        return [
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=v.type, subject=v.subject, description=v.description
+                    )
+                    for v in self.violations
+                ]
+            )
+        ]
+
+
+class Unauthenticated(ServiceError):
+    """No valid credentials: UNAUTHENTICATED / 401."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+
+    def __init__(self, message: str = "missing or invalid credentials") -> None:
+        super().__init__(message)
+
+
+class PermissionDenied(ServiceError):
+    """Authenticated but not allowed: PERMISSION_DENIED / 403."""
+
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+
+    def __init__(self, message: str = "permission denied") -> None:
+        super().__init__(message)
+
+
+def _retry_info(retry_after_s: float | None) -> list[Message]:
+    if retry_after_s is None:
+        return []
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(retry_after_s * 1e9))
+    return [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class ResourceExhausted(ServiceError):
+    """A quota or capacity is used up: RESOURCE_EXHAUSTED / 429.
+
+    Args:
+        message: What ran out.
+        retry_after_s: When set, sent as ``google.rpc.RetryInfo`` (seconds).
+    """
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+
+    def __init__(self, message: str = "resource exhausted", *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[Message]:
+        return _retry_info(self.retry_after_s)
+
+
+class Unavailable(ServiceError):
+    """A backend is unreachable; the call may be retried: UNAVAILABLE / 503.
+
+    The kit's clients retry UNAVAILABLE automatically (:mod:`creditrisk_kit.client`), so raise it
+    only when retrying the whole call is safe.
+
+    Args:
+        message: What is unavailable.
+        retry_after_s: When set, sent as ``google.rpc.RetryInfo`` (seconds).
+    """
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+
+    def __init__(self, message: str = "service unavailable", *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[Message]:
+        return _retry_info(self.retry_after_s)
+
+
+class DeadlineExceeded(ServiceError):
+    """A downstream step ran out of time: DEADLINE_EXCEEDED / 504."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+
+    def __init__(self, message: str = "deadline exceeded") -> None:
+        super().__init__(message)

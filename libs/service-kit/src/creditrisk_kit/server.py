@@ -1,0 +1,343 @@
+"""Run a ``grpc.aio`` service: health, reflection, error mapping, tracing, readiness, drain.
+
+A service's entrypoint reads in one screen::
+
+    async def main() -> None:
+        settings = FeatureServiceSettings.load_or_exit()
+        telemetry = configure_telemetry("feature-service")
+        configure_logging(settings.log_level)
+        core = FeatureCore(...)
+        await serve(
+            settings,
+            service_names=["creditrisk.feature.v1.FeatureService"],
+            register=lambda server: add_FeatureServiceServicer_to_server(Servicer(core), server),
+            readiness_checks={"online store": core.ping_online_store},
+            shutdown_hooks=[core.close, lambda: asyncio.to_thread(telemetry.shutdown)],
+        )
+
+Health (``grpc.health.v1``): the overall service ``""`` and every name in ``service_names`` start
+NOT_SERVING and become SERVING only when every readiness check passes; a background task re-runs
+the checks every ``health_check_interval_s`` and flips the status both ways. The extra name
+:data:`LIVENESS_SERVICE` is SERVING while the process serves at all, for a Kubernetes
+``livenessProbe`` (``grpc: {port: 50051, service: liveness}``), kept apart from readiness
+(``readinessProbe`` with ``service: ""``), as kserve keeps ServerLive apart from ServerReady.
+
+Shutdown (SIGTERM / SIGINT, or :meth:`ServiceRunner.request_stop`): 1. health goes NOT_SERVING
+for every name; 2. ``server.stop(grace_period_s)``: new calls are refused, in-flight calls get up
+to ``grace_period_s`` seconds to finish, then are cancelled; 3. the shutdown hooks run in order.
+An open ``Health/Watch`` stream is an in-flight call too and holds the drain until the grace ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from creditrisk_telemetry import instrument_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .interceptors import ErrorInterceptor
+from .settings import ServiceSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+"""An async callable answering "does my backend answer?": passes unless it raises, returns False,
+or takes longer than the check timeout."""
+
+ShutdownHook = Callable[[], Awaitable[object]]
+"""An async callable run after the drain (close pools, flush telemetry)."""
+
+RegisterServicers = Callable[[grpc.aio.Server], None]
+"""Adds the service's servicers to the server (``add_XServicer_to_server(servicer, server)``)."""
+
+LIVENESS_SERVICE = "liveness"
+"""Health service name that is SERVING whenever the process serves, whatever its backends."""
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
+    """Server channel arguments from the settings.
+
+    Returns:
+        Message limits of ``settings.max_message_bytes`` both ways, and ``grpc.so_reuseport=0`` so
+        that a second server on a taken port fails to bind instead of sharing it silently.
+    """
+    return [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _instrument_grpc() -> None:
+    instrument_grpc()
+
+
+class ServiceRunner:
+    """Owns one ``grpc.aio`` server from start to drained stop. Also usable in-process in tests.
+
+    Args:
+        settings: Host, port, grace period, message limit, check interval.
+        service_names: Full names of the gRPC services served (``package.Service``); each gets a
+            health status and is listed by server reflection.
+        register: Adds the servicers (or generic handlers) to the server.
+        readiness_checks: Named async checks; all must pass for SERVING. None or empty: SERVING
+            as soon as the server starts.
+        shutdown_hooks: Async callables run, in order, after the drain; a failing hook is logged
+            and the next one still runs.
+        interceptors: Further server interceptors, run inside the error interceptor.
+        check_timeout_s: Time limit of one check, in seconds; default the check interval.
+        instrument: Trace the server with OpenTelemetry (``instrument_grpc()``).
+        reflection: Register gRPC server reflection.
+
+    Raises:
+        RuntimeError: From :meth:`start` when the port cannot be bound.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        service_names: Sequence[str],
+        register: RegisterServicers,
+        readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+        shutdown_hooks: Sequence[ShutdownHook] = (),
+        interceptors: Sequence[Any] = (),
+        check_timeout_s: float | None = None,
+        instrument: bool = True,
+        reflection: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.service_names = tuple(service_names)
+        self._register = register
+        self._checks = dict(readiness_checks or {})
+        self._shutdown_hooks = tuple(shutdown_hooks)
+        self._interceptors = tuple(interceptors)
+        self._check_timeout_s = check_timeout_s or settings.health_check_interval_s
+        self._instrument = instrument
+        self._reflection = reflection
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self._ready: bool | None = None
+        self._failing: dict[str, str] = {}
+        self._checks_task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._terminated = asyncio.Event()
+        self._signals: list[signal.Signals] = []
+
+    @property
+    def readiness_names(self) -> tuple[str, ...]:
+        """Health names that follow the readiness checks: ``""`` and each service name."""
+        return (health.OVERALL_HEALTH, *self.service_names)
+
+    @property
+    def ready(self) -> bool:
+        """True when the last round of readiness checks passed (and no stop began)."""
+        return bool(self._ready) and self._stop_task is None
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop_task is not None
+
+    async def start(self) -> int:
+        """Build, bind and start the server, then start the readiness loop.
+
+        Returns:
+            The bound TCP port (the real one when ``settings.port`` is 0).
+
+        Raises:
+            RuntimeError: When the address cannot be bound, or on a second start.
+        """
+        if self.server is not None:
+            raise RuntimeError("ServiceRunner.start() called twice")
+        if self._instrument:
+            _instrument_grpc()
+        # Looked up on the module at call time: instrument_grpc() wraps grpc.aio.server and puts
+        # the OpenTelemetry interceptor first, so the error interceptor runs inside the span.
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(), *self._interceptors],
+            options=server_options(self.settings),
+        )
+        for name in (*self.readiness_names, LIVENESS_SERVICE):
+            await self.health.set(name, _NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self._register(server)
+        if self._reflection:
+            reflection.enable_server_reflection(
+                (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
+        try:
+            port = server.add_insecure_port(self.settings.bind_address)
+        except RuntimeError as exc:
+            raise RuntimeError(f"cannot bind {self.settings.bind_address}: {exc}") from exc
+        if not port:
+            raise RuntimeError(f"cannot bind {self.settings.bind_address}")
+        await server.start()
+        self.server, self.port = server, int(port)
+        await self.health.set(LIVENESS_SERVICE, _SERVING)
+        self._checks_task = asyncio.create_task(self._readiness_loop(), name="readiness-checks")
+        _LOGGER.info(
+            "serving %s on %s:%d",
+            ", ".join(self.service_names) or "(no services)",
+            self.settings.host,
+            self.port,
+            extra={"port": self.port, "services": list(self.service_names)},
+        )
+        return self.port
+
+    async def check_readiness(self) -> bool:
+        """Run every readiness check once, concurrently, and set the health statuses.
+
+        Returns:
+            True when all passed.
+        """
+        names = list(self._checks)
+        results = await asyncio.gather(*(self._run_check(name) for name in names))
+        failing = {name: reason for name, reason in zip(names, results, strict=True) if reason is not None}
+        ready = not failing
+        if self._stop_task is not None:
+            return ready
+        if ready != self._ready or failing.keys() != self._failing.keys():
+            if ready:
+                _LOGGER.info("ready: SERVING", extra={"health": "SERVING"})
+            else:
+                _LOGGER.warning(
+                    "not ready: NOT_SERVING (%s)",
+                    "; ".join(f"{name}: {reason}" for name, reason in failing.items()),
+                    extra={"health": "NOT_SERVING", "failing_checks": sorted(failing)},
+                )
+        self._ready, self._failing = ready, failing
+        for name in self.readiness_names:
+            await self.health.set(name, _SERVING if ready else _NOT_SERVING)
+        return ready
+
+    async def _run_check(self, name: str) -> str | None:
+        try:
+            result = await asyncio.wait_for(self._checks[name](), timeout=self._check_timeout_s)
+        except TimeoutError:
+            return f"no answer within {self._check_timeout_s} s"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "returned False" if result is False else None
+
+    async def _readiness_loop(self) -> None:
+        while True:
+            try:
+                await self.check_readiness()
+            except Exception:  # pragma: no cover - check_readiness guards each check
+                _LOGGER.exception("readiness round failed")
+            await asyncio.sleep(self.settings.health_check_interval_s)
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Begin the graceful stop (see the module docstring) without waiting; idempotent.
+
+        Safe to call from a signal handler installed with ``loop.add_signal_handler``.
+        """
+        if self._stop_task is not None:
+            return
+        _LOGGER.info("stopping (%s): health NOT_SERVING, draining", reason)
+        self._stop_task = asyncio.get_running_loop().create_task(self._stop(), name="service-stop")
+
+    def handle_signal(self, signum: int) -> None:
+        """The SIGTERM / SIGINT handler: :meth:`request_stop`."""
+        self.request_stop(signal.Signals(signum).name)
+
+    async def stop(self) -> None:
+        """Stop gracefully and wait until done: NOT_SERVING, drain, shutdown hooks; idempotent."""
+        self.request_stop()
+        assert self._stop_task is not None
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
+        try:
+            if self._checks_task is not None:
+                self._checks_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._checks_task
+            # 1. Health first, so load balancers and health-checking clients move away.
+            await self.health.enter_graceful_shutdown()
+            # 2. Drain: refuse new calls, give in-flight ones up to the grace period.
+            if self.server is not None:
+                await self.server.stop(self.settings.grace_period_s)
+            _LOGGER.info("drained")
+            # 3. Release what the service holds.
+            for hook in self._shutdown_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    _LOGGER.exception("shutdown hook %r failed", hook)
+        finally:
+            self._terminated.set()
+
+    async def wait_for_termination(self) -> None:
+        """Wait until a stop (signal or :meth:`request_stop`) has completed."""
+        await self._terminated.wait()
+
+    def install_signal_handlers(
+        self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
+        """Make ``signals`` start the graceful stop (running loop, main thread only)."""
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.handle_signal, sig)
+            self._signals.append(sig)
+
+    def remove_signal_handlers(self) -> None:
+        """Undo :meth:`install_signal_handlers`."""
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+    async def __aenter__(self) -> ServiceRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+async def serve(
+    settings: ServiceSettings,
+    *,
+    service_names: Sequence[str],
+    register: RegisterServicers,
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    shutdown_hooks: Sequence[ShutdownHook] = (),
+    interceptors: Sequence[Any] = (),
+) -> None:
+    """Start a :class:`ServiceRunner`, stop it gracefully on SIGTERM / SIGINT, return when done.
+
+    Args: as :class:`ServiceRunner`.
+
+    Raises:
+        RuntimeError: When the port cannot be bound.
+    """
+    runner = ServiceRunner(
+        settings,
+        service_names=service_names,
+        register=register,
+        readiness_checks=readiness_checks,
+        shutdown_hooks=shutdown_hooks,
+        interceptors=interceptors,
+    )
+    await runner.start()
+    runner.install_signal_handlers()
+    try:
+        await runner.wait_for_termination()
+    finally:
+        runner.remove_signal_handlers()
+        if not runner.stopping:  # cancelled from outside: still drain
+            await runner.stop()

@@ -1,0 +1,272 @@
+"""ErrorInterceptor: every domain exception -> its code, message and rich details, all RPC kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+from creditrisk_kit import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+    ResourceExhausted,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+    aio_channel,
+)
+from google.protobuf.wrappers_pb2 import StringValue
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from kit_support import handlers, method, running, stream_stream, stream_unary, unary_stream, unary_unary
+
+CASES: list[tuple[ServiceError, grpc.StatusCode, int, str, type | None]] = [
+    (
+        InvalidArgument("applicant.age", "must be >= 18"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        422,
+        "applicant.age",
+        error_details_pb2.BadRequest,
+    ),
+    (
+        NotFound("registered model", "credit-risk"),
+        grpc.StatusCode.NOT_FOUND,
+        404,
+        "credit-risk",
+        error_details_pb2.ResourceInfo,
+    ),
+    (
+        FailedPrecondition(
+            "promotion gate failed", [PreconditionViolation("PROMOTION_GATE", "credit-risk/7", "AUC below")]
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        400,
+        "promotion gate",
+        error_details_pb2.PreconditionFailure,
+    ),
+    (Unauthenticated(), grpc.StatusCode.UNAUTHENTICATED, 401, "credentials", None),
+    (PermissionDenied("not an admin"), grpc.StatusCode.PERMISSION_DENIED, 403, "not an admin", None),
+    (
+        ResourceExhausted("queue full", retry_after_s=1.5),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        429,
+        "queue full",
+        error_details_pb2.RetryInfo,
+    ),
+    (Unavailable("online store down"), grpc.StatusCode.UNAVAILABLE, 503, "online store", None),
+    (DeadlineExceeded("feature lookup"), grpc.StatusCode.DEADLINE_EXCEEDED, 504, "feature lookup", None),
+    (ServiceError("generic failure"), grpc.StatusCode.INTERNAL, 500, "generic failure", None),
+]
+
+KINDS = ["unary_unary", "unary_stream", "stream_unary", "stream_stream"]
+
+
+def raising_service(exc: BaseException) -> grpc.GenericRpcHandler:
+    async def uu(request: StringValue, context: Any) -> StringValue:
+        raise exc
+
+    async def us(request: StringValue, context: Any) -> AsyncIterator[StringValue]:
+        yield StringValue(value="first")
+        raise exc
+
+    async def su(requests: AsyncIterator[StringValue], context: Any) -> StringValue:
+        async for _ in requests:
+            pass
+        raise exc
+
+    async def ss(requests: AsyncIterator[StringValue], context: Any) -> AsyncIterator[StringValue]:
+        async for request in requests:
+            yield request
+        raise exc
+
+    return handlers(
+        unary_unary=unary_unary(uu),
+        unary_stream=unary_stream(us),
+        stream_unary=stream_unary(su),
+        stream_stream=stream_stream(ss),
+    )
+
+
+async def call(channel: grpc.aio.Channel, kind: str) -> tuple[list[str], grpc.aio.AioRpcError]:
+    """Call method ``kind``; returns the responses received before the error, and the error."""
+    received: list[str] = []
+    multicallable = method(channel, kind, kind)
+    try:
+        if kind == "unary_unary":
+            await multicallable(StringValue(value="x"))
+        elif kind == "unary_stream":
+            async for response in multicallable(StringValue(value="x")):
+                received.append(response.value)
+        elif kind == "stream_unary":
+            await multicallable(iter([StringValue(value="a"), StringValue(value="b")]))
+        else:
+            async for response in multicallable(iter([StringValue(value="a")])):
+                received.append(response.value)
+    except grpc.aio.AioRpcError as error:
+        return received, error
+    raise AssertionError(f"{kind} did not fail")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("exc", "code", "http", "named", "detail_type"), CASES, ids=lambda v: type(v).__name__
+)
+async def test_domain_error_maps_to_status_with_details(
+    kind: str, exc: ServiceError, code: grpc.StatusCode, http: int, named: str, detail_type: type | None
+) -> None:
+    assert exc.grpc_status_code() == code
+    assert exc.http_status_code() == http
+    async with running(raising_service(exc)) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            received, error = await call(channel, kind)
+        finally:
+            await channel.close()
+    assert error.code() == code
+    assert named in error.details()
+    if kind in ("unary_stream", "stream_stream"):
+        assert received == ["first"] if kind == "unary_stream" else received == ["a"]
+    # grpcio-status decodes the rich status; from_call checks code and message agree with it.
+    status = rpc_status.from_call(error)
+    assert status is not None
+    assert status.code == code.value[0]
+    assert status.message == error.details()
+    if detail_type is None:
+        assert list(status.details) == []
+    else:
+        assert len(status.details) == 1
+        detail = detail_type()
+        assert status.details[0].Unpack(detail)
+        if isinstance(detail, error_details_pb2.BadRequest):
+            assert [v.field for v in detail.field_violations] == ["applicant.age"]
+        if isinstance(detail, error_details_pb2.ResourceInfo):
+            assert (detail.resource_type, detail.resource_name) == ("registered model", "credit-risk")
+        if isinstance(detail, error_details_pb2.RetryInfo):
+            assert detail.retry_delay.ToNanoseconds() == 1_500_000_000
+
+
+def test_invalid_argument_with_several_fields() -> None:
+    exc = InvalidArgument.from_violations([FieldViolation("a", "missing"), FieldViolation("b.c", "negative")])
+    assert "'a'" in exc.message
+    assert "1 more" in exc.message
+    detail = error_details_pb2.BadRequest()
+    assert exc.to_rpc_status().details[0].Unpack(detail)
+    assert [(v.field, v.description) for v in detail.field_violations] == [
+        ("a", "missing"),
+        ("b.c", "negative"),
+    ]
+    with pytest.raises(ValueError, match="at least one"):
+        InvalidArgument.from_violations([])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_unexpected_exception_is_internal_with_generic_message_and_logged_traceback(
+    kind: str, caplog: pytest.LogCaptureFixture, spans: Any
+) -> None:
+    secret = "database password is hunter2"
+    caplog.set_level(logging.ERROR, logger="creditrisk_kit.interceptors")
+    async with running(raising_service(RuntimeError(secret))) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            _, error = await call(channel, kind)
+        finally:
+            await channel.close()
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert secret not in error.details()
+    match = re.fullmatch(r"internal error; see server log, trace id ([0-9a-f]{32})", error.details())
+    assert match, error.details()
+    records = [r for r in caplog.records if r.name == "creditrisk_kit.interceptors"]
+    assert len(records) == 1
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[0] is RuntimeError
+    assert f"/{kind}" in records[0].getMessage()
+    assert "Traceback" in caplog.text
+    assert secret in caplog.text
+    # The trace id in the message is the server span's.
+    server_spans = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert any(format(s.context.trace_id, "032x") == match.group(1) for s in server_spans)
+
+
+async def test_context_abort_passes_through(caplog: pytest.LogCaptureFixture) -> None:
+    async def uu(request: StringValue, context: Any) -> StringValue:
+        await context.abort(grpc.StatusCode.ALREADY_EXISTS, "model version 3 exists")
+        raise AssertionError("unreachable")
+
+    async def us(request: StringValue, context: Any) -> AsyncIterator[StringValue]:
+        yield StringValue(value="one")
+        await context.abort(grpc.StatusCode.OUT_OF_RANGE, "page 9 of 3")
+
+    caplog.set_level(logging.INFO, logger="creditrisk_kit.interceptors")
+    async with running(handlers(uu=unary_unary(uu), us=unary_stream(us))) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await method(channel, "unary_unary", "uu")(StringValue(value="x"))
+            assert (info.value.code(), info.value.details()) == (
+                grpc.StatusCode.ALREADY_EXISTS,
+                "model version 3 exists",
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in method(channel, "unary_stream", "us")(StringValue(value="x")):
+                    pass
+            assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        finally:
+            await channel.close()
+    assert not [r for r in caplog.records if r.name == "creditrisk_kit.interceptors"]
+
+
+async def test_client_cancellation_propagates_to_handler_and_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entered = asyncio.Event()
+    handler_cancelled = asyncio.Event()
+
+    async def slow(request: StringValue, context: Any) -> StringValue:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            handler_cancelled.set()
+            raise
+        return request
+
+    caplog.set_level(logging.INFO, logger="creditrisk_kit.interceptors")
+    async with running(handlers(slow=unary_unary(slow))) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            pending = method(channel, "unary_unary", "slow")(StringValue(value="x"))
+            await asyncio.wait_for(entered.wait(), 5)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            await asyncio.wait_for(handler_cancelled.wait(), 5)
+        finally:
+            await channel.close()
+    assert not [r for r in caplog.records if r.name == "creditrisk_kit.interceptors"]
+
+
+async def test_stray_cancelled_error_while_call_is_live_becomes_cancelled() -> None:
+    async def stray(request: StringValue, context: Any) -> StringValue:
+        inner = asyncio.get_running_loop().create_future()
+        inner.cancel()
+        await inner  # raises CancelledError, but this task was not asked to cancel
+        return request
+
+    async with running(handlers(stray=unary_unary(stray))) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await method(channel, "unary_unary", "stray")(StringValue(value="x"), timeout=5)
+        finally:
+            await channel.close()
+    assert info.value.code() == grpc.StatusCode.CANCELLED

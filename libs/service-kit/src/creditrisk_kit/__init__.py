@@ -9,6 +9,8 @@
   health, reflection, tracing, readiness checks and a drain on SIGTERM.
 * :mod:`~creditrisk_kit.client`: channels with message limits, a default deadline and gRPC's own
   retries on UNAVAILABLE; :func:`wait_until_serving`.
+* :mod:`~creditrisk_kit.arrow` (extra ``arrow``): Arrow IPC chunks that fit the message size, for
+  streaming RPCs (imported on demand, not re-exported here).
 """
 
 from .client import (

@@ -21,12 +21,14 @@ DEPLOYABLES := services/feature-service services/training-service services/regis
 PROFILE ?= embedded
 export PROFILE
 
-.PHONY: help setup uv node envs protos check-protos check-envs lint format test test-libs demo clean
+
+.PHONY: help setup uv node envs lock protos check-protos check-envs lint format test test-libs demo clean
 
 help:
 	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
 	@echo "make test          every check and test CI runs"
 	@echo "make setup         create every environment (uv, Python 3.12, one locked env per deployable, buf)"
+	@echo "make lock          re-lock every environment after a dependency change"
 	@echo "make protos        regenerate the Python contract code from protos/ (pinned grpcio-tools)"
 	@echo "make check-protos  buf lint, buf breaking against the released baseline, stale generated code"
 	@echo "make check-envs    import the contracts and the telemetry library in every environment"
@@ -53,6 +55,12 @@ envs: $(UV)
 	@for d in $(DEPLOYABLES); do echo "--> environment $$d"; (cd $$d && $(UV) sync --locked --quiet); done
 
 setup: envs node
+
+# Re-lock every environment: needed after changing the dependencies of a deployable or of a library
+# they share (a path dependency's metadata is part of each lock).
+lock: $(UV)
+	$(UV) lock --quiet
+	@for d in $(DEPLOYABLES); do echo "--> lock $$d"; (cd $$d && $(UV) lock --quiet); done
 
 protos: $(UV)
 	$(UV) run --locked scripts/gen-protos

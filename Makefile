@@ -22,7 +22,7 @@ PROFILE ?= embedded
 export PROFILE
 
 
-.PHONY: help setup uv node envs lock protos check-protos check-envs lint format test test-libs demo clean
+.PHONY: help setup uv node envs lock protos check-protos check-envs lint format test test-libs test-services demo clean
 
 help:
 	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
@@ -84,7 +84,12 @@ format: $(UV)
 test-libs: setup
 	$(UV) run --locked pytest libs tests
 
-test: check-protos check-envs lint test-libs
+# Each deployable's own tests, in its own environment (only those that have tests so far).
+test-services: setup
+	@for d in $(DEPLOYABLES); do if [ -d $$d/tests ]; then echo "--> tests of $$d"; \
+	  (cd $$d && $(UV) run --locked pytest -p no:cacheprovider); fi; done
+
+test: check-protos check-envs lint test-libs test-services
 	@echo "--> all checks and tests passed"
 
 demo: setup

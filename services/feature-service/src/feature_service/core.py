@@ -1,0 +1,895 @@
+"""``FeatureStoreCore``: the feature-service's domain API over Feast (thin transports call it).
+
+Every transport (the gRPC servicer, a REST handler, the CLI) converts its messages to these
+arguments and the returned dataclasses back; errors are :mod:`feature_service.errors` exceptions
+that carry their gRPC / HTTP status.
+
+Where Feast 0.67 behaves in ways the API hides:
+
+* Online values: Feast answers PRESENT for a stored null, PRESENT with an empty value and no
+  timestamp for an unknown entity on Redis (NOT_FOUND on SQLite), and never OUTSIDE_MAX_AGE on the
+  normal read path; this core reports NULL_VALUE for a stored null, MISSING for an entity the store
+  does not hold, and OUTSIDE_TTL when the value's event time is older than its view's TTL (the value
+  is still returned).
+* Python-mode on-demand outputs vanish from the response when ``full_feature_names=True``; Feast
+  is called with short names (unique within a selection) and the core names features ``view:feature``.
+* Request data: Feast raises when an on-demand view's request field is absent, so both override
+  fields are always sent, null when the caller gave none (the UDF then uses the stored value).
+* Point-in-time joins run with ``filter_by_created_timestamp=True`` (configurable): otherwise a late
+  correction (same event time, later created time) leaks into rows stamped before it existed.
+* The PostgreSQL offline store returns integers as float64 when a null is present and naive event
+  timestamps; the historical output is cast back to the Feast schema and to UTC.
+* Offline pushes go through :mod:`feature_service.offline` on both profiles: Feast 0.67's PostgreSQL
+  offline store has no offline write (COPY instead), and its DuckDB append rewrites the Parquet
+  file in place (an atomic replace instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+from feast.data_source import PushMode
+from feast.errors import (
+    FeatureServiceNotFoundException,
+    FeatureViewNotFoundException,
+    OnDemandFeatureViewNotFoundException,
+)
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from feature_service.offline import conform, offline_writer
+from feature_service.repo import FeastRepo, build_repo
+from feature_service.schema import (
+    CREATED_TIMESTAMP,
+    ENTITY_KEY,
+    EVENT_TIMESTAMP,
+    REQUEST_FIELDS,
+    VIEWS_BY_NAME,
+)
+from feature_service.settings import FeatureServiceSettings
+from feature_service.sources import repo_config, write_feature_store_yaml
+
+_REQUEST_ALIASES: dict[str, str] = {**REQUEST_FIELDS, **{v: v for v in REQUEST_FIELDS.values()}}
+_ROW_INDEX = "__feature_service_row"
+
+
+class ValueStatus(StrEnum):
+    """Status of one online value."""
+
+    PRESENT = "PRESENT"
+    NULL_VALUE = "NULL_VALUE"
+    MISSING = "MISSING"
+    OUTSIDE_TTL = "OUTSIDE_TTL"
+
+
+class PushTarget(StrEnum):
+    """Where pushed rows go."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    BOTH = "both"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature as the API names and types it.
+
+    Attributes:
+        name: reference ``view:feature``.
+        view: feature view (or on-demand feature view) name.
+        feature: feature name within the view.
+        value_type: Feast value type name: ``INT64``, ``DOUBLE``, ``STRING`` or ``BOOL``.
+    """
+
+    name: str
+    view: str
+    feature: str
+    value_type: str
+
+
+@dataclass(frozen=True)
+class FeatureValue:
+    """One value of the online response.
+
+    Attributes:
+        value: int, float, str, bool or None.
+        status: see :class:`ValueStatus`.
+        event_timestamp: event time of the stored row (UTC), None when missing; for on-demand
+            features the latest event time of its stored inputs.
+    """
+
+    value: int | float | str | bool | None
+    status: ValueStatus
+    event_timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """The online response: ``values[i][j]`` is feature ``features[j]`` of ``entity_rows[i]``."""
+
+    entity_rows: list[dict[str, Any]]
+    features: list[FeatureSpec]
+    values: list[list[FeatureValue]]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Row-wise ``{feature name: value}`` (convenience for callers and tests)."""
+        return [{s.name: v.value for s, v in zip(self.features, row, strict=True)} for row in self.values]
+
+
+@dataclass(frozen=True)
+class FeatureViewInfo:
+    """Description of a feature view.
+
+    Attributes:
+        kind: ``batch`` or ``on_demand``.
+        ttl: the view's TTL (None: unlimited or not applicable).
+        online: whether its values are served online.
+        push_source: name of its push source, if any.
+        request_fields: request-data fields an on-demand view accepts.
+    """
+
+    name: str
+    kind: str
+    entities: list[str]
+    features: list[FeatureSpec]
+    ttl: timedelta | None
+    online: bool
+    push_source: str | None
+    request_fields: list[str]
+    description: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FeatureServiceInfo:
+    """Description of a feature service."""
+
+    name: str
+    features: list[FeatureSpec]
+    feature_views: list[str]
+    description: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What a materialization covered (``start`` is None for incremental runs)."""
+
+    feature_views: list[str]
+    start: datetime | None
+    end: datetime
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push wrote."""
+
+    push_source: str
+    feature_view: str
+    rows: int
+    to: PushTarget
+
+
+@dataclass
+class _Plan:
+    """A resolved feature selection (cached per registry refresh)."""
+
+    feast_features: FeatureService | list[str]
+    specs: list[FeatureSpec]
+    response_names: list[str]  # names in Feast's response (short: see _resolve)
+    ttl_seconds: list[float | None]
+    online_views: set[str]
+    offline_only_views: list[str]
+    needs_request_data: bool
+    odfv_sources: dict[str, list[str]] = field(default_factory=dict)  # odfv -> source view names
+
+
+def _utc(ts: datetime) -> datetime:
+    """A datetime in UTC; naive means UTC."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _value_type(dtype: Any) -> str:
+    return str(dtype.to_value_type().name)
+
+
+class FeatureStoreCore:
+    """Domain API of the feature-service over one Feast project.
+
+    Args:
+        settings: profile, stores and project.
+        repo: the Feast objects; default :func:`feature_service.repo.build_repo` of ``settings``.
+    """
+
+    def __init__(self, settings: FeatureServiceSettings, repo: FeastRepo | None = None) -> None:
+        self.settings = settings
+        self.repo = repo or build_repo(settings)
+        self._store: FeatureStore | None = None
+        self._store_lock = threading.Lock()
+        self._plans: dict[tuple[str | None, tuple[str, ...] | None, bool], _Plan] = {}
+        self._plans_at = 0.0
+
+    # ------------------------------------------------------------------ set-up
+
+    @property
+    def store(self) -> FeatureStore:
+        """The Feast ``FeatureStore`` (built on first use from a programmatic ``RepoConfig``)."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = FeatureStore(config=repo_config(self.settings))
+        return self._store
+
+    def apply(self) -> None:
+        """Register the repository's objects and create the online store tables (idempotent)."""
+        self.store.apply(self.repo.objects())
+        self.store.refresh_registry()
+        self._plans.clear()
+
+    def write_feature_store_yaml(self) -> str:
+        """Write ``feature_store.yaml`` for ``feast`` CLI users (e.g. ``feast serve``); returns its path."""
+        return str(write_feature_store_yaml(self.settings))
+
+    def teardown(self) -> None:
+        """Remove this project's online data, registry entries and offline tables (tests, demos).
+
+        Not ``FeatureStore.teardown()``: in Feast 0.67 that deletes *every* project of the registry
+        (a shared SQL registry included), not just this one.
+        """
+        store = self.store
+        project = self.settings.project
+        try:
+            views = store.list_feature_views()
+            entities = store.list_entities()
+            store._get_provider().teardown_infra(project, views, entities)
+        finally:
+            # best effort: the project may never have been applied
+            with contextlib.suppress(Exception):
+                store.registry.delete_project(project, commit=True)
+            self._delete_version_history(store, project)
+            offline_writer(self.settings).drop_all()
+
+    @staticmethod
+    def _delete_version_history(store: FeatureStore, project: str) -> None:
+        """Purge what Feast 0.67's SQL registry leaves behind after ``delete_project``.
+
+        ``feature_view_version_history`` rows survive it (re-applying the same project name then
+        fails on their primary key), and a project that was only read, never applied, has
+        ``feast_metadata`` rows but no ``projects`` row, so ``delete_project`` refuses it.
+        """
+        engine = getattr(store.registry, "write_engine", None)
+        if engine is None:
+            return
+        from feast.infra.registry import sql as sql_registry
+        from sqlalchemy import delete
+
+        with engine.begin() as conn:
+            for table in (
+                sql_registry.feature_view_version_history,
+                sql_registry.feast_metadata,
+                sql_registry.projects,
+            ):
+                conn.execute(delete(table).where(table.c.project_id == project))
+
+    async def ready(self, timeout_s: float = 5.0) -> None:
+        """Return when the registry and the online store answer.
+
+        Reads the registry (uncached) and looks up a nonexistent applicant in the online store.
+
+        Raises:
+            Unavailable: a backend did not answer within ``timeout_s`` or failed.
+        """
+
+        def probe() -> None:
+            store = self.store
+            views = [
+                fv
+                for fv in store.registry.list_feature_views(self.settings.project, allow_cache=False)
+                if fv.online
+            ]
+            if not views:
+                raise Unavailable(
+                    f"project '{self.settings.project}' has no online feature views (not applied)"
+                )
+            ref = f"{views[0].name}:{views[0].features[0].name}"
+            store.get_online_features(features=[ref], entity_rows=[{ENTITY_KEY: -1}])
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(probe), timeout_s)
+        except Unavailable:
+            raise
+        except TimeoutError as exc:
+            raise Unavailable(f"feature store did not answer within {timeout_s} s") from exc
+        except Exception as exc:
+            raise Unavailable(f"feature store is not ready: {type(exc).__name__}: {exc}") from exc
+
+    # ------------------------------------------------------------------ resolution
+
+    def _plan(self, feature_service: str | None, features: Sequence[str] | None, online: bool) -> _Plan:
+        if (feature_service is None) == (not features):
+            raise InvalidArgument(
+                "features", "give exactly one of a feature service or a list of feature references"
+            )
+        if time.monotonic() - self._plans_at > max(self.settings.registry_cache_ttl_seconds, 1):
+            self._plans.clear()
+            self._plans_at = time.monotonic()
+        key = (feature_service, tuple(features) if features else None, online)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._resolve(feature_service, list(features or []))
+            self._plans[key] = plan
+        if online and plan.offline_only_views:
+            raise FailedPrecondition(
+                f"feature view(s) {plan.offline_only_views} are offline-only, not served online"
+            )
+        return plan
+
+    def _view(self, name: str) -> FeatureView | OnDemandFeatureView:
+        registry, project = self.store.registry, self.settings.project
+        try:
+            return registry.get_feature_view(name, project, allow_cache=True)
+        except FeatureViewNotFoundException:
+            pass
+        try:
+            return registry.get_on_demand_feature_view(name, project, allow_cache=True)
+        except (OnDemandFeatureViewNotFoundException, FeatureViewNotFoundException):
+            raise NotFound("feature view", name) from None
+
+    def _resolve(self, feature_service: str | None, features: list[str]) -> _Plan:
+        registry, project = self.store.registry, self.settings.project
+        feast_features: FeatureService | list[str]
+        selection: list[tuple[FeatureView | OnDemandFeatureView, list[str]]] = []
+        if feature_service is not None:
+            try:
+                fs = registry.get_feature_service(feature_service, project, allow_cache=True)
+            except FeatureServiceNotFoundException:
+                raise NotFound("feature service", feature_service) from None
+            feast_features = fs
+            for projection in fs.feature_view_projections:
+                selection.append((self._view(projection.name), [f.name for f in projection.features]))
+        else:
+            feast_features = []
+            by_view: dict[str, list[str]] = {}
+            for ref in features:
+                if (
+                    not isinstance(ref, str)
+                    or ref.count(":") != 1
+                    or ref.startswith(":")
+                    or ref.endswith(":")
+                ):
+                    raise InvalidArgument("features", f"'{ref}' is not a feature reference 'view:feature'")
+                view_name, feature = ref.split(":")
+                by_view.setdefault(view_name, [])
+                if feature not in by_view[view_name]:
+                    by_view[view_name].append(feature)
+                    feast_features.append(ref)
+            for view_name, names in by_view.items():
+                view = self._view(view_name)
+                known = {f.name for f in view.features}
+                for name in names:
+                    if name not in known:
+                        raise NotFound("feature", f"{view_name}:{name}")
+                selection.append((view, names))
+
+        specs: list[FeatureSpec] = []
+        ttls: list[float | None] = []
+        offline_only: list[str] = []
+        needs_request = False
+        odfv_sources: dict[str, list[str]] = {}
+        online_views: set[str] = set()
+        for view, names in selection:
+            dtypes = {f.name: f.dtype for f in view.features}
+            ttl: float | None = None
+            if isinstance(view, OnDemandFeatureView):
+                needs_request = needs_request or bool(view.source_request_sources)
+                odfv_sources[view.name] = [p.name for p in view.source_feature_view_projections.values()]
+            else:
+                if not view.online:
+                    offline_only.append(view.name)
+                online_views.add(view.name)
+                if view.ttl and view.ttl.total_seconds() > 0:
+                    ttl = view.ttl.total_seconds()
+            for name in names:
+                specs.append(FeatureSpec(f"{view.name}:{name}", view.name, name, _value_type(dtypes[name])))
+                ttls.append(ttl)
+        seen: dict[str, str] = {}
+        for spec in specs:
+            if spec.feature in seen:
+                # Feast 0.67 drops python-mode on-demand outputs when full_feature_names=True, so
+                # retrieval uses short names, which must therefore be unique in one selection.
+                raise InvalidArgument(
+                    "features", f"'{seen[spec.feature]}' and '{spec.name}' share a feature name"
+                )
+            seen[spec.feature] = spec.name
+        return _Plan(
+            feast_features=feast_features,
+            specs=specs,
+            response_names=[s.feature for s in specs],
+            ttl_seconds=ttls,
+            online_views=online_views,
+            offline_only_views=offline_only,
+            needs_request_data=needs_request,
+            odfv_sources=odfv_sources,
+        )
+
+    # ------------------------------------------------------------------ online
+
+    @staticmethod
+    def _entity_key(row: Mapping[str, Any], index: int) -> int:
+        if not isinstance(row, Mapping):
+            raise InvalidArgument("entity_rows", f"row {index} is not a mapping of join keys")
+        if ENTITY_KEY not in row:
+            raise InvalidArgument(ENTITY_KEY, f"missing join key in entity row {index}")
+        unknown = [k for k in row if k != ENTITY_KEY]
+        if unknown:
+            raise InvalidArgument(
+                unknown[0], f"unknown join key in entity row {index} (expected '{ENTITY_KEY}')"
+            )
+        value = row[ENTITY_KEY]
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InvalidArgument(
+                ENTITY_KEY, f"entity row {index}: expected an int64, got {type(value).__name__} {value!r}"
+            )
+        if not -(2**63) <= int(value) < 2**63:
+            raise InvalidArgument(ENTITY_KEY, f"entity row {index}: {value} is out of the int64 range")
+        return int(value)
+
+    @staticmethod
+    def _request_row(values: Mapping[str, Any] | None, index: int) -> dict[str, int | None]:
+        out: dict[str, int | None] = dict.fromkeys(REQUEST_FIELDS.values())
+        for key, value in (values or {}).items():
+            target = _REQUEST_ALIASES.get(key)
+            if target is None:
+                raise InvalidArgument(
+                    key, f"request value {index}: unknown request field (accepted: {sorted(REQUEST_FIELDS)})"
+                )
+            if value is None:
+                continue
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InvalidArgument(
+                    key, f"request value {index}: expected an int64, got {type(value).__name__} {value!r}"
+                )
+            out[target] = int(value)
+        return out
+
+    def get_online_features(
+        self,
+        entity_rows: Sequence[Mapping[str, Any]],
+        request_values: Sequence[Mapping[str, Any] | None] | None = None,
+        feature_service: str | None = None,
+        features: Sequence[str] | None = None,
+    ) -> OnlineFeatures:
+        """Latest values of the requested features for each entity row, from the online store.
+
+        Args:
+            entity_rows: one mapping per entity, ``{"applicant_id": int}``.
+            request_values: optional, parallel to ``entity_rows``: request-time values per row
+                (``credit_amount``, ``duration_in_month``; ints) that override the stored value in
+                on-demand features (``monthly_installment``). Absent or None: stored value.
+            feature_service: name of a feature service (e.g. ``credit_risk_v1``), or
+            features: feature references ``view:feature``; exactly one of the two.
+
+        Returns:
+            Values with status and event timestamp per entity and feature, plus the feature specs.
+            An applicant that exists nowhere gets status MISSING, not an error.
+
+        Raises:
+            NotFound: unknown feature service, feature view or feature (named).
+            InvalidArgument: a missing or unknown join key, a key of the wrong type, a bad request
+                value or feature reference (the key is named).
+            FailedPrecondition: a requested view is offline-only (labels).
+        """
+        plan = self._plan(feature_service, features, online=True)
+        keys = [self._entity_key(row, i) for i, row in enumerate(entity_rows)]
+        if request_values is not None and len(request_values) != len(keys):
+            raise InvalidArgument(
+                "request_values", f"{len(request_values)} request rows for {len(keys)} entity rows"
+            )
+        columns: dict[str, list[Any]] = {ENTITY_KEY: keys}
+        if plan.needs_request_data:
+            rows = [
+                self._request_row(request_values[i] if request_values else None, i) for i in range(len(keys))
+            ]
+            for name in REQUEST_FIELDS.values():
+                columns[name] = [r[name] for r in rows]
+        elif request_values and any(request_values):
+            for i, rv in enumerate(request_values):
+                self._request_row(rv, i)  # validates the names even when unused
+        if not keys:
+            return OnlineFeatures([], plan.specs, [])
+        response = self.store.get_online_features(
+            features=plan.feast_features, entity_rows=columns, full_feature_names=False
+        ).proto
+        return self._convert(plan, keys, response)
+
+    def _convert(self, plan: _Plan, keys: list[int], response: Any) -> OnlineFeatures:
+        names = list(response.metadata.feature_names.val)
+        index = {n: i for i, n in enumerate(names)}
+        now = time.time()
+        n = len(keys)
+        per_view_ts: dict[str, list[datetime | None]] = {}
+        per_view_status: dict[str, list[int]] = {}
+        columns: list[list[FeatureValue]] = []
+        for spec, response_name, ttl in zip(plan.specs, plan.response_names, plan.ttl_seconds, strict=True):
+            vector = response.results[index[response_name]]
+            is_odfv = spec.view in plan.odfv_sources
+            col: list[FeatureValue] = []
+            for i in range(n):
+                proto = vector.values[i]
+                kind = proto.WhichOneof("val")
+                value = None if kind is None or kind == "null_val" else getattr(proto, kind)
+                if isinstance(value, float) and math.isnan(value):
+                    value = None
+                ts_proto = vector.event_timestamps[i] if i < len(vector.event_timestamps) else None
+                ts_seconds = ts_proto.seconds + ts_proto.nanos / 1e9 if ts_proto is not None else 0.0
+                ts = datetime.fromtimestamp(ts_seconds, UTC) if ts_seconds else None
+                raw = vector.statuses[i] if i < len(vector.statuses) else FieldStatus.PRESENT
+                if is_odfv:
+                    status = ValueStatus.PRESENT if value is not None else ValueStatus.NULL_VALUE
+                elif raw == FieldStatus.NOT_FOUND or (ts is None and value is None):
+                    # Feast's Redis store answers PRESENT with an empty value and no timestamp for an
+                    # entity it does not hold; a stored row always has its event timestamp.
+                    status, value, ts = ValueStatus.MISSING, None, None
+                elif raw == FieldStatus.OUTSIDE_MAX_AGE or (
+                    ttl is not None and ts is not None and now - ts_seconds > ttl
+                ):
+                    status = ValueStatus.OUTSIDE_TTL
+                elif value is None:
+                    status = ValueStatus.NULL_VALUE
+                else:
+                    status = ValueStatus.PRESENT
+                col.append(FeatureValue(value, status, ts))
+            if not is_odfv:
+                per_view_ts.setdefault(spec.view, [v.event_timestamp for v in col])
+                per_view_status.setdefault(spec.view, [int(v.status == ValueStatus.MISSING) for v in col])
+            columns.append(col)
+        # on-demand values: timestamp = latest of their stored inputs; MISSING when no input row exists
+        for j, spec in enumerate(plan.specs):
+            sources = plan.odfv_sources.get(spec.view)
+            if not sources:
+                continue
+            known = [s for s in sources if s in per_view_ts]
+            if not known:
+                continue
+            for i in range(n):
+                stamps = [per_view_ts[s][i] for s in known if per_view_ts[s][i] is not None]
+                fv = columns[j][i]
+                all_missing = all(per_view_status[s][i] for s in known)
+                status = ValueStatus.MISSING if fv.value is None and all_missing else fv.status
+                columns[j][i] = FeatureValue(fv.value, status, max(stamps) if stamps else None)
+        values = [[columns[j][i] for j in range(len(plan.specs))] for i in range(n)]
+        return OnlineFeatures([{ENTITY_KEY: k} for k in keys], plan.specs, values)
+
+    # ------------------------------------------------------------------ offline
+
+    def get_historical_features(
+        self,
+        entity_df: pa.Table,
+        feature_service: str | None = None,
+        features: Sequence[str] | None = None,
+        chunk_rows: int | None = None,
+        full_feature_names: bool = False,
+    ) -> Iterator[pa.RecordBatch]:
+        """Point-in-time-correct feature values for each entity row, in record batches.
+
+        For every row, each view contributes its latest row with event time <= the row's
+        ``event_timestamp``, no older than the view's TTL, and (``filter_by_created_timestamp``)
+        created no later than the row's time; rows with no such feature row get nulls and are kept.
+
+        Args:
+            entity_df: columns ``applicant_id`` (integer) and ``event_timestamp`` (timestamp: naive
+                means UTC, any offset is converted to UTC; or ISO-8601 strings); optional
+                request-value columns ``credit_amount`` / ``duration_in_month`` (nullable ints) for
+                on-demand features; other columns pass through.
+            feature_service / features: what to retrieve; exactly one.
+            chunk_rows: rows per batch (default ``settings.history_chunk_rows``).
+            full_feature_names: name feature columns ``view__feature`` instead of ``feature``.
+
+        Yields:
+            Record batches in the order of ``entity_df``'s rows: the entity columns, then the
+            features typed by the Feast schema (int64 / double / string / bool), timestamps in UTC.
+
+        Raises:
+            NotFound: unknown feature service, view or feature.
+            InvalidArgument: a missing or mistyped ``applicant_id`` / ``event_timestamp`` column.
+        """
+        plan = self._plan(feature_service, features, online=False)
+        chunk = chunk_rows or self.settings.history_chunk_rows
+        if chunk <= 0:
+            raise InvalidArgument("chunk_rows", "must be positive")
+        frame, added = self._entity_frame(entity_df, plan.needs_request_data)
+        job = self.store.get_historical_features(
+            entity_df=frame,
+            features=plan.feast_features,
+            full_feature_names=False,  # python-mode on-demand outputs are lost with True (Feast 0.67)
+            filter_by_created_timestamp=self.settings.filter_by_created_timestamp,
+        )
+        table = job.to_arrow()
+        table = table.sort_by(_ROW_INDEX).drop_columns([_ROW_INDEX, *added])
+        table = self._cast_output(table, plan)
+        if full_feature_names:
+            renames = {s.feature: f"{s.view}__{s.feature}" for s in plan.specs}
+            table = table.rename_columns([renames.get(c, c) for c in table.column_names])
+        yield from table.to_batches(max_chunksize=chunk)
+
+    def _entity_frame(self, entity_df: pa.Table, needs_request: bool) -> tuple[pd.DataFrame, list[str]]:
+        if not isinstance(entity_df, pa.Table):
+            raise InvalidArgument("entity_df", f"expected a pyarrow.Table, got {type(entity_df).__name__}")
+        names = entity_df.column_names
+        if ENTITY_KEY not in names:
+            raise InvalidArgument(ENTITY_KEY, "missing join key column in entity_df")
+        key = entity_df.column(ENTITY_KEY)
+        if not pa.types.is_integer(key.type):
+            raise InvalidArgument(ENTITY_KEY, f"expected an integer column, got {key.type}")
+        if key.null_count:
+            raise InvalidArgument(ENTITY_KEY, f"{key.null_count} null join key(s)")
+        if EVENT_TIMESTAMP not in names:
+            raise InvalidArgument(EVENT_TIMESTAMP, "missing column in entity_df")
+        ts = entity_df.column(EVENT_TIMESTAMP)
+        if pa.types.is_timestamp(ts.type):
+            ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC")) if ts.type.tz is None else ts
+            ts_series = pd.Series(ts.to_pandas()).dt.tz_convert("UTC")
+        elif pa.types.is_string(ts.type) or pa.types.is_large_string(ts.type):
+            try:
+                ts_series = pd.to_datetime(pd.Series(ts.to_pylist()), utc=True, format="ISO8601")
+            except (ValueError, TypeError) as exc:
+                raise InvalidArgument(EVENT_TIMESTAMP, f"not ISO-8601 timestamps: {exc}") from exc
+        else:
+            raise InvalidArgument(EVENT_TIMESTAMP, f"expected timestamps, got {ts.type}")
+        if ts_series.isna().any():
+            raise InvalidArgument(EVENT_TIMESTAMP, "null timestamp(s)")
+        frame = pd.DataFrame({ENTITY_KEY: key.cast(pa.int64()).to_numpy()})
+        frame[EVENT_TIMESTAMP] = ts_series.reset_index(drop=True).astype("datetime64[us, UTC]")
+        added: list[str] = []
+        for name in names:
+            if name in (ENTITY_KEY, EVENT_TIMESTAMP):
+                continue
+            target = _REQUEST_ALIASES.get(name)
+            col = entity_df.column(name)
+            if target is not None:
+                if not (
+                    pa.types.is_integer(col.type)
+                    or pa.types.is_null(col.type)
+                    or pa.types.is_floating(col.type)
+                ):
+                    raise InvalidArgument(name, f"request values must be integers, got {col.type}")
+                frame[target] = pd.array(col.to_pylist(), dtype="Int64")
+                if target != name:
+                    added.append(target)
+            else:
+                frame[name] = col.to_pandas()
+        if needs_request:
+            for target in REQUEST_FIELDS.values():
+                if target not in frame.columns:
+                    frame[target] = pd.array([None] * len(frame), dtype="Int64")
+                    added.append(target)
+        frame[_ROW_INDEX] = np.arange(len(frame), dtype=np.int64)
+        return frame, added
+
+    @staticmethod
+    def _cast_output(table: pa.Table, plan: _Plan) -> pa.Table:
+        arrow_types = {
+            "INT64": pa.int64(),
+            "DOUBLE": pa.float64(),
+            "STRING": pa.string(),
+            "BOOL": pa.bool_(),
+            "INT32": pa.int32(),
+            "FLOAT": pa.float32(),
+        }
+        wanted = {s.feature: arrow_types.get(s.value_type) for s in plan.specs}
+        columns, names = [], []
+        for name in table.column_names:
+            col = table.column(name)
+            target = wanted.get(name)
+            if pa.types.is_timestamp(col.type):
+                col = (
+                    col.cast(pa.timestamp("us", tz="UTC"))
+                    if col.type.tz is None
+                    else pc.cast(col, pa.timestamp(col.type.unit, tz="UTC"))
+                )
+            elif target is not None and col.type != target:
+                if pa.types.is_integer(target) and pa.types.is_floating(col.type):
+                    # PostgreSQL offline store: ints come back as float64 when a null is present
+                    col = pc.cast(col, target, safe=True)
+                else:
+                    col = col.cast(target)
+            columns.append(col)
+            names.append(name)
+        return pa.Table.from_arrays(columns, names=names)
+
+    # ------------------------------------------------------------------ materialization, push
+
+    def _online_views(self, views: Sequence[str] | None) -> list[str]:
+        available = {fv.name: fv for fv in self.store.list_feature_views()}
+        if views is None:
+            return sorted(name for name, fv in available.items() if fv.online)
+        out = []
+        for name in views:
+            if name not in available:
+                raise NotFound("feature view", name)
+            if not available[name].online:
+                raise FailedPrecondition(f"feature view '{name}' is offline-only (online=False)")
+            out.append(name)
+        return out
+
+    def materialize(
+        self, start: datetime, end: datetime, views: Sequence[str] | None = None
+    ) -> MaterializeResult:
+        """Load the latest value per applicant with event time in [start, end] into the online store.
+
+        Args:
+            start / end: the window (naive means UTC).
+            views: feature views; default every online view (labels never).
+
+        Raises:
+            InvalidArgument: ``start`` after ``end``.
+            NotFound / FailedPrecondition: an unknown or offline-only view.
+        """
+        start, end = _utc(start), _utc(end)
+        if start > end:
+            raise InvalidArgument("start", "start is after end")
+        names = self._online_views(views)
+        self.store.materialize(start_date=start, end_date=end, feature_views=names)
+        return MaterializeResult(names, start, end)
+
+    def materialize_incremental(self, end: datetime, views: Sequence[str] | None = None) -> MaterializeResult:
+        """Materialize from each view's last materialized time (first time: ``end - ttl``) to ``end``.
+
+        The window is in event time: a row stamped before the previous run's end that arrives
+        later is not picked up; use :meth:`materialize` with an explicit window for backfills.
+        """
+        end = _utc(end)
+        names = self._online_views(views)
+        self.store.materialize_incremental(end_date=end, feature_views=names)
+        return MaterializeResult(names, None, end)
+
+    def push(
+        self,
+        push_source: str,
+        rows: Sequence[Mapping[str, Any]] | pa.Table,
+        to: PushTarget | str = PushTarget.ONLINE,
+    ) -> PushResult:
+        """Push fresh rows of one feature view to the online store, the offline store or both.
+
+        Args:
+            push_source: push source name (``<view>_push``).
+            rows: every column of the view: ``applicant_id``, its features (None for null),
+                ``event_timestamp`` (naive means UTC); ``created_timestamp`` optional (default now).
+            to: ``online``, ``offline`` or ``both``.
+
+        Raises:
+            NotFound: unknown push source.
+            InvalidArgument: a missing column (named) or a value of the wrong type.
+            FailedPrecondition: an online push to an offline-only view (labels).
+        """
+        target = PushTarget(to)
+        spec = next((s for s in VIEWS_BY_NAME.values() if s.push and s.push_source_name == push_source), None)
+        if spec is None:
+            raise NotFound("push source", push_source)
+        if target != PushTarget.OFFLINE and not spec.online:
+            raise FailedPrecondition(f"push source '{push_source}' feeds offline-only view '{spec.name}'")
+        table = rows if isinstance(rows, pa.Table) else self._rows_table(rows, spec.columns)
+        if CREATED_TIMESTAMP not in table.column_names:
+            now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+            table = table.append_column(CREATED_TIMESTAMP, pa.array([now.as_py()] * table.num_rows, now.type))
+        try:
+            table = conform(spec, table)
+        except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            missing = [c for c in spec.columns if c not in table.column_names]
+            raise InvalidArgument(missing[0] if missing else "rows", str(exc)) from exc
+        if table.num_rows == 0:
+            return PushResult(push_source, spec.name, 0, target)
+        if target in (PushTarget.ONLINE, PushTarget.BOTH):
+            frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+            self.store.push(push_source, frame, to=PushMode.ONLINE)
+        if target in (PushTarget.OFFLINE, PushTarget.BOTH):
+            offline_writer(self.settings).append(spec, table)
+        return PushResult(push_source, spec.name, table.num_rows, target)
+
+    @staticmethod
+    def _rows_table(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> pa.Table:
+        missing = [c for c in columns if c != CREATED_TIMESTAMP and any(c not in r for r in rows)]
+        if missing:
+            raise InvalidArgument(missing[0], "missing column in pushed rows")
+        data: dict[str, list[Any]] = {c: [r.get(c) for r in rows] for c in columns if c != CREATED_TIMESTAMP}
+        if rows and all(CREATED_TIMESTAMP in r for r in rows):
+            data[CREATED_TIMESTAMP] = [r[CREATED_TIMESTAMP] for r in rows]
+        for key in (EVENT_TIMESTAMP, CREATED_TIMESTAMP):
+            if key in data:
+                data[key] = [_utc(v) if isinstance(v, datetime) else v for v in data[key]]
+        try:
+            return pa.table(data)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidArgument("rows", str(exc)) from exc
+
+    # ------------------------------------------------------------------ listing
+
+    def _view_info(self, view: FeatureView | OnDemandFeatureView) -> FeatureViewInfo:
+        features = [
+            FeatureSpec(f"{view.name}:{f.name}", view.name, f.name, _value_type(f.dtype))
+            for f in view.features
+        ]
+        if isinstance(view, OnDemandFeatureView):
+            return FeatureViewInfo(
+                name=view.name,
+                kind="on_demand",
+                entities=list(view.entities or []),
+                features=features,
+                ttl=None,
+                online=True,
+                push_source=None,
+                request_fields=[f.name for rs in view.source_request_sources.values() for f in rs.schema],
+                description=view.description,
+                tags=dict(view.tags),
+            )
+        spec = VIEWS_BY_NAME.get(view.name)
+        ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
+        return FeatureViewInfo(
+            name=view.name,
+            kind="batch",
+            entities=list(view.entities),
+            features=features,
+            ttl=ttl,
+            online=view.online,
+            push_source=spec.push_source_name if spec and spec.push else None,
+            request_fields=[],
+            description=view.description,
+            tags=dict(view.tags),
+        )
+
+    def list_feature_views(self) -> list[FeatureViewInfo]:
+        """Every feature view and on-demand feature view of the project, by name."""
+        store = self.store
+        views: list[FeatureView | OnDemandFeatureView] = [
+            *store.list_feature_views(),
+            *store.list_on_demand_feature_views(),
+        ]
+        return sorted((self._view_info(v) for v in views), key=lambda v: v.name)
+
+    def describe_feature_view(self, name: str) -> FeatureViewInfo:
+        """One feature view (batch or on-demand).
+
+        Raises:
+            NotFound: no such view.
+        """
+        return self._view_info(self._view(name))
+
+    def list_feature_services(self) -> list[FeatureServiceInfo]:
+        """Every feature service of the project, by name."""
+        return sorted(
+            (self.describe_feature_service(fs.name) for fs in self.store.list_feature_services()),
+            key=lambda s: s.name,
+        )
+
+    def describe_feature_service(self, name: str) -> FeatureServiceInfo:
+        """One feature service with its typed features.
+
+        Raises:
+            NotFound: no such feature service.
+        """
+        plan = self._plan(name, None, online=False)
+        fs = plan.feast_features
+        assert isinstance(fs, FeatureService)
+        return FeatureServiceInfo(
+            name=name,
+            features=plan.specs,
+            feature_views=[p.name for p in fs.feature_view_projections],
+            description=fs.description,
+            tags=dict(fs.tags),
+        )

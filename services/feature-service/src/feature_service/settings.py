@@ -1,0 +1,177 @@
+"""Typed settings of the feature-service, read from ``FEATURE_SERVICE_*`` environment variables.
+
+The profile (DESIGN.md, "Two profiles") is configuration, not a code branch:
+
+* ``embedded``: DuckDB offline store over Parquet files, SQLite online store, file registry, all
+  under ``data_dir`` (default ``<repo>/.run/embedded/feature-store``).
+* ``real``: PostgreSQL offline store (tables in ``postgres_schema``) and SQL registry, Redis
+  online store.
+
+It subclasses the shared kit's ``creditrisk_kit.settings.ServiceSettings`` (host, port, grace
+period, message size, health-check interval, log level; ``load_or_exit()`` for entrypoints).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from creditrisk_kit.settings import ServiceSettings
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+Profile = Literal["embedded", "real"]
+
+_PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def repo_root() -> Path:
+    """The monorepo root: the nearest parent holding both ``services/`` and ``libs/``, else the cwd."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "services").is_dir() and (parent / "libs").is_dir():
+            return parent
+    return Path.cwd()
+
+
+class FeatureServiceSettings(ServiceSettings):
+    """Settings of the feature-service (env prefix ``FEATURE_SERVICE_``).
+
+    Attributes:
+        profile: ``embedded`` or ``real``.
+        project: Feast project name; also names the Redis key space (Feast prefixes keys with it), the
+            PostgreSQL schema of the offline tables (``feast_<project>``) and the SQLite file.
+        data_dir: embedded profile's folder for Parquet files, the SQLite online store and the file
+            registry; default ``<repo>/.run/<profile>/feature-store``.
+        redis_url: real profile's online store, ``redis://host:port/db``.
+        postgres_dsn: real profile's PostgreSQL as one libpq DSN/URL; when set it overrides the
+            ``postgres_host`` / ``_port`` / ``_db`` / ``_user`` / ``_password`` fields.
+        postgres_schema: schema of the offline tables; default ``feast_<project>``.
+        feature_ttl_days: TTL of the applicant feature views: offline, the point-in-time join ignores
+            rows older than this; online, a value older than this is reported OUTSIDE_TTL.
+        label_delay_days: days after the application at which the label becomes known.
+        seed: seed of the application times drawn at ingestion.
+        history_chunk_rows: rows per record batch of the point-in-time dataset.
+        filter_by_created_timestamp: point-in-time joins ignore rows created after the entity row's
+            timestamp (late corrections); Feast's default (False) leaks them (DESIGN.md).
+        registry_cache_ttl_seconds: how long the online path trusts its cached registry.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FEATURE_SERVICE_", extra="ignore", validate_default=True)
+
+    profile: Profile = "embedded"
+    project: str = "credit_risk"
+    data_dir: Path | None = None
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    postgres_dsn: str | None = None
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_db: str = "postgres"
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_sslmode: str = "disable"
+    postgres_schema: str | None = None
+
+    feature_ttl_days: int = Field(default=3650, gt=0)
+    label_delay_days: int = Field(default=365, ge=0)
+    seed: int = 42
+    history_chunk_rows: int = Field(default=65_536, gt=0)
+    filter_by_created_timestamp: bool = True
+    registry_cache_ttl_seconds: int = Field(default=60, ge=0)
+
+    @field_validator("project")
+    @classmethod
+    def _valid_project(cls, value: str) -> str:
+        if not _PROJECT_NAME.match(value):
+            raise ValueError("project must match ^[a-z][a-z0-9_]{0,47}$ (it names a schema and key space)")
+        return value
+
+    @property
+    def feature_ttl(self) -> timedelta:
+        """TTL of the applicant feature views."""
+        return timedelta(days=self.feature_ttl_days)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """Folder of the embedded stores (and of the generated ``feature_store.yaml``)."""
+        if self.data_dir is not None:
+            return self.data_dir.resolve()
+        return repo_root() / ".run" / self.profile / "feature-store"
+
+    @property
+    def offline_schema(self) -> str:
+        """PostgreSQL schema of the offline tables (real profile)."""
+        return self.postgres_schema or f"feast_{self.project}"
+
+    def postgres_params(self) -> dict[str, str | int]:
+        """Connection parameters: host, port, database, user, password, sslmode."""
+        params: dict[str, str | int] = {
+            "host": self.postgres_host,
+            "port": self.postgres_port,
+            "database": self.postgres_db,
+            "user": self.postgres_user,
+            "password": self.postgres_password.get_secret_value(),
+            "sslmode": self.postgres_sslmode,
+        }
+        if self.postgres_dsn:
+            from psycopg.conninfo import conninfo_to_dict
+
+            parsed = conninfo_to_dict(self.postgres_dsn)
+            for src, dst in (
+                ("host", "host"),
+                ("dbname", "database"),
+                ("user", "user"),
+                ("password", "password"),
+                ("sslmode", "sslmode"),
+            ):
+                if parsed.get(src):
+                    params[dst] = str(parsed[src])
+            if parsed.get("port"):
+                params["port"] = int(str(parsed["port"]))
+        return params
+
+    def postgres_conninfo(self) -> str:
+        """A libpq conninfo string for psycopg."""
+        from psycopg.conninfo import make_conninfo
+
+        p = self.postgres_params()
+        return make_conninfo(
+            host=str(p["host"]),
+            port=int(p["port"]),
+            dbname=str(p["database"]),
+            user=str(p["user"]),
+            password=str(p["password"]),
+            sslmode=str(p["sslmode"]),
+        )
+
+    def postgres_sqlalchemy_url(self) -> str:
+        """SQLAlchemy URL (psycopg 3 driver) of the SQL registry."""
+        from sqlalchemy.engine import URL
+
+        p = self.postgres_params()
+        url = URL.create(
+            "postgresql+psycopg",
+            username=str(p["user"]),
+            password=str(p["password"]) or None,
+            host=str(p["host"]),
+            port=int(p["port"]),
+            database=str(p["database"]),
+            query={"sslmode": str(p["sslmode"])},
+        )
+        return url.render_as_string(hide_password=False)
+
+    def redis_connection_string(self) -> str:
+        """Feast's Redis connection string, ``host:port,db=N[,password=...]``."""
+        url = urlsplit(self.redis_url)
+        parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"]
+        db = (url.path or "/0").lstrip("/") or "0"
+        parts.append(f"db={db}")
+        if url.password:
+            parts.append(f"password={url.password}")
+        if url.scheme == "rediss":
+            parts.append("ssl=true")
+        return ",".join(parts)

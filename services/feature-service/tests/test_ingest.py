@@ -1,0 +1,156 @@
+"""Ingestion: schema validation, deterministic ids and times, idempotent writes to the offline store."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from conftest import GERMAN_CSV
+from feature_service.ingest import IngestError, derive, ingest, read_applicants
+
+#: sha256 of "id|application time|credit_amount|creditability|label time" for applicants 1..5, seed 42.
+CHECKSUM_SEED_42 = "da71d4f2ef6a9943040574a4679196e5461a63d937c45e3d63fab5b4e03d16d3"
+
+
+def _checksum(tables: dict[str, pa.Table]) -> str:
+    loans = tables["loan_request"].slice(0, 5).to_pylist()
+    labels = tables["credit_label"].slice(0, 5).to_pylist()
+    text = "\n".join(
+        f"{r['applicant_id']}|{r['event_timestamp'].isoformat()}|{r['credit_amount']}|"
+        f"{lab['creditability']}|{lab['event_timestamp'].isoformat()}"
+        for r, lab in zip(loans, labels, strict=True)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_derivation_is_deterministic_and_seeded() -> None:
+    frame = read_applicants(GERMAN_CSV)
+    first = derive(frame, 42, timedelta(days=365))
+    second = derive(frame, 42, timedelta(days=365))
+    other = derive(frame, 7, timedelta(days=365))
+    assert _checksum(first) == _checksum(second) == CHECKSUM_SEED_42
+    assert _checksum(other) != CHECKSUM_SEED_42
+    loans = first["loan_request"]
+    assert loans.column("applicant_id").to_pylist() == list(range(1, 1001))
+    times = loans.column("event_timestamp").to_pylist()
+    assert min(times) >= datetime(2023, 1, 1, tzinfo=UTC)
+    assert max(times) < datetime(2025, 1, 1, tzinfo=UTC)
+    labels = first["credit_label"]
+    assert sum(labels.column("creditability").to_pylist()) == 300  # bad = 1, 300 bad applicants
+    assert all(
+        lt - at == timedelta(days=365)
+        for lt, at in zip(labels.column("event_timestamp").to_pylist(), times, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("drop", "add", "named"),
+    [
+        ("purpose", None, "purpose"),
+        (None, "customer_name", "customer_name"),
+    ],
+)
+def test_schema_errors_name_the_column(tmp_path: Path, drop: str | None, add: str | None, named: str) -> None:
+    frame = pd.read_csv(GERMAN_CSV, nrows=5)
+    if drop:
+        frame = frame.drop(columns=[drop])
+    if add:
+        frame[add] = "x"
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(IngestError, match=named):
+        read_applicants(path)
+
+
+def test_bad_values_are_named(tmp_path: Path) -> None:
+    frame = pd.read_csv(GERMAN_CSV, nrows=3, dtype=str)
+    frame.loc[1, "age_in_years"] = "old"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(IngestError, match=r"age_in_years.*row 2"):
+        read_applicants(tmp_path / "bad.csv")
+    frame = pd.read_csv(GERMAN_CSV, nrows=3, dtype=str)
+    frame.loc[0, "creditability"] = "maybe"
+    frame.to_csv(tmp_path / "bad2.csv", index=False)
+    with pytest.raises(IngestError, match="creditability"):
+        read_applicants(tmp_path / "bad2.csv")
+
+
+def test_offline_store_holds_the_derived_rows_and_reingest_never_duplicates(german) -> None:
+    """The offline store answers with the seeded ids/times; re-ingesting replaces, never duplicates."""
+    entity = pa.table(
+        {
+            "applicant_id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+            "event_timestamp": pa.array([datetime(2030, 1, 1)] * 5, pa.timestamp("us")),
+        }
+    )
+
+    def read() -> pa.Table:
+        return pa.Table.from_batches(
+            list(
+                german.get_historical_features(
+                    entity, features=["loan_request:credit_amount", "credit_label:creditability"]
+                )
+            )
+        )
+
+    before = read()
+    assert before.column("credit_amount").to_pylist() == [1169, 5951, 2096, 7882, 4870]
+    assert before.column("creditability").to_pylist() == [0, 1, 0, 0, 1]
+    ingest(GERMAN_CSV, german.settings, apply=False)
+    after = read()
+    assert after.equals(before)
+    assert _offline_rows(german.settings, "applicant_loan_request") == 1000
+    assert _offline_rows(german.settings, "applicant_credit_label") == 1000
+
+
+def _offline_rows(settings, table: str) -> int:
+    if settings.profile == "real":
+        import psycopg
+
+        with psycopg.connect(settings.postgres_conninfo()) as conn:
+            row = conn.execute(f'SELECT count(*) FROM "{settings.offline_schema}"."{table}"').fetchone()
+            assert row is not None
+            return int(row[0])
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(settings.resolved_data_dir / "offline" / f"{table}.parquet").num_rows
+
+
+def test_cli_reports_schema_errors_and_ingests(tmp_path: Path, monkeypatch, capsys) -> None:
+    from feature_service.ingest import main
+
+    monkeypatch.setenv("FEATURE_SERVICE_DATA_DIR", str(tmp_path / "store"))
+    pd.read_csv(GERMAN_CSV, nrows=2).drop(columns=["job"]).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["--csv", str(tmp_path / "bad.csv"), "--no-apply"]) == 2
+    assert "job" in capsys.readouterr().err
+    assert main(["--csv", str(GERMAN_CSV), "--no-apply", "--seed", "42"]) == 0
+    assert "ingested 1000 applicants" in capsys.readouterr().out
+    assert (tmp_path / "store" / "offline" / "applicant_credit_label.parquet").exists()
+
+
+def test_settings_from_environment(monkeypatch) -> None:
+    from feature_service.settings import FeatureServiceSettings
+
+    monkeypatch.setenv("FEATURE_SERVICE_PROFILE", "real")
+    monkeypatch.setenv(
+        "FEATURE_SERVICE_POSTGRES_DSN", "postgresql://alice:pw@db.example:6543/features?sslmode=require"
+    )
+    monkeypatch.setenv("FEATURE_SERVICE_REDIS_URL", "redis://cache.example:6380/2")
+    settings = FeatureServiceSettings()
+    params = settings.postgres_params()
+    assert (params["host"], params["port"], params["database"], params["user"]) == (
+        "db.example",
+        6543,
+        "features",
+        "alice",
+    )
+    assert params["sslmode"] == "require"
+    assert settings.redis_connection_string() == "cache.example:6380,db=2"
+    assert settings.offline_schema == "feast_credit_risk"
+    assert settings.resolved_data_dir.parts[-3:] == (".run", "real", "feature-store")
+    with pytest.raises(ValueError, match="project"):
+        FeatureServiceSettings(project="Bad-Name")

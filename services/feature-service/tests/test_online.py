@@ -1,0 +1,182 @@
+"""Online retrieval: typed values, statuses, timestamps, bad input, labels never online."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from conftest import GERMAN_CSV
+from feature_service.core import FeatureStoreCore, ValueStatus
+from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound
+from feature_service.schema import ATTRIBUTE_COLUMNS, INT_ATTRIBUTES
+
+PROTECTED = {"personal_status_and_sex", "foreign_worker"}
+
+
+def test_real_applicants_come_back_typed_with_status_and_timestamp(german: FeatureStoreCore) -> None:
+    csv = pd.read_csv(GERMAN_CSV, nrows=3)
+    result = german.get_online_features(
+        [{"applicant_id": 1}, {"applicant_id": 3}], feature_service="credit_risk_v1"
+    )
+    names = [s.feature for s in result.features]
+    assert set(names) == (set(ATTRIBUTE_COLUMNS) - PROTECTED) | {"monthly_installment"}
+    types = {s.feature: s.value_type for s in result.features}
+    assert types["credit_amount"] == "INT64"
+    assert types["purpose"] == "STRING"
+    assert types["monthly_installment"] == "DOUBLE"
+    applied = {1: datetime(2023, 3, 7, 5, 49, 7, tzinfo=UTC), 3: datetime(2024, 4, 23, 11, 48, 9, tzinfo=UTC)}
+    for row_index, (applicant, values) in enumerate(zip((1, 3), result.values, strict=True)):
+        expected = csv.iloc[0 if applicant == 1 else 2]
+        for spec, value in zip(result.features, values, strict=True):
+            assert value.status == ValueStatus.PRESENT, (applicant, spec.name)
+            assert value.event_timestamp == applied[applicant], (applicant, spec.name)
+            if spec.feature == "monthly_installment":
+                assert value.value == pytest.approx(expected["credit_amount"] / expected["duration_in_month"])
+            elif spec.feature in INT_ATTRIBUTES:
+                assert type(value.value) is int
+                assert value.value == expected[spec.feature]
+            else:
+                assert type(value.value) is str
+                assert value.value == expected[spec.feature]
+        assert result.entity_rows[row_index] == {"applicant_id": applicant}
+
+
+def test_unknown_applicant_is_missing_not_an_error(german: FeatureStoreCore) -> None:
+    result = german.get_online_features(
+        [{"applicant_id": 10_000_001}, {"applicant_id": 2}], feature_service="credit_risk_v1"
+    )
+    assert {v.status for v in result.values[0]} == {ValueStatus.MISSING}
+    assert all(v.value is None and v.event_timestamp is None for v in result.values[0])
+    assert {v.status for v in result.values[1]} == {ValueStatus.PRESENT}
+
+
+@pytest.mark.parametrize(
+    ("row", "key"),
+    [
+        ({"applicant_id": "1"}, "applicant_id"),
+        ({"applicant_id": 1.5}, "applicant_id"),
+        ({"applicant_id": True}, "applicant_id"),
+        ({}, "applicant_id"),
+        ({"applicant_id": 1, "customer_id": 2}, "customer_id"),
+    ],
+)
+def test_bad_join_keys_are_invalid_argument_naming_the_key(
+    german: FeatureStoreCore, row: dict, key: str
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        german.get_online_features([row], feature_service="credit_risk_v1")
+    assert info.value.field == key
+    assert key in str(info.value)
+    assert info.value.grpc_status_code().name == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"feature_service": "credit_risk_v9"}, "credit_risk_v9"),
+        ({"features": ["loan_request:no_such_feature"]}, "loan_request:no_such_feature"),
+        ({"features": ["no_such_view:credit_amount"]}, "no_such_view"),
+    ],
+)
+def test_unknown_names_are_not_found_naming_them(german: FeatureStoreCore, kwargs: dict, name: str) -> None:
+    with pytest.raises(NotFound) as info:
+        german.get_online_features([{"applicant_id": 1}], **kwargs)
+    assert name in str(info.value)
+    assert info.value.grpc_status_code().name == "NOT_FOUND"
+
+
+def test_labels_never_reach_the_online_store(german: FeatureStoreCore) -> None:
+    with pytest.raises(FailedPrecondition, match="credit_label"):
+        german.get_online_features([{"applicant_id": 1}], features=["credit_label:creditability"])
+    with pytest.raises(FailedPrecondition):
+        german.get_online_features([{"applicant_id": 1}], feature_service="credit_risk_labels_v1")
+    with pytest.raises(FailedPrecondition):
+        german.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC), views=["credit_label"])
+
+    # Feast itself, bypassing the core: nothing was ever written for the label view (SQLite has
+    # no table for it at all; Redis has no value)
+    def raw_read() -> dict:
+        return german.store.get_online_features(
+            features=["credit_label:creditability"], entity_rows=[{"applicant_id": i} for i in range(1, 11)]
+        ).to_dict()
+
+    if german.settings.profile == "embedded":
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            raw_read()
+    else:
+        assert raw_read()["creditability"] == [None] * 10
+    assert "credit_label" not in german.describe_feature_service("credit_risk_v1").feature_views
+
+
+def test_monthly_installment_with_and_without_request_override(german: FeatureStoreCore) -> None:
+    rows = [{"applicant_id": 1}, {"applicant_id": 1}, {"applicant_id": 1}, {"applicant_id": 10_000_002}]
+    overrides = [
+        None,
+        {"credit_amount": 6000},
+        {"credit_amount": 6000, "duration_in_month": 24},
+        {"credit_amount": 1200, "duration_in_month": 12},
+    ]
+    result = german.get_online_features(rows, request_values=overrides, feature_service="credit_risk_v1")
+    j = [s.feature for s in result.features].index("monthly_installment")
+    got = [row[j].value for row in result.values]
+    assert got == pytest.approx([1169 / 6, 6000 / 6, 6000 / 24, 100.0])
+    # the stored credit_amount is still reported as stored
+    k = [s.feature for s in result.features].index("credit_amount")
+    assert result.values[1][k].value == 1169
+    # without any request values at all (Feast alone would raise RequestDataNotFoundInEntityRowsException)
+    alone = german.get_online_features(
+        [{"applicant_id": 1}], features=["loan_affordability:monthly_installment"]
+    )
+    assert alone.values[0][0].value == pytest.approx(1169 / 6)
+    assert alone.values[0][0].status == ValueStatus.PRESENT
+    missing = german.get_online_features([{"applicant_id": 10_000_003}], feature_service="credit_risk_v1")
+    assert missing.values[0][j].status == ValueStatus.MISSING
+    with pytest.raises(InvalidArgument, match="credit_amount"):
+        german.get_online_features(
+            [{"applicant_id": 1}],
+            request_values=[{"credit_amount": "lots"}],
+            feature_service="credit_risk_v1",
+        )
+    with pytest.raises(InvalidArgument, match="interest_rate"):
+        german.get_online_features(
+            [{"applicant_id": 1}], request_values=[{"interest_rate": 3}], feature_service="credit_risk_v1"
+        )
+
+
+def test_nulls_survive_materialization(handmade: FeatureStoreCore) -> None:
+    """Null single values, and columns null in every row of the batch, come back as NULL_VALUE."""
+    result = handmade.get_online_features(
+        [{"applicant_id": 201}, {"applicant_id": 202}],
+        features=[
+            "loan_request:credit_amount",
+            "loan_request:duration_in_month",
+            "loan_request:purpose",
+            "loan_request:other_debtors_or_guarantors",
+            "loan_request:installment_rate_in_percentage_of_disposable_income",
+            "loan_affordability:monthly_installment",
+        ],
+    )
+    by_name = [{s.feature: v for s, v in zip(result.features, row, strict=True)} for row in result.values]
+    first, second = by_name
+    assert first["credit_amount"].status == ValueStatus.NULL_VALUE
+    assert first["credit_amount"].value is None
+    assert first["duration_in_month"].value == 12
+    assert type(first["duration_in_month"].value) is int
+    assert first["purpose"].status == ValueStatus.NULL_VALUE
+    assert second["credit_amount"].value == 3000
+    assert second["duration_in_month"].status == ValueStatus.NULL_VALUE
+    assert second["purpose"].value == "car"
+    for row in by_name:
+        assert row["other_debtors_or_guarantors"].status == ValueStatus.NULL_VALUE
+        assert row["installment_rate_in_percentage_of_disposable_income"].status == ValueStatus.NULL_VALUE
+        assert row["monthly_installment"].value is None
+        assert row["credit_amount"].event_timestamp is not None
+
+
+def test_value_older_than_ttl_is_outside_ttl(handmade: FeatureStoreCore) -> None:
+    result = handmade.get_online_features([{"applicant_id": 105}], features=["loan_request:credit_amount"])
+    value = result.values[0][0]
+    assert value.status == ValueStatus.OUTSIDE_TTL
+    assert value.value == 800

@@ -15,9 +15,11 @@ DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 @typing.final
 class Error(google.protobuf.message.Message):
     """An error for one item of a batch request or response (the whole RPC still
-    succeeds), and the detail message of a failed RPC: servers pack it into
-    google.rpc.Status.details (the grpc-status-details-bin trailer, readable with
-    grpcio-status) so clients get the violations in machine-readable form.
+    succeeds). It mirrors google.rpc.Status with its standard details so one
+    client code path reads both: a failed RPC carries google.rpc.Status in the
+    grpc-status-details-bin trailer with the standard google.rpc details
+    (BadRequest field violations, ResourceInfo, PreconditionFailure, ErrorInfo
+    with the same reason strings), readable with grpcio-status.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor

@@ -193,7 +193,7 @@ class PredictionEvent(google.protobuf.message.Message):
     DECISION_THRESHOLD_FIELD_NUMBER: builtins.int
     MODEL_NAME_FIELD_NUMBER: builtins.int
     MODEL_VERSION_FIELD_NUMBER: builtins.int
-    SLOT_FIELD_NUMBER: builtins.int
+    SERVING_SLOT_FIELD_NUMBER: builtins.int
     MODE_FIELD_NUMBER: builtins.int
     EVENT_TIME_FIELD_NUMBER: builtins.int
     TRACE_ID_FIELD_NUMBER: builtins.int
@@ -215,7 +215,7 @@ class PredictionEvent(google.protobuf.message.Message):
     """Registered model name."""
     model_version: builtins.int
     """Model version number."""
-    slot: creditrisk.common.v1.serving_pb2.ServingSlot.ValueType
+    serving_slot: creditrisk.common.v1.serving_pb2.ServingSlot.ValueType
     """Slot that scored it."""
     mode: creditrisk.common.v1.serving_pb2.ServingMode.ValueType
     """How the prediction was used: returned (CHAMPION, CANARY) or not (SHADOW)."""
@@ -231,7 +231,9 @@ class PredictionEvent(google.protobuf.message.Message):
 
     @property
     def event_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
-        """When the prediction was made. Required."""
+        """Time of the prediction event (PredictResponse.event_time): the time of the
+        application it decides. Windows select on it. Required.
+        """
 
     @property
     def missing_features(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
@@ -248,7 +250,7 @@ class PredictionEvent(google.protobuf.message.Message):
         decision_threshold: builtins.float = ...,
         model_name: builtins.str = ...,
         model_version: builtins.int = ...,
-        slot: creditrisk.common.v1.serving_pb2.ServingSlot.ValueType = ...,
+        serving_slot: creditrisk.common.v1.serving_pb2.ServingSlot.ValueType = ...,
         mode: creditrisk.common.v1.serving_pb2.ServingMode.ValueType = ...,
         event_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         trace_id: builtins.str = ...,
@@ -256,7 +258,7 @@ class PredictionEvent(google.protobuf.message.Message):
         missing_features: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["event_time", b"event_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["applicant_id", b"applicant_id", "decision", b"decision", "decision_threshold", b"decision_threshold", "event_id", b"event_id", "event_time", b"event_time", "features", b"features", "missing_features", b"missing_features", "mode", b"mode", "model_name", b"model_name", "model_version", b"model_version", "primary_event_id", b"primary_event_id", "probability_of_default", b"probability_of_default", "slot", b"slot", "trace_id", b"trace_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["applicant_id", b"applicant_id", "decision", b"decision", "decision_threshold", b"decision_threshold", "event_id", b"event_id", "event_time", b"event_time", "features", b"features", "missing_features", b"missing_features", "mode", b"mode", "model_name", b"model_name", "model_version", b"model_version", "primary_event_id", b"primary_event_id", "probability_of_default", b"probability_of_default", "serving_slot", b"serving_slot", "trace_id", b"trace_id"]) -> None: ...
 
 global___PredictionEvent = PredictionEvent
 
@@ -486,7 +488,11 @@ global___Window = Window
 
 @typing.final
 class TrainingDatasetReference(google.protobuf.message.Message):
-    """Use each model version's training dataset as reference (from its lineage)."""
+    """Use each model version's training dataset as reference (from its lineage):
+    the rows the training-service logged to MLflow as a Parquet artifact, with
+    the model's feature columns and a "probability_of_default" column holding the
+    model's out-of-fold scores of those rows (the reference of prediction drift).
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -717,7 +723,7 @@ class CalibrationBin(google.protobuf.message.Message):
     LOWER_FIELD_NUMBER: builtins.int
     UPPER_FIELD_NUMBER: builtins.int
     COUNT_FIELD_NUMBER: builtins.int
-    MEAN_PREDICTED_PD_FIELD_NUMBER: builtins.int
+    MEAN_PROBABILITY_OF_DEFAULT_FIELD_NUMBER: builtins.int
     OBSERVED_DEFAULT_RATE_FIELD_NUMBER: builtins.int
     lower: builtins.float
     """Lower bound of predicted PD in the bin (inclusive)."""
@@ -725,7 +731,7 @@ class CalibrationBin(google.protobuf.message.Message):
     """Upper bound of predicted PD in the bin (exclusive; inclusive for the last)."""
     count: builtins.int
     """Labelled predictions in the bin."""
-    mean_predicted_pd: builtins.float
+    mean_probability_of_default: builtins.float
     """Mean predicted PD in the bin."""
     observed_default_rate: builtins.float
     """Observed default rate (share of label 1) in the bin."""
@@ -735,10 +741,10 @@ class CalibrationBin(google.protobuf.message.Message):
         lower: builtins.float = ...,
         upper: builtins.float = ...,
         count: builtins.int = ...,
-        mean_predicted_pd: builtins.float = ...,
+        mean_probability_of_default: builtins.float = ...,
         observed_default_rate: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["count", b"count", "lower", b"lower", "mean_predicted_pd", b"mean_predicted_pd", "observed_default_rate", b"observed_default_rate", "upper", b"upper"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "lower", b"lower", "mean_probability_of_default", b"mean_probability_of_default", "observed_default_rate", b"observed_default_rate", "upper", b"upper"]) -> None: ...
 
 global___CalibrationBin = CalibrationBin
 
@@ -757,7 +763,7 @@ class PerformanceReport(google.protobuf.message.Message):
     ROC_AUC_FIELD_NUMBER: builtins.int
     KS_FIELD_NUMBER: builtins.int
     DEFAULT_RATE_FIELD_NUMBER: builtins.int
-    MEAN_PREDICTED_PD_FIELD_NUMBER: builtins.int
+    MEAN_PROBABILITY_OF_DEFAULT_FIELD_NUMBER: builtins.int
     CALIBRATION_BINS_FIELD_NUMBER: builtins.int
     CREATE_TIME_FIELD_NUMBER: builtins.int
     STATUS_MESSAGE_FIELD_NUMBER: builtins.int
@@ -779,7 +785,7 @@ class PerformanceReport(google.protobuf.message.Message):
     """
     default_rate: builtins.float
     """Observed default rate (share of label 1); unset without labels."""
-    mean_predicted_pd: builtins.float
+    mean_probability_of_default: builtins.float
     """Mean predicted PD of the labelled predictions; unset without labels."""
     status_message: builtins.str
     """Why the status is INSUFFICIENT_DATA; empty when OK."""
@@ -807,19 +813,19 @@ class PerformanceReport(google.protobuf.message.Message):
         roc_auc: builtins.float | None = ...,
         ks: builtins.float | None = ...,
         default_rate: builtins.float | None = ...,
-        mean_predicted_pd: builtins.float | None = ...,
+        mean_probability_of_default: builtins.float | None = ...,
         calibration_bins: collections.abc.Iterable[global___CalibrationBin] | None = ...,
         create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         status_message: builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_default_rate", b"_default_rate", "_ks", b"_ks", "_mean_predicted_pd", b"_mean_predicted_pd", "_roc_auc", b"_roc_auc", "create_time", b"create_time", "default_rate", b"default_rate", "ks", b"ks", "mean_predicted_pd", b"mean_predicted_pd", "roc_auc", b"roc_auc", "window", b"window"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_default_rate", b"_default_rate", "_ks", b"_ks", "_mean_predicted_pd", b"_mean_predicted_pd", "_roc_auc", b"_roc_auc", "calibration_bins", b"calibration_bins", "create_time", b"create_time", "default_rate", b"default_rate", "ks", b"ks", "label_coverage_share", b"label_coverage_share", "labelled_count", b"labelled_count", "mean_predicted_pd", b"mean_predicted_pd", "model_version", b"model_version", "prediction_count", b"prediction_count", "roc_auc", b"roc_auc", "status", b"status", "status_message", b"status_message", "window", b"window"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_default_rate", b"_default_rate", "_ks", b"_ks", "_mean_probability_of_default", b"_mean_probability_of_default", "_roc_auc", b"_roc_auc", "create_time", b"create_time", "default_rate", b"default_rate", "ks", b"ks", "mean_probability_of_default", b"mean_probability_of_default", "roc_auc", b"roc_auc", "window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_default_rate", b"_default_rate", "_ks", b"_ks", "_mean_probability_of_default", b"_mean_probability_of_default", "_roc_auc", b"_roc_auc", "calibration_bins", b"calibration_bins", "create_time", b"create_time", "default_rate", b"default_rate", "ks", b"ks", "label_coverage_share", b"label_coverage_share", "labelled_count", b"labelled_count", "mean_probability_of_default", b"mean_probability_of_default", "model_version", b"model_version", "prediction_count", b"prediction_count", "roc_auc", b"roc_auc", "status", b"status", "status_message", b"status_message", "window", b"window"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_default_rate", b"_default_rate"]) -> typing.Literal["default_rate"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_ks", b"_ks"]) -> typing.Literal["ks"] | None: ...
     @typing.overload
-    def WhichOneof(self, oneof_group: typing.Literal["_mean_predicted_pd", b"_mean_predicted_pd"]) -> typing.Literal["mean_predicted_pd"] | None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_mean_probability_of_default", b"_mean_probability_of_default"]) -> typing.Literal["mean_probability_of_default"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_roc_auc", b"_roc_auc"]) -> typing.Literal["roc_auc"] | None: ...
 
@@ -974,6 +980,70 @@ class GetDriftReportResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["report", b"report"]) -> None: ...
 
 global___GetDriftReportResponse = GetDriftReportResponse
+
+@typing.final
+class ListDriftReportsRequest(google.protobuf.message.Message):
+    """Request of ListDriftReports."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    MODEL_VERSION_FIELD_NUMBER: builtins.int
+    TIME_RANGE_FIELD_NUMBER: builtins.int
+    page_size: builtins.int
+    """Maximum number of items to return; 0 means the default (50); values above
+    200 are coerced to 200.
+    """
+    page_token: builtins.str
+    """Token from a previous response's next_page_token; empty for the first page."""
+    model_name: builtins.str
+    """Only reports of this registered model; empty means every model."""
+    model_version: builtins.int
+    """Only reports of this model version; unset means every version."""
+    @property
+    def time_range(self) -> creditrisk.common.v1.time_range_pb2.TimeRange:
+        """Only reports whose window overlaps this range; unset means any time."""
+
+    def __init__(
+        self,
+        *,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+        model_name: builtins.str = ...,
+        model_version: builtins.int | None = ...,
+        time_range: creditrisk.common.v1.time_range_pb2.TimeRange | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_model_version", b"_model_version", "model_version", b"model_version", "time_range", b"time_range"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_model_version", b"_model_version", "model_name", b"model_name", "model_version", b"model_version", "page_size", b"page_size", "page_token", b"page_token", "time_range", b"time_range"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_model_version", b"_model_version"]) -> typing.Literal["model_version"] | None: ...
+
+global___ListDriftReportsRequest = ListDriftReportsRequest
+
+@typing.final
+class ListDriftReportsResponse(google.protobuf.message.Message):
+    """Response of ListDriftReports."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """Token for the next page; empty on the last page."""
+    @property
+    def reports(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___DriftReport]:
+        """The reports of this page, newest first."""
+
+    def __init__(
+        self,
+        *,
+        reports: collections.abc.Iterable[global___DriftReport] | None = ...,
+        next_page_token: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["next_page_token", b"next_page_token", "reports", b"reports"]) -> None: ...
+
+global___ListDriftReportsResponse = ListDriftReportsResponse
 
 @typing.final
 class GetPerformanceRequest(google.protobuf.message.Message):

@@ -60,6 +60,11 @@ class DriftServiceStub(object):
                 request_serializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetDriftReportRequest.SerializeToString,
                 response_deserializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetDriftReportResponse.FromString,
                 _registered_method=True)
+        self.ListDriftReports = channel.unary_unary(
+                '/creditrisk.drift.v1.DriftService/ListDriftReports',
+                request_serializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.ListDriftReportsRequest.SerializeToString,
+                response_deserializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.ListDriftReportsResponse.FromString,
+                _registered_method=True)
         self.GetPerformance = channel.unary_unary(
                 '/creditrisk.drift.v1.DriftService/GetPerformance',
                 request_serializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetPerformanceRequest.SerializeToString,
@@ -134,6 +139,18 @@ class DriftServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDriftReports(self, request, context):
+        """Lists stored drift reports, newest first, optionally only those of a
+        model, a version, or windows overlapping a time range: how a caller finds
+        the report of a window.
+
+        Errors: INVALID_ARGUMENT for a negative page size, an invalid page token or
+        an inverted time range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPerformance(self, request, context):
         """Computes performance over the labelled predictions of a window, one report
         per model version.
@@ -186,6 +203,11 @@ def add_DriftServiceServicer_to_server(servicer, server):
                     servicer.GetDriftReport,
                     request_deserializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetDriftReportRequest.FromString,
                     response_serializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetDriftReportResponse.SerializeToString,
+            ),
+            'ListDriftReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDriftReports,
+                    request_deserializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.ListDriftReportsRequest.FromString,
+                    response_serializer=creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.ListDriftReportsResponse.SerializeToString,
             ),
             'GetPerformance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPerformance,
@@ -317,6 +339,33 @@ class DriftService(object):
             '/creditrisk.drift.v1.DriftService/GetDriftReport',
             creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetDriftReportRequest.SerializeToString,
             creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.GetDriftReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDriftReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditrisk.drift.v1.DriftService/ListDriftReports',
+            creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.ListDriftReportsRequest.SerializeToString,
+            creditrisk_dot_drift_dot_v1_dot_drift__service__pb2.ListDriftReportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,18 @@ class DriftServiceStub:
     Errors: NOT_FOUND naming the unknown report id.
     """
 
+    ListDriftReports: grpc.UnaryUnaryMultiCallable[
+        creditrisk.drift.v1.drift_service_pb2.ListDriftReportsRequest,
+        creditrisk.drift.v1.drift_service_pb2.ListDriftReportsResponse,
+    ]
+    """Lists stored drift reports, newest first, optionally only those of a
+    model, a version, or windows overlapping a time range: how a caller finds
+    the report of a window.
+
+    Errors: INVALID_ARGUMENT for a negative page size, an invalid page token or
+    an inverted time range.
+    """
+
     GetPerformance: grpc.UnaryUnaryMultiCallable[
         creditrisk.drift.v1.drift_service_pb2.GetPerformanceRequest,
         creditrisk.drift.v1.drift_service_pb2.GetPerformanceResponse,
@@ -160,6 +172,18 @@ class DriftServiceAsyncStub:
     """Returns a stored drift report.
 
     Errors: NOT_FOUND naming the unknown report id.
+    """
+
+    ListDriftReports: grpc.aio.UnaryUnaryMultiCallable[
+        creditrisk.drift.v1.drift_service_pb2.ListDriftReportsRequest,
+        creditrisk.drift.v1.drift_service_pb2.ListDriftReportsResponse,
+    ]
+    """Lists stored drift reports, newest first, optionally only those of a
+    model, a version, or windows overlapping a time range: how a caller finds
+    the report of a window.
+
+    Errors: INVALID_ARGUMENT for a negative page size, an invalid page token or
+    an inverted time range.
     """
 
     GetPerformance: grpc.aio.UnaryUnaryMultiCallable[
@@ -255,6 +279,20 @@ class DriftServiceServicer(metaclass=abc.ABCMeta):
         """Returns a stored drift report.
 
         Errors: NOT_FOUND naming the unknown report id.
+        """
+
+    @abc.abstractmethod
+    def ListDriftReports(
+        self,
+        request: creditrisk.drift.v1.drift_service_pb2.ListDriftReportsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[creditrisk.drift.v1.drift_service_pb2.ListDriftReportsResponse, collections.abc.Awaitable[creditrisk.drift.v1.drift_service_pb2.ListDriftReportsResponse]]:
+        """Lists stored drift reports, newest first, optionally only those of a
+        model, a version, or windows overlapping a time range: how a caller finds
+        the report of a window.
+
+        Errors: INVALID_ARGUMENT for a negative page size, an invalid page token or
+        an inverted time range.
         """
 
     @abc.abstractmethod

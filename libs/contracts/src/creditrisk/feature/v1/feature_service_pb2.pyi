@@ -258,10 +258,18 @@ class GetOnlineFeaturesRequest(google.protobuf.message.Message):
     FEATURES_FIELD_NUMBER: builtins.int
     ENTITY_ROWS_FIELD_NUMBER: builtins.int
     FULL_FEATURE_NAMES_FIELD_NUMBER: builtins.int
+    FEATURE_SERVICE_VERSION_FIELD_NUMBER: builtins.int
     feature_service: builtins.str
     """Name of a Feast feature service, e.g. "credit_risk_v1"."""
     full_feature_names: builtins.bool
     """Name result columns "feature_view__feature" instead of "feature"."""
+    feature_service_version: builtins.str
+    """Expected version of the feature service (the value of its "version" tag,
+    as recorded in a model's lineage). Empty means whatever is registered. When
+    set and different from the registered definition's version, the call fails
+    with FAILED_PRECONDITION naming both versions, so a model is never fed a
+    feature service it was not trained on. Ignored with explicit features.
+    """
     @property
     def features(self) -> global___FeatureRefs:
         """Explicit feature references."""
@@ -279,9 +287,10 @@ class GetOnlineFeaturesRequest(google.protobuf.message.Message):
         features: global___FeatureRefs | None = ...,
         entity_rows: collections.abc.Iterable[global___EntityRow] | None = ...,
         full_feature_names: builtins.bool = ...,
+        feature_service_version: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["feature_service", b"feature_service", "features", b"features", "selection", b"selection"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["entity_rows", b"entity_rows", "feature_service", b"feature_service", "features", b"features", "full_feature_names", b"full_feature_names", "selection", b"selection"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["entity_rows", b"entity_rows", "feature_service", b"feature_service", "feature_service_version", b"feature_service_version", "features", b"features", "full_feature_names", b"full_feature_names", "selection", b"selection"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["selection", b"selection"]) -> typing.Literal["feature_service", "features"] | None: ...
 
 global___GetOnlineFeaturesRequest = GetOnlineFeaturesRequest
@@ -347,6 +356,11 @@ class GetOnlineFeaturesResponse(google.protobuf.message.Message):
 
     FEATURES_FIELD_NUMBER: builtins.int
     ROWS_FIELD_NUMBER: builtins.int
+    FEATURE_SERVICE_VERSION_FIELD_NUMBER: builtins.int
+    feature_service_version: builtins.str
+    """Version of the feature service that was read (its "version" tag); empty
+    for explicit features.
+    """
     @property
     def features(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[creditrisk.common.v1.values_pb2.FeatureSpec]:
         """The result columns in order: the selected features (join keys and request
@@ -362,8 +376,9 @@ class GetOnlineFeaturesResponse(google.protobuf.message.Message):
         *,
         features: collections.abc.Iterable[creditrisk.common.v1.values_pb2.FeatureSpec] | None = ...,
         rows: collections.abc.Iterable[global___OnlineFeatureRow] | None = ...,
+        feature_service_version: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["features", b"features", "rows", b"rows"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["feature_service_version", b"feature_service_version", "features", b"features", "rows", b"rows"]) -> None: ...
 
 global___GetOnlineFeaturesResponse = GetOnlineFeaturesResponse
 
@@ -379,6 +394,8 @@ class HistoricalFeaturesQuery(google.protobuf.message.Message):
     EVENT_TIMESTAMP_COLUMN_FIELD_NUMBER: builtins.int
     LABEL_COLUMN_FIELD_NUMBER: builtins.int
     MAX_CHUNK_ROWS_FIELD_NUMBER: builtins.int
+    FEATURE_SERVICE_VERSION_FIELD_NUMBER: builtins.int
+    LABELLED_ENTITIES_FIELD_NUMBER: builtins.int
     feature_service: builtins.str
     """Name of a Feast feature service, e.g. "credit_risk_v1"."""
     full_feature_names: builtins.bool
@@ -396,9 +413,20 @@ class HistoricalFeaturesQuery(google.protobuf.message.Message):
     """Desired maximum number of rows per result chunk; 0 means the server's
     default. The server may send fewer rows to respect the size rule.
     """
+    feature_service_version: builtins.str
+    """Expected version of the feature service; semantics as in
+    GetOnlineFeaturesRequest.feature_service_version.
+    """
     @property
     def features(self) -> global___FeatureRefs:
         """Explicit feature references."""
+
+    @property
+    def labelled_entities(self) -> global___LabelledEntities:
+        """Take the entity rows from a label feature view instead of the request
+        stream (the client then sends no entity_rows chunks; INVALID_ARGUMENT if
+        it does): how a training set is built from the offline store's labels.
+        """
 
     def __init__(
         self,
@@ -409,12 +437,55 @@ class HistoricalFeaturesQuery(google.protobuf.message.Message):
         event_timestamp_column: builtins.str = ...,
         label_column: builtins.str = ...,
         max_chunk_rows: builtins.int = ...,
+        feature_service_version: builtins.str = ...,
+        labelled_entities: global___LabelledEntities | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["feature_service", b"feature_service", "features", b"features", "selection", b"selection"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["event_timestamp_column", b"event_timestamp_column", "feature_service", b"feature_service", "features", b"features", "full_feature_names", b"full_feature_names", "label_column", b"label_column", "max_chunk_rows", b"max_chunk_rows", "selection", b"selection"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["feature_service", b"feature_service", "features", b"features", "labelled_entities", b"labelled_entities", "selection", b"selection"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["event_timestamp_column", b"event_timestamp_column", "feature_service", b"feature_service", "feature_service_version", b"feature_service_version", "features", b"features", "full_feature_names", b"full_feature_names", "label_column", b"label_column", "labelled_entities", b"labelled_entities", "max_chunk_rows", b"max_chunk_rows", "selection", b"selection"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["selection", b"selection"]) -> typing.Literal["feature_service", "features"] | None: ...
 
 global___HistoricalFeaturesQuery = HistoricalFeaturesQuery
+
+@typing.final
+class LabelledEntities(google.protobuf.message.Message):
+    """Entity rows drawn from a label feature view: one per labelled application.
+    Each row's event timestamp is the application time (features are joined as
+    of then); the label columns and the label's own event timestamp (column
+    "label_timestamp") are passed through to the result.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LABEL_VIEW_FIELD_NUMBER: builtins.int
+    APPLICATION_TIME_RANGE_FIELD_NUMBER: builtins.int
+    LABELS_KNOWN_AT_FIELD_NUMBER: builtins.int
+    label_view: builtins.str
+    """The label feature view, e.g. "credit_label": offline only, its rows carry
+    the join keys, an "application_timestamp" column and the label columns,
+    stamped with the time the label became known. Required.
+    """
+    @property
+    def application_time_range(self) -> creditrisk.common.v1.time_range_pb2.TimeRange:
+        """Only applications whose application time is in this range. Required."""
+
+    @property
+    def labels_known_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Only labels known at or before this time (label event timestamp); unset
+        means every label in the offline store. Set it to the training cut-off so a
+        training set never holds a label from its future.
+        """
+
+    def __init__(
+        self,
+        *,
+        label_view: builtins.str = ...,
+        application_time_range: creditrisk.common.v1.time_range_pb2.TimeRange | None = ...,
+        labels_known_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["application_time_range", b"application_time_range", "labels_known_at", b"labels_known_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["application_time_range", b"application_time_range", "label_view", b"label_view", "labels_known_at", b"labels_known_at"]) -> None: ...
+
+global___LabelledEntities = LabelledEntities
 
 @typing.final
 class GetHistoricalFeaturesRequest(google.protobuf.message.Message):
@@ -455,9 +526,14 @@ class HistoricalFeaturesHeader(google.protobuf.message.Message):
     FEATURES_FIELD_NUMBER: builtins.int
     ENTITY_COLUMNS_FIELD_NUMBER: builtins.int
     ENTITY_ROW_COUNT_FIELD_NUMBER: builtins.int
+    FEATURE_SERVICE_VERSION_FIELD_NUMBER: builtins.int
     entity_row_count: builtins.int
     """Number of entity rows received; the result has exactly this many rows
     (rows with no feature values are kept, with nulls).
+    """
+    feature_service_version: builtins.str
+    """Version of the feature service that was joined (its "version" tag); empty
+    for explicit features.
     """
     @property
     def features(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[creditrisk.common.v1.values_pb2.FeatureSpec]:
@@ -477,8 +553,9 @@ class HistoricalFeaturesHeader(google.protobuf.message.Message):
         features: collections.abc.Iterable[creditrisk.common.v1.values_pb2.FeatureSpec] | None = ...,
         entity_columns: collections.abc.Iterable[builtins.str] | None = ...,
         entity_row_count: builtins.int = ...,
+        feature_service_version: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["entity_columns", b"entity_columns", "entity_row_count", b"entity_row_count", "features", b"features"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["entity_columns", b"entity_columns", "entity_row_count", b"entity_row_count", "feature_service_version", b"feature_service_version", "features", b"features"]) -> None: ...
 
 global___HistoricalFeaturesHeader = HistoricalFeaturesHeader
 

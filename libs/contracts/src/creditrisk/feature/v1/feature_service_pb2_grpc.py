@@ -106,8 +106,10 @@ class FeatureStoreServiceServicer(object):
 
         Errors: NOT_FOUND naming an unknown feature service, feature view or
         feature; INVALID_ARGUMENT naming a missing or wrongly typed join key or
-        request value, a malformed feature reference, or no entity rows. An
-        unknown entity is not an error: its values have status MISSING.
+        request value, a malformed feature reference, or no entity rows;
+        FAILED_PRECONDITION naming both versions when feature_service_version
+        differs from the registered one. An unknown entity is not an error: its
+        values have status MISSING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,9 +124,14 @@ class FeatureStoreServiceServicer(object):
         (the join needs the whole entity set), then sends one `header`, the result
         as `chunk` messages, and one `summary`, and ends the stream with OK.
 
+        With labelled_entities in the query, the client sends no chunks: the
+        entity rows come from the label feature view.
+
         Errors: INVALID_ARGUMENT when the first message is not a query, a second
         query arrives, a chunk does not decode, lacks a join key or the event
-        timestamp column, has a type mismatch, or breaks the sequence; NOT_FOUND
+        timestamp column, has a type mismatch, or breaks the sequence, or chunks
+        arrive with labelled_entities; FAILED_PRECONDITION naming both versions
+        when feature_service_version differs from the registered one; NOT_FOUND
         naming an unknown feature service or feature; RESOURCE_EXHAUSTED for a
         message over the maximum message size; DEADLINE_EXCEEDED when the
         client's deadline passes first.

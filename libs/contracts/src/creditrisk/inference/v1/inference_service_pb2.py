@@ -28,7 +28,7 @@ from creditrisk.common.v1 import values_pb2 as creditrisk_dot_common_dot_v1_dot_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/creditrisk/inference/v1/inference_service.proto\x12\x17\x63reditrisk.inference.v1\x1a creditrisk/common/v1/error.proto\x1a\"creditrisk/common/v1/serving.proto\x1a!creditrisk/common/v1/values.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0ePredictRequest\x12\x19\n\x0c\x61pplicant_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12R\n\x0erequest_values\x18\x02 \x03(\x0b\x32:.creditrisk.inference.v1.PredictRequest.RequestValuesEntry\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\x1aX\n\x12RequestValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".creditrisk.common.v1.FeatureValue:\x02\x38\x01\x42\x0f\n\r_applicant_id\"\x90\x04\n\x0fPredictResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x1e\n\x16probability_of_default\x18\x02 \x01(\x01\x12\x30\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1e.creditrisk.common.v1.Decision\x12\x1a\n\x12\x64\x65\x63ision_threshold\x18\x04 \x01(\x01\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x37\n\x0cserving_slot\x18\x07 \x01(\x0e\x32!.creditrisk.common.v1.ServingSlot\x12H\n\x08\x66\x65\x61tures\x18\x08 \x03(\x0b\x32\x36.creditrisk.inference.v1.PredictResponse.FeaturesEntry\x12\x18\n\x10missing_features\x18\t \x03(\t\x12\x10\n\x08trace_id\x18\n \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x0b \x01(\t\x12\x33\n\x0fprediction_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aS\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".creditrisk.common.v1.FeatureValue:\x02\x38\x01\"P\n\x13PredictBatchRequest\x12\x39\n\x08requests\x18\x01 \x03(\x0b\x32\'.creditrisk.inference.v1.PredictRequest\"\x8c\x01\n\x12PredictBatchResult\x12>\n\nprediction\x18\x01 \x01(\x0b\x32(.creditrisk.inference.v1.PredictResponseH\x00\x12,\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1b.creditrisk.common.v1.ErrorH\x00\x42\x08\n\x06result\"T\n\x14PredictBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditrisk.inference.v1.PredictBatchResult\"\x1a\n\x18ListServingModelsRequest\"\x91\x02\n\x0cServingModel\x12/\n\x04slot\x18\x01 \x01(\x0e\x32!.creditrisk.common.v1.ServingSlot\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x1a\n\rmodel_version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12/\n\x04mode\x18\x05 \x01(\x0e\x32!.creditrisk.common.v1.ServingMode\x12\x14\n\x0c\x63\x61nary_share\x18\x06 \x01(\x01\x12\r\n\x05ready\x18\x07 \x01(\x08\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0e_model_version\"R\n\x19ListServingModelsResponse\x12\x35\n\x06models\x18\x01 \x03(\x0b\x32%.creditrisk.inference.v1.ServingModel2\xd9\x02\n\x10InferenceService\x12\\\n\x07Predict\x12\'.creditrisk.inference.v1.PredictRequest\x1a(.creditrisk.inference.v1.PredictResponse\x12k\n\x0cPredictBatch\x12,.creditrisk.inference.v1.PredictBatchRequest\x1a-.creditrisk.inference.v1.PredictBatchResponse\x12z\n\x11ListServingModels\x12\x31.creditrisk.inference.v1.ListServingModelsRequest\x1a\x32.creditrisk.inference.v1.ListServingModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/creditrisk/inference/v1/inference_service.proto\x12\x17\x63reditrisk.inference.v1\x1a creditrisk/common/v1/error.proto\x1a\"creditrisk/common/v1/serving.proto\x1a!creditrisk/common/v1/values.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x02\n\x0ePredictRequest\x12\x19\n\x0c\x61pplicant_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12R\n\x0erequest_values\x18\x02 \x03(\x0b\x32:.creditrisk.inference.v1.PredictRequest.RequestValuesEntry\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aX\n\x12RequestValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".creditrisk.common.v1.FeatureValue:\x02\x38\x01\x42\x0f\n\r_applicant_id\"\x8b\x04\n\x0fPredictResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x1e\n\x16probability_of_default\x18\x02 \x01(\x01\x12\x30\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1e.creditrisk.common.v1.Decision\x12\x1a\n\x12\x64\x65\x63ision_threshold\x18\x04 \x01(\x01\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x37\n\x0cserving_slot\x18\x07 \x01(\x0e\x32!.creditrisk.common.v1.ServingSlot\x12H\n\x08\x66\x65\x61tures\x18\x08 \x03(\x0b\x32\x36.creditrisk.inference.v1.PredictResponse.FeaturesEntry\x12\x18\n\x10missing_features\x18\t \x03(\t\x12\x10\n\x08trace_id\x18\n \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x0b \x01(\t\x12.\n\nevent_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aS\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".creditrisk.common.v1.FeatureValue:\x02\x38\x01\"P\n\x13PredictBatchRequest\x12\x39\n\x08requests\x18\x01 \x03(\x0b\x32\'.creditrisk.inference.v1.PredictRequest\"\x8c\x01\n\x12PredictBatchResult\x12>\n\nprediction\x18\x01 \x01(\x0b\x32(.creditrisk.inference.v1.PredictResponseH\x00\x12,\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1b.creditrisk.common.v1.ErrorH\x00\x42\x08\n\x06result\"T\n\x14PredictBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditrisk.inference.v1.PredictBatchResult\"\x1a\n\x18ListServingModelsRequest\"\x91\x02\n\x0cServingModel\x12/\n\x04slot\x18\x01 \x01(\x0e\x32!.creditrisk.common.v1.ServingSlot\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x1a\n\rmodel_version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12/\n\x04mode\x18\x05 \x01(\x0e\x32!.creditrisk.common.v1.ServingMode\x12\x14\n\x0c\x63\x61nary_share\x18\x06 \x01(\x01\x12\r\n\x05ready\x18\x07 \x01(\x08\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0e_model_version\"R\n\x19ListServingModelsResponse\x12\x35\n\x06models\x18\x01 \x03(\x0b\x32%.creditrisk.inference.v1.ServingModel2\xd9\x02\n\x10InferenceService\x12\\\n\x07Predict\x12\'.creditrisk.inference.v1.PredictRequest\x1a(.creditrisk.inference.v1.PredictResponse\x12k\n\x0cPredictBatch\x12,.creditrisk.inference.v1.PredictBatchRequest\x1a-.creditrisk.inference.v1.PredictBatchResponse\x12z\n\x11ListServingModels\x12\x31.creditrisk.inference.v1.ListServingModelsRequest\x1a\x32.creditrisk.inference.v1.ListServingModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,25 +40,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTRESPONSE_FEATURESENTRY']._loaded_options = None
   _globals['_PREDICTRESPONSE_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_PREDICTREQUEST']._serialized_start=215
-  _globals['_PREDICTREQUEST']._serialized_end=476
-  _globals['_PREDICTREQUEST_REQUESTVALUESENTRY']._serialized_start=371
-  _globals['_PREDICTREQUEST_REQUESTVALUESENTRY']._serialized_end=459
-  _globals['_PREDICTRESPONSE']._serialized_start=479
-  _globals['_PREDICTRESPONSE']._serialized_end=1007
-  _globals['_PREDICTRESPONSE_FEATURESENTRY']._serialized_start=924
-  _globals['_PREDICTRESPONSE_FEATURESENTRY']._serialized_end=1007
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=1009
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=1089
-  _globals['_PREDICTBATCHRESULT']._serialized_start=1092
-  _globals['_PREDICTBATCHRESULT']._serialized_end=1232
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1234
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1318
-  _globals['_LISTSERVINGMODELSREQUEST']._serialized_start=1320
-  _globals['_LISTSERVINGMODELSREQUEST']._serialized_end=1346
-  _globals['_SERVINGMODEL']._serialized_start=1349
-  _globals['_SERVINGMODEL']._serialized_end=1622
-  _globals['_LISTSERVINGMODELSRESPONSE']._serialized_start=1624
-  _globals['_LISTSERVINGMODELSRESPONSE']._serialized_end=1706
-  _globals['_INFERENCESERVICE']._serialized_start=1709
-  _globals['_INFERENCESERVICE']._serialized_end=2054
+  _globals['_PREDICTREQUEST']._serialized_end=524
+  _globals['_PREDICTREQUEST_REQUESTVALUESENTRY']._serialized_start=419
+  _globals['_PREDICTREQUEST_REQUESTVALUESENTRY']._serialized_end=507
+  _globals['_PREDICTRESPONSE']._serialized_start=527
+  _globals['_PREDICTRESPONSE']._serialized_end=1050
+  _globals['_PREDICTRESPONSE_FEATURESENTRY']._serialized_start=967
+  _globals['_PREDICTRESPONSE_FEATURESENTRY']._serialized_end=1050
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=1052
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=1132
+  _globals['_PREDICTBATCHRESULT']._serialized_start=1135
+  _globals['_PREDICTBATCHRESULT']._serialized_end=1275
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1277
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1361
+  _globals['_LISTSERVINGMODELSREQUEST']._serialized_start=1363
+  _globals['_LISTSERVINGMODELSREQUEST']._serialized_end=1389
+  _globals['_SERVINGMODEL']._serialized_start=1392
+  _globals['_SERVINGMODEL']._serialized_end=1665
+  _globals['_LISTSERVINGMODELSRESPONSE']._serialized_start=1667
+  _globals['_LISTSERVINGMODELSRESPONSE']._serialized_end=1749
+  _globals['_INFERENCESERVICE']._serialized_start=1752
+  _globals['_INFERENCESERVICE']._serialized_end=2097
 # @@protoc_insertion_point(module_scope)

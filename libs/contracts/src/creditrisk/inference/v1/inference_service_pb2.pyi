@@ -43,6 +43,7 @@ class PredictRequest(google.protobuf.message.Message):
     APPLICANT_ID_FIELD_NUMBER: builtins.int
     REQUEST_VALUES_FIELD_NUMBER: builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: builtins.int
+    EVENT_TIME_FIELD_NUMBER: builtins.int
     applicant_id: builtins.int
     """Applicant id: the feature store's entity key (join key "applicant_id").
     Required; presence-tracked because 0 is a valid id.
@@ -58,15 +59,24 @@ class PredictRequest(google.protobuf.message.Message):
         "duration_months"). Types must match the feature service's schema.
         """
 
+    @property
+    def event_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Time of the credit application this prediction decides: the prediction
+        event's time, which drift windows select on and labels join on (with the
+        applicant id). Unset means the gateway's clock. Set it when replaying
+        applications or running on a simulated clock.
+        """
+
     def __init__(
         self,
         *,
         applicant_id: builtins.int | None = ...,
         request_values: collections.abc.Mapping[builtins.str, creditrisk.common.v1.values_pb2.FeatureValue] | None = ...,
         client_request_id: builtins.str = ...,
+        event_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_applicant_id", b"_applicant_id", "applicant_id", b"applicant_id"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_applicant_id", b"_applicant_id", "applicant_id", b"applicant_id", "client_request_id", b"client_request_id", "request_values", b"request_values"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_applicant_id", b"_applicant_id", "applicant_id", b"applicant_id", "event_time", b"event_time"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_applicant_id", b"_applicant_id", "applicant_id", b"applicant_id", "client_request_id", b"client_request_id", "event_time", b"event_time", "request_values", b"request_values"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_applicant_id", b"_applicant_id"]) -> typing.Literal["applicant_id"] | None: ...
 
 global___PredictRequest = PredictRequest
@@ -106,7 +116,7 @@ class PredictResponse(google.protobuf.message.Message):
     MISSING_FEATURES_FIELD_NUMBER: builtins.int
     TRACE_ID_FIELD_NUMBER: builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: builtins.int
-    PREDICTION_TIME_FIELD_NUMBER: builtins.int
+    EVENT_TIME_FIELD_NUMBER: builtins.int
     event_id: builtins.str
     """Id of this prediction event (UUID); ground-truth labels refer to it."""
     probability_of_default: builtins.float
@@ -138,8 +148,10 @@ class PredictResponse(google.protobuf.message.Message):
         """
 
     @property
-    def prediction_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
-        """When the prediction was made."""
+    def event_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Time of the prediction event: the request's event_time, or the gateway's
+        clock when the request had none.
+        """
 
     def __init__(
         self,
@@ -155,10 +167,10 @@ class PredictResponse(google.protobuf.message.Message):
         missing_features: collections.abc.Iterable[builtins.str] | None = ...,
         trace_id: builtins.str = ...,
         client_request_id: builtins.str = ...,
-        prediction_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        event_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["prediction_time", b"prediction_time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["client_request_id", b"client_request_id", "decision", b"decision", "decision_threshold", b"decision_threshold", "event_id", b"event_id", "features", b"features", "missing_features", b"missing_features", "model_name", b"model_name", "model_version", b"model_version", "prediction_time", b"prediction_time", "probability_of_default", b"probability_of_default", "serving_slot", b"serving_slot", "trace_id", b"trace_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["event_time", b"event_time"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["client_request_id", b"client_request_id", "decision", b"decision", "decision_threshold", b"decision_threshold", "event_id", b"event_id", "event_time", b"event_time", "features", b"features", "missing_features", b"missing_features", "model_name", b"model_name", "model_version", b"model_version", "probability_of_default", b"probability_of_default", "serving_slot", b"serving_slot", "trace_id", b"trace_id"]) -> None: ...
 
 global___PredictResponse = PredictResponse
 

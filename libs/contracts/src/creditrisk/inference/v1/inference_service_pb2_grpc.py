@@ -31,7 +31,7 @@ class InferenceServiceStub(object):
     on the model server (champion; challenger in shadow or canary mode), logs
     every prediction to the drift-service, and answers. Also served as REST by
     FastAPI with the same shapes (proto3 JSON mapping): POST /v1/predict,
-    POST /v1/predict:batch, GET /v1/serving-models.
+    POST /v1/predict:batch, GET /v1/models (ListServingModels).
 
     Errors common to every RPC: UNAVAILABLE when the feature-service or the
     champion's model server cannot be reached (retry with backoff); INTERNAL
@@ -67,7 +67,7 @@ class InferenceServiceServicer(object):
     on the model server (champion; challenger in shadow or canary mode), logs
     every prediction to the drift-service, and answers. Also served as REST by
     FastAPI with the same shapes (proto3 JSON mapping): POST /v1/predict,
-    POST /v1/predict:batch, GET /v1/serving-models.
+    POST /v1/predict:batch, GET /v1/models (ListServingModels).
 
     Errors common to every RPC: UNAVAILABLE when the feature-service or the
     champion's model server cannot be reached (retry with backoff); INTERNAL
@@ -79,7 +79,7 @@ class InferenceServiceServicer(object):
 
         Errors: INVALID_ARGUMENT listing every missing required input and every
         wrongly typed or unknown request value (status details carry a
-        common.v1.Error with field violations); NOT_FOUND when the applicant is
+        google.rpc.BadRequest with one field violation each); NOT_FOUND when the applicant is
         unknown to the feature store and no request values were given;
         RESOURCE_EXHAUSTED for a message over the maximum message size;
         UNAVAILABLE when a backend is down.
@@ -141,7 +141,7 @@ class InferenceService(object):
     on the model server (champion; challenger in shadow or canary mode), logs
     every prediction to the drift-service, and answers. Also served as REST by
     FastAPI with the same shapes (proto3 JSON mapping): POST /v1/predict,
-    POST /v1/predict:batch, GET /v1/serving-models.
+    POST /v1/predict:batch, GET /v1/models (ListServingModels).
 
     Errors common to every RPC: UNAVAILABLE when the feature-service or the
     champion's model server cannot be reached (retry with backoff); INTERNAL

@@ -34,9 +34,11 @@ class _RoleEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeW
     ROLE_VIEWER: _Role.ValueType  # 1
     """May read models, versions, gate results, aliases and audit records."""
     ROLE_PROMOTER: _Role.ValueType  # 2
-    """May also register versions, set aliases, promote and roll back."""
+    """May also register versions, set aliases other than "champion", and promote
+    a version that passes the gate (the unattended training pipeline's role).
+    """
     ROLE_ADMIN: _Role.ValueType  # 3
-    """May also force a promotion and delete the champion alias."""
+    """May also force a promotion past a refusal, delete aliases and roll back."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """A role of the registry-gateway's callers."""
@@ -46,9 +48,11 @@ ROLE_UNSPECIFIED: Role.ValueType  # 0
 ROLE_VIEWER: Role.ValueType  # 1
 """May read models, versions, gate results, aliases and audit records."""
 ROLE_PROMOTER: Role.ValueType  # 2
-"""May also register versions, set aliases, promote and roll back."""
+"""May also register versions, set aliases other than "champion", and promote
+a version that passes the gate (the unattended training pipeline's role).
+"""
 ROLE_ADMIN: Role.ValueType  # 3
-"""May also force a promotion and delete the champion alias."""
+"""May also force a promotion past a refusal, delete aliases and roll back."""
 global___Role = Role
 
 class _ModelVersionStatus:
@@ -450,12 +454,12 @@ class GateScore(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: builtins.int
-    AUC_FIELD_NUMBER: builtins.int
+    ROC_AUC_FIELD_NUMBER: builtins.int
     DECISION_THRESHOLD_FIELD_NUMBER: builtins.int
     EXPECTED_COST_FIELD_NUMBER: builtins.int
     version: builtins.int
     """Model version number."""
-    auc: builtins.float
+    roc_auc: builtins.float
     """Value of the gate metric (ROC AUC) on the window."""
     decision_threshold: builtins.float
     """The version's own decision threshold."""
@@ -467,11 +471,11 @@ class GateScore(google.protobuf.message.Message):
         self,
         *,
         version: builtins.int = ...,
-        auc: builtins.float = ...,
+        roc_auc: builtins.float = ...,
         decision_threshold: builtins.float = ...,
         expected_cost: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["auc", b"auc", "decision_threshold", b"decision_threshold", "expected_cost", b"expected_cost", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["decision_threshold", b"decision_threshold", "expected_cost", b"expected_cost", "roc_auc", b"roc_auc", "version", b"version"]) -> None: ...
 
 global___GateScore = GateScore
 
@@ -955,7 +959,8 @@ class ListModelVersionsRequest(google.protobuf.message.Message):
     """Registered model name. Required."""
     page_size: builtins.int
     """Maximum number of items to return; 0 means the default (50); values above
-    1000 are coerced to 1000.
+    100 are coerced to 100 (a version carries its signature, metrics, tags and
+    digests: 100 stay far below the 4 MiB message size).
     """
     page_token: builtins.str
     """Token from a previous response's next_page_token; empty for the first page."""

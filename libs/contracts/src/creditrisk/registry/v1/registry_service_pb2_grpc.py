@@ -182,8 +182,8 @@ class ModelRegistryServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAlias(self, request, context):
-        """Removes an alias. Role: promoter; admin for "champion" (the champion slot
-        then stops serving).
+        """Removes an alias. Role: admin (deleting "champion" stops the champion
+        slot from serving).
 
         Errors: NOT_FOUND naming the unknown model or unset alias;
         INVALID_ARGUMENT when reason is empty.
@@ -220,7 +220,7 @@ class ModelRegistryServiceServicer(object):
 
     def RollbackChampion(self, request, context):
         """Points "champion" back at the version it held before the current one (from
-        the audit trail), or at an explicit earlier version. Role: promoter.
+        the audit trail), or at an explicit earlier version. Role: admin.
 
         Errors: NOT_FOUND naming the unknown model or version; FAILED_PRECONDITION
         when there is no previous champion; INVALID_ARGUMENT when reason is empty.

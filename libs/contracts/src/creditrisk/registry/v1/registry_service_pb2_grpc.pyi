@@ -98,8 +98,8 @@ class ModelRegistryServiceStub:
         creditrisk.registry.v1.registry_service_pb2.DeleteAliasRequest,
         creditrisk.registry.v1.registry_service_pb2.DeleteAliasResponse,
     ]
-    """Removes an alias. Role: promoter; admin for "champion" (the champion slot
-    then stops serving).
+    """Removes an alias. Role: admin (deleting "champion" stops the champion
+    slot from serving).
 
     Errors: NOT_FOUND naming the unknown model or unset alias;
     INVALID_ARGUMENT when reason is empty.
@@ -136,7 +136,7 @@ class ModelRegistryServiceStub:
         creditrisk.registry.v1.registry_service_pb2.RollbackChampionResponse,
     ]
     """Points "champion" back at the version it held before the current one (from
-    the audit trail), or at an explicit earlier version. Role: promoter.
+    the audit trail), or at an explicit earlier version. Role: admin.
 
     Errors: NOT_FOUND naming the unknown model or version; FAILED_PRECONDITION
     when there is no previous champion; INVALID_ARGUMENT when reason is empty.
@@ -243,8 +243,8 @@ class ModelRegistryServiceAsyncStub:
         creditrisk.registry.v1.registry_service_pb2.DeleteAliasRequest,
         creditrisk.registry.v1.registry_service_pb2.DeleteAliasResponse,
     ]
-    """Removes an alias. Role: promoter; admin for "champion" (the champion slot
-    then stops serving).
+    """Removes an alias. Role: admin (deleting "champion" stops the champion
+    slot from serving).
 
     Errors: NOT_FOUND naming the unknown model or unset alias;
     INVALID_ARGUMENT when reason is empty.
@@ -281,7 +281,7 @@ class ModelRegistryServiceAsyncStub:
         creditrisk.registry.v1.registry_service_pb2.RollbackChampionResponse,
     ]
     """Points "champion" back at the version it held before the current one (from
-    the audit trail), or at an explicit earlier version. Role: promoter.
+    the audit trail), or at an explicit earlier version. Role: admin.
 
     Errors: NOT_FOUND naming the unknown model or version; FAILED_PRECONDITION
     when there is no previous champion; INVALID_ARGUMENT when reason is empty.
@@ -400,8 +400,8 @@ class ModelRegistryServiceServicer(metaclass=abc.ABCMeta):
         request: creditrisk.registry.v1.registry_service_pb2.DeleteAliasRequest,
         context: _ServicerContext,
     ) -> typing.Union[creditrisk.registry.v1.registry_service_pb2.DeleteAliasResponse, collections.abc.Awaitable[creditrisk.registry.v1.registry_service_pb2.DeleteAliasResponse]]:
-        """Removes an alias. Role: promoter; admin for "champion" (the champion slot
-        then stops serving).
+        """Removes an alias. Role: admin (deleting "champion" stops the champion
+        slot from serving).
 
         Errors: NOT_FOUND naming the unknown model or unset alias;
         INVALID_ARGUMENT when reason is empty.
@@ -444,7 +444,7 @@ class ModelRegistryServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[creditrisk.registry.v1.registry_service_pb2.RollbackChampionResponse, collections.abc.Awaitable[creditrisk.registry.v1.registry_service_pb2.RollbackChampionResponse]]:
         """Points "champion" back at the version it held before the current one (from
-        the audit trail), or at an explicit earlier version. Role: promoter.
+        the audit trail), or at an explicit earlier version. Role: admin.
 
         Errors: NOT_FOUND naming the unknown model or version; FAILED_PRECONDITION
         when there is no previous champion; INVALID_ARGUMENT when reason is empty.

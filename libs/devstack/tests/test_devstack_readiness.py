@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import pytest
 from creditrisk_devstack import (
+    DEFAULT_GRACE_S,
     GrpcReadiness,
     HttpReadiness,
     PortInUseError,
@@ -128,3 +130,39 @@ def test_missing_executable(sup: Supervisor) -> None:
 
     with pytest.raises(ProcessFailedError, match="could not start"):
         sup.start(ProcessSpec("nope", ["/nonexistent/binary"]))
+
+
+def test_http_probe_does_not_log_a_request_line_per_poll(caplog: pytest.LogCaptureFixture) -> None:
+    import http.server
+    import threading
+
+    import httpx
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    caplog.set_level(logging.INFO, logger="httpx")
+    try:
+        probe = HttpReadiness(url).open_probe()
+        try:
+            assert [probe.check(2.0) for _ in range(3)] == [None, None, None]
+        finally:
+            probe.close()
+        assert not [r for r in caplog.records if r.name == "httpx"]
+        # httpx logging outside the probe is untouched.
+        with httpx.Client(trust_env=False) as client:
+            client.get(url)
+        assert [r for r in caplog.records if r.name == "httpx" and "HTTP Request" in r.getMessage()]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_default_grace_exceeds_the_kit_services_drain() -> None:
+    spec = ProcessSpec("svc", ["true"])
+    assert spec.grace_s == DEFAULT_GRACE_S == 15.0
+    assert spec.grace_s > 10.0  # creditrisk_kit's default grace_period_s, plus shutdown hooks

@@ -20,7 +20,7 @@ from creditrisk_kit import (
     wait_until_serving_sync,
 )
 from google.protobuf.wrappers_pb2 import StringValue
-from kit_support import handlers, method, running, unary_stream, unary_unary
+from kit_support import handlers, method, running, stream_stream, stream_unary, unary_stream, unary_unary
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05)
 
@@ -50,19 +50,117 @@ def test_channel_options() -> None:
         RetryPolicy(max_attempts=9)
 
 
-async def test_default_deadline_applies_when_caller_sets_none() -> None:
-    async with running(slow_service(1.0)) as runner:
-        channel = aio_channel(f"127.0.0.1:{runner.port}", default_timeout_s=0.1)
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"retryable_status_codes": ()}, "retryable_status_codes"),
+        ({"retryable_status_codes": ("UNAVAILABEL",)}, "retryable_status_codes"),
+        ({"retryable_status_codes": ("OK",)}, "retryable_status_codes"),
+        ({"retryable_status_codes": "UNAVAILABLE"}, "retryable_status_codes"),
+        ({"initial_backoff_s": float("inf"), "max_backoff_s": float("inf")}, "initial_backoff_s"),
+        ({"max_backoff_s": float("nan")}, "max_backoff_s"),
+        ({"initial_backoff_s": 0}, "initial_backoff_s"),
+        ({"initial_backoff_s": -1}, "initial_backoff_s"),
+        ({"initial_backoff_s": 1e-12, "max_backoff_s": 1e-12}, "initial_backoff_s"),
+        ({"backoff_multiplier": 0}, "backoff_multiplier"),
+        ({"backoff_multiplier": float("inf")}, "backoff_multiplier"),
+        ({"initial_backoff_s": 3.0, "max_backoff_s": 2.0}, "max_backoff_s"),
+        ({"max_attempts": 1}, "max_attempts"),
+        ({"max_attempts": 6}, "max_attempts"),
+        ({"max_attempts": 3.0}, "max_attempts"),
+    ],
+)
+def test_bad_retry_policy_fails_at_construction_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        RetryPolicy(**kwargs)
+
+
+def test_retry_policy_normalizes_codes_and_formats_durations() -> None:
+    policy = RetryPolicy(
+        retryable_status_codes=("unavailable", grpc.StatusCode.RESOURCE_EXHAUSTED, "UNAVAILABLE"),
+        initial_backoff_s=0.001,
+        max_backoff_s=2,
+    )
+    assert policy.retryable_status_codes == ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+    config = json.loads(policy.service_config())["methodConfig"][0]["retryPolicy"]
+    assert (config["initialBackoff"], config["maxBackoff"]) == ("0.001000000s", "2s")
+    assert config["retryableStatusCodes"] == ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+
+
+async def test_valid_policy_with_tiny_backoff_makes_a_working_channel() -> None:
+    async with running(slow_service(0)) as runner:
+        policy = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.001, max_attempts=5)
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=policy)
         try:
+            assert (await method(channel, "unary_unary", "slow")(StringValue(value="x"))).value == "x"
+        finally:
+            await channel.close()
+
+
+def long_streams(duration_s: float) -> grpc.GenericRpcHandler:
+    """Streams that last ``duration_s`` (a response every 0.1 s), and a unary-response twin."""
+
+    async def watch(request: StringValue, context: Any) -> Any:
+        for i in range(round(duration_s / 0.1)):
+            await asyncio.sleep(0.1)
+            yield StringValue(value=str(i))
+
+    async def chat(requests: Any, context: Any) -> Any:
+        async for request in requests:
+            yield request
+        await asyncio.sleep(duration_s)
+        yield StringValue(value="end")
+
+    async def upload(requests: Any, context: Any) -> StringValue:
+        async for _ in requests:
+            pass
+        await asyncio.sleep(duration_s)
+        return StringValue(value="stored")
+
+    return handlers(watch=unary_stream(watch), chat=stream_stream(chat), upload=stream_unary(upload))
+
+
+async def test_default_deadline_applies_to_unary_response_calls_only() -> None:
+    async with running(slow_service(0.6)) as runner, running(long_streams(0.6)) as streams:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", default_timeout_s=0.2)
+        streaming = aio_channel(f"127.0.0.1:{streams.port}", default_timeout_s=0.2)
+        try:
+            # unary-unary and stream-unary: the default deadline applies.
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await method(channel, "unary_unary", "slow")(StringValue(value="x"))
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                async for _ in method(channel, "unary_stream", "slow_stream")(StringValue(value="x")):
+                await method(streaming, "stream_unary", "upload")(iter([StringValue(value="a")]))
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            # Response streams outlive the default deadline (WatchAliases, Health/Watch...).
+            watched = [r.value async for r in method(streaming, "unary_stream", "watch")(StringValue())]
+            assert len(watched) == 6
+            chat = method(streaming, "stream_stream", "chat")(iter([StringValue(value="hi")]))
+            assert [r.value async for r in chat] == ["hi", "end"]
+            # ... unless the caller bounds them.
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in method(streaming, "unary_stream", "watch")(StringValue(), timeout=0.2):
                     pass
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         finally:
             await channel.close()
+            await streaming.close()
+
+
+async def test_sync_channel_streams_get_no_default_deadline() -> None:
+    async with running(long_streams(0.5)) as runner:
+        target = f"127.0.0.1:{runner.port}"
+
+        def calls() -> tuple[int, grpc.StatusCode]:
+            with insecure_channel(target, default_timeout_s=0.2) as channel:
+                count = len(list(method(channel, "unary_stream", "watch")(StringValue())))
+                try:
+                    method(channel, "stream_unary", "upload")(iter([StringValue(value="a")]))
+                except grpc.RpcError as error:
+                    return count, error.code()
+                raise AssertionError("no default deadline on stream-unary")
+
+        assert await asyncio.to_thread(calls) == (5, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 async def test_explicit_timeout_wins_over_default() -> None:

@@ -242,3 +242,44 @@ async def test_port_already_taken_fails_to_start() -> None:
         )
         with pytest.raises(RuntimeError, match="bind"):
             await second.start()
+
+
+async def test_open_health_watch_does_not_hold_the_drain() -> None:
+    grace_s = 5.0
+    async with running(grace_period_s=grace_s) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            await wait_until_serving(channel, timeout_s=3)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            unknown = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service="no.such.Service")
+            )
+            assert (await watch.read()).status == SERVING
+            assert (await unknown.read()).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            started = time.monotonic()
+            await runner.stop()
+            assert time.monotonic() - started < 1.0  # not the 5 s grace period
+            # The watcher saw NOT_SERVING, then its stream ended normally.
+            rest = [response.status async for response in watch]
+            assert rest == [NOT_SERVING]
+            assert await watch.code() == grpc.StatusCode.OK
+            assert [r.status async for r in unknown] == []
+            assert await unknown.code() == grpc.StatusCode.OK
+        finally:
+            await channel.close()
+
+
+async def test_health_watch_follows_status_changes() -> None:
+    async with running() as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            await wait_until_serving(channel, timeout_s=3)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service="x.Y"))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            await runner.health.set("x.Y", SERVING)
+            assert (await watch.read()).status == SERVING
+            await runner.health.set("x.Y", NOT_SERVING)
+            assert (await watch.read()).status == NOT_SERVING
+            watch.cancel()
+        finally:
+            await channel.close()

@@ -14,6 +14,7 @@ from .readiness import (
     port_in_use,
 )
 from .spec import (
+    DEFAULT_GRACE_S,
     PortInUseError,
     ProcessExitedError,
     ProcessFailedError,
@@ -34,6 +35,7 @@ from .supervisor import (
 )
 
 __all__ = [
+    "DEFAULT_GRACE_S",
     "GrpcReadiness",
     "HttpReadiness",
     "Interrupted",

@@ -7,6 +7,8 @@ client) across polls; ``check(timeout)`` returns ``None`` when ready, or a short
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import socket
 from dataclasses import dataclass
 from typing import Protocol
@@ -94,18 +96,41 @@ class TcpReadiness:
 # --------------------------------------------------------------------------------------------- http
 
 
+_IN_PROBE: contextvars.ContextVar[bool] = contextvars.ContextVar("devstack_in_http_probe", default=False)
+
+
+class _QuietProbeRequests(logging.Filter):
+    """Drops httpx's INFO "HTTP Request: ..." line of readiness polls (one per poll is noise).
+
+    Only records emitted inside :meth:`_HttpProbe.check` (a context variable, so per thread) and
+    below WARNING are dropped; httpx logging elsewhere in the process is untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not _IN_PROBE.get()
+
+
+_QUIET_FILTER = _QuietProbeRequests()
+
+
 class _HttpProbe:
     def __init__(self, url: str) -> None:
         self._url = url
         # trust_env=False: readiness targets are local; an HTTP(S)_PROXY in the environment must not
         # route "http://127.0.0.1:5000/health" through a proxy.
         self._client = httpx.Client(trust_env=False, follow_redirects=False)
+        httpx_logger = logging.getLogger("httpx")
+        if _QUIET_FILTER not in httpx_logger.filters:
+            httpx_logger.addFilter(_QUIET_FILTER)
 
     def check(self, timeout: float) -> str | None:
+        token = _IN_PROBE.set(True)
         try:
             response = self._client.get(self._url, timeout=max(timeout, 0.05))
         except httpx.HTTPError as exc:
             return f"GET {self._url}: {type(exc).__name__}: {exc}"
+        finally:
+            _IN_PROBE.reset(token)
         if 200 <= response.status_code < 300:
             return None
         return f"GET {self._url}: HTTP {response.status_code}"

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 BeforeStopHook = Callable[["ManagedProcess"], None]
 
+DEFAULT_GRACE_S = 15.0
+"""Default stop grace: the kit's default drain (``grace_period_s`` 10 s) plus 5 s of shutdown hooks."""
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -27,6 +30,11 @@ class ProcessSpec:
     :meth:`Supervisor.start_all` start it as soon as those are ready, in parallel with others.
     ``before_stop`` runs before ``stop_signal`` is sent (e.g. flip a readiness flag so a load
     balancer drains); its errors are logged, never raised.
+
+    ``grace_s`` (default :data:`DEFAULT_GRACE_S`, 15 s) is how long the process gets after the stop
+    signal before SIGKILL. It must exceed the process's own drain: a kit service drains for up to
+    its ``grace_period_s`` (default 10 s) and then runs its shutdown hooks, so a grace equal to
+    10 s would SIGKILL it in the middle of its hooks.
     """
 
     name: str
@@ -35,7 +43,7 @@ class ProcessSpec:
     env: Mapping[str, str | None] = field(default_factory=dict)
     ready: Readiness = field(default_factory=NoReadiness)
     timeout_s: float = 60.0
-    grace_s: float = 10.0
+    grace_s: float = DEFAULT_GRACE_S
     stop_signal: signal.Signals = signal.SIGTERM
     depends_on: tuple[str, ...] | None = None
     before_stop: BeforeStopHook | None = None

@@ -6,7 +6,7 @@ log_dir = ".run/logs"        # optional, relative to root
 
 [defaults]                   # optional, applied to every process
 timeout_s = 60
-grace_s = 10
+grace_s = 15
 env = { OMP_NUM_THREADS = "1" }
 
 [[process]]
@@ -16,7 +16,7 @@ argv = ["uv", "run", "--project", "services/training-service", "mlflow", "server
 cwd = "."                    # relative to root (default: root)
 env = { MLFLOW_FOO = "1" }   # merged over the defaults' env and the inherited environment
 timeout_s = 180
-grace_s = 10
+grace_s = 15
 stop_signal = "SIGTERM"
 depends_on = []              # optional; omitted = after every process declared above
 pre_stop = ["curl", "-X", "POST", "http://127.0.0.1:9000/not-ready"]   # optional command

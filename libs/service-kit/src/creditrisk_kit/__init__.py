@@ -23,6 +23,11 @@ from .client import (
     wait_until_serving_sync,
 )
 from .errors import (
+    MAX_DETAIL_TEXT_BYTES,
+    MAX_DETAILS_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_STATUS_BYTES,
+    MAX_VIOLATIONS,
     DeadlineExceeded,
     FailedPrecondition,
     FieldViolation,
@@ -35,9 +40,10 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
-from .interceptors import INTERNAL_MESSAGE, ErrorInterceptor
+from .interceptors import DEPENDENCY_MESSAGE, INTERNAL_MESSAGE, ErrorInterceptor, is_domain_error
 from .server import (
     LIVENESS_SERVICE,
+    HealthServicer,
     ReadinessCheck,
     RegisterServicers,
     ServiceRunner,
@@ -50,13 +56,20 @@ from .settings import DEFAULT_MAX_MESSAGE_BYTES, EXIT_BAD_CONFIGURATION, LogLeve
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_TIMEOUT_S",
+    "DEPENDENCY_MESSAGE",
     "EXIT_BAD_CONFIGURATION",
     "INTERNAL_MESSAGE",
     "LIVENESS_SERVICE",
+    "MAX_DETAILS_BYTES",
+    "MAX_DETAIL_TEXT_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_STATUS_BYTES",
+    "MAX_VIOLATIONS",
     "DeadlineExceeded",
     "ErrorInterceptor",
     "FailedPrecondition",
     "FieldViolation",
+    "HealthServicer",
     "InvalidArgument",
     "LogLevel",
     "NotFound",
@@ -75,6 +88,7 @@ __all__ = [
     "aio_channel",
     "channel_options",
     "insecure_channel",
+    "is_domain_error",
     "serve",
     "server_options",
     "wait_until_serving",

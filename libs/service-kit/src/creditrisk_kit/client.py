@@ -4,8 +4,11 @@ Every channel made here (sync :func:`insecure_channel`, asyncio :func:`aio_chann
 
 * ``grpc.max_send_message_length`` / ``grpc.max_receive_message_length`` of ``max_message_bytes``
   (default 4 MiB, gRPC's default receive limit; keep it equal to the server's);
-* a default per-call deadline, applied by a client interceptor only when the caller set none
-  (``timeout=`` on the call always wins);
+* a default per-call deadline for **unary-response** calls (unary-unary, stream-unary), applied
+  by a client interceptor only when the caller set none (``timeout=`` on the call always wins).
+  Calls with a response stream (unary-stream, stream-stream: ``WatchAliases``,
+  ``WatchTrainingJob``, ``Health/Watch``, Arrow downloads) get **no** default deadline, since they
+  are meant to last; pass ``timeout=`` to bound one;
 * retries **on UNAVAILABLE only**, done by gRPC itself from the channel's service config
   (``grpc.service_config`` with a ``retryPolicy``, ``grpc.enable_retries=1``), not by a loop of
   ours. UNAVAILABLE is the one code that is safe to retry for any method: either the call never
@@ -22,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +45,19 @@ and below the usual 30-60 s of HTTP gateways; long calls such as training pass t
 ChannelOptions = Sequence[tuple[str, Any]]
 
 
+_RETRYABLE_CODE_NAMES = frozenset(code.name for code in grpc.StatusCode if code is not grpc.StatusCode.OK)
+
+
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a JSON ``google.protobuf.Duration`` (``"0.100s"``; exact to the nanosecond)."""
+    whole, nanos = divmod(_nanoseconds(seconds), 1_000_000_000)
+    return f"{whole}.{nanos:09d}s" if nanos else f"{whole}s"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """gRPC's own retry policy (service config ``retryPolicy``) for UNAVAILABLE.
@@ -50,8 +67,14 @@ class RetryPolicy:
         initial_backoff_s: Upper bound of the first delay, in seconds.
         max_backoff_s: Upper bound of any delay, in seconds.
         backoff_multiplier: Growth of the bound after each attempt.
-        retryable_status_codes: Codes gRPC retries; keep to UNAVAILABLE unless every method of
+        retryable_status_codes: Codes gRPC retries, canonical names (case-insensitive, stored
+            upper case) or ``grpc.StatusCode`` members; keep to UNAVAILABLE unless every method of
             the target is idempotent.
+
+    Validated at construction (``ValueError`` naming the field): gRPC itself would reject a bad
+    policy only at channel creation, making every call fail with INVALID_ARGUMENT "Failed to
+    create channel ... service config", which looks like a request validation error. Backoffs must
+    be finite, at least 1 ms, and ``max_backoff_s >= initial_backoff_s``.
     """
 
     max_attempts: int = 4
@@ -61,10 +84,50 @@ class RetryPolicy:
     retryable_status_codes: tuple[str, ...] = ("UNAVAILABLE",)
 
     def __post_init__(self) -> None:
+        """Validate, so that a bad policy fails here and not as every call's INVALID_ARGUMENT.
+
+        Raises:
+            ValueError: Naming the offending field.
+        """
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise ValueError(f"max_attempts must be an int, got {self.max_attempts!r}")
         if not 2 <= self.max_attempts <= 5:
-            raise ValueError("max_attempts must be 2..5 (gRPC caps retries at 5 attempts)")
-        if self.initial_backoff_s <= 0 or self.max_backoff_s <= 0 or self.backoff_multiplier <= 0:
-            raise ValueError("backoffs and multiplier must be > 0")
+            raise ValueError(
+                f"max_attempts must be 2..5 (gRPC caps retries at 5 attempts), got {self.max_attempts}"
+            )
+        for name in ("initial_backoff_s", "max_backoff_s", "backoff_multiplier"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name in ("initial_backoff_s", "max_backoff_s"):
+            if _nanoseconds(getattr(self, name)) < 1_000_000:
+                raise ValueError(f"{name} must be at least 0.001 s, got {getattr(self, name)!r}")
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError(
+                f"max_backoff_s ({self.max_backoff_s}) must be >= "
+                f"initial_backoff_s ({self.initial_backoff_s})"
+            )
+        codes = self.retryable_status_codes
+        if isinstance(codes, str | bytes) or not isinstance(codes, Iterable):
+            raise ValueError(
+                "retryable_status_codes must be a sequence of code names such as ('UNAVAILABLE',), "
+                f"got {codes!r}"
+            )
+        normalized: list[str] = []
+        for code in codes:
+            name = code.name if isinstance(code, grpc.StatusCode) else code
+            if not isinstance(name, str) or name.upper() not in _RETRYABLE_CODE_NAMES:
+                raise ValueError(
+                    f"retryable_status_codes: unknown or non-retryable status code {code!r} "
+                    "(use canonical names such as 'UNAVAILABLE'; OK is not retryable)"
+                )
+            if name.upper() not in normalized:
+                normalized.append(name.upper())
+        if not normalized:
+            raise ValueError("retryable_status_codes must name at least one status code")
+        object.__setattr__(self, "retryable_status_codes", tuple(normalized))
 
     def service_config(self) -> str:
         """The JSON service config applying this policy to every method of the channel."""
@@ -76,8 +139,8 @@ class RetryPolicy:
                         "name": [{}],
                         "retryPolicy": {
                             "maxAttempts": self.max_attempts,
-                            "initialBackoff": f"{self.initial_backoff_s:.9f}s",
-                            "maxBackoff": f"{self.max_backoff_s:.9f}s",
+                            "initialBackoff": _duration(self.initial_backoff_s),
+                            "maxBackoff": _duration(self.max_backoff_s),
                             "backoffMultiplier": self.backoff_multiplier,
                             "retryableStatusCodes": list(self.retryable_status_codes),
                         },
@@ -115,10 +178,6 @@ def channel_options(
     return options
 
 
-def _instrument() -> None:
-    instrument_grpc()
-
-
 class _CallDetails(
     collections.namedtuple(
         "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
@@ -130,11 +189,12 @@ class _CallDetails(
 
 class _DefaultTimeoutInterceptor(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
     grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
-    """Sets ``timeout`` on calls that have none (sync channels)."""
+    """Sets ``timeout`` on unary-response calls that have none (sync channels).
+
+    Response-streaming calls are not intercepted: they get no default deadline.
+    """
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
@@ -154,13 +214,7 @@ class _DefaultTimeoutInterceptor(
     def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
-    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
     def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
         return continuation(self._details(details), requests)
 
 
@@ -187,58 +241,39 @@ def _aio_details(details: Any, timeout_s: float | None) -> Any:
     )
 
 
-class _AioUnaryUnaryTimeout(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _AioUnaryResponseDefaults:
+    """The default deadline and cancel-with-task for unary-response ``grpc.aio`` calls.
+
+    grpc.aio files an interceptor under the first of the four interceptor types it is an instance
+    of, so one implementation is declared once per type below.
+    """
+
     def __init__(self, timeout_s: float | None) -> None:
         self._timeout_s = timeout_s
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], details: Any, request: Any
-    ) -> Any:
+    async def _intercept(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return _cancel_with_task(await continuation(_aio_details(details, self._timeout_s), request))
 
-
-class _AioUnaryStreamTimeout(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, timeout_s: float | None) -> None:
-        self._timeout_s = timeout_s
-
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], details: Any, request: Any
-    ) -> Any:
-        return await continuation(_aio_details(details, self._timeout_s), request)
+    intercept_unary_unary = _intercept
+    intercept_stream_unary = _intercept
 
 
-class _AioStreamUnaryTimeout(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, timeout_s: float | None) -> None:
-        self._timeout_s = timeout_s
-
-    async def intercept_stream_unary(
-        self, continuation: Callable[..., Any], details: Any, requests: Any
-    ) -> Any:
-        return _cancel_with_task(await continuation(_aio_details(details, self._timeout_s), requests))
+class _AioUnaryUnaryDefaults(_AioUnaryResponseDefaults, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    pass
 
 
-class _AioStreamStreamTimeout(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, timeout_s: float | None) -> None:
-        self._timeout_s = timeout_s
-
-    async def intercept_stream_stream(
-        self, continuation: Callable[..., Any], details: Any, requests: Any
-    ) -> Any:
-        return await continuation(_aio_details(details, self._timeout_s), requests)
+class _AioStreamUnaryDefaults(_AioUnaryResponseDefaults, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    pass
 
 
 def default_timeout_interceptors(timeout_s: float | None) -> list[Any]:
-    """``grpc.aio`` client interceptors setting ``timeout_s`` on calls without a deadline.
+    """``grpc.aio`` client interceptors setting ``timeout_s`` on unary-response calls without one.
 
     They also tie a unary-response RPC to the caller's cancellation (see ``_cancel_with_task``);
-    with ``timeout_s=None`` they do only that.
+    with ``timeout_s=None`` they do only that. Response-streaming calls are left alone: no default
+    deadline.
     """
-    return [
-        _AioUnaryUnaryTimeout(timeout_s),
-        _AioUnaryStreamTimeout(timeout_s),
-        _AioStreamUnaryTimeout(timeout_s),
-        _AioStreamStreamTimeout(timeout_s),
-    ]
+    return [_AioUnaryUnaryDefaults(timeout_s), _AioStreamUnaryDefaults(timeout_s)]
 
 
 def insecure_channel(
@@ -255,7 +290,8 @@ def insecure_channel(
 
     Args:
         target: ``host:port`` or any gRPC target URI (``dns:///feature-service:50051``).
-        default_timeout_s: Deadline in seconds for calls made without ``timeout=``; None: no default.
+        default_timeout_s: Deadline in seconds for unary-response calls made without ``timeout=``
+            (response-streaming calls never get one); None: no default.
         max_message_bytes: Send and receive limit, in bytes (default 4 MiB, gRPC's).
         retry: Retry policy for UNAVAILABLE; None turns retries off.
         credentials: When given, a TLS channel (``grpc.secure_channel``) despite the name.
@@ -266,7 +302,7 @@ def insecure_channel(
         A ``grpc.Channel``; close it (``channel.close()`` or ``with``) when done.
     """
     if instrument:
-        _instrument()
+        instrument_grpc()
     opts = channel_options(max_message_bytes=max_message_bytes, retry=retry, extra=options)
     if credentials is None:
         channel = grpc.insecure_channel(target, options=opts)
@@ -292,7 +328,8 @@ def aio_channel(
 
     Args:
         target: ``host:port`` or any gRPC target URI.
-        default_timeout_s: Deadline in seconds for calls made without ``timeout=``; None: no default.
+        default_timeout_s: Deadline in seconds for unary-response calls made without ``timeout=``
+            (response-streaming calls never get one); None: no default.
         max_message_bytes: Send and receive limit, in bytes (default 4 MiB, gRPC's).
         retry: Retry policy for UNAVAILABLE; None turns retries off.
         credentials: When given, a TLS channel.
@@ -304,12 +341,47 @@ def aio_channel(
         A ``grpc.aio.Channel``, bound to the running event loop; ``await channel.close()`` when done.
     """
     if instrument:
-        _instrument()
+        instrument_grpc()
     opts = channel_options(max_message_bytes=max_message_bytes, retry=retry, extra=options)
     chain = [*default_timeout_interceptors(default_timeout_s), *interceptors]
     if credentials is None:
         return grpc.aio.insecure_channel(target, options=opts, interceptors=chain)
     return grpc.aio.secure_channel(target, credentials, options=opts, interceptors=chain)
+
+
+class _HealthPoll:
+    """What :func:`wait_until_serving` and its sync twin share: request, deadlines, verdict."""
+
+    def __init__(self, service: str, timeout_s: float) -> None:
+        self.request = health_pb2.HealthCheckRequest(service=service)
+        self._service, self._timeout_s = service, timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self.last = "no answer"
+
+    def call_timeout(self) -> float:
+        """Deadline of the next check, in seconds.
+
+        Raises:
+            TimeoutError: When the overall time is up; the message has the last status or error.
+        """
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(
+                f"health of {self._service!r} not SERVING after {self._timeout_s} s (last: {self.last})"
+            )
+        return max(min(remaining, 1.0), 0.01)
+
+    def serving(self, response: health_pb2.HealthCheckResponse) -> bool:
+        if response.status == health_pb2.HealthCheckResponse.SERVING:
+            return True
+        self.last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return False
+
+    def failed(self, error: grpc.RpcError) -> None:
+        self.last = error.code().name
+
+    def pause(self, poll_interval_s: float) -> float:
+        return min(poll_interval_s, max(self._deadline - time.monotonic(), 0))
 
 
 async def wait_until_serving(
@@ -331,22 +403,14 @@ async def wait_until_serving(
         TimeoutError: When not SERVING within ``timeout_s``; the message has the last status or error.
     """
     stub = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
+    poll = _HealthPoll(service, timeout_s)
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"health of {service!r} not SERVING after {timeout_s} s (last: {last})")
         try:
-            response = await stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=max(min(remaining, 1.0), 0.01)
-            )
-            if response.status == health_pb2.HealthCheckResponse.SERVING:
+            if poll.serving(await stub.Check(poll.request, timeout=poll.call_timeout())):
                 return
-            last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
         except grpc.aio.AioRpcError as exc:
-            last = exc.code().name
-        await asyncio.sleep(min(poll_interval_s, max(deadline - time.monotonic(), 0)))
+            poll.failed(exc)
+        await asyncio.sleep(poll.pause(poll_interval_s))
 
 
 def wait_until_serving_sync(
@@ -358,19 +422,11 @@ def wait_until_serving_sync(
 ) -> None:
     """Sync twin of :func:`wait_until_serving` (same arguments and errors)."""
     stub = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
+    poll = _HealthPoll(service, timeout_s)
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"health of {service!r} not SERVING after {timeout_s} s (last: {last})")
         try:
-            response = stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=max(min(remaining, 1.0), 0.01)
-            )
-            if response.status == health_pb2.HealthCheckResponse.SERVING:
+            if poll.serving(stub.Check(poll.request, timeout=poll.call_timeout())):
                 return
-            last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
         except grpc.RpcError as exc:
-            last = exc.code().name
-        time.sleep(min(poll_interval_s, max(deadline - time.monotonic(), 0)))
+            poll.failed(exc)
+        time.sleep(poll.pause(poll_interval_s))

@@ -9,6 +9,27 @@ the call's status; a REST front end uses :meth:`ServiceError.http_status_code`.
 HTTP statuses follow the mapping in ``google/rpc/code.proto``, except INVALID_ARGUMENT, which is
 422 (the FastAPI convention for a request that parses but fails validation).
 
+Messages name fields and things, never values (privacy, issue 10): ``InvalidArgument("applicant.age",
+"must be >= 18")``, not ``"age 17 is below 18"``; never echo an applicant's feature values, a
+secret or a downstream's message into a message or a detail. Messages and details reach the
+caller and the INFO log line of the call.
+
+Size caps (the status travels in HTTP/2 trailers: gRPC's metadata limit is 8 KiB soft / 16 KiB
+hard, and a status over it reaches the client as RESOURCE_EXHAUSTED "received metadata size
+exceeds hard limit", details lost):
+
+* the message is cut to :data:`MAX_MESSAGE_BYTES` (1 KiB of UTF-8), ending ``"... (truncated)"``;
+* each text of a detail (field path, description, subject...) is cut to
+  :data:`MAX_DETAIL_TEXT_BYTES` (256 bytes);
+* ``BadRequest`` / ``PreconditionFailure`` carry at most :data:`MAX_VIOLATIONS` (50) violations,
+  fewer if their texts together exceed :data:`MAX_DETAILS_BYTES` (3 KiB); the rest are counted
+  in one final entry whose description is ``"(K more)"`` (field / subject ``"..."``);
+* a subclass's own details that still exceed :data:`MAX_STATUS_BYTES` (4 KiB serialized) are
+  dropped (code and message are kept).
+
+Worst case the trailers stay near 6 KiB (the serialized status is base64-encoded, the message is
+percent-encoded in ``grpc-message``), well under the 8 KiB soft limit.
+
 Clients decode the details with grpcio-status::
 
     from grpc_status import rpc_status
@@ -18,7 +39,8 @@ Clients decode the details with grpcio-status::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,13 +49,60 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
+_LOGGER = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1024
+"""Longest status message sent, in UTF-8 bytes; longer ones are cut (see the module docstring)."""
+MAX_DETAIL_TEXT_BYTES = 256
+"""Longest text of one detail field (a field path, a description...), in UTF-8 bytes."""
+MAX_VIOLATIONS = 50
+"""Most violations sent in one ``BadRequest`` / ``PreconditionFailure``; the rest are counted."""
+MAX_DETAILS_BYTES = 3 * 1024
+"""Budget of the violations' texts together, in bytes; violations beyond it are counted."""
+MAX_STATUS_BYTES = 4 * 1024
+"""Largest serialized ``google.rpc.Status``; beyond it the details are dropped."""
+
+_TRUNCATED = "... (truncated)"
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), marked as cut."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    keep = max(limit - len(_TRUNCATED), 0)
+    return encoded[:keep].decode("utf-8", errors="ignore") + _TRUNCATED
+
+
+def _capped[T](items: Sequence[T], texts: Callable[[T], Sequence[str]]) -> tuple[list[T], int]:
+    """The leading items that fit :data:`MAX_VIOLATIONS` and :data:`MAX_DETAILS_BYTES`; how many not."""
+    shown: list[T] = []
+    used = 0
+    for item in items[:MAX_VIOLATIONS]:
+        size = sum(min(len(t.encode("utf-8")), MAX_DETAIL_TEXT_BYTES) + 4 for t in texts(item))
+        if shown and used + size > MAX_DETAILS_BYTES:
+            break
+        shown.append(item)
+        used += size
+    return shown, len(items) - len(shown)
+
+
+def _text(value: str) -> str:
+    return truncate_utf8(value, MAX_DETAIL_TEXT_BYTES)
+
 
 class ServiceError(Exception):
-    """Base of the domain exceptions; on its own it maps to INTERNAL / 500.
+    """Base of the domain exceptions; raise a subclass.
+
+    The base class (and any subclass whose :meth:`grpc_status_code` is INTERNAL) is not a domain
+    error for :class:`~creditrisk_kit.interceptors.ErrorInterceptor`: it is handled as an
+    unexpected exception (INTERNAL, generic message, traceback logged), so its message never
+    reaches the caller.
 
     Args:
-        message: The status message the caller sees; write it for the caller (no secrets, no
-            stack traces).
+        message: The status message the caller sees; write it for the caller (names of fields
+            and things, no values, no secrets, no stack traces). Cut to :data:`MAX_MESSAGE_BYTES`
+            on the wire.
     """
 
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
@@ -55,14 +124,33 @@ class ServiceError(Exception):
         """The ``google.rpc.error_details`` messages sent with the status (none by default)."""
         return []
 
+    def fields(self) -> tuple[str, ...]:
+        """Names of the request fields this error is about (logged with the call; none by default)."""
+        return ()
+
     def to_rpc_status(self) -> status_pb2.Status:
-        """This error as a ``google.rpc.Status``: code number, message, details packed in ``Any``."""
+        """This error as a ``google.rpc.Status``: code, message, details packed in ``Any``.
+
+        The code is :meth:`grpc_status_code` (the one source of truth: a subclass overriding it
+        is honoured); message and details are capped (see the module docstring).
+        """
         packed = []
         for detail in self.details():
             any_detail = any_pb2.Any()
             any_detail.Pack(detail)
             packed.append(any_detail)
-        return status_pb2.Status(code=self.grpc_code.value[0], message=self.message, details=packed)
+        code = self.grpc_status_code().value[0]
+        message = truncate_utf8(self.message, MAX_MESSAGE_BYTES)
+        status = status_pb2.Status(code=code, message=message, details=packed)
+        if status.ByteSize() > MAX_STATUS_BYTES:
+            _LOGGER.warning(
+                "%s: error details of %d bytes exceed %d; sent without details",
+                type(self).__name__,
+                status.ByteSize(),
+                MAX_STATUS_BYTES,
+            )
+            status = status_pb2.Status(code=code, message=message)
+        return status
 
     def __str__(self) -> str:
         return self.message
@@ -112,15 +200,20 @@ class InvalidArgument(ServiceError):
         first, *rest = violations
         return cls(first.field, first.reason, more=rest)
 
+    def fields(self) -> tuple[str, ...]:
+        return tuple(v.field for v in self.violations)
+
     def details(self) -> list[Message]:
-        return [
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.reason)
-                    for v in self.violations
-                ]
-            )
+        shown, more = _capped(self.violations, lambda v: (v.field, v.reason))
+        entries = [
+            error_details_pb2.BadRequest.FieldViolation(field=_text(v.field), description=_text(v.reason))
+            for v in shown
         ]
+        if more:
+            entries.append(
+                error_details_pb2.BadRequest.FieldViolation(field="...", description=f"({more} more)")
+            )
+        return [error_details_pb2.BadRequest(field_violations=entries)]
 
 
 class NotFound(ServiceError):
@@ -144,7 +237,9 @@ class NotFound(ServiceError):
     def details(self) -> list[Message]:
         return [
             error_details_pb2.ResourceInfo(
-                resource_type=self.kind, resource_name=self.name, description=self.description
+                resource_type=_text(self.kind),
+                resource_name=_text(self.name),
+                description=_text(self.description),
             )
         ]
 
@@ -184,16 +279,20 @@ class FailedPrecondition(ServiceError):
     def details(self) -> list[Message]:
         if not self.violations:
             return []
-        return [
-            error_details_pb2.PreconditionFailure(
-                violations=[
-                    error_details_pb2.PreconditionFailure.Violation(
-                        type=v.type, subject=v.subject, description=v.description
-                    )
-                    for v in self.violations
-                ]
+        shown, more = _capped(self.violations, lambda v: (v.type, v.subject, v.description))
+        entries = [
+            error_details_pb2.PreconditionFailure.Violation(
+                type=_text(v.type), subject=_text(v.subject), description=_text(v.description)
             )
+            for v in shown
         ]
+        if more:
+            entries.append(
+                error_details_pb2.PreconditionFailure.Violation(
+                    type="...", subject="...", description=f"({more} more)"
+                )
+            )
+        return [error_details_pb2.PreconditionFailure(violations=entries)]
 
 
 class Unauthenticated(ServiceError):

@@ -25,7 +25,8 @@ the checks every ``health_check_interval_s`` and flips the status both ways. The
 Shutdown (SIGTERM / SIGINT, or :meth:`ServiceRunner.request_stop`): 1. health goes NOT_SERVING
 for every name; 2. ``server.stop(grace_period_s)``: new calls are refused, in-flight calls get up
 to ``grace_period_s`` seconds to finish, then are cancelled; 3. the shutdown hooks run in order.
-An open ``Health/Watch`` stream is an in-flight call too and holds the drain until the grace ends.
+Open ``Health/Watch`` streams receive NOT_SERVING in step 1 and then end (status OK), so the drain
+waits only for real calls (:class:`HealthServicer`).
 """
 
 from __future__ import annotations
@@ -79,8 +80,75 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
     ]
 
 
-def _instrument_grpc() -> None:
-    instrument_grpc()
+class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """``grpc.health.v1.Health`` for ``grpc.aio`` whose Watch streams end when shutdown begins.
+
+    Same behaviour as grpcio-health-checking's ``health.aio.HealthServicer`` (``Check``, ``Watch``,
+    ``set``, ``enter_graceful_shutdown``), with two differences: after
+    :meth:`enter_graceful_shutdown` each ``Watch`` stream sends its last status (NOT_SERVING) and
+    then ends with OK, so an idle watcher does not hold the drain for the whole grace period (the
+    upstream servicer, 1.81, keeps the streams open); and a status is never written to a watcher
+    while the lock that :meth:`set` needs is held, so a slow watcher cannot block ``set``.
+    """
+
+    def __init__(self) -> None:
+        self._status: dict[str, health_pb2.HealthCheckResponse.ServingStatus.ValueType] = {
+            health.OVERALL_HEALTH: _SERVING
+        }
+        self._changed: asyncio.Condition | None = None
+        self._shutting_down = False
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:  # created on first use, inside the server's event loop
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        status = self._status.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        condition = self._condition()
+        last = None
+        while True:
+            async with condition:
+                while (status := self._status.get(request.service, unknown)) == last:
+                    if self._shutting_down:
+                        break
+                    await condition.wait()
+                ending = self._shutting_down
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if ending:
+                return
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        """Set the status of ``service``; ignored once :meth:`enter_graceful_shutdown` ran."""
+        if self._shutting_down:
+            return
+        condition = self._condition()
+        async with condition:
+            self._status[service] = status
+            condition.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Every status NOT_SERVING for good; Watch streams send it and end. Idempotent."""
+        if self._shutting_down:
+            return
+        condition = self._condition()
+        async with condition:
+            self._shutting_down = True
+            for service in self._status:
+                self._status[service] = _NOT_SERVING
+            condition.notify_all()
 
 
 class ServiceRunner:
@@ -126,7 +194,7 @@ class ServiceRunner:
         self._check_timeout_s = check_timeout_s or settings.health_check_interval_s
         self._instrument = instrument
         self._reflection = reflection
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
         self._ready: bool | None = None
@@ -163,7 +231,7 @@ class ServiceRunner:
         if self.server is not None:
             raise RuntimeError("ServiceRunner.start() called twice")
         if self._instrument:
-            _instrument_grpc()
+            instrument_grpc()
         # Looked up on the module at call time: instrument_grpc() wraps grpc.aio.server and puts
         # the OpenTelemetry interceptor first, so the error interceptor runs inside the span.
         server = grpc.aio.server(
@@ -266,7 +334,8 @@ class ServiceRunner:
                 self._checks_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._checks_task
-            # 1. Health first, so load balancers and health-checking clients move away.
+            # 1. Health first, so load balancers and health-checking clients move away. Watch
+            # streams get NOT_SERVING and end, so they do not hold the drain.
             await self.health.enter_graceful_shutdown()
             # 2. Drain: refuse new calls, give in-flight ones up to the grace period.
             if self.server is not None:

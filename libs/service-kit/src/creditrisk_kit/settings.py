@@ -7,15 +7,24 @@ Each service subclasses :class:`ServiceSettings` with its own prefix and fields:
         online_store: Literal["sqlite", "redis"] = "sqlite"
 
     settings = FeatureServiceSettings.load_or_exit()   # FEATURE_SERVICE_PORT=50052 ...
+
+:meth:`ServiceSettings.load_or_exit` exits with status 2 for every bad-environment case
+(validation errors, and pydantic-settings' ``SettingsError``, e.g. a list field given ``a,b``
+instead of JSON), printing each variable's name and the reason, **never the value** (a value may
+be a secret: a DSN, a token). Floats must be finite (``inf`` / ``nan`` are rejected), the log
+level is case-insensitive, and a variable with the service's prefix that names no field is
+reported as a warning (a typo such as ``FEATURE_SERVICE_PROT`` would otherwise go unnoticed).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
-from typing import Literal, Self
+from typing import Literal, NoReturn, Self
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """4 MiB: gRPC's default maximum receive message length (``GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH``)."""
@@ -38,10 +47,13 @@ class ServiceSettings(BaseSettings):
             ``grpc.max_send_message_length`` and ``grpc.max_receive_message_length`` of the server
             and the clients. Default 4 MiB, gRPC's default receive limit.
         health_check_interval_s: Seconds between two rounds of readiness checks.
-        log_level: Root log level.
+        log_level: Root log level; any case (``debug``), stored upper case.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SERVICE_", extra="ignore", validate_default=True)
+    # allow_inf_nan=False: grace_period_s=inf would make the drain wait forever.
+    model_config = SettingsConfigDict(
+        env_prefix="SERVICE_", extra="ignore", validate_default=True, allow_inf_nan=False
+    )
 
     host: str = Field(default="0.0.0.0", min_length=1)
     port: int = Field(default=50051, ge=0, le=65535)
@@ -49,6 +61,11 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=2**31 - 1)
     health_check_interval_s: float = Field(default=5.0, gt=0)
     log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def bind_address(self) -> str:
@@ -73,20 +90,61 @@ class ServiceSettings(BaseSettings):
             The validated settings.
 
         Raises:
-            SystemExit: With status 2 (:data:`EXIT_BAD_CONFIGURATION`) when a value is invalid;
-                each problem is printed to stderr as ``NAME=value: reason``.
+            SystemExit: With status 2 (:data:`EXIT_BAD_CONFIGURATION`) when a value is invalid or
+                cannot be parsed; each problem is printed to stderr as ``NAME: reason``. Values
+                are never printed (they may be secrets).
         """
         try:
-            return cls(**overrides)  # type: ignore[arg-type]
+            settings = cls(**overrides)  # type: ignore[arg-type]
         except ValidationError as exc:
-            lines = [f"invalid configuration of {cls.__name__}:"]
+            problems = []
             for error in exc.errors():
                 loc = [str(part) for part in error["loc"]]
                 name = cls.env_name(loc[0]) if loc else "(settings)"
                 if len(loc) > 1:
                     name += " (" + ".".join(loc[1:]) + ")"
-                shown = error.get("input")
-                value = f"={shown!r}" if isinstance(shown, str | int | float) else ""
-                lines.append(f"  {name}{value}: {error['msg']}")
-            print("\n".join(lines), file=sys.stderr)
-            raise SystemExit(EXIT_BAD_CONFIGURATION) from None
+                problems.append(f"{name}: {error['msg']}")
+            cls._exit(problems)
+        except SettingsError as exc:
+            # Raised while parsing a source, before validation: e.g. a list field given "a,b".
+            match = re.search(r'field "([^"]+)"', str(exc))
+            name = cls.env_name(match.group(1)) if match else "(settings)"
+            reason = "cannot be parsed"
+            if cls._is_complex(match.group(1) if match else ""):
+                reason += ' (this field takes JSON, e.g. ["a", "b"] or {"k": "v"})'
+            if exc.__cause__ is not None:
+                reason += f": {type(exc.__cause__).__name__}"
+            cls._exit([f"{name}: {reason}"])
+        for name in cls.unknown_variables():
+            print(f"warning: {name} is set but names no setting of {cls.__name__}; ignored", file=sys.stderr)
+        return settings
+
+    @classmethod
+    def _is_complex(cls, field_name: str) -> bool:
+        field = cls.model_fields.get(field_name)
+        origin = getattr(field.annotation, "__origin__", None) if field is not None else None
+        return origin in (list, dict, set, tuple, frozenset)
+
+    @classmethod
+    def _exit(cls, problems: list[str]) -> NoReturn:
+        lines = [f"invalid configuration of {cls.__name__}:", *(f"  {p}" for p in problems)]
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIGURATION) from None
+
+    @classmethod
+    def unknown_variables(cls, environ: dict[str, str] | None = None) -> list[str]:
+        """Variables with this class's ``env_prefix`` that name no field (likely typos), sorted."""
+        prefix = str(cls.model_config.get("env_prefix", "")).upper()
+        if not prefix:
+            return []
+        known = {cls.env_name(name) for name in cls.model_fields}
+        delimiter = cls.model_config.get("env_nested_delimiter") or None
+        unknown = []
+        for variable in os.environ if environ is None else environ:
+            upper = variable.upper()
+            if not upper.startswith(prefix):
+                continue
+            head = upper.split(delimiter.upper(), 1)[0] if delimiter else upper
+            if head not in known:
+                unknown.append(variable)
+        return sorted(unknown)

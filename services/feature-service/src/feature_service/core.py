@@ -52,11 +52,13 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from feature_service.offline import conform, offline_writer
-from feature_service.repo import FeastRepo, build_repo
+from feature_service.repo import VERSION_TAG, FeastRepo, build_repo
 from feature_service.schema import (
+    APPLICATION_TIMESTAMP,
     CREATED_TIMESTAMP,
     ENTITY_KEY,
     EVENT_TIMESTAMP,
+    LABEL_TIMESTAMP,
     REQUEST_FIELDS,
     VIEWS_BY_NAME,
 )
@@ -119,11 +121,16 @@ class FeatureValue:
 
 @dataclass(frozen=True)
 class OnlineFeatures:
-    """The online response: ``values[i][j]`` is feature ``features[j]`` of ``entity_rows[i]``."""
+    """The online response: ``values[i][j]`` is feature ``features[j]`` of ``entity_rows[i]``.
+
+    ``feature_service_version`` is the ``version`` tag of the feature service read ("" for explicit
+    feature references).
+    """
 
     entity_rows: list[dict[str, Any]]
     features: list[FeatureSpec]
     values: list[list[FeatureValue]]
+    feature_service_version: str = ""
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """Row-wise ``{feature name: value}`` (convenience for callers and tests)."""
@@ -152,26 +159,89 @@ class FeatureViewInfo:
     request_fields: list[str]
     description: str
     tags: dict[str, str]
+    sources: list[SourceInfo] = field(default_factory=list)
+    owner: str = ""
+    created: datetime | None = None
+    updated: datetime | None = None
+
+    @property
+    def version(self) -> str:
+        """The ``version`` tag ("" if none)."""
+        return self.tags.get(VERSION_TAG, "")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """A source a feature view reads.
+
+    Attributes:
+        kind: ``file``, ``postgres``, ``push``, ``request`` or ``feature_view``.
+        location: file path or table ("" for request / feature view sources).
+        schema: request sources: the request values accepted, by caller-facing name.
+    """
+
+    name: str
+    kind: str
+    location: str = ""
+    timestamp_field: str = ""
+    created_timestamp_column: str = ""
+    schema: list[FeatureSpec] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class FeatureServiceInfo:
-    """Description of a feature service."""
+    """Description of a feature service.
+
+    Attributes:
+        features: every feature, in result column order.
+        feature_views: the views it reads, in order (``features`` grouped by ``FeatureSpec.view``).
+        request_fields: request values its on-demand views accept (caller-facing names, INT64).
+    """
 
     name: str
     features: list[FeatureSpec]
     feature_views: list[str]
     description: str
     tags: dict[str, str]
+    request_fields: list[FeatureSpec] = field(default_factory=list)
+    owner: str = ""
+    created: datetime | None = None
+    updated: datetime | None = None
+
+    @property
+    def version(self) -> str:
+        """The ``version`` tag ("" if none)."""
+        return self.tags.get(VERSION_TAG, "")
+
+
+@dataclass(frozen=True)
+class ViewMaterialization:
+    """What one materialization did for one feature view (event-time window ``[start, end]``)."""
+
+    feature_view: str
+    start: datetime | None
+    end: datetime
+    seconds: float
 
 
 @dataclass(frozen=True)
 class MaterializeResult:
-    """What a materialization covered (``start`` is None for incremental runs)."""
+    """What a materialization covered (``start`` is None for incremental runs); ``views`` by name."""
 
     feature_views: list[str]
     start: datetime | None
     end: datetime
+    views: list[ViewMaterialization] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EntityInfo:
+    """An entity: name, join key, join key's value type, description."""
+
+    name: str
+    join_key: str
+    value_type: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -196,6 +266,7 @@ class _Plan:
     offline_only_views: list[str]
     needs_request_data: bool
     odfv_sources: dict[str, list[str]] = field(default_factory=dict)  # odfv -> source view names
+    version: str = ""  # the feature service's version tag; "" for explicit references
 
 
 def _utc(ts: datetime) -> datetime:
@@ -205,6 +276,20 @@ def _utc(ts: datetime) -> datetime:
 
 def _value_type(dtype: Any) -> str:
     return str(dtype.to_value_type().name)
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "INT64": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "STRING": pa.string(),
+    "BOOL": pa.bool_(),
+    "INT32": pa.int32(),
+    "FLOAT": pa.float32(),
+}
+
+
+def _arrow_type(value_type: str) -> pa.DataType:
+    return _ARROW_TYPES[value_type]
 
 
 class FeatureStoreCore:
@@ -319,7 +404,13 @@ class FeatureStoreCore:
 
     # ------------------------------------------------------------------ resolution
 
-    def _plan(self, feature_service: str | None, features: Sequence[str] | None, online: bool) -> _Plan:
+    def _plan(
+        self,
+        feature_service: str | None,
+        features: Sequence[str] | None,
+        online: bool,
+        expected_version: str | None = None,
+    ) -> _Plan:
         if (feature_service is None) == (not features):
             raise InvalidArgument(
                 "features", "give exactly one of a feature service or a list of feature references"
@@ -332,6 +423,11 @@ class FeatureStoreCore:
         if plan is None:
             plan = self._resolve(feature_service, list(features or []))
             self._plans[key] = plan
+        if feature_service is not None and expected_version and expected_version != plan.version:
+            raise FailedPrecondition(
+                f"feature service '{feature_service}' is at version '{plan.version}', "
+                f"the request expects version '{expected_version}'"
+            )
         if online and plan.offline_only_views:
             raise FailedPrecondition(
                 f"feature view(s) {plan.offline_only_views} are offline-only, not served online"
@@ -353,6 +449,7 @@ class FeatureStoreCore:
         registry, project = self.store.registry, self.settings.project
         feast_features: FeatureService | list[str]
         selection: list[tuple[FeatureView | OnDemandFeatureView, list[str]]] = []
+        fs: FeatureService | None = None
         if feature_service is not None:
             try:
                 fs = registry.get_feature_service(feature_service, project, allow_cache=True)
@@ -424,6 +521,7 @@ class FeatureStoreCore:
             offline_only_views=offline_only,
             needs_request_data=needs_request,
             odfv_sources=odfv_sources,
+            version=fs.tags.get(VERSION_TAG, "") if fs is not None else "",
         )
 
     # ------------------------------------------------------------------ online
@@ -474,6 +572,7 @@ class FeatureStoreCore:
         request_values: Sequence[Mapping[str, Any] | None] | None = None,
         feature_service: str | None = None,
         features: Sequence[str] | None = None,
+        feature_service_version: str | None = None,
     ) -> OnlineFeatures:
         """Latest values of the requested features for each entity row, from the online store.
 
@@ -484,18 +583,22 @@ class FeatureStoreCore:
                 on-demand features (``monthly_installment``). Absent or None: stored value.
             feature_service: name of a feature service (e.g. ``credit_risk_v1``), or
             features: feature references ``view:feature``; exactly one of the two.
+            feature_service_version: expected ``version`` tag of the feature service (None or ""
+                means whatever is registered; ignored with explicit features).
 
         Returns:
-            Values with status and event timestamp per entity and feature, plus the feature specs.
-            An applicant that exists nowhere gets status MISSING, not an error.
+            Values with status and event timestamp per entity and feature, plus the feature specs
+            and the feature service's version. An applicant that exists nowhere gets status
+            MISSING, not an error.
 
         Raises:
             NotFound: unknown feature service, feature view or feature (named).
             InvalidArgument: a missing or unknown join key, a key of the wrong type, a bad request
                 value or feature reference (the key is named).
-            FailedPrecondition: a requested view is offline-only (labels).
+            FailedPrecondition: a requested view is offline-only (labels), or the feature service's
+                version differs from ``feature_service_version`` (both named).
         """
-        plan = self._plan(feature_service, features, online=True)
+        plan = self._plan(feature_service, features, online=True, expected_version=feature_service_version)
         keys = [self._entity_key(row, i) for i, row in enumerate(entity_rows)]
         if request_values is not None and len(request_values) != len(keys):
             raise InvalidArgument(
@@ -512,7 +615,7 @@ class FeatureStoreCore:
             for i, rv in enumerate(request_values):
                 self._request_row(rv, i)  # validates the names even when unused
         if not keys:
-            return OnlineFeatures([], plan.specs, [])
+            return OnlineFeatures([], plan.specs, [], plan.version)
         response = self.store.get_online_features(
             features=plan.feast_features, entity_rows=columns, full_feature_names=False
         ).proto
@@ -574,9 +677,149 @@ class FeatureStoreCore:
                 status = ValueStatus.MISSING if fv.value is None and all_missing else fv.status
                 columns[j][i] = FeatureValue(fv.value, status, max(stamps) if stamps else None)
         values = [[columns[j][i] for j in range(len(plan.specs))] for i in range(n)]
-        return OnlineFeatures([{ENTITY_KEY: k} for k in keys], plan.specs, values)
+        return OnlineFeatures([{ENTITY_KEY: k} for k in keys], plan.specs, values, plan.version)
 
     # ------------------------------------------------------------------ offline
+
+    def selection(
+        self,
+        feature_service: str | None = None,
+        features: Sequence[str] | None = None,
+        feature_service_version: str | None = None,
+        full_feature_names: bool = False,
+    ) -> tuple[list[FeatureSpec], str]:
+        """Resolve a selection without reading data: its result columns and the service's version.
+
+        Returns:
+            ``(specs, version)``: the features in result column order (``FeatureSpec.name`` is the
+            result column: ``feature``, or ``view__feature`` with ``full_feature_names``), and the
+            feature service's ``version`` tag ("" for explicit references).
+
+        Raises:
+            NotFound / InvalidArgument / FailedPrecondition: as :meth:`get_historical_features`.
+        """
+        plan = self._plan(feature_service, features, online=False, expected_version=feature_service_version)
+        specs = [
+            FeatureSpec(
+                f"{s.view}__{s.feature}" if full_feature_names else s.feature, s.view, s.feature, s.value_type
+            )
+            for s in plan.specs
+        ]
+        return specs, plan.version
+
+    def labelled_entities(
+        self,
+        label_view: str,
+        application_start: datetime,
+        application_end: datetime,
+        labels_known_at: datetime | None = None,
+    ) -> pa.Table:
+        """Entity rows of a training set drawn from a label view: one per labelled application.
+
+        Reads the label view's offline table through Feast's offline store (``pull_all``), keeps the
+        applications made in ``[application_start, application_end)`` whose label was known at or
+        before ``labels_known_at`` (every label when None), and of several label rows for the same
+        application the latest known (by label time, then created time).
+
+        Returns:
+            Columns ``applicant_id`` (int64), ``event_timestamp`` (= the application time, UTC), the
+            label view's features (e.g. ``creditability``), ``label_timestamp`` (when the label
+            became known, UTC); ordered by application time, then applicant id.
+
+        Raises:
+            NotFound: unknown feature view.
+            InvalidArgument: the view has no ``application_timestamp`` column (not a label view), or
+                an empty / inverted range (``application_time_range``).
+        """
+        start, end = _utc(application_start), _utc(application_end)
+        if start >= end:
+            raise InvalidArgument("application_time_range", "end must be after start")
+        view = self._view(label_view)
+        spec = VIEWS_BY_NAME.get(label_view)
+        if (
+            isinstance(view, OnDemandFeatureView)
+            or spec is None
+            or APPLICATION_TIMESTAMP not in dict(spec.extras)
+        ):
+            raise InvalidArgument(
+                "labelled_entities.label_view",
+                f"'{label_view}' is not a label view (no '{APPLICATION_TIMESTAMP}' column)",
+            )
+        labels = [f.name for f in view.features]
+        store = self.store
+        known = _utc(labels_known_at) if labels_known_at is not None else None
+        job = store._get_provider().offline_store.pull_all_from_table_or_query(
+            config=store.config,
+            data_source=view.batch_source,
+            join_key_columns=[ENTITY_KEY],
+            feature_name_columns=[*labels, APPLICATION_TIMESTAMP],
+            timestamp_field=EVENT_TIMESTAMP,
+            created_timestamp_column=CREATED_TIMESTAMP,
+            start_date=datetime(1970, 1, 1, tzinfo=UTC),
+            end_date=known or datetime(9999, 1, 1, tzinfo=UTC),
+        )
+        table = job.to_arrow()
+        table = self._utc_columns(table)
+        applied = table.column(APPLICATION_TIMESTAMP)
+        label_ts = table.column(EVENT_TIMESTAMP)
+        mask = pc.and_(
+            pc.and_(
+                pc.greater_equal(applied, pa.scalar(start, applied.type)),
+                pc.less(applied, pa.scalar(end, applied.type)),
+            ),
+            pc.less_equal(label_ts, pa.scalar(known, label_ts.type)) if known else pc.is_valid(label_ts),
+        )
+        table = table.filter(pc.fill_null(mask, False))
+        created = CREATED_TIMESTAMP if CREATED_TIMESTAMP in table.column_names else EVENT_TIMESTAMP
+        # latest known label row per application: sort descending, keep the first of each group
+        table = table.sort_by(
+            [
+                (ENTITY_KEY, "ascending"),
+                (APPLICATION_TIMESTAMP, "ascending"),
+                (EVENT_TIMESTAMP, "descending"),
+                (created, "descending"),
+            ]
+        )
+        if table.num_rows:
+            keys = pc.binary_join_element_wise(
+                pc.cast(table.column(ENTITY_KEY), pa.string()),
+                pc.cast(pc.cast(table.column(APPLICATION_TIMESTAMP), pa.int64()), pa.string()),
+                "|",
+            ).to_numpy(zero_copy_only=False)
+            first = np.ones(len(keys), dtype=bool)
+            first[1:] = keys[1:] != keys[:-1]
+            table = table.filter(pa.array(first))
+        table = table.sort_by([(APPLICATION_TIMESTAMP, "ascending"), (ENTITY_KEY, "ascending")])
+        return pa.table(
+            {
+                ENTITY_KEY: table.column(ENTITY_KEY).cast(pa.int64()),
+                EVENT_TIMESTAMP: table.column(APPLICATION_TIMESTAMP),
+                **{name: table.column(name) for name in labels},
+                LABEL_TIMESTAMP: table.column(EVENT_TIMESTAMP),
+            }
+        ).cast(
+            pa.schema(
+                [pa.field(ENTITY_KEY, pa.int64()), pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC"))]
+                + [
+                    pa.field(name, _arrow_type(_value_type(f.dtype)))
+                    for name, f in ((f.name, f) for f in view.features)
+                ]
+                + [pa.field(LABEL_TIMESTAMP, pa.timestamp("us", tz="UTC"))]
+            )
+        )
+
+    @staticmethod
+    def _utc_columns(table: pa.Table) -> pa.Table:
+        columns = []
+        for col in table.columns:
+            if pa.types.is_timestamp(col.type):
+                col = (
+                    col.cast(pa.timestamp("us", tz="UTC"))
+                    if col.type.tz is None
+                    else pc.cast(col, pa.timestamp("us", tz="UTC"))
+                )
+            columns.append(col)
+        return pa.Table.from_arrays(columns, names=table.column_names)
 
     def get_historical_features(
         self,
@@ -585,7 +828,33 @@ class FeatureStoreCore:
         features: Sequence[str] | None = None,
         chunk_rows: int | None = None,
         full_feature_names: bool = False,
+        feature_service_version: str | None = None,
     ) -> Iterator[pa.RecordBatch]:
+        """As :meth:`get_historical_table`, in record batches of ``chunk_rows`` rows.
+
+        ``chunk_rows`` defaults to ``settings.history_chunk_rows``; see
+        :meth:`get_historical_table` for the other arguments and the errors.
+        """
+        chunk = chunk_rows or self.settings.history_chunk_rows
+        if chunk <= 0:
+            raise InvalidArgument("chunk_rows", "must be positive")
+        table = self.get_historical_table(
+            entity_df,
+            feature_service=feature_service,
+            features=features,
+            full_feature_names=full_feature_names,
+            feature_service_version=feature_service_version,
+        )
+        yield from table.to_batches(max_chunksize=chunk)
+
+    def get_historical_table(
+        self,
+        entity_df: pa.Table,
+        feature_service: str | None = None,
+        features: Sequence[str] | None = None,
+        full_feature_names: bool = False,
+        feature_service_version: str | None = None,
+    ) -> pa.Table:
         """Point-in-time-correct feature values for each entity row, in record batches.
 
         For every row, each view contributes its latest row with event time <= the row's
@@ -598,22 +867,23 @@ class FeatureStoreCore:
                 request-value columns ``credit_amount`` / ``duration_in_month`` (nullable ints) for
                 on-demand features; other columns pass through.
             feature_service / features: what to retrieve; exactly one.
-            chunk_rows: rows per batch (default ``settings.history_chunk_rows``).
             full_feature_names: name feature columns ``view__feature`` instead of ``feature``.
+            feature_service_version: expected ``version`` tag of the feature service.
 
-        Yields:
-            Record batches in the order of ``entity_df``'s rows: the entity columns, then the
+        Returns:
+            The dataset in the order of ``entity_df``'s rows: the entity columns, then the
             features typed by the Feast schema (int64 / double / string / bool), timestamps in UTC.
 
         Raises:
             NotFound: unknown feature service, view or feature.
             InvalidArgument: a missing or mistyped ``applicant_id`` / ``event_timestamp`` column.
+            FailedPrecondition: the feature service's version differs from
+                ``feature_service_version`` (both named).
         """
-        plan = self._plan(feature_service, features, online=False)
-        chunk = chunk_rows or self.settings.history_chunk_rows
-        if chunk <= 0:
-            raise InvalidArgument("chunk_rows", "must be positive")
+        plan = self._plan(feature_service, features, online=False, expected_version=feature_service_version)
         frame, added = self._entity_frame(entity_df, plan.needs_request_data)
+        if frame.empty:
+            return self._empty_result(entity_df, plan, full_feature_names)
         job = self.store.get_historical_features(
             entity_df=frame,
             features=plan.feast_features,
@@ -626,7 +896,19 @@ class FeatureStoreCore:
         if full_feature_names:
             renames = {s.feature: f"{s.view}__{s.feature}" for s in plan.specs}
             table = table.rename_columns([renames.get(c, c) for c in table.column_names])
-        yield from table.to_batches(max_chunksize=chunk)
+        return table
+
+    @staticmethod
+    def _empty_result(entity_df: pa.Table, plan: _Plan, full_feature_names: bool) -> pa.Table:
+        fields = [
+            pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")) if f.name == EVENT_TIMESTAMP else f
+            for f in entity_df.schema
+        ]
+        fields += [
+            pa.field(f"{s.view}__{s.feature}" if full_feature_names else s.feature, _arrow_type(s.value_type))
+            for s in plan.specs
+        ]
+        return pa.schema(fields).empty_table()
 
     def _entity_frame(self, entity_df: pa.Table, needs_request: bool) -> tuple[pd.DataFrame, list[str]]:
         if not isinstance(entity_df, pa.Table):
@@ -684,15 +966,7 @@ class FeatureStoreCore:
 
     @staticmethod
     def _cast_output(table: pa.Table, plan: _Plan) -> pa.Table:
-        arrow_types = {
-            "INT64": pa.int64(),
-            "DOUBLE": pa.float64(),
-            "STRING": pa.string(),
-            "BOOL": pa.bool_(),
-            "INT32": pa.int32(),
-            "FLOAT": pa.float32(),
-        }
-        wanted = {s.feature: arrow_types.get(s.value_type) for s in plan.specs}
+        wanted = {s.feature: _ARROW_TYPES.get(s.value_type) for s in plan.specs}
         columns, names = [], []
         for name in table.column_names:
             col = table.column(name)
@@ -745,8 +1019,12 @@ class FeatureStoreCore:
         if start > end:
             raise InvalidArgument("start", "start is after end")
         names = self._online_views(views)
-        self.store.materialize(start_date=start, end_date=end, feature_views=names)
-        return MaterializeResult(names, start, end)
+        done = []
+        for name in names:  # one view at a time, to report each view's duration
+            began = time.perf_counter()
+            self.store.materialize(start_date=start, end_date=end, feature_views=[name])
+            done.append(ViewMaterialization(name, start, end, time.perf_counter() - began))
+        return MaterializeResult(names, start, end, done)
 
     def materialize_incremental(self, end: datetime, views: Sequence[str] | None = None) -> MaterializeResult:
         """Materialize from each view's last materialized time (first time: ``end - ttl``) to ``end``.
@@ -756,8 +1034,15 @@ class FeatureStoreCore:
         """
         end = _utc(end)
         names = self._online_views(views)
-        self.store.materialize_incremental(end_date=end, feature_views=names)
-        return MaterializeResult(names, None, end)
+        done = []
+        for name in names:
+            view = self.store.get_feature_view(name)
+            previous = view.most_recent_end_time
+            start = _utc(previous) if previous else (end - view.ttl if view.ttl else None)
+            began = time.perf_counter()
+            self.store.materialize_incremental(end_date=end, feature_views=[name])
+            done.append(ViewMaterialization(name, start, end, time.perf_counter() - began))
+        return MaterializeResult(names, None, end, done)
 
     def push(
         self,
@@ -784,7 +1069,12 @@ class FeatureStoreCore:
             raise NotFound("push source", push_source)
         if target != PushTarget.OFFLINE and not spec.online:
             raise FailedPrecondition(f"push source '{push_source}' feeds offline-only view '{spec.name}'")
-        table = rows if isinstance(rows, pa.Table) else self._rows_table(rows, spec.columns)
+        optional = {name for name, _ in spec.extras}
+        table = (
+            rows
+            if isinstance(rows, pa.Table)
+            else self._rows_table(rows, [c for c in spec.columns if c not in optional], optional)
+        )
         if CREATED_TIMESTAMP not in table.column_names:
             now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
             table = table.append_column(CREATED_TIMESTAMP, pa.array([now.as_py()] * table.num_rows, now.type))
@@ -803,14 +1093,26 @@ class FeatureStoreCore:
         return PushResult(push_source, spec.name, table.num_rows, target)
 
     @staticmethod
-    def _rows_table(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> pa.Table:
+    def _rows_table(
+        rows: Sequence[Mapping[str, Any]],
+        columns: list[str],
+        optional: set[str] | frozenset[str] = frozenset(),
+    ) -> pa.Table:
         missing = [c for c in columns if c != CREATED_TIMESTAMP and any(c not in r for r in rows)]
         if missing:
             raise InvalidArgument(missing[0], "missing column in pushed rows")
+        allowed = {*columns, *optional, CREATED_TIMESTAMP}
+        for index, row in enumerate(rows):
+            unknown = [c for c in row if c not in allowed]
+            if unknown:
+                raise InvalidArgument(unknown[0], f"row {index}: unknown column (expected {columns})")
         data: dict[str, list[Any]] = {c: [r.get(c) for r in rows] for c in columns if c != CREATED_TIMESTAMP}
+        for name in sorted(optional):
+            if any(name in r for r in rows):
+                data[name] = [r.get(name) for r in rows]
         if rows and all(CREATED_TIMESTAMP in r for r in rows):
             data[CREATED_TIMESTAMP] = [r[CREATED_TIMESTAMP] for r in rows]
-        for key in (EVENT_TIMESTAMP, CREATED_TIMESTAMP):
+        for key in (EVENT_TIMESTAMP, CREATED_TIMESTAMP, *optional):
             if key in data:
                 data[key] = [_utc(v) if isinstance(v, datetime) else v for v in data[key]]
         try:
@@ -820,12 +1122,50 @@ class FeatureStoreCore:
 
     # ------------------------------------------------------------------ listing
 
+    @staticmethod
+    def _source_info(source: Any) -> SourceInfo:
+        from feast import FileSource, PushSource, RequestSource
+
+        if isinstance(source, PushSource):
+            return SourceInfo(source.name, "push")
+        if isinstance(source, RequestSource):
+            callers = {v: k for k, v in REQUEST_FIELDS.items()}
+            schema = [
+                FeatureSpec(callers.get(f.name, f.name), source.name, f.name, _value_type(f.dtype))
+                for f in source.schema
+            ]
+            return SourceInfo(source.name, "request", schema=schema)
+        kind, location = "postgres", str(getattr(source, "table", "") or getattr(source, "query", ""))
+        if isinstance(source, FileSource):
+            kind, location = "file", str(source.path)
+        return SourceInfo(
+            source.name,
+            kind,
+            location,
+            source.timestamp_field,
+            source.created_timestamp_column,
+        )
+
+    @staticmethod
+    def _meta(obj: Any) -> dict[str, Any]:
+        created = getattr(obj, "created_timestamp", None)
+        updated = getattr(obj, "last_updated_timestamp", None)
+        return {
+            "owner": getattr(obj, "owner", "") or "",
+            "created": _utc(created) if created else None,
+            "updated": _utc(updated) if updated else None,
+        }
+
     def _view_info(self, view: FeatureView | OnDemandFeatureView) -> FeatureViewInfo:
         features = [
             FeatureSpec(f"{view.name}:{f.name}", view.name, f.name, _value_type(f.dtype))
             for f in view.features
         ]
         if isinstance(view, OnDemandFeatureView):
+            sources = [
+                SourceInfo(p.name, "feature_view") for p in view.source_feature_view_projections.values()
+            ]
+            sources += [self._source_info(rs) for rs in view.source_request_sources.values()]
             return FeatureViewInfo(
                 name=view.name,
                 kind="on_demand",
@@ -837,6 +1177,8 @@ class FeatureStoreCore:
                 request_fields=[f.name for rs in view.source_request_sources.values() for f in rs.schema],
                 description=view.description,
                 tags=dict(view.tags),
+                sources=sources,
+                **self._meta(view),
             )
         spec = VIEWS_BY_NAME.get(view.name)
         ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
@@ -851,7 +1193,19 @@ class FeatureStoreCore:
             request_fields=[],
             description=view.description,
             tags=dict(view.tags),
+            sources=[
+                *([self._source_info(view.stream_source)] if view.stream_source is not None else []),
+                self._source_info(view.batch_source),
+            ],
+            **self._meta(view),
         )
+
+    def entities(self) -> dict[str, EntityInfo]:
+        """Every entity of the project, by name."""
+        return {
+            e.name: EntityInfo(e.name, e.join_key, e.value_type.name, e.description)
+            for e in self.store.list_entities()
+        }
 
     def list_feature_views(self) -> list[FeatureViewInfo]:
         """Every feature view and on-demand feature view of the project, by name."""
@@ -886,10 +1240,16 @@ class FeatureStoreCore:
         plan = self._plan(name, None, online=False)
         fs = plan.feast_features
         assert isinstance(fs, FeatureService)
+        request_fields: list[FeatureSpec] = []
+        for view_name in plan.odfv_sources:
+            for source in self._view_info(self._view(view_name)).sources:
+                request_fields.extend(source.schema)
         return FeatureServiceInfo(
             name=name,
             features=plan.specs,
             feature_views=[p.name for p in fs.feature_view_projections],
             description=fs.description,
             tags=dict(fs.tags),
+            request_fields=request_fields,
+            **self._meta(fs),
         )

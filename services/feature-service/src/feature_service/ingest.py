@@ -7,7 +7,8 @@ Deterministic derivation (issue 3, default scheme):
   [2023-01-01, 2025-01-01) UTC, whole seconds; it is the event and created time of every
   attribute row;
 * label ``creditability``: bad = 1 (the positive class), good = 0; known ``label_delay_days``
-  (365) after the application: that is its event and created time, in the label table.
+  (365) after the application: that is its event and created time, in the label table, which also
+  carries the application time as ``application_timestamp`` (for ``LabelledEntities``).
 
 Re-running with the same input and seed replaces the same rows, never duplicates them. Then the
 Feast repository is applied.
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 from feature_service.offline import TIMESTAMP_TYPE, offline_writer
 from feature_service.schema import (
     ALL_VIEWS,
+    APPLICATION_TIMESTAMP,
     ATTRIBUTE_COLUMNS,
     CREDIT_LABEL,
     CSV_COLUMNS,
@@ -135,18 +137,25 @@ def derive(frame: pd.DataFrame, seed: int, label_delay: timedelta) -> dict[str, 
     tables: dict[str, pa.Table] = {}
     for view in ALL_VIEWS:
         at = applied + label_delay if view is CREDIT_LABEL else applied
-        tables[view.name] = _view_table(view, ids, frame, at)
+        extras = {APPLICATION_TIMESTAMP: _utc_array(applied)} if view is CREDIT_LABEL else {}
+        tables[view.name] = _view_table(view, ids, frame, at, extras)
     return tables
 
 
-def _view_table(view: ViewSpec, ids: pd.Series, frame: pd.DataFrame, at: pd.Series) -> pa.Table:
+def _utc_array(times: pd.Series) -> pa.Array:
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    return pa.array(naive, pa.timestamp("us")).cast(TIMESTAMP_TYPE)
+
+
+def _view_table(
+    view: ViewSpec, ids: pd.Series, frame: pd.DataFrame, at: pd.Series, extras: dict[str, pa.Array]
+) -> pa.Table:
     kinds = {"int": pa.int64(), "string": pa.string()}
     arrays = [pa.array(ids.to_numpy(), pa.int64())]
     for name, kind in view.features:
         arrays.append(pa.Array.from_pandas(frame[name], type=kinds[kind]))
-    ts = pa.array(at.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), pa.timestamp("us")).cast(
-        TIMESTAMP_TYPE
-    )
+    arrays += [extras[name] for name, _ in view.extras]
+    ts = _utc_array(at)
     arrays += [ts, ts]
     return pa.Table.from_arrays(arrays, names=view.columns)
 

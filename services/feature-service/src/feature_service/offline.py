@@ -26,10 +26,11 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 def arrow_schema(view: ViewSpec) -> pa.Schema:
     """Arrow schema of ``view``'s offline table: int64 key, typed features, UTC timestamps."""
-    kinds = {"int": pa.int64(), "string": pa.string()}
+    kinds = {"int": pa.int64(), "string": pa.string(), "timestamp": TIMESTAMP_TYPE}
     return pa.schema(
         [pa.field(ENTITY_KEY, pa.int64(), nullable=False)]
         + [pa.field(name, kinds[kind]) for name, kind in view.features]
+        + [pa.field(name, kinds[kind]) for name, kind in view.extras]
         + [
             pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE, nullable=False),
             pa.field(CREATED_TIMESTAMP, TIMESTAMP_TYPE),
@@ -40,10 +41,15 @@ def arrow_schema(view: ViewSpec) -> pa.Schema:
 def conform(view: ViewSpec, table: pa.Table) -> pa.Table:
     """Select and cast ``table`` to ``view``'s offline schema (timestamps converted to UTC).
 
+    Extra columns (``view.extras``) that are absent become nulls.
+
     Raises:
         ValueError: a column is missing (named in the message) or cannot be cast.
     """
     schema = arrow_schema(view)
+    for name, _ in view.extras:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise ValueError(f"rows for feature view '{view.name}' lack column(s) {missing}")
@@ -108,7 +114,7 @@ class ParquetWriter:
 class PostgresWriter:
     """One table per view in the offline schema, loaded with COPY (CSV) through psycopg 3."""
 
-    _SQL_TYPES: ClassVar[dict[str, str]] = {"int": "bigint", "string": "text"}
+    _SQL_TYPES: ClassVar[dict[str, str]] = {"int": "bigint", "string": "text", "timestamp": "timestamptz"}
 
     def __init__(self, conninfo: str, schema: str) -> None:
         self.conninfo = conninfo
@@ -116,7 +122,7 @@ class PostgresWriter:
 
     def _ddl(self, view: ViewSpec) -> str:
         cols = [f'"{ENTITY_KEY}" bigint NOT NULL']
-        cols += [f'"{name}" {self._SQL_TYPES[kind]}' for name, kind in view.features]
+        cols += [f'"{name}" {self._SQL_TYPES[kind]}' for name, kind in (*view.features, *view.extras)]
         cols += [f'"{EVENT_TIMESTAMP}" timestamptz NOT NULL', f'"{CREATED_TIMESTAMP}" timestamptz']
         table = f'"{self.schema}"."{view.table}"'
         return (

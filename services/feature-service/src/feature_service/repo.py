@@ -19,7 +19,8 @@ both profiles.
   :class:`feature_service.core.FeatureStoreCore` always sends both fields, null when the caller gave
   no override.
 * Feature services ``credit_risk_v1`` (model inputs + installment), ``credit_risk_fairness_v1``
-  (protected attributes) and ``credit_risk_labels_v1`` (ground truth, offline only).
+  (protected attributes) and ``credit_risk_labels_v1`` (ground truth, offline only), each with a
+  ``version`` tag (``"1"``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, PushSource, RequestSource
 
 FEATURE_SERVICE_LABELS = "credit_risk_labels_v1"
+#: Tag holding a feature service's version (checked against ``feature_service_version`` requests and
+#: recorded in a model's lineage); bump it whenever the service's feature list changes.
+VERSION_TAG = "version"
 
 
 def monthly_installment_udf(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -198,16 +202,19 @@ def build_repo(settings: FeatureServiceSettings, factory: SourceFactory | None =
             name=FEATURE_SERVICE_MODEL,
             features=[views[v.name] for v in MODEL_VIEWS] + [affordability],
             description="Model inputs of the credit-risk model under the default feature policy.",
+            tags={VERSION_TAG: "1"},
         ),
         FEATURE_SERVICE_FAIRNESS: FeatureService(
             name=FEATURE_SERVICE_FAIRNESS,
             features=[views[PROTECTED_ATTRIBUTES.name]],
             description="Protected attributes for fairness monitoring; never model inputs.",
+            tags={VERSION_TAG: "1"},
         ),
         FEATURE_SERVICE_LABELS: FeatureService(
             name=FEATURE_SERVICE_LABELS,
             features=[views[CREDIT_LABEL.name]],
             description="Ground truth (offline only): creditability, bad = 1.",
+            tags={VERSION_TAG: "1"},
         ),
     }
     return FeastRepo(

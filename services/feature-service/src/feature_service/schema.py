@@ -14,8 +14,13 @@ ENTITY_KEY = "applicant_id"
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
 LABEL = "creditability"
+#: Column of the label table: when the labelled application was made (the label's event time is
+#: when it became known). Not a Feast feature: ``LabelledEntities`` reads it to build entity rows.
+APPLICATION_TIMESTAMP = "application_timestamp"
+#: Column of a labelled-entities result: the label's event timestamp (when it became known).
+LABEL_TIMESTAMP = "label_timestamp"
 
-Kind = Literal["int", "string"]
+Kind = Literal["int", "string", "timestamp"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class ViewSpec:
         online: whether the view is materialized to the online store (labels are not).
         push: whether the view has a push source for fresh values.
         description: what the view holds.
+        extras: ``(column, kind)`` pairs of further offline columns that are not Feast features
+            (nullable; e.g. the label table's ``application_timestamp``).
     """
 
     name: str
@@ -37,6 +44,7 @@ class ViewSpec:
     online: bool = True
     push: bool = True
     description: str = ""
+    extras: tuple[tuple[str, Kind], ...] = ()
 
     @property
     def feature_names(self) -> list[str]:
@@ -45,8 +53,14 @@ class ViewSpec:
 
     @property
     def columns(self) -> list[str]:
-        """All columns of the offline table, in order: key, features, event time, created time."""
-        return [ENTITY_KEY, *self.feature_names, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+        """All columns of the offline table, in order: key, features, extras, event and created time."""
+        return [
+            ENTITY_KEY,
+            *self.feature_names,
+            *(name for name, _ in self.extras),
+            EVENT_TIMESTAMP,
+            CREATED_TIMESTAMP,
+        ]
 
     @property
     def push_source_name(self) -> str:
@@ -115,6 +129,7 @@ CREDIT_LABEL = ViewSpec(
     ((LABEL, "int"),),
     online=False,
     description="Ground truth: creditability, bad = 1 (positive class); stamped when the label is known.",
+    extras=((APPLICATION_TIMESTAMP, "timestamp"),),
 )
 
 #: Views whose features are model inputs under the default feature policy.

@@ -53,7 +53,9 @@ class FeatureServiceSettings(ServiceSettings):
             rows older than this; online, a value older than this is reported OUTSIDE_TTL.
         label_delay_days: days after the application at which the label becomes known.
         seed: seed of the application times drawn at ingestion.
-        history_chunk_rows: rows per record batch of the point-in-time dataset.
+        history_chunk_rows: rows per record batch of the point-in-time dataset, and the default
+            upper bound of rows per ``GetHistoricalFeatures`` chunk (the message size bounds it too).
+        max_online_entity_rows: most entity rows one ``GetOnlineFeatures`` call may ask for.
         filter_by_created_timestamp: point-in-time joins ignore rows created after the entity row's
             timestamp (late corrections); Feast's default (False) leaks them (DESIGN.md).
         registry_cache_ttl_seconds: how long the online path trusts its cached registry.
@@ -80,6 +82,7 @@ class FeatureServiceSettings(ServiceSettings):
     label_delay_days: int = Field(default=365, ge=0)
     seed: int = 42
     history_chunk_rows: int = Field(default=65_536, gt=0)
+    max_online_entity_rows: int = Field(default=1000, gt=0)
     filter_by_created_timestamp: bool = True
     registry_cache_ttl_seconds: int = Field(default=60, ge=0)
 

@@ -1,0 +1,142 @@
+"""The gRPC transport of the feature-service: ``creditrisk.feature.v1.FeatureStoreService`` (grpc.aio).
+
+Each RPC converts the request (:mod:`feature_service.convert`, :mod:`feature_service.historical`),
+calls :class:`~feature_service.core.FeatureStoreCore` in a worker thread (Feast is synchronous;
+``asyncio.to_thread`` copies the context, so the RPC's trace continues into the core), and converts
+the result. Domain errors carry their status; the kit's ``ErrorInterceptor`` maps them and turns
+anything else into INTERNAL without a traceback on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from creditrisk.feature.v1 import feature_service_pb2 as pb
+from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
+
+from feature_service import convert, historical
+from feature_service.core import FeatureStoreCore
+from feature_service.errors import InvalidArgument
+from feature_service.settings import FeatureServiceSettings
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
+
+
+class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
+    """Every RPC of ``FeatureStoreService`` over one core.
+
+    Args:
+        core: the domain API.
+        settings: message size and chunk defaults (default: the core's settings).
+    """
+
+    def __init__(self, core: FeatureStoreCore, settings: FeatureServiceSettings | None = None) -> None:
+        self.core = core
+        self.settings = settings or core.settings
+
+    async def GetOnlineFeatures(
+        self, request: pb.GetOnlineFeaturesRequest, context: Any
+    ) -> pb.GetOnlineFeaturesResponse:
+        service, refs, version = convert.selection(request)
+        keys, values = convert.online_rows(request, self.settings.max_online_entity_rows)
+        result = await asyncio.to_thread(self.core.get_online_features, keys, values, service, refs, version)
+        return convert.online_response(result, request.full_feature_names)
+
+    async def GetHistoricalFeatures(
+        self, request_iterator: AsyncIterator[pb.GetHistoricalFeaturesRequest], context: Any
+    ) -> AsyncIterator[pb.GetHistoricalFeaturesResponse]:
+        started, stream = time.perf_counter(), aiter(request_iterator)
+        query = await historical.read_query(stream)
+        service, refs, version = convert.selection(query)
+        specs, resolved = await asyncio.to_thread(
+            self.core.selection, service, refs, version, query.full_feature_names
+        )
+        rows = await historical.read_entity_rows(stream, query, self.core)
+        table = await asyncio.to_thread(
+            self.core.get_historical_table, rows.table, service, refs, query.full_feature_names, version
+        )
+        table = historical.restore_timestamp(table, rows)
+        yield historical.header(specs, table, resolved)
+        count = 0
+        max_rows = query.max_chunk_rows or self.settings.history_chunk_rows
+        async for chunk in historical.chunks(
+            table, max_message_bytes=self.settings.max_message_bytes, max_rows=max_rows
+        ):
+            count += 1
+            yield chunk
+        summary = pb.HistoricalFeaturesSummary(row_count=table.num_rows, chunk_count=count)
+        summary.duration.CopyFrom(convert.duration(time.perf_counter() - started))
+        yield pb.GetHistoricalFeaturesResponse(summary=summary)
+
+    async def Materialize(self, request: pb.MaterializeRequest, context: Any) -> pb.MaterializeResponse:
+        start, end = convert.time_range(request.range, "range", request.HasField("range"))
+        views = list(request.feature_views) or None
+        result = await asyncio.to_thread(self.core.materialize, start, end, views)
+        return pb.MaterializeResponse(views=convert.materialization(result.views))
+
+    async def MaterializeIncremental(
+        self, request: pb.MaterializeIncrementalRequest, context: Any
+    ) -> pb.MaterializeIncrementalResponse:
+        end = convert.required_timestamp(request, "end_time", "end_time")
+        views = list(request.feature_views) or None
+        result = await asyncio.to_thread(self.core.materialize_incremental, end, views)
+        return pb.MaterializeIncrementalResponse(views=convert.materialization(result.views))
+
+    async def Push(self, request: pb.PushRequest, context: Any) -> pb.PushResponse:
+        rows = convert.push_rows(request)
+        target = convert.push_target(request.target)
+        result = await asyncio.to_thread(self.core.push, request.push_source, rows, target)
+        return pb.PushResponse(rows_written=result.rows)
+
+    async def ListFeatureServices(
+        self, request: pb.ListFeatureServicesRequest, context: Any
+    ) -> pb.ListFeatureServicesResponse:
+        infos = await asyncio.to_thread(self.core.list_feature_services)
+        infos = [i for i in infos if convert.has_tags(i.tags, request.tags)]
+        items, token = convert.page(infos, request.page_size, request.page_token, key=lambda i: i.name)
+        entities = await asyncio.to_thread(self.core.entities)
+        return pb.ListFeatureServicesResponse(
+            feature_services=[convert.feature_service(i, entities) for i in items], next_page_token=token
+        )
+
+    async def GetFeatureService(
+        self, request: pb.GetFeatureServiceRequest, context: Any
+    ) -> pb.GetFeatureServiceResponse:
+        if not request.name:
+            raise InvalidArgument("name", "required")
+        info = await asyncio.to_thread(self.core.describe_feature_service, request.name)
+        entities = await asyncio.to_thread(self.core.entities)
+        return pb.GetFeatureServiceResponse(feature_service=convert.feature_service(info, entities))
+
+    async def ListFeatureViews(
+        self, request: pb.ListFeatureViewsRequest, context: Any
+    ) -> pb.ListFeatureViewsResponse:
+        kind = convert.view_kind(request.kind)
+        used: set[str] | None = None
+        if request.feature_service:
+            service = await asyncio.to_thread(self.core.describe_feature_service, request.feature_service)
+            used = set(service.feature_views)
+        infos = [
+            i
+            for i in await asyncio.to_thread(self.core.list_feature_views)
+            if (kind is None or i.kind == kind)
+            and (used is None or i.name in used)
+            and convert.has_tags(i.tags, request.tags)
+        ]
+        items, token = convert.page(infos, request.page_size, request.page_token, key=lambda i: i.name)
+        entities = await asyncio.to_thread(self.core.entities)
+        return pb.ListFeatureViewsResponse(
+            feature_views=[convert.feature_view(i, entities) for i in items], next_page_token=token
+        )
+
+    async def GetFeatureView(
+        self, request: pb.GetFeatureViewRequest, context: Any
+    ) -> pb.GetFeatureViewResponse:
+        if not request.name:
+            raise InvalidArgument("name", "required")
+        info = await asyncio.to_thread(self.core.describe_feature_view, request.name)
+        entities = await asyncio.to_thread(self.core.entities)
+        return pb.GetFeatureViewResponse(feature_view=convert.feature_view(info, entities))

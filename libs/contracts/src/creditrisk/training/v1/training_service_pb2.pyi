@@ -222,8 +222,8 @@ class EvaluationProtocol(google.protobuf.message.Message):
     cv_repeats: builtins.int
     """Number of repetitions of the cross-validation with reshuffling, >= 1."""
     test_fraction: builtins.float
-    """Share of the rows (the latest by application time) held out as the test
-    set, in [0, 0.5].
+    """Share of the rows (outside the gate window) held out as the test set,
+    drawn stratified by label with the request's seed, in [0, 0.5].
     """
     gate_window_days: builtins.int
     """Length in days of the latest window of the application-time range held out
@@ -468,12 +468,14 @@ class TrainingResult(google.protobuf.message.Message):
     """URI of the logged model, e.g. "runs:/<run id>/model"."""
     decision_threshold: builtins.float
     """Decision threshold on the probability of default chosen by minimising the
-    expected cost on the test set, in [0, 1].
+    expected cost (bad scored good costs 5, good scored bad costs 1) on the
+    out-of-fold cross-validation scores of the training rows, never on the
+    test set, in [0, 1].
     """
     fast_scorer_max_abs_diff: builtins.float
     """Largest absolute difference in probability of default between the fast
-    one-row scorer and the scikit-learn pipeline over the test set; unset
-    when no fast scorer was built.
+    one-row scorer and the scikit-learn pipeline over every row of the
+    training frame; unset when no fast scorer was built.
     """
     @property
     def metrics(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]:

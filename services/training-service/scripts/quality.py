@@ -1,0 +1,216 @@
+"""Model quality on the German credit data with the default feature policy.
+
+1. Repeated stratified K-fold CV (default 5 x 5) of each algorithm with its default hyperparameters:
+   mean and std of ROC AUC over the folds.
+2. Nested CV of the best configuration: outer repeated stratified K-fold; in each outer training
+   part an inner stratified K-fold grid search picks the configuration (mean inner ROC AUC), which
+   is refit on the outer training part and scored on the outer validation fold. The outer scores
+   estimate "the best configuration" honestly (a search tuned and scored on the same folds does not
+   count). With ``--tracking-uri`` each outer fold is an MLflow child run of one parent run.
+
+Data: the German credit test fixture (``training_service.testing.german_credit``), which
+reproduces the feature-service's derivation; all 1,000 labelled rows (no gate window, no test
+split: this is a study of the algorithms, not a training job).
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/quality.py [--repeats 5] [--tracking-uri http://127.0.0.1:5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
+from training_service import evaluation as ev
+from training_service.modelling import FeatureSchema, build_pipeline, predict_default, to_model_input
+from training_service.policy import LABEL, FeaturePolicy
+from training_service.spec import Algorithm, ModelSpec
+from training_service.testing.german_credit import german_credit_frame
+from training_service.training import cross_validated_auc
+
+GRIDS: dict[Algorithm, dict[str, list[Any]]] = {
+    Algorithm.LOGISTIC_REGRESSION: {"C": [0.01, 0.03, 0.1, 0.3, 1.0], "class_weight": ["none"]},
+    Algorithm.HIST_GRADIENT_BOOSTING: {
+        "learning_rate": [0.03, 0.1],
+        "max_leaf_nodes": [4, 8],
+        "max_iter": [100, 300],
+        "l2_regularization": [1.0],
+        "min_samples_leaf": [20, 40],
+    },
+}
+
+
+def _configs(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def nested_cv(
+    frame: Any,
+    algorithm: Algorithm,
+    *,
+    outer_folds: int,
+    outer_repeats: int,
+    inner_folds: int,
+    seed: int,
+    tracking: Any = None,
+) -> dict[str, Any]:
+    """Outer ROC AUC per fold with the configuration chosen by the inner search."""
+    policy = FeaturePolicy()
+    schema = FeatureSchema.infer(frame, policy.model_inputs(frame.columns))
+    x = to_model_input(frame, schema)
+    y = frame[LABEL].astype(np.int64).to_numpy()
+    configs = _configs(GRIDS[algorithm])
+    outer: list[float] = []
+    chosen: list[dict[str, Any]] = []
+    for repeat, fold, fit, val in ev.cv_splits(y, outer_folds, outer_repeats, seed):
+        inner = StratifiedKFold(
+            n_splits=inner_folds, shuffle=True, random_state=seed + 1000 + repeat * 100 + fold
+        )
+        best, best_auc = configs[0], -1.0
+        for config in configs:
+            params = ModelSpec(algorithm, config).resolved()
+            template = build_pipeline(algorithm, params, schema, seed)
+            aucs = []
+            for ifit, ival in inner.split(np.zeros(len(fit)), y[fit]):
+                model = clone(template).fit(x.iloc[fit[ifit]], y[fit[ifit]])
+                aucs.append(
+                    ev.binary_metrics(y[fit[ival]], predict_default(model, x.iloc[fit[ival]]))["roc_auc"]
+                )
+            if np.mean(aucs) > best_auc:
+                best, best_auc = config, float(np.mean(aucs))
+        params = ModelSpec(algorithm, best).resolved()
+        model = build_pipeline(algorithm, params, schema, seed).fit(x.iloc[fit], y[fit])
+        auc = ev.binary_metrics(y[val], predict_default(model, x.iloc[val]))["roc_auc"]
+        outer.append(auc)
+        chosen.append(best)
+        if tracking is not None:
+            with tracking.start_run(
+                run_name=f"{algorithm.value.lower()}-outer-r{repeat}-f{fold}", nested=True
+            ):
+                tracking.log_params(
+                    {f"hp.{k}": v for k, v in best.items()} | {"repeat": repeat, "fold": fold}
+                )
+                tracking.log_metrics({"inner_cv_roc_auc": best_auc, "outer_roc_auc": auc})
+    return {"outer_auc": outer, "chosen": chosen, "grid_size": len(configs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--outer-repeats", type=int, default=2)
+    parser.add_argument("--inner-folds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    args = parser.parse_args()
+    frame = german_credit_frame(seed=42)
+    tracking = None
+    if args.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(args.tracking_uri)
+        mlflow.set_experiment("training-service-quality")
+        tracking = mlflow
+    results: dict[str, Any] = {
+        "conditions": {
+            "folds": args.folds,
+            "repeats": args.repeats,
+            "outer_repeats": args.outer_repeats,
+            "inner_folds": args.inner_folds,
+            "seed": args.seed,
+            "rows": len(frame),
+            "cpus": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+    }
+    for algorithm in Algorithm:
+        start = time.monotonic()
+        aucs = cross_validated_auc(
+            frame, ModelSpec(algorithm), folds=args.folds, repeats=args.repeats, seed=args.seed
+        )
+        default = {
+            "mean": float(aucs.mean()),
+            "std": float(aucs.std(ddof=1)),
+            "folds": len(aucs),
+            "seconds": time.monotonic() - start,
+        }
+        print(
+            f"{algorithm.value} defaults: ROC AUC {default['mean']:.4f} +- {default['std']:.4f} "
+            f"({args.folds}x{args.repeats} CV, {default['seconds']:.0f} s)",
+            flush=True,
+        )
+        start = time.monotonic()
+        if tracking is not None:
+            with tracking.start_run(run_name=f"nested-cv-{algorithm.value.lower()}") as parent:
+                tracking.log_params(
+                    {
+                        "algorithm": algorithm.value,
+                        "grid": json.dumps(GRIDS[algorithm]),
+                        "outer": f"{args.folds}x{args.outer_repeats}",
+                        "inner": args.inner_folds,
+                    }
+                )
+                nested = nested_cv(
+                    frame,
+                    algorithm,
+                    outer_folds=args.folds,
+                    outer_repeats=args.outer_repeats,
+                    inner_folds=args.inner_folds,
+                    seed=args.seed,
+                    tracking=tracking,
+                )
+                tracking.log_metrics(
+                    {
+                        "nested_roc_auc_mean": float(np.mean(nested["outer_auc"])),
+                        "nested_roc_auc_std": float(np.std(nested["outer_auc"], ddof=1)),
+                        "default_cv_roc_auc_mean": default["mean"],
+                    }
+                )
+                nested["parent_run_id"] = parent.info.run_id
+        else:
+            nested = nested_cv(
+                frame,
+                algorithm,
+                outer_folds=args.folds,
+                outer_repeats=args.outer_repeats,
+                inner_folds=args.inner_folds,
+                seed=args.seed,
+            )
+        outer = np.array(nested["outer_auc"])
+        nested_summary = {
+            "mean": float(outer.mean()),
+            "std": float(outer.std(ddof=1)),
+            "folds": len(outer),
+            "grid_size": nested["grid_size"],
+            "chosen": nested["chosen"],
+            "seconds": time.monotonic() - start,
+            "parent_run_id": nested.get("parent_run_id"),
+        }
+        print(
+            f"{algorithm.value} nested CV (outer {args.folds}x{args.outer_repeats}, "
+            f"inner {args.inner_folds}-fold grid of {nested['grid_size']}): "
+            f"ROC AUC {nested_summary['mean']:.4f} +- {nested_summary['std']:.4f} "
+            f"({nested_summary['seconds']:.0f} s)",
+            flush=True,
+        )
+        results[algorithm.value] = {"defaults": default, "nested": nested_summary}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

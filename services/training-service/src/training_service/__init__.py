@@ -1,0 +1,1 @@
+"""training-service: point-in-time training sets, scikit-learn pipelines, evaluation, MLflow tracking."""

@@ -1,0 +1,312 @@
+"""Training sets through the feature-service only (``creditrisk.feature.v1.FeatureStoreService``).
+
+A training set is built with ``GetHistoricalFeatures`` and ``LabelledEntities``: the entity rows
+are the labelled applications of the label view (e.g. ``credit_label``) whose application time lies
+in ``[start, end)`` and whose label was known at or before the training cut-off
+(``labels_known_at``: the job's creation time, so a training set never holds a label from its
+future); each row's features are joined as of its application time (point-in-time correct). The
+label columns and ``label_timestamp`` are passed through by the feature-service.
+
+Two queries with the same labelled entities:
+
+1. the model feature service (e.g. ``credit_risk_v1``) at the requested version: the model inputs;
+2. the fairness feature service (``credit_risk_fairness_v1``): the protected attributes, for the
+   approval-rate ratios only. Under the default feature policy they are never model inputs
+   (:mod:`training_service.policy`).
+
+Both results are merged on ``applicant_id`` and ``event_timestamp`` into the frame
+:func:`training_service.training.train` expects: ``applicant_id`` (int64), ``event_timestamp`` and
+``label_timestamp`` (UTC), the label as ``creditability``, integer features as ``Int64``, double
+features as ``float64``, categorical ones as ``string`` (types from the header's declared value
+types, never from what a backend happened to return).
+
+Errors from the feature-service are mapped on purpose (:func:`map_rpc_error`): NOT_FOUND names the
+feature service or label view; a version mismatch (FAILED_PRECONDITION there) is NOT_FOUND of that
+version here; UNAVAILABLE stays UNAVAILABLE and DEADLINE_EXCEEDED stays DEADLINE_EXCEEDED (retry);
+INVALID_ARGUMENT names the request field that caused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+import pandas as pd
+import pyarrow as pa
+from creditrisk.common.v1 import time_range_pb2, values_pb2
+from creditrisk.feature.v1 import feature_service_pb2 as fs_pb
+from creditrisk.feature.v1 import feature_service_pb2_grpc as fs_grpc
+from creditrisk_kit import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PreconditionViolation,
+    Unavailable,
+)
+from creditrisk_kit.arrow import ChunkSequence
+from google.protobuf import timestamp_pb2
+
+from training_service.policy import ENTITY_KEY, EVENT_TIMESTAMP, LABEL, LABEL_TIMESTAMP
+
+_ARROW_TYPES: dict[int, pa.DataType] = {
+    values_pb2.VALUE_TYPE_INT64: pa.int64(),
+    values_pb2.VALUE_TYPE_DOUBLE: pa.float64(),
+    values_pb2.VALUE_TYPE_STRING: pa.string(),
+    values_pb2.VALUE_TYPE_BOOL: pa.bool_(),
+}
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+
+
+def timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    """A protobuf timestamp of an aware datetime."""
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(when)
+    return out
+
+
+@dataclass(frozen=True)
+class TrainingSetRequest:
+    """What training set to build.
+
+    Attributes:
+        feature_service: model feature service name, e.g. ``credit_risk_v1``.
+        feature_service_version: its expected version ("" = whatever is registered).
+        label_view: label feature view, e.g. ``credit_label``.
+        label_column: label column of the view (1 = bad), renamed ``creditability`` in the frame.
+        start / end: application-time range ``[start, end)``, aware datetimes.
+        labels_known_at: training cut-off: only labels known at or before it.
+        fairness_feature_service: feature service of the protected attributes (None: skip).
+    """
+
+    feature_service: str
+    feature_service_version: str
+    label_view: str
+    label_column: str
+    start: datetime
+    end: datetime
+    labels_known_at: datetime
+    fairness_feature_service: str | None = None
+
+
+@dataclass
+class TrainingSet:
+    """A point-in-time training frame and where it came from.
+
+    Attributes:
+        frame: the frame :func:`training_service.training.train` expects.
+        feature_service_version: the version the feature-service joined (its header).
+        features: the model feature service's feature columns, in order.
+        fairness_features: the protected attributes added from the fairness feature service.
+    """
+
+    frame: pd.DataFrame
+    feature_service_version: str
+    features: list[str] = field(default_factory=list)
+    fairness_features: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeatureServiceInfo:
+    """A registered feature service: resolved version and feature names (result column names)."""
+
+    name: str
+    version: str
+    features: tuple[str, ...]
+
+
+def map_rpc_error(exc: grpc.RpcError, *, kind: str, name: str, field_path: str) -> Exception:
+    """A feature-service error as the training-service's domain error (see the module docstring).
+
+    Args:
+        exc: the error of the call.
+        kind / name: what the call was about, e.g. ``("feature service", "credit_risk_v1")``.
+        field_path: the request field to name for INVALID_ARGUMENT.
+
+    Returns:
+        The exception to raise (the original one for codes without a mapping: INTERNAL upstream).
+    """
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(kind, name, description=str(details or ""))
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return NotFound(f"{kind} version", name, description=str(details or ""))
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable("the feature-service is unavailable; retry later")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded("the feature-service did not answer in time")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(field_path, f"rejected by the feature-service: {details}")
+    return exc
+
+
+class FeatureServiceClient:
+    """The calls the training-service makes to the feature-service, over a kit ``aio_channel``.
+
+    Args:
+        channel: ``creditrisk_kit.aio_channel`` to the feature-service (deadline, retries on
+            UNAVAILABLE).
+        timeout_s: deadline of one ``GetHistoricalFeatures`` stream (streams have no default).
+        max_chunk_rows: rows per result chunk asked for (0: the server's default).
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0, max_chunk_rows: int = 0) -> None:
+        self._stub = fs_grpc.FeatureStoreServiceStub(channel)
+        self._timeout_s = timeout_s
+        self._max_chunk_rows = max_chunk_rows
+
+    async def feature_service(
+        self, name: str, expected_version: str = "", *, field_path: str = "spec.feature_service"
+    ) -> FeatureServiceInfo:
+        """Describe a feature service; check its version.
+
+        Raises:
+            NotFound: unknown feature service, or registered version != ``expected_version``.
+            Unavailable / DeadlineExceeded: the feature-service cannot be reached in time.
+        """
+        try:
+            response = await self._stub.GetFeatureService(fs_pb.GetFeatureServiceRequest(name=name))
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, kind="feature service", name=name, field_path=field_path) from exc
+        service = response.feature_service
+        if expected_version and service.version != expected_version:
+            raise NotFound(
+                "feature service version",
+                f"{name}:{expected_version}",
+                description=f"registered version is {service.version!r}",
+            )
+        features = tuple(f.name for p in service.projections for f in p.features)
+        return FeatureServiceInfo(name, service.version, features)
+
+    async def label_view(self, name: str, *, field_path: str = "spec.label.feature_view") -> None:
+        """Check that a label feature view exists.
+
+        Raises:
+            NotFound: unknown feature view.
+        """
+        try:
+            await self._stub.GetFeatureView(fs_pb.GetFeatureViewRequest(name=name))
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, kind="label feature view", name=name, field_path=field_path) from exc
+
+    async def historical(
+        self, feature_service: str, version: str, request: TrainingSetRequest
+    ) -> tuple[fs_pb.HistoricalFeaturesHeader, pa.Table]:
+        """One ``GetHistoricalFeatures`` call with labelled entities: (header, result table).
+
+        Raises:
+            as :func:`map_rpc_error`; InvalidArgument when the stream breaks the chunk protocol.
+        """
+        query = fs_pb.HistoricalFeaturesQuery(
+            feature_service=feature_service,
+            feature_service_version=version,
+            label_column=request.label_column,
+            max_chunk_rows=self._max_chunk_rows,
+            labelled_entities=fs_pb.LabelledEntities(
+                label_view=request.label_view,
+                application_time_range=time_range_pb2.TimeRange(
+                    start=timestamp(request.start), end=timestamp(request.end)
+                ),
+                labels_known_at=timestamp(request.labels_known_at),
+            ),
+        )
+
+        async def requests():  # type: ignore[no-untyped-def]
+            yield fs_pb.GetHistoricalFeaturesRequest(query=query)
+
+        header: fs_pb.HistoricalFeaturesHeader | None = None
+        sequence = ChunkSequence("chunk")
+        summary: fs_pb.HistoricalFeaturesSummary | None = None
+        try:
+            async for message in self._stub.GetHistoricalFeatures(requests(), timeout=self._timeout_s):
+                kind = message.WhichOneof("payload")
+                if kind == "header":
+                    header = message.header
+                elif kind == "chunk":
+                    sequence.add(message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence)
+                elif kind == "summary":
+                    summary = message.summary
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(
+                exc, kind="feature service", name=feature_service, field_path="spec.application_time_range"
+            ) from exc
+        if header is None or summary is None:
+            raise Unavailable("the feature-service ended GetHistoricalFeatures without header or summary")
+        if summary.row_count != sequence.rows or header.entity_row_count != sequence.rows:
+            raise Unavailable(
+                f"the feature-service sent {sequence.rows} rows, its header and summary say "
+                f"{header.entity_row_count} and {summary.row_count}"
+            )
+        table = sequence.table()
+        if table is None:  # no chunk at all: an empty result with the header's columns
+            table = pa.table({c: pa.array([], pa.null()) for c in header.entity_columns})
+        return header, _typed(table, header)
+
+    async def training_set(self, request: TrainingSetRequest, *, fairness_attributes: tuple[str, ...] = ()) -> TrainingSet:
+        """The training frame (see the module docstring).
+
+        Args:
+            request: what to build.
+            fairness_attributes: protected attributes to take from the fairness feature service.
+
+        Raises:
+            FailedPrecondition: no labelled row in the range (known at the cut-off).
+            NotFound / Unavailable / DeadlineExceeded / InvalidArgument: see :func:`map_rpc_error`.
+        """
+        header, table = await self.historical(request.feature_service, request.feature_service_version, request)
+        frame = to_frame(table, request.label_column)
+        if LABEL not in frame.columns:
+            raise InvalidArgument(
+                "spec.label.label_column",
+                f"{request.label_column!r} is not a column of label view {request.label_view!r}",
+            )
+        if frame.empty:
+            raise FailedPrecondition(
+                f"the application-time range [{request.start.isoformat()}, {request.end.isoformat()}) has no "
+                f"labelled rows in label view {request.label_view!r} known at {request.labels_known_at.isoformat()}",
+                [
+                    PreconditionViolation(
+                        "TRAINING_SET", "spec.application_time_range", "choose a range with labelled applications"
+                    )
+                ],
+            )
+        features = [s.name for s in header.features]
+        added: list[str] = []
+        if request.fairness_feature_service and fairness_attributes:
+            f_header, f_table = await self.historical(request.fairness_feature_service, "", request)
+            wanted = [
+                s.name for s in f_header.features if s.name in fairness_attributes and s.name not in frame.columns
+            ]
+            if wanted:
+                extra = to_frame(f_table, request.label_column)[[ENTITY_KEY, EVENT_TIMESTAMP, *wanted]]
+                frame = frame.merge(extra, on=[ENTITY_KEY, EVENT_TIMESTAMP], how="left", validate="one_to_one")
+                added = wanted
+        return TrainingSet(frame, header.feature_service_version, features, added)
+
+
+def _typed(table: pa.Table, header: fs_pb.HistoricalFeaturesHeader) -> pa.Table:
+    """Feature columns cast to their declared types (an all-null column arrives as Arrow null)."""
+    for spec in header.features:
+        target = _ARROW_TYPES.get(spec.value_type)
+        if target is None or spec.name not in table.column_names:
+            continue
+        index = table.column_names.index(spec.name)
+        if table.schema.field(index).type != target:
+            table = table.set_column(index, spec.name, table.column(index).cast(target))
+    return table
+
+
+def to_frame(table: pa.Table, label_column: str = LABEL) -> pd.DataFrame:
+    """A result table as the training frame (types of the module docstring, timestamps UTC)."""
+    frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    if label_column != LABEL and label_column in frame.columns:
+        frame = frame.rename(columns={label_column: LABEL})
+    for column in (EVENT_TIMESTAMP, LABEL_TIMESTAMP):
+        if column in frame.columns:
+            values = pd.to_datetime(frame[column])
+            frame[column] = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+    if ENTITY_KEY in frame.columns and not frame[ENTITY_KEY].isna().any():
+        frame[ENTITY_KEY] = frame[ENTITY_KEY].astype("int64")
+    return frame

@@ -89,6 +89,17 @@ def source_factory(settings: FeatureServiceSettings) -> ParquetSourceFactory | P
     return ParquetSourceFactory(settings.resolved_data_dir / "offline")
 
 
+#: ``batch_engine`` type of :class:`feature_service.materialization.FastMaterializationEngine`.
+FAST_ENGINE_TYPE = "feature_service.materialization.FastMaterializationEngine"
+
+
+def engine_config(kind: str, batch_rows: int) -> str | dict[str, Any]:
+    """The ``batch_engine`` entry: ``fast`` (:mod:`feature_service.materialization`) or ``feast``."""
+    if kind == "feast":
+        return "local"
+    return {"type": FAST_ENGINE_TYPE, "batch_rows": batch_rows}
+
+
 def repo_config_dict(settings: FeatureServiceSettings) -> dict[str, Any]:
     """The Feast repository configuration as plain data (the content of ``feature_store.yaml``)."""
     data_dir = settings.resolved_data_dir
@@ -96,6 +107,8 @@ def repo_config_dict(settings: FeatureServiceSettings) -> dict[str, Any]:
         "project": settings.project,
         "provider": "local",
         "entity_key_serialization_version": 3,
+        # Feast's own engine ("local") or ours (feature_service.materialization), by configuration
+        "batch_engine": engine_config(settings.materialization_engine, settings.materialization_batch_rows),
     }
     if settings.profile == "real":
         pg = settings.postgres_params()

@@ -1,0 +1,126 @@
+"""The gRPC transport of the drift-service: ``creditrisk.drift.v1.DriftService`` (grpc.aio).
+
+Each RPC converts the request (:mod:`drift_service.convert`, which validates it), calls
+:class:`~drift_service.core.DriftCore` in a worker thread (SQLAlchemy and Evidently are
+synchronous; ``asyncio.to_thread`` carries the trace context), and converts the result. Domain
+errors carry their status; the kit's ``ErrorInterceptor`` maps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from creditrisk.drift.v1 import drift_service_pb2 as pb
+from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
+from creditrisk_kit import InvalidArgument
+
+from drift_service import convert, metrics
+from drift_service.core import DriftCore
+from drift_service.store import encode_page_token
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DriftService"].full_name
+MAX_REPORT_PAGE = 200
+MAX_TRIGGER_PAGE = 1000
+
+
+class DriftServiceServicer(pb_grpc.DriftServiceServicer):
+    """Every RPC of ``DriftService`` over one core."""
+
+    def __init__(self, core: DriftCore) -> None:
+        self.core = core
+        self.settings = core.settings
+
+    async def LogPredictions(
+        self, request: pb.LogPredictionsRequest, context: Any
+    ) -> pb.LogPredictionsResponse:
+        events, rejected = convert.prediction_events(
+            request, self.settings.feature_kinds, self.settings.max_batch_items
+        )
+        metrics.EVENTS_RECEIVED.labels("rejected").inc(len(rejected))
+        accepted, duplicates = await asyncio.to_thread(self.core.log_predictions, events)
+        return pb.LogPredictionsResponse(
+            accepted=accepted, duplicates=duplicates, rejected=convert.rejected_items(rejected)
+        )
+
+    async def LogGroundTruth(
+        self, request: pb.LogGroundTruthRequest, context: Any
+    ) -> pb.LogGroundTruthResponse:
+        labels, rejected = convert.ground_truth(request, self.settings.max_batch_items)
+        metrics.LABELS_RECEIVED.labels("rejected").inc(len(rejected))
+        joined, unmatched = await asyncio.to_thread(self.core.log_ground_truth, labels)
+        return pb.LogGroundTruthResponse(
+            joined=joined, unmatched=unmatched, rejected=convert.rejected_items(rejected)
+        )
+
+    async def ComputeDrift(self, request: pb.ComputeDriftRequest, context: Any) -> pb.ComputeDriftResponse:
+        window = convert.window(request.window, "window", request.HasField("window"))
+        uri = request.dataset_uri if request.WhichOneof("reference") == "dataset_uri" else None
+        if uri is not None and not uri:
+            raise InvalidArgument("dataset_uri", "must not be empty")
+        outcome = await asyncio.to_thread(self.core.compute_drift, window, uri)
+        return pb.ComputeDriftResponse(
+            reports=[convert.drift_report_proto(r) for r in outcome.reports],
+            trigger_events=[convert.trigger_event_proto(t) for t in outcome.triggers],
+        )
+
+    async def GetDriftReport(
+        self, request: pb.GetDriftReportRequest, context: Any
+    ) -> pb.GetDriftReportResponse:
+        if not request.report_id:
+            raise InvalidArgument("report_id", "required")
+        report = await asyncio.to_thread(self.core.get_drift_report, request.report_id)
+        return pb.GetDriftReportResponse(report=convert.drift_report_proto(report))
+
+    async def ListDriftReports(
+        self, request: pb.ListDriftReportsRequest, context: Any
+    ) -> pb.ListDriftReportsResponse:
+        offset, limit = convert.page(request.page_size, request.page_token, MAX_REPORT_PAGE)
+        start, end = convert.optional_range(request.time_range, "time_range", request.HasField("time_range"))
+        version = request.model_version if request.HasField("model_version") else None
+        reports, more = await asyncio.to_thread(
+            self.core.list_drift_reports,
+            model_name=request.model_name,
+            model_version=version,
+            start=start,
+            end=end,
+            offset=offset,
+            limit=limit,
+        )
+        return pb.ListDriftReportsResponse(
+            reports=[convert.drift_report_proto(r) for r in reports],
+            next_page_token=encode_page_token(offset + limit) if more else "",
+        )
+
+    async def GetPerformance(
+        self, request: pb.GetPerformanceRequest, context: Any
+    ) -> pb.GetPerformanceResponse:
+        window = convert.window(request.window, "window", request.HasField("window"))
+        reports = await asyncio.to_thread(self.core.get_performance, window)
+        return pb.GetPerformanceResponse(reports=[convert.performance_report_proto(r) for r in reports])
+
+    async def ListTriggerEvents(
+        self, request: pb.ListTriggerEventsRequest, context: Any
+    ) -> pb.ListTriggerEventsResponse:
+        offset, limit = convert.page(request.page_size, request.page_token, MAX_TRIGGER_PAGE)
+        start, end = convert.optional_range(request.time_range, "time_range", request.HasField("time_range"))
+        triggers, more = await asyncio.to_thread(
+            self.core.list_trigger_events,
+            model_name=request.model_name,
+            start=start,
+            end=end,
+            offset=offset,
+            limit=limit,
+        )
+        return pb.ListTriggerEventsResponse(
+            trigger_events=[convert.trigger_event_proto(t) for t in triggers],
+            next_page_token=encode_page_token(offset + limit) if more else "",
+        )
+
+    async def GetTriggerEvent(
+        self, request: pb.GetTriggerEventRequest, context: Any
+    ) -> pb.GetTriggerEventResponse:
+        if not request.trigger_event_id:
+            raise InvalidArgument("trigger_event_id", "required")
+        trigger = await asyncio.to_thread(self.core.get_trigger_event, request.trigger_event_id)
+        return pb.GetTriggerEventResponse(trigger_event=convert.trigger_event_proto(trigger))

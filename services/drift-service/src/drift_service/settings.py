@@ -1,0 +1,180 @@
+"""Typed settings of the drift-service, read from ``DRIFT_SERVICE_*`` environment variables.
+
+The profile (DESIGN.md, "Two profiles") is configuration, not a code branch:
+
+* ``embedded``: the event store is a SQLite file ``<data_dir>/drift.db`` (WAL, synchronous=FULL).
+* ``real``: PostgreSQL at ``postgres_dsn``, every table in ``postgres_schema``.
+
+``database_url`` (any SQLAlchemy URL) overrides both. HTML reports are written under
+``<data_dir>/reports`` and served over HTTP on ``report_http_port``; Prometheus metrics on
+``metrics_port``. Dict fields take JSON (``DRIFT_SERVICE_FEATURE_KINDS='{"age_in_years": "numeric"}'``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from creditrisk_kit.settings import ServiceSettings
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from drift_service.decision import Correction
+from drift_service.domain import FeatureKind
+from drift_service.drift import DriftConfig
+from drift_service.psi import PsiConfig
+from drift_service.triggers import TriggerPolicy
+
+Profile = Literal["embedded", "real"]
+
+#: Kinds of the German credit attributes as the feature-service names them (data/README.md).
+GERMAN_CREDIT_FEATURE_KINDS: dict[str, FeatureKind] = {
+    "status_of_existing_checking_account": FeatureKind.CATEGORICAL,
+    "duration_in_month": FeatureKind.NUMERIC,
+    "credit_history": FeatureKind.CATEGORICAL,
+    "purpose": FeatureKind.CATEGORICAL,
+    "credit_amount": FeatureKind.NUMERIC,
+    "savings_account_and_bonds": FeatureKind.CATEGORICAL,
+    "present_employment_since": FeatureKind.CATEGORICAL,
+    "installment_rate_in_percentage_of_disposable_income": FeatureKind.NUMERIC,
+    "personal_status_and_sex": FeatureKind.CATEGORICAL,
+    "other_debtors_or_guarantors": FeatureKind.CATEGORICAL,
+    "present_residence_since": FeatureKind.NUMERIC,
+    "property": FeatureKind.CATEGORICAL,
+    "age_in_years": FeatureKind.NUMERIC,
+    "other_installment_plans": FeatureKind.CATEGORICAL,
+    "housing": FeatureKind.CATEGORICAL,
+    "number_of_existing_credits_at_this_bank": FeatureKind.NUMERIC,
+    "job": FeatureKind.CATEGORICAL,
+    "number_of_people_being_liable_to_provide_maintenance_for": FeatureKind.NUMERIC,
+    "telephone": FeatureKind.CATEGORICAL,
+    "foreign_worker": FeatureKind.CATEGORICAL,
+}
+
+
+def repo_root() -> Path:
+    """The monorepo root: the nearest parent holding both ``services/`` and ``libs/``, else the cwd."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "services").is_dir() and (parent / "libs").is_dir():
+            return parent
+    return Path.cwd()
+
+
+class DriftServiceSettings(ServiceSettings):
+    """Settings of the drift-service (env prefix ``DRIFT_SERVICE_``).
+
+    Attributes:
+        profile: ``embedded`` (SQLite) or ``real`` (PostgreSQL).
+        data_dir: SQLite file and HTML reports; default ``<repo>/.run/<profile>/drift-service``.
+        database_url: SQLAlchemy URL overriding the profile's store.
+        postgres_dsn: real profile's PostgreSQL (libpq URL; ``postgresql://`` is used with psycopg 3).
+        postgres_schema: schema of every table on PostgreSQL.
+        feature_kinds: kinds of known features: checks the types of logged values (a number for a
+            numeric feature, text or bool for a categorical one) and picks the test; reference
+            columns not named here get a kind from their dtype.
+        reference_label_column: label column of a reference dataset (``bad``/``good`` or 1/0), used
+            for the reference AUC of the AUC-drop policy when present.
+        reference_auc: reference AUC when the reference dataset has no labels.
+        min_rows: fewer current rows than this -> INSUFFICIENT_DATA (never an alarm).
+        min_reference_rows: fewer reference rows than this -> INSUFFICIENT_DATA.
+        min_labels: fewer labelled predictions than this -> performance INSUFFICIENT_DATA.
+        alpha, correction, num_method, cat_method, psi_bins, psi_floor: the drift computation
+            (:class:`drift_service.drift.DriftConfig`).
+        calibration_bins: quantile bins of the calibration table.
+        policy_dataset_drift, policy_psi_threshold, policy_auc_drop, policy_min_rows: the
+            retraining policy (:class:`drift_service.triggers.TriggerPolicy`); None disables one.
+        max_batch_items: most events or labels in one logging call (RESOURCE_EXHAUSTED above).
+        report_http_host, report_http_port: where the HTML reports are served (port 0 = free port).
+        report_base_url: public base URL of the reports (default ``http://<host>:<port>``).
+        metrics_port: Prometheus metrics port; None disables the endpoint.
+        warm_up: import Evidently at start (6-20 s) instead of on the first ComputeDrift.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFT_SERVICE_", extra="ignore", validate_default=True, allow_inf_nan=False
+    )
+
+    port: int = Field(default=50056, ge=0, le=65535)
+    profile: Profile = "embedded"
+    data_dir: Path | None = None
+    database_url: str | None = None
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    postgres_schema: str = Field(default="drift", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    feature_kinds: dict[str, FeatureKind] = Field(default_factory=lambda: dict(GERMAN_CREDIT_FEATURE_KINDS))
+    reference_label_column: str = "creditability"
+    reference_auc: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    min_rows: int = Field(default=100, ge=1)
+    min_reference_rows: int = Field(default=100, ge=1)
+    min_labels: int = Field(default=50, ge=1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    correction: Correction = "holm"
+    num_method: str = "ks"
+    cat_method: str = "chisquare_homogeneity"
+    psi_bins: int = Field(default=10, ge=1, le=1000)
+    psi_floor: float = Field(default=1e-4, gt=0.0, lt=1.0)
+    calibration_bins: int = Field(default=10, ge=1, le=100)
+
+    policy_dataset_drift: bool = True
+    policy_psi_threshold: float | None = Field(default=0.25, ge=0.0)
+    policy_auc_drop: float | None = Field(default=0.05, ge=0.0, le=1.0)
+    policy_min_rows: int = Field(default=100, ge=1)
+
+    max_batch_items: int = Field(default=5000, ge=1)
+    report_http_host: str = "127.0.0.1"
+    report_http_port: int = Field(default=8096, ge=0, le=65535)
+    report_base_url: str | None = None
+    metrics_port: int | None = Field(default=9466, ge=0, le=65535)
+    warm_up: bool = True
+
+    @field_validator("num_method", "cat_method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a stattest name is required, e.g. ks or chisquare")
+        return value.strip()
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """Folder of the SQLite store and the HTML reports."""
+        return self.data_dir or repo_root() / ".run" / self.profile / "drift-service"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Folder the HTML reports are written to (served under ``/reports/``)."""
+        return self.resolved_data_dir / "reports"
+
+    @property
+    def store_url(self) -> str:
+        """SQLAlchemy URL of the event store."""
+        if self.database_url:
+            return self.database_url
+        if self.profile == "embedded":
+            return f"sqlite:///{self.resolved_data_dir / 'drift.db'}"
+        dsn = self.postgres_dsn
+        for prefix in ("postgresql://", "postgres://"):
+            if dsn.startswith(prefix):
+                return "postgresql+psycopg://" + dsn[len(prefix) :]
+        return dsn
+
+    @property
+    def drift_config(self) -> DriftConfig:
+        """The drift computation's configuration."""
+        return DriftConfig(
+            alpha=self.alpha,
+            correction=self.correction,
+            num_method=self.num_method,
+            cat_method=self.cat_method,
+            psi=PsiConfig(bins=self.psi_bins, floor=self.psi_floor),
+        )
+
+    @property
+    def trigger_policy(self) -> TriggerPolicy:
+        """The retraining policy."""
+        return TriggerPolicy(
+            dataset_drift=self.policy_dataset_drift,
+            psi_threshold=self.policy_psi_threshold,
+            auc_drop=self.policy_auc_drop,
+            min_rows=self.policy_min_rows,
+        )

@@ -1,0 +1,153 @@
+"""Shared fixtures: the German credit frames, Evidently imported once, stores on both profiles.
+
+The PostgreSQL store (marker ``real``) uses the ``postgres_dsn`` fixture of ``creditrisk-testing``,
+which fails, never skips, when PostgreSQL is down; every test gets its own schema
+(``drift_test_<random>``), dropped at the end, so parallel runs do not collide.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from drift_service.domain import PredictionEvent, ServingMode
+from drift_service.settings import DriftServiceSettings
+from drift_service.store import Store
+from drift_service.testdata import load_german_credit, stratified_split
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+ATTRIBUTES = [
+    "status_of_existing_checking_account",
+    "duration_in_month",
+    "credit_history",
+    "purpose",
+    "credit_amount",
+    "savings_account_and_bonds",
+    "present_employment_since",
+    "installment_rate_in_percentage_of_disposable_income",
+    "personal_status_and_sex",
+    "other_debtors_or_guarantors",
+    "present_residence_since",
+    "property",
+    "age_in_years",
+    "other_installment_plans",
+    "housing",
+    "number_of_existing_credits_at_this_bank",
+    "job",
+    "number_of_people_being_liable_to_provide_maintenance_for",
+    "telephone",
+    "foreign_worker",
+]
+
+
+@pytest.fixture(scope="session")
+def german() -> pd.DataFrame:
+    """The 1,000 applicants with ``probability_of_default``."""
+    return load_german_credit()
+
+
+@pytest.fixture(scope="session")
+def split(german: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reference half and current half (seed 7)."""
+    return stratified_split(german, 7)
+
+
+@pytest.fixture(scope="session")
+def evidently_loaded() -> None:
+    """Import Evidently once per session (6-20 s)."""
+    from drift_service.drift import warm_up
+
+    warm_up()
+
+
+@pytest.fixture(scope="session")
+def reference_file(
+    split: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The reference half as a Parquet file (with creditability for the reference AUC)."""
+    path = tmp_path_factory.mktemp("reference") / "reference.parquet"
+    split[0].to_parquet(path)
+    return path
+
+
+def _pg_url(dsn: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if dsn.startswith(prefix):
+            return "postgresql+psycopg://" + dsn[len(prefix) :]
+    return dsn
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.real)],
+)
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Makes stores on one database (same file / schema): a second call is a 'restart'."""
+    made: list[Store] = []
+    if request.param == "sqlite":
+        url, schema = f"sqlite:///{tmp_path / 'drift.db'}", None
+    else:
+        url = _pg_url(request.getfixturevalue("postgres_dsn"))
+        schema = f"drift_test_{uuid.uuid4().hex[:12]}"
+
+    def make() -> Store:
+        store = Store(url, schema)
+        store.migrate()
+        made.append(store)
+        return store
+
+    yield make
+    if made and schema:
+        made[-1].drop_schema()
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory: Callable[[], Store]) -> Store:
+    """A migrated, empty store on the profile of the parameter."""
+    return store_factory()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> DriftServiceSettings:
+    """Embedded settings in a temporary folder, no metrics endpoint."""
+    return DriftServiceSettings(
+        data_dir=tmp_path / "data", metrics_port=None, report_http_port=0, warm_up=False, min_labels=20
+    )
+
+
+def events_from_frame(
+    frame: pd.DataFrame,
+    *,
+    model_version: int = 1,
+    start: datetime = T0,
+    step: timedelta = timedelta(minutes=1),
+    model_name: str = "credit-risk",
+    prefix: str | None = None,
+    applicant_base: int = 0,
+) -> list[PredictionEvent]:
+    """One prediction event per row, a minute apart."""
+    prefix = prefix or uuid.uuid4().hex[:8]
+    events = []
+    for i, row in enumerate(frame.to_dict("records")):
+        features = {
+            c: (int(row[c]) if isinstance(row[c], int | float) and c not in ("purpose",) else row[c])
+            for c in ATTRIBUTES
+        }
+        events.append(
+            PredictionEvent(
+                event_id=f"{prefix}-{i}",
+                applicant_id=applicant_base + i,
+                features=features,
+                probability_of_default=float(row["probability_of_default"]),
+                model_name=model_name,
+                model_version=model_version,
+                event_time=start + i * step,
+                mode=ServingMode.CHAMPION,
+            )
+        )
+    return events

@@ -116,3 +116,68 @@ def test_materialize_online_and_historical_over_grpc(stack: Stack) -> None:
 def test_stop_drains_and_exits_cleanly(stack: Stack) -> None:
     stack.target("feature-service")
     assert stack.stop("feature-service") == 0
+
+
+def test_catalogue_push_and_incremental_materialization(stack: Stack) -> None:
+    """The other RPCs across processes: List/Get services and views, Push, MaterializeIncremental."""
+    with grpc.insecure_channel(stack.target("feature-service")) as channel:
+        stub = pb_grpc.FeatureStoreServiceStub(channel)
+
+        services = stub.ListFeatureServices(pb.ListFeatureServicesRequest(page_size=1), timeout=10)
+        assert len(services.feature_services) == 1
+        assert services.next_page_token
+        credit = stub.GetFeatureService(pb.GetFeatureServiceRequest(name="credit_risk_v1"), timeout=10)
+        assert credit.feature_service.version == "1"
+        inputs = {f.name for p in credit.feature_service.projections for f in p.features}
+        assert {"credit_amount", "monthly_installment"} <= inputs
+        assert not inputs & {"personal_status_and_sex", "foreign_worker"}  # the default feature policy
+        views = stub.ListFeatureViews(pb.ListFeatureViewsRequest(page_size=100), timeout=10)
+        assert "loan_request" in {v.name for v in views.feature_views}
+        loan = stub.GetFeatureView(pb.GetFeatureViewRequest(name="loan_request"), timeout=10)
+        assert {f.name for f in loan.feature_view.features} >= {"credit_amount", "purpose"}
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetFeatureView(pb.GetFeatureViewRequest(name="ghost_view"), timeout=10)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "ghost_view" in (missing.value.details() or "")
+
+        now = datetime.now(UTC)
+        value = values_pb2.FeatureValue
+        pushed = stub.Push(
+            pb.PushRequest(
+                push_source="loan_request_push",
+                target=pb.PUSH_TARGET_ONLINE,
+                rows=[
+                    pb.PushRow(
+                        values={
+                            "applicant_id": value(int64_value=900_001),
+                            "duration_in_month": value(int64_value=24),
+                            "credit_amount": value(int64_value=4_800),
+                            "purpose": value(string_value="business"),
+                            "installment_rate_in_percentage_of_disposable_income": value(int64_value=2),
+                            "other_debtors_or_guarantors": value(string_value="none"),
+                            "other_installment_plans": value(string_value="none"),
+                        },
+                        event_timestamp=_ts(now),
+                    )
+                ],
+            ),
+            timeout=30,
+        )
+        assert pushed.rows_written == 1
+        online = stub.GetOnlineFeatures(
+            pb.GetOnlineFeaturesRequest(
+                features=pb.FeatureRefs(
+                    refs=["loan_request:credit_amount", "loan_affordability:monthly_installment"]
+                ),
+                entity_rows=[pb.EntityRow(join_keys={"applicant_id": value(int64_value=900_001)})],
+            ),
+            timeout=10,
+        )
+        by_name = dict(zip([f.name for f in online.features], online.rows[0].values, strict=True))
+        assert by_name["credit_amount"].value.int64_value == 4_800
+        assert by_name["monthly_installment"].value.double_value == pytest.approx(200.0)
+
+        incremental = stub.MaterializeIncremental(
+            pb.MaterializeIncrementalRequest(end_time=_ts(now)), timeout=60
+        )
+        assert incremental.views

@@ -8,6 +8,12 @@ So far (issue 3): the German credit data is ingested into the feature store of t
 PostgreSQL + Redis, project `credit_risk_demo`), the feature-service runs as its own process under
 the supervisor (log in `.run/logs/feature-service.log`), and this script speaks to it over gRPC
 only: Materialize, then the online features of real applicants, then a request-time override.
+Issue 4: the MLflow tracking server (SQLite under `.run/demo/<profile>/mlflow`, or a PostgreSQL
+database `mlflow_demo` on the real profile) and the training-service start under the supervisor
+(logs `.run/logs/mlflow.log`, `.run/logs/training-service.log`); the default model (histogram
+gradient boosting, docs/model-quality.md) is trained on the German credit data through the
+training-service's gRPC API (the training set comes from the feature-service), its progress
+watched with WatchTrainingJob, and its metrics and MLflow run printed.
 Every process is stopped at the end, also on Ctrl-C or a failure (the supervisor's `with` block).
 """
 
@@ -23,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from creditrisk.common.v1 import time_range_pb2, values_pb2
+from creditrisk.common.v1 import refs_pb2, time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
-from creditrisk_devstack import GrpcReadiness, ProcessSpec, Supervisor, free_port
+from creditrisk.training.v1 import training_service_pb2 as tpb
+from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
+from creditrisk_devstack import GrpcReadiness, HttpReadiness, ProcessSpec, Supervisor, free_port
 from google.protobuf import timestamp_pb2
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,11 +45,14 @@ PROFILE = os.environ.get("PROFILE", "embedded")
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 FEATURE_SERVICE = ROOT / "services" / "feature-service"
+TRAINING_SERVICE = ROOT / "services" / "training-service"
+TRAINING_PYTHON = TRAINING_SERVICE / ".venv" / "bin" / "python"
+MLFLOW_POSTGRES_DSN = os.environ.get("CREDITRISK_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
 #: Real applicants shown (row numbers of the file) and one that exists nowhere.
 APPLICANTS = (1, 2, 3)
 UNKNOWN_APPLICANT = 5000
-STEPS = 6
+STEPS = 8
 
 #: Deployables and the packages that show what each environment is for.
 DEPLOYABLES: dict[str, list[str]] = {
@@ -249,6 +261,154 @@ def request_override(stub: pb_grpc.FeatureStoreServiceStub) -> None:
     console.print(table)
 
 
+def start_mlflow(supervisor: Supervisor) -> str:
+    """Start the MLflow tracking server sized for this machine; wait for `/health`."""
+    port = free_port()
+    data_dir = ROOT / ".run" / "demo" / PROFILE / "mlflow"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [str(TRAINING_PYTHON), "-m", "training_service.mlflow_server", "--profile", PROFILE]
+    argv += ["--dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
+    if PROFILE == "real":  # a database of its own on the local PostgreSQL
+        dsn = subprocess.run(
+            [
+                str(TRAINING_PYTHON),
+                "-c",
+                "import sys; from training_service.mlflow_server import ensure_postgres_database as e; "
+                "print(e(sys.argv[1], 'mlflow_demo'))",
+                MLFLOW_POSTGRES_DSN,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        argv += ["--postgres-dsn", dsn]
+    process = supervisor.start(
+        ProcessSpec(
+            "mlflow",
+            argv,
+            cwd=TRAINING_SERVICE,
+            ready=HttpReadiness(f"http://127.0.0.1:{port}/health"),
+            timeout_s=120,
+        )
+    )
+    console.print(
+        f"mlflow server pid {process.pid} on http://127.0.0.1:{port} "
+        f"(log: {supervisor.log_dir / 'mlflow.log'})"
+    )
+    return f"http://127.0.0.1:{port}"
+
+
+def start_training_service(supervisor: Supervisor, feature_service: str, mlflow_url: str) -> str:
+    """Start `python -m training_service`; SERVING once MLflow and the feature-service answer."""
+    port = free_port()
+    process = supervisor.start(
+        ProcessSpec(
+            "training-service",
+            [str(TRAINING_PYTHON), "-m", "training_service"],
+            cwd=TRAINING_SERVICE,
+            env={
+                "TRAINING_SERVICE_HOST": "127.0.0.1",
+                "TRAINING_SERVICE_PORT": str(port),
+                "TRAINING_SERVICE_FEATURE_SERVICE_ADDRESS": feature_service,
+                "TRAINING_SERVICE_MLFLOW_TRACKING_URI": mlflow_url,
+                "TRAINING_SERVICE_EXPERIMENT_NAME": "credit-risk-demo",
+                "TRAINING_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
+                "TRAINING_SERVICE_GRACE_PERIOD_S": "5",
+                "OMP_NUM_THREADS": "1",
+            },
+            ready=GrpcReadiness(f"127.0.0.1:{port}"),
+            timeout_s=120,
+        )
+    )
+    console.print(
+        f"training-service pid {process.pid} SERVING on 127.0.0.1:{port} "
+        f"(log: {supervisor.log_dir / 'training-service.log'})"
+    )
+    return f"127.0.0.1:{port}"
+
+
+def train_default_model(stub: tpb_grpc.TrainingServiceStub, mlflow_url: str) -> None:
+    """StartTrainingJob (the default model, histogram gradient boosting), watch it, print the result."""
+    spec = tpb.TrainingJobSpec(
+        feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1", version="1"),
+        label=tpb.LabelSource(feature_view="credit_label", label_column="creditability"),
+        application_time_range=time_range_pb2.TimeRange(
+            start=_ts(datetime(2023, 1, 1, tzinfo=UTC)), end=_ts(datetime(2025, 1, 1, tzinfo=UTC))
+        ),
+        model=tpb.ModelSpec(algorithm=tpb.ALGORITHM_HIST_GRADIENT_BOOSTING),
+        seed=42,
+        run_name="demo-default-model",
+        tags={"demo": "true"},
+    )
+    started = stub.StartTrainingJob(tpb.StartTrainingJobRequest(spec=spec), timeout=60)
+    resolved = started.job.spec
+    console.print(
+        f"job {started.job_id}: {tpb.Algorithm.Name(resolved.model.algorithm).removeprefix('ALGORITHM_')}, "
+        f"feature service {resolved.feature_service.name} v{resolved.feature_service.version}, "
+        f"{resolved.evaluation.cv_repeats} x {resolved.evaluation.cv_folds}-fold CV, test share "
+        f"{resolved.evaluation.test_fraction:g}, gate window {resolved.evaluation.gate_window_days} days, "
+        f"seed {resolved.seed}"
+    )
+    job = started.job
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]:<22}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("training", total=1.0, stage="QUEUED", note="")
+        for message in stub.WatchTrainingJob(tpb.WatchTrainingJobRequest(job_id=started.job_id), timeout=300):
+            job = message.job
+            stage = tpb.TrainingStage.Name(job.stage).removeprefix("TRAINING_STAGE_")
+            progress.update(
+                task, completed=job.progress, stage=stage if job.stage else "QUEUED", note=job.message
+            )
+    if job.state != tpb.TRAINING_JOB_STATE_SUCCEEDED:
+        state = tpb.TrainingJobState.Name(job.state)
+        raise RuntimeError(f"training job {job.id} ended {state}: {job.error.message or job.message}")
+    result, m = job.result, job.result.metrics
+    table = Table("metric", "value", title="default model (histogram gradient boosting), German credit")
+    rows = [
+        ("CV ROC AUC (mean +- std)", f"{m['cv_roc_auc_mean']:.4f} +- {m['cv_roc_auc_std']:.4f}"),
+        ("test ROC AUC", f"{m['test_roc_auc']:.4f}"),
+        ("test Gini", f"{m['test_gini']:.4f}"),
+        ("test KS", f"{m['test_ks']:.4f}"),
+        ("test Brier score", f"{m['test_brier']:.4f}"),
+        ("test log loss", f"{m['test_log_loss']:.4f}"),
+        ("test expected cost (5:1, per applicant)", f"{m['test_expected_cost']:.4f}"),
+        ("decision threshold (P(default), cost-optimal on OOF)", f"{result.decision_threshold:.4f}"),
+        ("test approval rate", f"{m.get('test_approval_rate', float('nan')):.3f}"),
+    ]
+    rows += [
+        (
+            "fairness: min approval-rate ratio, "
+            + name.removeprefix("fairness_").removesuffix("_min_approval_ratio"),
+            f"{v:.3f}",
+        )
+        for name, v in sorted(m.items())
+        if name.startswith("fairness_")
+    ]
+    rows += [
+        ("fast scorer max |diff| vs scikit-learn", f"{result.fast_scorer_max_abs_diff:.1e}"),
+        (
+            "rows: total / train / test / gate window / bad",
+            f"{result.row_counts.total} / {result.row_counts.train} / {result.row_counts.test} / "
+            f"{result.row_counts.gate_window} / {result.row_counts.bad}",
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"MLflow run id: [bold]{result.mlflow_run_id}[/bold]  model: {result.model_uri}")
+    console.print(
+        f"MLflow UI: {mlflow_url}/#/experiments/{result.mlflow_experiment_id}/runs/{result.mlflow_run_id} "
+        "(while the demo runs; afterwards serve the same folder again: services/training-service/README.md)"
+    )
+
+
 def main() -> int:
     started = time.monotonic()
     console.print(f"[bold]credit-risk platform demo[/bold] (profile: {PROFILE})")
@@ -267,13 +427,26 @@ def main() -> int:
             timed(lambda: online_features(stub))
             step(6, "a request-time credit_amount overrides the stored one in monthly_installment")
             timed(lambda: request_override(stub))
-        console.print("stopping the feature-service (SIGTERM, drain)")
+        step(7, "start the MLflow tracking server and the training-service (their own processes)")
+        mlflow_url = timed(lambda: start_mlflow(supervisor))
+        training_target = timed(lambda: start_training_service(supervisor, target, mlflow_url))
+        with grpc.insecure_channel(training_target) as channel:
+            training_stub = tpb_grpc.TrainingServiceStub(channel)
+            step(
+                8,
+                "train the default model through the training-service (its training set: feature-service)",
+            )
+            timed(lambda: train_default_model(training_stub, mlflow_url))
+        console.print(
+            "stopping the training-service, the MLflow server and the feature-service (SIGTERM, drain)"
+        )
     console.rule("[bold]What comes next")
     console.print(
-        "The feature-service serves online features and point-in-time training sets over gRPC. Next: the "
-        "training-service (issue 4) builds a training set through GetHistoricalFeatures (labelled entities "
-        "from credit_label), fits and tracks the model in MLflow; then the registry gate (5), drift (6), "
-        "the model-server (7), the inference-gateway (8) and the closed loop (9)."
+        "The feature-service serves online features and point-in-time training sets; the training-service "
+        "trains through it and records every run in MLflow (it never registers models). Next: the "
+        "registry-gateway (issue 5) registers a finished run's model, gates its promotion on the held-out "
+        "gate window (champion vs challenger) and moves the aliases; then drift (6), the model-server (7), "
+        "the inference-gateway (8) and the closed loop (9)."
     )
     console.print(f"done in {time.monotonic() - started:.1f} s")
     return 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from creditrisk_devstack import GrpcReadiness, ProcessSpec, Supervisor, free_port
+from creditrisk_devstack import GrpcReadiness, HttpReadiness, ProcessSpec, Supervisor, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
@@ -98,9 +98,65 @@ def _feature_service_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
+# ---------------------------------------------------------------------- mlflow (tracking server)
+
+
+def _mlflow_spec(stack: Stack, port: int) -> ProcessSpec:
+    """``mlflow server`` sized for this machine (SQLite + served artifacts: the embedded profile),
+    started through the training-service's environment; ready when ``/health`` answers."""
+    data_dir = stack.workdir / "mlflow"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        "mlflow",
+        [
+            str(service_python("training-service")),
+            "-m",
+            "training_service.mlflow_server",
+            "--profile",
+            "embedded",
+            "--dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT / "services" / "training-service",
+        ready=HttpReadiness(f"http://127.0.0.1:{port}/health"),
+        timeout_s=90,
+    )
+
+
+# ---------------------------------------------------------------------- training-service
+
+
+def _training_service_spec(stack: Stack, port: int) -> ProcessSpec:
+    return ProcessSpec(
+        "training-service",
+        [str(service_python("training-service")), "-m", "training_service"],
+        cwd=ROOT / "services" / "training-service",
+        env={
+            "TRAINING_SERVICE_HOST": "127.0.0.1",
+            "TRAINING_SERVICE_PORT": str(port),
+            "TRAINING_SERVICE_FEATURE_SERVICE_ADDRESS": stack.targets["feature-service"],
+            "TRAINING_SERVICE_MLFLOW_TRACKING_URI": f"http://{stack.targets['mlflow']}",
+            "TRAINING_SERVICE_EXPERIMENT_NAME": "credit-risk-e2e",
+            "TRAINING_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
+            "TRAINING_SERVICE_GRACE_PERIOD_S": "5",
+            "OMP_NUM_THREADS": "1",
+        },
+        ready=GrpcReadiness(f"127.0.0.1:{port}"),
+        timeout_s=90,
+    )
+
+
 #: Every service the end-to-end tests can start, by name.
 SERVICES: dict[str, ServiceDef] = {
     "feature-service": ServiceDef("feature-service", _feature_service_spec, _ingest_german_credit),
+    "mlflow": ServiceDef("mlflow", _mlflow_spec),
+    "training-service": ServiceDef(
+        "training-service", _training_service_spec, needs=("feature-service", "mlflow")
+    ),
 }
 
 

@@ -22,7 +22,13 @@ from creditrisk_kit import FieldViolation, InvalidArgument, ServiceError
 from google.protobuf import timestamp_pb2
 
 from training_service.policy import DEFAULT_REASON, FeaturePolicy
-from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec, ParamValue, validate_hyperparameters
+from training_service.spec import (
+    Algorithm,
+    EvaluationProtocol,
+    ModelSpec,
+    ParamValue,
+    validate_hyperparameters,
+)
 from training_service.training import TrainingSpec
 
 _ALGORITHMS = {
@@ -116,7 +122,7 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
             violations.append(
                 FieldViolation(
                     "spec.label.table",
-                    "not supported: labels are read through the feature-service; give spec.label.feature_view",
+                    "not supported: labels come through the feature-service; give spec.label.feature_view",
                 )
             )
         elif source is None or not spec.label.feature_view:
@@ -142,7 +148,10 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
     resolved: dict[str, ParamValue] = {}
     if algorithm is None:
         violations.append(
-            FieldViolation("spec.model.algorithm", "required: ALGORITHM_LOGISTIC_REGRESSION or ALGORITHM_HIST_GRADIENT_BOOSTING")
+            FieldViolation(
+                "spec.model.algorithm",
+                "required: ALGORITHM_LOGISTIC_REGRESSION or ALGORITHM_HIST_GRADIENT_BOOSTING",
+            )
         )
     else:
         given = {name: _parameter(value) for name, value in spec.model.hyperparameters.items()}
@@ -154,9 +163,13 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
     protocol = EvaluationProtocol(
         cv_folds=evaluation.cv_folds if evaluation.HasField("cv_folds") else defaults.cv_folds,
         cv_repeats=evaluation.cv_repeats if evaluation.HasField("cv_repeats") else defaults.cv_repeats,
-        test_fraction=evaluation.test_fraction if evaluation.HasField("test_fraction") else defaults.test_fraction,
+        test_fraction=evaluation.test_fraction
+        if evaluation.HasField("test_fraction")
+        else defaults.test_fraction,
         gate_window_days=(
-            evaluation.gate_window_days if evaluation.HasField("gate_window_days") else defaults.gate_window_days
+            evaluation.gate_window_days
+            if evaluation.HasField("gate_window_days")
+            else defaults.gate_window_days
         ),
     )
     try:
@@ -210,7 +223,9 @@ def echo_spec(job: JobSpec, feature_service_version: str) -> pb.TrainingJobSpec:
     return pb.TrainingJobSpec(
         feature_service=refs_pb2.FeatureServiceRef(name=job.feature_service, version=feature_service_version),
         label=pb.LabelSource(feature_view=job.label_view, label_column=job.label_column),
-        application_time_range=time_range_pb2.TimeRange(start=to_timestamp(job.start), end=to_timestamp(job.end)),
+        application_time_range=time_range_pb2.TimeRange(
+            start=to_timestamp(job.start), end=to_timestamp(job.end)
+        ),
         model=pb.ModelSpec(
             algorithm=_ALGORITHM_ENUM[training.model.algorithm],
             hyperparameters={k: parameter_value(v) for k, v in job.hyperparameters.items()},

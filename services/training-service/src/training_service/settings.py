@@ -7,10 +7,9 @@ variables below. A bad value exits with status 2 naming the variable (``load_or_
 
 from __future__ import annotations
 
+from creditrisk_kit import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from creditrisk_kit import ServiceSettings
 
 
 class TrainingServiceSettings(ServiceSettings):

@@ -56,7 +56,11 @@ _ARROW_TYPES: dict[int, pa.DataType] = {
     values_pb2.VALUE_TYPE_STRING: pa.string(),
     values_pb2.VALUE_TYPE_BOOL: pa.bool_(),
 }
-_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+_PANDAS_TYPES = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.string(): pd.StringDtype(),
+    pa.large_string(): pd.StringDtype(),
+}
 
 
 def timestamp(when: datetime) -> timestamp_pb2.Timestamp:
@@ -152,7 +156,9 @@ class FeatureServiceClient:
         max_chunk_rows: rows per result chunk asked for (0: the server's default).
     """
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0, max_chunk_rows: int = 0) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0, max_chunk_rows: int = 0
+    ) -> None:
         self._stub = fs_grpc.FeatureStoreServiceStub(channel)
         self._timeout_s = timeout_s
         self._max_chunk_rows = max_chunk_rows
@@ -225,7 +231,9 @@ class FeatureServiceClient:
                 if kind == "header":
                     header = message.header
                 elif kind == "chunk":
-                    sequence.add(message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence)
+                    sequence.add(
+                        message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence
+                    )
                 elif kind == "summary":
                     summary = message.summary
         except grpc.aio.AioRpcError as exc:
@@ -244,7 +252,9 @@ class FeatureServiceClient:
             table = pa.table({c: pa.array([], pa.null()) for c in header.entity_columns})
         return header, _typed(table, header)
 
-    async def training_set(self, request: TrainingSetRequest, *, fairness_attributes: tuple[str, ...] = ()) -> TrainingSet:
+    async def training_set(
+        self, request: TrainingSetRequest, *, fairness_attributes: tuple[str, ...] = ()
+    ) -> TrainingSet:
         """The training frame (see the module docstring).
 
         Args:
@@ -255,7 +265,9 @@ class FeatureServiceClient:
             FailedPrecondition: no labelled row in the range (known at the cut-off).
             NotFound / Unavailable / DeadlineExceeded / InvalidArgument: see :func:`map_rpc_error`.
         """
-        header, table = await self.historical(request.feature_service, request.feature_service_version, request)
+        header, table = await self.historical(
+            request.feature_service, request.feature_service_version, request
+        )
         frame = to_frame(table, request.label_column)
         if LABEL not in frame.columns:
             raise InvalidArgument(
@@ -264,11 +276,14 @@ class FeatureServiceClient:
             )
         if frame.empty:
             raise FailedPrecondition(
-                f"the application-time range [{request.start.isoformat()}, {request.end.isoformat()}) has no "
-                f"labelled rows in label view {request.label_view!r} known at {request.labels_known_at.isoformat()}",
+                f"the application-time range [{request.start.isoformat()}, {request.end.isoformat()}) has "
+                f"no labelled rows in label view {request.label_view!r} known at "
+                f"{request.labels_known_at.isoformat()}",
                 [
                     PreconditionViolation(
-                        "TRAINING_SET", "spec.application_time_range", "choose a range with labelled applications"
+                        "TRAINING_SET",
+                        "spec.application_time_range",
+                        "choose a range with labelled applications",
                     )
                 ],
             )
@@ -277,11 +292,15 @@ class FeatureServiceClient:
         if request.fairness_feature_service and fairness_attributes:
             f_header, f_table = await self.historical(request.fairness_feature_service, "", request)
             wanted = [
-                s.name for s in f_header.features if s.name in fairness_attributes and s.name not in frame.columns
+                s.name
+                for s in f_header.features
+                if s.name in fairness_attributes and s.name not in frame.columns
             ]
             if wanted:
                 extra = to_frame(f_table, request.label_column)[[ENTITY_KEY, EVENT_TIMESTAMP, *wanted]]
-                frame = frame.merge(extra, on=[ENTITY_KEY, EVENT_TIMESTAMP], how="left", validate="one_to_one")
+                frame = frame.merge(
+                    extra, on=[ENTITY_KEY, EVENT_TIMESTAMP], how="left", validate="one_to_one"
+                )
                 added = wanted
         return TrainingSet(frame, header.feature_service_version, features, added)
 
@@ -306,7 +325,9 @@ def to_frame(table: pa.Table, label_column: str = LABEL) -> pd.DataFrame:
     for column in (EVENT_TIMESTAMP, LABEL_TIMESTAMP):
         if column in frame.columns:
             values = pd.to_datetime(frame[column])
-            frame[column] = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+            frame[column] = (
+                values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+            )
     if ENTITY_KEY in frame.columns and not frame[ENTITY_KEY].isna().any():
         frame[ENTITY_KEY] = frame[ENTITY_KEY].astype("int64")
     return frame

@@ -180,3 +180,45 @@ def test_value_older_than_ttl_is_outside_ttl(handmade: FeatureStoreCore) -> None
     value = result.values[0][0]
     assert value.status == ValueStatus.OUTSIDE_TTL
     assert value.value == 800
+
+
+def test_columnar_result_and_bulk_response_match_cell_by_cell(
+    handmade: FeatureStoreCore, german: FeatureStoreCore
+) -> None:
+    """Columns, rows and the gRPC response agree with one another and with a per-cell build.
+
+    Every status in one batch (PRESENT, NULL_VALUE, MISSING, OUTSIDE_TTL, on-demand MISSING), full
+    and short names, and a 100-row batch of the German data with unknown applicants mixed in.
+    """
+    from feature_service import convert
+
+    mixed = handmade.get_online_features(
+        [{"applicant_id": i} for i in (201, 105, 999_999, 202, 101, 105)],
+        features=[
+            "loan_request:credit_amount",
+            "loan_request:purpose",
+            "loan_request:duration_in_month",
+            "loan_affordability:monthly_installment",
+        ],
+    )
+    statuses = {v.status for row in mixed.values for v in row}
+    assert statuses == set(ValueStatus)
+    batch = german.get_online_features(
+        [{"applicant_id": i} for i in [*range(1, 60), *range(10_000_100, 10_000_110), *range(900, 931)]],
+        request_values=[{"credit_amount": 500} if i % 7 == 0 else None for i in range(100)],
+        feature_service="credit_risk_v1",
+    )
+    for result in (mixed, batch):
+        for i, row in enumerate(result.values):
+            for column, value in zip(result.columns, row, strict=True):
+                assert (column.values[i], column.statuses[i], column.timestamps[i]) == (
+                    value.value,
+                    value.status,
+                    value.event_timestamp,
+                )
+        for full in (False, True):
+            bulk = convert.online_response(result, full)
+            reference = convert.online_response_per_cell(result, full)
+            assert bulk == reference
+            wire = bulk.SerializeToString(deterministic=True)
+            assert wire == reference.SerializeToString(deterministic=True)

@@ -29,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import operator
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -120,21 +122,45 @@ class FeatureValue:
 
 
 @dataclass(frozen=True)
-class OnlineFeatures:
-    """The online response: ``values[i][j]`` is feature ``features[j]`` of ``entity_rows[i]``.
+class OnlineColumn:
+    """One feature over every entity row of an online response (``values[i]`` is row ``i``'s).
 
-    ``feature_service_version`` is the ``version`` tag of the feature service read ("" for explicit
-    feature references).
+    Attributes:
+        values: int, float, str, bool or None per row.
+        statuses: see :class:`ValueStatus`.
+        timestamps: event time per row (UTC) or None; as :attr:`FeatureValue.event_timestamp`.
+    """
+
+    values: list[int | float | str | bool | None]
+    statuses: list[ValueStatus]
+    timestamps: list[datetime | None]
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """The online response, column-wise: ``columns[j]`` is feature ``features[j]`` over ``entity_rows``.
+
+    ``values[i][j]`` gives the same data row-wise as :class:`FeatureValue` objects (built on first
+    access; transports read the columns). ``feature_service_version`` is the ``version`` tag of the
+    feature service read ("" for explicit feature references).
     """
 
     entity_rows: list[dict[str, Any]]
     features: list[FeatureSpec]
-    values: list[list[FeatureValue]]
+    columns: list[OnlineColumn]
     feature_service_version: str = ""
+
+    @cached_property
+    def values(self) -> list[list[FeatureValue]]:
+        """Row-wise: ``values[i][j]`` is feature ``features[j]`` of ``entity_rows[i]``."""
+        cells = [list(map(FeatureValue, c.values, c.statuses, c.timestamps)) for c in self.columns]
+        return [list(row) for row in zip(*cells, strict=True)] if cells else [[] for _ in self.entity_rows]
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """Row-wise ``{feature name: value}`` (convenience for callers and tests)."""
-        return [{s.name: v.value for s, v in zip(self.features, row, strict=True)} for row in self.values]
+        names = [s.name for s in self.features]
+        rows = zip(*(c.values for c in self.columns), strict=True) if self.columns else ()
+        return [dict(zip(names, row, strict=True)) for row in rows] or [{} for _ in self.entity_rows]
 
 
 @dataclass(frozen=True)
@@ -290,6 +316,87 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 def _arrow_type(value_type: str) -> pa.DataType:
     return _ARROW_TYPES[value_type]
+
+
+_NULL_OR_PRESENT = {True: ValueStatus.NULL_VALUE, False: ValueStatus.PRESENT}
+_WHICH_VAL = operator.methodcaller("WhichOneof", "val")
+_SECONDS = operator.attrgetter("seconds")
+_NANOS = operator.attrgetter("nanos")
+_FLOAT_KINDS = frozenset({"double_val", "float_val"})
+
+
+def _column_values(protos: Any, n: int) -> list[Any]:
+    """Python values of Feast ``Value`` protos (unset / ``null_val`` / NaN -> None), read per column."""
+    kinds = list(map(_WHICH_VAL, protos))
+    if len(kinds) < n:
+        raise IndexError(f"{len(kinds)} values for {n} entity rows")
+    kinds = kinds[:n] if len(kinds) > n else kinds
+    distinct = set(kinds)
+    if len(distinct) == 1 and None not in distinct and "null_val" not in distinct:
+        (kind,) = distinct
+        values = list(map(operator.attrgetter(kind), protos))[:n]
+    else:
+        values = [
+            None if kind is None or kind == "null_val" else getattr(proto, kind)
+            for proto, kind in zip(protos, kinds, strict=False)
+        ]
+    if distinct & _FLOAT_KINDS:
+        values = [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    return values
+
+
+@dataclass(frozen=True)
+class _Stamps:
+    """Event times of one response column: datetimes (None: unstamped), TTL flags, all-fresh flag."""
+
+    datetimes: list[datetime | None]
+    expired: list[bool]
+    all_fresh: bool
+
+
+def _stamps(
+    protos: Any, n: int, ttl: float | None, now: float, cache: dict[tuple[Any, ...], _Stamps]
+) -> _Stamps:
+    """Feast's event timestamps of one column, converted once per distinct column (per view)."""
+    seconds = list(map(_SECONDS, protos))[:n]
+    nanos = list(map(_NANOS, protos))[:n]
+    if len(seconds) < n:
+        seconds += [0] * (n - len(seconds))
+        nanos += [0] * (n - len(nanos))
+    key = (ttl, *seconds, *nanos)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    floats = [s + ns / 1e9 for s, ns in zip(seconds, nanos, strict=True)]
+    datetimes = [datetime.fromtimestamp(f, UTC) if f else None for f in floats]
+    expired = [bool(f) and now - f > ttl for f in floats] if ttl is not None else [False] * n
+    out = _Stamps(datetimes, expired, all(floats) and not any(expired))
+    cache[key] = out
+    return out
+
+
+def _statuses(values: list[Any], raw: list[int], stamps: _Stamps) -> OnlineColumn:
+    """Per-value statuses of a stored feature's column (the general path; see ``_convert``)."""
+    out_values: list[Any] = []
+    out_statuses: list[ValueStatus] = []
+    out_ts: list[datetime | None] = []
+    for value, status, ts, expired in zip(values, raw, stamps.datetimes, stamps.expired, strict=True):
+        if status == FieldStatus.NOT_FOUND or (ts is None and value is None):
+            # Feast's Redis store answers PRESENT with an empty value and no timestamp for an
+            # entity it does not hold; a stored row always has its event timestamp.
+            out_values.append(None)
+            out_statuses.append(ValueStatus.MISSING)
+            out_ts.append(None)
+            continue
+        if status == FieldStatus.OUTSIDE_MAX_AGE or expired:
+            out_statuses.append(ValueStatus.OUTSIDE_TTL)
+        elif value is None:
+            out_statuses.append(ValueStatus.NULL_VALUE)
+        else:
+            out_statuses.append(ValueStatus.PRESENT)
+        out_values.append(value)
+        out_ts.append(ts)
+    return OnlineColumn(out_values, out_statuses, out_ts)
 
 
 class FeatureStoreCore:
@@ -615,69 +722,70 @@ class FeatureStoreCore:
             for i, rv in enumerate(request_values):
                 self._request_row(rv, i)  # validates the names even when unused
         if not keys:
-            return OnlineFeatures([], plan.specs, [], plan.version)
+            empty = [OnlineColumn([], [], []) for _ in plan.specs]
+            return OnlineFeatures([], plan.specs, empty, plan.version)
         response = self.store.get_online_features(
             features=plan.feast_features, entity_rows=columns, full_feature_names=False
         ).proto
         return self._convert(plan, keys, response)
 
     def _convert(self, plan: _Plan, keys: list[int], response: Any) -> OnlineFeatures:
+        """Feast's response proto as columns, one feature at a time (C-level reads per column).
+
+        Per value, the rules are those of the class docstring: NULL_VALUE for a stored null (or
+        NaN), MISSING (value and timestamp dropped) for a NOT_FOUND status or a value without
+        timestamp, OUTSIDE_TTL when ``now - event time > ttl`` (value kept). The common case (every
+        value present, stamped and fresh) is decided per column without a per-value branch.
+        """
         names = list(response.metadata.feature_names.val)
         index = {n: i for i, n in enumerate(names)}
         now = time.time()
         n = len(keys)
-        per_view_ts: dict[str, list[datetime | None]] = {}
-        per_view_status: dict[str, list[int]] = {}
-        columns: list[list[FeatureValue]] = []
+        # per view: the first feature's (timestamps, missing flags), read by the on-demand features
+        view_ts: dict[str, list[datetime | None]] = {}
+        view_missing: dict[str, list[bool]] = {}
+        stamps_cache: dict[tuple[Any, ...], _Stamps] = {}
+        columns: list[OnlineColumn] = []
         for spec, response_name, ttl in zip(plan.specs, plan.response_names, plan.ttl_seconds, strict=True):
             vector = response.results[index[response_name]]
-            is_odfv = spec.view in plan.odfv_sources
-            col: list[FeatureValue] = []
-            for i in range(n):
-                proto = vector.values[i]
-                kind = proto.WhichOneof("val")
-                value = None if kind is None or kind == "null_val" else getattr(proto, kind)
-                if isinstance(value, float) and math.isnan(value):
-                    value = None
-                ts_proto = vector.event_timestamps[i] if i < len(vector.event_timestamps) else None
-                ts_seconds = ts_proto.seconds + ts_proto.nanos / 1e9 if ts_proto is not None else 0.0
-                ts = datetime.fromtimestamp(ts_seconds, UTC) if ts_seconds else None
-                raw = vector.statuses[i] if i < len(vector.statuses) else FieldStatus.PRESENT
-                if is_odfv:
-                    status = ValueStatus.PRESENT if value is not None else ValueStatus.NULL_VALUE
-                elif raw == FieldStatus.NOT_FOUND or (ts is None and value is None):
-                    # Feast's Redis store answers PRESENT with an empty value and no timestamp for an
-                    # entity it does not hold; a stored row always has its event timestamp.
-                    status, value, ts = ValueStatus.MISSING, None, None
-                elif raw == FieldStatus.OUTSIDE_MAX_AGE or (
-                    ttl is not None and ts is not None and now - ts_seconds > ttl
-                ):
-                    status = ValueStatus.OUTSIDE_TTL
-                elif value is None:
-                    status = ValueStatus.NULL_VALUE
-                else:
-                    status = ValueStatus.PRESENT
-                col.append(FeatureValue(value, status, ts))
-            if not is_odfv:
-                per_view_ts.setdefault(spec.view, [v.event_timestamp for v in col])
-                per_view_status.setdefault(spec.view, [int(v.status == ValueStatus.MISSING) for v in col])
-            columns.append(col)
+            values = _column_values(vector.values, n)
+            stamps = _stamps(vector.event_timestamps, n, ttl, now, stamps_cache)
+            raw = list(vector.statuses)[:n]
+            if len(raw) < n:
+                raw += [FieldStatus.PRESENT] * (n - len(raw))
+            if spec.view in plan.odfv_sources:
+                statuses = (
+                    [_NULL_OR_PRESENT[v is None] for v in values]
+                    if None in values
+                    else [ValueStatus.PRESENT] * n
+                )
+                columns.append(OnlineColumn(values, statuses, stamps.datetimes))
+                continue
+            if stamps.all_fresh and None not in values and raw.count(FieldStatus.PRESENT) == n:
+                column = OnlineColumn(values, [ValueStatus.PRESENT] * n, stamps.datetimes)
+            else:
+                column = _statuses(values, raw, stamps)
+            view_ts.setdefault(spec.view, column.timestamps)
+            view_missing.setdefault(spec.view, [s is ValueStatus.MISSING for s in column.statuses])
+            columns.append(column)
         # on-demand values: timestamp = latest of their stored inputs; MISSING when no input row exists
         for j, spec in enumerate(plan.specs):
             sources = plan.odfv_sources.get(spec.view)
             if not sources:
                 continue
-            known = [s for s in sources if s in per_view_ts]
+            known = [s for s in sources if s in view_ts]
             if not known:
                 continue
-            for i in range(n):
-                stamps = [per_view_ts[s][i] for s in known if per_view_ts[s][i] is not None]
-                fv = columns[j][i]
-                all_missing = all(per_view_status[s][i] for s in known)
-                status = ValueStatus.MISSING if fv.value is None and all_missing else fv.status
-                columns[j][i] = FeatureValue(fv.value, status, max(stamps) if stamps else None)
-        values = [[columns[j][i] for j in range(len(plan.specs))] for i in range(n)]
-        return OnlineFeatures([{ENTITY_KEY: k} for k in keys], plan.specs, values, plan.version)
+            per_entity_ts = list(zip(*(view_ts[s] for s in known), strict=True))
+            all_missing = [all(flags) for flags in zip(*(view_missing[s] for s in known), strict=True)]
+            col = columns[j]
+            latest = [max((t for t in ts if t is not None), default=None) for ts in per_entity_ts]
+            statuses = [
+                ValueStatus.MISSING if value is None and missing else status
+                for value, status, missing in zip(col.values, col.statuses, all_missing, strict=True)
+            ]
+            columns[j] = OnlineColumn(col.values, statuses, latest)
+        return OnlineFeatures([{ENTITY_KEY: k} for k in keys], plan.specs, columns, plan.version)
 
     # ------------------------------------------------------------------ offline
 

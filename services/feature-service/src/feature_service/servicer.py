@@ -42,8 +42,22 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.GetOnlineFeaturesResponse:
         service, refs, version = convert.selection(request)
         keys, values = convert.online_rows(request, self.settings.max_online_entity_rows)
-        result = await asyncio.to_thread(self.core.get_online_features, keys, values, service, refs, version)
-        return convert.online_response(result, request.full_feature_names)
+        return await asyncio.to_thread(
+            self._online, keys, values, service, refs, version, request.full_feature_names
+        )
+
+    def _online(
+        self,
+        keys: list[dict[str, Any]],
+        values: list[dict[str, Any]],
+        service: str | None,
+        refs: list[str] | None,
+        version: str | None,
+        full_feature_names: bool,
+    ) -> pb.GetOnlineFeaturesResponse:
+        """Read and convert in one worker-thread hop (keeps the event loop free meanwhile)."""
+        result = self.core.get_online_features(keys, values, service, refs, version)
+        return convert.online_response(result, full_feature_names)
 
     async def GetHistoricalFeatures(
         self, request_iterator: AsyncIterator[pb.GetHistoricalFeaturesRequest], context: Any

@@ -246,6 +246,27 @@ async def test_hyperparameter_errors_name_every_field_and_create_no_job(service:
     assert service.fake.queries == []
 
 
+async def test_random_forest_hyperparameter_errors_name_every_field(service: Service) -> None:
+    spec = make_spec(
+        pb.ALGORITHM_RANDOM_FOREST,
+        {
+            "n_estimators": pb.ParameterValue(double_value=10.5),
+            "max_features": pb.ParameterValue(double_value=1.5),
+            "class_weight": pb.ParameterValue(string_value="heavy"),
+        },
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await service.stub.StartTrainingJob(pb.StartTrainingJobRequest(spec=spec))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _bad_request_fields(caught.value) == {
+        "spec.model.hyperparameters.n_estimators",
+        "spec.model.hyperparameters.max_features",
+        "spec.model.hyperparameters.class_weight",
+    }
+    listed = await service.stub.ListTrainingJobs(pb.ListTrainingJobsRequest())
+    assert list(listed.jobs) == []
+
+
 async def test_unknown_feature_service_version_label_view_and_unavailable(service: Service) -> None:
     cases = [
         (make_spec(feature_service="credit_risk_v9"), grpc.StatusCode.NOT_FOUND, "credit_risk_v9"),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 from creditrisk_kit.errors import InvalidArgument
-from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec, validate_hyperparameters
+from training_service.spec import (
+    Algorithm,
+    EvaluationProtocol,
+    ModelSpec,
+    estimator_params,
+    validate_hyperparameters,
+)
 from training_service.training import TrainingSpec
 
 
@@ -72,3 +78,66 @@ def test_spec_validation_collects_protocol_and_hyperparameters() -> None:
         "evaluation.test_fraction",
         "evaluation.gate_window_days",
     }
+
+
+def test_random_forest_defaults_and_estimator_params() -> None:
+    resolved = validate_hyperparameters(Algorithm.RANDOM_FOREST, {})
+    assert resolved == {
+        "n_estimators": 500,
+        "max_features": 0.1,
+        "min_samples_leaf": 3,
+        "max_depth": 0,
+        "class_weight": "none",
+    }
+    params = estimator_params(Algorithm.RANDOM_FOREST, resolved, seed=5)
+    assert params["max_depth"] is None
+    assert params["class_weight"] is None
+    assert params["n_jobs"] == 1
+    assert params["random_state"] == 5
+    given = {"n_estimators": 300.0, "max_features": 1, "class_weight": "balanced_subsample"}
+    resolved = validate_hyperparameters(Algorithm.RANDOM_FOREST, given)
+    assert resolved["n_estimators"] == 300
+    assert type(resolved["n_estimators"]) is int
+    assert resolved["max_features"] == 1.0
+    assert type(resolved["max_features"]) is float
+    assert resolved["class_weight"] == "balanced_subsample"
+
+
+def test_random_forest_every_problem_is_named() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validate_hyperparameters(
+            Algorithm.RANDOM_FOREST,
+            {
+                "n_estimators": 0,
+                "max_features": 0.0,
+                "min_samples_leaf": 2.5,
+                "max_depth": "deep",
+                "class_weight": "balanced_ish",
+                "learning_rate": 0.1,
+            },
+        )
+    prefix = "model_spec.hyperparameters."
+    reasons = {v.field: v.reason for v in info.value.violations}
+    assert set(reasons) == {
+        prefix + name
+        for name in (
+            "n_estimators",
+            "max_features",
+            "min_samples_leaf",
+            "max_depth",
+            "class_weight",
+            "learning_rate",
+        )
+    }
+    assert "out of range" in reasons[prefix + "n_estimators"]
+    assert "(0, 1]" in reasons[prefix + "max_features"]
+    assert "int" in reasons[prefix + "min_samples_leaf"]
+    assert "unknown" in reasons[prefix + "learning_rate"]
+    assert "balanced_subsample" in reasons[prefix + "class_weight"]
+
+
+@pytest.mark.parametrize("value", [1.5, True, float("inf"), "0.3"])
+def test_random_forest_bad_max_features(value: object) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validate_hyperparameters(Algorithm.RANDOM_FOREST, {"max_features": value})
+    assert info.value.fields() == ("model_spec.hyperparameters.max_features",)

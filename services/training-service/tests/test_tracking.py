@@ -95,11 +95,11 @@ def _check_run(uri: str, outcome: TrainingOutcome, logged: object, tmp_path: Pat
     assert "foreign_worker" not in kinds
     flavor = info.flavors["sklearn"]
     assert flavor["serialization_format"] == "skops"
-    expected_trusted = (
-        [TREE_PREDICTOR]
-        if outcome.spec.model.algorithm is Algorithm.HIST_GRADIENT_BOOSTING
-        else ["numpy.dtype"]
-    )
+    expected_trusted = {
+        Algorithm.HIST_GRADIENT_BOOSTING: [TREE_PREDICTOR],
+        Algorithm.LOGISTIC_REGRESSION: ["numpy.dtype"],
+        Algorithm.RANDOM_FOREST: ["numpy.dtype", "sklearn.tree._tree.Tree"],
+    }[outcome.spec.model.algorithm]
     assert flavor["skops_trusted_types"] == expected_trusted
     model_dir = Path(
         mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=str(tmp_path / "m"), tracking_uri=uri)

@@ -34,6 +34,7 @@ from training_service.training import TrainingSpec
 _ALGORITHMS = {
     pb.ALGORITHM_LOGISTIC_REGRESSION: Algorithm.LOGISTIC_REGRESSION,
     pb.ALGORITHM_HIST_GRADIENT_BOOSTING: Algorithm.HIST_GRADIENT_BOOSTING,
+    pb.ALGORITHM_RANDOM_FOREST: Algorithm.RANDOM_FOREST,
 }
 _ALGORITHM_ENUM = {v: k for k, v in _ALGORITHMS.items()}
 
@@ -150,7 +151,8 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
         violations.append(
             FieldViolation(
                 "spec.model.algorithm",
-                "required: ALGORITHM_LOGISTIC_REGRESSION or ALGORITHM_HIST_GRADIENT_BOOSTING",
+                "required: ALGORITHM_LOGISTIC_REGRESSION, ALGORITHM_HIST_GRADIENT_BOOSTING or "
+                "ALGORITHM_RANDOM_FOREST",
             )
         )
     else:

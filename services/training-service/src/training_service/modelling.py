@@ -10,8 +10,10 @@ Model input contract (also the MLflow signature, :func:`training_service.trackin
 
 Missing and unseen categories: ``OneHotEncoder(handle_unknown="ignore")`` encodes a missing
 (None/NaN, treated as a category of its own when seen in training) or unknown category as all
-zeros. Numeric missing values: median imputation for logistic regression; histogram gradient
-boosting routes NaN natively (learned direction per split).
+zeros. Numeric missing values: median imputation for logistic regression and random forest;
+histogram gradient boosting routes NaN natively (learned direction per split). The random forest
+imputes rather than using scikit-learn's native NaN routing in trees so that the ONNX export
+(skl2onnx ``Imputer``) reproduces it exactly.
 
 Histogram gradient boosting uses one-hot encoded categoricals rather than its native categorical
 splits: skl2onnx 1.20 ignores the categorical bitsets of ``HistGradientBoostingClassifier`` when
@@ -32,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -154,6 +156,12 @@ def build_pipeline(
             remainder="drop",
         )
         estimator = HistGradientBoostingClassifier(**params)
+    elif algorithm is Algorithm.RANDOM_FOREST:
+        prep = ColumnTransformer(
+            [("num", SimpleImputer(strategy="median"), schema.numeric), ("cat", onehot, schema.categorical)],
+            remainder="drop",
+        )
+        estimator = RandomForestClassifier(**params)
     else:  # pragma: no cover - exhaustive over the enum
         raise ValueError(f"unknown algorithm {algorithm}")
     return Pipeline([("prep", prep), ("model", estimator)])

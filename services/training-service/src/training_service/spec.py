@@ -33,6 +33,8 @@ class Algorithm(StrEnum):
     """Scorecard style: imputation, one-hot encoding, scaling, L2-penalised logistic regression."""
     HIST_GRADIENT_BOOSTING = "HIST_GRADIENT_BOOSTING"
     """Histogram gradient boosting (missing values handled natively, one-hot categoricals)."""
+    RANDOM_FOREST = "RANDOM_FOREST"
+    """Random forest: median imputation, one-hot categoricals, bagged fully grown decision trees."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,27 @@ HYPERPARAMETERS: dict[Algorithm, dict[str, HyperParameter]] = {
         HyperParameter("early_stopping", bool, False, description="stop on a validation split"),
         HyperParameter(
             "class_weight", str, "none", choices=("none", "balanced"), description="class weighting"
+        ),
+    ),
+    Algorithm.RANDOM_FOREST: _schema(
+        HyperParameter("n_estimators", int, 500, 1, 5000, description="trees"),
+        HyperParameter(
+            "max_features",
+            float,
+            0.1,
+            0.0,
+            1.0,
+            min_exclusive=True,
+            description="share of the encoded features tried per split (0.1 of 56 = 5)",
+        ),
+        HyperParameter("min_samples_leaf", int, 3, 1, 100_000, description="rows per leaf"),
+        HyperParameter("max_depth", int, 0, 0, 1000, description="tree depth; 0 = unlimited"),
+        HyperParameter(
+            "class_weight",
+            str,
+            "none",
+            choices=("none", "balanced", "balanced_subsample"),
+            description="class weighting",
         ),
     ),
 }
@@ -247,10 +270,10 @@ def estimator_params(algorithm: Algorithm, resolved: Mapping[str, ParamValue], s
     params: dict[str, Any] = dict(resolved)
     if params.get("class_weight") == "none":
         params["class_weight"] = None
-    if algorithm is Algorithm.HIST_GRADIENT_BOOSTING:
-        if params.get("max_depth") == 0:
-            params["max_depth"] = None
-        params["random_state"] = seed
-    else:
-        params["random_state"] = seed
+    tree_models = (Algorithm.HIST_GRADIENT_BOOSTING, Algorithm.RANDOM_FOREST)
+    if algorithm in tree_models and params.get("max_depth") == 0:
+        params["max_depth"] = None
+    if algorithm is Algorithm.RANDOM_FOREST:
+        params["n_jobs"] = 1  # one core per fit: OMP_NUM_THREADS=1 policy (DESIGN.md)
+    params["random_state"] = seed
     return params

@@ -10,10 +10,10 @@ format, signature, input example, decision threshold in its metadata); the ONNX 
 (``fast_scorer/``: ``model.onnx``, ``scorer.json``, ``onnx_scorer.py``).
 
 skops trusted types: computed from the fitted pipeline with ``skops.io.get_untrusted_types`` and
-checked against :data:`TRUSTED_TYPES_ALLOWED` - the types our two pipelines need and nothing
-else (``numpy.dtype`` for the encoders' dtype parameter, and
-``HistGradientBoostingClassifier``'s ``TreePredictor``). Any other type fails the logging: no
-blanket trust.
+checked against :data:`TRUSTED_TYPES_ALLOWED` - the types our pipelines need and nothing
+else (``numpy.dtype`` for the encoders' dtype parameter, ``HistGradientBoostingClassifier``'s
+``TreePredictor`` and the random forest's ``sklearn.tree._tree.Tree``). Any other type fails the
+logging: no blanket trust; a run records exactly the types its own pipeline needs.
 
 MLflow's fluent API keeps the active run and tracking URI per process; call
 :func:`log_training_run` from one thread at a time per process.
@@ -42,7 +42,11 @@ from training_service.modelling import FeatureSchema, to_model_input
 from training_service.training import TrainingOutcome
 
 TRUSTED_TYPES_ALLOWED: frozenset[str] = frozenset(
-    {"numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"}
+    {
+        "numpy.dtype",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.tree._tree.Tree",
+    }
 )
 MODEL_NAME = "model"
 PARQUET_PATH = "training_set/training_rows.parquet"

@@ -39,6 +39,12 @@ class _AlgorithmEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enum
     """scikit-learn HistGradientBoostingClassifier with native categorical
     support.
     """
+    ALGORITHM_RANDOM_FOREST: _Algorithm.ValueType  # 3
+    """scikit-learn RandomForestClassifier (bagged decision trees; median
+    imputation of numeric features, one-hot encoding of categorical ones).
+    Hyperparameters: n_estimators, max_features (share of the encoded
+    features tried per split), min_samples_leaf, max_depth, class_weight.
+    """
 
 class Algorithm(_Algorithm, metaclass=_AlgorithmEnumTypeWrapper):
     """The learning algorithm of a model. New algorithms are added as new values."""
@@ -52,6 +58,12 @@ features, scaling, then scikit-learn LogisticRegression.
 ALGORITHM_HIST_GRADIENT_BOOSTING: Algorithm.ValueType  # 2
 """scikit-learn HistGradientBoostingClassifier with native categorical
 support.
+"""
+ALGORITHM_RANDOM_FOREST: Algorithm.ValueType  # 3
+"""scikit-learn RandomForestClassifier (bagged decision trees; median
+imputation of numeric features, one-hot encoding of categorical ones).
+Hyperparameters: n_estimators, max_features (share of the encoded
+features tried per split), min_samples_leaf, max_depth, class_weight.
 """
 global___Algorithm = Algorithm
 

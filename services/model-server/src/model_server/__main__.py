@@ -1,0 +1,219 @@
+"""Run one alias slot: ``python -m model_server {seldon|mlserver|drain|ready} [options]``.
+
+* ``seldon``: execs ``seldon-core-microservice model_server.seldon_model.CreditRiskModel
+  --service-type MODEL`` (REST, gRPC and metrics ports, REST / gRPC worker counts);
+* ``mlserver``: writes ``settings.json`` + ``model-settings.json`` into ``--dir`` and execs
+  ``mlserver start <dir>``;
+* ``drain``: flips the slot's readiness to not-ready in every serving process (the supervisor's
+  ``before_stop`` hook), then the supervisor stops the whole process group;
+* ``ready``: exit 0 when the slot is ready (prints the aggregated state).
+
+Both runtimes run with ``OMP_NUM_THREADS=1`` (unless set) and a fresh state folder
+(``MODEL_SERVER_STATE_DIR``, default ``<tmp>/model-server-<model>-<alias>-<http port>``).
+``--print`` prints the argv and environment instead of running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SELDON_CLASS = "model_server.seldon_model.CreditRiskModel"
+MLSERVER_RUNTIME = "model_server.mlserver_runtime.CreditRiskRuntime"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command for a supervisor: argv, variables added to the inherited environment, state folder."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    state_dir: Path = Path()
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _state_dir(model: str, alias: str, http_port: int) -> Path:
+    given = os.environ.get("MODEL_SERVER_STATE_DIR")
+    return Path(given) if given else Path(tempfile.gettempdir()) / f"model-server-{model}-{alias}-{http_port}"
+
+
+def _reset_state(state_dir: Path) -> None:
+    """A new run starts with no process states and no drain request."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for path in state_dir.glob("proc-*.json"):
+        path.unlink(missing_ok=True)
+    (state_dir / "draining").unlink(missing_ok=True)
+
+
+def seldon_command(
+    *,
+    model: str,
+    alias: str,
+    http_port: int = 9000,
+    grpc_port: int = 5000,
+    metrics_port: int = 6000,
+    rest_workers: int = 1,
+    grpc_workers: int = 1,
+    rest_threads: int = 1,
+) -> Command:
+    """The seldon-core microservice of one slot (see :mod:`model_server.seldon_model`)."""
+    state_dir = _state_dir(model, alias, http_port)
+    argv = [
+        _bin("seldon-core-microservice"),
+        SELDON_CLASS,
+        "--service-type",
+        "MODEL",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--workers",
+        str(rest_workers),
+        "--threads",
+        str(rest_threads),
+        "--grpc-workers",
+        str(grpc_workers),
+        "--log-level",
+        "WARNING",
+    ]
+    env = {
+        "MODEL_SERVER_MODEL_NAME": model,
+        "MODEL_SERVER_ALIAS": alias,
+        "MODEL_SERVER_STATE_DIR": str(state_dir),
+        "MODEL_SERVER_SERVING_PROCESSES": str(rest_workers + grpc_workers),
+        "GUNICORN_WORKERS": str(rest_workers),
+        "GRPC_WORKERS": str(grpc_workers),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    return Command(argv, env, state_dir)
+
+
+def mlserver_command(
+    *,
+    model: str,
+    alias: str,
+    directory: Path,
+    http_port: int = 8080,
+    grpc_port: int = 8081,
+    metrics_port: int = 8082,
+) -> Command:
+    """MLServer with :class:`~model_server.mlserver_runtime.CreditRiskRuntime`; writes its settings
+    into ``directory`` (V2 model name = the registered model name)."""
+    state_dir = _state_dir(model, alias, http_port)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "parallel_workers": 0,
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "server_name": "model-server",
+                "load_models_at_startup": True,
+            },
+            indent=2,
+        )
+    )
+    (directory / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": model,
+                "implementation": MLSERVER_RUNTIME,
+                "parameters": {"extra": {"alias": alias}},
+            },
+            indent=2,
+        )
+    )
+    env = {
+        "MODEL_SERVER_MODEL_NAME": model,
+        "MODEL_SERVER_ALIAS": alias,
+        "MODEL_SERVER_STATE_DIR": str(state_dir),
+        "MODEL_SERVER_SERVING_PROCESSES": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    return Command([_bin("mlserver"), "start", str(directory)], env, state_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name, ports in (("seldon", (9000, 5000, 6000)), ("mlserver", (8080, 8081, 8082))):
+        p = sub.add_parser(name)
+        p.add_argument("--http-port", type=int, default=ports[0])
+        p.add_argument("--grpc-port", type=int, default=ports[1])
+        p.add_argument("--metrics-port", type=int, default=ports[2])
+        p.add_argument("--print", action="store_true")
+        if name == "seldon":
+            p.add_argument("--rest-workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "1")))
+            p.add_argument("--grpc-workers", type=int, default=int(os.environ.get("GRPC_WORKERS", "1")))
+        else:
+            p.add_argument(
+                "--dir", type=Path, default=None, help="where settings.json goes (default: a temp dir)"
+            )
+    sub.add_parser("drain")
+    sub.add_parser("ready")
+    args = parser.parse_args(argv)
+
+    from model_server import readiness
+    from model_server.settings import load_settings
+
+    if args.what in ("drain", "ready"):
+        settings = load_settings()
+        if args.what == "drain":
+            readiness.request_drain(settings.state_dir)
+        state = readiness.slot_readiness(settings.state_dir, settings.serving_processes)
+        print(json.dumps(state.as_dict()))
+        return 0 if (state.ready or args.what == "drain") else 1
+
+    settings = load_settings()  # fail fast on bad settings, before forking anything
+    if args.what == "seldon":
+        command = seldon_command(
+            model=settings.model_name,
+            alias=settings.alias,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            rest_workers=args.rest_workers,
+            grpc_workers=args.grpc_workers,
+        )
+    else:
+        directory = args.dir or Path(tempfile.mkdtemp(prefix="model-server-mlserver-"))
+        command = mlserver_command(
+            model=settings.model_name,
+            alias=settings.alias,
+            directory=directory,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+        )
+    if args.print:
+        print("\n".join(command.argv))
+        for key, value in command.env.items():
+            print(f"{key}={value}")
+        return 0
+    _reset_state(command.state_dir)
+    if shutil.which(command.argv[0]) is None:
+        print(f"model-server: {command.argv[0]} not found", file=sys.stderr)
+        return 2
+    os.execvpe(command.argv[0], command.argv, {**os.environ, **command.env})  # noqa: S606
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Typed settings of one alias slot, read from the environment (prefix ``MODEL_SERVER_``).
+
+``MLFLOW_TRACKING_URI`` is read as MLflow itself names it (``MODEL_SERVER_MLFLOW_TRACKING_URI``
+wins when both are set). A bad value fails at start, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ScorerKind = Literal["fast", "reference"]
+
+
+def _default_serving_processes() -> int:
+    # seldon-core-microservice: GUNICORN_WORKERS REST workers + GRPC_WORKERS gRPC workers, each
+    # holding its own model (defaults 1 + 1).
+    return int(os.environ.get("GUNICORN_WORKERS", "1")) + int(os.environ.get("GRPC_WORKERS", "1"))
+
+
+class Settings(BaseSettings):
+    """One alias slot.
+
+    Attributes:
+        model_name: registered model followed, e.g. ``credit-risk``.
+        alias: the slot, ``champion`` or ``challenger`` (any MLflow alias works).
+        mlflow_tracking_uri: the tracking server (``http(s)://``; artifacts are downloaded through it).
+        poll_interval_s: seconds between two reads of ``get_model_version_by_alias``.
+        scorer: ``fast`` (the ONNX fast scorer, default) or ``reference`` (the scikit-learn flavor).
+        state_dir: folder shared by the slot's serving processes: each writes the version it holds
+            there; the readiness check reads them all; a file ``draining`` there flips readiness off.
+        serving_processes: how many processes serve the slot (seldon: REST workers + gRPC workers;
+            MLServer: 1).
+        cache_dir: where artifacts are downloaded (one folder per process and version).
+        refused_retry_s: seconds before a refused version is downloaded and checked again.
+        warmup_rows: rows scored at load before a version may serve.
+        log_level: root log level.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MODEL_SERVER_", extra="ignore")
+
+    model_name: str = Field(min_length=1)
+    alias: str = Field(default="champion", min_length=1)
+    mlflow_tracking_uri: str = Field(
+        default="http://127.0.0.1:5000",
+        validation_alias=AliasChoices("MODEL_SERVER_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    poll_interval_s: float = Field(default=3.0, gt=0, le=300)
+    scorer: ScorerKind = "fast"
+    state_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "model-server-state")
+    serving_processes: int = Field(default_factory=_default_serving_processes, ge=1, le=64)
+    cache_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "model-server-cache")
+    refused_retry_s: float = Field(default=60.0, ge=0)
+    warmup_rows: int = Field(default=20, ge=1, le=10_000)
+    log_level: str = "INFO"
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be http(s)://: artifacts are downloaded through the tracking server")
+        return value.rstrip("/")
+
+
+def load_settings() -> Settings:
+    """The settings of this process; exits with status 2 naming the variable on a bad value."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        names = ", ".join(
+            "MODEL_SERVER_" + str(err["loc"][0]).upper() if err["loc"] else "?" for err in exc.errors()
+        )
+        print(f"model-server: invalid settings ({names}): {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

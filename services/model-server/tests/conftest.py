@@ -1,0 +1,130 @@
+"""Session fixtures: a real ``mlflow server`` (the training-service's command, run from ITS env),
+runs logged by the training-service's own code in ITS env, versions registered as the
+registry-gateway registers them, and both runtimes started ONCE as process groups (stopped by PID).
+
+Versions of ``credit-risk``: 1 = logistic regression, 2 = gradient boosting, 3 = version 1 with a
+wrong ``fast_scorer/model.onnx`` digest, 4 = version 1 without digest tags. The seldon runtime
+follows ``champion``, MLServer follows ``challenger`` (both start on version 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from model_server.__main__ import mlserver_command, seldon_command
+from model_server.settings import Settings
+from model_server.slot import LoadedModel, load_version
+from model_server.testing import fixtures as fx
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+MODEL = "credit-risk"
+START_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Stack:
+    tracking_uri: str
+    versions: dict[str, str]  # lr, hgb, tampered, untagged -> version
+    records: list[dict[str, Any]]
+    work: Path
+    seldon_http: str = ""
+    seldon_grpc: str = ""
+    seldon_metrics: str = ""
+    seldon_state: Path = Path()
+    mlserver_http: str = ""
+    mlserver_grpc: str = ""
+    mlserver_state: Path = Path()
+
+    def settings(self, alias: str = "champion", **extra: Any) -> Settings:
+        return Settings(
+            model_name=MODEL,
+            alias=alias,
+            mlflow_tracking_uri=self.tracking_uri,
+            state_dir=self.work / f"state-{alias}-inproc",
+            serving_processes=1,
+            cache_dir=self.work / "cache-inproc",
+            **extra,
+        )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("model-server")
+    procs = []
+    try:
+        argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
+        (work / "mlflow").mkdir(exist_ok=True)
+        mlflow_proc = fx.start_process(argv, fx.clean_env(**env), work / "mlflow.log")
+        procs.append(mlflow_proc)
+        fx.wait_http(f"{url}/health", START_TIMEOUT_S, mlflow_proc)
+        runs = fx.make_runs(url, work / "runs")
+        versions = {
+            "lr": fx.register_version(url, MODEL, runs["lr"], work / "reg1").version,
+            "hgb": fx.register_version(url, MODEL, runs["hgb"], work / "reg2").version,
+            "tampered": fx.register_version(
+                url, MODEL, runs["lr"], work / "reg3", tamper="fast_scorer/model.onnx"
+            ).version,
+            "untagged": fx.register_version(url, MODEL, runs["lr"], work / "reg4", digests=False).version,
+        }
+        fx.set_alias(url, MODEL, "champion", versions["lr"])
+        fx.set_alias(url, MODEL, "challenger", versions["lr"])
+        st = Stack(url, versions, fx.model_input_rows(work / "runs"), work)
+
+        ports = [fx.free_port() for _ in range(6)]
+        seldon = seldon_command(
+            model=MODEL, alias="champion", http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]
+        )
+        mls = mlserver_command(
+            model=MODEL,
+            alias="challenger",
+            directory=work / "mlserver",
+            http_port=ports[3],
+            grpc_port=ports[4],
+            metrics_port=ports[5],
+        )
+        common = {
+            "MLFLOW_TRACKING_URI": url,
+            "MODEL_SERVER_POLL_INTERVAL_S": "1",
+            "MODEL_SERVER_REFUSED_RETRY_S": "3600",
+            "MODEL_SERVER_CACHE_DIR": str(work / "cache"),
+        }
+        seldon_env = fx.clean_env(
+            **{**common, **seldon.env, "MODEL_SERVER_STATE_DIR": str(work / "state-seldon")}
+        )
+        mls_env = fx.clean_env(
+            **{**common, **mls.env, "MODEL_SERVER_STATE_DIR": str(work / "state-mlserver")}
+        )
+        p1 = fx.start_process(seldon.argv, seldon_env, work / "seldon.log")
+        procs.append(p1)
+        p2 = fx.start_process(mls.argv, mls_env, work / "mlserver.log")
+        procs.append(p2)
+        st.seldon_http, st.seldon_grpc = f"http://127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
+        st.seldon_metrics = f"http://127.0.0.1:{ports[2]}"
+        st.mlserver_http, st.mlserver_grpc = f"http://127.0.0.1:{ports[3]}", f"127.0.0.1:{ports[4]}"
+        st.seldon_state, st.mlserver_state = work / "state-seldon", work / "state-mlserver"
+        with ThreadPoolExecutor(2) as pool:
+            waits = [
+                pool.submit(fx.wait_http, f"{st.seldon_http}/health/ready", START_TIMEOUT_S, p1),
+                pool.submit(fx.wait_http, f"{st.mlserver_http}/v2/health/ready", START_TIMEOUT_S, p2),
+            ]
+            for w in waits:
+                w.result()
+        yield st
+    finally:
+        for proc in reversed(procs):
+            fx.stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def inproc_v1(stack: Stack) -> LoadedModel:
+    """Version 1 loaded in this test process by the same code: the in-process reference scorer."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri)
+    return load_version(stack.settings(), client, client.get_model_version(MODEL, stack.versions["lr"]))

@@ -1,0 +1,1 @@
+"""registry-gateway: the only writer of the MLflow model registry (gRPC)."""

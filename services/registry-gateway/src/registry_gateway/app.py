@@ -1,0 +1,54 @@
+"""Wiring: settings -> audit store, feature-service client, core, servicer, runner (shared by the
+entrypoint and the in-process tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from creditrisk_kit import ServiceRunner
+
+from registry_gateway.audit import AuditStore
+from registry_gateway.auth import Authenticator
+from registry_gateway.core import RegistryCore
+from registry_gateway.features import FeatureServiceClient
+from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
+from registry_gateway.settings import Settings
+
+
+def build(settings: Settings, *, shutdown_hooks: Sequence[Any] = ()) -> tuple[ServiceRunner, RegistryCore]:
+    """A runner (not started) and its core; the audit store is migrated here."""
+    store = AuditStore(settings.audit_db_url, settings.audit_db_schema)
+    store.migrate()
+    features = FeatureServiceClient(
+        settings.feature_service_address,
+        timeout_s=settings.feature_service_timeout_s,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    core = RegistryCore(
+        tracking_uri=settings.mlflow_tracking_uri,
+        store=store,
+        features=features,
+        gate=settings.gate_config(),
+        label_view=settings.label_view,
+        default_gate_window_days=settings.default_gate_window_days,
+        cache_dir=settings.cache_dir,
+        watch_poll_interval_s=settings.watch_poll_interval_s,
+    )
+
+    async def close_store() -> None:
+        await asyncio.to_thread(store.close)
+
+    runner = ServiceRunner(
+        settings,
+        service_names=[SERVICE_NAME],
+        register=register(RegistryServicer(core, Authenticator(settings.tokens))),
+        readiness_checks={
+            "mlflow": core.mlflow_healthy,
+            "audit store": core.audit_healthy,
+            "feature-service": features.serving,
+        },
+        shutdown_hooks=[core.close, close_store, *shutdown_hooks],
+    )
+    return runner, core

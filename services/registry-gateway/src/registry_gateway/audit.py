@@ -1,0 +1,348 @@
+"""The audit store: an append-only trail of every registration, promotion, refusal, rollback and
+alias change, and the registry-wide write lock.
+
+SQLAlchemy 2 Core over SQLite (embedded profile) or PostgreSQL (real profile), one code path; the
+schema is managed by alembic migrations (``registry_gateway/migrations``), applied by
+:meth:`AuditStore.migrate` at start (the drift-service's pattern).
+
+* **Write lock** (:meth:`AuditStore.locked`): every registry write (MLflow version creation, alias
+  moves) runs inside it, so version numbers and alias moves are serialized across threads *and*
+  gateway processes: a process-wide ``threading.Lock`` plus a database lock held for the whole
+  transaction: ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` (the database's
+  single writer lock) on SQLite. The audit record of the write is inserted in the same transaction.
+* **Sequences**: ``seq`` orders every record (newest first in listings); ``alias_seq`` numbers the
+  alias changes registry-wide (strictly increasing, never reused): WatchAliases streams them.
+* **Durability**: SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL with its defaults.
+* **PostgreSQL schema**: every table (and alembic's version table) lives in ``schema`` via the
+  connection's ``search_path``, so parallel test sessions each get their own schema.
+
+Times are stored as naive UTC and returned aware (UTC).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+ADVISORY_LOCK_KEY = 0x7265_6769_7374_7279  # "registry"
+"""Key of the PostgreSQL advisory lock every gateway process takes for a registry write."""
+
+# Actions, numbered as creditrisk.registry.v1.AuditAction.
+REGISTER, PROMOTE, REFUSE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS = range(1, 8)
+ALIAS_ACTIONS = frozenset({PROMOTE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS})
+
+metadata = sa.MetaData()
+audit_records = sa.Table(
+    "audit_records",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("time", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("role", sa.Integer, nullable=False),
+    sa.Column("action", sa.Integer, nullable=False),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("alias", sa.String(256), nullable=False),
+    sa.Column("from_version", sa.BigInteger),
+    sa.Column("to_version", sa.BigInteger),
+    sa.Column("figures", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("alias_seq", sa.BigInteger, unique=True),
+)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit record (``creditrisk.registry.v1.AuditRecord``)."""
+
+    seq: int
+    id: str
+    time: datetime
+    actor: str
+    role: int
+    action: int
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    figures: dict[str, float]
+    reason: str
+    trace_id: str
+    alias_seq: int | None
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """What to append (the store assigns id, time and sequences)."""
+
+    actor: str
+    role: int
+    action: int
+    model_name: str
+    alias: str = ""
+    from_version: int | None = None
+    to_version: int | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Filters of :meth:`AuditStore.list` (combined with AND; empty = any)."""
+
+    model_name: str = ""
+    actions: Sequence[int] = ()
+    actor: str = ""
+    alias: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def encode_page_token(offset: int) -> str:
+    """An opaque page token for ``offset``."""
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    """The offset of a page token.
+
+    Raises:
+        ValueError: a token this service did not issue.
+    """
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError("not a page token of this service") from exc
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError("not a page token of this service")
+    return offset
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _record(row: Any) -> AuditRecord:
+    m = row._mapping
+    return AuditRecord(
+        seq=int(m["seq"]),
+        id=m["id"],
+        time=m["time"].replace(tzinfo=UTC),
+        actor=m["actor"],
+        role=int(m["role"]),
+        action=int(m["action"]),
+        model_name=m["model_name"],
+        alias=m["alias"],
+        from_version=None if m["from_version"] is None else int(m["from_version"]),
+        to_version=None if m["to_version"] is None else int(m["to_version"]),
+        figures={k: float(v) for k, v in (m["figures"] or {}).items()},
+        reason=m["reason"],
+        trace_id=m["trace_id"],
+        alias_seq=None if m["alias_seq"] is None else int(m["alias_seq"]),
+    )
+
+
+class AuditStore:
+    """The audit trail over one SQLAlchemy engine.
+
+    Args:
+        url: ``sqlite:///path/audit.db`` or ``postgresql+psycopg://...``.
+        schema: PostgreSQL schema of the tables (created when missing); ignored for SQLite.
+    """
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        self.url = sa.make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
+        self.schema = schema if self.dialect == "postgresql" else None
+        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
+            raise ValueError("schema must match ^[a-z_][a-z0-9_]{0,62}$")
+        self.engine = self._engine()
+        self._lock = threading.Lock()
+
+    def _engine(self) -> Engine:
+        if self.dialect == "sqlite":
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60})
+
+            @sa_event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.close()
+
+            return engine
+        connect_args = {"options": f"-csearch_path={self.schema}"} if self.schema else {}
+        return sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the schema (PostgreSQL) and apply the alembic migrations up to head."""
+        from alembic import command
+        from alembic.config import Config
+
+        if self.schema:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def ping(self) -> bool:
+        """True when the database answers ``SELECT 1`` (readiness)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+    def drop_schema(self) -> None:
+        """Drop the PostgreSQL schema with everything in it (tests)."""
+        if self.schema:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+    # --- the write lock -----------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[Connection]:
+        """The registry-wide write lock: a transaction holding the process lock and the database
+        lock (see the module docstring). Commits on exit, rolls back on an exception."""
+        with self._lock:
+            if self.dialect == "sqlite":
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                    except BaseException:
+                        conn.exec_driver_sql("ROLLBACK")
+                        raise
+                    conn.exec_driver_sql("COMMIT")
+            else:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY)))
+                    yield conn
+
+    def append(self, conn: Connection, record: NewRecord) -> AuditRecord:
+        """Append a record inside :meth:`locked` (``conn`` is its connection)."""
+        seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(audit_records.c.seq), 0))).scalar_one() + 1
+        alias_seq = None
+        if record.action in ALIAS_ACTIONS:
+            alias_seq = (
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(audit_records.c.alias_seq), 0))
+                ).scalar_one()
+                + 1
+            )
+        row = {
+            "seq": seq,
+            "id": uuid.uuid4().hex,
+            "time": datetime.now(UTC).replace(tzinfo=None),
+            "actor": record.actor,
+            "role": record.role,
+            "action": record.action,
+            "model_name": record.model_name,
+            "alias": record.alias,
+            "from_version": record.from_version,
+            "to_version": record.to_version,
+            "figures": {k: float(v) for k, v in record.figures.items()},
+            "reason": record.reason,
+            "trace_id": record.trace_id,
+            "alias_seq": alias_seq,
+        }
+        conn.execute(audit_records.insert().values(**row))
+        return _record(_Row(row))
+
+    def append_now(self, record: NewRecord) -> AuditRecord:
+        """Append a record under the write lock (actions that change nothing else, e.g. REFUSE)."""
+        with self.locked() as conn:
+            return self.append(conn, record)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def list(self, flt: AuditFilter, offset: int, limit: int) -> tuple[list[AuditRecord], bool]:
+        """Records newest first matching ``flt``; returns ``(page, more)``."""
+        t = audit_records.c
+        query = sa.select(audit_records)
+        if flt.model_name:
+            query = query.where(t.model_name == flt.model_name)
+        if flt.actions:
+            query = query.where(t.action.in_(list(flt.actions)))
+        if flt.actor:
+            query = query.where(t.actor == flt.actor)
+        if flt.alias:
+            query = query.where(t.alias == flt.alias)
+        if flt.start is not None:
+            query = query.where(t.time >= _naive(flt.start))
+        if flt.end is not None:
+            query = query.where(t.time < _naive(flt.end))
+        query = query.order_by(t.seq.desc()).offset(offset).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = [_record(r) for r in conn.execute(query)]
+        return rows[:limit], len(rows) > limit
+
+    def alias_changes_after(self, alias_seq: int, limit: int = 500) -> list[AuditRecord]:
+        """Alias changes with a sequence above ``alias_seq``, in sequence order."""
+        t = audit_records.c
+        query = (
+            sa.select(audit_records)
+            .where(t.alias_seq.is_not(None), t.alias_seq > alias_seq)
+            .order_by(t.alias_seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(query)]
+
+    def last_alias_seq(self) -> int:
+        """The sequence of the latest alias change (0 when none)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(audit_records.c.alias_seq), 0))
+                ).scalar_one()
+            )
+
+    def alias_history(self, model_name: str, alias: str) -> list[AuditRecord]:
+        """Every change of one alias of one model, oldest first."""
+        t = audit_records.c
+        query = (
+            sa.select(audit_records)
+            .where(t.model_name == model_name, t.alias == alias, t.alias_seq.is_not(None))
+            .order_by(t.alias_seq)
+        )
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(query)]
+
+
+class _Row:
+    """A mapping-backed row for :func:`_record` (the values just inserted)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._mapping = values

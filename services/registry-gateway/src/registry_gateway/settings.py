@@ -1,0 +1,73 @@
+"""Settings of the registry-gateway (``REGISTRY_GATEWAY_*``), validated at start (exit 2 naming
+the variable, never its value: tokens and DSNs are secrets)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from creditrisk_kit import ServiceSettings
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from registry_gateway.gate import GateConfig
+
+RoleName = Literal["viewer", "promoter", "admin"]
+
+
+class TokenEntry(BaseModel):
+    """Who a bearer token is: ``{"subject": "pipeline", "role": "promoter"}``."""
+
+    subject: str = Field(min_length=1)
+    role: RoleName
+
+
+class Settings(ServiceSettings):
+    """Everything the gateway reads from the environment (see the README's settings table)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REGISTRY_GATEWAY_", extra="ignore", validate_default=True, allow_inf_nan=False
+    )
+
+    port: int = Field(default=50053, ge=0, le=65535)
+    mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://")
+    feature_service_address: str = Field(default="127.0.0.1:50051", min_length=1)
+    feature_service_timeout_s: float = Field(default=120.0, gt=0)
+    label_view: str = Field(default="credit_label", min_length=1)
+    tokens: dict[str, TokenEntry] = Field(default_factory=dict)
+    audit_db_url: str = Field(default="sqlite:///.run/registry-gateway/audit.db", min_length=1)
+    audit_db_schema: str | None = None
+    cache_dir: str = ""
+    default_gate_window_days: int = Field(default=60, ge=1)
+    gate_resamples: int = Field(default=1000, ge=1000, le=100_000)
+    gate_seed: int = Field(default=20261129, ge=0)
+    gate_confidence_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    gate_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    gate_require_positive_delta: bool = True
+    gate_cost_tolerance: float = Field(default=0.05, ge=0.0)
+    gate_absolute_floor: float = Field(default=0.70, ge=0.0, le=1.0)
+    gate_min_rows: int = Field(default=30, ge=2)
+    gate_false_negative_cost: float = Field(default=5.0, gt=0)
+    gate_false_positive_cost: float = Field(default=1.0, gt=0)
+    watch_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("audit_db_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// SQLAlchemy URL")
+        return value
+
+    def gate_config(self) -> GateConfig:
+        """The gate's rule from these settings."""
+        return GateConfig(
+            resamples=self.gate_resamples,
+            seed=self.gate_seed,
+            confidence_level=self.gate_confidence_level,
+            margin=self.gate_margin,
+            require_positive_delta=self.gate_require_positive_delta,
+            cost_tolerance=self.gate_cost_tolerance,
+            absolute_floor=self.gate_absolute_floor,
+            min_rows=self.gate_min_rows,
+            false_negative_cost=self.gate_false_negative_cost,
+            false_positive_cost=self.gate_false_positive_cost,
+        )

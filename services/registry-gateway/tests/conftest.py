@@ -1,0 +1,250 @@
+"""Session fixtures: real ``mlflow server`` processes (embedded: SQLite; real: PostgreSQL), runs
+made by the training-service's own code in its environment, a contract-level fake feature-service,
+and the gateway in process (``ServiceRunner`` on port 0) per profile, with a generated stub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import pytest_asyncio
+from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
+from creditrisk_kit import ServiceRunner, ServiceSettings, aio_channel, wait_until_serving
+from fake_feature_service import FakeFeatureStoreService
+from fake_feature_service import register as register_fake
+from registry_gateway.app import build
+from registry_gateway.core import RegistryCore
+from registry_gateway.settings import Settings, TokenEntry
+
+HERE = Path(__file__).resolve().parent
+SERVICE_DIR = HERE.parent
+TRAINING_PYTHON = SERVICE_DIR.parent / "training-service" / ".venv" / "bin" / "python"
+LEAN_ENV = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "false",
+    "OMP_NUM_THREADS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+}
+TOKENS = {
+    "viewer-token": TokenEntry(subject="dashboard", role="viewer"),
+    "promoter-token": TokenEntry(subject="pipeline", role="promoter"),
+    "admin-token": TokenEntry(subject="alice", role="admin"),
+}
+VIEWER = (("authorization", "Bearer viewer-token"),)
+PROMOTER = (("authorization", "Bearer promoter-token"),)
+ADMIN = (("authorization", "Bearer admin-token"),)
+PROFILES = ("embedded", "real")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class MlflowServer:
+    """A started ``mlflow server``."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    database: str | None = None
+
+
+def _start_mlflow(profile: str, data_dir: Path, postgres_dsn: str) -> MlflowServer:
+    port = _free_port()
+    database = None
+    if profile == "embedded":
+        backend = f"sqlite:///{data_dir / 'mlflow.db'}"
+    else:
+        database = f"mlflow_rg_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        base = postgres_dsn.split("://", 1)[1].rsplit("/", 1)[0]
+        backend = f"postgresql+psycopg://{base}/{database}"
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(data_dir / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 (kept by the child)
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **LEAN_ENV}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return MlflowServer(f"http://127.0.0.1:{port}", proc, database)
+
+
+def _wait_healthy(server: MlflowServer, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {server.proc.returncode}")
+        time.sleep(0.3)
+    raise TimeoutError(f"mlflow server {server.url} not healthy in {timeout_s} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Stack:
+    """One profile's MLflow server, its fixture runs and the gateway."""
+
+    profile: str
+    mlflow_url: str
+    runs: dict[str, str]
+    stub: Any = None
+    core: RegistryCore | None = None
+    runner: ServiceRunner | None = None
+    settings: Settings | None = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_stacks(postgres_dsn: str) -> Iterator[dict[str, Stack]]:
+    """Both profiles' MLflow servers, started together; the fixture runs made once for both."""
+    root = Path(tempfile.mkdtemp(prefix="rg-tests-"))
+    servers: dict[str, MlflowServer] = {}
+    try:
+        for profile in PROFILES:
+            (root / profile).mkdir()
+            servers[profile] = _start_mlflow(profile, root / profile, postgres_dsn)
+        for server in servers.values():
+            _wait_healthy(server)
+        result = subprocess.run(
+            [str(TRAINING_PYTHON), str(HERE / "make_runs.py"), *(s.url for s in servers.values())],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"make_runs failed:\n{result.stderr[-4000:]}")
+        runs = json.loads(result.stdout.strip().splitlines()[-1])
+        yield {p: Stack(p, s.url, runs[s.url]) for p, s in servers.items()}
+    finally:
+        for server in servers.values():
+            _stop(server.proc)
+        for server in servers.values():
+            if server.database:
+                with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def telemetry() -> Iterator[None]:
+    """A real tracer provider (no exporter): audit records carry real trace ids."""
+    from creditrisk_telemetry import configure_telemetry
+
+    handle = configure_telemetry("registry-gateway-tests")
+    yield
+    handle.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def feature_service() -> AsyncIterator[tuple[FakeFeatureStoreService, str]]:
+    """The fake feature-service in process."""
+    fake = FakeFeatureStoreService()
+    runner = ServiceRunner(
+        ServiceSettings(host="127.0.0.1", port=0),
+        service_names=["creditrisk.feature.v1.FeatureStoreService"],
+        register=register_fake(fake),
+        instrument=False,
+    )
+    port = await runner.start()
+    yield fake, f"127.0.0.1:{port}"
+    await runner.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", params=PROFILES)
+async def stack(
+    request: pytest.FixtureRequest, mlflow_stacks: dict[str, Stack], feature_service: Any, postgres_dsn: str
+) -> AsyncIterator[Stack]:
+    """The gateway in process on one profile (audit store: SQLite file / PostgreSQL schema)."""
+    profile = request.param
+    current = mlflow_stacks[profile]
+    tmp = Path(tempfile.mkdtemp(prefix=f"rg-{profile}-"))
+    schema = None
+    if profile == "embedded":
+        audit_url = f"sqlite:///{tmp / 'audit.db'}"
+    else:
+        base = postgres_dsn.split("://", 1)[1]
+        audit_url = f"postgresql+psycopg://{base}"
+        schema = f"rg_audit_{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        mlflow_tracking_uri=current.mlflow_url,
+        feature_service_address=feature_service[1],
+        tokens=TOKENS,
+        audit_db_url=audit_url,
+        audit_db_schema=schema,
+        cache_dir=str(tmp / "cache"),
+        health_check_interval_s=1.0,
+        watch_poll_interval_s=0.5,
+    )
+    runner, core = build(settings)
+    port = await runner.start()
+    channel = aio_channel(f"127.0.0.1:{port}", default_timeout_s=120)
+    await wait_until_serving(channel, timeout_s=60)
+    current.stub = pb_grpc.ModelRegistryServiceStub(channel)
+    current.core, current.runner, current.settings = core, runner, settings
+    yield current
+    await channel.close()
+    await runner.stop()
+    if schema:
+        from registry_gateway.audit import AuditStore
+
+        AuditStore(audit_url, schema).drop_schema()
+
+
+def unique(prefix: str) -> str:
+    """A fresh registered model name."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def code(exc: grpc.aio.AioRpcError) -> grpc.StatusCode:
+    """The status code of a failed call."""
+    return exc.code()

@@ -1,0 +1,171 @@
+"""Online features from the feature-service (contract ``creditrisk.feature.v1``).
+
+:class:`FeatureClient` reads one applicant's row of a Feast feature service within a deadline and
+keeps the feature service's schema (stored features and request values with their types), read
+with ``GetFeatureService`` and refreshed every ``schema_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import grpc
+from creditrisk.feature.v1 import feature_service_pb2 as fpb
+from creditrisk.feature.v1 import feature_service_pb2_grpc as fgrpc
+from creditrisk_kit import Unavailable, aio_channel
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from inference_gateway.values import Value, from_proto, to_proto, typed_proto
+
+JOIN_KEY = "applicant_id"
+
+# Statuses that mean "no usable value": OUTSIDE_TTL counts as missing (issue 8).
+_FOUND_ROW = {fpb.FEATURE_STATUS_PRESENT, fpb.FEATURE_STATUS_NULL_VALUE, fpb.FEATURE_STATUS_OUTSIDE_TTL}
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What a feature service serves: feature types and accepted request values (by name)."""
+
+    version: str
+    features: dict[str, int]
+    request_values: dict[str, int]
+
+
+@dataclass
+class OnlineRow:
+    """One applicant's online features.
+
+    Attributes:
+        values: feature name -> value; ``None`` for a value that is null, MISSING or OUTSIDE_TTL.
+        types: feature name -> declared ValueType.
+        known: whether the feature store holds a row for the applicant in any feature view.
+        version: feature service version that was read.
+    """
+
+    values: dict[str, Value]
+    types: dict[str, int]
+    known: bool
+    version: str = ""
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+class FeatureClient:
+    """Client of ``FeatureStoreService`` (GetOnlineFeatures, GetFeatureService) and its health."""
+
+    def __init__(
+        self,
+        target: str,
+        feature_service: str,
+        *,
+        deadline_s: float,
+        max_message_bytes: int,
+        schema_ttl_s: float = 30.0,
+    ) -> None:
+        self.target = target
+        self.feature_service = feature_service
+        self.deadline_s = deadline_s
+        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s)
+        self._stub = fgrpc.FeatureStoreServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._schema: FeatureSchema | None = None
+        self._schema_at = 0.0
+        self._schema_ttl_s = schema_ttl_s
+        self._schema_lock = asyncio.Lock()
+
+    async def serving(self) -> bool:
+        """Whether the feature-service reports SERVING on ``grpc.health.v1`` (readiness)."""
+        response = await self._health.Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=self.deadline_s
+        )
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def schema(self) -> FeatureSchema:
+        """The feature service's schema (cached ``schema_ttl_s``).
+
+        Raises:
+            Unavailable: when the feature-service cannot be reached within the deadline.
+        """
+        now = time.monotonic()
+        if self._schema is not None and now - self._schema_at < self._schema_ttl_s:
+            return self._schema
+        async with self._schema_lock:
+            if self._schema is not None and time.monotonic() - self._schema_at < self._schema_ttl_s:
+                return self._schema
+            try:
+                response = await self._stub.GetFeatureService(
+                    fpb.GetFeatureServiceRequest(name=self.feature_service), timeout=self.deadline_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                if self._schema is not None and exc.code() in _DOWN:  # serve the last known schema
+                    return self._schema
+                raise _unavailable(exc) from exc
+            fs = response.feature_service
+            features = {f.name: f.value_type for p in fs.projections for f in p.features}
+            requests = {r.name: r.value_type for r in fs.request_values}
+            self._schema = FeatureSchema(fs.version, features, requests)
+            self._schema_at = time.monotonic()
+            return self._schema
+
+    async def online(
+        self,
+        applicant_id: int,
+        request_values: Mapping[str, Value],
+        *,
+        version: str = "",
+        types: Mapping[str, int] | None = None,
+    ) -> OnlineRow:
+        """One applicant's features, with request values passed to the on-demand feature views.
+
+        Args:
+            applicant_id: the entity key.
+            request_values: values for the feature service's request sources (already checked).
+            version: expected feature service version ("" = whatever is registered).
+            types: declared types of the request values.
+
+        Raises:
+            Unavailable: feature-service down, or no answer within the deadline.
+        """
+        row = fpb.EntityRow(join_keys={JOIN_KEY: to_proto(applicant_id)})
+        for name, value in request_values.items():
+            row.request_values[name].CopyFrom(typed_proto(value, (types or {}).get(name, 0)))
+        request = fpb.GetOnlineFeaturesRequest(
+            feature_service=self.feature_service, entity_rows=[row], feature_service_version=version
+        )
+        try:
+            response = await self._stub.GetOnlineFeatures(request, timeout=self.deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable(exc) from exc
+        values: dict[str, Value] = {}
+        types_out: dict[str, int] = {}
+        statuses: dict[str, int] = {}
+        known = False
+        cells = response.rows[0].values if response.rows else []
+        for spec, cell in zip(response.features, cells, strict=False):
+            statuses[spec.name] = cell.status
+            types_out[spec.name] = spec.value_type
+            present = cell.status == fpb.FEATURE_STATUS_PRESENT
+            values[spec.name] = from_proto(cell.value) if present else None
+            # A stored row (event timestamp set) proves the applicant is known; on-demand
+            # outputs carry no timestamp and prove nothing.
+            if cell.status in _FOUND_ROW and cell.HasField("event_timestamp"):
+                known = True
+        return OnlineRow(values, types_out, known, response.feature_service_version, statuses)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+_DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def _unavailable(exc: grpc.aio.AioRpcError) -> Exception:
+    """A feature-service failure as the gateway reports it (the downstream message is not echoed)."""
+    if exc.code() in _DOWN:
+        return Unavailable("feature-service is unavailable or did not answer within the deadline")
+    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        return Unavailable("feature-service serves another feature service version than the model's")
+    return exc

@@ -1,0 +1,162 @@
+"""The registry-gateway as the gateway uses it: model versions (signature, required inputs,
+threshold, lineage) cached per version, and the alias stream that keeps routing current.
+
+Auth: every call carries ``authorization: Bearer <token>`` (a viewer's token is enough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from creditrisk.common.v1 import refs_pb2
+from creditrisk.registry.v1 import registry_service_pb2 as rpb
+from creditrisk.registry.v1 import registry_service_pb2_grpc as rgrpc
+from creditrisk_kit import Unavailable, aio_channel
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """What the gateway needs to know about one model version.
+
+    Attributes:
+        name / version: the registered model and version number.
+        inputs: signature input names, in the model's order, with their ValueType.
+        required: inputs that must have a value (signature ``required`` flags plus the names in the
+            version's ``required_inputs_tag`` tag).
+        threshold: the stored decision threshold, or None for old versions.
+        feature_service_version: the feature service version of its lineage ("" if unknown).
+    """
+
+    name: str
+    version: int
+    inputs: dict[str, int]
+    required: frozenset[str]
+    threshold: float | None
+    feature_service_version: str
+
+
+AliasListener = Callable[[str, int | None], Awaitable[None]]
+
+
+class RegistryClient:
+    """GetModelVersion (cached per version: a version is immutable) and WatchAliases."""
+
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        *,
+        deadline_s: float,
+        max_message_bytes: int,
+        required_inputs_tag: str,
+        reconnect_max_s: float = 5.0,
+    ) -> None:
+        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s)
+        self._stub = rgrpc.ModelRegistryServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._deadline_s = deadline_s
+        self._tag = required_inputs_tag
+        self._reconnect_max_s = reconnect_max_s
+        self._cache: dict[tuple[str, int], ModelVersionInfo] = {}
+        self._pending: dict[tuple[str, int], asyncio.Future[ModelVersionInfo]] = {}
+        self.connected = asyncio.Event()
+
+    async def version(self, name: str, version: int) -> ModelVersionInfo:
+        """One model version (cached for the process lifetime).
+
+        Raises:
+            Unavailable: the registry cannot be reached.
+        """
+        key = (name, version)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ModelVersionInfo] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            info = await self._fetch(name, version)
+            self._cache[key] = info
+            future.set_result(info)
+            return info
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        finally:
+            self._pending.pop(key, None)
+
+    async def _fetch(self, name: str, version: int) -> ModelVersionInfo:
+        request = rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=name, version=version))
+        try:
+            response = await self._stub.GetModelVersion(
+                request, metadata=self._metadata, timeout=self._deadline_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(f"registry-gateway: model version {name}/{version}: {exc.code().name}") from exc
+        mv = response.model_version
+        inputs = {c.name: c.value_type for c in mv.signature.inputs}
+        required = {c.name for c in mv.signature.inputs if c.required}
+        extra = mv.tags.get(self._tag, "") if self._tag else ""
+        required |= {n.strip() for n in extra.split(",") if n.strip()}
+        return ModelVersionInfo(
+            name=mv.name or name,
+            version=mv.version or version,
+            inputs=inputs,
+            required=frozenset(required),
+            threshold=mv.decision_threshold if mv.HasField("decision_threshold") else None,
+            feature_service_version=mv.lineage.feature_service.version,
+        )
+
+    async def watch(self, model_name: str, aliases: list[str], on_change: AliasListener) -> None:
+        """Follow the model's aliases for ever: snapshot, then changes; reconnect with backoff.
+
+        ``on_change(alias, version)`` is called for every alias of the snapshot (None for a watched
+        alias absent from it) and every change. Returns only when cancelled.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                stream = self._stub.WatchAliases(
+                    rpb.WatchAliasesRequest(model_names=[model_name], aliases=aliases),
+                    metadata=self._metadata,
+                )
+                async for message in stream:
+                    backoff = 0.1
+                    if message.HasField("snapshot"):
+                        seen = {}
+                        for binding in message.snapshot.aliases:
+                            if binding.model_name == model_name:
+                                seen[binding.alias] = binding.version
+                        for alias in aliases:
+                            await on_change(alias, seen.get(alias))
+                        self.connected.set()
+                    elif message.HasField("change"):
+                        change = message.change
+                        if change.model_name == model_name and change.alias in aliases:
+                            to = change.to_version if change.HasField("to_version") else None
+                            await on_change(change.alias, to)
+                _LOGGER.warning("alias stream ended; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                _LOGGER.warning("alias stream failed (%s); reconnecting in %.1f s", exc.code().name, backoff)
+            except Exception:
+                _LOGGER.exception("alias stream handler failed; reconnecting")
+            self.connected.clear()
+            await asyncio.sleep(backoff * (0.5 + random.random() / 2))  # noqa: S311 - jitter
+            backoff = min(backoff * 2, self._reconnect_max_s)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._channel.close()

@@ -1,0 +1,223 @@
+"""Wiring: builds the clients, the core, the gRPC server (kit) and the REST server (uvicorn), and
+runs both in one process on one event loop.
+
+Start: the prediction logger (delivers any disk backlog), the routing table (alias stream, slot
+probes), the gRPC server (health NOT_SERVING until the readiness checks pass), then uvicorn.
+Stop (SIGTERM / SIGINT, :meth:`Gateway.stop`): REST readiness fails and gRPC health goes
+NOT_SERVING, the gRPC server drains (``grace_period_s``), uvicorn finishes its in-flight requests,
+shadow scorings finish, the prediction logger writes what is left in memory to the disk buffer,
+then the clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from creditrisk.drift.v1 import drift_service_pb2 as dpb
+from creditrisk.drift.v1 import drift_service_pb2_grpc as dgrpc
+from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
+from creditrisk_kit import ServiceRunner, aio_channel
+from creditrisk_telemetry import uvicorn_log_config
+
+from inference_gateway.app import create_app
+from inference_gateway.core import GatewayCore
+from inference_gateway.features import FeatureClient
+from inference_gateway.logbuffer import DurableBuffer, PredictionLogger
+from inference_gateway.model_client import make_client
+from inference_gateway.registry import RegistryClient
+from inference_gateway.routing import Router
+from inference_gateway.servicer import SERVICE_NAME, InferenceServicer
+from inference_gateway.settings import GatewaySettings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class DriftClient:
+    """LogPredictions with a deadline; raises unless the batch was accepted."""
+
+    def __init__(self, target: str, *, timeout_s: float, max_message_bytes: int) -> None:
+        self._channel = aio_channel(target, default_timeout_s=timeout_s, max_message_bytes=max_message_bytes)
+        self._stub = dgrpc.DriftServiceStub(self._channel)
+        self._timeout_s = timeout_s
+
+    async def send(self, events: list[dpb.PredictionEvent]) -> None:
+        response = await self._stub.LogPredictions(
+            dpb.LogPredictionsRequest(events=events), timeout=self._timeout_s
+        )
+        if response.rejected:
+            # Invalid events cannot become valid by retrying: logged, counted, not retried.
+            _LOGGER.error(
+                "drift-service rejected %d prediction events",
+                len(response.rejected),
+                extra={"event_ids": [r.event_id for r in response.rejected][:20]},
+            )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway's runner owns SIGTERM / SIGINT."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:  # uvicorn >= 0.29
+        yield
+
+
+class Gateway:
+    """The whole process: core, gRPC server, REST server.
+
+    Args:
+        settings: validated settings.
+        shutdown_hooks: more hooks run last at stop (telemetry flush).
+    """
+
+    def __init__(
+        self, settings: GatewaySettings, *, shutdown_hooks: list[Callable[[], Awaitable[Any]]] | None = None
+    ):
+        self.settings = settings
+        s = settings
+        self.features = FeatureClient(
+            s.feature_service_target,
+            s.feature_service_name,
+            deadline_s=s.feature_deadline_s,
+            max_message_bytes=s.max_message_bytes,
+        )
+        self.registry = RegistryClient(
+            s.registry_target,
+            s.registry_token.get_secret_value(),
+            deadline_s=s.registry_deadline_s,
+            max_message_bytes=s.max_message_bytes,
+            required_inputs_tag=s.required_inputs_tag,
+            reconnect_max_s=s.registry_reconnect_max_s,
+        )
+
+        def client(url: str) -> Any:
+            return make_client(
+                s.model_protocol,
+                url,
+                s.model_name,
+                deadline_s=s.model_deadline_s,
+                retries=s.model_connect_retries,
+                pool_size=s.model_pool_size,
+            )
+
+        self.router = Router(
+            s.model_name,
+            client(s.champion_url),
+            client(s.challenger_url) if s.challenger_url and s.challenger_mode != "off" else None,
+            challenger_mode=s.challenger_mode,
+            canary_share=s.canary_share,
+            registry=self.registry,
+            probe_interval_s=s.slot_probe_interval_s,
+        )
+        self.drift = DriftClient(
+            s.drift_service_target, timeout_s=s.log_send_timeout_s, max_message_bytes=s.max_message_bytes
+        )
+        self.logger = PredictionLogger(
+            self.drift.send,
+            DurableBuffer(s.buffer_path),
+            batch_size=s.log_batch_size,
+            flush_interval_s=s.log_flush_interval_s,
+            memory_events=s.log_memory_events,
+            retry_interval_s=s.log_retry_interval_s,
+            max_bytes=s.buffer_max_bytes,
+        )
+        self.core = GatewayCore(
+            features=self.features,
+            registry=self.registry,
+            router=self.router,
+            logger=self.logger,
+            feature_service_version=s.feature_service_version,
+            max_batch_size=s.max_batch_size,
+        )
+        self.runner = ServiceRunner(
+            s,
+            service_names=[SERVICE_NAME],
+            register=lambda server: igrpc.add_InferenceServiceServicer_to_server(
+                InferenceServicer(self.core), server
+            ),
+            readiness_checks={
+                "feature-service": self.core.feature_service_ready,
+                "champion slot": self._champion_ready,
+                "prediction log buffer below cap": self._buffer_ok,
+            },
+            shutdown_hooks=[self._stop_http, self._close, *(shutdown_hooks or [])],
+        )
+        self.app = create_app(
+            self.core, body_limit=s.request_body_limit, draining=lambda: self.runner.stopping
+        )
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+
+    async def _champion_ready(self) -> bool:
+        return self.core.champion_ready()
+
+    async def _buffer_ok(self) -> bool:
+        return self.core.buffer_below_cap()
+
+    async def start(self) -> None:
+        """Start everything; returns once both servers listen."""
+        self.logger.start()
+        self.router.start()
+        self.grpc_port = await self.runner.start()
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=uvicorn_log_config(),
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(self.settings.grace_period_s) or 1,
+        )
+        self._http = _Uvicorn(config)
+        self._http_task = asyncio.create_task(self._http.serve(), name="uvicorn")
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()
+                raise RuntimeError("the REST server stopped at start")
+            await asyncio.sleep(0.01)
+        sockets = [sock for server in self._http.servers for sock in server.sockets]
+        self.http_port = int(sockets[0].getsockname()[1])
+        _LOGGER.info(
+            "REST on %s:%d", self.settings.http_host, self.http_port, extra={"http_port": self.http_port}
+        )
+
+    async def _stop_http(self) -> None:
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._http_task
+
+    async def _close(self) -> None:
+        await self.core.wait_shadows()
+        await self.logger.close()
+        await self.router.close()
+        await self.features.close()
+        await self.registry.close()
+        await self.drift.close()
+
+    async def stop(self) -> None:
+        """The graceful stop (see the module docstring); idempotent."""
+        await self.runner.stop()
+
+    async def serve_forever(self) -> None:
+        """Start, stop on SIGTERM / SIGINT, return when drained."""
+        await self.start()
+        self.runner.install_signal_handlers()
+        try:
+            await self.runner.wait_for_termination()
+        finally:
+            self.runner.remove_signal_handlers()
+            if not self.runner.stopping:
+                await self.runner.stop()

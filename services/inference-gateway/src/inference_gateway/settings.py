@@ -1,0 +1,111 @@
+"""Typed settings of the inference-gateway, from ``INFERENCE_GATEWAY_*`` variables (fail fast).
+
+``port`` (from :class:`~creditrisk_kit.ServiceSettings`) is the gRPC port; ``http_port`` the REST
+one. ``max_message_bytes`` bounds gRPC messages both ways (server and the gateway's clients) and,
+as ``max_request_bytes``, REST bodies. Lists and maps take JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from creditrisk_kit import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+ModelProtocol = Literal["seldon", "v2"]
+ChallengerMode = Literal["off", "shadow", "canary"]
+
+
+class GatewaySettings(ServiceSettings):
+    """Settings of the inference-gateway (prefix ``INFERENCE_GATEWAY_``).
+
+    Attributes:
+        port: gRPC port (default 50055).
+        http_host / http_port: REST (FastAPI) interface and port; port 0 picks a free one.
+        feature_service_target: ``host:port`` of the feature-service (gRPC).
+        feature_service_name: Feast feature service read for enrichment (``credit_risk_v1``).
+        feature_service_version: expected version of it; empty = the version in the scoring model
+            version's lineage (and, when that is empty too, whatever is registered).
+        feature_deadline_s: deadline of one GetOnlineFeatures call, in seconds.
+        registry_target: ``host:port`` of the registry-gateway (gRPC).
+        registry_token: bearer token of a viewer of the registry-gateway (secret; never printed).
+        model_name: registered model the slots serve.
+        model_protocol: ``seldon`` (Seldon protocol, ``jsonData`` over REST) or ``v2`` (Open
+            Inference Protocol V2 over REST).
+        champion_url / challenger_url: base URLs of the slots' model servers; an empty
+            challenger URL means no challenger slot.
+        challenger_mode: ``off``, ``shadow`` (scored, logged, never returned) or ``canary``.
+        canary_share: share of applicants answered by the challenger in canary mode, in [0, 1].
+        model_deadline_s: deadline of one model-server call (connect + answer), in seconds.
+        model_connect_retries: extra attempts after a connect error / 503-not-ready (safe: the
+            request was not processed, and scoring is idempotent anyway).
+        slot_probe_interval_s: seconds between two readiness probes of each slot.
+        required_inputs_tag: model-version tag listing further required inputs (comma-separated),
+            on top of the signature's ``required`` flags.
+        drift_service_target: ``host:port`` of the drift-service (gRPC).
+        log_batch_size: events per LogPredictions call.
+        log_flush_interval_s: longest time an event waits in memory before a send is attempted.
+        log_memory_events: events held in memory at most; more spill to the disk buffer.
+        log_send_timeout_s: deadline of one LogPredictions call.
+        log_retry_interval_s: pause between two delivery attempts while drift-service is down.
+        buffer_path: SQLite file of the durable buffer.
+        buffer_max_bytes: cap of the buffer's payload bytes; at the cap the gateway is not ready
+            and answers 503 / UNAVAILABLE.
+        max_batch_size: most items of one PredictBatch.
+        max_request_bytes: largest REST body; 0 = ``max_message_bytes``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERENCE_GATEWAY_", extra="ignore", validate_default=True, allow_inf_nan=False
+    )
+
+    port: int = Field(default=50055, ge=0, le=65535)
+    http_host: str = Field(default="0.0.0.0", min_length=1)
+    http_port: int = Field(default=8000, ge=0, le=65535)
+
+    feature_service_target: str = Field(default="127.0.0.1:50051", min_length=1)
+    feature_service_name: str = Field(default="credit_risk_v1", min_length=1)
+    feature_service_version: str = ""
+    feature_deadline_s: float = Field(default=1.0, gt=0, le=60)
+
+    registry_target: str = Field(default="127.0.0.1:50053", min_length=1)
+    registry_token: SecretStr = SecretStr("")
+    registry_deadline_s: float = Field(default=3.0, gt=0, le=60)
+    registry_reconnect_max_s: float = Field(default=5.0, gt=0, le=300)
+
+    model_name: str = Field(default="credit-risk", min_length=1)
+    model_protocol: ModelProtocol = "seldon"
+    champion_url: str = Field(default="http://127.0.0.1:9000", min_length=1)
+    challenger_url: str = ""
+    challenger_mode: ChallengerMode = "off"
+    canary_share: float = Field(default=0.0, ge=0, le=1)
+    model_deadline_s: float = Field(default=2.0, gt=0, le=60)
+    model_connect_retries: int = Field(default=2, ge=0, le=5)
+    model_pool_size: int = Field(default=32, ge=1, le=1024)
+    slot_probe_interval_s: float = Field(default=1.0, gt=0, le=60)
+    required_inputs_tag: str = "registry.required_inputs"
+
+    drift_service_target: str = Field(default="127.0.0.1:50054", min_length=1)
+    log_batch_size: int = Field(default=200, ge=1, le=10_000)
+    log_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    log_memory_events: int = Field(default=5_000, ge=1, le=1_000_000)
+    log_send_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    log_retry_interval_s: float = Field(default=1.0, gt=0, le=300)
+    buffer_path: Path = Path("inference-gateway-buffer.sqlite3")
+    buffer_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+
+    max_batch_size: int = Field(default=256, ge=1, le=100_000)
+    max_request_bytes: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewaySettings:
+        if self.challenger_mode != "off" and not self.challenger_url:
+            raise ValueError("challenger_url is required when challenger_mode is not 'off'")
+        return self
+
+    @property
+    def request_body_limit(self) -> int:
+        """Largest REST body, in bytes."""
+        return self.max_request_bytes or self.max_message_bytes

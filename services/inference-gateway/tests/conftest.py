@@ -1,0 +1,142 @@
+"""Fixtures: the fake backends and a gateway started in-process on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
+from creditrisk_kit import aio_channel
+from creditrisk_telemetry import configure_telemetry
+from fakes import TOKEN, FakeDrift, FakeFeatureStore, FakeModelServer, FakeRegistry
+from inference_gateway.service import Gateway
+from inference_gateway.settings import GatewaySettings
+
+configure_telemetry("inference-gateway-tests")  # a real TracerProvider: real trace ids
+
+# Applicants known to the fake feature store.
+ROWS = {
+    1: {"duration_in_month": 12, "credit_amount": 2000, "age": 35, "purpose": "car"},
+    2: {"duration_in_month": 48, "credit_amount": 15000, "age": None, "purpose": "business"},
+    3: {"duration_in_month": 24, "credit_amount": 6000, "age": 51, "purpose": "radio/tv"},
+}
+
+
+class Stack:
+    """The fake backends of one test."""
+
+    def __init__(self) -> None:
+        self.features = FakeFeatureStore()
+        self.registry = FakeRegistry()
+        self.drift = FakeDrift()
+        thresholds = {v: s.threshold for v, s in self.registry.versions.items()}
+        self.champion = FakeModelServer(1, thresholds)
+        self.challenger = FakeModelServer(2, thresholds)
+        self.features.rows.update({k: dict(v) for k, v in ROWS.items()})
+        self.features.rows.update(
+            {
+                i: {
+                    "duration_in_month": 6 + i % 60,
+                    "credit_amount": 500 + 37 * i,
+                    "age": 20 + i % 50,
+                    "purpose": "car",
+                }
+                for i in range(100, 3100)
+            }
+        )
+
+    async def start(self) -> None:
+        for part in (self.features, self.registry, self.drift, self.champion, self.challenger):
+            await part.start()
+
+    async def stop(self) -> None:
+        for part in (self.champion, self.challenger, self.features, self.registry, self.drift):
+            await part.stop()
+
+    def settings(self, tmp_path: Path, **overrides: Any) -> GatewaySettings:
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "http_host": "127.0.0.1",
+            "http_port": 0,
+            "feature_service_target": f"127.0.0.1:{self.features.port}",
+            "registry_target": f"127.0.0.1:{self.registry.port}",
+            "registry_token": TOKEN,
+            "drift_service_target": f"127.0.0.1:{self.drift.port}",
+            "champion_url": self.champion.url,
+            "challenger_url": self.challenger.url,
+            "feature_deadline_s": 0.5,
+            "model_deadline_s": 0.5,
+            "health_check_interval_s": 0.25,
+            "slot_probe_interval_s": 0.05,
+            "log_flush_interval_s": 0.05,
+            "log_retry_interval_s": 0.1,
+            "log_send_timeout_s": 0.5,
+            "buffer_path": tmp_path / "buffer.sqlite3",
+            "grace_period_s": 1.0,
+            "max_batch_size": 50,
+            "max_message_bytes": 256 * 1024,
+        }
+        values.update(overrides)
+        return GatewaySettings(**values)
+
+
+class Running:
+    """A started gateway with clients for both transports."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.core = gateway.core
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10)
+        self.channel = aio_channel(f"127.0.0.1:{gateway.grpc_port}", max_message_bytes=1024 * 1024)
+        self.grpc = igrpc.InferenceServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.channel.close()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    s = Stack()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+StartGateway = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_gateway(stack: Stack, tmp_path: Path) -> AsyncIterator[StartGateway]:
+    started: list[Running] = []
+
+    async def start(**overrides: Any) -> Running:
+        gateway = Gateway(stack.settings(tmp_path, **overrides))
+        await gateway.start()
+        running = Running(gateway)
+        started.append(running)
+        await wait_for(lambda: gateway.core.champion_ready())
+        return running
+
+    yield start
+    for running in started:
+        await running.close()
+        await running.gateway.stop()
+
+
+@pytest.fixture
+async def gw(start_gateway: StartGateway) -> Running:
+    return await start_gateway()

@@ -14,22 +14,34 @@ database `mlflow_demo` on the real profile) and the training-service start under
 gradient boosting, docs/model-quality.md) is trained on the German credit data through the
 training-service's gRPC API (the training set comes from the feature-service), its progress
 watched with WatchTrainingJob, and its metrics and MLflow run printed.
+Issue 6 (while the inference-gateway does not exist yet): the drift-service starts under the
+supervisor (SQLite under `.run/demo/<profile>/drift-service`, log `.run/logs/drift-service.log`);
+the applicants the run did not train on (its test split and gate window) are scored in-process
+with the trained model (a subprocess in the training-service's environment loads the run's model
+through MLflow), logged over gRPC as prediction events on a simulated clock (a normal replay and a
+shifted one: credit_amount x 1.5, age + 10 years, 30% of purposes -> business), and drift is
+computed on both against the run's training rows (`runs:/<run id>/training_set/...`, read through
+MLflow by the drift-service): the per-feature table, the dataset verdicts, the trigger events and
+the HTML report's URL are printed.
 Every process is stopped at the end, also on Ctrl-C or a failure (the supervisor's `with` block).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 from creditrisk.common.v1 import refs_pb2, time_range_pb2, values_pb2
+from creditrisk.drift.v1 import drift_service_pb2 as dpb
+from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
@@ -47,12 +59,13 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 FEATURE_SERVICE = ROOT / "services" / "feature-service"
 TRAINING_SERVICE = ROOT / "services" / "training-service"
 TRAINING_PYTHON = TRAINING_SERVICE / ".venv" / "bin" / "python"
+DRIFT_SERVICE = ROOT / "services" / "drift-service"
 MLFLOW_POSTGRES_DSN = os.environ.get("CREDITRISK_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
 #: Real applicants shown (row numbers of the file) and one that exists nowhere.
 APPLICANTS = (1, 2, 3)
 UNKNOWN_APPLICANT = 5000
-STEPS = 8
+STEPS = 10
 
 #: Deployables and the packages that show what each environment is for.
 DEPLOYABLES: dict[str, list[str]] = {
@@ -328,7 +341,7 @@ def start_training_service(supervisor: Supervisor, feature_service: str, mlflow_
     return f"127.0.0.1:{port}"
 
 
-def train_default_model(stub: tpb_grpc.TrainingServiceStub, mlflow_url: str) -> None:
+def train_default_model(stub: tpb_grpc.TrainingServiceStub, mlflow_url: str) -> str:
     """StartTrainingJob (the default model, histogram gradient boosting), watch it, print the result."""
     spec = tpb.TrainingJobSpec(
         feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1", version="1"),
@@ -407,6 +420,231 @@ def train_default_model(stub: tpb_grpc.TrainingServiceStub, mlflow_url: str) -> 
         f"MLflow UI: {mlflow_url}/#/experiments/{result.mlflow_experiment_id}/runs/{result.mlflow_run_id} "
         "(while the demo runs; afterwards serve the same folder again: services/training-service/README.md)"
     )
+    return str(result.mlflow_run_id)
+
+
+# ---------------------------------------------------------------------- drift (issue 6)
+
+DRIFT_MODEL = "credit-risk"
+DRIFT_VERSION = 1
+#: Simulated clock of the replays: the normal one on one day, the shifted one on the next.
+REPLAY_START = datetime(2025, 3, 1, tzinfo=UTC)
+SHIFT_START = REPLAY_START + timedelta(days=1)
+TRAINING_ROWS = "training_set/training_rows.parquet"
+
+#: Runs in the training-service's environment (the demo's own has no scikit-learn): loads the run's
+#: model through MLflow, takes the applicants the run did not train on (test split + gate window),
+#: scores them as they are and with the issue's shift, and writes the rows and scores as JSON.
+SCORE_HELD_OUT = """
+import json, sys, tempfile
+import mlflow, numpy as np, pandas as pd
+from mlflow.tracking import MlflowClient
+uri, run_id, csv_path, out_path = sys.argv[1:5]
+mlflow.set_tracking_uri(uri)
+client = MlflowClient(uri)
+with tempfile.TemporaryDirectory() as tmp:
+    trained = pd.read_parquet(client.download_artifacts(run_id, "training_set/training_rows.parquet", tmp))
+model_uri = f"runs:/{run_id}/model"
+info = mlflow.models.get_model_info(model_uri)
+kinds = {c.name: c.type.name for c in info.signature.inputs.inputs}
+model = mlflow.sklearn.load_model(model_uri)
+frame = pd.read_csv(csv_path)
+frame.insert(0, "applicant_id", np.arange(1, len(frame) + 1))  # the ingestion's applicant ids
+held = frame[~frame["applicant_id"].isin(trained["applicant_id"])].reset_index(drop=True)
+
+def shifted(f):
+    rng = np.random.default_rng(7)
+    f = f.copy()
+    f["credit_amount"] = (f["credit_amount"] * 1.5).round().astype(int)
+    f["age_in_years"] = f["age_in_years"] + 10
+    f.loc[rng.random(len(f)) < 0.3, "purpose"] = "business"
+    return f
+
+def scored(f):
+    f = f.copy()
+    f["monthly_installment"] = f["credit_amount"] / f["duration_in_month"]  # the on-demand feature
+    x = pd.DataFrame({n: f[n].astype("float64") if k == "double" else f[n].astype(str)
+                      for n, k in kinds.items()})
+    pd_ = model.predict_proba(x)[:, list(model.classes_).index(1)]
+    rows = []
+    for i, rec in enumerate(f.to_dict("records")):
+        feats = {n: (float(rec[n]) if n == "monthly_installment" else int(rec[n])) if k == "double"
+                 else str(rec[n]) for n, k in kinds.items()}
+        rows.append({"applicant_id": int(rec["applicant_id"]), "features": feats,
+                     "probability_of_default": float(pd_[i])})
+    return rows
+
+out = {"threshold": float(info.metadata["decision_threshold"]), "trained_rows": len(trained),
+       "normal": scored(held), "shifted": scored(shifted(held))}
+json.dump(out, open(out_path, "w"))
+"""
+
+
+def start_scoring(mlflow_url: str, run_id: str, out: Path) -> subprocess.Popen[bytes]:
+    """Score the held-out applicants with the run's model, in the training-service's environment."""
+    return subprocess.Popen(
+        [str(TRAINING_PYTHON), "-c", SCORE_HELD_OUT, mlflow_url, run_id, str(GERMAN_CSV), str(out)],
+        cwd=TRAINING_SERVICE,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def start_drift_service(supervisor: Supervisor, mlflow_url: str) -> tuple[str, str]:
+    """Start `python -m drift_service` (its store: SQLite on the embedded profile, PostgreSQL schema
+    `drift_demo` on the real one); returns the gRPC target and the reports' base URL."""
+    port, report_port = free_port(), free_port()
+    env = {
+        "DRIFT_SERVICE_PROFILE": PROFILE,
+        "DRIFT_SERVICE_DATA_DIR": str(ROOT / ".run" / "demo" / PROFILE / "drift-service"),
+        "DRIFT_SERVICE_HOST": "127.0.0.1",
+        "DRIFT_SERVICE_PORT": str(port),
+        "DRIFT_SERVICE_REPORT_HTTP_PORT": str(report_port),
+        "DRIFT_SERVICE_METRICS_PORT": "0",
+        "DRIFT_SERVICE_MLFLOW_TRACKING_URI": mlflow_url,
+        "DRIFT_SERVICE_WARM_UP": "false",  # Evidently is imported by the first ComputeDrift
+        "DRIFT_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
+        "DRIFT_SERVICE_GRACE_PERIOD_S": "5",
+        "OMP_NUM_THREADS": "1",
+    }
+    if PROFILE == "real":
+        env["DRIFT_SERVICE_POSTGRES_DSN"] = MLFLOW_POSTGRES_DSN
+        env["DRIFT_SERVICE_POSTGRES_SCHEMA"] = "drift_demo"
+    process = supervisor.start(
+        ProcessSpec(
+            "drift-service",
+            [str(DRIFT_SERVICE / ".venv" / "bin" / "python"), "-m", "drift_service"],
+            cwd=DRIFT_SERVICE,
+            env=env,
+            ready=GrpcReadiness(f"127.0.0.1:{port}"),
+            timeout_s=120,
+        )
+    )
+    console.print(
+        f"drift-service pid {process.pid} SERVING on 127.0.0.1:{port}, reports on "
+        f"http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
+    )
+    return f"127.0.0.1:{port}", f"http://127.0.0.1:{report_port}"
+
+
+def _value(value: Any) -> values_pb2.FeatureValue:
+    if isinstance(value, str):
+        return values_pb2.FeatureValue(string_value=value)
+    if isinstance(value, int):
+        return values_pb2.FeatureValue(int64_value=value)
+    return values_pb2.FeatureValue(double_value=value)
+
+
+def log_replays(stub: dpb_grpc.DriftServiceStub, scoring: subprocess.Popen[bytes], scores: Path) -> None:
+    """Wait for the scores, then log both replays as prediction events (a minute apart each)."""
+    _out, err = scoring.communicate(timeout=300)
+    if scoring.returncode != 0:
+        raise RuntimeError(f"scoring failed ({scoring.returncode}):\n{err.decode()[-3000:]}")
+    scored = json.loads(scores.read_text())
+    threshold = scored["threshold"]
+    table = Table("replay", "applicants", "event times (simulated)", "mean PD", "rejected at threshold")
+    run_tag = f"{int(time.time())}"  # event ids unique per demo run: the store keeps earlier runs
+    for name, start in (("normal", REPLAY_START), ("shifted", SHIFT_START)):
+        rows = scored[name]
+        events = [
+            dpb.PredictionEvent(
+                event_id=f"demo-{run_tag}-{name}-{i:04d}",
+                applicant_id=row["applicant_id"],
+                features={k: _value(v) for k, v in row["features"].items()},
+                probability_of_default=row["probability_of_default"],
+                decision=2 if row["probability_of_default"] >= threshold else 1,
+                decision_threshold=threshold,
+                model_name=DRIFT_MODEL,
+                model_version=DRIFT_VERSION,
+                event_time=_ts(start + timedelta(minutes=i)),
+            )
+            for i, row in enumerate(rows)
+        ]
+        answer = stub.LogPredictions(dpb.LogPredictionsRequest(events=events), timeout=60)
+        if answer.rejected or answer.accepted != len(events):
+            raise RuntimeError(
+                f"{name} replay: {answer.accepted} accepted, rejected {list(answer.rejected)[:3]}"
+            )
+        pds = [r["probability_of_default"] for r in rows]
+        table.add_row(
+            name,
+            str(len(rows)),
+            f"{start:%Y-%m-%d %H:%M} .. {start + timedelta(minutes=len(rows) - 1):%H:%M}",
+            f"{sum(pds) / len(pds):.3f}",
+            f"{sum(p >= threshold for p in pds) / len(pds):.1%}",
+        )
+    console.print(
+        f"held-out applicants (not among the run's {scored['trained_rows']} training rows) scored with "
+        f"the run's model, decision threshold {threshold:.3f}; logged to the drift-service:"
+    )
+    console.print(table)
+
+
+_BAND = {dpb.PSI_BAND_STABLE: "stable", dpb.PSI_BAND_WATCH: "watch", dpb.PSI_BAND_SHIFTED: "shifted"}
+
+
+def _drift_row(table: Table, f: dpb.FeatureDrift, name: str | None = None) -> None:
+    style = "red" if f.drifted else "white"
+    psi = f"{f.psi:.3f} {_BAND.get(f.psi_band, '')}" if f.HasField("psi") else "-"
+    table.add_row(
+        f"[{style}]{name or f.feature}[/{style}]",
+        f.test_name or "-",
+        f"{f.statistic:.3f}",
+        f"{f.p_value:.2e}" if f.HasField("p_value") else "-",
+        f"{f.threshold:.2e}",
+        psi,
+        f"[{style}]{'yes' if f.drifted else 'no'}[/{style}]",
+    )
+
+
+def compute_drift(stub: dpb_grpc.DriftServiceStub, run_id: str) -> None:
+    """ComputeDrift of both replays against the run's training rows; print tables and verdicts."""
+    uri = f"runs:/{run_id}/{TRAINING_ROWS}"
+    console.print(
+        f"reference: the run's training rows, {uri} (read by the drift-service through MLflow; model "
+        f"version {DRIFT_VERSION} is not registered until the registry-gateway exists, so the run is named)"
+    )
+    for name, start in (("normal", REPLAY_START), ("shifted", SHIFT_START)):
+        window = dpb.Window(
+            model_name=DRIFT_MODEL,
+            model_version=DRIFT_VERSION,
+            time_range=time_range_pb2.TimeRange(start=_ts(start), end=_ts(start + timedelta(days=1))),
+        )
+        began = time.monotonic()
+        response = stub.ComputeDrift(dpb.ComputeDriftRequest(window=window, dataset_uri=uri), timeout=180)
+        elapsed = time.monotonic() - began
+        (report,) = response.reports
+        table = Table(
+            "feature",
+            "test",
+            "statistic",
+            "p-value",
+            "threshold (adj.)",
+            "PSI (band)",
+            "drifted",
+            title=f"{name} replay: {report.current_row_count} predictions vs {report.reference_row_count} "
+            f"training rows ({elapsed:.1f} s)",
+        )
+        for f in report.features:
+            _drift_row(table, f)
+        table.add_section()
+        _drift_row(table, report.prediction_drift, "prediction: probability_of_default")
+        console.print(table)
+        verdict = (
+            "[bold red]DATASET DRIFT[/bold red]"
+            if report.dataset_drift
+            else "[bold green]no dataset drift[/bold green]"
+        )
+        console.print(
+            f"{name}: {verdict}, drift share {report.drift_share:.2f}; rule: {report.dataset_drift_rule}"
+        )
+        for trigger in response.trigger_events:
+            reasons = "; ".join(r.message for r in trigger.reasons)
+            console.print(f"  trigger event {trigger.id}: {reasons}")
+        if not response.trigger_events:
+            console.print("  no trigger event")
+        console.print(f"  HTML report: [link={report.html_report_url}]{report.html_report_url}[/link]")
 
 
 def main() -> int:
@@ -436,17 +674,28 @@ def main() -> int:
                 8,
                 "train the default model through the training-service (its training set: feature-service)",
             )
-            timed(lambda: train_default_model(training_stub, mlflow_url))
+            run_id = timed(lambda: train_default_model(training_stub, mlflow_url))
+        step(9, "start the drift-service; log held-out applicants scored by the trained model")
+        scores = ROOT / ".run" / "demo" / PROFILE / "held_out_scores.json"
+        scoring = start_scoring(mlflow_url, run_id, scores)  # in parallel with the service's start
+        drift_target, _reports = timed(lambda: start_drift_service(supervisor, mlflow_url))
+        with grpc.insecure_channel(drift_target) as channel:
+            drift_stub = dpb_grpc.DriftServiceStub(channel)
+            timed(lambda: log_replays(drift_stub, scoring, scores))
+            step(10, "ComputeDrift: a normal and a shifted replay against the run's training dataset")
+            timed(lambda: compute_drift(drift_stub, run_id))
         console.print(
-            "stopping the training-service, the MLflow server and the feature-service (SIGTERM, drain)"
+            "stopping the drift-service, the training-service, the MLflow server and the feature-service "
+            "(SIGTERM, drain)"
         )
     console.rule("[bold]What comes next")
     console.print(
         "The feature-service serves online features and point-in-time training sets; the training-service "
         "trains through it and records every run in MLflow (it never registers models). Next: the "
         "registry-gateway (issue 5) registers a finished run's model, gates its promotion on the held-out "
-        "gate window (champion vs challenger) and moves the aliases; then drift (6), the model-server (7), "
-        "the inference-gateway (8) and the closed loop (9)."
+        "gate window (champion vs challenger) and moves the aliases. The drift-service (6) stores prediction "
+        "and label logs, computes drift, PSI and performance and raises retraining triggers. Then the "
+        "model-server (7), the inference-gateway (8, the drift-service's producer) and the closed loop (9)."
     )
     console.print(f"done in {time.monotonic() - started:.1f} s")
     return 0

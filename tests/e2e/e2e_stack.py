@@ -150,6 +150,46 @@ def _training_service_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
+# ---------------------------------------------------------------------- drift-service
+
+#: The drift-service's HTML report port, fixed per stack (by its folder) so that report URLs stay
+#: valid across a restart of the process.
+_DRIFT_REPORT_PORTS: dict[Path, int] = {}
+
+
+def drift_data_dir(stack: Stack) -> Path:
+    """The drift-service's data folder: the SQLite store (``drift.db``) and the HTML reports."""
+    return stack.workdir / "drift-service"
+
+
+def _drift_service_spec(stack: Stack, port: int) -> ProcessSpec:
+    """``python -m drift_service``, embedded profile (SQLite in a temp folder); Evidently is imported
+    on the first ComputeDrift (no warm-up), so a (re)start is ready in a few seconds."""
+    report_port = _DRIFT_REPORT_PORTS.setdefault(stack.workdir, free_port())
+    env = {
+        "DRIFT_SERVICE_PROFILE": "embedded",
+        "DRIFT_SERVICE_DATA_DIR": str(drift_data_dir(stack)),
+        "DRIFT_SERVICE_HOST": "127.0.0.1",
+        "DRIFT_SERVICE_PORT": str(port),
+        "DRIFT_SERVICE_REPORT_HTTP_PORT": str(report_port),
+        "DRIFT_SERVICE_METRICS_PORT": "0",
+        "DRIFT_SERVICE_WARM_UP": "false",
+        "DRIFT_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
+        "DRIFT_SERVICE_GRACE_PERIOD_S": "5",
+        "OMP_NUM_THREADS": "1",
+    }
+    if "mlflow" in stack.targets:
+        env["DRIFT_SERVICE_MLFLOW_TRACKING_URI"] = f"http://{stack.targets['mlflow']}"
+    return ProcessSpec(
+        "drift-service",
+        [str(service_python("drift-service")), "-m", "drift_service"],
+        cwd=ROOT / "services" / "drift-service",
+        env=env,
+        ready=GrpcReadiness(f"127.0.0.1:{port}"),
+        timeout_s=90,
+    )
+
+
 #: Every service the end-to-end tests can start, by name.
 SERVICES: dict[str, ServiceDef] = {
     "feature-service": ServiceDef("feature-service", _feature_service_spec, _ingest_german_credit),
@@ -157,6 +197,7 @@ SERVICES: dict[str, ServiceDef] = {
     "training-service": ServiceDef(
         "training-service", _training_service_spec, needs=("feature-service", "mlflow")
     ),
+    "drift-service": ServiceDef("drift-service", _drift_service_spec),
 }
 
 

@@ -37,10 +37,11 @@ async def main() -> None:
     if settings.warm_up:
         await asyncio.to_thread(warm_up)
     log.info(
-        "drift-service: profile %s, reports at %s, metrics on port %s",
+        "drift-service: profile %s, reports at %s, metrics on port %s, training-dataset reference %s",
         settings.profile,
         reports.base_url,
         metrics_port,
+        f"from MLflow at {settings.mlflow_tracking_uri}" if settings.mlflow_tracking_uri else "unwired",
         extra={"profile": settings.profile, "reports_url": reports.base_url},
     )
     await serve(

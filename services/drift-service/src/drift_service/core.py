@@ -33,7 +33,12 @@ from drift_service.domain import (
     now_utc,
 )
 from drift_service.drift import compute_drift, infer_kinds
-from drift_service.reference import ReferenceData, ReferenceResolver, RequestReferenceResolver
+from drift_service.reference import (
+    MlflowTrainingDatasetResolver,
+    ReferenceData,
+    ReferenceResolver,
+    RequestReferenceResolver,
+)
 from drift_service.settings import DriftServiceSettings
 from drift_service.store import Store
 from drift_service.triggers import evaluate
@@ -52,6 +57,21 @@ class DriftOutcome:
     triggers: list[TriggerEvent]
 
 
+def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver:
+    """Explicit URIs, and the training dataset from MLflow when a tracking URI is configured."""
+    training = None
+    if settings.mlflow_tracking_uri:
+        training = MlflowTrainingDatasetResolver(
+            settings.mlflow_tracking_uri,
+            registry_uri=settings.mlflow_registry_uri,
+            artifact_path=settings.mlflow_training_artifact,
+            label_column=settings.reference_label_column,
+            auc_metrics=settings.mlflow_reference_auc_metrics,
+            cache_size=settings.mlflow_cache_size,
+        )
+    return RequestReferenceResolver(training=training)
+
+
 def _label_values(series: pd.Series) -> pd.Series:
     mapped = series.map(lambda v: {"bad": 1, "good": 0}.get(v, v) if isinstance(v, str) else v)
     return pd.to_numeric(mapped, errors="coerce")
@@ -63,7 +83,7 @@ class DriftCore:
     Args:
         settings: the service settings.
         store: the event store (default: from the settings, migrated).
-        resolver: the reference resolver (default: explicit URI or the unwired training dataset).
+        resolver: the reference resolver (default: :func:`default_resolver`).
         report_base_url: base URL the HTML reports are served under (``<base>/reports/<id>.html``);
             empty: no URL in the reports.
     """
@@ -80,7 +100,7 @@ class DriftCore:
             store = Store(settings.store_url, settings.postgres_schema)
             store.migrate()
         self.store = store
-        self.resolver = resolver or RequestReferenceResolver()
+        self.resolver = resolver or default_resolver(settings)
         self.report_base_url = report_base_url.rstrip("/")
 
     # --- logging ------------------------------------------------------------------------------
@@ -120,6 +140,10 @@ class DriftCore:
         return {c: self.settings.feature_kinds.get(c, k) for c, k in inferred.items()}
 
     def _reference_auc(self, reference: ReferenceData) -> float | None:
+        """The source's own figure (an MLflow run's metric), else the reference rows' labels and
+        scores, else the configured ``reference_auc``."""
+        if reference.auc is not None:
+            return reference.auc
         frame, column = reference.frame, self.settings.reference_label_column
         if column in frame.columns and PREDICTION_COLUMN in frame.columns:
             labels = _label_values(frame[column])
@@ -136,7 +160,9 @@ class DriftCore:
         Raises:
             InvalidArgument: a missing model name or an inverted range.
             NotFound: an unknown model (version) or an unreadable reference dataset.
-            FailedPrecondition: the training-dataset reference is not available yet.
+            FailedPrecondition: no training-dataset reference (no MLflow configured, or a version
+                without a run).
+            Unavailable: the MLflow tracking server did not answer.
         """
         reports, triggers = [], []
         for version in self._versions(window):

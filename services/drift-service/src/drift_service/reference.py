@@ -4,29 +4,50 @@
 
 * an explicit dataset URI (``ComputeDriftRequest.dataset_uri``): :class:`ExplicitDatasetResolver`
   reads a Parquet file or directory (a local path or a ``file://`` URI);
-* the model version's training dataset (the default): found through the registry-gateway and
-  MLflow lineage. That service does not exist yet, so the default resolver,
-  :class:`UnwiredTrainingDatasetResolver`, answers FAILED_PRECONDITION asking for an explicit
-  dataset; the registry-backed resolver will implement the same interface.
+* the model version's training dataset (the default): :class:`MlflowTrainingDatasetResolver`
+  when ``DRIFT_SERVICE_MLFLOW_TRACKING_URI`` is set, read-only against MLflow, the source of truth
+  of the registry: the registered model version -> its run (``ModelVersion.run_id``) -> the
+  training rows the training-service logged as a Parquet artifact
+  (``training_set/training_rows.parquet``, with the out-of-fold ``probability_of_default``),
+  downloaded through the tracking server; cached per (model, version) (a version's run never
+  changes). The registry-gateway is the registry's only writer; when it exists the version lookup
+  may go through it, MLflow's registry stays the source of truth. Without a tracking URI,
+  :class:`UnwiredTrainingDatasetResolver` answers FAILED_PRECONDITION asking for an explicit
+  dataset.
+* a run that has no registered version: the contract's ``Window`` names a model version, never a
+  run, so such a run is reached through an explicit ``dataset_uri`` of MLflow's own form,
+  ``runs:/<run id>/<artifact path>`` (e.g. ``runs:/<id>/training_set/training_rows.parquet``),
+  resolved by the same MLflow resolver (columns and reference AUC taken from the run).
 
 A reference frame holds the model's feature columns and, for prediction drift, a
 ``probability_of_default`` column (the model's scores of those rows; out-of-fold for a training
-set); optionally a label column for the reference AUC.
+set); optionally a label column for the reference AUC. From an MLflow run the frame keeps only the
+run's model features (its ``features`` param: the protected attributes logged beside them for
+fairness monitoring are not model inputs), the score and the label; the reference AUC is the run's
+held-out ``test_roc_auc`` (else ``cv_roc_auc_mean``).
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import logging
+import os
+import tempfile
 import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd
-from creditrisk_kit import FailedPrecondition, NotFound, PreconditionViolation
+from creditrisk_kit import FailedPrecondition, NotFound, PreconditionViolation, Unavailable
 
-from drift_service.domain import DatasetRef
+from drift_service.domain import PREDICTION_COLUMN, DatasetRef
+
+_LOG = logging.getLogger("drift_service")
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,9 @@ class ReferenceData:
 
     frame: pd.DataFrame
     ref: DatasetRef
+    #: The model's reference ROC AUC when the source records one (an MLflow run's metric); else
+    #: the core computes it from the frame's labels and scores, or takes the configured value.
+    auc: float | None = None
 
 
 class ReferenceResolver(abc.ABC):
@@ -123,7 +147,8 @@ class UnwiredTrainingDatasetResolver(ReferenceResolver):
 
 
 class RequestReferenceResolver(ReferenceResolver):
-    """Dispatches on the request: an explicit URI, or the training dataset (the default)."""
+    """Dispatches on the request: an explicit URI (``runs:/`` ones through MLflow), or the training
+    dataset (the default)."""
 
     def __init__(
         self,
@@ -134,6 +159,211 @@ class RequestReferenceResolver(ReferenceResolver):
         self.training = training or UnwiredTrainingDatasetResolver()
 
     def resolve(self, model_name: str, model_version: int, dataset_uri: str | None) -> ReferenceData:
+        if dataset_uri and dataset_uri.startswith(RUNS_SCHEME):
+            if not isinstance(self.training, MlflowTrainingDatasetResolver):
+                raise FailedPrecondition(
+                    "a runs:/ dataset URI needs the MLflow tracking server: "
+                    "set DRIFT_SERVICE_MLFLOW_TRACKING_URI",
+                    [
+                        PreconditionViolation(
+                            type="REFERENCE_UNAVAILABLE",
+                            subject=dataset_uri,
+                            description="configure DRIFT_SERVICE_MLFLOW_TRACKING_URI or pass a Parquet path",
+                        )
+                    ],
+                )
+            return self.training.resolve(model_name, model_version, dataset_uri)
         if dataset_uri:
             return self.explicit.resolve(model_name, model_version, dataset_uri)
         return self.training.resolve(model_name, model_version, None)
+
+
+# --- MLflow ---------------------------------------------------------------------------------------
+
+#: MLflow's URI of a run's artifact: ``runs:/<run id>/<artifact path>``.
+RUNS_SCHEME = "runs:/"
+#: Where the training-service logs the training rows (``training_service.tracking.PARQUET_PATH``).
+TRAINING_ROWS_ARTIFACT = "training_set/training_rows.parquet"
+#: Run metrics taken as the reference AUC, first found wins: the held-out test AUC, then CV.
+REFERENCE_AUC_METRICS = ("test_roc_auc", "cv_roc_auc_mean")
+#: Bounded retries of the MLflow client: its default (7 retries, backoff factor 2) waits minutes
+#: on a dead server; ComputeDrift should answer UNAVAILABLE in seconds instead.
+_MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def _mlflow_error(exc: Exception, kind: str, name: str) -> Exception:
+    """An MLflow client failure as a domain error: unknown things -> NOT_FOUND, the rest UNAVAILABLE."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException) and exc.error_code in (
+        "RESOURCE_DOES_NOT_EXIST",
+        "NOT_FOUND",
+        "INVALID_PARAMETER_VALUE",
+    ):
+        return NotFound(kind, name, description="not in the MLflow tracking server")
+    if isinstance(exc, OSError | FileNotFoundError) and not isinstance(exc, ConnectionError):
+        return NotFound(kind, name, description=f"artifact unreadable: {type(exc).__name__}")
+    return Unavailable(f"the MLflow tracking server did not answer for {kind} {name!r}")
+
+
+def _parse_runs_uri(uri: str) -> tuple[str, str]:
+    rest = uri[len(RUNS_SCHEME) :].lstrip("/")
+    run_id, _, path = rest.partition("/")
+    if not run_id or not path:
+        raise NotFound("reference dataset", uri, description="expected runs:/<run id>/<artifact path>")
+    return run_id, path
+
+
+class MlflowTrainingDatasetResolver(ReferenceResolver):
+    """The training dataset of a registered model version, read-only from MLflow.
+
+    ``resolve(name, version, None)``: ``MlflowClient.get_model_version`` -> ``run_id`` ->
+    ``get_run`` (params, metrics) -> ``download_artifacts(run_id, artifact_path)`` through the
+    tracking server (``mlflow-artifacts:/``) -> Parquet. ``resolve(..., "runs:/<id>/<path>")``: the
+    same from the run on. Results are cached in memory, per (model, version) and per run URI, at
+    most ``cache_size`` of them (least recently used dropped).
+
+    Args:
+        tracking_uri: the tracking server (``http(s)://``); also the registry URI unless given.
+        registry_uri: the model registry's URI (default: the tracking URI).
+        artifact_path: the training rows' artifact path in a run.
+        label_column: the label column kept in the frame (reference AUC when the run has none).
+        auc_metrics: run metrics taken as the reference AUC, first found wins.
+        cache_size: references kept in memory.
+        client: an ``MlflowClient`` (tests); built from the URIs when None.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        registry_uri: str | None = None,
+        artifact_path: str = TRAINING_ROWS_ARTIFACT,
+        label_column: str = "creditability",
+        auc_metrics: Sequence[str] = REFERENCE_AUC_METRICS,
+        cache_size: int = 4,
+        client: Any = None,
+    ) -> None:
+        for key, value in _MLFLOW_CLIENT_ENV.items():
+            os.environ.setdefault(key, value)
+        if client is None:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+        self.client = client
+        self.tracking_uri = tracking_uri
+        self.artifact_path = artifact_path
+        self.label_column = label_column
+        self.auc_metrics = tuple(auc_metrics)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, ...], ReferenceData] = OrderedDict()
+        self._lock = threading.Lock()
+        self.downloads = 0  # artifacts downloaded (the cache's misses), for tests and logs
+
+    def _cached(self, key: tuple[str, ...]) -> ReferenceData | None:
+        with self._lock:
+            data = self._cache.get(key)
+            if data is not None:
+                self._cache.move_to_end(key)
+            return data
+
+    def _store(self, key: tuple[str, ...], data: ReferenceData) -> None:
+        with self._lock:
+            self._cache[key] = data
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def resolve(self, model_name: str, model_version: int, dataset_uri: str | None) -> ReferenceData:
+        if dataset_uri:
+            run_id, path = _parse_runs_uri(dataset_uri)
+            key: tuple[str, ...] = ("run", run_id, path)
+            cached = self._cached(key)
+            if cached is None:
+                cached = self._from_run(run_id, path, source=dataset_uri)
+                self._store(key, cached)
+            return cached
+        key = ("model", model_name, str(model_version))
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        subject = f"{model_name}/{model_version}"
+        try:
+            version = self.client.get_model_version(model_name, str(model_version))
+        except Exception as exc:
+            raise _mlflow_error(exc, "model version", subject) from exc
+        if not version.run_id:
+            raise FailedPrecondition(
+                f"model version {subject} has no MLflow run, so no training dataset; "
+                "pass reference.dataset_uri",
+                [
+                    PreconditionViolation(
+                        type="REFERENCE_UNAVAILABLE",
+                        subject=subject,
+                        description="register versions from a training run, "
+                        "or set ComputeDriftRequest.dataset_uri",
+                    )
+                ],
+            )
+        data = self._from_run(
+            version.run_id, self.artifact_path, source=f"models:/{model_name}/{model_version}"
+        )
+        self._store(key, data)
+        return data
+
+    def _from_run(self, run_id: str, path: str, *, source: str) -> ReferenceData:
+        artifact = f"{RUNS_SCHEME}{run_id}/{path}"
+        try:
+            run = self.client.get_run(run_id)
+        except Exception as exc:
+            raise _mlflow_error(exc, "MLflow run", run_id) from exc
+        with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
+            try:
+                local = Path(self.client.download_artifacts(run_id, path, dst_path=tmp))
+            except Exception as exc:
+                raise _mlflow_error(exc, "reference dataset", artifact) from exc
+            self.downloads += 1
+            try:
+                frame = pd.read_parquet(local)
+            except (OSError, ValueError, ImportError) as exc:
+                raise NotFound(
+                    "reference dataset", artifact, description=f"unreadable: {type(exc).__name__}"
+                ) from exc
+            digest = _digest(local)
+        features = [f for f in run.data.params.get("features", "").split(",") if f]
+        if features:
+            missing = [f for f in features if f not in frame.columns]
+            if missing:
+                raise NotFound(
+                    "reference dataset",
+                    artifact,
+                    description=f"lacks the run's features {', '.join(missing[:5])}",
+                )
+            keep = [*features, *(c for c in (PREDICTION_COLUMN, self.label_column) if c in frame.columns)]
+            frame = frame[keep]
+        # MLflow's digest of the training dataset input names the same rows as the training artifact
+        mlflow_digest = _run_dataset_digest(run) if path == self.artifact_path else ""
+        metrics = run.data.metrics
+        auc = next((float(metrics[m]) for m in self.auc_metrics if m in metrics), None)
+        _LOG.info(
+            "reference %s: %d rows, %d columns from run %s (reference AUC %s)",
+            source,
+            len(frame),
+            frame.shape[1],
+            run_id,
+            "none" if auc is None else f"{auc:.4f}",
+            extra={"drift.reference": source, "mlflow.run_id": run_id},
+        )
+        return ReferenceData(
+            frame=frame, ref=DatasetRef(source=artifact, digest=mlflow_digest or digest), auc=auc
+        )
+
+
+def _run_dataset_digest(run: Any) -> str:
+    """The digest of the run's training dataset input as MLflow recorded it, else empty."""
+    inputs = getattr(run, "inputs", None)
+    for dataset_input in getattr(inputs, "dataset_inputs", None) or ():
+        contexts = {t.value for t in dataset_input.tags if t.key == "mlflow.data.context"}
+        if not contexts or "training" in contexts:
+            return str(dataset_input.dataset.digest or "")
+    return ""

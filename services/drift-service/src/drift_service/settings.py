@@ -74,7 +74,15 @@ class DriftServiceSettings(ServiceSettings):
             columns not named here get a kind from their dtype.
         reference_label_column: label column of a reference dataset (``bad``/``good`` or 1/0), used
             for the reference AUC of the AUC-drop policy when present.
-        reference_auc: reference AUC when the reference dataset has no labels.
+        reference_auc: reference AUC when neither the MLflow run nor the reference dataset gives one.
+        mlflow_tracking_uri: MLflow tracking server (``http(s)://``); when set, the default reference
+            (a version's training dataset) is found in MLflow, read-only
+            (:class:`drift_service.reference.MlflowTrainingDatasetResolver`), and ``runs:/`` dataset
+            URIs are accepted. Unset: an explicit ``dataset_uri`` is required.
+        mlflow_registry_uri: the model registry's URI (default: the tracking URI).
+        mlflow_training_artifact: the training rows' artifact path in a training run.
+        mlflow_reference_auc_metrics: run metrics taken as the reference AUC, first found wins.
+        mlflow_cache_size: references kept in memory (per model version or run URI).
         min_rows: fewer current rows than this -> INSUFFICIENT_DATA (never an alarm).
         min_reference_rows: fewer reference rows than this -> INSUFFICIENT_DATA.
         min_labels: fewer labelled predictions than this -> performance INSUFFICIENT_DATA.
@@ -104,6 +112,13 @@ class DriftServiceSettings(ServiceSettings):
     feature_kinds: dict[str, FeatureKind] = Field(default_factory=lambda: dict(GERMAN_CREDIT_FEATURE_KINDS))
     reference_label_column: str = "creditability"
     reference_auc: float | None = Field(default=None, ge=0.0, le=1.0)
+    mlflow_tracking_uri: str | None = None
+    mlflow_registry_uri: str | None = None
+    mlflow_training_artifact: str = "training_set/training_rows.parquet"
+    mlflow_reference_auc_metrics: list[str] = Field(
+        default_factory=lambda: ["test_roc_auc", "cv_roc_auc_mean"]
+    )
+    mlflow_cache_size: int = Field(default=4, ge=1, le=100)
 
     min_rows: int = Field(default=100, ge=1)
     min_reference_rows: int = Field(default=100, ge=1)
@@ -127,6 +142,15 @@ class DriftServiceSettings(ServiceSettings):
     report_base_url: str | None = None
     metrics_port: int | None = Field(default=9466, ge=0, le=65535)
     warm_up: bool = True
+
+    @field_validator("mlflow_tracking_uri", "mlflow_registry_uri")
+    @classmethod
+    def _mlflow_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://", "databricks")):
+            raise ValueError("an http(s):// tracking server (artifacts are downloaded through it)")
+        return value.strip().rstrip("/")
 
     @field_validator("num_method", "cat_method")
     @classmethod

@@ -1,0 +1,215 @@
+"""The MLflow reference resolver against a real ``mlflow server`` (1 worker, no job execution).
+
+The test logs what the training-service logs (a run with its ``features`` param, ROC AUC metrics,
+the training rows as ``training_set/training_rows.parquet`` and the dataset input) and registers a
+version of it, directly with the MLflow client (here the test plays the registry-gateway, the
+registry's only writer in the platform; the drift-service itself only reads).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ATTRIBUTES, T0, events_from_frame
+from creditrisk_kit import FailedPrecondition, NotFound, Unavailable
+from drift_service.core import DriftCore
+from drift_service.domain import PREDICTION_COLUMN, GroundTruthLabel, PolicyKind, Window, now_utc
+from drift_service.reference import TRAINING_ROWS_ARTIFACT, MlflowTrainingDatasetResolver
+from drift_service.settings import DriftServiceSettings
+
+MODEL = "credit-risk-drift-test"
+#: The model's features: the protected attributes are logged beside them but are no model inputs.
+PROTECTED = ("personal_status_and_sex", "foreign_worker")
+FEATURES = [c for c in ATTRIBUTES if c not in PROTECTED]
+RUN_TEST_AUC = 0.99
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Tracking:
+    url: str
+    run_id: str
+    version: int
+    version_without_run: int
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def tracking(
+    tmp_path_factory: pytest.TempPathFactory, split: tuple[pd.DataFrame, pd.DataFrame]
+) -> Iterator[Tracking]:
+    """A tracking server with one training run and two registered versions (one without a run)."""
+    data = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "OMP_NUM_THREADS": "1",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{data / 'mlflow.db'}",
+    ]
+    argv += ["--serve-artifacts", "--artifacts-destination", str(data / "artifacts")]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = (data / "server.log").open("ab")
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (data / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not answer /health"
+            time.sleep(0.2)
+        yield _log_training_run(url, split[0], data)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _log_training_run(url: str, reference: pd.DataFrame, tmp: Path) -> Tracking:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    experiment = client.create_experiment("drift-reference-test")
+    run = client.create_run(experiment)
+    run_id = run.info.run_id
+    client.log_param(run_id, "features", ",".join(FEATURES))
+    client.log_metric(run_id, "test_roc_auc", RUN_TEST_AUC)
+    client.log_metric(run_id, "cv_roc_auc_mean", 0.75)
+    rows = reference.copy()
+    rows.insert(0, "applicant_id", np.arange(len(rows)))
+    rows["creditability"] = (rows["creditability"] == "bad").astype("Int64")  # as the training set has it
+    folder = tmp / "training_set"
+    folder.mkdir()
+    rows.to_parquet(folder / "training_rows.parquet", index=False)
+    client.log_artifact(run_id, str(folder / "training_rows.parquet"), artifact_path="training_set")
+    dataset = mlflow.data.from_pandas(rows, name="credit_risk_v1-training", targets="creditability")
+    client.log_inputs(
+        run_id,
+        datasets=[
+            mlflow.entities.DatasetInput(
+                dataset._to_mlflow_entity(),
+                tags=[mlflow.entities.InputTag("mlflow.data.context", "training")],
+            )
+        ],
+    )
+    client.set_terminated(run_id)
+    client.create_registered_model(MODEL)
+    version = client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
+    bare = client.create_model_version(MODEL, source="s3://external-bucket/model")  # no run
+    return Tracking(url, run_id, int(version.version), int(bare.version))
+
+
+def test_registered_version_resolves_to_its_runs_training_rows(tracking: Tracking) -> None:
+    resolver = MlflowTrainingDatasetResolver(tracking.url)
+    data = resolver.resolve(MODEL, tracking.version, None)
+    # the run's model features, the score and the label; not the id nor the protected attributes
+    assert list(data.frame.columns) == [*FEATURES, PREDICTION_COLUMN, "creditability"]
+    assert len(data.frame) == 500
+    assert data.ref.source == f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
+    assert len(data.ref.digest) >= 8  # MLflow's own digest of the dataset input
+    assert data.auc == RUN_TEST_AUC
+    # cached per (model, version): no second download
+    assert resolver.resolve(MODEL, tracking.version, None) is data
+    assert resolver.downloads == 1
+
+
+def test_a_run_without_a_registered_version_resolves_from_a_runs_uri(tracking: Tracking) -> None:
+    resolver = MlflowTrainingDatasetResolver(tracking.url)
+    uri = f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
+    data = resolver.resolve("unregistered-model", 1, uri)
+    assert data.ref.source == uri
+    assert list(data.frame.columns) == [*FEATURES, PREDICTION_COLUMN, "creditability"]
+    assert data.auc == RUN_TEST_AUC
+    assert resolver.resolve("unregistered-model", 1, uri) is data
+    assert resolver.downloads == 1
+
+
+def test_unknown_things_are_not_found_and_a_dead_server_unavailable(tracking: Tracking) -> None:
+    resolver = MlflowTrainingDatasetResolver(tracking.url)
+    with pytest.raises(NotFound, match=f"{MODEL}/99"):
+        resolver.resolve(MODEL, 99, None)
+    with pytest.raises(NotFound, match="no-such-model/1"):
+        resolver.resolve("no-such-model", 1, None)
+    with pytest.raises(NotFound, match="0123456789abcdef0123456789abcdef"):
+        resolver.resolve(MODEL, 1, f"runs:/0123456789abcdef0123456789abcdef/{TRAINING_ROWS_ARTIFACT}")
+    with pytest.raises(NotFound, match="reference dataset"):
+        resolver.resolve(MODEL, 1, f"runs:/{tracking.run_id}/training_set/absent.parquet")
+    with pytest.raises(FailedPrecondition, match="no MLflow run"):
+        resolver.resolve(MODEL, tracking.version_without_run, None)
+    dead = MlflowTrainingDatasetResolver(f"http://127.0.0.1:{_free_port()}")
+    began = time.monotonic()
+    with pytest.raises(Unavailable, match="MLflow"):
+        dead.resolve(MODEL, 1, None)
+    assert time.monotonic() - began < 30
+
+
+@pytest.mark.usefixtures("evidently_loaded")
+def test_core_defaults_to_the_mlflow_training_dataset_and_its_run_auc(
+    tracking: Tracking, settings: DriftServiceSettings, split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    settings = settings.model_copy(update={"mlflow_tracking_uri": tracking.url})
+    core = DriftCore(settings)
+    try:
+        events = events_from_frame(split[1].iloc[:200], model_name=MODEL, model_version=tracking.version)
+        core.log_predictions(events)
+        rng = np.random.default_rng(3)
+        labels = [
+            GroundTruthLabel(label=int(rng.random() < 0.3), observed_time=now_utc(), event_id=e.event_id)
+            for e in events[:150]
+        ]
+        core.log_ground_truth(labels)
+        window = Window(MODEL, T0, T0 + timedelta(days=1))
+        outcome = core.compute_drift(window)  # no dataset_uri: the version's training dataset
+        (report,) = outcome.reports
+        assert report.reference.source == f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
+        assert report.reference_row_count == 500
+        assert [f.feature for f in report.features] == sorted(FEATURES)
+        assert not report.dataset_drift
+        (perf,) = core.get_performance(window)
+        (trigger,) = outcome.triggers
+        (auc,) = [r for r in trigger.reasons if r.kind is PolicyKind.AUC_DROP]
+        assert perf.roc_auc is not None
+        assert auc.figure == pytest.approx(RUN_TEST_AUC - perf.roc_auc)  # the run's metric, not the rows'
+    finally:
+        core.close()

@@ -403,3 +403,22 @@ async def test_readiness_fails_without_mlflow(service: Service) -> None:
         await readiness.mlflow_ready(f"http://127.0.0.1:{free_port()}")
     # the training-service's own health (SERVING in the fixture) is what a caller polls
     assert await readiness.feature_service_ready(service.channel) is True
+
+
+async def test_soft_voting_ensemble_hyperparameter_errors_name_every_field(service: Service) -> None:
+    spec = make_spec(
+        pb.ALGORITHM_SOFT_VOTING_ENSEMBLE,
+        {
+            "rf_weight": pb.ParameterValue(double_value=0.0),
+            "rf_min_samples_leaf": pb.ParameterValue(double_value=2.5),
+            "max_features": pb.ParameterValue(double_value=0.5),
+        },
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await service.stub.StartTrainingJob(pb.StartTrainingJobRequest(spec=spec))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _bad_request_fields(caught.value) == {
+        "spec.model.hyperparameters.rf_weight",
+        "spec.model.hyperparameters.rf_min_samples_leaf",
+        "spec.model.hyperparameters.max_features",
+    }

@@ -141,3 +141,69 @@ def test_random_forest_bad_max_features(value: object) -> None:
     with pytest.raises(InvalidArgument) as info:
         validate_hyperparameters(Algorithm.RANDOM_FOREST, {"max_features": value})
     assert info.value.fields() == ("model_spec.hyperparameters.max_features",)
+
+
+def test_soft_voting_ensemble_defaults_and_members() -> None:
+    from training_service.spec import ensemble_members
+
+    resolved = validate_hyperparameters(Algorithm.SOFT_VOTING_ENSEMBLE, {})
+    assert resolved == {
+        "lr_weight": 1.0,
+        "hgb_weight": 1.0,
+        "rf_weight": 1.0,
+        "lr_C": 1.0,
+        "hgb_max_features": 1.0,
+        "rf_min_samples_leaf": 3,
+        "rf_n_estimators": 500,
+    }
+    given = {"lr_weight": 2, "rf_min_samples_leaf": 5.0, "lr_C": 0.1, "hgb_max_features": 0.3}
+    members = ensemble_members(validate_hyperparameters(Algorithm.SOFT_VOTING_ENSEMBLE, given))
+    assert [(m, w) for m, w, _ in members] == [
+        (Algorithm.LOGISTIC_REGRESSION, 2.0),
+        (Algorithm.HIST_GRADIENT_BOOSTING, 1.0),
+        (Algorithm.RANDOM_FOREST, 1.0),
+    ]
+    lr, hgb, rf = (params for _, _, params in members)
+    # the named member parameters are set, the rest are the member's own defaults
+    assert lr == validate_hyperparameters(Algorithm.LOGISTIC_REGRESSION, {"C": 0.1})
+    assert hgb == validate_hyperparameters(Algorithm.HIST_GRADIENT_BOOSTING, {"max_features": 0.3})
+    assert rf == validate_hyperparameters(Algorithm.RANDOM_FOREST, {"min_samples_leaf": 5})
+    assert type(rf["min_samples_leaf"]) is int
+
+
+def test_soft_voting_ensemble_every_problem_is_named() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validate_hyperparameters(
+            Algorithm.SOFT_VOTING_ENSEMBLE,
+            {
+                "lr_weight": 0.0,
+                "hgb_weight": -1.0,
+                "rf_weight": True,
+                "lr_C": "0.1",
+                "hgb_max_features": 1.5,
+                "rf_min_samples_leaf": 2.5,
+                "rf_n_estimators": 0,
+                "C": 0.1,
+            },
+        )
+    prefix = "model_spec.hyperparameters."
+    reasons = {v.field: v.reason for v in info.value.violations}
+    assert set(reasons) == {
+        prefix + name
+        for name in (
+            "lr_weight",
+            "hgb_weight",
+            "rf_weight",
+            "lr_C",
+            "hgb_max_features",
+            "rf_min_samples_leaf",
+            "rf_n_estimators",
+            "C",
+        )
+    }
+    assert "(0, 1000]" in reasons[prefix + "lr_weight"]
+    assert "out of range" in reasons[prefix + "hgb_weight"]
+    assert "float" in reasons[prefix + "rf_weight"]
+    assert "(0, 1]" in reasons[prefix + "hgb_max_features"]
+    assert "int" in reasons[prefix + "rf_min_samples_leaf"]
+    assert "unknown" in reasons[prefix + "C"]

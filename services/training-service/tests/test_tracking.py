@@ -99,6 +99,12 @@ def _check_run(uri: str, outcome: TrainingOutcome, logged: object, tmp_path: Pat
         Algorithm.HIST_GRADIENT_BOOSTING: [TREE_PREDICTOR],
         Algorithm.LOGISTIC_REGRESSION: ["numpy.dtype"],
         Algorithm.RANDOM_FOREST: ["numpy.dtype", "sklearn.tree._tree.Tree"],
+        Algorithm.SOFT_VOTING_ENSEMBLE: [
+            "numpy.dtype",
+            TREE_PREDICTOR,
+            "sklearn.tree._tree.Tree",
+            "sklearn.utils._bunch.Bunch",
+        ],
     }[outcome.spec.model.algorithm]
     assert flavor["skops_trusted_types"] == expected_trusted
     model_dir = Path(

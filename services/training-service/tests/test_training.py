@@ -167,3 +167,47 @@ def test_random_forest_onnx_accumulates_in_double(trained: dict[Algorithm, Train
     assert cast.op_type == "Cast"
     assert onnx.helper.get_attribute_value(cast.attribute[0]) == onnx.TensorProto.DOUBLE
     assert outcome.fast_scorer.max_abs_diff <= TOLERANCE
+
+
+def test_soft_voting_ensemble_pipeline_and_onnx(
+    credit_frame: pd.DataFrame, trained: dict[Algorithm, TrainingOutcome]
+) -> None:
+    """The vote is a VotingClassifier of the three pipelines; its ONNX graph (the random forest's
+    tree ensemble accumulated in double) matches scikit-learn within 1e-6 on every row."""
+    import onnx
+    from sklearn.ensemble import VotingClassifier
+
+    outcome = trained[Algorithm.SOFT_VOTING_ENSEMBLE]
+    model = outcome.pipeline
+    assert isinstance(model, VotingClassifier)
+    assert model.voting == "soft"
+    assert model.flatten_transform is False
+    assert [name for name, _ in model.estimators] == [
+        "logistic_regression",
+        "hist_gradient_boosting",
+        "random_forest",
+    ]
+    x = to_model_input(credit_frame, outcome.schema)
+    members = np.stack([predict_default(member, x) for member in model.estimators_])
+    assert np.allclose(predict_default(model, x), members.mean(axis=0), rtol=0, atol=1e-12)
+    assert outcome.fast_scorer is not None
+    graph = onnx.load_from_string(outcome.fast_scorer.onnx_model).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    trees = [node for node in graph.node if node.op_type == "TreeEnsembleClassifier"]
+    assert trees
+    assert all(producers[t.input[0]].op_type == "Cast" for t in trees)
+    scorer = FastScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
+    diffs = np.abs(scorer.score_batch({c: x[c].tolist() for c in x.columns}) - predict_default(model, x))
+    assert len(diffs) == 1000
+    assert float(diffs.max()) <= TOLERANCE
+    assert outcome.fast_scorer.max_abs_diff <= TOLERANCE
+
+
+def test_soft_voting_ensemble_weights(credit_frame: pd.DataFrame) -> None:
+    schema = FeatureSchema.infer(credit_frame, FeaturePolicy().model_inputs(credit_frame.columns))
+    spec = ModelSpec(Algorithm.SOFT_VOTING_ENSEMBLE, {"lr_weight": 2.0, "rf_n_estimators": 10, "lr_C": 0.1})
+    vote = build_pipeline(spec.algorithm, spec.resolved(), schema, seed=3)
+    assert list(vote.weights) == [2.0, 1.0, 1.0]
+    assert vote.estimators[0][1][-1].C == 0.1
+    assert vote.estimators[2][1][-1].n_estimators == 10
+    assert vote.estimators[2][1][-1].random_state == 3

@@ -24,6 +24,7 @@ TRUSTED_TYPES_ALLOWED: frozenset[str] = frozenset(
         "numpy.dtype",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.tree._tree.Tree",
+        "sklearn.utils._bunch.Bunch",
     }
 )
 """skops types accepted beyond skops' defaults (the training-service's and the gateway's allow-list)."""

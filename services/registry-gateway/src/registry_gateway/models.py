@@ -33,6 +33,7 @@ TRUSTED_TYPES_ALLOWED: frozenset[str] = frozenset(
         "numpy.dtype",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.tree._tree.Tree",
+        "sklearn.utils._bunch.Bunch",
     }
 )
 """skops types the gateway accepts beyond skops' defaults (the training-service's allow-list)."""

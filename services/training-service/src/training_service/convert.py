@@ -35,6 +35,7 @@ _ALGORITHMS = {
     pb.ALGORITHM_LOGISTIC_REGRESSION: Algorithm.LOGISTIC_REGRESSION,
     pb.ALGORITHM_HIST_GRADIENT_BOOSTING: Algorithm.HIST_GRADIENT_BOOSTING,
     pb.ALGORITHM_RANDOM_FOREST: Algorithm.RANDOM_FOREST,
+    pb.ALGORITHM_SOFT_VOTING_ENSEMBLE: Algorithm.SOFT_VOTING_ENSEMBLE,
 }
 _ALGORITHM_ENUM = {v: k for k, v in _ALGORITHMS.items()}
 
@@ -151,8 +152,8 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
         violations.append(
             FieldViolation(
                 "spec.model.algorithm",
-                "required: ALGORITHM_LOGISTIC_REGRESSION, ALGORITHM_HIST_GRADIENT_BOOSTING or "
-                "ALGORITHM_RANDOM_FOREST",
+                "required: ALGORITHM_LOGISTIC_REGRESSION, ALGORITHM_HIST_GRADIENT_BOOSTING, "
+                "ALGORITHM_RANDOM_FOREST or ALGORITHM_SOFT_VOTING_ENSEMBLE",
             )
         )
     else:

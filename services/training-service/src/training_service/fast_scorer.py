@@ -18,6 +18,12 @@ target). :func:`export_onnx` therefore casts the tree ensemble's input to double
 once to the float output (measured ~5e-8). Split decisions are unchanged: scikit-learn's trees
 themselves compare float32 inputs, which the double cast represents exactly.
 
+Soft-voting ensemble: skl2onnx converts ``VotingClassifier(voting="soft",
+flatten_transform=False)`` over the three pipelines into one graph (weighted sum of the members'
+probabilities); the random forest member's tree ensemble is cast to double as above (every
+``TreeEnsembleClassifier`` of the graph is, the gradient boosting member's too: its splits compare
+the same float32 values either way).
+
 A tree split whose threshold lies within float32 rounding of an input
 value could flip on other data; :func:`max_abs_difference` is recorded with every run.
 
@@ -38,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.pipeline import Pipeline
 
 from training_service.modelling import FeatureSchema, predict_default
@@ -92,7 +98,14 @@ def _accumulate_in_double(onx: Any) -> Any:
     return onx
 
 
-def export_onnx(pipeline: Pipeline, schema: FeatureSchema) -> bytes:
+def _has_random_forest(model: Any) -> bool:
+    """Whether ``model`` (a pipeline, or a voting ensemble of pipelines) contains a random forest."""
+    if isinstance(model, VotingClassifier):
+        return any(_has_random_forest(member) for member in model.estimators_)
+    return isinstance(model, Pipeline) and isinstance(model[-1], RandomForestClassifier)
+
+
+def export_onnx(pipeline: Pipeline | VotingClassifier, schema: FeatureSchema) -> bytes:
     """The fitted pipeline as a serialized ONNX model: one ``[N, 1]`` input per feature (float32
     for ``double`` features, string for ``string`` ones), outputs ``label`` and ``probabilities``
     (``[N, 2]``, column 1 = P(default))."""
@@ -110,7 +123,7 @@ def export_onnx(pipeline: Pipeline, schema: FeatureSchema) -> bytes:
             options={id(pipeline): {"zipmap": False}},
             target_opset=TARGET_OPSET,
         )
-    if isinstance(pipeline[-1], RandomForestClassifier):
+    if _has_random_forest(pipeline):
         onx = _accumulate_in_double(onx)
     return bytes(onx.SerializeToString())
 

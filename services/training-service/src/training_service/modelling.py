@@ -22,6 +22,10 @@ well on this data (docs/model-quality.md).
 
 Thread use: :func:`limit_threads` sets ``OMP_NUM_THREADS=1`` unless set, before scikit-learn's
 OpenMP code first runs; tree models fight for 2 cores otherwise (DESIGN.md).
+
+Soft-voting ensemble: ``VotingClassifier(voting="soft", flatten_transform=False)`` over the three
+pipelines (each with its own preprocessing), weights from the ``*_weight`` hyperparameters;
+``flatten_transform=False`` because skl2onnx refuses the default (docs/model-quality.md).
 """
 
 from __future__ import annotations
@@ -34,13 +38,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from training_service.spec import Algorithm, ParamValue, estimator_params
+from training_service.spec import Algorithm, ParamValue, ensemble_members, estimator_params
 
 Kind = Literal["double", "string"]
 
@@ -128,8 +132,8 @@ def to_model_input(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
 
 def build_pipeline(
     algorithm: Algorithm, hyperparameters: Mapping[str, ParamValue], schema: FeatureSchema, seed: int
-) -> Pipeline:
-    """An unfitted pipeline for ``algorithm``.
+) -> Any:
+    """An unfitted pipeline for ``algorithm`` (a ``VotingClassifier`` of pipelines for the ensemble).
 
     Args:
         algorithm: the learning algorithm.
@@ -141,6 +145,15 @@ def build_pipeline(
         ``Pipeline([("prep", ColumnTransformer), ("model", estimator)])``; ``predict_proba(X)[:, 1]``
         is the probability of default (class 1 = bad).
     """
+    if algorithm is Algorithm.SOFT_VOTING_ENSEMBLE:
+        members = ensemble_members(hyperparameters)
+        return VotingClassifier(
+            [(m.value.lower(), build_pipeline(m, params, schema, seed)) for m, _, params in members],
+            voting="soft",
+            # an array: skl2onnx's converter calls ``weights.sum()``
+            weights=np.array([w for _, w, _ in members], dtype=np.float64),
+            flatten_transform=False,
+        )
     params = estimator_params(algorithm, hyperparameters, seed)
     onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64)
     if algorithm is Algorithm.LOGISTIC_REGRESSION:

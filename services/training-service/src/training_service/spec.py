@@ -35,6 +35,8 @@ class Algorithm(StrEnum):
     """Histogram gradient boosting (missing values handled natively, one-hot categoricals)."""
     RANDOM_FOREST = "RANDOM_FOREST"
     """Random forest: median imputation, one-hot categoricals, bagged fully grown decision trees."""
+    SOFT_VOTING_ENSEMBLE = "SOFT_VOTING_ENSEMBLE"
+    """Soft vote (weighted mean of P(default)) of the three pipelines above, each fitted on its own."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,54 @@ HYPERPARAMETERS: dict[Algorithm, dict[str, HyperParameter]] = {
             description="class weighting",
         ),
     ),
+    Algorithm.SOFT_VOTING_ENSEMBLE: _schema(
+        HyperParameter(
+            "lr_weight", float, 1.0, 0.0, 1000.0, min_exclusive=True, description="vote weight of LR"
+        ),
+        HyperParameter(
+            "hgb_weight", float, 1.0, 0.0, 1000.0, min_exclusive=True, description="vote weight of HGB"
+        ),
+        HyperParameter(
+            "rf_weight", float, 1.0, 0.0, 1000.0, min_exclusive=True, description="vote weight of RF"
+        ),
+        HyperParameter(
+            "lr_C", float, 1.0, 0.0, 1e6, min_exclusive=True, description="LR member: inverse L2 strength"
+        ),
+        HyperParameter(
+            "hgb_max_features",
+            float,
+            1.0,
+            0.0,
+            1.0,
+            min_exclusive=True,
+            description="HGB member: feature share per split",
+        ),
+        HyperParameter("rf_min_samples_leaf", int, 3, 1, 100_000, description="RF member: rows per leaf"),
+        HyperParameter("rf_n_estimators", int, 500, 1, 5000, description="RF member: trees"),
+    ),
 }
+
+#: Soft-voting ensemble: member algorithm -> (weight hyperparameter, {ensemble name: member name}).
+#: Members not named here keep their own defaults (``HYPERPARAMETERS[member]``).
+ENSEMBLE_MEMBERS: dict[Algorithm, tuple[str, dict[str, str]]] = {
+    Algorithm.LOGISTIC_REGRESSION: ("lr_weight", {"lr_C": "C"}),
+    Algorithm.HIST_GRADIENT_BOOSTING: ("hgb_weight", {"hgb_max_features": "max_features"}),
+    Algorithm.RANDOM_FOREST: (
+        "rf_weight",
+        {"rf_min_samples_leaf": "min_samples_leaf", "rf_n_estimators": "n_estimators"},
+    ),
+}
+
+
+def ensemble_members(
+    resolved: Mapping[str, ParamValue],
+) -> list[tuple[Algorithm, float, dict[str, ParamValue]]]:
+    """``(member, weight, resolved member hyperparameters)`` of a resolved ensemble spec, in order."""
+    out = []
+    for member, (weight, names) in ENSEMBLE_MEMBERS.items():
+        given = {inner: resolved[outer] for outer, inner in names.items()}
+        out.append((member, float(resolved[weight]), validate_hyperparameters(member, given)))
+    return out
 
 
 def validate_hyperparameters(

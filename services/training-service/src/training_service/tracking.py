@@ -46,6 +46,9 @@ TRUSTED_TYPES_ALLOWED: frozenset[str] = frozenset(
         "numpy.dtype",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.tree._tree.Tree",
+        # soft-voting ensemble: the union of its members' types above, plus the Bunch that
+        # VotingClassifier keeps its fitted members in (``named_estimators_``)
+        "sklearn.utils._bunch.Bunch",
     }
 )
 MODEL_NAME = "model"

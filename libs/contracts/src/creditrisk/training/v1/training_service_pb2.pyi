@@ -45,6 +45,14 @@ class _AlgorithmEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enum
     Hyperparameters: n_estimators, max_features (share of the encoded
     features tried per split), min_samples_leaf, max_depth, class_weight.
     """
+    ALGORITHM_SOFT_VOTING_ENSEMBLE: _Algorithm.ValueType  # 4
+    """Soft-voting ensemble: weighted mean of P(default) of the logistic
+    regression, histogram gradient boosting and random forest pipelines, each
+    fitted on its own (scikit-learn VotingClassifier, voting="soft").
+    Hyperparameters: lr_weight, hgb_weight, rf_weight (vote weights, > 0),
+    lr_C, hgb_max_features, rf_min_samples_leaf, rf_n_estimators (one key
+    parameter per member; the members' other parameters at their defaults).
+    """
 
 class Algorithm(_Algorithm, metaclass=_AlgorithmEnumTypeWrapper):
     """The learning algorithm of a model. New algorithms are added as new values."""
@@ -64,6 +72,14 @@ ALGORITHM_RANDOM_FOREST: Algorithm.ValueType  # 3
 imputation of numeric features, one-hot encoding of categorical ones).
 Hyperparameters: n_estimators, max_features (share of the encoded
 features tried per split), min_samples_leaf, max_depth, class_weight.
+"""
+ALGORITHM_SOFT_VOTING_ENSEMBLE: Algorithm.ValueType  # 4
+"""Soft-voting ensemble: weighted mean of P(default) of the logistic
+regression, histogram gradient boosting and random forest pipelines, each
+fitted on its own (scikit-learn VotingClassifier, voting="soft").
+Hyperparameters: lr_weight, hgb_weight, rf_weight (vote weights, > 0),
+lr_C, hgb_max_features, rf_min_samples_leaf, rf_n_estimators (one key
+parameter per member; the members' other parameters at their defaults).
 """
 global___Algorithm = Algorithm
 

@@ -23,11 +23,20 @@ shifted one: credit_amount x 1.5, age + 10 years, 30% of purposes -> business), 
 computed on both against the run's training rows (`runs:/<run id>/training_set/...`, read through
 MLflow by the drift-service): the per-feature table, the dataset verdicts, the trigger events and
 the HTML report's URL are printed.
+Issues 5, 7, 8: the registry-gateway starts (audit store SQLite under `.run/demo/<profile>/`,
+log `.run/logs/registry-gateway.log`), registers the trained run's model (its checks against the
+feature service, digests, fast scorer) and promotes it through the gate (first champion: ROC AUC on
+the run's held-out gate window >= the floor; on a re-run over the same MLflow folder the equal
+challenger is refused with its figures and the earlier champion stays); the champion slot of the
+model-server (seldon-core runtime) and the inference-gateway start, and held-out applicants are
+scored over REST and gRPC (features from the feature-service; the events go to the drift-service).
+The drift replays are logged as the registered version.
 Every process is stopped at the end, also on Ctrl-C or a failure (the supervisor's `with` block).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -39,11 +48,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from creditrisk.common.v1 import refs_pb2, time_range_pb2, values_pb2
+import httpx
+import pyarrow.parquet as pq
+from creditrisk.common.v1 import refs_pb2, serving_pb2, time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
+from creditrisk.inference.v1 import inference_service_pb2 as ipb
+from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
+from creditrisk.registry.v1 import registry_service_pb2 as rpb
+from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import GrpcReadiness, HttpReadiness, ProcessSpec, Supervisor, free_port
@@ -60,12 +75,15 @@ FEATURE_SERVICE = ROOT / "services" / "feature-service"
 TRAINING_SERVICE = ROOT / "services" / "training-service"
 TRAINING_PYTHON = TRAINING_SERVICE / ".venv" / "bin" / "python"
 DRIFT_SERVICE = ROOT / "services" / "drift-service"
+REGISTRY_GATEWAY = ROOT / "services" / "registry-gateway"
+MODEL_SERVER = ROOT / "services" / "model-server"
+INFERENCE_GATEWAY = ROOT / "services" / "inference-gateway"
 MLFLOW_POSTGRES_DSN = os.environ.get("CREDITRISK_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
 #: Real applicants shown (row numbers of the file) and one that exists nowhere.
 APPLICANTS = (1, 2, 3)
 UNKNOWN_APPLICANT = 5000
-STEPS = 10
+STEPS = 12
 
 #: Deployables and the packages that show what each environment is for.
 DEPLOYABLES: dict[str, list[str]] = {
@@ -423,10 +441,308 @@ def train_default_model(stub: tpb_grpc.TrainingServiceStub, mlflow_url: str) -> 
     return str(result.mlflow_run_id)
 
 
+# ---------------------------------------------------------------------- registry and serving (issues 5, 7, 8)
+
+MODEL_NAME = "credit-risk"
+#: Bearer tokens of the demo's registry-gateway (the demo acts as the training pipeline, with an
+#: admin for overrides; the inference-gateway reads as a viewer). Demo values, never real secrets.
+PROMOTER_TOKEN = "demo-pipeline-token"  # noqa: S105 - a demo value
+VIEWER_TOKEN = "demo-viewer-token"  # noqa: S105 - a demo value
+REGISTRY_TOKENS = {
+    PROMOTER_TOKEN: {"subject": "demo-pipeline", "role": "promoter"},
+    "demo-admin-token": {"subject": "demo-admin", "role": "admin"},
+    VIEWER_TOKEN: {"subject": "inference-gateway", "role": "viewer"},
+}
+#: How many held-out applicants the gateway scores over each protocol.
+SERVED = 3
+
+
+def _bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def start_registry_gateway(supervisor: Supervisor, feature_service: str, mlflow_url: str) -> str:
+    """Start `python -m registry_gateway` (audit store: SQLite under `.run/demo/<profile>/`) without
+    waiting; SERVING once MLflow, the audit database and the feature-service answer."""
+    port = free_port()
+    data_dir = ROOT / ".run" / "demo" / PROFILE / "registry-gateway"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    supervisor.start(
+        ProcessSpec(
+            "registry-gateway",
+            [str(REGISTRY_GATEWAY / ".venv" / "bin" / "python"), "-m", "registry_gateway"],
+            cwd=REGISTRY_GATEWAY,
+            env={
+                "REGISTRY_GATEWAY_HOST": "127.0.0.1",
+                "REGISTRY_GATEWAY_PORT": str(port),
+                "REGISTRY_GATEWAY_MLFLOW_TRACKING_URI": mlflow_url,
+                "REGISTRY_GATEWAY_FEATURE_SERVICE_ADDRESS": feature_service,
+                "REGISTRY_GATEWAY_AUDIT_DB_URL": f"sqlite:///{data_dir / 'audit.db'}",
+                "REGISTRY_GATEWAY_CACHE_DIR": str(data_dir / "cache"),
+                "REGISTRY_GATEWAY_TOKENS": json.dumps(REGISTRY_TOKENS),
+                "REGISTRY_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
+                "REGISTRY_GATEWAY_GRACE_PERIOD_S": "5",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "OMP_NUM_THREADS": "1",
+            },
+            ready=GrpcReadiness(f"127.0.0.1:{port}"),
+            timeout_s=120,
+        ),
+        wait=False,
+    )
+    return f"127.0.0.1:{port}"
+
+
+def wait_for_registry(supervisor: Supervisor, target: str) -> None:
+    supervisor.wait_ready("registry-gateway")
+    console.print(
+        f"registry-gateway pid {supervisor['registry-gateway'].pid} SERVING on {target} "
+        f"(log: {supervisor.log_dir / 'registry-gateway.log'})"
+    )
+
+
+def _gate_table(gate: rpb.GateResult, title: str) -> Table:
+    table = Table("gate", "value", title=title)
+    table.add_row("rule", gate.rule)
+    window = f"{gate.window.start.ToDatetime():%Y-%m-%d} .. {gate.window.end.ToDatetime():%Y-%m-%d}"
+    table.add_row("gate window (labelled applications)", f"{window}, {gate.window_row_count} rows")
+    table.add_row(
+        f"challenger v{gate.challenger.version}: ROC AUC / expected cost",
+        f"{gate.challenger.roc_auc:.4f} / {gate.challenger.expected_cost:.4f}",
+    )
+    if gate.HasField("champion"):
+        table.add_row(
+            f"champion v{gate.champion.version}: ROC AUC / expected cost",
+            f"{gate.champion.roc_auc:.4f} / {gate.champion.expected_cost:.4f}",
+        )
+        table.add_row(
+            f"delta AUC ({gate.confidence_level:.0%} CI, {gate.resamples} paired resamples)",
+            f"{gate.delta:+.4f} [{gate.ci_lower:+.4f}, {gate.ci_upper:+.4f}], "
+            f"margin {gate.non_inferiority_margin}",
+        )
+    if gate.HasField("absolute_floor"):
+        table.add_row("absolute floor (first champion)", f"{gate.absolute_floor:.2f}")
+    table.add_row("passed", "[green]yes[/green]" if gate.passed else "[red]no[/red]")
+    for reason in gate.reasons:
+        table.add_row("reason", reason)
+    return table
+
+
+def register_and_promote(
+    stub: rpb_grpc.ModelRegistryServiceStub, run_id: str
+) -> tuple[rpb.ModelVersion, rpb.ModelVersion]:
+    """RegisterModelVersion (the gateway's checks) then PromoteModelVersion through the gate; returns
+    the registered version and the champion that serves (on a re-run over the same MLflow folder an
+    equal challenger is refused and the earlier champion stays)."""
+    registered = stub.RegisterModelVersion(
+        rpb.RegisterModelVersionRequest(
+            run_id=run_id,
+            artifact_path="model",
+            registered_model_name=MODEL_NAME,
+            feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1"),
+        ),
+        metadata=_bearer(PROMOTER_TOKEN),
+        timeout=300,
+    ).model_version
+    digests = len(registered.artifact_digests)
+    console.print(
+        f"registered [bold]{registered.name} v{registered.version}[/bold] from run {registered.run_id}: "
+        f"{len(registered.signature.inputs)} signature inputs = feature service "
+        f"{registered.lineage.feature_service.name} v{registered.lineage.feature_service.version}, "
+        f"decision threshold {registered.decision_threshold:.4f}, {digests} sha256 digests, fast scorer "
+        f"{registered.tags.get('registry.fast_scorer', '?')} (max |diff| "
+        f"{registered.tags.get('registry.fast_scorer.max_abs_diff', '?')}), by {registered.registered_by}"
+    )
+    try:
+        promoted = stub.PromoteModelVersion(
+            rpb.PromoteModelVersionRequest(name=MODEL_NAME, version=registered.version),
+            metadata=_bearer(PROMOTER_TOKEN),
+            timeout=300,
+        )
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        from grpc_status import rpc_status
+
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        gate = rpb.GateResult()
+        for detail in status.details if status else []:
+            if detail.Is(rpb.GateResult.DESCRIPTOR):
+                detail.Unpack(gate)
+        console.print(_gate_table(gate, f"PromoteModelVersion v{registered.version}: REFUSED"))
+        console.print(f"[yellow]{error.details()}[/yellow]")
+        champion = stub.GetModelVersion(
+            rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=MODEL_NAME, alias="champion")),
+            metadata=_bearer(VIEWER_TOKEN),
+            timeout=30,
+        ).model_version
+        console.print(f"the champion stays v{champion.version} (an earlier demo run's model)")
+        return registered, champion
+    console.print(_gate_table(promoted.gate, f"PromoteModelVersion v{registered.version}: first champion"))
+    change = promoted.change
+    before = f"v{change.from_version}" if change.HasField("from_version") else "none"
+    console.print(
+        f"alias champion: {before} -> [bold]v{change.to_version}[/bold] "
+        f"(audit record {change.audit_record_id}, by {change.actor})"
+    )
+    return registered, promoted.model_version
+
+
+def start_serving(
+    supervisor: Supervisor, feature_service: str, registry: str, drift: str, mlflow_url: str
+) -> tuple[str, str]:
+    """Start the champion slot (seldon-core runtime) and the inference-gateway in front of it; wait
+    until the slot serves the champion (digests verified) and the gateway is ready."""
+    ports = [free_port() for _ in range(5)]
+    data_dir = ROOT / ".run" / "demo" / PROFILE
+    model_server_env = {
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "MODEL_SERVER_MODEL_NAME": MODEL_NAME,
+        "MODEL_SERVER_ALIAS": "champion",
+        "MODEL_SERVER_STATE_DIR": str(data_dir / "model-server-champion"),
+        "MODEL_SERVER_CACHE_DIR": str(data_dir / "model-server-cache"),
+        "MODEL_SERVER_POLL_INTERVAL_S": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "OMP_NUM_THREADS": "1",
+    }
+    python = str(MODEL_SERVER / ".venv" / "bin" / "python")
+    slot_ports = ["--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]
+
+    def drain(_process: Any) -> None:  # the slot's preStop: every serving process reports not ready
+        subprocess.run(
+            [python, "-m", "model_server", "drain"],
+            cwd=MODEL_SERVER,
+            env={**os.environ, **model_server_env},
+            timeout=30,
+            check=True,
+            capture_output=True,
+        )
+
+    supervisor.start(
+        ProcessSpec(
+            "model-server-champion",
+            [python, "-m", "model_server", "seldon", "--http-port", str(ports[0]), *slot_ports],
+            cwd=MODEL_SERVER,
+            env={**model_server_env, "VIRTUAL_ENV": None, "PYTHONPATH": None},
+            ready=HttpReadiness(f"http://127.0.0.1:{ports[0]}/health/ready"),
+            timeout_s=180,
+            grace_s=20,
+            before_stop=drain,
+        ),
+        wait=False,
+    )
+    supervisor.start(
+        ProcessSpec(
+            "inference-gateway",
+            [str(INFERENCE_GATEWAY / ".venv" / "bin" / "python"), "-m", "inference_gateway"],
+            cwd=INFERENCE_GATEWAY,
+            env={
+                "INFERENCE_GATEWAY_HOST": "127.0.0.1",
+                "INFERENCE_GATEWAY_PORT": str(ports[3]),
+                "INFERENCE_GATEWAY_HTTP_HOST": "127.0.0.1",
+                "INFERENCE_GATEWAY_HTTP_PORT": str(ports[4]),
+                "INFERENCE_GATEWAY_FEATURE_SERVICE_TARGET": feature_service,
+                "INFERENCE_GATEWAY_REGISTRY_TARGET": registry,
+                "INFERENCE_GATEWAY_REGISTRY_TOKEN": VIEWER_TOKEN,
+                "INFERENCE_GATEWAY_DRIFT_SERVICE_TARGET": drift,
+                "INFERENCE_GATEWAY_CHAMPION_URL": f"http://127.0.0.1:{ports[0]}",
+                "INFERENCE_GATEWAY_MODEL_PROTOCOL": "seldon",
+                "INFERENCE_GATEWAY_MODEL_NAME": MODEL_NAME,
+                "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "inference-gateway-buffer.sqlite3"),
+                "INFERENCE_GATEWAY_FEATURE_DEADLINE_S": "5",
+                "INFERENCE_GATEWAY_MODEL_DEADLINE_S": "5",
+                "INFERENCE_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
+                "INFERENCE_GATEWAY_GRACE_PERIOD_S": "5",
+                "OMP_NUM_THREADS": "1",
+            },
+            ready=HttpReadiness(f"http://127.0.0.1:{ports[4]}/readyz"),
+            timeout_s=180,
+        ),
+        wait=False,
+    )
+    supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
+    for name, address in (
+        ("model-server-champion", f"http://127.0.0.1:{ports[0]} (seldon-core, Seldon protocol)"),
+        ("inference-gateway", f"REST http://127.0.0.1:{ports[4]}, gRPC 127.0.0.1:{ports[3]}"),
+    ):
+        log = supervisor.log_dir / f"{name}.log"
+        console.print(f"{name} pid {supervisor[name].pid} ready on {address} (log: {log})")
+    return f"http://127.0.0.1:{ports[4]}", f"127.0.0.1:{ports[3]}"
+
+
+def held_out_applicants(mlflow_url: str, run_id: str, count: int) -> list[int]:
+    """Applicant ids (row numbers of the file) that are not among the run's training rows."""
+    response = httpx.get(
+        f"{mlflow_url}/get-artifact", params={"path": TRAINING_ROWS, "run_uuid": run_id}, timeout=60
+    )
+    response.raise_for_status()
+    trained = set(pq.read_table(io.BytesIO(response.content)).column("applicant_id").to_pylist())
+    return [i for i in range(1, 1001) if i not in trained][:count]
+
+
+def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) -> None:
+    """POST /v1/predict and gRPC Predict through the inference-gateway; print the answers."""
+    table = Table(
+        "via",
+        "applicant",
+        "PD",
+        "decision",
+        "threshold",
+        "model",
+        "event id",
+        "trace id",
+        "missing features",
+        "ms",
+        title="predictions of held-out applicants (features from the feature-service)",
+    )
+    with httpx.Client(base_url=rest_url, timeout=30) as client:
+        for applicant in applicants[:SERVED]:
+            began = time.perf_counter()
+            response = client.post("/v1/predict", json={"applicant_id": applicant})
+            elapsed = (time.perf_counter() - began) * 1000
+            response.raise_for_status()
+            body = response.json()
+            table.add_row(
+                "REST",
+                str(applicant),
+                f"{body['probability_of_default']:.3f}",
+                body["decision"].removeprefix("DECISION_"),
+                f"{body['decision_threshold']:.3f}",
+                f"{body['model_name']} v{body['model_version']}",
+                body["event_id"][:12],
+                body["trace_id"][:12],
+                ", ".join(body["missing_features"]) or "-",
+                f"{elapsed:.0f}",
+            )
+    with grpc.insecure_channel(grpc_target) as channel:
+        stub = ipb_grpc.InferenceServiceStub(channel)
+        for applicant in applicants[SERVED : 2 * SERVED]:
+            began = time.perf_counter()
+            answer = stub.Predict(ipb.PredictRequest(applicant_id=applicant), timeout=30)
+            elapsed = (time.perf_counter() - began) * 1000
+            table.add_row(
+                "gRPC",
+                str(applicant),
+                f"{answer.probability_of_default:.3f}",
+                serving_pb2.Decision.Name(answer.decision).removeprefix("DECISION_"),
+                f"{answer.decision_threshold:.3f}",
+                f"{answer.model_name} v{answer.model_version}",
+                answer.event_id[:12],
+                answer.trace_id[:12],
+                ", ".join(answer.missing_features) or "-",
+                f"{elapsed:.0f}",
+            )
+        try:
+            stub.Predict(ipb.PredictRequest(applicant_id=UNKNOWN_APPLICANT), timeout=30)
+        except grpc.RpcError as error:
+            console.print(f"applicant {UNKNOWN_APPLICANT} (unknown, no request values): {error.code().name}")
+    console.print(table)
+    console.print("every prediction is logged to the drift-service as an event (LogPredictions, batched)")
+
+
 # ---------------------------------------------------------------------- drift (issue 6)
 
 DRIFT_MODEL = "credit-risk"
-DRIFT_VERSION = 1
 #: Simulated clock of the replays: the normal one on one day, the shifted one on the next.
 REPLAY_START = datetime(2025, 3, 1, tzinfo=UTC)
 SHIFT_START = REPLAY_START + timedelta(days=1)
@@ -491,7 +807,7 @@ def start_scoring(mlflow_url: str, run_id: str, out: Path) -> subprocess.Popen[b
     )
 
 
-def start_drift_service(supervisor: Supervisor, mlflow_url: str) -> tuple[str, str]:
+def start_drift_service(supervisor: Supervisor, mlflow_url: str, *, wait: bool = True) -> tuple[str, str]:
     """Start `python -m drift_service` (its store: SQLite on the embedded profile, PostgreSQL schema
     `drift_demo` on the real one); returns the gRPC target and the reports' base URL."""
     port, report_port = free_port(), free_port()
@@ -519,10 +835,12 @@ def start_drift_service(supervisor: Supervisor, mlflow_url: str) -> tuple[str, s
             env=env,
             ready=GrpcReadiness(f"127.0.0.1:{port}"),
             timeout_s=120,
-        )
+        ),
+        wait=wait,
     )
     console.print(
-        f"drift-service pid {process.pid} SERVING on 127.0.0.1:{port}, reports on "
+        f"drift-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port}, reports "
+        f"on "
         f"http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
     )
     return f"127.0.0.1:{port}", f"http://127.0.0.1:{report_port}"
@@ -536,7 +854,9 @@ def _value(value: Any) -> values_pb2.FeatureValue:
     return values_pb2.FeatureValue(double_value=value)
 
 
-def log_replays(stub: dpb_grpc.DriftServiceStub, scoring: subprocess.Popen[bytes], scores: Path) -> None:
+def log_replays(
+    stub: dpb_grpc.DriftServiceStub, scoring: subprocess.Popen[bytes], scores: Path, version: int
+) -> None:
     """Wait for the scores, then log both replays as prediction events (a minute apart each)."""
     _out, err = scoring.communicate(timeout=300)
     if scoring.returncode != 0:
@@ -556,7 +876,7 @@ def log_replays(stub: dpb_grpc.DriftServiceStub, scoring: subprocess.Popen[bytes
                 decision=2 if row["probability_of_default"] >= threshold else 1,
                 decision_threshold=threshold,
                 model_name=DRIFT_MODEL,
-                model_version=DRIFT_VERSION,
+                model_version=version,
                 event_time=_ts(start + timedelta(minutes=i)),
             )
             for i, row in enumerate(rows)
@@ -598,17 +918,17 @@ def _drift_row(table: Table, f: dpb.FeatureDrift, name: str | None = None) -> No
     )
 
 
-def compute_drift(stub: dpb_grpc.DriftServiceStub, run_id: str) -> None:
+def compute_drift(stub: dpb_grpc.DriftServiceStub, run_id: str, version: int) -> None:
     """ComputeDrift of both replays against the run's training rows; print tables and verdicts."""
     uri = f"runs:/{run_id}/{TRAINING_ROWS}"
     console.print(
-        f"reference: the run's training rows, {uri} (read by the drift-service through MLflow; model "
-        f"version {DRIFT_VERSION} is not registered until the registry-gateway exists, so the run is named)"
+        f"reference: the run's training rows, {uri} (read by the drift-service through MLflow), for the "
+        f"replays logged as {DRIFT_MODEL} v{version} (the version registered from this run)"
     )
     for name, start in (("normal", REPLAY_START), ("shifted", SHIFT_START)):
         window = dpb.Window(
             model_name=DRIFT_MODEL,
-            model_version=DRIFT_VERSION,
+            model_version=version,
             time_range=time_range_pb2.TimeRange(start=_ts(start), end=_ts(start + timedelta(days=1))),
         )
         began = time.monotonic()
@@ -675,27 +995,42 @@ def main() -> int:
                 "train the default model through the training-service (its training set: feature-service)",
             )
             run_id = timed(lambda: train_default_model(training_stub, mlflow_url))
-        step(9, "start the drift-service; log held-out applicants scored by the trained model")
         scores = ROOT / ".run" / "demo" / PROFILE / "held_out_scores.json"
-        scoring = start_scoring(mlflow_url, run_id, scores)  # in parallel with the service's start
-        drift_target, _reports = timed(lambda: start_drift_service(supervisor, mlflow_url))
+        scoring = start_scoring(mlflow_url, run_id, scores)  # in parallel with the next steps
+        step(9, "start the registry-gateway; register the run's model and promote it through the gate")
+        registry_target = start_registry_gateway(supervisor, target, mlflow_url)
+        drift_target, _reports = start_drift_service(supervisor, mlflow_url, wait=False)  # for step 10
+        timed(lambda: wait_for_registry(supervisor, registry_target))
+        with grpc.insecure_channel(registry_target) as channel:
+            registry_stub = rpb_grpc.ModelRegistryServiceStub(channel)
+            registered, _champion = timed(lambda: register_and_promote(registry_stub, run_id))
+        step(10, "serve the champion: model-server slot + inference-gateway; predict over REST and gRPC")
+        rest_url, gateway_target = timed(
+            lambda: start_serving(supervisor, target, registry_target, drift_target, mlflow_url)
+        )
+        applicants = held_out_applicants(mlflow_url, run_id, 2 * SERVED)
+        timed(lambda: serve_predictions(rest_url, gateway_target, applicants))
+        step(11, "log held-out applicants scored by the trained model to the drift-service (replays)")
         with grpc.insecure_channel(drift_target) as channel:
             drift_stub = dpb_grpc.DriftServiceStub(channel)
-            timed(lambda: log_replays(drift_stub, scoring, scores))
-            step(10, "ComputeDrift: a normal and a shifted replay against the run's training dataset")
-            timed(lambda: compute_drift(drift_stub, run_id))
+            timed(lambda: log_replays(drift_stub, scoring, scores, registered.version))
+            step(12, "ComputeDrift: a normal and a shifted replay against the run's training dataset")
+            timed(lambda: compute_drift(drift_stub, run_id, registered.version))
         console.print(
-            "stopping the drift-service, the training-service, the MLflow server and the feature-service "
+            "stopping the inference-gateway, the model-server slot (drain first), the drift-service, the "
+            "registry-gateway, the training-service, the MLflow server and the feature-service "
             "(SIGTERM, drain)"
         )
     console.rule("[bold]What comes next")
     console.print(
         "The feature-service serves online features and point-in-time training sets; the training-service "
-        "trains through it and records every run in MLflow (it never registers models). Next: the "
-        "registry-gateway (issue 5) registers a finished run's model, gates its promotion on the held-out "
-        "gate window (champion vs challenger) and moves the aliases. The drift-service (6) stores prediction "
-        "and label logs, computes drift, PSI and performance and raises retraining triggers. Then the "
-        "model-server (7), the inference-gateway (8, the drift-service's producer) and the closed loop (9)."
+        "trains through it and records every run in MLflow; the registry-gateway registers a run's model "
+        "with its checks and gates promotions on the held-out gate window; the model-server slot follows "
+        "the champion alias and verifies the registry's digests; the inference-gateway enriches, routes and "
+        "logs every prediction to the drift-service, which computes drift and raises retraining triggers. "
+        "Next: the closed loop with Kubeflow pipelines (issue 9: a trigger starts retraining, the gate "
+        "decides, the slot swaps), then observability (issue 10: traces, metrics and dashboards across "
+        "the services)."
     )
     console.print(f"done in {time.monotonic() - started:.1f} s")
     return 0

@@ -11,6 +11,16 @@ order, also on failures and Ctrl-C (the supervisor's context manager).
 A later service adds one :class:`ServiceDef` to :data:`SERVICES`: its process spec on a free port,
 an optional ``prepare`` step run once before the first start, and the services it needs.
 
+The serving path: ``registry-gateway`` (tokens :data:`REGISTRY_TOKENS`: tests promote as promoter
+or admin, the inference-gateway reads as a viewer; audit SQLite in the session folder),
+``model-server-champion`` (seldon-core runtime following ``credit-risk@champion``; its ``prepare``
+trains, registers and promotes the session's first champion, :func:`first_champion`, since the slot
+is ready only once it serves a verified version; drained by ``python -m model_server drain`` before
+SIGTERM) and ``inference-gateway`` (REST port in ``stack.ports``, :func:`inference_gateway_http`).
+Results shared by the tests (the trained job, the first champion, the current champion version) are
+kept in ``stack.cache``. A dependency's address is read when a service starts: restart a dependency
+(e.g. the feature-service) only before its dependants start.
+
 Each service runs in its own locked environment (``services/<name>/.venv``, made by ``make setup``);
 the tests themselves run in the development environment and speak to the services only through the
 client package (``creditrisk-contracts``).
@@ -18,14 +28,31 @@ client package (``creditrisk-contracts``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
-from creditrisk_devstack import GrpcReadiness, HttpReadiness, ProcessSpec, Supervisor, free_port
+from creditrisk.common.v1 import refs_pb2, time_range_pb2
+from creditrisk.registry.v1 import registry_service_pb2 as rpb
+from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
+from creditrisk.training.v1 import training_service_pb2 as tpb
+from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
+from creditrisk_devstack import (
+    GrpcReadiness,
+    HttpReadiness,
+    ManagedProcess,
+    ProcessSpec,
+    Supervisor,
+    free_port,
+)
+from google.protobuf import timestamp_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
@@ -190,6 +217,161 @@ def _drift_service_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
+# ---------------------------------------------------------------------- registry-gateway
+
+#: Bearer tokens of the session's registry-gateway: tests act as admin or promoter, the
+#: inference-gateway reads as a viewer.
+ADMIN_TOKEN = "e2e-admin-token"
+PROMOTER_TOKEN = "e2e-promoter-token"
+VIEWER_TOKEN = "e2e-viewer-token"
+REGISTRY_TOKENS = {
+    ADMIN_TOKEN: {"subject": "e2e-admin", "role": "admin"},
+    PROMOTER_TOKEN: {"subject": "e2e-pipeline", "role": "promoter"},
+    VIEWER_TOKEN: {"subject": "inference-gateway", "role": "viewer"},
+}
+MODEL_NAME = "credit-risk"
+
+
+def _registry_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
+    """``python -m registry_gateway``: audit store SQLite in the session folder; ready (gRPC health)
+    once MLflow, the audit database and the feature-service answer."""
+    data_dir = stack.workdir / "registry-gateway"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        "registry-gateway",
+        [str(service_python("registry-gateway")), "-m", "registry_gateway"],
+        cwd=ROOT / "services" / "registry-gateway",
+        env={
+            "REGISTRY_GATEWAY_HOST": "127.0.0.1",
+            "REGISTRY_GATEWAY_PORT": str(port),
+            "REGISTRY_GATEWAY_MLFLOW_TRACKING_URI": f"http://{stack.targets['mlflow']}",
+            "REGISTRY_GATEWAY_FEATURE_SERVICE_ADDRESS": stack.targets["feature-service"],
+            "REGISTRY_GATEWAY_AUDIT_DB_URL": f"sqlite:///{data_dir / 'audit.db'}",
+            "REGISTRY_GATEWAY_CACHE_DIR": str(data_dir / "cache"),
+            "REGISTRY_GATEWAY_TOKENS": json.dumps(REGISTRY_TOKENS),
+            "REGISTRY_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
+            "REGISTRY_GATEWAY_GRACE_PERIOD_S": "5",
+            "REGISTRY_GATEWAY_WATCH_POLL_INTERVAL_S": "0.5",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "OMP_NUM_THREADS": "1",
+        },
+        ready=GrpcReadiness(f"127.0.0.1:{port}"),
+        timeout_s=120,
+    )
+
+
+# ---------------------------------------------------------------------- model-server (champion slot)
+
+
+def _model_server_env(stack: Stack) -> dict[str, str | None]:
+    return {
+        "MLFLOW_TRACKING_URI": f"http://{stack.targets['mlflow']}",
+        "MODEL_SERVER_MODEL_NAME": MODEL_NAME,
+        "MODEL_SERVER_ALIAS": "champion",
+        "MODEL_SERVER_STATE_DIR": str(stack.workdir / "model-server-champion" / "state"),
+        "MODEL_SERVER_CACHE_DIR": str(stack.workdir / "model-server-champion" / "cache"),
+        "MODEL_SERVER_POLL_INTERVAL_S": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "OMP_NUM_THREADS": "1",
+        "VIRTUAL_ENV": None,  # the tests' environment is not the slot's
+        "PYTHONPATH": None,
+    }
+
+
+def _drain_model_server(stack: Stack) -> Callable[[ManagedProcess], None]:
+    """``before_stop``: ``python -m model_server drain`` (every serving process reports not-ready)."""
+
+    def hook(process: ManagedProcess) -> None:
+        env = {k: v for k, v in {**os.environ, **_model_server_env(stack)}.items() if v is not None}
+        subprocess.run(
+            [str(service_python("model-server")), "-m", "model_server", "drain"],
+            cwd=process.spec.cwd,
+            env=env,
+            timeout=30,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    return hook
+
+
+def _model_server_spec(stack: Stack, port: int) -> ProcessSpec:
+    """The champion slot on the seldon-core runtime (REST on ``port``; gRPC and metrics on free
+    ports), following ``credit-risk@champion``; ready when ``/health/ready`` is 200 (every serving
+    process holds the same verified version). Needs a champion: see :func:`first_champion`."""
+    return ProcessSpec(
+        "model-server-champion",
+        [
+            str(service_python("model-server")),
+            "-m",
+            "model_server",
+            "seldon",
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+        ],
+        cwd=ROOT / "services" / "model-server",
+        env=_model_server_env(stack),
+        ready=HttpReadiness(f"http://127.0.0.1:{port}/health/ready"),
+        timeout_s=180,
+        grace_s=20,
+        before_stop=_drain_model_server(stack),
+    )
+
+
+def _ensure_champion(stack: Stack) -> None:
+    first_champion(stack)
+
+
+# ---------------------------------------------------------------------- inference-gateway
+
+
+def inference_gateway_http(stack: Stack) -> str:
+    """Base URL of the inference-gateway's REST API (starting it if necessary)."""
+    stack.target("inference-gateway")
+    return f"http://127.0.0.1:{stack.ports['inference-gateway-http']}"
+
+
+def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
+    """``python -m inference_gateway``: gRPC on ``port``, REST on a free port; ready on ``/readyz``
+    (feature-service, registry, champion slot and drift-service answer)."""
+    http_port = free_port()
+    stack.ports["inference-gateway-http"] = http_port
+    data_dir = stack.workdir / "inference-gateway"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        "inference-gateway",
+        [str(service_python("inference-gateway")), "-m", "inference_gateway"],
+        cwd=ROOT / "services" / "inference-gateway",
+        env={
+            "INFERENCE_GATEWAY_HOST": "127.0.0.1",
+            "INFERENCE_GATEWAY_PORT": str(port),
+            "INFERENCE_GATEWAY_HTTP_HOST": "127.0.0.1",
+            "INFERENCE_GATEWAY_HTTP_PORT": str(http_port),
+            "INFERENCE_GATEWAY_FEATURE_SERVICE_TARGET": stack.targets["feature-service"],
+            "INFERENCE_GATEWAY_REGISTRY_TARGET": stack.targets["registry-gateway"],
+            "INFERENCE_GATEWAY_REGISTRY_TOKEN": VIEWER_TOKEN,
+            "INFERENCE_GATEWAY_DRIFT_SERVICE_TARGET": stack.targets["drift-service"],
+            "INFERENCE_GATEWAY_CHAMPION_URL": f"http://{stack.targets['model-server-champion']}",
+            "INFERENCE_GATEWAY_MODEL_PROTOCOL": "seldon",
+            "INFERENCE_GATEWAY_MODEL_NAME": MODEL_NAME,
+            "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
+            "INFERENCE_GATEWAY_FEATURE_DEADLINE_S": "5",
+            "INFERENCE_GATEWAY_MODEL_DEADLINE_S": "5",
+            "INFERENCE_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
+            "INFERENCE_GATEWAY_GRACE_PERIOD_S": "5",
+            "OMP_NUM_THREADS": "1",
+        },
+        ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
+        timeout_s=120,
+    )
+
+
 #: Every service the end-to-end tests can start, by name.
 SERVICES: dict[str, ServiceDef] = {
     "feature-service": ServiceDef("feature-service", _feature_service_spec, _ingest_german_credit),
@@ -198,6 +380,17 @@ SERVICES: dict[str, ServiceDef] = {
         "training-service", _training_service_spec, needs=("feature-service", "mlflow")
     ),
     "drift-service": ServiceDef("drift-service", _drift_service_spec),
+    "registry-gateway": ServiceDef(
+        "registry-gateway", _registry_gateway_spec, needs=("feature-service", "mlflow")
+    ),
+    "model-server-champion": ServiceDef(
+        "model-server-champion", _model_server_spec, _ensure_champion, needs=("mlflow",)
+    ),
+    "inference-gateway": ServiceDef(
+        "inference-gateway",
+        _inference_gateway_spec,
+        needs=("feature-service", "registry-gateway", "drift-service", "model-server-champion"),
+    ),
 }
 
 
@@ -212,6 +405,10 @@ class Stack:
     workdir: Path
     targets: dict[str, str] = field(default_factory=dict)
     prepared: set[str] = field(default_factory=set)
+    #: further ports of running services (e.g. the inference-gateway's REST port)
+    ports: dict[str, int] = field(default_factory=dict)
+    #: results shared by the tests of the session (the trained run, the first champion)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def target(self, name: str) -> str:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""
@@ -233,3 +430,83 @@ class Stack:
         self.supervisor.stop(name)
         self.targets.pop(name, None)
         return self.supervisor[name].returncode
+
+
+# ---------------------------------------------------------------------- shared results
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata of a registry-gateway caller."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _ts(when: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(when)
+    return out
+
+
+def trained_run(stack: Stack) -> Any:
+    """The session's trained default-like model (histogram gradient boosting, 3-fold CV) through the
+    real training-service: its final ``TrainingJob``, trained once per session."""
+    if "trained_job" in stack.cache:
+        return stack.cache["trained_job"]
+    spec = tpb.TrainingJobSpec(
+        feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1", version="1"),
+        label=tpb.LabelSource(feature_view="credit_label", label_column="creditability"),
+        application_time_range=time_range_pb2.TimeRange(
+            start=_ts(datetime(2023, 1, 1, tzinfo=UTC)), end=_ts(datetime(2025, 1, 1, tzinfo=UTC))
+        ),
+        model=tpb.ModelSpec(
+            algorithm=tpb.ALGORITHM_HIST_GRADIENT_BOOSTING,
+            hyperparameters={"max_iter": tpb.ParameterValue(int64_value=100)},
+        ),
+        evaluation=tpb.EvaluationProtocol(cv_folds=3, cv_repeats=1),
+        seed=42,
+        run_name="e2e-registry",
+    )
+    with grpc.insecure_channel(stack.target("training-service")) as channel:
+        stub = tpb_grpc.TrainingServiceStub(channel)
+        started = stub.StartTrainingJob(tpb.StartTrainingJobRequest(spec=spec), timeout=30)
+        final = None
+        for message in stub.WatchTrainingJob(tpb.WatchTrainingJobRequest(job_id=started.job_id), timeout=240):
+            final = message.job
+    assert final is not None
+    assert final.state == tpb.TRAINING_JOB_STATE_SUCCEEDED, final.error
+    stack.cache["trained_job"] = final
+    return final
+
+
+def register(stack: Stack, run_id: str, token: str = PROMOTER_TOKEN) -> Any:
+    """RegisterModelVersion of ``run_id``'s model as ``credit-risk`` through the registry-gateway."""
+    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+        stub = rpb_grpc.ModelRegistryServiceStub(channel)
+        return stub.RegisterModelVersion(
+            rpb.RegisterModelVersionRequest(
+                run_id=run_id,
+                artifact_path="model",
+                registered_model_name=MODEL_NAME,
+                feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1"),
+            ),
+            metadata=bearer(token),
+            timeout=180,
+        ).model_version
+
+
+def first_champion(stack: Stack) -> dict[str, Any]:
+    """Train, register and promote the session's first champion through the gate (once): returns
+    ``{"job", "registered", "promoted"}`` (the responses, for the tests to check)."""
+    if "first_champion" in stack.cache:
+        return stack.cache["first_champion"]
+    job = trained_run(stack)
+    registered = register(stack, job.result.mlflow_run_id)
+    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+        stub = rpb_grpc.ModelRegistryServiceStub(channel)
+        promoted = stub.PromoteModelVersion(
+            rpb.PromoteModelVersionRequest(name=MODEL_NAME, version=registered.version),
+            metadata=bearer(PROMOTER_TOKEN),
+            timeout=300,
+        )
+    stack.cache["first_champion"] = {"job": job, "registered": registered, "promoted": promoted}
+    stack.cache["champion_version"] = registered.version
+    return stack.cache["first_champion"]

@@ -222,3 +222,18 @@ def test_columnar_result_and_bulk_response_match_cell_by_cell(
             assert bulk == reference
             wire = bulk.SerializeToString(deterministic=True)
             assert wire == reference.SerializeToString(deterministic=True)
+
+
+def test_concurrent_reads_from_many_threads_all_succeed(german: FeatureStoreCore) -> None:
+    """The servicer runs the core in worker threads: concurrent reads must not break the online store
+    (Feast's SQLite store shares one connection across threads; the core serializes its use)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(i: int) -> int:
+        rows = [{"applicant_id": 1 + (i + k) % 1000} for k in range(5)]
+        result = german.get_online_features(rows, feature_service="credit_risk_v1")
+        return sum(v.status == ValueStatus.PRESENT for row in result.values for v in row)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        present = list(pool.map(read, range(200)))
+    assert present == [5 * 19] * 200

@@ -86,6 +86,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
         self.rows: dict[int, dict[str, Any]] = {}
         self.statuses: dict[tuple[int, str], int] = {}
         self.down = False
+        self.failing = False  # answers INTERNAL (a failure of the feature-service's own store)
         self.delay_s = 0.0
         self.calls = 0
         self.port = 0
@@ -96,6 +97,8 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
             await asyncio.sleep(self.delay_s)
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "feature store down")
+        if self.failing:
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server log")
 
     async def GetFeatureService(self, request: Any, context: Any) -> Any:
         await self._gate(context)

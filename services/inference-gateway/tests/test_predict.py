@@ -266,6 +266,22 @@ async def test_feature_service_down_or_slow_is_503_within_deadline(gw, stack):
     assert (await gw.http.post("/v1/predict", json={"applicant_id": 1})).status_code == 200
 
 
+async def test_feature_service_internal_error_is_503_and_keeps_the_connection(gw, stack):
+    """A feature-service INTERNAL is a backend failure (503 / UNAVAILABLE), not an unhandled 500
+    (whose REST handler re-raised and closed the client's keep-alive connection)."""
+    stack.features.failing = True
+    try:
+        r = await gw.http.post("/v1/predict", json={"applicant_id": 1})
+        assert r.status_code == 503, r.text
+        assert "INTERNAL" in r.json()["error"]["message"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gw.grpc.Predict(ipb.PredictRequest(applicant_id=1))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stack.features.failing = False
+    assert (await gw.http.post("/v1/predict", json={"applicant_id": 1})).status_code == 200
+
+
 async def test_model_server_down_is_503_then_recovers(gw, stack):
     stack.champion.delay_s = 2.0  # no answer within the 0.5 s deadline
     started = time.monotonic()

@@ -412,6 +412,12 @@ class FeatureStoreCore:
         self.repo = repo or build_repo(settings)
         self._store: FeatureStore | None = None
         self._store_lock = threading.Lock()
+        # Feast's SQLite online store shares one sqlite3 connection across threads, and concurrent
+        # use fails ("bad parameter or other API misuse"): online reads and writes are serialized
+        # on the embedded profile. Redis needs no lock (redis-py's pool is thread-safe).
+        self._online_guard: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if settings.profile == "embedded" else contextlib.nullcontext()
+        )
         self._plans: dict[tuple[str | None, tuple[str, ...] | None, bool], _Plan] = {}
         self._plans_at = 0.0
 
@@ -724,9 +730,10 @@ class FeatureStoreCore:
         if not keys:
             empty = [OnlineColumn([], [], []) for _ in plan.specs]
             return OnlineFeatures([], plan.specs, empty, plan.version)
-        response = self.store.get_online_features(
-            features=plan.feast_features, entity_rows=columns, full_feature_names=False
-        ).proto
+        with self._online_guard:
+            response = self.store.get_online_features(
+                features=plan.feast_features, entity_rows=columns, full_feature_names=False
+            ).proto
         return self._convert(plan, keys, response)
 
     def _convert(self, plan: _Plan, keys: list[int], response: Any) -> OnlineFeatures:
@@ -1130,7 +1137,8 @@ class FeatureStoreCore:
         done = []
         for name in names:  # one view at a time, to report each view's duration
             began = time.perf_counter()
-            self.store.materialize(start_date=start, end_date=end, feature_views=[name])
+            with self._online_guard:
+                self.store.materialize(start_date=start, end_date=end, feature_views=[name])
             done.append(ViewMaterialization(name, start, end, time.perf_counter() - began))
         return MaterializeResult(names, start, end, done)
 
@@ -1148,7 +1156,8 @@ class FeatureStoreCore:
             previous = view.most_recent_end_time
             start = _utc(previous) if previous else (end - view.ttl if view.ttl else None)
             began = time.perf_counter()
-            self.store.materialize_incremental(end_date=end, feature_views=[name])
+            with self._online_guard:
+                self.store.materialize_incremental(end_date=end, feature_views=[name])
             done.append(ViewMaterialization(name, start, end, time.perf_counter() - began))
         return MaterializeResult(names, None, end, done)
 
@@ -1195,7 +1204,8 @@ class FeatureStoreCore:
             return PushResult(push_source, spec.name, 0, target)
         if target in (PushTarget.ONLINE, PushTarget.BOTH):
             frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-            self.store.push(push_source, frame, to=PushMode.ONLINE)
+            with self._online_guard:
+                self.store.push(push_source, frame, to=PushMode.ONLINE)
         if target in (PushTarget.OFFLINE, PushTarget.BOTH):
             offline_writer(self.settings).append(spec, table)
         return PushResult(push_source, spec.name, table.num_rows, target)

@@ -160,6 +160,16 @@ class FeatureClient:
 
 
 _DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+#: The feature-service failed on its side (e.g. INTERNAL from its store): a backend failure, 503 /
+#: UNAVAILABLE like a down backend. Left as a raw ``AioRpcError`` it became a 500 whose REST
+#: handler re-raises (Starlette's ServerErrorMiddleware), which also closed the client's connection.
+_FAILED = {
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DATA_LOSS,
+}
 
 
 def _unavailable(exc: grpc.aio.AioRpcError) -> Exception:
@@ -168,4 +178,6 @@ def _unavailable(exc: grpc.aio.AioRpcError) -> Exception:
         return Unavailable("feature-service is unavailable or did not answer within the deadline")
     if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
         return Unavailable("feature-service serves another feature service version than the model's")
+    if exc.code() in _FAILED:
+        return Unavailable(f"feature-service failed ({exc.code().name}); see its log")
     return exc

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,14 @@ def chi2_from_counts(ref_counts: pd.Series, cur_counts: pd.Series) -> tuple[floa
     return float(result.statistic), float(result.pvalue)
 
 
+#: Set by :func:`_run_evidently` for the duration of its report: Evidently hands our chi-square
+#: the non-null values of a column (its name kept), whose category counts are the ones
+#: :func:`compute_drift` needs too; recorded here (per thread / task) they are counted once.
+_CAPTURED_COUNTS: ContextVar[dict[str, tuple[pd.Series, pd.Series]] | None] = ContextVar(
+    "drift_service_captured_counts", default=None
+)
+
+
 def _register_chi2_homogeneity() -> None:
     """Add :func:`chi2_homogeneity` to Evidently's stattest registry (its documented extension
     point; ``ValueDrift(method=...)`` looks methods up there by name)."""
@@ -177,7 +186,11 @@ def _register_chi2_homogeneity() -> None:
     def _impl(
         reference: pd.Series, current: pd.Series, feature_type: Any, threshold: float
     ) -> tuple[float, bool]:
-        p_value = chi2_homogeneity(reference, current)[1]
+        ref_counts, cur_counts = reference.value_counts(), current.value_counts()
+        captured = _CAPTURED_COUNTS.get()
+        if captured is not None and isinstance(current.name, str):
+            captured[current.name] = (ref_counts, cur_counts)  # lent to compute_drift's figures
+        p_value = chi2_from_counts(ref_counts, cur_counts)[1]
         return p_value, p_value < threshold
 
     register_stattest(
@@ -216,60 +229,135 @@ def infer_kinds(
     return dict(sorted(kinds.items()))
 
 
-def _normalise(series: pd.Series | None, kind: FeatureKind, length: int) -> pd.Series:
-    if series is None:
-        if kind is FeatureKind.NUMERIC:
-            return pd.Series(np.nan, index=range(length), dtype=float)
-        return pd.Series([None] * length, dtype=object)
-    series = series.reset_index(drop=True)
+@dataclass
+class _Column:
+    """One column of one side, prepared once and shared by every figure.
+
+    Attributes:
+        series: the normalised values (numbers as float with infinities made null, categories as
+            strings with nulls as None), RangeIndex; what Evidently sees.
+        valid: numeric columns: the non-null values as a float array (None for categorical ones).
+        counts: categorical columns: the non-null category counts, ``value_counts()`` order (None
+            for numeric ones).
+        n_valid: number of non-null values.
+    """
+
+    series: pd.Series
+    valid: np.ndarray | None
+    counts: pd.Series | None
+    n_valid: int
+
+    def valid_series(self) -> pd.Series:
+        """The non-null values as a Series (for the generic statistics)."""
+        return self.series.dropna()
+
+
+def _prepare(series: pd.Series | None, kind: FeatureKind, length: int, defer_counts: bool = False) -> _Column:
+    """Normalise a column once and derive what the figures need from it (one pass per side).
+
+    With ``defer_counts``, a categorical column of strings without nulls is not counted here
+    (``counts`` None, filled by :func:`_fill_counts` after the Evidently report)."""
     if kind is FeatureKind.NUMERIC:
-        return pd.to_numeric(series, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
-    present = series.notna()
-    out = series.astype(str).astype(object)  # vectorised; nulls put back below
-    out[~present] = None
-    return out
+        if series is None:
+            values = np.full(length, np.nan)
+        else:
+            # a fresh float copy; infinities made null in place (was ``astype(float).replace``)
+            values = pd.to_numeric(series, errors="coerce").astype(float).to_numpy(copy=True)
+            values[np.isinf(values)] = np.nan
+        valid = values[~np.isnan(values)]
+        return _Column(pd.Series(values, copy=False), valid, None, int(valid.size))
+    if series is None:
+        out = pd.Series([None] * length, dtype=object)
+    else:
+        series = series.reset_index(drop=True)
+        if series.dtype == object and pd.api.types.infer_dtype(series, skipna=False) == "string":
+            out = series  # already strings, no nulls: ``astype(str)`` would give the same values
+            if defer_counts:
+                return _Column(out, None, None, len(out))
+        else:
+            present = series.notna()
+            out = series.astype(str).astype(object)  # vectorised; nulls put back below
+            out[~present] = None
+    counts = out.value_counts()  # nulls left out
+    return _Column(out, None, counts, int(counts.sum()))
 
 
-def _chisquare_statistic(ref: pd.Series, cur: pd.Series, floor: float) -> float:
+def _fill_counts(columns: Mapping[str, _Column], captured: Mapping[str, tuple[pd.Series, pd.Series]]) -> None:
+    """Category counts of the current columns left uncounted by :func:`_prepare`: those our
+    chi-square counted inside the Evidently report (the same non-null values), else counted now."""
+    for name, column in columns.items():
+        if column.counts is None and column.valid is None:
+            column.counts = captured[name][1] if name in captured else column.series.value_counts()
+
+
+def _chisquare_statistic(ref_counts: pd.Series, cur_counts: pd.Series, floor: float) -> float:
     """Pearson's chi-square statistic of current counts against reference shares (Evidently's
     layout), with expected counts of categories absent from the reference floored at
     ``floor * n`` so the statistic stays finite (Evidently's p-value is 0 in that case)."""
-    ref_counts = ref.value_counts()
-    cur_counts = cur.value_counts()
+    n_ref, n_cur = float(ref_counts.sum()), float(cur_counts.sum())
     keys = ref_counts.index.union(cur_counts.index)
-    expected = ref_counts.reindex(keys, fill_value=0).to_numpy(float) * (len(cur) / len(ref))
-    expected = np.maximum(expected, floor * len(cur))
+    expected = ref_counts.reindex(keys, fill_value=0).to_numpy(float) * (n_cur / n_ref)
+    expected = np.maximum(expected, floor * n_cur)
     observed = cur_counts.reindex(keys, fill_value=0).to_numpy(float)
     return float(np.sum((observed - expected) ** 2 / expected))
 
 
-def _statistic(method: str, ref: pd.Series, cur: pd.Series, score: float, floor: float) -> float:
+def _ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
+    """The two-sample K-S statistic ``sup |F_ref - F_cur|`` (the statistic of
+    ``scipy.stats.ks_2samp``, whose p-value Evidently reports), without its p-value.
+
+    The difference of the two empirical CDFs is a right-continuous step function, so its extremes
+    lie at sample points; it is evaluated at each distinct value of either sample (each value's
+    last occurrence in the sorted sample), one sort of each sample and a binary search of the
+    other sample's distinct values. Equal to scipy's to rounding (scipy takes the CDF levels from
+    ``linspace``).
+    """
+    a, b = np.sort(reference), np.sort(current)
+    last_a = np.flatnonzero(np.append(a[1:] != a[:-1], True))
+    last_b = np.flatnonzero(np.append(b[1:] != b[:-1], True))
+    d_a = np.abs((last_a + 1) / a.size - np.searchsorted(b, a[last_a], side="right") / b.size)
+    d_b = np.abs(np.searchsorted(a, b[last_b], side="right") / a.size - (last_b + 1) / b.size)
+    return float(max(d_a.max(), d_b.max()))
+
+
+def _counts(column: _Column) -> pd.Series:
+    return column.counts if column.counts is not None else column.valid_series().value_counts()
+
+
+def _statistic(method: str, ref: _Column, cur: _Column, score: float, floor: float) -> float:
     if method == "ks":
-        return float(stats.ks_2samp(ref.to_numpy(float), cur.to_numpy(float)).statistic)
+        if ref.valid is not None and cur.valid is not None:
+            return _ks_statistic(ref.valid, cur.valid)
+        return float(
+            stats.ks_2samp(ref.valid_series().to_numpy(float), cur.valid_series().to_numpy(float)).statistic
+        )
     if method == "chisquare":
-        return _chisquare_statistic(ref, cur, floor)
+        return _chisquare_statistic(_counts(ref), _counts(cur), floor)
     if method == CHI2_HOMOGENEITY:
-        return chi2_from_counts(ref.value_counts(), cur.value_counts())[0]
+        return chi2_from_counts(_counts(ref), _counts(cur))[0]
     if method not in P_VALUE_TESTS:
         return score  # a distance is its own statistic
     return 0.0  # other p-value tests: Evidently does not expose the statistic
 
 
-def _quality(ref: pd.Series, cur: pd.Series, kind: FeatureKind) -> dict[str, Any]:
-    ref_valid, cur_valid = ref.dropna(), cur.dropna()
+def _quality(ref: _Column, cur: _Column, kind: FeatureKind) -> dict[str, Any]:
+    n_ref, n_cur = len(ref.series), len(cur.series)
     out: dict[str, Any] = {
-        "missing_share": float(cur.isna().mean()) if len(cur) else 0.0,
-        "reference_missing_share": float(ref.isna().mean()) if len(ref) else 0.0,
+        "missing_share": (n_cur - cur.n_valid) / n_cur if n_cur else 0.0,
+        "reference_missing_share": (n_ref - ref.n_valid) / n_ref if n_ref else 0.0,
         "unseen_category_count": 0,
         "out_of_range_share": None,
     }
     if kind is FeatureKind.CATEGORICAL:
-        out["unseen_category_count"] = int((~pd.Index(cur_valid.unique()).isin(ref_valid.unique())).sum())
-    elif len(cur_valid) and len(ref_valid):
-        lo, hi = float(ref_valid.min()), float(ref_valid.max())
-        values = cur_valid.to_numpy(float)
-        out["out_of_range_share"] = float(np.mean((values < lo) | (values > hi)))
-    elif len(cur_valid) == 0:
+        assert ref.counts is not None
+        assert cur.counts is not None
+        out["unseen_category_count"] = int((~cur.counts.index.isin(ref.counts.index)).sum())
+    elif cur.n_valid and ref.n_valid:
+        assert ref.valid is not None
+        assert cur.valid is not None
+        lo, hi = float(ref.valid.min()), float(ref.valid.max())
+        out["out_of_range_share"] = float(np.mean((cur.valid < lo) | (cur.valid > hi)))
+    elif cur.n_valid == 0:
         out["out_of_range_share"] = 0.0
     return out
 
@@ -301,22 +389,19 @@ def compute_drift(
     if missing:
         raise ValueError(f"reference lacks monitored columns {missing}")
     columns = sorted(kinds)
-    ref_cols = {c: _normalise(reference[c], kinds[c], len(reference)) for c in columns}
+    # each column normalised once per side, with its non-null values (numeric) or its category
+    # counts (categorical) computed once and shared by the quality figures, the statistic and PSI;
+    # the current side's counts of null-free string columns are taken from our chi-square's run
+    # inside the Evidently report (the same values) rather than counted twice
+    ref_cols = {c: _prepare(reference[c], kinds[c], len(reference)) for c in columns}
     cur_cols = {
-        c: _normalise(current[c] if c in current.columns else None, kinds[c], len(current)) for c in columns
+        c: _prepare(current[c] if c in current.columns else None, kinds[c], len(current), defer_counts=True)
+        for c in columns
     }
     tested: dict[str, tuple[FeatureKind, str]] = {}
-    results: dict[str, FeatureDrift] = {}
+    empty = {c for c in columns if ref_cols[c].n_valid == 0 or cur_cols[c].n_valid == 0}
     for c in columns:
-        quality = _quality(ref_cols[c], cur_cols[c], kinds[c])
-        empty = ref_cols[c].notna().sum() == 0 or cur_cols[c].notna().sum() == 0
-        results[c] = FeatureDrift(
-            feature=c,
-            kind=kinds[c],
-            status=FeatureStatus.EMPTY if empty else FeatureStatus.COMPUTED,
-            **quality,
-        )
-        if not empty:
+        if c not in empty:
             tested[c] = (kinds[c], config.method(c, kinds[c]))
 
     has_prediction = (
@@ -327,15 +412,23 @@ def compute_drift(
     )
     pred_method = config.num_method if config.num_method in P_VALUE_TESTS else "ks"
     if has_prediction:
-        ref_cols[prediction_column] = _normalise(
+        ref_cols[prediction_column] = _prepare(
             reference[prediction_column], FeatureKind.NUMERIC, len(reference)
         )
-        cur_cols[prediction_column] = _normalise(
-            current[prediction_column], FeatureKind.NUMERIC, len(current)
-        )
+        cur_cols[prediction_column] = _prepare(current[prediction_column], FeatureKind.NUMERIC, len(current))
         tested[prediction_column] = (FeatureKind.NUMERIC, pred_method)
 
-    scores, snapshot = _run_evidently(ref_cols, cur_cols, tested, config)
+    scores, snapshot, captured = _run_evidently(ref_cols, cur_cols, tested, config)
+    _fill_counts({c: cur_cols[c] for c in columns}, captured)
+    results = {
+        c: FeatureDrift(
+            feature=c,
+            kind=kinds[c],
+            status=FeatureStatus.EMPTY if c in empty else FeatureStatus.COMPUTED,
+            **_quality(ref_cols[c], cur_cols[c], kinds[c]),
+        )
+        for c in columns
+    }
 
     family = [c for c in tested if c != prediction_column and tested[c][1] in P_VALUE_TESTS]
     decision = decide([scores[c] for c in family], config.alpha, config.correction)
@@ -345,16 +438,11 @@ def compute_drift(
         if c == prediction_column:
             continue
         kind, method = tested[c]
-        ref_valid, cur_valid = ref_cols[c].dropna(), cur_cols[c].dropna()
+        ref_col, cur_col = ref_cols[c], cur_cols[c]
         fd = results[c]
         score = scores[c]
         fd.test_name = method
-        if kind is FeatureKind.CATEGORICAL:  # count once, use for the statistic and the PSI
-            ref_counts, cur_counts = ref_valid.value_counts(), cur_valid.value_counts()
-        if kind is FeatureKind.CATEGORICAL and method == CHI2_HOMOGENEITY:
-            fd.statistic = _finite(chi2_from_counts(ref_counts, cur_counts)[0])
-        else:
-            fd.statistic = _finite(_statistic(method, ref_valid, cur_valid, score, config.psi.floor))
+        fd.statistic = _finite(_statistic(method, ref_col, cur_col, score, config.psi.floor))
         if method in P_VALUE_TESTS:
             fd.p_value = 1.0 if math.isnan(score) else score
             fd.threshold = thresholds[c]
@@ -365,29 +453,35 @@ def compute_drift(
             fd.threshold = config.distance_threshold
             fd.drifted = bool(score >= config.distance_threshold)
         if kind is FeatureKind.CATEGORICAL:
-            fd.psi = psi_from_counts(ref_counts, cur_counts, config.psi)
+            assert ref_col.counts is not None
+            assert cur_col.counts is not None
+            fd.psi = psi_from_counts(ref_col.counts, cur_col.counts, config.psi)
         else:
-            fd.psi = psi_numeric(ref_valid.to_numpy(float), cur_valid.to_numpy(float), config.psi)
+            assert ref_col.valid is not None
+            assert cur_col.valid is not None
+            fd.psi = psi_numeric(ref_col.valid, cur_col.valid, config.psi)
         fd.psi_band = psi_band(fd.psi, config.psi)
 
     prediction = None
     if has_prediction:
-        ref_valid, cur_valid = ref_cols[prediction_column].dropna(), cur_cols[prediction_column].dropna()
+        ref_col, cur_col = ref_cols[prediction_column], cur_cols[prediction_column]
+        assert ref_col.valid is not None
+        assert cur_col.valid is not None
         score = scores[prediction_column]
         p = 1.0 if math.isnan(score) else score
-        psi = psi_numeric(ref_valid.to_numpy(float), cur_valid.to_numpy(float), config.psi)
+        psi = psi_numeric(ref_col.valid, cur_col.valid, config.psi)
         prediction = FeatureDrift(
             feature=prediction_column,
             kind=FeatureKind.NUMERIC,
             status=FeatureStatus.COMPUTED,
             test_name=pred_method,
-            statistic=_finite(_statistic(pred_method, ref_valid, cur_valid, score, config.psi.floor)),
+            statistic=_finite(_statistic(pred_method, ref_col, cur_col, score, config.psi.floor)),
             p_value=p,
             threshold=config.alpha,
             drifted=p < config.alpha,
             psi=psi,
             psi_band=psi_band(psi, config.psi),
-            **_quality(ref_cols[prediction_column], cur_cols[prediction_column], FeatureKind.NUMERIC),
+            **_quality(ref_col, cur_col, FeatureKind.NUMERIC),
         )
 
     features = [results[c] for c in columns]
@@ -408,21 +502,30 @@ def _finite(value: float) -> float:
 
 
 def _run_evidently(
-    ref_cols: Mapping[str, pd.Series],
-    cur_cols: Mapping[str, pd.Series],
+    ref_cols: Mapping[str, _Column],
+    cur_cols: Mapping[str, _Column],
     tested: Mapping[str, tuple[FeatureKind, str]],
     config: DriftConfig,
-) -> tuple[dict[str, float], Any]:
-    """One Evidently report of ``ValueDrift`` per tested column; returns {column: value}."""
+) -> tuple[dict[str, float], Any, dict[str, tuple[pd.Series, pd.Series]]]:
+    """One Evidently report of ``ValueDrift`` per tested column.
+
+    Returns:
+        ``{column: value}``, the snapshot, and the ``(reference, current)`` category counts our
+        chi-square counted during the report (:data:`_CAPTURED_COUNTS`).
+    """
     if not tested:
-        return {}, None
+        return {}, None, {}
     ev = _evidently()
     names = list(tested)
     numeric = [c for c in names if tested[c][0] is FeatureKind.NUMERIC]
     categorical = [c for c in names if tested[c][0] is FeatureKind.CATEGORICAL]
     definition = ev.DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    ref = ev.Dataset.from_pandas(pd.DataFrame({c: ref_cols[c] for c in names}), data_definition=definition)
-    cur = ev.Dataset.from_pandas(pd.DataFrame({c: cur_cols[c] for c in names}), data_definition=definition)
+    ref = ev.Dataset.from_pandas(
+        pd.DataFrame({c: ref_cols[c].series for c in names}), data_definition=definition
+    )
+    cur = ev.Dataset.from_pandas(
+        pd.DataFrame({c: cur_cols[c].series for c in names}), data_definition=definition
+    )
     metrics = [
         ev.metrics.ValueDrift(
             column=c,
@@ -434,9 +537,14 @@ def _run_evidently(
     with warnings.catch_warnings():
         # chi-square with an unseen category divides by a zero expected count: p = 0, by design
         warnings.simplefilter("ignore", RuntimeWarning)
-        snapshot = ev.Report(metrics).run(cur, ref)
+        captured: dict[str, tuple[pd.Series, pd.Series]] = {}
+        token = _CAPTURED_COUNTS.set(captured)
+        try:
+            snapshot = ev.Report(metrics).run(cur, ref)
+        finally:
+            _CAPTURED_COUNTS.reset(token)
     scores: dict[str, float] = {}
     for item in snapshot.dict()["metrics"]:
         column = item["config"]["column"]
         scores[column] = float(item["value"])
-    return scores, snapshot
+    return scores, snapshot, captured

@@ -207,6 +207,10 @@ def _drift_service_spec(stack: Stack, port: int) -> ProcessSpec:
     }
     if "mlflow" in stack.targets:
         env["DRIFT_SERVICE_MLFLOW_TRACKING_URI"] = f"http://{stack.targets['mlflow']}"
+        if "registry-gateway" in stack.targets:
+            # the default reference's version then goes through the registry-gateway, as a viewer
+            env["DRIFT_SERVICE_REGISTRY_TARGET"] = stack.targets["registry-gateway"]
+            env["DRIFT_SERVICE_REGISTRY_TOKEN"] = VIEWER_TOKEN
     return ProcessSpec(
         "drift-service",
         [str(service_python("drift-service")), "-m", "drift_service"],

@@ -8,6 +8,7 @@ registry's only writer in the platform; the drift-service itself only reads).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -16,19 +17,29 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent import futures
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import ATTRIBUTES, T0, events_from_frame
+from creditrisk.common.v1 import refs_pb2
+from creditrisk.registry.v1 import registry_service_pb2 as rpb
+from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_kit import FailedPrecondition, NotFound, Unavailable
-from drift_service.core import DriftCore
+from drift_service.core import DriftCore, default_resolver
 from drift_service.domain import PREDICTION_COLUMN, GroundTruthLabel, PolicyKind, Window, now_utc
-from drift_service.reference import TRAINING_ROWS_ARTIFACT, MlflowTrainingDatasetResolver
+from drift_service.reference import (
+    TRAINING_ROWS_ARTIFACT,
+    MlflowTrainingDatasetResolver,
+    RegistryGatewayTrainingDatasetResolver,
+)
 from drift_service.settings import DriftServiceSettings
+from pydantic import ValidationError
 
 MODEL = "credit-risk-drift-test"
 #: The model's features: the protected attributes are logged beside them but are no model inputs.
@@ -49,6 +60,10 @@ class Tracking:
     run_id: str
     version: int
     version_without_run: int
+    #: MLflow's digest of the run's training dataset input (a hash of the frame's values).
+    dataset_digest: str
+    #: sha256 of the uploaded training rows file (the bytes the resolver downloads).
+    rows_sha256: str
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
@@ -137,7 +152,8 @@ def _log_training_run(url: str, reference: pd.DataFrame, tmp: Path) -> Tracking:
     client.create_registered_model(MODEL)
     version = client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
     bare = client.create_model_version(MODEL, source="s3://external-bucket/model")  # no run
-    return Tracking(url, run_id, int(version.version), int(bare.version))
+    rows_sha256 = hashlib.sha256((folder / "training_rows.parquet").read_bytes()).hexdigest()
+    return Tracking(url, run_id, int(version.version), int(bare.version), dataset.digest, rows_sha256)
 
 
 def test_registered_version_resolves_to_its_runs_training_rows(tracking: Tracking) -> None:
@@ -213,3 +229,152 @@ def test_core_defaults_to_the_mlflow_training_dataset_and_its_run_auc(
         assert auc.figure == pytest.approx(RUN_TEST_AUC - perf.roc_auc)  # the run's metric, not the rows'
     finally:
         core.close()
+
+
+# --- through the registry-gateway ----------------------------------------------------------------
+
+VIEWER_TOKEN = "drift-viewer-token"
+OUTSIDER_TOKEN = "no-role-token"
+#: Versions the fake registry-gateway knows, by what their lineage holds.
+V_MLFLOW_DIGEST = 7  # lineage digest: MLflow's dataset digest (not a file hash)
+V_FILE_SHA256 = 8  # lineage digest: the rows file's sha256
+V_WRONG_SHA256 = 9  # lineage digest: a sha256 of other bytes
+V_NO_RUN = 10  # no run in the lineage
+
+
+@dataclass
+class FakeRegistry(rpb_grpc.ModelRegistryServiceServicer):
+    """GetModelVersion of a registry-gateway: viewer token checked, lineage pointing at the run."""
+
+    tracking: Tracking
+    tokens: list[str] = field(default_factory=list)
+
+    def GetModelVersion(self, request: rpb.GetModelVersionRequest, context: grpc.ServicerContext) -> object:
+        auth = dict(context.invocation_metadata()).get("authorization", "")
+        self.tokens.append(auth)
+        if auth == f"Bearer {OUTSIDER_TOKEN}":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "GetModelVersion needs the viewer role")
+        if auth != f"Bearer {VIEWER_TOKEN}":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token")
+        digests = {
+            V_MLFLOW_DIGEST: self.tracking.dataset_digest,
+            V_FILE_SHA256: f"sha256:{self.tracking.rows_sha256}",
+            V_WRONG_SHA256: "0" * 64,
+            V_NO_RUN: "",
+        }
+        if request.model.name != MODEL or request.model.version not in digests:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"version {request.model.version} not found")
+        run_id = "" if request.model.version == V_NO_RUN else self.tracking.run_id
+        version = rpb.ModelVersion(name=MODEL, version=request.model.version, run_id=run_id)
+        version.lineage.CopyFrom(
+            rpb.Lineage(
+                run_id=run_id,
+                training_dataset=refs_pb2.DatasetRef(
+                    source="feature-service://credit_risk_v1", digest=digests[request.model.version]
+                ),
+                feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1", version="1"),
+            )
+        )
+        return rpb.GetModelVersionResponse(model_version=version)
+
+
+@pytest.fixture(scope="module")
+def registry(tracking: Tracking) -> Iterator[tuple[str, FakeRegistry]]:
+    """An in-process fake registry-gateway on a free port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    fake = FakeRegistry(tracking)
+    rpb_grpc.add_ModelRegistryServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", fake
+    finally:
+        server.stop(None)
+
+
+def _via_registry(
+    target: str, tracking: Tracking, token: str = VIEWER_TOKEN
+) -> RegistryGatewayTrainingDatasetResolver:
+    return RegistryGatewayTrainingDatasetResolver(target, token, MlflowTrainingDatasetResolver(tracking.url))
+
+
+def test_the_registry_gateways_lineage_names_the_run_and_the_dataset_digest(
+    tracking: Tracking, registry: tuple[str, FakeRegistry]
+) -> None:
+    target, fake = registry
+    resolver = _via_registry(target, tracking)
+    try:
+        fake.tokens.clear()
+        data = resolver.resolve(MODEL, V_MLFLOW_DIGEST, None)
+        assert fake.tokens == [f"Bearer {VIEWER_TOKEN}"]  # the viewer token arrived
+        assert list(data.frame.columns) == [*FEATURES, PREDICTION_COLUMN, "creditability"]
+        assert len(data.frame) == 500
+        assert data.ref.source == f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
+        # MLflow's dataset digest is no file hash: recorded as the lineage has it, not verified
+        assert data.ref.digest == tracking.dataset_digest
+        assert data.auc == RUN_TEST_AUC
+        # cached per (model, version): neither a second lookup nor a second download
+        assert resolver.resolve(MODEL, V_MLFLOW_DIGEST, None) is data
+        assert (resolver.lookups, resolver.mlflow.downloads) == (1, 1)
+        # a file sha256 in the lineage is checked against the downloaded bytes
+        verified = resolver.resolve(MODEL, V_FILE_SHA256, None)
+        assert verified.ref.digest == f"sha256:{tracking.rows_sha256}"
+        with pytest.raises(FailedPrecondition, match="do not match the sha256"):
+            resolver.resolve(MODEL, V_WRONG_SHA256, None)
+        with pytest.raises(FailedPrecondition, match="no MLflow run"):
+            resolver.resolve(MODEL, V_NO_RUN, None)
+        # runs:/ URIs skip the registry
+        uri = f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
+        assert resolver.resolve(MODEL, 1, uri).ref.source == uri
+    finally:
+        resolver.close()
+
+
+def test_registry_gateway_errors_are_mapped(tracking: Tracking, registry: tuple[str, FakeRegistry]) -> None:
+    target, _ = registry
+    for token, code in (("wrong-token", "UNAUTHENTICATED"), (OUTSIDER_TOKEN, "PERMISSION_DENIED")):
+        resolver = _via_registry(target, tracking, token)
+        with pytest.raises(FailedPrecondition, match=f"{code}.*DRIFT_SERVICE_REGISTRY_TOKEN"):
+            resolver.resolve(MODEL, V_MLFLOW_DIGEST, None)
+        resolver.close()
+    resolver = _via_registry(target, tracking)
+    with pytest.raises(NotFound, match=f"{MODEL}/99"):
+        resolver.resolve(MODEL, 99, None)
+    resolver.close()
+    dead = _via_registry(f"127.0.0.1:{_free_port()}", tracking)
+    began = time.monotonic()
+    with pytest.raises(Unavailable, match="registry-gateway"):
+        dead.resolve(MODEL, V_MLFLOW_DIGEST, None)
+    assert time.monotonic() - began < 30
+    dead.close()
+
+
+def test_settings_make_the_registry_gateway_the_default(
+    tracking: Tracking, registry: tuple[str, FakeRegistry], settings: DriftServiceSettings
+) -> None:
+    target, fake = registry
+    wired = DriftServiceSettings.model_validate(
+        {
+            **settings.model_dump(),
+            "mlflow_tracking_uri": tracking.url,
+            "registry_target": target,
+            "registry_token": VIEWER_TOKEN,
+        }
+    )
+    resolver = default_resolver(wired)
+    assert isinstance(resolver.training, RegistryGatewayTrainingDatasetResolver)
+    fake.tokens.clear()
+    data = resolver.resolve(MODEL, V_MLFLOW_DIGEST, None)
+    assert data.ref.digest == tracking.dataset_digest
+    assert fake.tokens == [f"Bearer {VIEWER_TOKEN}"]
+    resolver.training.close()
+    assert VIEWER_TOKEN not in repr(wired)
+    plain = settings.model_copy(update={"mlflow_tracking_uri": tracking.url})
+    assert type(default_resolver(plain).training) is MlflowTrainingDatasetResolver
+    base = {**settings.model_dump(), "mlflow_tracking_uri": tracking.url}
+    with pytest.raises(ValidationError, match="DRIFT_SERVICE_REGISTRY_TOKEN"):
+        DriftServiceSettings.model_validate({**base, "registry_target": target})
+    with pytest.raises(ValidationError, match="DRIFT_SERVICE_MLFLOW_TRACKING_URI"):
+        DriftServiceSettings.model_validate(
+            {**base, "mlflow_tracking_uri": None, "registry_target": target, "registry_token": "t"}
+        )

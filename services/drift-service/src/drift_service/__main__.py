@@ -41,7 +41,13 @@ async def main() -> None:
         settings.profile,
         reports.base_url,
         metrics_port,
-        f"from MLflow at {settings.mlflow_tracking_uri}" if settings.mlflow_tracking_uri else "unwired",
+        (
+            f"through the registry-gateway at {settings.registry_target}, rows from MLflow"
+            if settings.registry_target
+            else f"from MLflow at {settings.mlflow_tracking_uri}"
+            if settings.mlflow_tracking_uri
+            else "unwired"
+        ),
         extra={"profile": settings.profile, "reports_url": reports.base_url},
     )
     await serve(

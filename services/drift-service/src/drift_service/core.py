@@ -37,6 +37,7 @@ from drift_service.reference import (
     MlflowTrainingDatasetResolver,
     ReferenceData,
     ReferenceResolver,
+    RegistryGatewayTrainingDatasetResolver,
     RequestReferenceResolver,
 )
 from drift_service.settings import DriftServiceSettings
@@ -58,8 +59,9 @@ class DriftOutcome:
 
 
 def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver:
-    """Explicit URIs, and the training dataset from MLflow when a tracking URI is configured."""
-    training = None
+    """Explicit URIs, and the training dataset: through the registry-gateway when its target and
+    token are configured (rows from MLflow), else from MLflow's registry when a tracking URI is."""
+    training: ReferenceResolver | None = None
     if settings.mlflow_tracking_uri:
         training = MlflowTrainingDatasetResolver(
             settings.mlflow_tracking_uri,
@@ -69,6 +71,13 @@ def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver
             auc_metrics=settings.mlflow_reference_auc_metrics,
             cache_size=settings.mlflow_cache_size,
         )
+        if settings.registry_target and settings.registry_token is not None:
+            training = RegistryGatewayTrainingDatasetResolver(
+                settings.registry_target,
+                settings.registry_token.get_secret_value(),
+                training,
+                timeout_s=settings.registry_timeout_s,
+            )
     return RequestReferenceResolver(training=training)
 
 
@@ -335,5 +344,8 @@ class DriftCore:
         return await asyncio.to_thread(self.store.ping)
 
     def close(self) -> None:
-        """Release the store's connections."""
+        """Release the store's connections and the reference resolver's channel."""
         self.store.close()
+        training = getattr(self.resolver, "training", None)
+        if isinstance(training, RegistryGatewayTrainingDatasetResolver):
+            training.close()

@@ -10,9 +10,11 @@
   training rows the training-service logged as a Parquet artifact
   (``training_set/training_rows.parquet``, with the out-of-fold ``probability_of_default``),
   downloaded through the tracking server; cached per (model, version) (a version's run never
-  changes). The registry-gateway is the registry's only writer; when it exists the version lookup
-  may go through it, MLflow's registry stays the source of truth. Without a tracking URI,
-  :class:`UnwiredTrainingDatasetResolver` answers FAILED_PRECONDITION asking for an explicit
+  changes). When ``DRIFT_SERVICE_REGISTRY_TARGET`` and ``DRIFT_SERVICE_REGISTRY_TOKEN`` are set,
+  :class:`RegistryGatewayTrainingDatasetResolver` asks the registry-gateway instead
+  (``GetModelVersion`` as a viewer): the version's ``lineage`` gives the run id and the training
+  dataset's digest, the rows are then downloaded from that MLflow run as above. Without a tracking
+  URI, :class:`UnwiredTrainingDatasetResolver` answers FAILED_PRECONDITION asking for an explicit
   dataset.
 * a run that has no registered version: the contract's ``Window`` names a model version, never a
   run, so such a run is reached through an explicit ``dataset_uri`` of MLflow's own form,
@@ -33,6 +35,7 @@ import abc
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -42,8 +45,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import grpc
 import pandas as pd
-from creditrisk_kit import FailedPrecondition, NotFound, PreconditionViolation, Unavailable
+from creditrisk.common.v1 import refs_pb2
+from creditrisk.registry.v1 import registry_service_pb2 as rpb
+from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
+from creditrisk_kit import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    NotFound,
+    PreconditionViolation,
+    Unavailable,
+    insecure_channel,
+)
 
 from drift_service.domain import PREDICTION_COLUMN, DatasetRef
 
@@ -88,14 +102,19 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
-def _digest(path: Path) -> str:
+def _sha256(path: Path) -> str:
+    """The sha256 (hex) of a Parquet file, or of a directory's Parquet files in name order."""
     sha = hashlib.sha256()
     files = sorted(p for p in path.rglob("*.parquet")) if path.is_dir() else [path]
     for file in files:
         with file.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 sha.update(chunk)
-    return sha.hexdigest()[:16]
+    return sha.hexdigest()
+
+
+def _digest(path: Path) -> str:
+    return _sha256(path)[:16]
 
 
 class ExplicitDatasetResolver(ReferenceResolver):
@@ -160,7 +179,9 @@ class RequestReferenceResolver(ReferenceResolver):
 
     def resolve(self, model_name: str, model_version: int, dataset_uri: str | None) -> ReferenceData:
         if dataset_uri and dataset_uri.startswith(RUNS_SCHEME):
-            if not isinstance(self.training, MlflowTrainingDatasetResolver):
+            if not isinstance(
+                self.training, MlflowTrainingDatasetResolver | RegistryGatewayTrainingDatasetResolver
+            ):
                 raise FailedPrecondition(
                     "a runs:/ dataset URI needs the MLflow tracking server: "
                     "set DRIFT_SERVICE_MLFLOW_TRACKING_URI",
@@ -311,7 +332,7 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
         self._store(key, data)
         return data
 
-    def _from_run(self, run_id: str, path: str, *, source: str) -> ReferenceData:
+    def _from_run(self, run_id: str, path: str, *, source: str, lineage_digest: str = "") -> ReferenceData:
         artifact = f"{RUNS_SCHEME}{run_id}/{path}"
         try:
             run = self.client.get_run(run_id)
@@ -329,7 +350,8 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
                 raise NotFound(
                     "reference dataset", artifact, description=f"unreadable: {type(exc).__name__}"
                 ) from exc
-            digest = _digest(local)
+            sha256 = _sha256(local)
+        digest = sha256[:16]
         features = [f for f in run.data.params.get("features", "").split(",") if f]
         if features:
             missing = [f for f in features if f not in frame.columns]
@@ -343,6 +365,9 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
             frame = frame[keep]
         # MLflow's digest of the training dataset input names the same rows as the training artifact
         mlflow_digest = _run_dataset_digest(run) if path == self.artifact_path else ""
+        if lineage_digest:
+            _check_lineage_digest(lineage_digest, sha256, mlflow_digest, artifact=artifact, source=source)
+            mlflow_digest = lineage_digest
         metrics = run.data.metrics
         auc = next((float(metrics[m]) for m in self.auc_metrics if m in metrics), None)
         _LOG.info(
@@ -367,3 +392,178 @@ def _run_dataset_digest(run: Any) -> str:
         if not contexts or "training" in contexts:
             return str(dataset_input.dataset.digest or "")
     return ""
+
+
+#: A digest the drift-service can check against the downloaded file: a sha256 of its bytes
+#: (``<64 hex>`` or ``sha256:<64 hex>``). MLflow's own dataset digests (``mlflow.data``: a hash of a
+#: sample of the frame's values, 8 hex digits for pandas) are not file hashes.
+_FILE_SHA256 = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+
+
+def _check_lineage_digest(
+    expected: str, sha256: str, mlflow_digest: str, *, artifact: str, source: str
+) -> None:
+    """Check the lineage's training-dataset digest against the downloaded rows where comparable.
+
+    A file sha256 is verified (mismatch -> FAILED_PRECONDITION); anything else (MLflow's dataset
+    digest) is only recorded in the report's reference, and compared with the run's own dataset
+    input digest as a consistency check (a mismatch is logged, not verified either way).
+    """
+    match = _FILE_SHA256.match(expected.strip().lower())
+    if match:
+        if match.group(1) != sha256:
+            raise FailedPrecondition(
+                f"the training rows {artifact} of {source} do not match the sha256 its lineage records",
+                [
+                    PreconditionViolation(
+                        type="REFERENCE_DIGEST_MISMATCH",
+                        subject=source,
+                        description=f"lineage {expected[:24]}..., downloaded sha256:{sha256[:16]}...",
+                    )
+                ],
+            )
+        _LOG.info("reference %s: the training rows match the lineage's sha256", source)
+        return
+    if mlflow_digest and mlflow_digest != expected:
+        _LOG.warning(
+            "reference %s: the lineage's dataset digest %s differs from the run's dataset input digest %s",
+            source,
+            expected,
+            mlflow_digest,
+        )
+    else:
+        _LOG.info(
+            "reference %s: the lineage's dataset digest %s is MLflow's dataset digest, not a file hash; "
+            "recorded, not verified against the downloaded file",
+            source,
+            expected,
+        )
+
+
+# --- registry-gateway -----------------------------------------------------------------------------
+
+#: The setting named when the registry-gateway refuses the drift-service's token (a name, no secret).
+REGISTRY_TOKEN_SETTING = "DRIFT_SERVICE_REGISTRY_TOKEN"  # noqa: S105
+
+
+class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
+    """The training dataset of a model version, found through the registry-gateway.
+
+    ``resolve(name, version, None)``: ``ModelRegistryService.GetModelVersion`` (``authorization:
+    Bearer <token>``, a viewer suffices) -> ``ModelVersion.lineage`` (run id, training dataset
+    source and digest, feature service) -> the training rows downloaded from that MLflow run by
+    ``mlflow`` (its download, columns, reference AUC and cache). The lineage's dataset digest is
+    checked against the downloaded file when it is a file sha256, else recorded in the report's
+    reference :class:`DatasetRef` unverified (MLflow's dataset digests are not file hashes).
+    ``runs:/`` URIs go to ``mlflow`` directly.
+
+    Errors of the registry-gateway: UNAUTHENTICATED / PERMISSION_DENIED -> FAILED_PRECONDITION
+    naming ``DRIFT_SERVICE_REGISTRY_TOKEN``; NOT_FOUND -> NOT_FOUND naming the model version;
+    UNAVAILABLE -> UNAVAILABLE; DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED.
+
+    Args:
+        target: the registry-gateway's ``host:port`` (gRPC).
+        token: a bearer token of a viewer of the registry-gateway.
+        mlflow: the MLflow resolver the rows are downloaded with.
+        channel: a gRPC channel (tests); a kit channel to ``target`` when None.
+        timeout_s: deadline of GetModelVersion.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        mlflow: MlflowTrainingDatasetResolver,
+        *,
+        channel: Any = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.target = target
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self.mlflow = mlflow
+        self._owns_channel = channel is None
+        self._channel = channel if channel is not None else insecure_channel(target)
+        self._stub = rpb_grpc.ModelRegistryServiceStub(self._channel)
+        self.timeout_s = timeout_s
+        self.lookups = 0  # GetModelVersion calls (the cache's misses), for tests and logs
+
+    def close(self) -> None:
+        """Close the channel (when this resolver opened it)."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def resolve(self, model_name: str, model_version: int, dataset_uri: str | None) -> ReferenceData:
+        if dataset_uri:
+            return self.mlflow.resolve(model_name, model_version, dataset_uri)
+        key = ("registry", model_name, str(model_version))
+        cached = self.mlflow._cached(key)
+        if cached is not None:
+            return cached
+        subject = f"{model_name}/{model_version}"
+        version = self._get_model_version(model_name, model_version, subject)
+        lineage = version.lineage
+        run_id = lineage.run_id or version.run_id
+        if not run_id:
+            raise FailedPrecondition(
+                f"model version {subject} has no MLflow run in its lineage, so no training dataset; "
+                "pass reference.dataset_uri",
+                [
+                    PreconditionViolation(
+                        type="REFERENCE_UNAVAILABLE",
+                        subject=subject,
+                        description="register versions from a training run, "
+                        "or set ComputeDriftRequest.dataset_uri",
+                    )
+                ],
+            )
+        _LOG.info(
+            "reference of %s from the registry-gateway: run %s, dataset %s (digest %s), "
+            "feature service %s/%s",
+            subject,
+            run_id,
+            lineage.training_dataset.source or "unrecorded",
+            lineage.training_dataset.digest or "unrecorded",
+            lineage.feature_service.name or "?",
+            lineage.feature_service.version or "?",
+            extra={"drift.reference": f"models:/{subject}", "mlflow.run_id": run_id},
+        )
+        data = self.mlflow._from_run(
+            run_id,
+            self.mlflow.artifact_path,
+            source=f"models:/{subject}",
+            lineage_digest=lineage.training_dataset.digest,
+        )
+        self.mlflow._store(key, data)
+        return data
+
+    def _get_model_version(self, model_name: str, model_version: int, subject: str) -> Any:
+        request = rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=model_name, version=model_version))
+        self.lookups += 1
+        try:
+            response = self._stub.GetModelVersion(request, metadata=self._metadata, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise FailedPrecondition(
+                    f"the registry-gateway refused the drift-service's token ({code.name}); "
+                    f"set {REGISTRY_TOKEN_SETTING} to a viewer token",
+                    [
+                        PreconditionViolation(
+                            type="REGISTRY_TOKEN",
+                            subject=REGISTRY_TOKEN_SETTING,
+                            description="a bearer token of a viewer of the registry-gateway",
+                        )
+                    ],
+                ) from exc
+            if code is grpc.StatusCode.NOT_FOUND:
+                raise NotFound("model version", subject, description="not in the registry-gateway") from exc
+            if code is grpc.StatusCode.UNAVAILABLE:
+                raise Unavailable(
+                    f"the registry-gateway did not answer for model version {subject!r}"
+                ) from exc
+            if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(
+                    f"the registry-gateway did not answer in time for model version {subject!r}"
+                ) from exc
+            raise
+        return response.model_version

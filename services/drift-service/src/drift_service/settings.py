@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from creditrisk_kit.settings import ServiceSettings
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from drift_service.decision import Correction
@@ -80,6 +80,13 @@ class DriftServiceSettings(ServiceSettings):
             (:class:`drift_service.reference.MlflowTrainingDatasetResolver`), and ``runs:/`` dataset
             URIs are accepted. Unset: an explicit ``dataset_uri`` is required.
         mlflow_registry_uri: the model registry's URI (default: the tracking URI).
+        registry_target: the registry-gateway's ``host:port`` (gRPC). With ``registry_token`` (and
+            ``mlflow_tracking_uri``, the training rows are downloaded from MLflow), the default
+            reference is found through the registry-gateway (``GetModelVersion`` -> lineage -> run)
+            instead of MLflow's registry
+            (:class:`drift_service.reference.RegistryGatewayTrainingDatasetResolver`).
+        registry_token: bearer token of a viewer of the registry-gateway (secret; never printed).
+        registry_timeout_s: deadline of the registry-gateway's GetModelVersion.
         mlflow_training_artifact: the training rows' artifact path in a training run.
         mlflow_reference_auc_metrics: run metrics taken as the reference AUC, first found wins.
         mlflow_cache_size: references kept in memory (per model version or run URI).
@@ -119,6 +126,9 @@ class DriftServiceSettings(ServiceSettings):
         default_factory=lambda: ["test_roc_auc", "cv_roc_auc_mean"]
     )
     mlflow_cache_size: int = Field(default=4, ge=1, le=100)
+    registry_target: str | None = None
+    registry_token: SecretStr | None = None
+    registry_timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
 
     min_rows: int = Field(default=100, ge=1)
     min_reference_rows: int = Field(default=100, ge=1)
@@ -151,6 +161,31 @@ class DriftServiceSettings(ServiceSettings):
         if not value.startswith(("http://", "https://", "databricks")):
             raise ValueError("an http(s):// tracking server (artifacts are downloaded through it)")
         return value.strip().rstrip("/")
+
+    @field_validator("registry_target")
+    @classmethod
+    def _registry_target(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    @field_validator("registry_token")
+    @classmethod
+    def _registry_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _registry_needs_token_and_mlflow(self) -> DriftServiceSettings:
+        if self.registry_target and self.registry_token is None:
+            raise ValueError(
+                "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_REGISTRY_TOKEN (a viewer's bearer token)"
+            )
+        if self.registry_target and not self.mlflow_tracking_uri:
+            raise ValueError(
+                "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_MLFLOW_TRACKING_URI "
+                "(the training rows are downloaded from the version's MLflow run)"
+            )
+        return self
 
     @field_validator("num_method", "cat_method")
     @classmethod

@@ -1,0 +1,454 @@
+"""Benchmark the inference-gateway against its parts, in one run on one machine (issue 8).
+
+Starts the end-to-end stack (:mod:`e2e_stack`, embedded profile: SQLite online store) under the
+supervisor, then times, at concurrency 1 (warm-up excluded), the same German credit applicants:
+
+* gateway ``Predict`` over REST (``POST /v1/predict``) and gRPC, p50 / p99, and throughput with
+  8 client threads;
+* a direct feature-service ``GetOnlineFeatures`` (gRPC, feature service ``credit_risk_v1``);
+* a direct model-server call (the champion slot, seldon-core REST ``jsonData``, the gateway's own
+  protocol) with the features the gateway used;
+* the raw floor, in the model-server's environment: ``sqlite3`` read of the same rows of the same
+  SQLite online store (the embedded profile's counterpart of a redis-py HGETALL; raw bytes, no
+  decoding) + the ONNX fast scorer in process on the applicant's values;
+* Feast's ``feast serve`` (``POST /get-online-features``) over the stack's ``feature_store.yaml``.
+
+Run from the repository root in the development environment::
+
+    .tools/bin/uv run python tests/e2e/bench_gateway.py [--requests 1000] [--seconds 10]
+
+Needs ``make setup`` (each service's ``.venv``). Prints a table; every process stops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc
+import httpx
+from creditrisk.common.v1 import time_range_pb2, values_pb2
+from creditrisk.feature.v1 import feature_service_pb2 as fpb
+from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
+from creditrisk.inference.v1 import inference_service_pb2 as pb
+from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
+from creditrisk_devstack import Supervisor, free_port
+from e2e_stack import MODEL_NAME, ROOT, Stack, inference_gateway_http, service_python
+from google.protobuf import timestamp_pb2
+
+FEATURE_SERVICE = "credit_risk_v1"
+
+_FS_HELPER = """
+import json, sys
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.sqlite import _table_id
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feature_service.core import FeatureStoreCore
+from feature_service.settings import FeatureServiceSettings
+ids = json.loads(sys.argv[1])
+core = FeatureStoreCore(FeatureServiceSettings())
+yaml = core.write_feature_store_yaml()
+plan = core._plan("credit_risk_v1", None, online=True)
+store = core.store
+version = store.config.entity_key_serialization_version
+tables = [_table_id(store.project, store.get_feature_view(v)) for v in sorted(plan.online_views)]
+keys = {
+    str(i): serialize_entity_key(
+        EntityKey(join_keys=["applicant_id"], entity_values=[Value(int64_val=i)]), version
+    ).hex()
+    for i in ids
+}
+db = store.config.online_store.path
+print(json.dumps({"yaml": yaml, "tables": tables, "keys": keys, "db": str(db)}))
+"""
+
+_FLOOR_HELPER = """
+import json, shutil, sqlite3, statistics, sys, time, tempfile
+from pathlib import Path
+from mlflow import MlflowClient
+from model_server.settings import Settings
+from model_server.signature import columns_from_records
+from model_server.slot import load_version
+a = json.load(sys.stdin)
+client = MlflowClient(tracking_uri=a["mlflow"], registry_uri=a["mlflow"])
+work = Path(tempfile.mkdtemp(prefix="gw-bench-floor-"))
+settings = Settings(model_name=a["model"], mlflow_tracking_uri=a["mlflow"], state_dir=work / "st",
+                    serving_processes=1, cache_dir=work / "cache")
+model = load_version(settings, client, client.get_model_version(a["model"], a["version"]))
+ids = a["ids"]
+records = {i: a["records"][str(i)] for i in ids}
+keys = {i: bytes.fromhex(a["keys"][str(i)]) for i in ids}
+con = sqlite3.connect(a["db"], check_same_thread=False)
+queries = [f'SELECT feature_name, value, event_ts FROM "{t}" WHERE entity_key = ?' for t in a["tables"]]
+def read(i):
+    rows = []
+    for q in queries:
+        rows += con.execute(q, (keys[i],)).fetchall()
+    assert rows
+    return rows
+def score(i):
+    return model.fast.predict_default(columns_from_records([records[i]], model.columns, "jsonData"), 1)
+def floor(i):
+    read(i)
+    return score(i)
+out = {}
+for name, call in (("read", read), ("score", score), ("floor", floor)):
+    seq = [ids[k % len(ids)] for k in range(a["warmup"] + a["n"])]
+    for i in seq[: a["warmup"]]:
+        call(i)
+    samples = []
+    for i in seq[a["warmup"]:]:
+        t = time.perf_counter(); call(i); samples.append(time.perf_counter() - t)
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    out[name] = [statistics.median(samples) * 1e3, q[98] * 1e3]
+shutil.rmtree(work, ignore_errors=True)
+print(json.dumps(out))
+"""
+
+
+def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(when)
+    return out
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return statistics.median(samples) * 1e3, q[98] * 1e3
+
+
+def latency(call: Callable[[int], Any], ids: list[int], n: int, warmup: int) -> tuple[float, float]:
+    for k in range(warmup):
+        call(ids[k % len(ids)])
+    samples = []
+    for k in range(n):
+        began = time.perf_counter()
+        call(ids[k % len(ids)])
+        samples.append(time.perf_counter() - began)
+    return percentiles(samples)
+
+
+def throughput(
+    make_call: Callable[[], Callable[[int], Any]], ids: list[int], seconds: float, threads: int
+) -> tuple[float, int]:
+    counts = [0] * threads
+    errors = [0] * threads
+    done = threading.Event()
+    calls = [make_call() for _ in range(threads)]
+
+    def run(t: int) -> None:
+        call, k = calls[t], t
+        while not done.is_set():
+            try:
+                call(ids[k % len(ids)])
+                counts[t] += 1
+            except Exception:
+                errors[t] += 1
+            k += threads
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    began = time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    done.set()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - began), sum(errors)
+
+
+def run_helper(service: str, code: str, *args: str, stdin: str | None = None, env: dict[str, str]) -> Any:
+    result = subprocess.run(
+        [str(service_python(service)), "-c", code, *args],
+        cwd=ROOT / "services" / service,
+        env={
+            k: v for k, v in {**os.environ, "VIRTUAL_ENV": "", "PYTHONWARNINGS": "ignore", **env}.items() if v
+        },
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{service} helper failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def versions() -> str:
+    out = []
+    for service, names in (
+        ("inference-gateway", ["fastapi", "uvicorn", "grpcio", "httpx"]),
+        ("feature-service", ["feast"]),
+        ("model-server", ["seldon-core", "onnxruntime"]),
+    ):
+        code = (
+            "import sys; from importlib.metadata import version as v; "
+            "print(', '.join(f'{n} {v(n)}' for n in sys.argv[1:]))"
+        )
+        got = subprocess.run(
+            [str(service_python(service)), "-c", code, *names], capture_output=True, text=True, check=False
+        )
+        out.append(got.stdout.strip() or f"{service}: ?")
+    return "; ".join(out)
+
+
+def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    began = time.monotonic()
+    base = inference_gateway_http(stack)
+    gw_grpc = stack.targets["inference-gateway"]
+    print(f"stack up in {time.monotonic() - began:.0f} s", flush=True)
+    results: dict[str, Any] = {}
+    # materialize the online store (as the gateway's e2e test does)
+    with grpc.insecure_channel(stack.targets["feature-service"]) as fs_setup:
+        fpb_grpc.FeatureStoreServiceStub(fs_setup).Materialize(
+            fpb.MaterializeRequest(
+                range=time_range_pb2.TimeRange(
+                    start=_timestamp(datetime(2022, 1, 1, tzinfo=UTC)), end=_timestamp(datetime.now(UTC))
+                )
+            ),
+            timeout=120,
+        )
+
+    # the features the gateway used, per applicant (input of the direct model-server call / floor)
+    http = httpx.Client(base_url=base, timeout=30)
+    records: dict[int, dict[str, Any]] = {}
+    version = None
+    unknown = 0
+    for i in range(1, 1001):
+        response = http.post("/v1/predict", json={"applicant_id": i})
+        if response.status_code == 404:  # not (or no longer) in the online store
+            unknown += 1
+            continue
+        response.raise_for_status()
+        body = response.json()
+        records[i] = body["features"]
+        version = body["model_version"]
+        if len(records) == args.applicants:
+            break
+    ids = sorted(records)
+    print(f"{len(ids)} applicants answer (skipped {unknown} unknown to the online store)", flush=True)
+
+    def rest_call(i: int, client: httpx.Client = http) -> None:
+        client.post("/v1/predict", json={"applicant_id": i}).raise_for_status()
+
+    channel = grpc.insecure_channel(gw_grpc)
+    stub = pb_grpc.InferenceServiceStub(channel)
+
+    def grpc_call(i: int, s: Any = stub) -> None:
+        s.Predict(pb.PredictRequest(applicant_id=i), timeout=10)
+
+    results["gateway REST Predict"] = latency(rest_call, ids, args.requests, args.warmup)
+    print("gateway REST", results["gateway REST Predict"], flush=True)
+    results["gateway gRPC Predict"] = latency(grpc_call, ids, args.requests, args.warmup)
+    print("gateway gRPC", results["gateway gRPC Predict"], flush=True)
+
+    def make_rest() -> Callable[[int], Any]:
+        client = httpx.Client(base_url=base, timeout=30)
+        return lambda i: rest_call(i, client)
+
+    def make_grpc() -> Callable[[int], Any]:
+        s = pb_grpc.InferenceServiceStub(grpc.insecure_channel(gw_grpc))
+        return lambda i: grpc_call(i, s)
+
+    results["rps REST"] = throughput(make_rest, ids, args.seconds, 8)
+    results["rps gRPC"] = throughput(make_grpc, ids, args.seconds, 8)
+    print("throughput", results["rps REST"], results["rps gRPC"], flush=True)
+
+    # --- direct feature-service
+    fs_channel = grpc.insecure_channel(stack.targets["feature-service"])
+    fs = fpb_grpc.FeatureStoreServiceStub(fs_channel)
+
+    def fs_call(i: int) -> None:
+        response = fs.GetOnlineFeatures(
+            fpb.GetOnlineFeaturesRequest(
+                feature_service=FEATURE_SERVICE,
+                entity_rows=[
+                    fpb.EntityRow(join_keys={"applicant_id": values_pb2.FeatureValue(int64_value=i)})
+                ],
+            ),
+            timeout=10,
+        )
+        assert len(response.rows) == 1
+
+    results["feature-service GetOnlineFeatures (gRPC)"] = latency(fs_call, ids, args.requests, args.warmup)
+
+    # --- direct model-server (champion slot, seldon REST jsonData)
+    ms = httpx.Client(base_url=f"http://{stack.targets['model-server-champion']}", timeout=30)
+
+    def ms_call(i: int) -> None:
+        r = ms.post("/api/v1.0/predictions", json={"jsonData": records[i]})
+        r.raise_for_status()
+
+    results["model-server seldon REST jsonData"] = latency(ms_call, ids, args.requests, args.warmup)
+    print(
+        "direct",
+        results["feature-service GetOnlineFeatures (gRPC)"],
+        results["model-server seldon REST jsonData"],
+    )
+
+    # --- feast serve + raw floor, against the stack's SQLite online store
+    fs_env = {
+        "FEATURE_SERVICE_PROFILE": "embedded",
+        "FEATURE_SERVICE_DATA_DIR": str(stack.workdir / "feature-store"),
+    }
+    info = run_helper("feature-service", _FS_HELPER, json.dumps(ids), env=fs_env)
+    floor = run_helper(
+        "model-server",
+        _FLOOR_HELPER,
+        stdin=json.dumps(
+            {
+                "mlflow": f"http://{stack.targets['mlflow']}",
+                "model": MODEL_NAME,
+                "version": str(version),
+                "ids": ids,
+                "records": {str(i): r for i, r in records.items()},
+                "keys": info["keys"],
+                "tables": info["tables"],
+                "db": info["db"],
+                "n": args.requests,
+                "warmup": args.warmup,
+            }
+        ),
+        env={"OMP_NUM_THREADS": "1", "PYTHONPATH": "", "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    results["floor: sqlite3 read"] = tuple(floor["read"])
+    results["floor: fast scorer in process"] = tuple(floor["score"])
+    results["raw floor: sqlite3 read + fast scorer"] = tuple(floor["floor"])
+
+    port = free_port()
+    feast_bin = service_python("feature-service").with_name("feast")
+    log = stack.workdir / "feast-serve.log"
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            [
+                str(feast_bin),
+                "-c",
+                str(Path(info["yaml"]).parent),
+                "serve",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--workers",
+                "1",
+                "--max-requests",
+                "0",
+            ],
+            env={
+                k: v
+                for k, v in {**os.environ, **fs_env, "VIRTUAL_ENV": "", "PYTHONWARNINGS": "ignore"}.items()
+                if v
+            },
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        feast_http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"feast serve did not start:\n{log.read_text()[-3000:]}")
+            try:
+                if feast_http.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+
+        def feast_call(i: int) -> None:
+            body = {
+                "feature_service": FEATURE_SERVICE,
+                "entities": {
+                    "applicant_id": [i],
+                    "requested_credit_amount": [None],
+                    "requested_duration_in_month": [None],
+                },
+            }
+            r = feast_http.post("/get-online-features", json=body)
+            r.raise_for_status()
+            assert len(r.json()["results"][0]["values"]) == 1
+
+        results["feast serve /get-online-features"] = latency(feast_call, ids, args.requests, args.warmup)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+    channel.close()
+    fs_channel.close()
+    return results
+
+
+def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None:
+    print()
+    print(
+        f"conditions: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, embedded profile (SQLite online store), `uptime`: {load}; "
+        f"{args.requests} timed requests per path at concurrency 1 after {args.warmup} warm-up, "
+        f"{args.applicants} applicants cycled; throughput: 8 client threads for {args.seconds:g} s"
+    )
+    print(f"versions: {versions()}")
+    print(f"{'path':45} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=8':>10}")
+    for name, value in results.items():
+        if name.startswith("rps"):
+            continue
+        rps = ""
+        if name.startswith("gateway"):
+            key = "rps REST" if "REST" in name else "rps gRPC"
+            rps = f"{results[key][0]:10.0f} ({results[key][1]} errors)"
+        print(f"{name:45} {value[0]:8.2f} {value[1]:8.2f} {rps}")
+    fs = results["feature-service GetOnlineFeatures (gRPC)"][0]
+    ms = results["model-server seldon REST jsonData"][0]
+    feast = results["feast serve /get-online-features"][0]
+    floor = results["raw floor: sqlite3 read + fast scorer"][0]
+    print()
+    for proto in ("REST", "gRPC"):
+        p50 = results[f"gateway {proto} Predict"][0]
+        print(
+            f"{proto}: p50 {p50:.2f} vs 1.3 x (fs {fs:.2f} + ms {ms:.2f}) = {1.3 * (fs + ms):.2f} -> "
+            f"{'met' if p50 <= 1.3 * (fs + ms) else 'NOT met'}; vs 10 x floor {10 * floor:.2f} -> "
+            f"{'met' if p50 <= 10 * floor else 'NOT met'}; vs feast serve {feast:.2f} -> "
+            f"{'met' if p50 <= feast else 'NOT met'}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--applicants", type=int, default=200, help="applicant ids 1..N, cycled")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
+        workdir = Path(tmp)
+        with Supervisor(workdir / "logs") as supervisor:
+            results = bench(Stack(supervisor, workdir), args)
+            load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    report(results, args, load)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -376,6 +376,111 @@ def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
+# ---------------------------------------------------------------------- challenger slot + its gateway
+
+#: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
+#: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
+CHALLENGER_MODE_KEY = "challenger_mode"
+CANARY_SHARE_KEY = "canary_share"
+
+
+def _challenger_env(stack: Stack) -> dict[str, str | None]:
+    return {
+        **_model_server_env(stack),
+        "MODEL_SERVER_ALIAS": "challenger",
+        "MODEL_SERVER_STATE_DIR": str(stack.workdir / "model-server-challenger" / "state"),
+        "MODEL_SERVER_CACHE_DIR": str(stack.workdir / "model-server-challenger" / "cache"),
+    }
+
+
+def _drain_challenger(stack: Stack) -> Callable[[ManagedProcess], None]:
+    def hook(process: ManagedProcess) -> None:
+        env = {k: v for k, v in {**os.environ, **_challenger_env(stack)}.items() if v is not None}
+        subprocess.run(
+            [str(service_python("model-server")), "-m", "model_server", "drain"],
+            cwd=process.spec.cwd,
+            env=env,
+            timeout=30,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    return hook
+
+
+def _challenger_spec(stack: Stack, port: int) -> ProcessSpec:
+    """The challenger slot: the champion slot's runtime following ``credit-risk@challenger``."""
+    champion = _model_server_spec(stack, port)
+    return ProcessSpec(
+        "model-server-challenger",
+        champion.argv,
+        cwd=champion.cwd,
+        env=_challenger_env(stack),
+        ready=HttpReadiness(f"http://127.0.0.1:{port}/health/ready"),
+        timeout_s=180,
+        grace_s=20,
+        before_stop=_drain_challenger(stack),
+    )
+
+
+def challenger_version(stack: Stack) -> int:
+    """Register the trained run once more and point ``credit-risk@challenger`` at it (SetAlias by
+    the promoter, once per session); returns the version."""
+    if "challenger_version" in stack.cache:
+        return stack.cache["challenger_version"]
+    job = first_champion(stack)["job"]
+    version = register(stack, job.result.mlflow_run_id).version
+    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+        rpb_grpc.ModelRegistryServiceStub(channel).SetAlias(
+            rpb.SetAliasRequest(
+                name=MODEL_NAME, alias="challenger", version=version, reason="e2e: challenger"
+            ),
+            metadata=bearer(PROMOTER_TOKEN),
+            timeout=60,
+        )
+    stack.cache["challenger_version"] = version
+    return version
+
+
+def _ensure_challenger(stack: Stack) -> None:
+    challenger_version(stack)
+
+
+def inference_gateway_challenger_http(stack: Stack) -> str:
+    """Base URL of the second gateway's REST API (champion + challenger slot), starting it first."""
+    stack.target("inference-gateway-challenger")
+    return f"http://127.0.0.1:{stack.ports['inference-gateway-challenger-http']}"
+
+
+def _inference_gateway_challenger_spec(stack: Stack, port: int) -> ProcessSpec:
+    """A second gateway with the challenger slot in ``stack.cache[CHALLENGER_MODE_KEY]`` mode
+    (``shadow`` unless set; ``CANARY_SHARE`` from ``stack.cache[CANARY_SHARE_KEY]``); its own buffer."""
+    first_http_port = stack.ports.get("inference-gateway-http")
+    base = _inference_gateway_spec(stack, port)
+    http_port = stack.ports.pop("inference-gateway-http")
+    if first_http_port is not None:  # the first gateway's REST port stays its own
+        stack.ports["inference-gateway-http"] = first_http_port
+    stack.ports["inference-gateway-challenger-http"] = http_port
+    data_dir = stack.workdir / "inference-gateway-challenger"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        "inference-gateway-challenger",
+        base.argv,
+        cwd=base.cwd,
+        env={
+            **base.env,
+            "INFERENCE_GATEWAY_CHALLENGER_URL": f"http://{stack.targets['model-server-challenger']}",
+            "INFERENCE_GATEWAY_CHALLENGER_MODE": stack.cache.get(CHALLENGER_MODE_KEY, "shadow"),
+            "INFERENCE_GATEWAY_CANARY_SHARE": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
+            "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
+        },
+        ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
+        timeout_s=120,
+    )
+
+
 #: Every service the end-to-end tests can start, by name.
 SERVICES: dict[str, ServiceDef] = {
     "feature-service": ServiceDef("feature-service", _feature_service_spec, _ingest_german_credit),
@@ -394,6 +499,20 @@ SERVICES: dict[str, ServiceDef] = {
         "inference-gateway",
         _inference_gateway_spec,
         needs=("feature-service", "registry-gateway", "drift-service", "model-server-champion"),
+    ),
+    "model-server-challenger": ServiceDef(
+        "model-server-challenger", _challenger_spec, _ensure_challenger, needs=("mlflow", "registry-gateway")
+    ),
+    "inference-gateway-challenger": ServiceDef(
+        "inference-gateway-challenger",
+        _inference_gateway_challenger_spec,
+        needs=(
+            "feature-service",
+            "registry-gateway",
+            "drift-service",
+            "model-server-champion",
+            "model-server-challenger",
+        ),
     ),
 }
 

@@ -410,6 +410,17 @@ class Store:
     def _next_seq(self, conn: Connection, table: sa.Table) -> int:
         return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.seq), 0))).scalar() or 0) + 1
 
+    def _payload(self, table: sa.Table, row_id: str) -> Any:
+        """The JSON payload of one row by id, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(table.c.payload).where(table.c.id == row_id)).scalar()
+
+    def _page(self, query: sa.Select[Any], offset: int, limit: int) -> tuple[list[Any], bool]:
+        """One page of payloads (``query`` selects them in order) and whether more follow."""
+        with self.engine.connect() as conn:
+            payloads = list(conn.execute(query.offset(offset).limit(limit + 1)).scalars().all())
+        return payloads[:limit], len(payloads) > limit
+
     def save_drift_report(self, report: DriftReport) -> None:
         """Store a drift report."""
         with self.engine.begin() as conn:
@@ -428,10 +439,7 @@ class Store:
 
     def get_drift_report(self, report_id: str) -> DriftReport | None:
         """A stored drift report, or None."""
-        with self.engine.connect() as conn:
-            payload = conn.execute(
-                sa.select(drift_reports.c.payload).where(drift_reports.c.id == report_id)
-            ).scalar()
+        payload = self._payload(drift_reports, report_id)
         return drift_report_from_json(payload) if payload is not None else None
 
     def list_drift_reports(
@@ -453,10 +461,8 @@ class Store:
             query = query.where(d.model_version == model_version)
         if start is not None and end is not None:  # windows overlapping [start, end)
             query = query.where(d.window_start < _naive(end), d.window_end > _naive(start))
-        query = query.order_by(d.seq.desc()).offset(offset).limit(limit + 1)
-        with self.engine.connect() as conn:
-            payloads = conn.execute(query).scalars().all()
-        return [drift_report_from_json(x) for x in payloads[:limit]], len(payloads) > limit
+        payloads, more = self._page(query.order_by(d.seq.desc()), offset, limit)
+        return [drift_report_from_json(x) for x in payloads], more
 
     def save_performance_report(self, report_id: str, report: PerformanceReport) -> None:
         """Store a performance report."""
@@ -475,10 +481,7 @@ class Store:
 
     def get_performance_report(self, report_id: str) -> PerformanceReport | None:
         """A stored performance report, or None."""
-        with self.engine.connect() as conn:
-            payload = conn.execute(
-                sa.select(performance_reports.c.payload).where(performance_reports.c.id == report_id)
-            ).scalar()
+        payload = self._payload(performance_reports, report_id)
         return performance_report_from_json(payload) if payload is not None else None
 
     def save_trigger_event(self, trigger: TriggerEvent) -> None:
@@ -497,10 +500,7 @@ class Store:
 
     def get_trigger_event(self, trigger_id: str) -> TriggerEvent | None:
         """A stored trigger event, or None."""
-        with self.engine.connect() as conn:
-            payload = conn.execute(
-                sa.select(trigger_events.c.payload).where(trigger_events.c.id == trigger_id)
-            ).scalar()
+        payload = self._payload(trigger_events, trigger_id)
         return trigger_event_from_json(payload) if payload is not None else None
 
     def list_trigger_events(
@@ -519,7 +519,5 @@ class Store:
             query = query.where(t.model_name == model_name)
         if start is not None and end is not None:
             query = query.where(t.trigger_time >= _naive(start), t.trigger_time < _naive(end))
-        query = query.order_by(t.seq.desc()).offset(offset).limit(limit + 1)
-        with self.engine.connect() as conn:
-            payloads = conn.execute(query).scalars().all()
-        return [trigger_event_from_json(x) for x in payloads[:limit]], len(payloads) > limit
+        payloads, more = self._page(query.order_by(t.seq.desc()), offset, limit)
+        return [trigger_event_from_json(x) for x in payloads], more

@@ -51,6 +51,9 @@ async def served(settings: DriftServiceSettings) -> AsyncIterator[Served]:
         reflection=False,
     )
     await runner.start()
+    # One readiness round before the tests run: the background loop's first round may not have
+    # finished yet on a loaded machine (health would still say NOT_SERVING).
+    await runner.check_readiness()
     channel = aio_channel(f"127.0.0.1:{runner.port}", default_timeout_s=120, instrument=False, retry=None)
     try:
         yield Served(runner, channel, pb_grpc.DriftServiceStub(channel))

@@ -1,23 +1,29 @@
 """Benchmark the inference-gateway against its parts, in one run on one machine (issue 8).
 
-Starts the end-to-end stack (:mod:`e2e_stack`, embedded profile: SQLite online store) under the
-supervisor, then times, at concurrency 1 (warm-up excluded), the same German credit applicants:
+Starts the end-to-end stack (:mod:`e2e_stack`) under the supervisor, its feature-service on the
+``real`` profile by default (Redis online store, PostgreSQL offline store and SQL registry, in a
+project of its own that is torn down at the end; ``--profile embedded``: SQLite online store),
+then times, at concurrency 1 (warm-up excluded), the same German credit applicants:
 
 * gateway ``Predict`` over REST (``POST /v1/predict``) and gRPC, p50 / p99, and throughput with
   8 client threads;
 * a direct feature-service ``GetOnlineFeatures`` (gRPC, feature service ``credit_risk_v1``);
 * a direct model-server call (the champion slot, seldon-core REST ``jsonData``, the gateway's own
   protocol) with the features the gateway used;
-* the raw floor, in the model-server's environment: ``sqlite3`` read of the same rows of the same
-  SQLite online store (the embedded profile's counterpart of a redis-py HGETALL; raw bytes, no
-  decoding) + the ONNX fast scorer in process on the applicant's values;
+* the raw floor: the online store read with its raw client — real profile: redis-py ``HGETALL`` of
+  the same hashes (feature-service environment; Feast's key format); embedded: ``sqlite3`` read of
+  the same rows — with no decoding, plus the ONNX fast scorer in process on the applicant's values
+  (model-server environment). Real profile: the floor is the sum of the two p50s (two
+  environments: the model-server's has no redis client); embedded: read + score timed together;
 * Feast's ``feast serve`` (``POST /get-online-features``) over the stack's ``feature_store.yaml``.
 
 Run from the repository root in the development environment::
 
-    .tools/bin/uv run python tests/e2e/bench_gateway.py [--requests 1000] [--seconds 10]
+    .tools/bin/uv run python tests/e2e/bench_gateway.py [--requests 1000] [--seconds 10] [--profile real]
 
-Needs ``make setup`` (each service's ``.venv``). Prints a table; every process stops at the end.
+Needs ``make setup`` (each service's ``.venv``); the real profile needs Redis and PostgreSQL
+(``CREDITRISK_REDIS_URL``, ``CREDITRISK_POSTGRES_DSN``, the test suite's defaults). Prints a table;
+every process stops at the end.
 """
 
 from __future__ import annotations
@@ -48,10 +54,12 @@ from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
 from creditrisk.inference.v1 import inference_service_pb2 as pb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack import Supervisor, free_port
+from creditrisk_testing.servers import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL
 from e2e_stack import MODEL_NAME, ROOT, Stack, inference_gateway_http, service_python
 from google.protobuf import timestamp_pb2
 
 FEATURE_SERVICE = "credit_risk_v1"
+FLOOR = "raw floor: store read + fast scorer"
 
 _FS_HELPER = """
 import json, sys
@@ -78,6 +86,41 @@ db = store.config.online_store.path
 print(json.dumps({"yaml": yaml, "tables": tables, "keys": keys, "db": str(db)}))
 """
 
+_REDIS_HELPER = """
+import json, statistics, sys, time
+import redis
+from feast.infra.online_stores.helpers import _redis_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feature_service.core import FeatureStoreCore
+from feature_service.settings import FeatureServiceSettings
+a = json.loads(sys.argv[1])
+settings = FeatureServiceSettings()
+core = FeatureStoreCore(settings)
+version = core.store.config.entity_key_serialization_version
+client = redis.Redis.from_url(settings.redis_url)
+def key(i):
+    entity = EntityKey(join_keys=["applicant_id"], entity_values=[Value(int64_val=i)])
+    return _redis_key(settings.project, entity, version)
+keys = {i: key(i) for i in a["ids"]}
+seq = [a["ids"][k % len(a["ids"])] for k in range(a["warmup"] + a["n"])]
+for i in seq[: a["warmup"]]:
+    assert client.hgetall(keys[i])
+samples = []
+for i in seq[a["warmup"]:]:
+    t = time.perf_counter(); client.hgetall(keys[i]); samples.append(time.perf_counter() - t)
+q = statistics.quantiles(samples, n=100, method="inclusive")
+read = [statistics.median(samples) * 1e3, q[98] * 1e3]
+print(json.dumps({"yaml": core.write_feature_store_yaml(), "read": read}))
+"""
+
+_TEARDOWN_HELPER = """
+from feature_service.core import FeatureStoreCore
+from feature_service.settings import FeatureServiceSettings
+FeatureStoreCore(FeatureServiceSettings()).teardown()
+print("{}")
+"""
+
 _FLOOR_HELPER = """
 import json, shutil, sqlite3, statistics, sys, time, tempfile
 from pathlib import Path
@@ -93,8 +136,8 @@ settings = Settings(model_name=a["model"], mlflow_tracking_uri=a["mlflow"], stat
 model = load_version(settings, client, client.get_model_version(a["model"], a["version"]))
 ids = a["ids"]
 records = {i: a["records"][str(i)] for i in ids}
-keys = {i: bytes.fromhex(a["keys"][str(i)]) for i in ids}
-con = sqlite3.connect(a["db"], check_same_thread=False)
+keys = {i: bytes.fromhex(a["keys"][str(i)]) for i in ids} if a["db"] else {}
+con = sqlite3.connect(a["db"], check_same_thread=False) if a["db"] else None
 queries = [f'SELECT feature_name, value, event_ts FROM "{t}" WHERE entity_key = ?' for t in a["tables"]]
 def read(i):
     rows = []
@@ -108,7 +151,7 @@ def floor(i):
     read(i)
     return score(i)
 out = {}
-for name, call in (("read", read), ("score", score), ("floor", floor)):
+for name, call in (("read", read), ("score", score), ("floor", floor)) if con else (("score", score),):
     seq = [ids[k % len(ids)] for k in range(a["warmup"] + a["n"])]
     for i in seq[: a["warmup"]]:
         call(i)
@@ -308,8 +351,18 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     fs_env = {
         "FEATURE_SERVICE_PROFILE": "embedded",
         "FEATURE_SERVICE_DATA_DIR": str(stack.workdir / "feature-store"),
+        **stack.feature_env,
     }
-    info = run_helper("feature-service", _FS_HELPER, json.dumps(ids), env=fs_env)
+    if args.profile == "real":
+        info = run_helper(
+            "feature-service",
+            _REDIS_HELPER,
+            json.dumps({"ids": ids, "n": args.requests, "warmup": args.warmup}),
+            env=fs_env,
+        )
+        info.update(keys={}, tables=[], db="")
+    else:
+        info = run_helper("feature-service", _FS_HELPER, json.dumps(ids), env=fs_env)
     floor = run_helper(
         "model-server",
         _FLOOR_HELPER,
@@ -329,9 +382,14 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         ),
         env={"OMP_NUM_THREADS": "1", "PYTHONPATH": "", "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
-    results["floor: sqlite3 read"] = tuple(floor["read"])
-    results["floor: fast scorer in process"] = tuple(floor["score"])
-    results["raw floor: sqlite3 read + fast scorer"] = tuple(floor["floor"])
+    if args.profile == "real":
+        results["floor: redis-py HGETALL"] = tuple(info["read"])
+        results["floor: fast scorer in process"] = tuple(floor["score"])
+        results[FLOOR] = (info["read"][0] + floor["score"][0], info["read"][1] + floor["score"][1])
+    else:
+        results["floor: sqlite3 read"] = tuple(floor["read"])
+        results["floor: fast scorer in process"] = tuple(floor["score"])
+        results[FLOOR] = tuple(floor["floor"])
 
     port = free_port()
     feast_bin = service_python("feature-service").with_name("feast")
@@ -405,7 +463,8 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
     print()
     print(
         f"conditions: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, embedded profile (SQLite online store), `uptime`: {load}; "
+        f"{platform.python_version()}, {args.profile} profile "
+        f"({'Redis' if args.profile == 'real' else 'SQLite'} online store), `uptime`: {load}; "
         f"{args.requests} timed requests per path at concurrency 1 after {args.warmup} warm-up, "
         f"{args.applicants} applicants cycled; throughput: 8 client threads for {args.seconds:g} s"
     )
@@ -422,7 +481,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
     fs = results["feature-service GetOnlineFeatures (gRPC)"][0]
     ms = results["model-server seldon REST jsonData"][0]
     feast = results["feast serve /get-online-features"][0]
-    floor = results["raw floor: sqlite3 read + fast scorer"][0]
+    floor = results[FLOOR][0]
     print()
     for proto in ("REST", "gRPC"):
         p50 = results[f"gateway {proto} Predict"][0]
@@ -440,12 +499,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--applicants", type=int, default=200, help="applicant ids 1..N, cycled")
+    parser.add_argument("--profile", choices=["real", "embedded"], default="real")
     args = parser.parse_args(argv)
+    feature_env: dict[str, str] = {}
+    if args.profile == "real":
+        feature_env = {
+            "FEATURE_SERVICE_PROFILE": "real",
+            "FEATURE_SERVICE_PROJECT": f"gwbench_{os.getpid()}",
+            "FEATURE_SERVICE_REDIS_URL": os.environ.get("CREDITRISK_REDIS_URL", DEFAULT_REDIS_URL),
+            "FEATURE_SERVICE_POSTGRES_DSN": os.environ.get("CREDITRISK_POSTGRES_DSN", DEFAULT_POSTGRES_DSN),
+        }
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
         workdir = Path(tmp)
-        with Supervisor(workdir / "logs") as supervisor:
-            results = bench(Stack(supervisor, workdir), args)
-            load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+        try:
+            with Supervisor(workdir / "logs") as supervisor:
+                stack = Stack(supervisor, workdir, feature_env=feature_env)
+                results = bench(stack, args)
+                load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+        finally:
+            if feature_env:  # the real profile's project: Redis keys, PostgreSQL tables, registry rows
+                env = {**feature_env, "FEATURE_SERVICE_DATA_DIR": tmp}
+                run_helper("feature-service", _TEARDOWN_HELPER, env=env)
     report(results, args, load)
     return 0
 

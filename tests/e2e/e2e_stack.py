@@ -91,6 +91,7 @@ def _feature_service_env(stack: Stack) -> dict[str, str]:
         "FEATURE_SERVICE_PROFILE": "embedded",
         "FEATURE_SERVICE_DATA_DIR": str(stack.workdir / "feature-store"),
         "OMP_NUM_THREADS": "1",
+        **stack.feature_env,
     }
 
 
@@ -532,6 +533,9 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     #: results shared by the tests of the session (the trained run, the first champion)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: feature-service settings over the embedded default (e.g. the real profile's Redis and
+    #: PostgreSQL, ``FEATURE_SERVICE_PROFILE=real``: the gateway benchmark)
+    feature_env: dict[str, str] = field(default_factory=dict)
 
     def target(self, name: str) -> str:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""

@@ -286,6 +286,7 @@ class FakeModelServer:
         self.name = name
         self.ready = True
         self.delay_s = 0.0
+        self.ready_delay_s = 0.0  # a readiness route that answers late (an overloaded server)
         self.records: list[dict[str, Any]] = []
         self.port = 0
         self.nan = False
@@ -303,6 +304,8 @@ class FakeModelServer:
         self._task: asyncio.Task[None] | None = None
 
     async def _ready(self, request: Request) -> Response:
+        if self.ready_delay_s:
+            await asyncio.sleep(self.ready_delay_s)
         return Response(b"{}", status_code=200 if self.ready else 503)
 
     async def _score(self, record: dict[str, Any]) -> tuple[float, int, float] | Response:

@@ -83,6 +83,26 @@ async def test_not_ready_slot_gets_no_traffic(start_gateway, stack):
     assert (await gw.http.post("/v1/predict", json={"applicant_id": 100})).status_code == 200
 
 
+async def test_unanswered_probes_take_a_slot_out_only_after_the_threshold(start_gateway, stack):
+    gw = await start_gateway(slot_probe_interval_s=0.05, slot_probe_failures=3)
+    router = gw.core.router
+    champion = router.champion
+    stack.champion.ready_delay_s = 2.0  # every probe times out (the probe waits at most 1 s)
+    await wait_for(lambda: champion.unanswered_probes >= 1, timeout_s=10)
+    assert champion.ready  # one lost probe under load does not turn traffic away
+    assert (await gw.http.post("/v1/predict", json={"applicant_id": 100})).status_code == 200
+    await wait_for(lambda: champion.unanswered_probes >= 3, timeout_s=15)
+    await wait_for(lambda: not champion.ready, timeout_s=5)
+    assert (await gw.http.post("/v1/predict", json={"applicant_id": 100})).status_code == 503
+    stack.champion.ready_delay_s = 0.0
+    await wait_for(lambda: champion.ready, timeout_s=10)
+    assert champion.unanswered_probes == 0
+    # A refused connection (nothing listens) is an answer: out at the next probe.
+    await stack.champion.stop()
+    await wait_for(lambda: not champion.ready, timeout_s=5)
+    assert champion.unanswered_probes == 0
+
+
 async def test_champion_swap_under_load_fails_nothing(gw, stack):
     results: list[tuple[int, dict]] = []
     stop = asyncio.Event()

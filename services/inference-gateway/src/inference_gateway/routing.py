@@ -7,8 +7,9 @@
   applicant: applicant ``a`` goes to the canary when ``bucket(a) < canary_share``, where
   ``bucket(a)`` is the first 8 bytes of ``sha256(str(a))`` as a fraction of 2^64 (stable across
   processes and restarts, unlike Python's ``hash``).
-* A slot that is **not ready** (its model server does not answer its readiness route, no version
-  is known from the alias stream, or the version's signature could not be read) gets no traffic:
+* A slot that is **not ready** (its model server answers its readiness route with anything but
+  200, or left ``probe_failures`` consecutive probes unanswered; no version is known from the alias
+  stream; or the version's signature could not be read) gets no traffic:
   a canary's applicants go to the champion, a shadow is skipped. With the champion not ready the
   gateway is not ready and answers UNAVAILABLE.
 
@@ -61,6 +62,7 @@ class Slot:
     info_version: int | None = None
     since: dt.datetime | None = None
     server_ready: bool = False
+    unanswered_probes: int = 0
 
     @property
     def ready(self) -> bool:
@@ -87,6 +89,7 @@ class Router:
         canary_share: share of applicants for the canary, in [0, 1].
         registry: for version signatures and the alias stream.
         probe_interval_s: seconds between readiness probes.
+        probe_failures: consecutive unanswered probes that take a ready slot out.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Router:
         canary_share: float,
         registry: RegistryClient,
         probe_interval_s: float,
+        probe_failures: int = 3,
     ) -> None:
         self.model_name = model_name
         self.champion = Slot(CHAMPION, "champion", MODE_CHAMPION, champion)
@@ -109,6 +113,7 @@ class Router:
         self.canary_share = canary_share
         self.registry = registry
         self.probe_interval_s = probe_interval_s
+        self.probe_failures = probe_failures
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -161,7 +166,13 @@ class Router:
         """One round of readiness probes (and signature reads still missing)."""
 
         async def one(slot: Slot) -> None:
-            ready = await slot.client.ready()
+            answer = await slot.client.ready()
+            if answer is None:  # unanswered: out only after probe_failures in a row
+                slot.unanswered_probes += 1
+                ready = slot.server_ready and slot.unanswered_probes < self.probe_failures
+            else:
+                slot.unanswered_probes = 0
+                ready = answer
             if ready != slot.server_ready:
                 _LOGGER.info("slot %s model server %s", slot.alias, "ready" if ready else "NOT ready")
             slot.server_ready = ready

@@ -118,6 +118,7 @@ class Gateway:
             canary_share=s.canary_share,
             registry=self.registry,
             probe_interval_s=s.slot_probe_interval_s,
+            probe_failures=s.slot_probe_failures,
         )
         self.drift = DriftClient(
             s.drift_service_target, timeout_s=s.log_send_timeout_s, max_message_bytes=s.max_message_bytes

@@ -42,6 +42,10 @@ class GatewaySettings(ServiceSettings):
         model_connect_retries: extra attempts after a connect error / 503-not-ready (safe: the
             request was not processed, and scoring is idempotent anyway).
         slot_probe_interval_s: seconds between two readiness probes of each slot.
+        slot_probe_failures: consecutive UNANSWERED probes (timeout, connection refused) before a
+            slot counts as not ready; an answer other than 200 (no version yet, draining) takes it
+            out at once. 3 is Kubernetes' readinessProbe failureThreshold default: one probe lost
+            under load must not turn every request away.
         required_inputs_tag: model-version tag listing further required inputs (comma-separated),
             on top of the signature's ``required`` flags.
         drift_service_target: ``host:port`` of the drift-service (gRPC).
@@ -85,6 +89,7 @@ class GatewaySettings(ServiceSettings):
     model_connect_retries: int = Field(default=2, ge=0, le=5)
     model_pool_size: int = Field(default=32, ge=1, le=1024)
     slot_probe_interval_s: float = Field(default=1.0, gt=0, le=60)
+    slot_probe_failures: int = Field(default=3, ge=1, le=100)
     required_inputs_tag: str = "registry.required_inputs"
 
     drift_service_target: str = Field(default="127.0.0.1:50054", min_length=1)

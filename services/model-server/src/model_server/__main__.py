@@ -63,9 +63,18 @@ def seldon_command(
     metrics_port: int = 6000,
     rest_workers: int = 1,
     grpc_workers: int = 1,
-    rest_threads: int = 1,
+    rest_threads: int = 2,
+    keepalive_s: int = 30,
 ) -> Command:
-    """The seldon-core microservice of one slot (see :mod:`model_server.seldon_model`)."""
+    """The seldon-core microservice of one slot (see :mod:`model_server.seldon_model`).
+
+    ``rest_threads`` > 1 makes gunicorn use its ``gthread`` worker, which keeps HTTP/1.1
+    connections alive for ``keepalive_s`` idle seconds (seldon-core's own default is 2 s: kept
+    above the inference-gateway's 15 s client-side idle expiry, so the client, not the server,
+    closes an idle connection and no request meets a connection closing under it). gunicorn's
+    ``sync`` worker (one thread) answers every request with ``Connection: close``: a client then
+    pays a new TCP connection per prediction (docs/benchmarks.md, inference-gateway).
+    """
     state_dir = _state_dir(model, alias, http_port)
     argv = [
         _bin("seldon-core-microservice"),
@@ -84,6 +93,8 @@ def seldon_command(
         str(rest_threads),
         "--grpc-workers",
         str(grpc_workers),
+        "--keepalive",
+        str(keepalive_s),
         "--log-level",
         "WARNING",
     ]
@@ -162,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "seldon":
             p.add_argument("--rest-workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "1")))
             p.add_argument("--grpc-workers", type=int, default=int(os.environ.get("GRPC_WORKERS", "1")))
+            p.add_argument(
+                "--rest-threads",
+                type=int,
+                default=int(os.environ.get("GUNICORN_THREADS", "2")),
+                help="threads per REST worker; > 1 keeps connections alive (gunicorn gthread)",
+            )
         else:
             p.add_argument(
                 "--dir", type=Path, default=None, help="where settings.json goes (default: a temp dir)"
@@ -191,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             rest_workers=args.rest_workers,
             grpc_workers=args.grpc_workers,
+            rest_threads=args.rest_threads,
         )
     else:
         directory = args.dir or Path(tempfile.mkdtemp(prefix="model-server-mlserver-"))

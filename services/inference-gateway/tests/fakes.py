@@ -287,6 +287,7 @@ class FakeModelServer:
         self.ready = True
         self.delay_s = 0.0
         self.records: list[dict[str, Any]] = []
+        self.traceparents: list[str | None] = []
         self.port = 0
         self.nan = False
         app = Starlette(
@@ -318,6 +319,7 @@ class FakeModelServer:
         return p, version, self.thresholds[version]
 
     async def _seldon(self, request: Request) -> Response:
+        self.traceparents.append(request.headers.get("traceparent"))
         body = orjson.loads(await request.body())
         scored = await self._score(body["jsonData"])
         if isinstance(scored, Response):

@@ -63,7 +63,8 @@ def _caller_context() -> otel_context.Context | None:
     """The W3C context of the REST request being served (None outside a Flask request)."""
     if not has_request_context():
         return None
-    return propagate.extract(dict(flask_request.headers))
+    # Werkzeug's headers are title-cased ("Traceparent"); the W3C propagator looks up lower case.
+    return propagate.extract({k.lower(): v for k, v in flask_request.headers.items()})
 
 
 # Import the heavy modules here, in seldon-core's parent process, before it forks its REST and gRPC

@@ -16,6 +16,7 @@ and checks that every service's Prometheus endpoint answers.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -55,6 +56,7 @@ def start(run_dir: Path) -> Observability:
     spans_file.parent.mkdir(parents=True, exist_ok=True)
     spans_file.unlink(missing_ok=True)
     receiver = OtlpReceiver(jsonl=spans_file).start()
+    atexit.register(receiver.stop)
     os.environ.update(receiver.env())
     ports = {}
     for name, prefix in _METRICS.items():

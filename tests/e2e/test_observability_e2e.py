@@ -248,9 +248,10 @@ def test_work_handed_to_a_thread_pool_keeps_the_callers_trace(
         ),
         timeout_s=60,
     )
-    servers = [s for s in spans if s.trace_id == trace_id and s.parent_span_id == caller_span]
-    assert len(servers) == 3
-    assert {s.service for s in servers} == {"inference-gateway"}
+    # every hop of the three requests is in the submitter's trace (without the context copy each
+    # worker thread injects nothing and every request starts its own trace)
+    assert {s.service for s in spans if s.trace_id == trace_id} >= {"inference-gateway", "model-server"}
+    assert any(s.parent_span_id == caller_span for s in spans if s.trace_id == trace_id)
 
 
 # ---------------------------------------------------------------------- privacy

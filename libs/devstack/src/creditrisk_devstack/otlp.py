@@ -90,7 +90,7 @@ class OtlpReceiver:
         return self
 
     def stop(self) -> None:
-        self._server.stop(grace=1).wait()
+        self._server.stop(None)  # no grace: no thread (safe at interpreter exit too)
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         received: list[ReceivedSpan] = []

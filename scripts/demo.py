@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import demo_observability
 import grpc
 import httpx
 import pyarrow.parquet as pq
@@ -974,6 +975,7 @@ def main() -> int:
     timed(show_environments)
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")
     timed(ingest)
+    observability = demo_observability.start(ROOT / ".run")  # OTLP receiver -> .run/traces/ (issue 10)
     with Supervisor(ROOT / ".run" / "logs") as supervisor:
         step(3, "start the feature-service (its own process, gRPC health SERVING)")
         target = timed(lambda: start_feature_service(supervisor))
@@ -1010,6 +1012,7 @@ def main() -> int:
         )
         applicants = held_out_applicants(mlflow_url, run_id, 2 * SERVED)
         timed(lambda: serve_predictions(rest_url, gateway_target, applicants))
+        demo_observability.show(observability, rest_url, supervisor, applicants[0])  # trace id, /metrics
         step(11, "log held-out applicants scored by the trained model to the drift-service (replays)")
         with grpc.insecure_channel(drift_target) as channel:
             drift_stub = dpb_grpc.DriftServiceStub(channel)

@@ -28,6 +28,7 @@ client package (``creditrisk-contracts``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -482,6 +483,16 @@ def _inference_gateway_challenger_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
+#: Settings prefix of each service built on the kit (its ``<PREFIX>METRICS_PORT``).
+METRICS_PREFIXES = {
+    "feature-service": "FEATURE_SERVICE_",
+    "training-service": "TRAINING_SERVICE_",
+    "registry-gateway": "REGISTRY_GATEWAY_",
+    "drift-service": "DRIFT_SERVICE_",
+    "inference-gateway": "INFERENCE_GATEWAY_",
+    "inference-gateway-challenger": "INFERENCE_GATEWAY_",
+}
+
 #: Every service the end-to-end tests can start, by name.
 SERVICES: dict[str, ServiceDef] = {
     "feature-service": ServiceDef("feature-service", _feature_service_spec, _ingest_german_credit),
@@ -536,6 +547,8 @@ class Stack:
     #: feature-service settings over the embedded default (e.g. the real profile's Redis and
     #: PostgreSQL, ``FEATURE_SERVICE_PROFILE=real``: the gateway benchmark)
     feature_env: dict[str, str] = field(default_factory=dict)
+    #: variables added to every service's environment (the OTEL_* of the session's receiver)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def target(self, name: str) -> str:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""
@@ -548,7 +561,15 @@ class Stack:
             service.prepare(self)
             self.prepared.add(name)
         port = free_port()
-        self.supervisor.start(service.spec(self, port))
+        spec = service.spec(self, port)
+        env = {**self.extra_env, **(spec.env or {})}
+        prefix = METRICS_PREFIXES.get(name)
+        if prefix is not None:  # the kit's Prometheus endpoint on a free port
+            self.ports[f"{name}-metrics"] = metrics_port = free_port()
+            env[f"{prefix}METRICS_PORT"] = str(metrics_port)
+        elif "--metrics-port" in spec.argv:  # the model-server's (seldon-core's) metrics port
+            self.ports[f"{name}-metrics"] = int(spec.argv[spec.argv.index("--metrics-port") + 1])
+        self.supervisor.start(dataclasses.replace(spec, env=env))
         self.targets[name] = f"127.0.0.1:{port}"
         return self.targets[name]
 

@@ -288,6 +288,7 @@ class FakeModelServer:
         self.delay_s = 0.0
         self.ready_delay_s = 0.0  # a readiness route that answers late (an overloaded server)
         self.records: list[dict[str, Any]] = []
+        self.traceparents: list[str | None] = []
         self.port = 0
         self.nan = False
         app = Starlette(
@@ -321,6 +322,7 @@ class FakeModelServer:
         return p, version, self.thresholds[version]
 
     async def _seldon(self, request: Request) -> Response:
+        self.traceparents.append(request.headers.get("traceparent"))
         body = orjson.loads(await request.body())
         scored = await self._score(body["jsonData"])
         if isinstance(scored, Response):

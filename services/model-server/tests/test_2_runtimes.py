@@ -3,6 +3,7 @@ same scorer in process (<= 1e-12), and the error mappings."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import grpc
@@ -116,5 +117,9 @@ def test_health_and_metrics(stack: Any) -> None:
     assert httpx.get(f"{stack.seldon_http}/health/status").status_code == 200
     metrics = httpx.get(f"{stack.seldon_metrics}/metrics").text
     assert "model_server_rows_scored_total" in metrics
+    # the version serving, per slot (seldon-core's GAUGE from the response's meta.metrics)
+    served = re.search(r'model_server_serving_version\{[^}]*alias="champion"[^}]*\} (\S+)', metrics)
+    assert served is not None, metrics[-2000:]
+    assert float(served.group(1)) == float(stack.versions["lr"])
     assert httpx.get(f"{stack.mlserver_http}/v2/health/ready").status_code == 200
     assert httpx.get(f"{stack.mlserver_http}/v2/models/credit-risk/ready").status_code == 200

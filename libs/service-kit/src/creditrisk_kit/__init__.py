@@ -9,6 +9,9 @@
   health, reflection, tracing, readiness checks and a drain on SIGTERM.
 * :mod:`~creditrisk_kit.client`: channels with message limits, a default deadline and gRPC's own
   retries on UNAVAILABLE; :func:`wait_until_serving`.
+* :mod:`~creditrisk_kit.metrics`: Prometheus rate / errors / duration per RPC
+  (:class:`GrpcMetricsInterceptor`, on every :class:`ServiceRunner`) and per HTTP route
+  (:class:`HttpMetricsMiddleware`), the ``/metrics`` endpoint on ``settings.metrics_port``.
 * :mod:`~creditrisk_kit.arrow` (extra ``arrow``): Arrow IPC chunks that fit the message size, for
   streaming RPCs (imported on demand, not re-exported here).
 """
@@ -41,6 +44,12 @@ from .errors import (
     Unavailable,
 )
 from .interceptors import DEPENDENCY_MESSAGE, INTERNAL_MESSAGE, ErrorInterceptor, is_domain_error
+from .metrics import (
+    GrpcMetricsInterceptor,
+    HttpMetricsMiddleware,
+    MetricsServer,
+    start_metrics_server,
+)
 from .server import (
     LIVENESS_SERVICE,
     HealthServicer,
@@ -69,9 +78,12 @@ __all__ = [
     "ErrorInterceptor",
     "FailedPrecondition",
     "FieldViolation",
+    "GrpcMetricsInterceptor",
     "HealthServicer",
+    "HttpMetricsMiddleware",
     "InvalidArgument",
     "LogLevel",
+    "MetricsServer",
     "NotFound",
     "PermissionDenied",
     "PreconditionViolation",
@@ -91,6 +103,7 @@ __all__ = [
     "is_domain_error",
     "serve",
     "server_options",
+    "start_metrics_server",
     "wait_until_serving",
     "wait_until_serving_sync",
 ]

@@ -45,6 +45,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .interceptors import ErrorInterceptor
+from .metrics import GrpcMetricsInterceptor, MetricsServer, start_metrics_server
 from .settings import ServiceSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ class ServiceRunner:
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
+        self.metrics: MetricsServer | None = None
         self._ready: bool | None = None
         self._failing: dict[str, str] = {}
         self._checks_task: asyncio.Task[None] | None = None
@@ -233,9 +235,10 @@ class ServiceRunner:
         if self._instrument:
             instrument_grpc()
         # Looked up on the module at call time: instrument_grpc() wraps grpc.aio.server and puts
-        # the OpenTelemetry interceptor first, so the error interceptor runs inside the span.
+        # the OpenTelemetry interceptor first, so the error interceptor runs inside the span. The
+        # metrics interceptor sits outside the error interceptor: it counts the mapped status.
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), *self._interceptors],
+            interceptors=[GrpcMetricsInterceptor(), ErrorInterceptor(), *self._interceptors],
             options=server_options(self.settings),
         )
         for name in (*self.readiness_names, LIVENESS_SERVICE):
@@ -252,6 +255,13 @@ class ServiceRunner:
             raise RuntimeError(f"cannot bind {self.settings.bind_address}: {exc}") from exc
         if not port:
             raise RuntimeError(f"cannot bind {self.settings.bind_address}")
+        if self.settings.metrics_port is not None and self.metrics is None:
+            try:
+                self.metrics = start_metrics_server(self.settings.metrics_port, self.settings.host)
+            except OSError as exc:
+                raise RuntimeError(
+                    f"cannot bind the metrics port {self.settings.host}:{self.settings.metrics_port}: {exc}"
+                ) from exc
         await server.start()
         self.server, self.port = server, int(port)
         await self.health.set(LIVENESS_SERVICE, _SERVING)
@@ -347,6 +357,8 @@ class ServiceRunner:
                     await hook()
                 except Exception:
                     _LOGGER.exception("shutdown hook %r failed", hook)
+            if self.metrics is not None:
+                self.metrics.close()
         finally:
             self._terminated.set()
 

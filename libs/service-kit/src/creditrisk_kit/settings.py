@@ -48,6 +48,11 @@ class ServiceSettings(BaseSettings):
             and the clients. Default 4 MiB, gRPC's default receive limit.
         health_check_interval_s: Seconds between two rounds of readiness checks.
         log_level: Root log level; any case (``debug``), stored upper case.
+        metrics_port: Port of the Prometheus ``/metrics`` endpoint (on ``host``); unset (None,
+            the default) = no endpoint; 0 = a free port picked by the system (logged; tests).
+            Off by default so that processes sharing one machine never race for a port;
+            deployments set it (the Kubernetes manifests use 9464, OpenTelemetry's Prometheus
+            exporter port). A service may choose its own default (drift-service: 9466).
     """
 
     # allow_inf_nan=False: grace_period_s=inf would make the drain wait forever.
@@ -61,6 +66,7 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=2**31 - 1)
     health_check_interval_s: float = Field(default=5.0, gt=0)
     log_level: LogLevel = "INFO"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from .logs import (
     uvicorn_log_config,
 )
 from .tracing import (
+    ContextThreadPoolExecutor,
     Telemetry,
     build_resource,
     build_telemetry,
@@ -31,6 +32,7 @@ from .tracing import (
 )
 
 __all__ = [
+    "ContextThreadPoolExecutor",
     "Telemetry",
     "TraceContextFilter",
     "build_resource",

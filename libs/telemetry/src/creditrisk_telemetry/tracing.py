@@ -21,11 +21,14 @@ Everything else is the SDK's and the API's own handling of the variables: ``OTEL
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -45,6 +48,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _OTLP_GRPC = "grpc"
 _OTLP_HTTP = "http/protobuf"
@@ -295,3 +299,18 @@ def current_span_id() -> str:
     """The current span's id as 16 lowercase hex characters, or ``""`` outside any span."""
     context = trace.get_current_span().get_span_context()
     return trace.format_span_id(context.span_id) if context.is_valid else ""
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose tasks run in a copy of the submitter's context.
+
+    A plain executor runs each task in the worker thread's own (empty) context, so the current
+    span, and with it the trace id of logs and outgoing calls, is lost at the hand-over;
+    ``asyncio.to_thread`` copies the context, ``loop.run_in_executor`` does not. Tasks submitted
+    here see the submitter's ``contextvars`` (the OpenTelemetry context among them) as they were at
+    ``submit()``.
+    """
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        context = contextvars.copy_context()
+        return super().submit(context.run, fn, *args, **kwargs)

@@ -1,9 +1,9 @@
 """Entrypoint: ``python -m drift_service`` serves ``DriftService`` over gRPC.
 
 Telemetry first (the standard ``OTEL_*`` variables), then the settings (``DRIFT_SERVICE_*``; exit 2
-naming a bad variable), the store (migrated to head), the HTML report server, the Prometheus
-endpoint, and the gRPC server: health NOT_SERVING until the store answers, a drain on SIGTERM /
-SIGINT, then the store, the report server and telemetry are closed.
+naming a bad variable), the store (migrated to head), the HTML report server and the gRPC server
+(with the kit's Prometheus endpoint on ``metrics_port``): health NOT_SERVING until the store
+answers, a drain on SIGTERM / SIGINT, then the store, the report server and telemetry are closed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from creditrisk_telemetry import configure_logging, configure_telemetry
 
 from drift_service.core import DriftCore
 from drift_service.drift import warm_up
-from drift_service.metrics import serve_metrics
 from drift_service.reports_http import ReportServer
 from drift_service.servicer import SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
@@ -33,14 +32,12 @@ async def main() -> None:
         settings.reports_dir, settings.report_http_host, settings.report_http_port, settings.report_base_url
     ).start()
     core = await asyncio.to_thread(DriftCore, settings, report_base_url=reports.base_url)
-    metrics_port = serve_metrics(settings.metrics_port) if settings.metrics_port is not None else None
     if settings.warm_up:
         await asyncio.to_thread(warm_up)
     log.info(
-        "drift-service: profile %s, reports at %s, metrics on port %s, training-dataset reference %s",
+        "drift-service: profile %s, reports at %s, training-dataset reference %s",
         settings.profile,
         reports.base_url,
-        metrics_port,
         (
             f"through the registry-gateway at {settings.registry_target}, rows from MLflow"
             if settings.registry_target

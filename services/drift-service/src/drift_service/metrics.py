@@ -1,4 +1,5 @@
-"""Prometheus instruments of the drift-service (prometheus-client, served on ``metrics_port``).
+"""Prometheus instruments of the drift-service (prometheus-client; the kit's ``ServiceRunner`` serves
+them on ``metrics_port`` with the per-RPC ``grpc_server_*`` metrics).
 
 Gauges for the latest figures of a window (drift share, dataset verdict, PSI per feature) and
 counters for the monotonically growing totals (events received, labels joined): Prometheus' own
@@ -7,7 +8,7 @@ types for each (a counter is what ``rate()`` needs).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 DRIFT_SHARE = Gauge(
     "drift_service_drift_share",
@@ -34,9 +35,3 @@ LABELS_RECEIVED = Counter(
     "Ground-truth labels received, by outcome (joined, unmatched, rejected).",
     ["outcome"],
 )
-
-
-def serve_metrics(port: int, host: str = "0.0.0.0") -> int:
-    """Start the ``/metrics`` endpoint in a daemon thread; returns the bound port."""
-    server, _thread = start_http_server(port, addr=host)
-    return int(server.server_port)

@@ -51,7 +51,9 @@ from feast.errors import (
     OnDemandFeatureViewNotFoundException,
 )
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from opentelemetry import trace
 
+from feature_service import metrics
 from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from feature_service.offline import conform, offline_writer
 from feature_service.repo import VERSION_TAG, FeastRepo, build_repo
@@ -69,6 +71,7 @@ from feature_service.sources import repo_config, write_feature_store_yaml
 
 _REQUEST_ALIASES: dict[str, str] = {**REQUEST_FIELDS, **{v: v for v in REQUEST_FIELDS.values()}}
 _ROW_INDEX = "__feature_service_row"
+_TRACER = trace.get_tracer("feature_service")
 
 
 class ValueStatus(StrEnum):
@@ -730,11 +733,25 @@ class FeatureStoreCore:
         if not keys:
             empty = [OnlineColumn([], [], []) for _ in plan.specs]
             return OnlineFeatures([], plan.specs, empty, plan.version)
-        with self._online_guard:
+        # The online-store read as its own span: counts and names only, never keys or values.
+        with (
+            _TRACER.start_as_current_span(
+                "feature_store.online_read",
+                kind=trace.SpanKind.CLIENT,
+                attributes={
+                    "feature.entity_count": len(keys),
+                    "feature.count": len(plan.specs),
+                    "feature.online_store": "redis" if self.settings.profile == "real" else "sqlite",
+                },
+            ),
+            self._online_guard,
+        ):
             response = self.store.get_online_features(
                 features=plan.feast_features, entity_rows=columns, full_feature_names=False
             ).proto
-        return self._convert(plan, keys, response)
+        result = self._convert(plan, keys, response)
+        metrics.observe_online(result)
+        return result
 
     def _convert(self, plan: _Plan, keys: list[int], response: Any) -> OnlineFeatures:
         """Feast's response proto as columns, one feature at a time (C-level reads per column).

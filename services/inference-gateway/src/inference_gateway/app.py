@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 from creditrisk.common.v1 import serving_pb2
-from creditrisk_kit import FieldViolation, InvalidArgument, ServiceError
+from creditrisk_kit import FieldViolation, HttpMetricsMiddleware, InvalidArgument, ServiceError
 from creditrisk_telemetry import current_trace_id
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -47,6 +47,7 @@ from inference_gateway.values import parse_rest_value
 
 _LOGGER = logging.getLogger(__name__)
 _TRACER = trace.get_tracer("inference_gateway.rest")
+_UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 _FIELDS = {
     "applicant_id": "applicant_id",
@@ -273,7 +274,15 @@ def create_app(core: GatewayCore, *, body_limit: int, draining: Any = None) -> F
         title="inference-gateway",
         version="1.0.0",
         description="Credit-risk scoring: enrichment, champion / challenger routing, prediction logging.",
+        # FastAPI's own OpenTelemetry server span (W3C traceparent in, http.route): kept, without
+        # its per-operation spans (dependencies, endpoint: two spans more per request) and
+        # without the probes and the scrape.
+        telemetry={
+            "operation_spans": False,
+            "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS,
+        },
     )
+    app.add_middleware(HttpMetricsMiddleware)  # http_server_* per route template (creditrisk_kit.metrics)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
@@ -307,6 +316,9 @@ def create_app(core: GatewayCore, *, body_limit: int, draining: Any = None) -> F
         return _json({"error": body}, 500)
 
     def _span(request: Request, name: str) -> Any:
+        if trace.get_current_span().get_span_context().is_valid:
+            # inside FastAPI's server span, which already continued the caller's trace
+            return _TRACER.start_as_current_span(name, kind=trace.SpanKind.INTERNAL)
         context = propagate.extract(dict(request.headers))
         return _TRACER.start_as_current_span(name, context=context, kind=trace.SpanKind.SERVER)
 

@@ -22,6 +22,13 @@ repeat is counted as a duplicate by the drift-service, never stored twice):
    pass the cap by that much.
 6. :meth:`close` (SIGTERM drain) stops the sender and writes what is still in memory to disk; the
    next start delivers it.
+
+Tracing: each delivery attempt is one span, ``prediction_log.deliver`` (a root span: it serves many
+requests), with a **link** to the span of every prediction in the batch (captured at
+:meth:`PredictionLogger.submit`), so the drift-service's ``LogPredictions`` span, its child, leads
+back to each request's trace, and each event carries its request's ``trace_id`` into the store.
+Links are kept in memory only: events delivered from the disk buffer after a restart have none.
+Metrics: ``inference_gateway_prediction_log_events{stage}`` (submitted, delivered, spilled).
 """
 
 from __future__ import annotations
@@ -37,8 +44,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from inference_gateway import metrics
 
 _LOGGER = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("inference_gateway.prediction_log")
 
 Sender = Callable[[list[dpb.PredictionEvent]], Awaitable[None]]
 
@@ -148,6 +160,8 @@ class PredictionLogger:
         self.spilled = 0
         self.rejected = 0
         self._inflight = 0  # taken from memory, not yet acknowledged nor on disk
+        # event id -> span context of the request that produced it (links of the delivery span)
+        self._origins: dict[str, trace.SpanContext] = {}
 
     @property
     def full(self) -> bool:
@@ -160,8 +174,15 @@ class PredictionLogger:
         return len(self._memory) + self._inflight + self.buffer.count
 
     def submit(self, event: dpb.PredictionEvent) -> None:
-        """Queue one event; returns at once."""
+        """Queue one event; returns at once. Remembers the current span for the delivery's link."""
         self._memory.append(event)
+        origin = trace.get_current_span().get_span_context()
+        if origin.is_valid and len(self._origins) < 4 * self.memory_events:
+            self._origins[event.event_id] = origin
+        metrics.LOG_EVENTS.labels("submitted").inc()
+        if not event.primary_event_id:  # the answer's input, not a shadow's
+            metrics.REQUESTED_FEATURES.inc(len(event.features))  # missing ones are there as nulls
+            metrics.MISSING_FEATURES.inc(len(event.missing_features))
         if len(self._memory) >= self.batch_size or len(self._memory) * 2 >= self.memory_events:
             self._wake.set()
 
@@ -195,6 +216,28 @@ class PredictionLogger:
         return True
 
     async def _deliver(self, events: list[dpb.PredictionEvent]) -> bool:
+        links = [
+            trace.Link(origin)
+            for origin in (self._origins.get(e.event_id) for e in events)
+            if origin is not None
+        ]
+        # A root span (empty context): the sender task must not inherit whatever context it had.
+        with _TRACER.start_as_current_span(
+            "prediction_log.deliver",
+            context=otel_context.Context(),
+            kind=trace.SpanKind.PRODUCER,
+            links=links,
+            attributes={"prediction_log.batch_size": len(events)},
+        ) as span:
+            delivered = await self._attempt(events)
+            span.set_attribute("prediction_log.delivered", delivered)
+        if delivered:
+            for e in events:
+                self._origins.pop(e.event_id, None)
+            metrics.LOG_EVENTS.labels("delivered").inc(len(events))
+        return delivered
+
+    async def _attempt(self, events: list[dpb.PredictionEvent]) -> bool:
         try:
             await self._send(events)
         except Exception as exc:
@@ -214,6 +257,7 @@ class PredictionLogger:
     async def _spill(self, events: list[dpb.PredictionEvent]) -> None:
         await asyncio.to_thread(self.buffer.append, events)
         self.spilled += len(events)
+        metrics.LOG_EVENTS.labels("spilled").inc(len(events))
 
     def _take(self, n: int) -> list[dpb.PredictionEvent]:
         return [self._memory.popleft() for _ in range(min(n, len(self._memory)))]

@@ -24,6 +24,7 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_kit import ServiceRunner, aio_channel
 from creditrisk_telemetry import uvicorn_log_config
 
+from inference_gateway import metrics
 from inference_gateway.app import create_app
 from inference_gateway.core import GatewayCore
 from inference_gateway.features import FeatureClient
@@ -153,6 +154,7 @@ class Gateway:
             },
             shutdown_hooks=[self._stop_http, self._close, *(shutdown_hooks or [])],
         )
+        metrics.register_state_collector(self.core)
         self.app = create_app(
             self.core, body_limit=s.request_body_limit, draining=lambda: self.runner.stopping
         )

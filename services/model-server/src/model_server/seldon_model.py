@@ -41,8 +41,11 @@ import os
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, has_request_context, jsonify
+from flask import request as flask_request
 from google.protobuf import json_format
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 from werkzeug.exceptions import HTTPException
@@ -53,6 +56,16 @@ from model_server.signature import InvalidInput, columns_from_records
 from model_server.slot import NoModel, Scored, Slot, preload_modules
 
 LOGGER = logging.getLogger("model_server.seldon")
+_TRACER = trace.get_tracer("model_server")
+
+
+def _caller_context() -> otel_context.Context | None:
+    """The W3C context of the REST request being served (None outside a Flask request)."""
+    if not has_request_context():
+        return None
+    # Werkzeug's headers are title-cased ("Traceparent"); the W3C propagator looks up lower case.
+    return propagate.extract({k.lower(): v for k, v in flask_request.headers.items()})
+
 
 # Import the heavy modules here, in seldon-core's parent process, before it forks its REST and gRPC
 # workers: each worker then loads a version in ~1 s instead of re-importing (``import skops.io``
@@ -119,6 +132,13 @@ def response_body(scored: Scored, elapsed_ms: float) -> dict[str, Any]:
                     "tags": {"model_version": scored.version},
                 },
                 {"type": "TIMER", "key": "model_server_score_ms", "value": elapsed_ms},
+                # the version this slot serves (Prometheus: model_server_serving_version{alias})
+                {
+                    "type": "GAUGE",
+                    "key": "model_server_serving_version",
+                    "value": float(scored.version) if str(scored.version).isdigit() else -1.0,
+                    "tags": {"alias": scored.alias},
+                },
             ],
         },
     }
@@ -154,11 +174,15 @@ class CreditRiskModel:
             return
         settings = settings or load_settings()
         try:
+            # Here, in the serving process after seldon-core's fork: the batch span processor's
+            # thread and the exporter's channel must belong to the process that serves.
+            from creditrisk_telemetry import configure_telemetry
             from creditrisk_telemetry.logs import configure_logging
 
+            configure_telemetry("model-server")
             configure_logging(settings.log_level, service="model-server")
         except Exception:
-            LOGGER.exception("logging set-up failed")
+            LOGGER.exception("telemetry set-up failed")
         self.slot = Slot(settings, client=client, role="seldon")
         _PROCESS_SLOT = self.slot
         self.slot.start()
@@ -169,7 +193,24 @@ class CreditRiskModel:
         return self.slot
 
     def predict_raw(self, request: Any) -> Any:
-        """Score ``jsonData`` records; REST gets a dict back, gRPC a ``SeldonMessage``."""
+        """Score ``jsonData`` records; REST gets a dict back, gRPC a ``SeldonMessage``.
+
+        Traced as ``model_server.predict``, continuing the W3C ``traceparent`` of the REST request
+        (seldon-core's own tracing is opentracing / jaeger, off; on gRPC the metadata does not
+        reach the user model, so the span starts a trace there). Attributes: counts and versions.
+        """
+        with _TRACER.start_as_current_span(
+            "model_server.predict", context=_caller_context(), kind=trace.SpanKind.SERVER
+        ) as span:
+            body = self._predict_raw(request)
+            slot = self.slot
+            current = slot.current if slot is not None else None
+            if current is not None:
+                span.set_attribute("model.name", current.name)
+                span.set_attribute("model.version", str(current.version))
+            return body
+
+    def _predict_raw(self, request: Any) -> Any:
         is_proto = isinstance(request, prediction_pb2.SeldonMessage)
         started = time.perf_counter()
         slot = self._slot()

@@ -1,0 +1,282 @@
+"""Prometheus metrics every service shares: rate, errors and duration per RPC and per HTTP route.
+
+One library, not a copy per service: :class:`ServiceRunner` puts :class:`GrpcMetricsInterceptor`
+on every server it builds and, when ``settings.metrics_port`` is set, serves the process's
+registry on ``http://<host>:<metrics_port>/metrics`` (:func:`start_metrics_server`). A service's
+domain instruments (its ``metrics.py``) live in the same default registry and appear there too.
+A FastAPI / Starlette app adds :class:`HttpMetricsMiddleware` (pure ASGI, no framework import).
+
+Names follow the conventions Prometheus users already query (go-grpc-prometheus for gRPC, the
+OpenTelemetry HTTP semantic conventions' names for HTTP):
+
+* ``grpc_server_handled_total{grpc_service, grpc_method, grpc_type, grpc_code}``: calls finished,
+  by status code (rate: ``rate(...[1m])``; errors: ``grpc_code!="OK"``);
+* ``grpc_server_handling_seconds{grpc_service, grpc_method, grpc_type}``: histogram of the time
+  from the call's start to its last response message;
+* ``http_server_requests_total{method, route, status}`` and
+  ``http_server_request_duration_seconds{method, route}``: the same per route *template*
+  (``/v1/predict``), never the raw path, so a path parameter cannot become a label value.
+
+Labels are method names, status codes and route templates only: no request content ever becomes a
+label value (an applicant's feature values stay out of telemetry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Buckets (seconds) for online calls: 1 ms .. 10 s; the client's default buckets start at 5 ms,
+#: too coarse for a feature read of ~1 ms.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+GRPC_HANDLED = Counter(
+    "grpc_server_handled",
+    "gRPC calls completed on the server, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_type", "grpc_code"],
+)
+GRPC_HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from the start of a gRPC call to its end on the server, in seconds.",
+    ["grpc_service", "grpc_method", "grpc_type"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_REQUESTS = Counter(
+    "http_server_requests",
+    "HTTP requests completed, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION_SECONDS = Histogram(
+    "http_server_request_duration_seconds",
+    "Time to answer an HTTP request (until the response body is sent), in seconds.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+
+#: The ``route`` label of requests that matched no route (one value, whatever the path).
+UNMATCHED_ROUTE = "unmatched"
+
+
+def _split_method(full: str) -> tuple[str, str]:
+    """``/package.Service/Method`` -> (``package.Service``, ``Method``)."""
+    _, _, rest = full.partition("/")
+    service, _, method = rest.partition("/")
+    return (service or "unknown", method or "unknown")
+
+
+def _code_name(context: Any, default: grpc.StatusCode) -> str:
+    try:
+        code = context.code()
+    except Exception:  # pragma: no cover - a context without code()
+        code = None
+    if code is None:
+        return str(default.name)
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    # grpc.aio may return the raw cygrpc integer
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return str(status.name)
+    return str(code)
+
+
+class _Observation:
+    def __init__(self, method: str, rpc_type: str) -> None:
+        self.service, self.method = _split_method(method)
+        self.rpc_type = rpc_type
+        self.started = time.perf_counter()
+
+    def done(self, code: str) -> None:
+        GRPC_HANDLED.labels(self.service, self.method, self.rpc_type, code).inc()
+        GRPC_HANDLING_SECONDS.labels(self.service, self.method, self.rpc_type).observe(
+            time.perf_counter() - self.started
+        )
+
+
+def _unary_response(
+    behavior: Callable[..., Any], method: str, rpc_type: str
+) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        observation = _Observation(method, rpc_type)
+        try:
+            result = behavior(request, context)
+            if inspect.isawaitable(result):
+                result = await result
+        except grpc.aio.AbortError:
+            observation.done(_code_name(context, grpc.StatusCode.UNKNOWN))
+            raise
+        except BaseException as exc:
+            cancelled = isinstance(exc, GeneratorExit | asyncio.CancelledError)
+            observation.done("CANCELLED" if cancelled else "UNKNOWN")
+            raise
+        observation.done(_code_name(context, grpc.StatusCode.OK))
+        return result
+
+    return wrapper
+
+
+def _stream_response(
+    behavior: Callable[..., Any], method: str, rpc_type: str
+) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        observation = _Observation(method, rpc_type)
+        try:
+            result = behavior(request, context)
+            if hasattr(result, "__aiter__"):
+                async for response in result:
+                    yield response
+            elif inspect.isawaitable(result):
+                await result
+            else:
+                for response in result:
+                    yield response
+        except grpc.aio.AbortError:
+            observation.done(_code_name(context, grpc.StatusCode.UNKNOWN))
+            raise
+        except BaseException as exc:
+            cancelled = isinstance(exc, GeneratorExit | asyncio.CancelledError)
+            observation.done("CANCELLED" if cancelled else "UNKNOWN")
+            raise
+        observation.done(_code_name(context, grpc.StatusCode.OK))
+
+    return wrapper
+
+
+class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts and times every call of a ``grpc.aio`` server (``grpc_server_*``, module docstring).
+
+    Put it *outside* the kit's :class:`~creditrisk_kit.ErrorInterceptor` (earlier in the list), so
+    that it sees the status the error interceptor mapped an exception to.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = str(getattr(handler_call_details, "method", ""))
+        options = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary_response(handler.unary_unary, method, "unary"), **options
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _stream_response(handler.unary_stream, method, "server_stream"), **options
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _unary_response(handler.stream_unary, method, "client_stream"), **options
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _stream_response(handler.stream_stream, method, "bidi_stream"), **options
+            )
+        return handler
+
+
+ASGIApp = Callable[
+    [dict[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]
+]
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware: ``http_server_*`` per method, route template and status (module docstring).
+
+    ``app.add_middleware(HttpMetricsMiddleware)`` on FastAPI / Starlette. The route label is the
+    matched route's template (``scope["route"].path``, set by Starlette's router), else
+    :data:`UNMATCHED_ROUTE`. ``exclude`` paths (default ``/metrics``) are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, exclude: tuple[str, ...] = ("/metrics",)) -> None:
+        self.app = app
+        self.exclude = frozenset(exclude)
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[..., Awaitable[Any]],
+        send: Callable[..., Awaitable[Any]],
+    ) -> None:
+        if scope.get("type") != "http" or scope.get("path") in self.exclude:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = int(message.get("status", 500))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = str(scope.get("method", "GET"))
+            HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            HTTP_DURATION_SECONDS.labels(method, template).observe(time.perf_counter() - started)
+
+
+class MetricsServer:
+    """The ``/metrics`` HTTP server of a process (prometheus-client's, in a daemon thread)."""
+
+    def __init__(self, server: Any, thread: Any, host: str) -> None:
+        self._server, self._thread = server, thread
+        self.host = host
+        self.port = int(server.server_port)
+
+    def close(self) -> None:
+        """Stop answering and free the port (idempotent)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def start_metrics_server(
+    port: int, host: str = "0.0.0.0", registry: CollectorRegistry | None = None
+) -> MetricsServer:
+    """Serve the Prometheus registry on ``http://host:port/metrics`` from a daemon thread.
+
+    Args:
+        port: TCP port; 0 lets the system pick a free one (tests).
+        host: Interface to bind.
+        registry: Defaults to prometheus-client's global registry (every instrument of the process).
+
+    Returns:
+        The running :class:`MetricsServer` (``.port`` is the bound port).
+
+    Raises:
+        OSError: When the port cannot be bound.
+    """
+    kwargs: dict[str, Any] = {"addr": host}
+    if registry is not None:
+        kwargs["registry"] = registry
+    server, thread = start_http_server(port, **kwargs)
+    metrics_server = MetricsServer(server, thread, host)
+    _LOGGER.info(
+        "Prometheus metrics on %s:%d/metrics",
+        host,
+        metrics_server.port,
+        extra={"metrics_port": metrics_server.port},
+    )
+    return metrics_server

@@ -1,0 +1,144 @@
+"""Observability in ``make demo``: where a prediction's spans can be read, and every metrics endpoint.
+
+Two calls from ``scripts/demo.py``::
+
+    observability = demo_observability.start(ROOT / ".run")   # before any service starts
+    ...
+    demo_observability.show(observability, rest_url, supervisor, applicant)   # once serving
+
+:func:`start` runs an OTLP/gRPC trace receiver in the demo's process (``creditrisk_devstack.otlp``)
+that appends every span, as one OTLP/JSON object a line, to ``.run/traces/spans.jsonl``; it puts
+the standard ``OTEL_*`` variables (and a free metrics port per service) into the demo's own
+environment, which every service process inherits. :func:`show` sends one prediction with a fresh
+``traceparent``, prints its trace id, the file and the command that reads its spans, the span tree,
+and checks that every service's Prometheus endpoint answers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from creditrisk_devstack import free_port
+from creditrisk_devstack.otlp import OtlpReceiver, ReceivedSpan
+from rich.console import Console
+from rich.tree import Tree
+
+console = Console()
+
+#: ``<PREFIX>METRICS_PORT`` of the services built on the kit, by process name.
+_METRICS = {
+    "feature-service": "FEATURE_SERVICE_",
+    "training-service": "TRAINING_SERVICE_",
+    "registry-gateway": "REGISTRY_GATEWAY_",
+    "drift-service": "DRIFT_SERVICE_",
+    "inference-gateway": "INFERENCE_GATEWAY_",
+}
+
+
+@dataclass
+class Observability:
+    receiver: OtlpReceiver
+    spans_file: Path
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+
+def start(run_dir: Path) -> Observability:
+    """Start the receiver and export ``OTEL_*`` + metrics ports to every process started later."""
+    spans_file = run_dir / "traces" / "spans.jsonl"
+    spans_file.parent.mkdir(parents=True, exist_ok=True)
+    spans_file.unlink(missing_ok=True)
+    receiver = OtlpReceiver(jsonl=spans_file).start()
+    atexit.register(receiver.stop)
+    os.environ.update(receiver.env())
+    ports = {}
+    for name, prefix in _METRICS.items():
+        ports[name] = free_port()
+        os.environ[f"{prefix}METRICS_PORT"] = str(ports[name])
+    return Observability(receiver, spans_file, ports)
+
+
+def _tree(spans: list[ReceivedSpan], root_parent: str) -> Tree:
+    children: dict[str, list[ReceivedSpan]] = {}
+    for span in spans:
+        children.setdefault(span.parent_span_id, []).append(span)
+    known = {s.span_id for s in spans}
+    tree = Tree("[bold]caller[/bold]")
+
+    def add(node: Tree, parent: str) -> None:
+        for span in children.get(parent, []):
+            add(node.add(f"{span.service}: {span.name}"), span.span_id)
+
+    add(tree, root_parent)
+    for orphan in (s for s in spans if s.parent_span_id not in known and s.parent_span_id != root_parent):
+        add(tree.add(f"{orphan.service}: {orphan.name}"), orphan.span_id)
+    return tree
+
+
+def _logged_metrics_port(log: Path) -> int | None:
+    found = None
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            if '"metrics_port"' in line:
+                try:
+                    found = int(json.loads(line)["metrics_port"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return found
+
+
+def show(observability: Observability, rest_url: str, supervisor: Any, applicant: int) -> str:
+    """One traced prediction: print its trace id, where its spans are, its tree; check /metrics.
+
+    Returns:
+        The trace id.
+    """
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    answer = httpx.post(
+        f"{rest_url}/v1/predict",
+        json={"applicant_id": applicant},
+        headers={"traceparent": f"00-{trace_id}-{parent}-01"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    assert answer.json()["trace_id"] == trace_id
+    deadline = time.monotonic() + 20
+    wanted = {"inference-gateway", "feature-service", "model-server"}
+    while {
+        s.service for s in observability.receiver.spans(trace_id)
+    } < wanted and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    spans = observability.receiver.spans(trace_id)
+    console.print(f"\nprediction for applicant {applicant}: trace id [bold]{trace_id}[/bold]")
+    console.print(f"its {len(spans)} spans (OTLP/JSON, one a line) are in {observability.spans_file}")
+    console.print(f"  read them: grep {trace_id} {observability.spans_file}")
+    console.print(_tree(spans, parent))
+    linked = [s for s in observability.receiver.spans() if s.name == "prediction_log.deliver" and s.links]
+    if any(link[0] == trace_id for s in linked for link in s.links):
+        console.print(
+            "the prediction log's batch span links to it (drift-service LogPredictions under that span)"
+        )
+    ports = {}
+    for name in (*_METRICS, "model-server-champion"):
+        if name not in supervisor:
+            continue
+        argv = list(supervisor[name].spec.argv)
+        if "--metrics-port" in argv:  # the model-server's (seldon-core's) own endpoint
+            ports[name] = int(argv[argv.index("--metrics-port") + 1])
+        elif (port := _logged_metrics_port(supervisor.log_dir / f"{name}.log")) is not None:
+            ports[name] = port  # the bound port the kit logged (the demo may ask for port 0)
+    for name, port in ports.items():
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        console.print(f"metrics of {name}: http://127.0.0.1:{port}/metrics -> {status}")
+    return trace_id

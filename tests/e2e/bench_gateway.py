@@ -177,6 +177,57 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples) * 1e3, q[98] * 1e3
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the model-server's gunicorn and gRPC workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process tree so far (Linux ``/proc``; 0 elsewhere)."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+class CpuMeter:
+    """CPU milliseconds per request of named processes over a timed loop (load-robust: the work a
+    process does, not how long it waited for a core)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spent = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+
+    def per_request(self, n: int) -> dict[str, float]:
+        return {name: spent * 1e3 / n for name, spent in self.spent.items()}
+
+
 def latency(call: Callable[[int], Any], ids: list[int], n: int, warmup: int) -> tuple[float, float]:
     for k in range(warmup):
         call(ids[k % len(ids)])
@@ -298,9 +349,19 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     def grpc_call(i: int, s: Any = stub) -> None:
         s.Predict(pb.PredictRequest(applicant_id=i), timeout=10)
 
-    results["gateway REST Predict"] = latency(rest_call, ids, args.requests, args.warmup)
+    pids = {
+        name: stack.supervisor[name].pid
+        for name in ("inference-gateway", "feature-service", "model-server-champion", "drift-service")
+    }
+    cpu: dict[str, dict[str, float]] = {}
+    results["cpu"] = cpu
+    with CpuMeter(pids) as meter:
+        results["gateway REST Predict"] = latency(rest_call, ids, args.requests, args.warmup)
+    cpu["gateway REST Predict"] = meter.per_request(args.requests + args.warmup)
     print("gateway REST", results["gateway REST Predict"], flush=True)
-    results["gateway gRPC Predict"] = latency(grpc_call, ids, args.requests, args.warmup)
+    with CpuMeter(pids) as meter:
+        results["gateway gRPC Predict"] = latency(grpc_call, ids, args.requests, args.warmup)
+    cpu["gateway gRPC Predict"] = meter.per_request(args.requests + args.warmup)
     print("gateway gRPC", results["gateway gRPC Predict"], flush=True)
 
     def make_rest() -> Callable[[int], Any]:
@@ -331,7 +392,10 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         )
         assert len(response.rows) == 1
 
-    results["feature-service GetOnlineFeatures (gRPC)"] = latency(fs_call, ids, args.requests, args.warmup)
+    fs_path = "feature-service GetOnlineFeatures (gRPC)"
+    with CpuMeter(pids) as meter:
+        results[fs_path] = latency(fs_call, ids, args.requests, args.warmup)
+    cpu[fs_path] = meter.per_request(args.requests + args.warmup)
 
     # --- direct model-server (champion slot, seldon REST jsonData)
     ms = httpx.Client(base_url=f"http://{stack.targets['model-server-champion']}", timeout=30)
@@ -340,7 +404,9 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         r = ms.post("/api/v1.0/predictions", json={"jsonData": records[i]})
         r.raise_for_status()
 
-    results["model-server seldon REST jsonData"] = latency(ms_call, ids, args.requests, args.warmup)
+    with CpuMeter(pids) as meter:
+        results["model-server seldon REST jsonData"] = latency(ms_call, ids, args.requests, args.warmup)
+    cpu["model-server seldon REST jsonData"] = meter.per_request(args.requests + args.warmup)
     print(
         "direct",
         results["feature-service GetOnlineFeatures (gRPC)"],
@@ -471,13 +537,19 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
     print(f"versions: {versions()}")
     print(f"{'path':45} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=8':>10}")
     for name, value in results.items():
-        if name.startswith("rps"):
+        if name.startswith("rps") or name == "cpu":
             continue
         rps = ""
         if name.startswith("gateway"):
             key = "rps REST" if "REST" in name else "rps gRPC"
             rps = f"{results[key][0]:10.0f} ({results[key][1]} errors)"
         print(f"{name:45} {value[0]:8.2f} {value[1]:8.2f} {rps}")
+    print()
+    print("CPU ms per request (user + system, process trees; includes each process's background work):")
+    names = ["inference-gateway", "feature-service", "model-server-champion", "drift-service"]
+    print(f"{'path':45} " + " ".join(f"{n[:14]:>14}" for n in names))
+    for path, per in results["cpu"].items():
+        print(f"{path:45} " + " ".join(f"{per[n]:14.2f}" for n in names))
     fs = results["feature-service GetOnlineFeatures (gRPC)"][0]
     ms = results["model-server seldon REST jsonData"][0]
     feast = results["feast serve /get-online-features"][0]

@@ -68,7 +68,8 @@ class FeatureClient:
         self.target = target
         self.feature_service = feature_service
         self.deadline_s = deadline_s
-        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s)
+        # Every call below passes its own timeout: no default-deadline interceptor on the hot path.
+        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=None)
         self._stub = fgrpc.FeatureStoreServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._schema: FeatureSchema | None = None

@@ -59,7 +59,7 @@ def test_the_pure_decision_is_cached_and_gates_the_training_pipeline() -> None:
     assert tasks["decide"]["cachingOptions"] == {"enableCache": True}
     condition = spec["root"]["dag"]["tasks"]["condition-1"]
     assert condition["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--decide-retrain'] == true"
+        "inputs.parameter_values['pipelinechannel--decide-Output'] == true"
     )
     # the training pipeline runs inside the condition, as a sub-DAG
     inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]

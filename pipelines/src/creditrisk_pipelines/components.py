@@ -203,12 +203,14 @@ def compute_performance(
 
 
 @_component
-def decide(trigger_count: int, force_retrain: bool) -> NamedTuple("DecideOutputs", retrain=bool, reason=str):
-    """Retrain iff the drift-service's policy raised a trigger event (or ``force_retrain``)."""
-    from collections import namedtuple
+def decide(trigger_count: int, force_retrain: bool) -> bool:
+    """Retrain iff the drift-service's policy raised a trigger event (or ``force_retrain``).
 
+    One boolean output: kfp.local (2.17) skips a ``dsl.If`` on a named output of a NamedTuple
+    component (the condition never holds), while it evaluates one on a single output correctly.
+    """
     from creditrisk_pipelines import ops
 
     retrain, reason = ops.decide(trigger_count, force_retrain)
     print(f"retrain={retrain}: {reason}")
-    return namedtuple("DecideOutputs", ["retrain", "reason"])(retrain, reason)
+    return retrain

@@ -38,7 +38,6 @@ class MonitoringOutputs(NamedTuple):
     """Outputs of the monitoring pipeline (the training sub-pipeline's are in its own tasks)."""
 
     retrain: bool
-    reason: str
     dataset_drift: bool
     trigger_count: int
     trigger_reasons: str
@@ -245,7 +244,7 @@ def monitoring(
     decided = c.decide(trigger_count=drift.outputs["trigger_count"], force_retrain=force_retrain)
     decided.set_display_name("decide").set_caching_options(enable_caching=True)
     decided.after(performance)
-    with dsl.If(decided.outputs["retrain"] == True, name="retrain"):  # noqa: E712 - a kfp condition
+    with dsl.If(decided.output == True, name="retrain"):  # noqa: E712 - a kfp condition
         training(
             feature_service=feature_service,
             training_service=training_service,
@@ -274,8 +273,7 @@ def monitoring(
             rollout_timeout_s=rollout_timeout_s,
         ).set_display_name("training-pipeline")
     return MonitoringOutputs(
-        retrain=decided.outputs["retrain"],
-        reason=decided.outputs["reason"],
+        retrain=decided.output,
         dataset_drift=drift.outputs["dataset_drift"],
         trigger_count=drift.outputs["trigger_count"],
         trigger_reasons=drift.outputs["reasons"],

@@ -1098,4 +1098,11 @@ def fresh_state() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the supervisor's Interrupted on SIGINT / SIGTERM, or Ctrl-C
+        console.print(
+            f"[bold red]interrupted[/bold red]: every process the demo started was stopped "
+            f"(logs: {ROOT / '.run' / 'logs'})"
+        )
+        sys.exit(130)

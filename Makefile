@@ -22,7 +22,7 @@ PROFILE ?= embedded
 export PROFILE
 
 
-.PHONY: help setup uv node envs lock protos check-protos check-envs lint format test test-libs test-services demo clean
+.PHONY: help setup uv node envs lock protos check-protos check-envs pipelines check-pipelines lint format test test-libs test-services demo clean
 
 help:
 	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
@@ -32,6 +32,8 @@ help:
 	@echo "make protos        regenerate the Python contract code from protos/ (pinned grpcio-tools)"
 	@echo "make check-protos  buf lint, buf breaking against the released baseline, stale generated code"
 	@echo "make check-envs    import the contracts and the telemetry library in every environment"
+	@echo "make pipelines     compile the Kubeflow pipelines to IR YAML (pipelines/compiled/, committed)"
+	@echo "make check-pipelines  fail when the committed pipeline YAML is stale"
 	@echo "make lint          ruff, mypy, buf lint"
 
 $(UV):
@@ -71,6 +73,14 @@ check-protos: setup
 check-envs: setup
 	$(UV) run --locked scripts/check-envs . $(DEPLOYABLES)
 
+# The compiled pipelines are committed (what a Kubeflow cluster runs); CI fails when they are stale.
+# CREDITRISK_PIPELINES_IMAGE=<image> make pipelines compiles for another components' image.
+pipelines: setup
+	cd pipelines && $(UV) run --locked python -m creditrisk_pipelines.compile
+
+check-pipelines: setup
+	cd pipelines && env -u CREDITRISK_PIPELINES_IMAGE $(UV) run --locked python -m creditrisk_pipelines.compile --check
+
 lint: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
@@ -89,7 +99,7 @@ test-services: setup
 	@for d in $(DEPLOYABLES); do if [ -d $$d/tests ]; then echo "--> tests of $$d"; \
 	  (cd $$d && $(UV) run --locked pytest -p no:cacheprovider); fi; done
 
-test: check-protos check-envs lint test-libs test-services
+test: check-protos check-envs check-pipelines lint test-libs test-services
 	@echo "--> all checks and tests passed"
 
 demo: setup

@@ -1,36 +1,26 @@
-"""The main job (`make demo`): runs what exists of the platform so far and says what comes next.
+"""The main job (`make demo`): the closed loop of the platform, on the embedded profile by default.
 
 Run by `make demo` in the development environment, after `make setup` created every environment.
-Each step is a function; later issues add theirs (serving, the training pipeline, the closed loop).
+Every service runs as its own process under the supervisor (logs in `.run/logs/`); this script
+speaks to them over gRPC (and REST) only, and runs the Kubeflow pipelines with kfp.local in the
+pipelines' own environment (`pipelines/.venv/bin/python -m creditrisk_pipelines.local`).
 
-So far (issue 3): the German credit data is ingested into the feature store of the chosen profile
-(`PROFILE=embedded`: DuckDB/Parquet + SQLite + file registry under `.run/demo/`; `PROFILE=real`:
-PostgreSQL + Redis, project `credit_risk_demo`), the feature-service runs as its own process under
-the supervisor (log in `.run/logs/feature-service.log`), and this script speaks to it over gRPC
-only: Materialize, then the online features of real applicants, then a request-time override.
-Issue 4: the MLflow tracking server (SQLite under `.run/demo/<profile>/mlflow`, or a PostgreSQL
-database `mlflow_demo` on the real profile) and the training-service start under the supervisor
-(logs `.run/logs/mlflow.log`, `.run/logs/training-service.log`); the default model (histogram
-gradient boosting, docs/model-quality.md) is trained on the German credit data through the
-training-service's gRPC API (the training set comes from the feature-service), its progress
-watched with WatchTrainingJob, and its metrics and MLflow run printed.
-Issue 6 (while the inference-gateway does not exist yet): the drift-service starts under the
-supervisor (SQLite under `.run/demo/<profile>/drift-service`, log `.run/logs/drift-service.log`);
-the applicants the run did not train on (its test split and gate window) are scored in-process
-with the trained model (a subprocess in the training-service's environment loads the run's model
-through MLflow), logged over gRPC as prediction events on a simulated clock (a normal replay and a
-shifted one: credit_amount x 1.5, age + 10 years, 30% of purposes -> business), and drift is
-computed on both against the run's training rows (`runs:/<run id>/training_set/...`, read through
-MLflow by the drift-service): the per-feature table, the dataset verdicts, the trigger events and
-the HTML report's URL are printed.
-Issues 5, 7, 8: the registry-gateway starts (audit store SQLite under `.run/demo/<profile>/`,
-log `.run/logs/registry-gateway.log`), registers the trained run's model (its checks against the
-feature service, digests, fast scorer) and promotes it through the gate (first champion: ROC AUC on
-the run's held-out gate window >= the floor; on a re-run over the same MLflow folder the equal
-challenger is refused with its figures and the earlier champion stays); the champion slot of the
-model-server (seldon-core runtime) and the inference-gateway start, and held-out applicants are
-scored over REST and gRPC (features from the feature-service; the events go to the drift-service).
-The drift replays are logged as the registered version.
+1. environments; 2. the German credit data ingested into the profile's offline store
+(`PROFILE=embedded`: DuckDB/Parquet + SQLite + file registry under `.run/demo/embedded/`, emptied at
+the start, the previous run's kept as `embedded.previous`; `PROFILE=real`: PostgreSQL + Redis,
+project `credit_risk_demo`); 3. the feature-service, the MLflow tracking server, the
+training-service, the registry-gateway (promoter and viewer tokens below), the drift-service, the
+champion slot of the model-server (seldon-core runtime) and the inference-gateway; 4. the training
+pipeline (materialize -> train -> register -> promote through the gate -> confirm rollout) makes the
+first champion; 5-6. online features; 7. held-out applicants scored over REST and gRPC;
+8-11. a simulated clock past the data's last date (applications from 2025-02-01; outcomes known 365
+days after each application, as in the ingested data): a normal stream and then a shifted stream
+of new applicants (`scripts/closed_loop.py`: features pushed to the feature store, applications
+through the gateway, outcomes to the label table and the drift-service), each followed by the
+monitoring pipeline on its window; on the shifted window the drift-service's policy fires, the
+monitoring pipeline runs the training pipeline on the newer data, and the gate promotes or refuses
+the challenger and says why; 12. a summary (versions and metrics, the monitoring windows with their
+Evidently reports, predictions served and logged, the MLflow UI).
 Every process is stopped at the end, also on Ctrl-C or a failure (the supervisor's `with` block).
 """
 
@@ -39,6 +29,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -47,11 +39,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import closed_loop as world
 import demo_observability
 import grpc
 import httpx
 import pyarrow.parquet as pq
-from creditrisk.common.v1 import refs_pb2, serving_pb2, time_range_pb2, values_pb2
+from creditrisk.common.v1 import serving_pb2, time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
 from creditrisk.feature.v1 import feature_service_pb2 as pb
@@ -60,8 +53,6 @@ from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
-from creditrisk.training.v1 import training_service_pb2 as tpb
-from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import GrpcReadiness, HttpReadiness, ProcessSpec, Supervisor, free_port
 from google.protobuf import timestamp_pb2
 from rich.console import Console
@@ -161,7 +152,7 @@ def ingest() -> None:
     console.print(result.stdout.strip().splitlines()[-1])
 
 
-def start_feature_service(supervisor: Supervisor) -> str:
+def start_feature_service(supervisor: Supervisor, *, wait: bool = True) -> str:
     """Start `python -m feature_service` in its own environment; wait for gRPC health SERVING."""
     port = free_port()
     process = supervisor.start(
@@ -178,10 +169,11 @@ def start_feature_service(supervisor: Supervisor) -> str:
             },
             ready=GrpcReadiness(f"127.0.0.1:{port}"),
             timeout_s=120,
-        )
+        ),
+        wait=wait,
     )
     console.print(
-        f"feature-service pid {process.pid} SERVING on 127.0.0.1:{port} "
+        f"feature-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'feature-service.log'})"
     )
     return f"127.0.0.1:{port}"
@@ -293,7 +285,7 @@ def request_override(stub: pb_grpc.FeatureStoreServiceStub) -> None:
     console.print(table)
 
 
-def start_mlflow(supervisor: Supervisor) -> str:
+def start_mlflow(supervisor: Supervisor, *, wait: bool = True) -> str:
     """Start the MLflow tracking server sized for this machine; wait for `/health`."""
     port = free_port()
     data_dir = ROOT / ".run" / "demo" / PROFILE / "mlflow"
@@ -322,16 +314,19 @@ def start_mlflow(supervisor: Supervisor) -> str:
             cwd=TRAINING_SERVICE,
             ready=HttpReadiness(f"http://127.0.0.1:{port}/health"),
             timeout_s=120,
-        )
+        ),
+        wait=wait,
     )
     console.print(
-        f"mlflow server pid {process.pid} on http://127.0.0.1:{port} "
+        f"mlflow server pid {process.pid} {'ready' if wait else 'starting'} on http://127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'mlflow.log'})"
     )
     return f"http://127.0.0.1:{port}"
 
 
-def start_training_service(supervisor: Supervisor, feature_service: str, mlflow_url: str) -> str:
+def start_training_service(
+    supervisor: Supervisor, feature_service: str, mlflow_url: str, *, wait: bool = True
+) -> str:
     """Start `python -m training_service`; SERVING once MLflow and the feature-service answer."""
     port = free_port()
     process = supervisor.start(
@@ -350,96 +345,15 @@ def start_training_service(supervisor: Supervisor, feature_service: str, mlflow_
                 "OMP_NUM_THREADS": "1",
             },
             ready=GrpcReadiness(f"127.0.0.1:{port}"),
-            timeout_s=120,
-        )
+            timeout_s=180,
+        ),
+        wait=wait,
     )
     console.print(
-        f"training-service pid {process.pid} SERVING on 127.0.0.1:{port} "
+        f"training-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'training-service.log'})"
     )
     return f"127.0.0.1:{port}"
-
-
-def train_default_model(stub: tpb_grpc.TrainingServiceStub, mlflow_url: str) -> str:
-    """StartTrainingJob (the default model, histogram gradient boosting), watch it, print the result."""
-    spec = tpb.TrainingJobSpec(
-        feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1", version="1"),
-        label=tpb.LabelSource(feature_view="credit_label", label_column="creditability"),
-        application_time_range=time_range_pb2.TimeRange(
-            start=_ts(datetime(2023, 1, 1, tzinfo=UTC)), end=_ts(datetime(2025, 1, 1, tzinfo=UTC))
-        ),
-        model=tpb.ModelSpec(algorithm=tpb.ALGORITHM_HIST_GRADIENT_BOOSTING),
-        seed=42,
-        run_name="demo-default-model",
-        tags={"demo": "true"},
-    )
-    started = stub.StartTrainingJob(tpb.StartTrainingJobRequest(spec=spec), timeout=60)
-    resolved = started.job.spec
-    console.print(
-        f"job {started.job_id}: {tpb.Algorithm.Name(resolved.model.algorithm).removeprefix('ALGORITHM_')}, "
-        f"feature service {resolved.feature_service.name} v{resolved.feature_service.version}, "
-        f"{resolved.evaluation.cv_repeats} x {resolved.evaluation.cv_folds}-fold CV, test share "
-        f"{resolved.evaluation.test_fraction:g}, gate window {resolved.evaluation.gate_window_days} days, "
-        f"seed {resolved.seed}"
-    )
-    job = started.job
-    with Progress(
-        TextColumn("[bold]{task.fields[stage]:<22}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"),
-        console=console,
-    ) as progress:
-        task = progress.add_task("training", total=1.0, stage="QUEUED", note="")
-        for message in stub.WatchTrainingJob(tpb.WatchTrainingJobRequest(job_id=started.job_id), timeout=300):
-            job = message.job
-            stage = tpb.TrainingStage.Name(job.stage).removeprefix("TRAINING_STAGE_")
-            progress.update(
-                task, completed=job.progress, stage=stage if job.stage else "QUEUED", note=job.message
-            )
-    if job.state != tpb.TRAINING_JOB_STATE_SUCCEEDED:
-        state = tpb.TrainingJobState.Name(job.state)
-        raise RuntimeError(f"training job {job.id} ended {state}: {job.error.message or job.message}")
-    result, m = job.result, job.result.metrics
-    table = Table("metric", "value", title="default model (histogram gradient boosting), German credit")
-    rows = [
-        ("CV ROC AUC (mean +- std)", f"{m['cv_roc_auc_mean']:.4f} +- {m['cv_roc_auc_std']:.4f}"),
-        ("test ROC AUC", f"{m['test_roc_auc']:.4f}"),
-        ("test Gini", f"{m['test_gini']:.4f}"),
-        ("test KS", f"{m['test_ks']:.4f}"),
-        ("test Brier score", f"{m['test_brier']:.4f}"),
-        ("test log loss", f"{m['test_log_loss']:.4f}"),
-        ("test expected cost (5:1, per applicant)", f"{m['test_expected_cost']:.4f}"),
-        ("decision threshold (P(default), cost-optimal on OOF)", f"{result.decision_threshold:.4f}"),
-        ("test approval rate", f"{m.get('test_approval_rate', float('nan')):.3f}"),
-    ]
-    rows += [
-        (
-            "fairness: min approval-rate ratio, "
-            + name.removeprefix("fairness_").removesuffix("_min_approval_ratio"),
-            f"{v:.3f}",
-        )
-        for name, v in sorted(m.items())
-        if name.startswith("fairness_")
-    ]
-    rows += [
-        ("fast scorer max |diff| vs scikit-learn", f"{result.fast_scorer_max_abs_diff:.1e}"),
-        (
-            "rows: total / train / test / gate window / bad",
-            f"{result.row_counts.total} / {result.row_counts.train} / {result.row_counts.test} / "
-            f"{result.row_counts.gate_window} / {result.row_counts.bad}",
-        ),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
-    console.print(f"MLflow run id: [bold]{result.mlflow_run_id}[/bold]  model: {result.model_uri}")
-    console.print(
-        f"MLflow UI: {mlflow_url}/#/experiments/{result.mlflow_experiment_id}/runs/{result.mlflow_run_id} "
-        "(while the demo runs; afterwards serve the same folder again: services/training-service/README.md)"
-    )
-    return str(result.mlflow_run_id)
 
 
 # ---------------------------------------------------------------------- registry and serving (issues 5, 7, 8)
@@ -494,106 +408,24 @@ def start_registry_gateway(supervisor: Supervisor, feature_service: str, mlflow_
     return f"127.0.0.1:{port}"
 
 
-def wait_for_registry(supervisor: Supervisor, target: str) -> None:
-    supervisor.wait_ready("registry-gateway")
-    console.print(
-        f"registry-gateway pid {supervisor['registry-gateway'].pid} SERVING on {target} "
-        f"(log: {supervisor.log_dir / 'registry-gateway.log'})"
-    )
-
-
-def _gate_table(gate: rpb.GateResult, title: str) -> Table:
-    table = Table("gate", "value", title=title)
-    table.add_row("rule", gate.rule)
-    window = f"{gate.window.start.ToDatetime():%Y-%m-%d} .. {gate.window.end.ToDatetime():%Y-%m-%d}"
-    table.add_row("gate window (labelled applications)", f"{window}, {gate.window_row_count} rows")
-    table.add_row(
-        f"challenger v{gate.challenger.version}: ROC AUC / expected cost",
-        f"{gate.challenger.roc_auc:.4f} / {gate.challenger.expected_cost:.4f}",
-    )
-    if gate.HasField("champion"):
-        table.add_row(
-            f"champion v{gate.champion.version}: ROC AUC / expected cost",
-            f"{gate.champion.roc_auc:.4f} / {gate.champion.expected_cost:.4f}",
-        )
-        table.add_row(
-            f"delta AUC ({gate.confidence_level:.0%} CI, {gate.resamples} paired resamples)",
-            f"{gate.delta:+.4f} [{gate.ci_lower:+.4f}, {gate.ci_upper:+.4f}], "
-            f"margin {gate.non_inferiority_margin}",
-        )
-    if gate.HasField("absolute_floor"):
-        table.add_row("absolute floor (first champion)", f"{gate.absolute_floor:.2f}")
-    table.add_row("passed", "[green]yes[/green]" if gate.passed else "[red]no[/red]")
-    for reason in gate.reasons:
-        table.add_row("reason", reason)
-    return table
-
-
-def register_and_promote(
-    stub: rpb_grpc.ModelRegistryServiceStub, run_id: str
-) -> tuple[rpb.ModelVersion, rpb.ModelVersion]:
-    """RegisterModelVersion (the gateway's checks) then PromoteModelVersion through the gate; returns
-    the registered version and the champion that serves (on a re-run over the same MLflow folder an
-    equal challenger is refused and the earlier champion stays)."""
-    registered = stub.RegisterModelVersion(
-        rpb.RegisterModelVersionRequest(
-            run_id=run_id,
-            artifact_path="model",
-            registered_model_name=MODEL_NAME,
-            feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1"),
-        ),
-        metadata=_bearer(PROMOTER_TOKEN),
-        timeout=300,
-    ).model_version
-    digests = len(registered.artifact_digests)
-    console.print(
-        f"registered [bold]{registered.name} v{registered.version}[/bold] from run {registered.run_id}: "
-        f"{len(registered.signature.inputs)} signature inputs = feature service "
-        f"{registered.lineage.feature_service.name} v{registered.lineage.feature_service.version}, "
-        f"decision threshold {registered.decision_threshold:.4f}, {digests} sha256 digests, fast scorer "
-        f"{registered.tags.get('registry.fast_scorer', '?')} (max |diff| "
-        f"{registered.tags.get('registry.fast_scorer.max_abs_diff', '?')}), by {registered.registered_by}"
-    )
-    try:
-        promoted = stub.PromoteModelVersion(
-            rpb.PromoteModelVersionRequest(name=MODEL_NAME, version=registered.version),
-            metadata=_bearer(PROMOTER_TOKEN),
-            timeout=300,
-        )
-    except grpc.RpcError as error:
-        if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
-            raise
-        from grpc_status import rpc_status
-
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
-        gate = rpb.GateResult()
-        for detail in status.details if status else []:
-            if detail.Is(rpb.GateResult.DESCRIPTOR):
-                detail.Unpack(gate)
-        console.print(_gate_table(gate, f"PromoteModelVersion v{registered.version}: REFUSED"))
-        console.print(f"[yellow]{error.details()}[/yellow]")
-        champion = stub.GetModelVersion(
-            rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=MODEL_NAME, alias="champion")),
-            metadata=_bearer(VIEWER_TOKEN),
-            timeout=30,
-        ).model_version
-        console.print(f"the champion stays v{champion.version} (an earlier demo run's model)")
-        return registered, champion
-    console.print(_gate_table(promoted.gate, f"PromoteModelVersion v{registered.version}: first champion"))
-    change = promoted.change
-    before = f"v{change.from_version}" if change.HasField("from_version") else "none"
-    console.print(
-        f"alias champion: {before} -> [bold]v{change.to_version}[/bold] "
-        f"(audit record {change.audit_record_id}, by {change.actor})"
-    )
-    return registered, promoted.model_version
+def wait_for(supervisor: Supervisor, *names: str) -> None:
+    """Wait until the named processes are ready (started in parallel, each its own readiness)."""
+    supervisor.wait_ready(*names)
+    console.print(", ".join(f"{name} (pid {supervisor[name].pid})" for name in names) + " ready")
 
 
 def start_serving(
-    supervisor: Supervisor, feature_service: str, registry: str, drift: str, mlflow_url: str
+    supervisor: Supervisor,
+    feature_service: str,
+    registry: str,
+    drift: str,
+    mlflow_url: str,
+    *,
+    wait: bool = True,
 ) -> tuple[str, str]:
-    """Start the champion slot (seldon-core runtime) and the inference-gateway in front of it; wait
-    until the slot serves the champion (digests verified) and the gateway is ready."""
+    """Start the champion slot (seldon-core runtime) and the inference-gateway in front of it; with
+    ``wait``, wait until the slot serves the champion (digests verified) and the gateway is ready
+    (without: the slot follows the alias and becomes ready once a champion exists)."""
     ports = [free_port() for _ in range(5)]
     data_dir = ROOT / ".run" / "demo" / PROFILE
     model_server_env = {
@@ -661,13 +493,15 @@ def start_serving(
         ),
         wait=False,
     )
-    supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
+    if wait:
+        supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
     for name, address in (
         ("model-server-champion", f"http://127.0.0.1:{ports[0]} (seldon-core, Seldon protocol)"),
         ("inference-gateway", f"REST http://127.0.0.1:{ports[4]}, gRPC 127.0.0.1:{ports[3]}"),
     ):
         log = supervisor.log_dir / f"{name}.log"
-        console.print(f"{name} pid {supervisor[name].pid} ready on {address} (log: {log})")
+        state = "ready" if wait else "starting"
+        console.print(f"{name} pid {supervisor[name].pid} {state} on {address} (log: {log})")
     return f"http://127.0.0.1:{ports[4]}", f"127.0.0.1:{ports[3]}"
 
 
@@ -743,74 +577,15 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
 
 # ---------------------------------------------------------------------- drift (issue 6)
 
-DRIFT_MODEL = "credit-risk"
-#: Simulated clock of the replays: the normal one on one day, the shifted one on the next.
-REPLAY_START = datetime(2025, 3, 1, tzinfo=UTC)
-SHIFT_START = REPLAY_START + timedelta(days=1)
 TRAINING_ROWS = "training_set/training_rows.parquet"
 
-#: Runs in the training-service's environment (the demo's own has no scikit-learn): loads the run's
-#: model through MLflow, takes the applicants the run did not train on (test split + gate window),
-#: scores them as they are and with the issue's shift, and writes the rows and scores as JSON.
-SCORE_HELD_OUT = """
-import json, sys, tempfile
-import mlflow, numpy as np, pandas as pd
-from mlflow.tracking import MlflowClient
-uri, run_id, csv_path, out_path = sys.argv[1:5]
-mlflow.set_tracking_uri(uri)
-client = MlflowClient(uri)
-with tempfile.TemporaryDirectory() as tmp:
-    trained = pd.read_parquet(client.download_artifacts(run_id, "training_set/training_rows.parquet", tmp))
-model_uri = f"runs:/{run_id}/model"
-info = mlflow.models.get_model_info(model_uri)
-kinds = {c.name: c.type.name for c in info.signature.inputs.inputs}
-model = mlflow.sklearn.load_model(model_uri)
-frame = pd.read_csv(csv_path)
-frame.insert(0, "applicant_id", np.arange(1, len(frame) + 1))  # the ingestion's applicant ids
-held = frame[~frame["applicant_id"].isin(trained["applicant_id"])].reset_index(drop=True)
 
-def shifted(f):
-    rng = np.random.default_rng(7)
-    f = f.copy()
-    f["credit_amount"] = (f["credit_amount"] * 1.5).round().astype(int)
-    f["age_in_years"] = f["age_in_years"] + 10
-    f.loc[rng.random(len(f)) < 0.3, "purpose"] = "business"
-    return f
-
-def scored(f):
-    f = f.copy()
-    f["monthly_installment"] = f["credit_amount"] / f["duration_in_month"]  # the on-demand feature
-    x = pd.DataFrame({n: f[n].astype("float64") if k == "double" else f[n].astype(str)
-                      for n, k in kinds.items()})
-    pd_ = model.predict_proba(x)[:, list(model.classes_).index(1)]
-    rows = []
-    for i, rec in enumerate(f.to_dict("records")):
-        feats = {n: (float(rec[n]) if n == "monthly_installment" else int(rec[n])) if k == "double"
-                 else str(rec[n]) for n, k in kinds.items()}
-        rows.append({"applicant_id": int(rec["applicant_id"]), "features": feats,
-                     "probability_of_default": float(pd_[i])})
-    return rows
-
-out = {"threshold": float(info.metadata["decision_threshold"]), "trained_rows": len(trained),
-       "normal": scored(held), "shifted": scored(shifted(held))}
-json.dump(out, open(out_path, "w"))
-"""
-
-
-def start_scoring(mlflow_url: str, run_id: str, out: Path) -> subprocess.Popen[bytes]:
-    """Score the held-out applicants with the run's model, in the training-service's environment."""
-    return subprocess.Popen(
-        [str(TRAINING_PYTHON), "-c", SCORE_HELD_OUT, mlflow_url, run_id, str(GERMAN_CSV), str(out)],
-        cwd=TRAINING_SERVICE,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def start_drift_service(supervisor: Supervisor, mlflow_url: str, *, wait: bool = True) -> tuple[str, str]:
+def start_drift_service(
+    supervisor: Supervisor, mlflow_url: str, registry: str, *, wait: bool = True
+) -> tuple[str, str]:
     """Start `python -m drift_service` (its store: SQLite on the embedded profile, PostgreSQL schema
-    `drift_demo` on the real one); returns the gRPC target and the reports' base URL."""
+    `drift_demo` on the real one; a version's training dataset found through the registry-gateway
+    as a viewer); returns the gRPC target and the reports' base URL."""
     port, report_port = free_port(), free_port()
     env = {
         "DRIFT_SERVICE_PROFILE": PROFILE,
@@ -820,7 +595,9 @@ def start_drift_service(supervisor: Supervisor, mlflow_url: str, *, wait: bool =
         "DRIFT_SERVICE_REPORT_HTTP_PORT": str(report_port),
         "DRIFT_SERVICE_METRICS_PORT": "0",
         "DRIFT_SERVICE_MLFLOW_TRACKING_URI": mlflow_url,
-        "DRIFT_SERVICE_WARM_UP": "false",  # Evidently is imported by the first ComputeDrift
+        "DRIFT_SERVICE_REGISTRY_TARGET": registry,
+        "DRIFT_SERVICE_REGISTRY_TOKEN": VIEWER_TOKEN,
+        "DRIFT_SERVICE_WARM_UP": "true",  # Evidently imported while the first pipeline runs
         "DRIFT_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
         "DRIFT_SERVICE_GRACE_PERIOD_S": "5",
         "OMP_NUM_THREADS": "1",
@@ -835,71 +612,15 @@ def start_drift_service(supervisor: Supervisor, mlflow_url: str, *, wait: bool =
             cwd=DRIFT_SERVICE,
             env=env,
             ready=GrpcReadiness(f"127.0.0.1:{port}"),
-            timeout_s=120,
+            timeout_s=180,
         ),
         wait=wait,
     )
     console.print(
         f"drift-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port}, reports "
-        f"on "
-        f"http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
+        f"on http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
     )
     return f"127.0.0.1:{port}", f"http://127.0.0.1:{report_port}"
-
-
-def _value(value: Any) -> values_pb2.FeatureValue:
-    if isinstance(value, str):
-        return values_pb2.FeatureValue(string_value=value)
-    if isinstance(value, int):
-        return values_pb2.FeatureValue(int64_value=value)
-    return values_pb2.FeatureValue(double_value=value)
-
-
-def log_replays(
-    stub: dpb_grpc.DriftServiceStub, scoring: subprocess.Popen[bytes], scores: Path, version: int
-) -> None:
-    """Wait for the scores, then log both replays as prediction events (a minute apart each)."""
-    _out, err = scoring.communicate(timeout=300)
-    if scoring.returncode != 0:
-        raise RuntimeError(f"scoring failed ({scoring.returncode}):\n{err.decode()[-3000:]}")
-    scored = json.loads(scores.read_text())
-    threshold = scored["threshold"]
-    table = Table("replay", "applicants", "event times (simulated)", "mean PD", "rejected at threshold")
-    run_tag = f"{int(time.time())}"  # event ids unique per demo run: the store keeps earlier runs
-    for name, start in (("normal", REPLAY_START), ("shifted", SHIFT_START)):
-        rows = scored[name]
-        events = [
-            dpb.PredictionEvent(
-                event_id=f"demo-{run_tag}-{name}-{i:04d}",
-                applicant_id=row["applicant_id"],
-                features={k: _value(v) for k, v in row["features"].items()},
-                probability_of_default=row["probability_of_default"],
-                decision=2 if row["probability_of_default"] >= threshold else 1,
-                decision_threshold=threshold,
-                model_name=DRIFT_MODEL,
-                model_version=version,
-                event_time=_ts(start + timedelta(minutes=i)),
-            )
-            for i, row in enumerate(rows)
-        ]
-        answer = stub.LogPredictions(dpb.LogPredictionsRequest(events=events), timeout=60)
-        if answer.rejected or answer.accepted != len(events):
-            raise RuntimeError(
-                f"{name} replay: {answer.accepted} accepted, rejected {list(answer.rejected)[:3]}"
-            )
-        pds = [r["probability_of_default"] for r in rows]
-        table.add_row(
-            name,
-            str(len(rows)),
-            f"{start:%Y-%m-%d %H:%M} .. {start + timedelta(minutes=len(rows) - 1):%H:%M}",
-            f"{sum(pds) / len(pds):.3f}",
-            f"{sum(p >= threshold for p in pds) / len(pds):.1%}",
-        )
-    console.print(
-        f"held-out applicants (not among the run's {scored['trained_rows']} training rows) scored with "
-        f"the run's model, decision threshold {threshold:.3f}; logged to the drift-service:"
-    )
-    console.print(table)
 
 
 _BAND = {dpb.PSI_BAND_STABLE: "stable", dpb.PSI_BAND_WATCH: "watch", dpb.PSI_BAND_SHIFTED: "shifted"}
@@ -919,125 +640,472 @@ def _drift_row(table: Table, f: dpb.FeatureDrift, name: str | None = None) -> No
     )
 
 
-def compute_drift(stub: dpb_grpc.DriftServiceStub, run_id: str, version: int) -> None:
-    """ComputeDrift of both replays against the run's training rows; print tables and verdicts."""
-    uri = f"runs:/{run_id}/{TRAINING_ROWS}"
-    console.print(
-        f"reference: the run's training rows, {uri} (read by the drift-service through MLflow), for the "
-        f"replays logged as {DRIFT_MODEL} v{version} (the version registered from this run)"
+def show_drift_report(drift: str, stream: world.Stream) -> dpb.DriftReport:
+    """The drift report the monitoring pipeline stored for the stream's window (ListDriftReports)."""
+    with grpc.insecure_channel(drift) as channel:
+        reports = (
+            dpb_grpc.DriftServiceStub(channel)
+            .ListDriftReports(
+                dpb.ListDriftReportsRequest(
+                    model_name=MODEL_NAME, time_range=world.window(MODEL_NAME, stream).time_range
+                ),
+                timeout=30,
+            )
+            .reports
+        )
+    report = reports[0]
+    table = Table(
+        "feature",
+        "test",
+        "statistic",
+        "p-value",
+        "threshold (adj.)",
+        "PSI (band)",
+        "drifted",
+        title=f"{stream.regime} replay: {report.current_row_count} predictions of v{report.model_version} "
+        f"vs {report.reference_row_count} training rows (reference: the version's training dataset)",
     )
-    for name, start in (("normal", REPLAY_START), ("shifted", SHIFT_START)):
-        window = dpb.Window(
-            model_name=DRIFT_MODEL,
-            model_version=version,
-            time_range=time_range_pb2.TimeRange(start=_ts(start), end=_ts(start + timedelta(days=1))),
+    for f in report.features:
+        _drift_row(table, f)
+    table.add_section()
+    _drift_row(table, report.prediction_drift, "prediction: probability_of_default")
+    console.print(table)
+    verdict = (
+        "[bold red]DATASET DRIFT[/bold red]"
+        if report.dataset_drift
+        else "[bold green]no dataset drift[/bold green]"
+    )
+    console.print(
+        f"{stream.regime}: {verdict}, drift share {report.drift_share:.2f}; rule: {report.dataset_drift_rule}"
+    )
+    console.print(f"  Evidently report: [link={report.html_report_url}]{report.html_report_url}[/link]")
+    return report
+
+
+# ---------------------------------------------------------------------- the pipelines (issue 9)
+
+PIPELINES = ROOT / "pipelines"
+PIPELINES_PYTHON = PIPELINES / ".venv" / "bin" / "python"
+#: The simulated clock: the ingested applications end on 2025-01-01; the replays come after.
+NORMAL_START = datetime(2025, 2, 1, tzinfo=UTC)
+SHIFT_START = datetime(2025, 3, 1, tzinfo=UTC)
+NORMAL_COUNT, SHIFTED_COUNT = 200, 300
+#: How the demo trains (the default model, histogram gradient boosting; docs/model-quality.md).
+TRAINING = {
+    "algorithm": "hist_gradient_boosting",
+    "hyperparameters_json": "{}",
+    "cv_folds": 3,
+    "cv_repeats": 1,
+}
+
+
+def run_pipeline(name: str, arguments: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run a pipeline with kfp.local in the pipelines' environment (its own process); show each
+    task as it ends; returns the result (outputs and every task's outputs)."""
+    index = len(runs) + 1
+    out_dir = ROOT / ".run" / "demo" / PROFILE / "kfp"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result_file, log_file = (
+        out_dir / f"{index}-{name}.json",
+        ROOT / ".run" / "logs" / f"pipeline-{index}-{name}.log",
+    )
+    argv = [
+        str(PIPELINES_PYTHON),
+        "-m",
+        "creditrisk_pipelines.local",
+        name,
+        "--arguments",
+        json.dumps(arguments),
+    ]
+    argv += ["--output", str(result_file), "--pipeline-root", str(out_dir / f"{index}-{name}")]
+    began = time.monotonic()
+    console.print(f"[bold]{name} pipeline[/bold] (kfp.local, subprocess runner; log: {log_file})")
+    with (
+        log_file.open("w") as log,
+        subprocess.Popen(
+            argv, cwd=PIPELINES, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process,
+        console.status(f"{name}: starting", spinner="dots") as status,
+    ):
+        try:
+            for line in process.stdout or ():
+                log.write(line)
+                clean = ANSI.sub("", line).strip()
+                if "Executing task" in clean:
+                    status.update(f"{name}: {clean.split('Executing task', 1)[1].strip()} ...")
+                elif "finished with status" in clean and " - " in clean:
+                    elapsed = time.monotonic() - began
+                    console.print(f"  {clean.split(' - ', 2)[-1]}  [dim]({elapsed:.0f} s)[/dim]")
+            process.wait()
+        except BaseException:  # Ctrl-C or a failure here: the pipeline's process stops too
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if process.returncode != 0:
+        raise RuntimeError(f"{name} pipeline failed: see {log_file}")
+    result = json.loads(result_file.read_text())
+    runs.append(result)
+    return result
+
+
+def _task(result: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for path, values in result["tasks"].items():
+        if path.split("/")[-1] == name:
+            return values
+    return None
+
+
+def show_training(result: dict[str, Any], title: str) -> None:
+    """The training pipeline's stages: run metrics, registration, the gate's decision and why."""
+    train, promote = _task(result, "train"), _task(result, "promote")
+    if train is None or promote is None:
+        raise RuntimeError(f"the training pipeline's tasks are missing: {sorted(result['tasks'])}")
+    metrics = json.loads(train["metrics_json"])
+    table = Table("stage", "result", title=title)
+    materialized = _task(result, "materialize")
+    if materialized:
+        table.add_row("materialize", f"{materialized['views']} feature views")
+    table.add_row(
+        "train (MLflow run)",
+        f"run {train['run_id']}: CV ROC AUC {metrics.get('cv_roc_auc_mean', float('nan')):.4f}, "
+        f"test ROC AUC {metrics.get('test_roc_auc', float('nan')):.4f}, "
+        f"test expected cost {metrics.get('test_expected_cost', float('nan')):.4f}",
+    )
+    version = _task(result, "register")
+    table.add_row("register (checks passed)", f"{MODEL_NAME} v{version['Output'] if version else '?'}")
+    figures = json.loads(promote["figures_json"])
+    shown = ", ".join(
+        f"{k} {v:+.4f}" if k in ("delta", "ci_lower", "ci_upper") else f"{k} {v:.4f}"
+        for k, v in sorted(figures.items())
+        if k != "window_rows"
+    )
+    verdict = "[bold green]PROMOTED[/bold green]" if promote["promoted"] else "[bold red]REFUSED[/bold red]"
+    table.add_row("promote (the gate)", f"{verdict}; champion now v{promote['champion_version']}")
+    table.add_row("gate figures", f"{shown} ({figures.get('window_rows', 0):.0f} gate-window rows)")
+    for reason in promote["reasons"].splitlines():
+        table.add_row("  why", reason)
+    rollout = _task(result, "confirm-rollout")
+    table.add_row("confirm rollout", "champion slot serves it" if rollout and rollout["Output"] else "-")
+    console.print(table)
+
+
+def _arguments(targets: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    return {
+        "feature_service": targets["feature-service"],
+        "training_service": targets["training-service"],
+        "registry": targets["registry-gateway"],
+        "inference_gateway": targets["inference-gateway"],
+        "registry_token": PROMOTER_TOKEN,
+        "model_name": MODEL_NAME,
+        "experiment_name": "credit-risk-demo",
+        **TRAINING,
+        **overrides,
+    }
+
+
+def replay(targets: dict[str, str], stream: world.Stream) -> None:
+    """Applications of a stream through the platform, then (the clock past the label delay) their
+    outcomes, with progress bars."""
+    with Progress(
+        TextColumn("[bold]{task.description:<34}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        pushed = progress.add_task("features -> feature store (Push)", total=len(stream.applicants))
+        world.push_features(targets["feature-service"], stream)
+        progress.update(pushed, completed=len(stream.applicants))
+        scored = progress.add_task("applications -> inference-gateway", total=len(stream.applicants))
+        for i in range(0, len(stream.applicants), world.BATCH):
+            part = world.Stream(stream.regime, stream.applicants[i : i + world.BATCH])
+            world.score(targets["inference-gateway"], part)
+            progress.update(scored, advance=len(part.applicants))
+        logged = progress.add_task("predictions logged (drift-service)", total=len(stream.applicants))
+        progress.update(logged, completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream))
+        labels = progress.add_task("outcomes -> label table + drift", total=len(stream.applicants))
+        _written, joined = world.deliver_labels(targets["feature-service"], targets["drift-service"], stream)
+        progress.update(labels, completed=joined)
+    pds = [a.probability_of_default for a in stream.applicants]
+    versions = sorted({a.model_version for a in stream.applicants})
+    console.print(
+        f"{stream.regime} replay: {len(stream.applicants)} applications {stream.start:%Y-%m-%d} .. "
+        f"{stream.end:%Y-%m-%d} (simulated), scored by v{', v'.join(map(str, versions))}, mean PD "
+        f"{sum(pds) / len(pds):.3f}; outcomes known {LABEL_DELAY_DAYS} days later (clock now "
+        f"{stream.labels_known:%Y-%m-%d}), default rate {world.default_rate(stream.applicants):.1%}"
+    )
+
+
+LABEL_DELAY_DAYS = world.LABEL_DELAY.days
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def monitor(targets: dict[str, str], stream: world.Stream, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The monitoring pipeline over the stream's window (retraining on it when a trigger fires)."""
+    arguments = _arguments(
+        targets,
+        drift_service=targets["drift-service"],
+        window_start=world.iso(stream.start),
+        window_end=world.iso(stream.end),
+        training_start=world.iso(stream.start),
+        training_end=world.iso(stream.end),
+        gate_window_days=10,
+        run_name=f"retrained-after-{stream.regime}-window",
+    )
+    result = run_pipeline("monitoring", arguments, runs)
+    outputs = result["outputs"]
+    show_drift_report(targets["drift-service"], stream)
+    auc = outputs["roc_auc"]
+    console.print(
+        f"performance of the champion on the window: ROC AUC {auc:.3f} over {outputs['labelled']} labelled "
+        "predictions"
+        if auc >= 0
+        else "performance: not enough labels"
+    )
+    for reason in outputs["trigger_reasons"].splitlines():
+        console.print(f"  [red]trigger[/red]: {reason}")
+    decision = "RETRAIN" if outputs["retrain"] else "no retraining"
+    console.print(
+        f"decide: [bold]{decision}[/bold] ({outputs['trigger_count']} trigger event(s) raised by the "
+        "drift-service's policy)"
+    )
+    if outputs["retrain"]:
+        show_training(result, "the training pipeline, started by the monitoring pipeline, on the newer data")
+    return result
+
+
+def summary(
+    targets: dict[str, str],
+    mlflow_url: str,
+    runs: list[dict[str, Any]],
+    windows: list[tuple[world.Stream, dict[str, Any]]],
+    served: int,
+) -> None:
+    """Versions and metrics, the drift table, the URLs, predictions served and logged."""
+    with grpc.insecure_channel(targets["registry-gateway"]) as channel:
+        versions = (
+            rpb_grpc.ModelRegistryServiceStub(channel)
+            .ListModelVersions(
+                rpb.ListModelVersionsRequest(name=MODEL_NAME), metadata=_bearer(VIEWER_TOKEN), timeout=30
+            )
+            .model_versions
         )
-        began = time.monotonic()
-        response = stub.ComputeDrift(dpb.ComputeDriftRequest(window=window, dataset_uri=uri), timeout=180)
-        elapsed = time.monotonic() - began
-        (report,) = response.reports
-        table = Table(
-            "feature",
-            "test",
-            "statistic",
-            "p-value",
-            "threshold (adj.)",
-            "PSI (band)",
-            "drifted",
-            title=f"{name} replay: {report.current_row_count} predictions vs {report.reference_row_count} "
-            f"training rows ({elapsed:.1f} s)",
+    table = Table(
+        "version",
+        "aliases",
+        "run",
+        "trained on (applications)",
+        "test ROC AUC",
+        "gate",
+        title="model versions",
+    )
+    gates = {}
+    for result in runs:
+        promote, register = _task(result, "promote"), _task(result, "register")
+        if promote and register:
+            gates[register["Output"]] = "promoted" if promote["promoted"] else "refused"
+    for v in sorted(versions, key=lambda v: v.version):
+        table.add_row(
+            f"v{v.version}",
+            ", ".join(v.aliases) or "-",
+            v.run_id[:12],
+            _trained_on(runs, v.run_id),
+            f"{v.metrics.get('test_roc_auc', float('nan')):.4f}",
+            gates.get(v.version, "-"),
         )
-        for f in report.features:
-            _drift_row(table, f)
-        table.add_section()
-        _drift_row(table, report.prediction_drift, "prediction: probability_of_default")
-        console.print(table)
-        verdict = (
-            "[bold red]DATASET DRIFT[/bold red]"
-            if report.dataset_drift
-            else "[bold green]no dataset drift[/bold green]"
+    console.print(table)
+    drift = Table(
+        "window (simulated)",
+        "predictions",
+        "dataset drift",
+        "drift share",
+        "champion ROC AUC",
+        "triggers",
+        "retrained",
+        title="monitoring windows (the monitoring pipeline's)",
+    )
+    urls = []
+    with grpc.insecure_channel(targets["drift-service"]) as channel:
+        stub = dpb_grpc.DriftServiceStub(channel)
+        logged = 0
+        for stream, result in windows:
+            out = result["outputs"]
+            report = stub.ListDriftReports(
+                dpb.ListDriftReportsRequest(
+                    model_name=MODEL_NAME, time_range=world.window(MODEL_NAME, stream).time_range
+                ),
+                timeout=30,
+            ).reports[0]
+            drift.add_row(
+                f"{stream.regime} {stream.start:%Y-%m-%d} .. {stream.end:%Y-%m-%d}",
+                str(report.current_row_count),
+                "yes" if out["dataset_drift"] else "no",
+                f"{report.drift_share:.2f}",
+                f"{out['roc_auc']:.3f}",
+                str(out["trigger_count"]),
+                "yes" if out["retrain"] else "no",
+            )
+            urls.append(f"  Evidently report, {stream.regime} window: {report.html_report_url}")
+        everything = dpb.Window(
+            model_name=MODEL_NAME,
+            time_range=time_range_pb2.TimeRange(
+                start=_ts(datetime(2000, 1, 1, tzinfo=UTC)), end=_ts(datetime.now(UTC) + timedelta(days=1))
+            ),
         )
-        console.print(
-            f"{name}: {verdict}, drift share {report.drift_share:.2f}; rule: {report.dataset_drift_rule}"
+        logged = sum(
+            r.prediction_count
+            for r in stub.GetPerformance(dpb.GetPerformanceRequest(window=everything), timeout=60).reports
         )
-        for trigger in response.trigger_events:
-            reasons = "; ".join(r.message for r in trigger.reasons)
-            console.print(f"  trigger event {trigger.id}: {reasons}")
-        if not response.trigger_events:
-            console.print("  no trigger event")
-        console.print(f"  HTML report: [link={report.html_report_url}]{report.html_report_url}[/link]")
+    console.print(drift)
+    for url in urls:
+        console.print(url)
+    console.print(
+        f"predictions served through the inference-gateway: {served}; logged in the drift-service: {logged}"
+    )
+    console.print(
+        f"MLflow UI: {mlflow_url}/#/models/{MODEL_NAME} (while the demo runs; afterwards: "
+        "services/training-service/README.md)"
+    )
+    timings = ", ".join(f"{r['pipeline']} {r['seconds']:.0f} s" for r in runs)
+    console.print(f"pipelines run with kfp.local: {timings}; compiled for Kubeflow: pipelines/compiled/")
+
+
+def _trained_on(runs: list[dict[str, Any]], run_id: str) -> str:
+    for result in runs:
+        train = _task(result, "train")
+        if train and train["run_id"] == run_id:
+            args = result.get("arguments", {})
+            return args.get("training", "")
+    return "-"
 
 
 def main() -> int:
     started = time.monotonic()
     console.print(f"[bold]credit-risk platform demo[/bold] (profile: {PROFILE})")
+    fresh_state()
     step(1, "one locked environment per deployable")
     timed(show_environments)
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")
     timed(ingest)
+    runs: list[dict[str, Any]] = []
     observability = demo_observability.start(ROOT / ".run")  # OTLP receiver -> .run/traces/ (issue 10)
     with Supervisor(ROOT / ".run" / "logs") as supervisor:
-        step(3, "start the feature-service (its own process, gRPC health SERVING)")
-        target = timed(lambda: start_feature_service(supervisor))
-        with grpc.insecure_channel(target) as channel:
+        step(3, "start every service and the champion slot (each its own process, under the supervisor)")
+        targets: dict[str, str] = {}
+        targets["feature-service"] = start_feature_service(supervisor, wait=False)
+        mlflow_url = start_mlflow(supervisor, wait=False)
+        timed(lambda: wait_for(supervisor, "feature-service", "mlflow"))
+        targets["training-service"] = start_training_service(
+            supervisor, targets["feature-service"], mlflow_url, wait=False
+        )
+        targets["registry-gateway"] = start_registry_gateway(
+            supervisor, targets["feature-service"], mlflow_url
+        )
+        timed(lambda: wait_for(supervisor, "training-service", "registry-gateway"))
+        targets["drift-service"], _reports = start_drift_service(
+            supervisor, mlflow_url, targets["registry-gateway"], wait=False
+        )
+        rest_url, targets["inference-gateway"] = start_serving(
+            supervisor,
+            targets["feature-service"],
+            targets["registry-gateway"],
+            targets["drift-service"],
+            mlflow_url,
+            wait=False,
+        )
+        step(
+            4, "the training pipeline: materialize -> train -> register -> promote (gate) -> confirm rollout"
+        )
+        first = run_pipeline("training", _arguments(targets, run_name="first-champion"), runs)
+        first["arguments"] = {"training": "2023-01-01 .. 2025-01-01 (ingested)"}
+        show_training(first, "training pipeline: the first champion")
+        with grpc.insecure_channel(targets["feature-service"]) as channel:
             stub = pb_grpc.FeatureStoreServiceStub(channel)
-            step(4, "Materialize over gRPC: offline store -> online store")
-            timed(lambda: materialize(stub))
-            step(5, "GetOnlineFeatures: real applicants (green PRESENT, red MISSING)")
+            step(
+                5,
+                "GetOnlineFeatures (materialized by the pipeline): real applicants (green PRESENT)",
+            )
             timed(lambda: online_features(stub))
             step(6, "a request-time credit_amount overrides the stored one in monthly_installment")
             timed(lambda: request_override(stub))
-        step(7, "start the MLflow tracking server and the training-service (their own processes)")
-        mlflow_url = timed(lambda: start_mlflow(supervisor))
-        training_target = timed(lambda: start_training_service(supervisor, target, mlflow_url))
-        with grpc.insecure_channel(training_target) as channel:
-            training_stub = tpb_grpc.TrainingServiceStub(channel)
-            step(
-                8,
-                "train the default model through the training-service (its training set: feature-service)",
-            )
-            run_id = timed(lambda: train_default_model(training_stub, mlflow_url))
-        scores = ROOT / ".run" / "demo" / PROFILE / "held_out_scores.json"
-        scoring = start_scoring(mlflow_url, run_id, scores)  # in parallel with the next steps
-        step(9, "start the registry-gateway; register the run's model and promote it through the gate")
-        registry_target = start_registry_gateway(supervisor, target, mlflow_url)
-        drift_target, _reports = start_drift_service(supervisor, mlflow_url, wait=False)  # for step 10
-        timed(lambda: wait_for_registry(supervisor, registry_target))
-        with grpc.insecure_channel(registry_target) as channel:
-            registry_stub = rpb_grpc.ModelRegistryServiceStub(channel)
-            registered, _champion = timed(lambda: register_and_promote(registry_stub, run_id))
-        step(10, "serve the champion: model-server slot + inference-gateway; predict over REST and gRPC")
-        rest_url, gateway_target = timed(
-            lambda: start_serving(supervisor, target, registry_target, drift_target, mlflow_url)
-        )
-        applicants = held_out_applicants(mlflow_url, run_id, 2 * SERVED)
-        timed(lambda: serve_predictions(rest_url, gateway_target, applicants))
+        step(7, "serve the champion: predictions of held-out applicants over REST and gRPC")
+        supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
+        applicants = held_out_applicants(mlflow_url, first["outputs"]["run_id"], 2 * SERVED)
+        timed(lambda: serve_predictions(rest_url, targets["inference-gateway"], applicants))
         demo_observability.show(observability, rest_url, supervisor, applicants[0])  # trace id, /metrics
-        step(11, "log held-out applicants scored by the trained model to the drift-service (replays)")
-        with grpc.insecure_channel(drift_target) as channel:
-            drift_stub = dpb_grpc.DriftServiceStub(channel)
-            timed(lambda: log_replays(drift_stub, scoring, scores, registered.version))
-            step(12, "ComputeDrift: a normal and a shifted replay against the run's training dataset")
-            timed(lambda: compute_drift(drift_stub, run_id, registered.version))
-        console.print(
-            "stopping the inference-gateway, the model-server slot (drain first), the drift-service, the "
-            "registry-gateway, the training-service, the MLflow server and the feature-service "
-            "(SIGTERM, drain)"
+        rows = world.load_rows()
+        normal = world.make_stream(rows, world.NORMAL, NORMAL_COUNT, NORMAL_START, 20, 100_001, seed=11)
+        shifted = world.make_stream(rows, world.SHIFTED, SHIFTED_COUNT, SHIFT_START, 30, 200_001, seed=12)
+        step(8, "simulated clock past the data's last date: a normal stream of applications and its outcomes")
+        timed(lambda: replay(targets, normal))
+        step(9, "the monitoring pipeline on the normal window")
+        windows = [(normal, timed(lambda: monitor(targets, normal, runs)))]
+        step(10, "a shifted stream: older, larger loans, more business purposes, and a new default pattern")
+        timed(lambda: replay(targets, shifted))
+        step(11, "the monitoring pipeline on the shifted window: drift -> trigger -> the training pipeline")
+        windows.append((shifted, timed(lambda: monitor(targets, shifted, runs))))
+        runs[-1]["arguments"] = {"training": f"{shifted.start:%Y-%m-%d} .. {shifted.end:%Y-%m-%d} (replayed)"}
+        fresh = world.make_stream(
+            rows, world.SHIFTED, 5, datetime(2025, 4, 2, tzinfo=UTC), 1, 300_001, seed=13
         )
-    console.rule("[bold]What comes next")
-    console.print(
-        "The feature-service serves online features and point-in-time training sets; the training-service "
-        "trains through it and records every run in MLflow; the registry-gateway registers a run's model "
-        "with its checks and gates promotions on the held-out gate window; the model-server slot follows "
-        "the champion alias and verifies the registry's digests; the inference-gateway enriches, routes and "
-        "logs every prediction to the drift-service, which computes drift and raises retraining triggers. "
-        "Next: the closed loop with Kubeflow pipelines (issue 9: a trigger starts retraining, the gate "
-        "decides, the slot swaps), then observability (issue 10: traces, metrics and dashboards across "
-        "the services)."
-    )
-    console.print(f"done in {time.monotonic() - started:.1f} s")
+        world.push_features(targets["feature-service"], fresh)
+        world.score(targets["inference-gateway"], fresh)
+        console.print(
+            "new applications after the swap, scored by: "
+            + ", ".join(
+                f"{a.applicant_id} v{a.model_version} PD {a.probability_of_default:.3f}"
+                for a in fresh.applicants
+            )
+        )
+        step(12, "summary")
+        served = 2 * SERVED + NORMAL_COUNT + SHIFTED_COUNT + len(fresh.applicants)
+        summary(targets, mlflow_url, runs, windows, served)
+        console.print("stopping every process the demo started (SIGTERM, drain; the slot drains first)")
+    console.print(f"[bold]done in {time.monotonic() - started:.1f} s[/bold] (logs: {ROOT / '.run' / 'logs'})")
     return 0
 
 
+#: Drops the real profile's demo stores that live outside `.run/` (run in the training-service's
+#: environment, which has psycopg): MLflow's database and the drift-service's schema.
+RESET_REAL = """
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    conn.execute('DROP DATABASE IF EXISTS "mlflow_demo" WITH (FORCE)')
+    conn.execute('DROP SCHEMA IF EXISTS "drift_demo" CASCADE')
+"""
+
+
+def fresh_state() -> None:
+    """Each run starts from nothing: the previous run's folder is kept as `<profile>.previous`; on
+    the real profile, the demo's MLflow database and drift schema are dropped (the feature store's
+    project is reloaded by the ingestion)."""
+    if PROFILE == "real":
+        subprocess.run(
+            [str(TRAINING_PYTHON), "-c", RESET_REAL, MLFLOW_POSTGRES_DSN],
+            check=True,
+            timeout=60,
+            cwd=TRAINING_SERVICE,
+        )
+        console.print(
+            "[dim]dropped the real profile's demo stores: database mlflow_demo, schema drift_demo[/dim]"
+        )
+    folder = ROOT / ".run" / "demo" / PROFILE
+    if folder.exists():
+        previous = folder.with_name(f"{PROFILE}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        folder.rename(previous)
+        console.print(f"[dim]the previous run's state moved to {previous}[/dim]")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the supervisor's Interrupted on SIGINT / SIGTERM, or Ctrl-C
+        console.print(
+            f"[bold red]interrupted[/bold red]: every process the demo started was stopped "
+            f"(logs: {ROOT / '.run' / 'logs'})"
+        )
+        sys.exit(130)

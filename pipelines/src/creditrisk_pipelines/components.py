@@ -1,0 +1,216 @@
+"""The pipelines' lightweight Python components: each a self-contained function (imports inside)
+calling one function of :mod:`creditrisk_pipelines.ops`, which holds the gRPC calls.
+
+They run in the pipelines' image (:func:`creditrisk_pipelines.pipelines_image`, which has this
+package and its locked environment installed: ``install_kfp_package=False``, so the compiled YAML
+never pip-installs anything), and locally with ``kfp.local.SubprocessRunner(use_venv=False)`` in
+the pipelines' own environment (``pipelines/.venv``).
+
+No ``from __future__ import annotations`` here: kfp reads the annotations as types.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from creditrisk_pipelines import pipelines_image
+
+IMAGE = pipelines_image()
+
+
+def _component(func):  # type: ignore[no-untyped-def]
+    return dsl.component(base_image=IMAGE, install_kfp_package=False)(func)
+
+
+@_component
+def materialize(feature_service: str, start: str, end: str) -> NamedTuple(
+    "MaterializeOutputs", views=int, rows_written=int
+):
+    """Materialize every online feature view over event times ``[start, end)`` (ISO 8601; an empty
+    ``end`` means now). Outputs: the number of views and rows written."""
+    from collections import namedtuple
+    from datetime import UTC, datetime
+
+    from creditrisk_pipelines import ops
+
+    until = end or datetime.now(UTC).isoformat()
+    summary = ops.materialize(feature_service, start, until)
+    print(f"materialized {summary['views']} in {summary['seconds']} s")
+    return namedtuple("MaterializeOutputs", ["views", "rows_written"])(
+        len(summary["views"]), int(summary["rows_written"])
+    )
+
+
+@_component
+def train(
+    training_service: str,
+    feature_service_name: str,
+    feature_service_version: str,
+    label_view: str,
+    label_column: str,
+    start: str,
+    end: str,
+    algorithm: str,
+    hyperparameters_json: str,
+    cv_folds: int,
+    cv_repeats: int,
+    test_fraction: float,
+    gate_window_days: int,
+    seed: int,
+    experiment_name: str,
+    run_name: str,
+    pipeline_job_id: str,
+    timeout_s: float,
+) -> NamedTuple("TrainOutputs", run_id=str, job_id=str, model_uri=str, test_roc_auc=float, metrics_json=str):
+    """Train through the training-service (StartTrainingJob, then watch it to its end): an MLflow
+    run, not a registered model. Idempotent per pipeline job (request id ``<job id>/train``)."""
+    import json
+    from collections import namedtuple
+
+    from creditrisk_pipelines import ops
+
+    request = ops.TrainingRequest(
+        feature_service_name=feature_service_name,
+        feature_service_version=feature_service_version,
+        label_view=label_view,
+        label_column=label_column,
+        start=start,
+        end=end,
+        algorithm=algorithm,
+        hyperparameters_json=hyperparameters_json,
+        cv_folds=cv_folds,
+        cv_repeats=cv_repeats,
+        test_fraction=test_fraction,
+        gate_window_days=gate_window_days,
+        seed=seed,
+        experiment_name=experiment_name,
+        run_name=run_name,
+        tags={"pipelines.job_id": pipeline_job_id},
+    )
+    outcome = ops.train(training_service, request, f"{pipeline_job_id}/train", timeout_s)
+    print(f"job {outcome.job_id}: run {outcome.run_id}, test ROC AUC {outcome.metrics.get('test_roc_auc')}")
+    return namedtuple("TrainOutputs", ["run_id", "job_id", "model_uri", "test_roc_auc", "metrics_json"])(
+        outcome.run_id,
+        outcome.job_id,
+        outcome.model_uri,
+        float(outcome.metrics.get("test_roc_auc", -1.0)),
+        json.dumps(outcome.metrics, sort_keys=True),
+    )
+
+
+@_component
+def register(
+    registry: str,
+    registry_token: str,
+    run_id: str,
+    model_name: str,
+    feature_service_name: str,
+    pipeline_job_id: str,
+) -> int:
+    """Register the run's model through the registry-gateway (its checks); returns the version.
+    Idempotent per pipeline job (version tag ``pipelines.request_id``)."""
+    from creditrisk_pipelines import ops
+
+    version = ops.register(
+        registry, registry_token, run_id, model_name, feature_service_name, f"{pipeline_job_id}/register"
+    )
+    print(f"registered {model_name} v{version} from run {run_id}")
+    return version
+
+
+@_component
+def promote(registry: str, registry_token: str, model_name: str, version: int) -> NamedTuple(
+    "PromoteOutputs", promoted=bool, champion_version=int, reasons=str, figures_json=str
+):
+    """Promote ``version`` to champion through the registry-gateway's gate (promoter role). A
+    refusal is an outcome (``promoted`` False, the gate's reasons), not a failure."""
+    import json
+    from collections import namedtuple
+
+    from creditrisk_pipelines import ops
+
+    outcome = ops.promote(registry, registry_token, model_name, version)
+    verdict = "PROMOTED" if outcome.promoted else "REFUSED"
+    print(f"{model_name} v{version}: {verdict}; champion v{outcome.champion_version}")
+    for reason in outcome.reasons:
+        print(f"  {reason}")
+    return namedtuple("PromoteOutputs", ["promoted", "champion_version", "reasons", "figures_json"])(
+        outcome.promoted,
+        outcome.champion_version,
+        "\n".join(outcome.reasons),
+        json.dumps(outcome.figures, sort_keys=True),
+    )
+
+
+@_component
+def confirm_rollout(inference_gateway: str, model_name: str, version: int, timeout_s: float) -> bool:
+    """Wait until the inference-gateway's champion slot serves ``version`` and is ready (fails
+    after ``timeout_s``); ``version`` 0 (no champion) confirms nothing and returns False."""
+    from creditrisk_pipelines import ops
+
+    result = ops.confirm_rollout(inference_gateway, model_name, version, timeout_s)
+    print(f"champion slot: {result}")
+    return bool(result["confirmed"])
+
+
+@_component
+def compute_drift(
+    drift_service: str, model_name: str, model_version: int, start: str, end: str
+) -> NamedTuple(
+    "DriftOutputs",
+    dataset_drift=bool,
+    drift_share=float,
+    trigger_count=int,
+    reasons=str,
+    report_urls=str,
+    rows=int,
+):
+    """Data and prediction drift of the window ``[start, end)`` (drift-service ComputeDrift
+    against each version's training dataset; ``model_version`` 0 = every version)."""
+    from collections import namedtuple
+
+    from creditrisk_pipelines import ops
+
+    drift = ops.compute_drift(drift_service, model_name, model_version, start, end)
+    print(f"drift: {drift}")
+    return namedtuple(
+        "DriftOutputs", ["dataset_drift", "drift_share", "trigger_count", "reasons", "report_urls", "rows"]
+    )(
+        drift["dataset_drift"],
+        float(drift["drift_share"]),
+        len(drift["trigger_ids"]),
+        "\n".join(drift["trigger_reasons"]),
+        "\n".join(drift["report_urls"]),
+        int(drift["rows"]),
+    )
+
+
+@_component
+def compute_performance(
+    drift_service: str, model_name: str, model_version: int, start: str, end: str
+) -> NamedTuple("PerformanceOutputs", roc_auc=float, labelled=int, predictions=int):
+    """Performance over the labelled predictions of the window (drift-service GetPerformance);
+    ``roc_auc`` is -1 when it could not be computed."""
+    from collections import namedtuple
+
+    from creditrisk_pipelines import ops
+
+    performance = ops.compute_performance(drift_service, model_name, model_version, start, end)
+    print(f"performance: {performance}")
+    return namedtuple("PerformanceOutputs", ["roc_auc", "labelled", "predictions"])(
+        float(performance["roc_auc"]), int(performance["labelled"]), int(performance["predictions"])
+    )
+
+
+@_component
+def decide(trigger_count: int, force_retrain: bool) -> bool:
+    """Retrain iff the drift-service's policy raised a trigger event (or ``force_retrain``).
+
+    One boolean output: kfp.local (2.17) skips a ``dsl.If`` on a named output of a NamedTuple
+    component (the condition never holds), while it evaluates one on a single output correctly.
+    """
+    from creditrisk_pipelines import ops
+
+    retrain, reason = ops.decide(trigger_count, force_retrain)
+    print(f"retrain={retrain}: {reason}")
+    return retrain

@@ -214,3 +214,71 @@ def test_the_monitoring_pipeline_retrains_iff_a_trigger_fired(
         assert trained == []
         assert fakes["training"].requests == []
         assert fakes["registry"].versions == []
+
+
+def test_a_training_run_is_one_trace_with_each_component_and_its_calls(  # type: ignore[no-untyped-def]
+    services, tmp_path: Path, monkeypatch
+) -> None:
+    from creditrisk_devstack.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver().start()
+    try:
+        for name, value in receiver.env().items():
+            monkeypatch.setenv(name, value)  # inherited by the components' subprocesses
+        fakes, targets = services()
+        arguments = {k: v for k, v in targets.items() if k != "drift_service"}
+        caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        result = run(
+            "training",
+            {
+                **arguments,
+                "registry_token": "pipeline-secret",
+                "traceparent": f"00-{caller_trace}-{caller_span}-01",
+            },
+            tmp_path,
+        )
+        assert result["trace_id"] == caller_trace  # the run continues the caller's trace
+        root_span = result["traceparent"].split("-")[2]
+        assert root_span != caller_span
+        components = ["materialize", "train", "register", "promote", "confirm-rollout"]
+        wanted = {f"pipeline.{c}" for c in components}
+        receiver.wait_for(lambda spans: wanted <= {s.name for s in spans}, timeout_s=30)
+        spans = receiver.spans()
+        assert {s.trace_id for s in spans if s.service == "pipelines"} <= {caller_trace}
+        by_name = {s.name: s for s in spans if s.name in wanted}
+        for component in components:
+            span = by_name[f"pipeline.{component}"]
+            assert span.parent_span_id == root_span, component  # every component under the run's span
+        # each component's gRPC calls are client spans under its span
+        calls = {
+            "materialize": "/creditrisk.feature.v1.FeatureStoreService/Materialize",
+            "train": "/creditrisk.training.v1.TrainingService/StartTrainingJob",
+            "register": "/creditrisk.registry.v1.ModelRegistryService/RegisterModelVersion",
+            "promote": "/creditrisk.registry.v1.ModelRegistryService/PromoteModelVersion",
+            "confirm-rollout": "/creditrisk.inference.v1.InferenceService/ListServingModels",
+        }
+        for component, rpc in calls.items():
+            children = [s for s in spans if s.name == rpc and s.trace_id == caller_trace]
+            assert children, (component, rpc, sorted({s.name for s in spans}))
+            assert {s.parent_span_id for s in children} == {by_name[f"pipeline.{component}"].span_id}
+        assert fakes["registry"].versions  # the run did its work
+    finally:
+        receiver.stop()
+
+
+def test_without_a_traceparent_the_run_id_names_the_trace() -> None:
+    from creditrisk_pipelines.tracing import check_traceparent, parent_context, run_context
+    from opentelemetry import trace
+
+    first, again, other = run_context("job-1"), run_context("job-1"), run_context("job-2")
+    assert (first.trace_id, first.span_id) == (again.trace_id, again.span_id)
+    assert first.trace_id != other.trace_id
+    span = trace.get_current_span(parent_context("", "job-1"))
+    assert span.get_span_context().trace_id == first.trace_id
+    given = parent_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "job-1")
+    assert format(trace.get_current_span(given).get_span_context().trace_id, "032x") == (
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    )
+    for bad in ("nope", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "00-4bf92f35-00f067aa0ba902b7-01"):
+        with pytest.raises(ValueError, match="traceparent"):
+            check_traceparent(bad)

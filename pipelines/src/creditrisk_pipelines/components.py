@@ -23,18 +23,20 @@ def _component(func):  # type: ignore[no-untyped-def]
 
 
 @_component
-def materialize(feature_service: str, start: str, end: str) -> NamedTuple(
-    "MaterializeOutputs", views=int, rows_written=int
-):
+def materialize(
+    feature_service: str, start: str, end: str, pipeline_job_id: str, traceparent: str = ""
+) -> NamedTuple("MaterializeOutputs", views=int, rows_written=int):
     """Materialize every online feature view over event times ``[start, end)`` (ISO 8601; an empty
     ``end`` means now). Outputs: the number of views and rows written."""
     from collections import namedtuple
     from datetime import UTC, datetime
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
     until = end or datetime.now(UTC).isoformat()
-    summary = ops.materialize(feature_service, start, until)
+    with component_span("materialize", traceparent, pipeline_job_id):
+        summary = ops.materialize(feature_service, start, until)
     print(f"materialized {summary['views']} in {summary['seconds']} s")
     return namedtuple("MaterializeOutputs", ["views", "rows_written"])(
         len(summary["views"]), int(summary["rows_written"])
@@ -61,6 +63,7 @@ def train(
     run_name: str,
     pipeline_job_id: str,
     timeout_s: float,
+    traceparent: str = "",
 ) -> NamedTuple("TrainOutputs", run_id=str, job_id=str, model_uri=str, test_roc_auc=float, metrics_json=str):
     """Train through the training-service (StartTrainingJob, then watch it to its end): an MLflow
     run, not a registered model. Idempotent per pipeline job (request id ``<job id>/train``)."""
@@ -68,6 +71,7 @@ def train(
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
     request = ops.TrainingRequest(
         feature_service_name=feature_service_name,
@@ -87,7 +91,8 @@ def train(
         run_name=run_name,
         tags={"pipelines.job_id": pipeline_job_id},
     )
-    outcome = ops.train(training_service, request, f"{pipeline_job_id}/train", timeout_s)
+    with component_span("train", traceparent, pipeline_job_id):
+        outcome = ops.train(training_service, request, f"{pipeline_job_id}/train", timeout_s)
     print(f"job {outcome.job_id}: run {outcome.run_id}, test ROC AUC {outcome.metrics.get('test_roc_auc')}")
     return namedtuple("TrainOutputs", ["run_id", "job_id", "model_uri", "test_roc_auc", "metrics_json"])(
         outcome.run_id,
@@ -106,30 +111,40 @@ def register(
     model_name: str,
     feature_service_name: str,
     pipeline_job_id: str,
+    traceparent: str = "",
 ) -> int:
     """Register the run's model through the registry-gateway (its checks); returns the version.
     Idempotent per pipeline job (version tag ``pipelines.request_id``)."""
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
-    version = ops.register(
-        registry, registry_token, run_id, model_name, feature_service_name, f"{pipeline_job_id}/register"
-    )
+    with component_span("register", traceparent, pipeline_job_id):
+        version = ops.register(
+            registry, registry_token, run_id, model_name, feature_service_name, f"{pipeline_job_id}/register"
+        )
     print(f"registered {model_name} v{version} from run {run_id}")
     return version
 
 
 @_component
-def promote(registry: str, registry_token: str, model_name: str, version: int) -> NamedTuple(
-    "PromoteOutputs", promoted=bool, champion_version=int, reasons=str, figures_json=str
-):
+def promote(
+    registry: str,
+    registry_token: str,
+    model_name: str,
+    version: int,
+    pipeline_job_id: str,
+    traceparent: str = "",
+) -> NamedTuple("PromoteOutputs", promoted=bool, champion_version=int, reasons=str, figures_json=str):
     """Promote ``version`` to champion through the registry-gateway's gate (promoter role). A
     refusal is an outcome (``promoted`` False, the gate's reasons), not a failure."""
     import json
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
-    outcome = ops.promote(registry, registry_token, model_name, version)
+    with component_span("promote", traceparent, pipeline_job_id):
+        outcome = ops.promote(registry, registry_token, model_name, version)
     verdict = "PROMOTED" if outcome.promoted else "REFUSED"
     print(f"{model_name} v{version}: {verdict}; champion v{outcome.champion_version}")
     for reason in outcome.reasons:
@@ -143,19 +158,34 @@ def promote(registry: str, registry_token: str, model_name: str, version: int) -
 
 
 @_component
-def confirm_rollout(inference_gateway: str, model_name: str, version: int, timeout_s: float) -> bool:
+def confirm_rollout(
+    inference_gateway: str,
+    model_name: str,
+    version: int,
+    timeout_s: float,
+    pipeline_job_id: str,
+    traceparent: str = "",
+) -> bool:
     """Wait until the inference-gateway's champion slot serves ``version`` and is ready (fails
     after ``timeout_s``); ``version`` 0 (no champion) confirms nothing and returns False."""
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
-    result = ops.confirm_rollout(inference_gateway, model_name, version, timeout_s)
+    with component_span("confirm-rollout", traceparent, pipeline_job_id):
+        result = ops.confirm_rollout(inference_gateway, model_name, version, timeout_s)
     print(f"champion slot: {result}")
     return bool(result["confirmed"])
 
 
 @_component
 def compute_drift(
-    drift_service: str, model_name: str, model_version: int, start: str, end: str
+    drift_service: str,
+    model_name: str,
+    model_version: int,
+    start: str,
+    end: str,
+    pipeline_job_id: str,
+    traceparent: str = "",
 ) -> NamedTuple(
     "DriftOutputs",
     dataset_drift=bool,
@@ -170,8 +200,10 @@ def compute_drift(
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
-    drift = ops.compute_drift(drift_service, model_name, model_version, start, end)
+    with component_span("compute-drift", traceparent, pipeline_job_id):
+        drift = ops.compute_drift(drift_service, model_name, model_version, start, end)
     print(f"drift: {drift}")
     return namedtuple(
         "DriftOutputs", ["dataset_drift", "drift_share", "trigger_count", "reasons", "report_urls", "rows"]
@@ -187,15 +219,23 @@ def compute_drift(
 
 @_component
 def compute_performance(
-    drift_service: str, model_name: str, model_version: int, start: str, end: str
+    drift_service: str,
+    model_name: str,
+    model_version: int,
+    start: str,
+    end: str,
+    pipeline_job_id: str,
+    traceparent: str = "",
 ) -> NamedTuple("PerformanceOutputs", roc_auc=float, labelled=int, predictions=int):
     """Performance over the labelled predictions of the window (drift-service GetPerformance);
     ``roc_auc`` is -1 when it could not be computed."""
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.tracing import component_span
 
-    performance = ops.compute_performance(drift_service, model_name, model_version, start, end)
+    with component_span("compute-performance", traceparent, pipeline_job_id):
+        performance = ops.compute_performance(drift_service, model_name, model_version, start, end)
     print(f"performance: {performance}")
     return namedtuple("PerformanceOutputs", ["roc_auc", "labelled", "predictions"])(
         float(performance["roc_auc"]), int(performance["labelled"]), int(performance["predictions"])

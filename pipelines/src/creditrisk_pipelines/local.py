@@ -8,8 +8,14 @@ as a subprocess of this environment's Python (``pipelines/.venv``, which has thi
     pipelines/.venv/bin/python -m creditrisk_pipelines.local training \\
         --arguments '{"feature_service": "127.0.0.1:50051", ...}' --output result.json
 
+The run is one trace (:mod:`creditrisk_pipelines.tracing`): a root span ``pipeline.<name>`` here
+(a child of the caller's ``traceparent`` argument when one is given), whose context every component
+receives as its ``traceparent`` parameter; spans are exported by the standard ``OTEL_*`` variables,
+which the components' subprocesses inherit.
+
 The result (printed as JSON, and written to ``--output``) is ``{"pipeline", "seconds",
-"outputs": the pipeline's outputs, "tasks": {task name: its output parameters}}``; ``tasks``
+"trace_id", "traceparent", "outputs": the pipeline's outputs, "tasks": {task name: its output
+parameters}}``; ``tasks``
 includes the tasks of a sub-pipeline (the monitoring pipeline's training run), so a caller can
 tell which stages ran. A failed task makes the command exit with status 1 and the task's error.
 """
@@ -43,30 +49,52 @@ def run(pipeline: str, arguments: dict[str, Any], pipeline_root: Path | None = N
         pipeline_root: where task outputs go; a fresh temporary folder when None.
 
     Returns:
-        ``{"pipeline", "seconds", "outputs", "tasks"}`` (see the module docstring).
+        ``{"pipeline", "seconds", "trace_id", "traceparent", "outputs", "tasks"}`` (see the module
+        docstring).
 
     Raises:
         KeyError: an unknown pipeline name.
+        ValueError: a malformed ``traceparent`` argument.
         RuntimeError: a task failed (kfp.local's error, naming the task).
     """
+    from creditrisk_telemetry import configure_telemetry
     from kfp import local
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     from creditrisk_pipelines.pipelines import PIPELINES
+    from creditrisk_pipelines.tracing import check_traceparent, traceparent_of
 
     if pipeline not in PIPELINES:
         raise KeyError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
     root = Path(pipeline_root or tempfile.mkdtemp(prefix=f"kfp-{pipeline}-")).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    arguments = dict(arguments)
+    given = check_traceparent(str(arguments.get("traceparent", "")))
+    caller = TraceContextTextMapPropagator().extract({"traceparent": given}) if given else None
+    telemetry = configure_telemetry("pipelines")
+    tracer = trace.get_tracer("creditrisk_pipelines")
     began = time.monotonic()
-    with warnings.catch_warnings():
-        # the components' image is the pipelines' own (no "python" in its name): kfp.local warns
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        task = PIPELINES[pipeline](**arguments)
+    try:
+        with (
+            tracer.start_as_current_span(
+                f"pipeline.{pipeline}", context=caller, attributes={"pipeline.name": pipeline}
+            ) as span,
+            warnings.catch_warnings(),
+        ):
+            # the components' image is the pipelines' own (no "python" in its name): kfp.local warns
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            arguments["traceparent"] = traceparent_of(span)
+            task = PIPELINES[pipeline](**arguments)
+    finally:
+        telemetry.tracer_provider.force_flush()
     seconds = time.monotonic() - began
     runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     return {
         "pipeline": pipeline,
         "seconds": round(seconds, 1),
+        "trace_id": format(span.get_span_context().trace_id, "032x"),
+        "traceparent": arguments["traceparent"],
         "outputs": dict(task.outputs),
         "tasks": _task_outputs(runs[-1]) if runs else {},
     }

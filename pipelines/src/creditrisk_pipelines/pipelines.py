@@ -83,6 +83,7 @@ def training(
     run_name: str = "",
     training_timeout_s: float = 1800.0,
     rollout_timeout_s: float = 300.0,
+    traceparent: str = "",
 ) -> TrainingOutputs:
     """The training pipeline.
 
@@ -111,9 +112,12 @@ def training(
         run_name: MLflow run name; empty = generated.
         training_timeout_s: how long to wait for the training job, in seconds.
         rollout_timeout_s: how long to wait for the champion slot, in seconds.
+        traceparent: W3C traceparent of the run's root span; empty = a trace derived from the run's
+            job id (:mod:`creditrisk_pipelines.tracing`).
     """
+    run = {"traceparent": traceparent, "pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
     loaded = _service_task(
-        c.materialize(feature_service=feature_service, start=materialize_start, end=materialize_end),
+        c.materialize(feature_service=feature_service, start=materialize_start, end=materialize_end, **run),
         "materialize",
     )
     trained = _service_task(
@@ -134,8 +138,8 @@ def training(
             seed=seed,
             experiment_name=experiment_name,
             run_name=run_name,
-            pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             timeout_s=training_timeout_s,
+            **run,
         ),
         "train",
     ).after(loaded)
@@ -146,13 +150,17 @@ def training(
             run_id=trained.outputs["run_id"],
             model_name=model_name,
             feature_service_name=feature_service_name,
-            pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            **run,
         ),
         "register",
     )
     promoted = _service_task(
         c.promote(
-            registry=registry, registry_token=registry_token, model_name=model_name, version=registered.output
+            registry=registry,
+            registry_token=registry_token,
+            model_name=model_name,
+            version=registered.output,
+            **run,
         ),
         "promote",
     )
@@ -162,6 +170,7 @@ def training(
             model_name=model_name,
             version=promoted.outputs["champion_version"],
             timeout_s=rollout_timeout_s,
+            **run,
         ),
         "confirm-rollout",
     )
@@ -209,6 +218,7 @@ def monitoring(
     run_name: str = "",
     training_timeout_s: float = 1800.0,
     rollout_timeout_s: float = 300.0,
+    traceparent: str = "",
 ) -> MonitoringOutputs:
     """The monitoring pipeline.
 
@@ -219,8 +229,10 @@ def monitoring(
         model_version: version monitored; 0 = every version with predictions in the window.
         force_retrain: retrain even when no trigger fired.
         Others: as the training pipeline's, passed to it when it runs (``training_start`` /
-            ``training_end``: the newer data to retrain on).
+            ``training_end``: the newer data to retrain on; ``traceparent``: the run's trace,
+            shared by the training sub-pipeline).
     """
+    run = {"traceparent": traceparent, "pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
     drift = _service_task(
         c.compute_drift(
             drift_service=drift_service,
@@ -228,6 +240,7 @@ def monitoring(
             model_version=model_version,
             start=window_start,
             end=window_end,
+            **run,
         ),
         "compute-drift",
     )
@@ -238,6 +251,7 @@ def monitoring(
             model_version=model_version,
             start=window_start,
             end=window_end,
+            **run,
         ),
         "compute-performance",
     )
@@ -271,6 +285,7 @@ def monitoring(
             run_name=run_name,
             training_timeout_s=training_timeout_s,
             rollout_timeout_s=rollout_timeout_s,
+            traceparent=traceparent,
         ).set_display_name("training-pipeline")
     return MonitoringOutputs(
         retrain=decided.output,

@@ -91,8 +91,11 @@ format: $(UV)
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
+# Two processes: the libraries' tests configure OpenTelemetry and instrument gRPC in-process (the
+# service kit's fixtures), which must not leak into the end-to-end callers of tests/e2e.
 test-libs: setup
-	$(UV) run --locked pytest libs tests
+	$(UV) run --locked pytest libs
+	$(UV) run --locked pytest tests
 
 # Each deployable's own tests, in its own environment (only those that have tests so far).
 test-services: setup

@@ -84,7 +84,11 @@ async def test_large_dataset_streams_both_ways_under_small_message_limit() -> No
         requests = [fs.GetHistoricalFeaturesRequest(query=fs.HistoricalFeaturesQuery(feature_service="x"))]
         requests += [fs.GetHistoricalFeaturesRequest(entity_rows=c) for c in _chunk_messages(table)]
         assert all(r.ByteSize() <= MAX_MESSAGE_BYTES for r in requests)
-        async with aio_channel(f"127.0.0.1:{port}", max_message_bytes=MAX_MESSAGE_BYTES) as channel:
+        # untraced like the server: instrumenting gRPC is process-wide, and the end-to-end tests of
+        # the same pytest process are callers that must send only the traceparent they set
+        async with aio_channel(
+            f"127.0.0.1:{port}", max_message_bytes=MAX_MESSAGE_BYTES, instrument=False
+        ) as channel:
             stub = fs_grpc.FeatureStoreServiceStub(channel)
             responses = [r async for r in stub.GetHistoricalFeatures(iter(requests), timeout=60)]
     finally:

@@ -554,13 +554,26 @@ class Stack:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""
         if name in self.targets and self.supervisor[name].alive:
             return self.targets[name]
+        return self.start(name)
+
+    def start(self, name: str, port: int | None = None) -> str:
+        """Start one service (what it needs first) and return its ``host:port``.
+
+        Every start goes through here, a restart too: the process gets :attr:`extra_env` (the
+        session's ``OTEL_*``) and, for a kit service, a metrics port recorded in :attr:`ports`.
+
+        Args:
+            name: A key of :data:`SERVICES`; it must not be running.
+            port: Its main port; a free one when None (a restart that dependants must find again
+                passes its previous port).
+        """
         service = SERVICES[name]
         for needed in service.needs:
             self.target(needed)
         if service.prepare is not None and name not in self.prepared:
             service.prepare(self)
             self.prepared.add(name)
-        port = free_port()
+        port = free_port() if port is None else port
         spec = service.spec(self, port)
         env = {**self.extra_env, **(spec.env or {})}
         prefix = METRICS_PREFIXES.get(name)

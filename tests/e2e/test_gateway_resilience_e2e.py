@@ -35,7 +35,6 @@ from e2e_stack import (
     CANARY_SHARE_KEY,
     CHALLENGER_MODE_KEY,
     MODEL_NAME,
-    SERVICES,
     Stack,
     challenger_version,
     drift_data_dir,
@@ -94,9 +93,9 @@ def _stored(stack: Stack, start: datetime, end: datetime) -> int:
 
 
 def _restart_drift_service(stack: Stack, port: int) -> None:
-    """Start the drift-service again on its previous port (the gateway keeps its address)."""
-    stack.supervisor.start(SERVICES["drift-service"].spec(stack, port))
-    stack.targets["drift-service"] = f"127.0.0.1:{port}"
+    """Start the drift-service again on its previous port (the gateway keeps its address), with the
+    session's ``OTEL_*`` and a metrics port like any start (:meth:`Stack.start`)."""
+    stack.start("drift-service", port=port)
 
 
 def test_drift_service_killed_and_restarted_under_load_loses_nothing(stack: Stack) -> None:

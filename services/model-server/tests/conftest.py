@@ -4,7 +4,8 @@ registry-gateway registers them, and both runtimes started ONCE as process group
 
 Versions of ``credit-risk``: 1 = logistic regression, 2 = gradient boosting, 3 = version 1 with a
 wrong ``fast_scorer/model.onnx`` digest, 4 = version 1 without digest tags. The seldon runtime
-follows ``champion``, MLServer follows ``challenger`` (both start on version 1).
+follows ``champion``, MLServer follows ``challenger`` (both start on version 1). MLServer exports
+its spans to an in-process OTLP receiver (``stack.receiver``), with its metrics port kept.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from model_server.__main__ import mlserver_command, seldon_command
+from model_server.__main__ import mlserver_command, mlserver_tracing_server, seldon_command
 from model_server.settings import Settings
 from model_server.slot import LoadedModel, load_version
 from model_server.testing import fixtures as fx
+from model_server.testing.otlp import OtlpReceiver
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 MODEL = "credit-risk"
@@ -39,7 +41,9 @@ class Stack:
     seldon_state: Path = Path()
     mlserver_http: str = ""
     mlserver_grpc: str = ""
+    mlserver_metrics: str = ""
     mlserver_state: Path = Path()
+    receiver: OtlpReceiver | None = None
 
     def settings(self, alias: str = "champion", **extra: Any) -> Settings:
         return Settings(
@@ -57,6 +61,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("model-server")
     procs = []
+    receiver = OtlpReceiver().start()
     try:
         argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
         (work / "mlflow").mkdir(exist_ok=True)
@@ -87,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             http_port=ports[3],
             grpc_port=ports[4],
             metrics_port=ports[5],
+            tracing_server=mlserver_tracing_server(receiver.env()),
         )
         common = {
             "MLFLOW_TRACKING_URI": url,
@@ -98,7 +104,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             **{**common, **seldon.env, "MODEL_SERVER_STATE_DIR": str(work / "state-seldon")}
         )
         mls_env = fx.clean_env(
-            **{**common, **mls.env, "MODEL_SERVER_STATE_DIR": str(work / "state-mlserver")}
+            **{
+                **common,
+                **mls.env,
+                **receiver.env(),
+                "MODEL_SERVER_STATE_DIR": str(work / "state-mlserver"),
+            }
         )
         p1 = fx.start_process(seldon.argv, seldon_env, work / "seldon.log")
         procs.append(p1)
@@ -107,6 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.seldon_http, st.seldon_grpc = f"http://127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
         st.seldon_metrics = f"http://127.0.0.1:{ports[2]}"
         st.mlserver_http, st.mlserver_grpc = f"http://127.0.0.1:{ports[3]}", f"127.0.0.1:{ports[4]}"
+        st.mlserver_metrics, st.receiver = f"http://127.0.0.1:{ports[5]}", receiver
         st.seldon_state, st.mlserver_state = work / "state-seldon", work / "state-mlserver"
         with ThreadPoolExecutor(2) as pool:
             waits = [
@@ -119,6 +131,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for proc in reversed(procs):
             fx.stop_process(proc)
+        receiver.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -80,6 +81,11 @@ def test_swap_under_load_zero_failures(stack: Any, inproc_v1: Any) -> None:
     assert ready["ready"]
     assert set(ready["processes"].values()) == {v2}
     assert len(ready["processes"]) == 2
+    # MLServer's serving-version gauge follows the swap (read from the slot at each scrape)
+    metrics = httpx.get(f"{stack.mlserver_metrics}/metrics", timeout=10).text
+    served = re.search(r'model_server_serving_version\{alias="challenger"\} (\S+)', metrics)
+    assert served is not None, metrics[-2000:]
+    assert float(served.group(1)) == float(v2)
 
 
 def test_digest_refusal_keeps_serving(stack: Any, inproc_v1: Any) -> None:

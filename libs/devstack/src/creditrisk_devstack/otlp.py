@@ -25,7 +25,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 @dataclass(frozen=True)
 class ReceivedSpan:
-    """One exported span: ids as lowercase hex (``parent_span_id`` "" for a root)."""
+    """One exported span: ids as lowercase hex (``parent_span_id`` "" for a root); ``received_at``
+    is when its export request arrived (``time.monotonic()`` seconds)."""
 
     service: str
     name: str
@@ -35,6 +36,7 @@ class ReceivedSpan:
     kind: int
     links: tuple[tuple[str, str], ...]
     proto: trace_pb2.Span
+    received_at: float = 0.0
 
     def attributes(self) -> dict[str, Any]:
         return {a.key: json_format.MessageToDict(a.value) for a in self.proto.attributes}
@@ -94,6 +96,7 @@ class OtlpReceiver:
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         received: list[ReceivedSpan] = []
+        now = time.monotonic()
         for resource_spans in request.resource_spans:
             service = _service_name(resource_spans.resource)
             for scope_spans in resource_spans.scope_spans:
@@ -108,6 +111,7 @@ class OtlpReceiver:
                             kind=int(span.kind),
                             links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
                             proto=span,
+                            received_at=now,
                         )
                     )
         with self._lock:

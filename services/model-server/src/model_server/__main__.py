@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,43 @@ def seldon_command(
     return Command(argv, env, state_dir)
 
 
+def mlserver_tracing_server(environ: Mapping[str, str]) -> str | None:
+    """MLServer's ``tracing_server`` for the standard ``OTEL_*`` variables of ``environ``.
+
+    MLServer's built-in tracing exports over OTLP/gRPC only, to one endpoint. So it is on when the
+    variables select the ``otlp`` traces exporter (``OTEL_TRACES_EXPORTER`` or an OTLP endpoint) over
+    ``grpc`` (the default protocol); the endpoint is ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``, else the OTLP/gRPC default ``localhost:4317``.
+
+    Returns:
+        ``host:port`` (any ``http://`` scheme dropped: MLServer's exporter is insecure gRPC), or None
+        for no MLServer tracing (no OTLP export, ``http/protobuf``, or ``OTEL_SDK_DISABLED=true``).
+        The runtime's own span still continues the caller's ``traceparent`` then.
+
+    Raises:
+        ValueError: On an unsupported exporter name in ``OTEL_TRACES_EXPORTER``.
+    """
+    from creditrisk_telemetry import selected_exporters
+
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if "otlp" not in selected_exporters(environ, "TRACES"):
+        return None
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        or "grpc"
+    )
+    if protocol != "grpc":
+        return None
+    endpoint = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+        or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or "localhost:4317"
+    )
+    return endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
+
+
 def mlserver_command(
     *,
     model: str,
@@ -118,25 +156,28 @@ def mlserver_command(
     http_port: int = 8080,
     grpc_port: int = 8081,
     metrics_port: int = 8082,
+    tracing_server: str | None = None,
 ) -> Command:
     """MLServer with :class:`~model_server.mlserver_runtime.CreditRiskRuntime`; writes its settings
-    into ``directory`` (V2 model name = the registered model name)."""
+    into ``directory`` (V2 model name = the registered model name).
+
+    ``tracing_server`` (``host:port`` of an OTLP/gRPC receiver, see :func:`mlserver_tracing_server`)
+    turns on MLServer's own server spans of REST and gRPC requests, continuing the caller's trace.
+    """
     state_dir = _state_dir(model, alias, http_port)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "settings.json").write_text(
-        json.dumps(
-            {
-                "debug": False,
-                "parallel_workers": 0,
-                "http_port": http_port,
-                "grpc_port": grpc_port,
-                "metrics_port": metrics_port,
-                "server_name": "model-server",
-                "load_models_at_startup": True,
-            },
-            indent=2,
-        )
-    )
+    server_settings: dict[str, object] = {
+        "debug": False,
+        "parallel_workers": 0,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "server_name": "model-server",
+        "load_models_at_startup": True,
+    }
+    if tracing_server:
+        server_settings["tracing_server"] = tracing_server
+    (directory / "settings.json").write_text(json.dumps(server_settings, indent=2))
     (directory / "model-settings.json").write_text(
         json.dumps(
             {
@@ -219,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             http_port=args.http_port,
             grpc_port=args.grpc_port,
             metrics_port=args.metrics_port,
+            tracing_server=mlserver_tracing_server(os.environ),
         )
     if args.print:
         print("\n".join(command.argv))

@@ -17,6 +17,19 @@ missing in every row; on REST ``null`` marks one missing value. Response: output
 registry version that scored the request, ``parameters`` = registered model name, alias,
 threshold, scorer. Bad input: HTTP 400 / gRPC INVALID_ARGUMENT naming the field
 (``inputs.<feature>``).
+
+Tracing: MLServer's own OpenTelemetry (``tracing_server`` in ``settings.json``, written by
+``python -m model_server mlserver`` when the ``OTEL_*`` variables ask for OTLP/gRPC export) makes a
+server span of every V2 REST (FastAPI instrumentation) and gRPC (aio interceptor) request that
+continues the caller's W3C ``traceparent``. Inside it the runtime's ``model_server.predict`` span
+(the process's provider from :func:`creditrisk_telemetry.configure_telemetry`, the same
+``OTEL_*`` variables) is its child; without MLServer's span (``tracing_server`` unset) it continues
+the ``traceparent`` MLServer copies from the request's headers or metadata into
+``parameters.headers``. Attributes: model name and version only, never an input value.
+
+Metrics: ``model_server_serving_version{alias}`` (gauge, the registry version this slot serves, 0
+before the first one loads, -1 for a non-numeric version) on MLServer's metrics port
+(``/metrics``), read from the slot at each scrape.
 """
 
 from __future__ import annotations
@@ -31,6 +44,8 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 
 from model_server import readiness
 from model_server.settings import load_settings
@@ -38,6 +53,7 @@ from model_server.signature import MAX_ROWS, Column, InvalidInput, cast_value, t
 from model_server.slot import NoModel, Slot
 
 LOGGER = logging.getLogger("model_server.mlserver")
+_TRACER = trace.get_tracer("model_server")
 ACCEPTED_DATATYPES: dict[str, frozenset[str]] = {
     "double": frozenset({"FP64", "INT64", "INT32"}),
     "float": frozenset({"FP32", "FP64", "INT32"}),
@@ -124,6 +140,66 @@ def columns_from_v2(payload: InferenceRequest, columns: list[Column]) -> tuple[d
     return typed, n
 
 
+def caller_context(payload: InferenceRequest) -> otel_context.Context | None:
+    """The parent of the request's ``model_server.predict`` span.
+
+    Returns:
+        None (the current context) inside MLServer's own server span, which already continued the
+        caller's trace; else the W3C context extracted from the request headers (REST) or metadata
+        (gRPC) that MLServer puts into ``payload.parameters.headers`` (an empty context when there
+        is no ``traceparent``: the span starts a trace).
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    headers = getattr(payload.parameters, "headers", None) if payload.parameters is not None else None
+    carrier = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    return propagate.extract(carrier)
+
+
+_SERVING_VERSION: Any = None
+
+
+def _serving_version_gauge() -> Any:
+    """``model_server_serving_version`` in prometheus-client's default registry (the one MLServer's
+    metrics endpoint serves with ``parallel_workers`` 0); made once per process, on first load, not
+    at import (MLServer asks for metrics made lazily: with parallel workers it first swaps in
+    prometheus-client's multiprocess value class)."""
+    global _SERVING_VERSION
+    if _SERVING_VERSION is None:
+        from prometheus_client import Gauge
+
+        _SERVING_VERSION = Gauge(
+            "model_server_serving_version",
+            "Registry version this slot serves (0: none loaded yet; -1: a non-numeric version).",
+            ["alias"],
+        )
+    return _SERVING_VERSION
+
+
+def _version_number(slot: Slot) -> float:
+    current = slot.current
+    if current is None:
+        return 0.0
+    return float(current.version) if str(current.version).isdigit() else -1.0
+
+
+def _telemetry(log_level: str) -> None:
+    """OpenTelemetry and JSON logs (trace ids) of this process, from the ``OTEL_*`` variables."""
+    try:
+        from creditrisk_telemetry import configure_telemetry
+        from creditrisk_telemetry.logs import configure_logging
+
+        configure_telemetry("model-server")
+        configure_logging(log_level, service="model-server")
+        # MLServer's logger prints on its own stdout handler; hand its records to the JSON root
+        mlserver_logger = logging.getLogger("mlserver")
+        for handler in list(mlserver_logger.handlers):
+            mlserver_logger.removeHandler(handler)
+        mlserver_logger.propagate = True
+    except Exception:
+        LOGGER.exception("telemetry set-up failed")
+
+
 class CreditRiskRuntime(MLModel):
     """MLServer runtime of one alias slot (settings from ``MODEL_SERVER_*``)."""
 
@@ -149,7 +225,10 @@ class CreditRiskRuntime(MLModel):
         reports the model ready when it can score."""
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         settings = load_settings()
+        _telemetry(settings.log_level)
         self.slot = Slot(settings, role="mlserver")
+        slot = self.slot
+        _serving_version_gauge().labels(alias=settings.alias).set_function(lambda: _version_number(slot))
         self.slot.start()
         await asyncio.to_thread(self.slot.wait_loaded, 120.0)
         return True
@@ -160,6 +239,18 @@ class CreditRiskRuntime(MLModel):
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        """Score the V2 request (see the module docstring), traced as ``model_server.predict``.
+
+        Raises:
+            MLServerError: 400 on invalid input (naming ``inputs.<feature>``), 503 with no version.
+        """
+        parent = caller_context(payload)
+        # under MLServer's server span an internal step; continuing the headers, the server side
+        kind = trace.SpanKind.INTERNAL if parent is None else trace.SpanKind.SERVER
+        with _TRACER.start_as_current_span("model_server.predict", context=parent, kind=kind) as span:
+            return self._predict(payload, span)
+
+    def _predict(self, payload: InferenceRequest, span: Any) -> InferenceResponse:
         slot = self.slot
         if slot is None:
             raise MLServerError("the model server is not loaded", 503)
@@ -171,6 +262,8 @@ class CreditRiskRuntime(MLModel):
             raise MLServerError(str(exc), 400) from exc
         except NoModel as exc:
             raise MLServerError(str(exc), 503) from exc
+        span.set_attribute("model.name", scored.name)
+        span.set_attribute("model.version", str(scored.version))
         return InferenceResponse(
             id=payload.id,
             model_name=self.name,

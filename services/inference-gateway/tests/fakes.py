@@ -287,6 +287,7 @@ class FakeModelServer:
         self.ready = True
         self.delay_s = 0.0
         self.ready_delay_s = 0.0  # a readiness route that answers late (an overloaded server)
+        self.swapping = False  # readiness 503 with "serving": true (the model-server mid-swap)
         self.records: list[dict[str, Any]] = []
         self.traceparents: list[str | None] = []
         self.port = 0
@@ -307,6 +308,13 @@ class FakeModelServer:
     async def _ready(self, request: Request) -> Response:
         if self.ready_delay_s:
             await asyncio.sleep(self.ready_delay_s)
+        if self.swapping and self.ready:
+            body = {
+                "ready": False,
+                "serving": True,
+                "reason": "swapping: processes serve versions ['1', '2']",
+            }
+            return Response(orjson.dumps(body), status_code=503)
         return Response(b"{}", status_code=200 if self.ready else 503)
 
     async def _score(self, record: dict[str, Any]) -> tuple[float, int, float] | Response:

@@ -103,6 +103,19 @@ async def test_unanswered_probes_take_a_slot_out_only_after_the_threshold(start_
     assert champion.unanswered_probes == 0
 
 
+async def test_a_slot_mid_swap_stays_in_routing(start_gateway, stack):
+    gw = await start_gateway(slot_probe_interval_s=0.05)
+    champion = gw.core.router.champion
+    stack.champion.swapping = True  # 503 "serving": true: processes on two versions, each scores
+    await asyncio.sleep(0.5)  # several probe rounds
+    assert champion.ready
+    assert (await gw.http.post("/v1/predict", json={"applicant_id": 100})).status_code == 200
+    stack.champion.ready = False  # a plain 503 (draining, no version) takes it out
+    await wait_for(lambda: not champion.ready, timeout_s=5)
+    stack.champion.ready, stack.champion.swapping = True, False
+    await wait_for(lambda: champion.ready, timeout_s=5)
+
+
 async def test_champion_swap_under_load_fails_nothing(gw, stack):
     results: list[tuple[int, dict]] = []
     stop = asyncio.Event()

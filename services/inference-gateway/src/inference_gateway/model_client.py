@@ -4,7 +4,9 @@
   ``{"jsonData": {feature: value}}`` (records by name keep JSON types; ``ndarray`` would turn every
   column into text). The answer's ``meta.tags`` name the model, version and decision threshold of
   the version that scored THIS request; ``jsonData.probability_of_default`` is a list of one.
-  Readiness: ``GET /health/ready``.
+  Readiness: ``GET /health/ready``; a 503 whose body says ``"serving": true`` (the slot's
+  processes are swapping versions: each can score, each answer names its version) keeps the slot
+  in routing, so a champion swap fails no request.
 * ``v2``: the Open Inference Protocol V2 over REST, ``POST /v2/models/<name>/infer`` with one typed
   input per feature (``FP64`` / ``INT64`` / ``BYTES`` / ``BOOL``, shape ``[1]``, JSON ``null`` for a
   missing value); the answer's ``model_version`` and ``parameters.decision_threshold`` name the
@@ -178,12 +180,16 @@ class ModelServerClient(abc.ABC):
         try:
             async with asyncio.timeout(min(self.deadline_s, 1.0)):
                 async with self._http().get(self._ready_path()) as response:
-                    await response.read()
-                    return response.status == 200
+                    body = await response.read()
+                    return response.status == 200 or self._serving(response.status, body)
         except aiohttp.ClientConnectorError:
             return False
         except (TimeoutError, aiohttp.ClientError):
             return None
+
+    def _serving(self, status: int, body: bytes) -> bool:
+        """Whether a not-ready answer still means "can score now" (protocol-specific)."""
+        return False
 
     async def close(self) -> None:
         if self._session is not None:
@@ -222,6 +228,15 @@ class SeldonRestClient(ModelServerClient):
 
     def _ready_path(self) -> str:
         return "/health/ready"
+
+    def _serving(self, status: int, body: bytes) -> bool:
+        if status != 503:
+            return False
+        try:
+            state = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(state, dict) and state.get("serving") is True
 
 
 _V2_TYPES = {DOUBLE: "FP64", INT64: "INT64", STRING: "BYTES", BOOL: "BOOL"}

@@ -82,16 +82,26 @@ class SlotReadiness:
         version: that version (None unless ready).
         reason: why not ready ("" when ready).
         processes: ``{pid: version or None}`` of the live serving processes.
+        serving: every expected process can score a verified version now and the slot is not
+            draining: true when ready, and also in the middle of a swap (processes on two versions,
+            each answer naming the version that scored it). A router keeps sending traffic to a
+            slot that is serving; a rollout waits for ready.
     """
 
     ready: bool
     version: str | None
     reason: str
     processes: dict[str, str | None] = field(default_factory=dict)
+    serving: bool | None = None
+
+    @property
+    def can_serve(self) -> bool:
+        return self.ready if self.serving is None else self.serving
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
+            "serving": self.can_serve,
             "version": self.version,
             "reason": self.reason,
             "processes": self.processes,
@@ -111,7 +121,11 @@ def slot_readiness(state_dir: Path, expected: int) -> SlotReadiness:
         return SlotReadiness(False, None, "a serving process holds no model", procs)
     if len(versions) > 1:
         return SlotReadiness(
-            False, None, f"swapping: processes serve versions {sorted(map(str, versions))}", procs
+            False,
+            None,
+            f"swapping: processes serve versions {sorted(map(str, versions))}",
+            procs,
+            serving=True,
         )
     version = str(versions.pop())
     return SlotReadiness(True, version, "", procs)

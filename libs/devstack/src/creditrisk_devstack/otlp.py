@@ -4,11 +4,18 @@
 Every exported span is kept (with its resource's ``service.name``) and, when ``jsonl`` is given,
 appended to that file as one JSON object a line (the OTLP/JSON mapping of the span plus
 ``service_name``): what ``make demo`` points a reader at.
+
+Also a process of its own, ``python -m creditrisk_devstack.otlp [--jsonl FILE]`` (what the tracing
+benchmark runs, so that receiving costs the measuring process nothing): it prints its endpoint as
+the first line on stdout, serves until SIGTERM / SIGINT, then prints the number of spans received.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +28,20 @@ import grpc
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
+
+
+def otlp_env(endpoint: str) -> dict[str, str]:
+    """The standard ``OTEL_*`` variables that send a service's spans to the OTLP/gRPC ``endpoint``
+    (``http://host:port``), in batches every 200 ms (``OTEL_BSP_SCHEDULE_DELAY``; the SDK's
+    default is 5000 ms), health checks untraced."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES": "grpc.health.v1.Health",
+    }
 
 
 @dataclass(frozen=True)
@@ -78,14 +99,7 @@ class OtlpReceiver:
 
     def env(self) -> dict[str, str]:
         """The standard ``OTEL_*`` variables that send a service's spans here, quickly."""
-        return {
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": self.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_EXPORTER_OTLP_INSECURE": "true",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES": "grpc.health.v1.Health",
-        }
+        return otlp_env(self.endpoint)
 
     def start(self) -> OtlpReceiver:
         self._server.start()
@@ -143,3 +157,24 @@ class OtlpReceiver:
                 names = sorted({f"{s.service}:{s.name}" for s in spans})[:80]
                 raise AssertionError(f"spans not received within {timeout_s} s; have {names}")
             time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a receiver until SIGTERM / SIGINT (see the module docstring); exit status 0."""
+    parser = argparse.ArgumentParser(prog="python -m creditrisk_devstack.otlp", description=__doc__)
+    parser.add_argument("--jsonl", type=Path, default=None, help="append every span to this file")
+    args = parser.parse_args(argv)
+    receiver = OtlpReceiver(jsonl=args.jsonl).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(receiver.endpoint, flush=True)
+    while not stop.wait(0.5):
+        pass
+    receiver.stop()
+    print(len(receiver.spans()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -955,10 +955,16 @@ def summary(
                 start=_ts(datetime(2000, 1, 1, tzinfo=UTC)), end=_ts(datetime.now(UTC) + timedelta(days=1))
             ),
         )
-        logged = sum(
-            r.prediction_count
-            for r in stub.GetPerformance(dpb.GetPerformanceRequest(window=everything), timeout=60).reports
-        )
+        # The gateway logs asynchronously, in batches: wait (bounded) for the last ones to arrive.
+        deadline = time.monotonic() + 30
+        while True:
+            logged = sum(
+                r.prediction_count
+                for r in stub.GetPerformance(dpb.GetPerformanceRequest(window=everything), timeout=60).reports
+            )
+            if logged >= served or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     console.print(drift)
     for url in urls:
         console.print(url)
@@ -1061,7 +1067,8 @@ def main() -> int:
             )
         )
         step(12, "summary")
-        served = 2 * SERVED + NORMAL_COUNT + SHIFTED_COUNT + len(fresh.applicants)
+        # + 1: the traced prediction of step 7 (demo_observability.show)
+        served = 2 * SERVED + 1 + NORMAL_COUNT + SHIFTED_COUNT + len(fresh.applicants)
         summary(targets, mlflow_url, runs, windows, served)
         console.print("stopping every process the demo started (SIGTERM, drain; the slot drains first)")
     console.print(f"[bold]done in {time.monotonic() - started:.1f} s[/bold] (logs: {ROOT / '.run' / 'logs'})")

@@ -54,6 +54,7 @@ from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
 from creditrisk.inference.v1 import inference_service_pb2 as pb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack import Supervisor, free_port
+from creditrisk_devstack.procgroup import group_cpu_seconds
 from creditrisk_testing.servers import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL
 from e2e_stack import MODEL_NAME, ROOT, Stack, inference_gateway_http, service_python
 from google.protobuf import timestamp_pb2
@@ -177,52 +178,20 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples) * 1e3, q[98] * 1e3
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (the model-server's gunicorn and gRPC workers)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process tree so far (Linux ``/proc``; 0 elsewhere)."""
-    total = 0
-    for member in _tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
-
-
 class CpuMeter:
-    """CPU milliseconds per request of named processes over a timed loop (load-robust: the work a
-    process does, not how long it waited for a core)."""
+    """CPU milliseconds per request of named process groups over a timed loop (load-robust: the
+    work a process does, not how long it waited for a core)."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
+    def __init__(self, groups: dict[str, int]) -> None:
+        self.groups = groups
         self.before: dict[str, float] = {}
 
     def __enter__(self) -> CpuMeter:
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = {name: group_cpu_seconds(pgid) for name, pgid in self.groups.items()}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.spent = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        self.spent = {name: group_cpu_seconds(g) - self.before[name] for name, g in self.groups.items()}
 
     def per_request(self, n: int) -> dict[str, float]:
         return {name: spent * 1e3 / n for name, spent in self.spent.items()}
@@ -349,17 +318,17 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     def grpc_call(i: int, s: Any = stub) -> None:
         s.Predict(pb.PredictRequest(applicant_id=i), timeout=10)
 
-    pids = {
-        name: stack.supervisor[name].pid
+    groups = {  # process groups: the model-server's gunicorn and gRPC workers are in its group
+        name: stack.supervisor[name].pgid
         for name in ("inference-gateway", "feature-service", "model-server-champion", "drift-service")
     }
     cpu: dict[str, dict[str, float]] = {}
     results["cpu"] = cpu
-    with CpuMeter(pids) as meter:
+    with CpuMeter(groups) as meter:
         results["gateway REST Predict"] = latency(rest_call, ids, args.requests, args.warmup)
     cpu["gateway REST Predict"] = meter.per_request(args.requests + args.warmup)
     print("gateway REST", results["gateway REST Predict"], flush=True)
-    with CpuMeter(pids) as meter:
+    with CpuMeter(groups) as meter:
         results["gateway gRPC Predict"] = latency(grpc_call, ids, args.requests, args.warmup)
     cpu["gateway gRPC Predict"] = meter.per_request(args.requests + args.warmup)
     print("gateway gRPC", results["gateway gRPC Predict"], flush=True)
@@ -393,7 +362,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         assert len(response.rows) == 1
 
     fs_path = "feature-service GetOnlineFeatures (gRPC)"
-    with CpuMeter(pids) as meter:
+    with CpuMeter(groups) as meter:
         results[fs_path] = latency(fs_call, ids, args.requests, args.warmup)
     cpu[fs_path] = meter.per_request(args.requests + args.warmup)
 
@@ -404,7 +373,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         r = ms.post("/api/v1.0/predictions", json={"jsonData": records[i]})
         r.raise_for_status()
 
-    with CpuMeter(pids) as meter:
+    with CpuMeter(groups) as meter:
         results["model-server seldon REST jsonData"] = latency(ms_call, ids, args.requests, args.warmup)
     cpu["model-server seldon REST jsonData"] = meter.per_request(args.requests + args.warmup)
     print(
@@ -545,7 +514,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
             rps = f"{results[key][0]:10.0f} ({results[key][1]} errors)"
         print(f"{name:45} {value[0]:8.2f} {value[1]:8.2f} {rps}")
     print()
-    print("CPU ms per request (user + system, process trees; includes each process's background work):")
+    print("CPU ms per request (user + system, process groups; includes each process's background work):")
     names = ["inference-gateway", "feature-service", "model-server-champion", "drift-service"]
     print(f"{'path':45} " + " ".join(f"{n[:14]:>14}" for n in names))
     for path, per in results["cpu"].items():

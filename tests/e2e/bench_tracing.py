@@ -30,7 +30,6 @@ the machine's load (``uptime`` is printed).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from creditrisk.inference.v1 import inference_service_pb2 as pb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack import Supervisor
 from creditrisk_devstack.otlp import otlp_env
+from creditrisk_devstack.procgroup import group_cpu_seconds
 from e2e_stack import Stack, inference_gateway_http
 from test_gateway_e2e import materialized
 
@@ -61,20 +61,6 @@ def _configure(stack: Stack, env: dict[str, str]) -> None:
             stack.stop(name)
     stack.extra_env = dict(env)
     inference_gateway_http(stack)
-
-
-def _group_cpu_s(pgid: int) -> float:
-    """User + system CPU seconds of the live processes of one process group (``/proc``, Linux)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[2]) == pgid:  # pgrp; utime and stime are fields 14 and 15 of the line
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 def _measure(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, float]]:
@@ -96,14 +82,14 @@ def _measure(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, list[flo
         cpu: dict[str, float] = {}
         for k in range(args.warmup + args.requests):
             if k == args.warmup:
-                cpu = {name: _group_cpu_s(pgid) for name, pgid in groups.items()}
+                cpu = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
             for path, call in calls.items():
                 began = time.perf_counter()
                 call(ids[k % len(ids)])
                 if k >= args.warmup:
                     samples[path].append(time.perf_counter() - began)
         time.sleep(1.0)  # the batch processors' last export of these calls (5 s schedule: partly)
-        spent = {name: _group_cpu_s(pgid) - cpu[name] for name, pgid in groups.items()}
+        spent = {name: group_cpu_seconds(pgid) - cpu[name] for name, pgid in groups.items()}
     return samples, spent
 
 

@@ -21,12 +21,12 @@ def test_a_swap_is_serving_but_not_ready_and_a_drain_is_neither(tmp_path: Path) 
     _state(tmp_path, rest, "1")
     _state(tmp_path, grpc_worker, "1")
     same = slot_readiness(tmp_path, 2)
-    assert (same.ready, same.can_serve, same.version) == (True, True, "1")
+    assert (same.ready, same.serving, same.version) == (True, True, "1")
     _state(tmp_path, rest, "2")  # the REST process swapped first
     swapping = slot_readiness(tmp_path, 2)
     assert swapping.ready is False
     assert swapping.version is None
-    assert swapping.can_serve is True
+    assert swapping.serving is True
     assert swapping.as_dict()["serving"] is True
     assert swapping.reason.startswith("swapping")
     _state(tmp_path, grpc_worker, None)  # a process that holds no model cannot serve
@@ -34,7 +34,7 @@ def test_a_swap_is_serving_but_not_ready_and_a_drain_is_neither(tmp_path: Path) 
     _state(tmp_path, grpc_worker, "2")
     request_drain(tmp_path)
     drained = slot_readiness(tmp_path, 2)
-    assert (drained.ready, drained.can_serve) == (False, False)
+    assert (drained.ready, drained.serving) == (False, False)
     (tmp_path / "draining").unlink()
     assert slot_readiness(tmp_path, 2).ready is True
     assert slot_readiness(tmp_path, 3).as_dict()["serving"] is False  # a process missing

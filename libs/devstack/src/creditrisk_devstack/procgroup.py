@@ -58,6 +58,25 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds spent so far by the live members of process group ``pgid``.
+
+    Read from ``/proc/<pid>/stat`` (utime and stime, in clock ticks); 0.0 where there is no
+    ``/proc``. Benchmarks take the difference over a measured loop (the work a process did,
+    which moves far less with the machine's load than latency does).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in group_members(pgid) if _PROC.is_dir() else []:
+        try:
+            raw = (_PROC / str(pid) / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # exited meanwhile
+        fields = raw[raw.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of the line
+    return total / tick
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to the group; False if the group no longer exists."""
     try:

@@ -217,6 +217,30 @@ def _wrap_stream_response(
     return wrapper
 
 
+Wrap = Callable[[Callable[..., Any], str], Callable[..., Any]]
+"""Wraps one handler behaviour; called with the behaviour and its RPC type (``unary``,
+``server_stream``, ``client_stream``, ``bidi_stream``)."""
+
+
+def rewrap_handler(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
+    """``handler`` with its behaviour wrapped: by ``unary`` when the response is one message
+    (unary-unary, stream-unary), by ``stream`` when it is a stream; serializers kept. The kit's
+    server interceptors (errors, metrics) share this."""
+    options = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, "unary"), **options)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream, "server_stream"), **options)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, "client_stream"), **options)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream, "bidi_stream"), **options)
+    return handler
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Maps exceptions raised by ``grpc.aio`` handlers to statuses (see the module docstring)."""
 
@@ -228,6 +252,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        method = str(getattr(handler_call_details, "method", ""))
+        return rewrap_handler(
+            handler,
+            lambda behavior, _rpc_type: _wrap_unary_response(behavior, method),
+            lambda behavior, _rpc_type: _wrap_stream_response(behavior, method),
+        )
         method = str(getattr(handler_call_details, "method", ""))
         options = {
             "request_deserializer": handler.request_deserializer,

@@ -34,6 +34,8 @@ import grpc
 import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from .interceptors import rewrap_handler
+
 _LOGGER = logging.getLogger(__name__)
 
 #: Buckets (seconds) for online calls: 1 ms .. 10 s; the client's default buckets start at 5 ms,
@@ -91,12 +93,26 @@ def _code_name(context: Any, default: grpc.StatusCode) -> str:
 
 
 class _Observation:
-    def __init__(self, method: str, rpc_type: str) -> None:
+    """Counts and times one call: ``with _Observation(method, rpc_type, context):`` around the
+    handler; the outcome is the context's code (OK when none was set), the code the handler
+    aborted with, CANCELLED for a cancelled call, UNKNOWN for any other exception."""
+
+    def __init__(self, method: str, rpc_type: str, context: Any) -> None:
         self.service, self.method = _split_method(method)
         self.rpc_type = rpc_type
+        self.context = context
         self.started = time.perf_counter()
 
-    def done(self, code: str) -> None:
+    def __enter__(self) -> _Observation:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            code = _code_name(self.context, grpc.StatusCode.OK)
+        elif isinstance(exc, grpc.aio.AbortError):
+            code = _code_name(self.context, grpc.StatusCode.UNKNOWN)
+        else:
+            code = "CANCELLED" if isinstance(exc, GeneratorExit | asyncio.CancelledError) else "UNKNOWN"
         GRPC_HANDLED.labels(self.service, self.method, self.rpc_type, code).inc()
         GRPC_HANDLING_SECONDS.labels(self.service, self.method, self.rpc_type).observe(
             time.perf_counter() - self.started
@@ -107,20 +123,11 @@ def _unary_response(
     behavior: Callable[..., Any], method: str, rpc_type: str
 ) -> Callable[..., Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        observation = _Observation(method, rpc_type)
-        try:
+        with _Observation(method, rpc_type, context):
             result = behavior(request, context)
             if inspect.isawaitable(result):
                 result = await result
-        except grpc.aio.AbortError:
-            observation.done(_code_name(context, grpc.StatusCode.UNKNOWN))
-            raise
-        except BaseException as exc:
-            cancelled = isinstance(exc, GeneratorExit | asyncio.CancelledError)
-            observation.done("CANCELLED" if cancelled else "UNKNOWN")
-            raise
-        observation.done(_code_name(context, grpc.StatusCode.OK))
-        return result
+            return result
 
     return wrapper
 
@@ -129,8 +136,7 @@ def _stream_response(
     behavior: Callable[..., Any], method: str, rpc_type: str
 ) -> Callable[..., AsyncIterator[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        observation = _Observation(method, rpc_type)
-        try:
+        with _Observation(method, rpc_type, context):
             result = behavior(request, context)
             if hasattr(result, "__aiter__"):
                 async for response in result:
@@ -140,14 +146,6 @@ def _stream_response(
             else:
                 for response in result:
                     yield response
-        except grpc.aio.AbortError:
-            observation.done(_code_name(context, grpc.StatusCode.UNKNOWN))
-            raise
-        except BaseException as exc:
-            cancelled = isinstance(exc, GeneratorExit | asyncio.CancelledError)
-            observation.done("CANCELLED" if cancelled else "UNKNOWN")
-            raise
-        observation.done(_code_name(context, grpc.StatusCode.OK))
 
     return wrapper
 
@@ -167,6 +165,12 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        method = str(getattr(handler_call_details, "method", ""))
+        return rewrap_handler(
+            handler,
+            lambda behavior, rpc_type: _unary_response(behavior, method, rpc_type),
+            lambda behavior, rpc_type: _stream_response(behavior, method, rpc_type),
+        )
         method = str(getattr(handler_call_details, "method", ""))
         options = {
             "request_deserializer": handler.request_deserializer,

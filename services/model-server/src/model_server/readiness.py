@@ -92,16 +92,12 @@ class SlotReadiness:
     version: str | None
     reason: str
     processes: dict[str, str | None] = field(default_factory=dict)
-    serving: bool | None = None
-
-    @property
-    def can_serve(self) -> bool:
-        return self.ready if self.serving is None else self.serving
+    serving: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
-            "serving": self.can_serve,
+            "serving": self.serving,
             "version": self.version,
             "reason": self.reason,
             "processes": self.processes,
@@ -128,4 +124,4 @@ def slot_readiness(state_dir: Path, expected: int) -> SlotReadiness:
             serving=True,
         )
     version = str(versions.pop())
-    return SlotReadiness(True, version, "", procs)
+    return SlotReadiness(True, version, "", procs, serving=True)

@@ -4,6 +4,7 @@ same scorer in process (<= 1e-12), and the error mappings."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import grpc
@@ -115,7 +116,13 @@ def test_health_and_metrics(stack: Any) -> None:
     assert len(ready["processes"]) == 2
     assert httpx.get(f"{stack.seldon_http}/health/ping").status_code == 200
     assert httpx.get(f"{stack.seldon_http}/health/status").status_code == 200
-    metrics = httpx.get(f"{stack.seldon_metrics}/metrics").text
+    # the answers' custom metrics reach seldon-core's store within one flush interval (1 s)
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = httpx.get(f"{stack.seldon_metrics}/metrics").text
+        if "model_server_rows_scored_total" in metrics or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert "model_server_rows_scored_total" in metrics
     # the version serving, per slot (seldon-core's GAUGE from the response's meta.metrics)
     served = re.search(r'model_server_serving_version\{[^}]*alias="champion"[^}]*\} (\S+)', metrics)

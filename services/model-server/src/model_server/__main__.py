@@ -107,6 +107,8 @@ def seldon_command(
         "GUNICORN_WORKERS": str(rest_workers),
         "GRPC_WORKERS": str(grpc_workers),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        # the custom metrics go to Prometheus (metrics port), not into every answer
+        "INCLUDE_METRICS_IN_CLIENT_RESPONSE": os.environ.get("INCLUDE_METRICS_IN_CLIENT_RESPONSE", "false"),
     }
     return Command(argv, env, state_dir)
 

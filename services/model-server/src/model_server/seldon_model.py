@@ -20,7 +20,10 @@ ndarray turns every column into text.
 Response: ``jsonData = {probability_of_default: [..], decision: [..], model_name, model_version,
 alias, decision_threshold}``; ``meta.tags`` carries the model name, version, alias, threshold and
 decision(s) of the version that scored THIS request; ``meta.metrics`` feed Seldon's Prometheus
-endpoint (``:<metrics-port>/metrics``).
+endpoint (``:<metrics-port>/metrics``), coalesced per process and handed to seldon-core's metrics
+store once per ``MODEL_SERVER_SELDON_METRICS_FLUSH_S`` (default 1 s; :mod:`model_server.seldon_metrics`),
+and are left out of the answer (``INCLUDE_METRICS_IN_CLIENT_RESPONSE=false`` by default of
+``python -m model_server seldon``).
 
 Errors: bad input -> HTTP 400 ``{"status": {"info": "invalid input: field '<field>': ...",
 "reason": "MICROSERVICE_BAD_DATA"}}``; no version loaded yet -> 503; unknown route -> 404 (stock
@@ -50,7 +53,7 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 from werkzeug.exceptions import HTTPException
 
-from model_server import readiness
+from model_server import readiness, seldon_metrics
 from model_server.settings import Settings, load_settings
 from model_server.signature import InvalidInput, columns_from_records
 from model_server.slot import NoModel, Scored, Slot, preload_modules
@@ -71,6 +74,11 @@ def _caller_context() -> otel_context.Context | None:
 # workers: each worker then loads a version in ~1 s instead of re-importing (``import skops.io``
 # alone scans sys.modules once per trusted type: ~20 s in a worker with 2 cores shared).
 preload_modules()
+# seldon-core's per-request custom-metrics step costs a round trip to its metrics manager process
+# per request: the metrics are coalesced per process and handed over once per interval instead.
+seldon_metrics.install(
+    float(os.environ.get("MODEL_SERVER_SELDON_METRICS_FLUSH_S", seldon_metrics.DEFAULT_FLUSH_INTERVAL_S))
+)
 _PROCESS_SLOT: Slot | None = None
 
 model_error_handler = Blueprint("model_server", __name__)

@@ -58,3 +58,21 @@ def test_online_read_counts_statuses_observes_ages_and_traces_the_store_read(
     exposition = generate_latest().decode()
     assert "10000001" not in exposition
     assert "10000001" not in str(dict(read.attributes or {}))
+
+
+def test_metrics_stay_in_process_memory_after_feast_switched_to_files(german: FeatureStoreCore) -> None:
+    """``import feast`` sets PROMETHEUS_MULTIPROC_DIR (feast.metrics); the core undoes it: no
+    variable handed to child processes, the feature-service's own metrics in memory, not mmapped."""
+    import os
+
+    from feast import metrics as feast_metrics
+    from feature_service import metrics
+    from prometheus_client import values
+
+    assert feast_metrics._owns_mp_dir  # Feast did switch it at import (the state this test undoes)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert "PROMETHEUS_MULTIPROCESS_DIR" not in os.environ
+    german.get_online_features([{"applicant_id": 1}], [{}], "credit_risk_v1", None, None)
+    child = metrics.ONLINE_VALUES.labels(feature_view="applicant_profile", status="PRESENT")
+    assert isinstance(child._value, values.MutexValue)
+    assert "feature_service_online_values_total" in generate_latest(REGISTRY).decode()

@@ -90,6 +90,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
         self.delay_s = 0.0
         self.calls = 0
         self.port = 0
+        self.traceparents: list[str | None] = []  # of each GetOnlineFeatures call
 
     async def _gate(self, context: Any) -> None:
         self.calls += 1
@@ -117,6 +118,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
         return fpb.GetFeatureServiceResponse(feature_service=fs)
 
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
+        self.traceparents.append(dict(context.invocation_metadata() or ()).get("traceparent"))
         await self._gate(context)
         specs = [
             *(values_pb2.FeatureSpec(name=n, value_type=t) for n, t in STORED.items()),

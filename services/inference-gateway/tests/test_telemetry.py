@@ -61,6 +61,17 @@ async def test_rest_predict_continues_the_callers_trace_and_the_log_links_back(g
     assert all(
         s.kind == trace.SpanKind.CLIENT for s in feature_calls if s.parent.span_id == predict.context.span_id
     )
+    # ... named as the gRPC instrumentation names it, its context sent in the call's traceparent
+    online = next(
+        s for s in feature_calls if s.kind == trace.SpanKind.CLIENT and s.name.endswith("/GetOnlineFeatures")
+    )
+    assert online.name == "/creditrisk.feature.v1.FeatureStoreService/GetOnlineFeatures"
+    assert online.parent.span_id == predict.context.span_id
+    assert online.attributes["rpc.system"] == "grpc"
+    assert online.attributes["rpc.grpc.status_code"] == 0
+    sent = stack.features.traceparents[-1]
+    assert sent is not None
+    assert sent.split("-")[1:3] == [CALLER_TRACE, _hex(online.context.span_id)]
     # the model server got the trace in its traceparent header
     assert stack.champion.traceparents[-1].split("-")[1] == CALLER_TRACE
     # the delivery: its own trace, linking to the prediction; LogPredictions under it

@@ -69,6 +69,8 @@ from feature_service.schema import (
 from feature_service.settings import FeatureServiceSettings
 from feature_service.sources import repo_config, write_feature_store_yaml
 
+metrics.keep_values_in_process()  # after `import feast`, which switched prometheus-client to files
+
 _REQUEST_ALIASES: dict[str, str] = {**REQUEST_FIELDS, **{v: v for v in REQUEST_FIELDS.values()}}
 _ROW_INDEX = "__feature_service_row"
 _TRACER = trace.get_tracer("feature_service")

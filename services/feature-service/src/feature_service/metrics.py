@@ -12,10 +12,11 @@ Labels are feature-view names and statuses only; values and entity keys never be
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, values
 
 ONLINE_VALUES = Counter(
     "feature_service_online_values",
@@ -48,3 +49,30 @@ def observe_online(result: Any) -> None:
         for stamp in column.timestamps:
             if stamp is not None:
                 histogram.observe(max(now - stamp.timestamp(), 0.0))
+
+
+def keep_values_in_process() -> bool:
+    """Undo ``import feast``'s switch of prometheus-client to its multiprocess mode.
+
+    ``feast.metrics`` (imported by ``import feast``, feast 0.67) sets ``PROMETHEUS_MULTIPROC_DIR``
+    to a temporary folder of its own when it is not set, for the pre-fork workers of ``feast
+    serve``. prometheus-client then backs every metric made afterwards in this process with an
+    mmapped file, checked for a pid change on every increment (py-spy of an online read in process:
+    ~5 % of its samples), and hands the variable to every child process. The feature-service is one
+    process: when the folder is Feast's own (not set by the deployment), the variables are removed
+    and new metrics keep their values in memory again. Feast's own metrics, made at its import, keep
+    their files.
+
+    Returns:
+        whether the multiprocess mode was undone.
+    """
+    from feast import metrics as feast_metrics
+
+    folder = getattr(feast_metrics, "_prometheus_mp_dir", None)
+    if not getattr(feast_metrics, "_owns_mp_dir", False) or not folder:
+        return False
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        if os.environ.get(name) == folder:
+            del os.environ[name]
+    values.ValueClass = values.get_value_class()
+    return True

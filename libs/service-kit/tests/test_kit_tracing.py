@@ -103,34 +103,3 @@ async def test_one_trace_crosses_aio_and_sync_calls(
     assert line["service"] == "kit-tests"
     assert line["request_value"] == "x"
     assert "time" in line
-
-
-async def test_a_channel_without_client_spans_adds_no_interceptor_in_an_instrumented_process(
-    spans: InMemorySpanExporter,
-) -> None:
-    """``client_spans=False``: the instrumentation's client interceptor is not on the channel (no
-    CLIENT span, no traceparent sent), while a default channel made after it still traces."""
-    seen: list[str | None] = []
-
-    async def echo(request: StringValue, context: Any) -> StringValue:
-        seen.append(dict(context.invocation_metadata() or ()).get("traceparent"))
-        return request
-
-    tracer = trace.get_tracer("tests")
-    async with running(handlers(echo=unary_unary(echo))) as runner:
-        target = f"127.0.0.1:{runner.port}"
-        bare = aio_channel(target, client_spans=False)
-        traced = aio_channel(target)
-        try:
-            with tracer.start_as_current_span("client-root"):
-                await method(bare, "unary_unary", "echo")(StringValue(value="bare"))
-                await method(traced, "unary_unary", "echo")(StringValue(value="traced"))
-        finally:
-            await bare.close()
-            await traced.close()
-
-    clients = [s for s in spans.get_finished_spans() if s.kind.name == "CLIENT" and s.name.endswith("/echo")]
-    assert len(clients) == 1  # the traced channel's call only
-    assert seen[0] is None  # the bare channel sent no trace context
-    assert seen[1] is not None
-    assert seen[1].split("-")[2] == format(clients[0].context.span_id, "016x")

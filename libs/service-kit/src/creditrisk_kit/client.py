@@ -33,7 +33,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from creditrisk_telemetry import instrument_grpc, untraced_aio_channel
+from creditrisk_telemetry import instrument_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .settings import DEFAULT_MAX_MESSAGE_BYTES
@@ -323,7 +323,6 @@ def aio_channel(
     options: ChannelOptions = (),
     interceptors: Sequence[Any] = (),
     instrument: bool = True,
-    client_spans: bool = True,
 ) -> grpc.aio.Channel:
     """A ``grpc.aio`` channel with the kit's defaults (see the module docstring).
 
@@ -337,19 +336,14 @@ def aio_channel(
         options: Further channel arguments (they win).
         interceptors: Further ``grpc.aio`` client interceptors, run inside the kit's.
         instrument: Call ``creditrisk_telemetry.instrument_grpc()`` first, for client spans.
-        client_spans: False: no instrumentation interceptors on this channel even when the process
-            is instrumented (``creditrisk_telemetry.untraced_aio_channel``); for a hot path that
-            makes its own client span and injects the trace context itself.
 
     Returns:
         A ``grpc.aio.Channel``, bound to the running event loop; ``await channel.close()`` when done.
     """
-    if instrument and client_spans:
+    if instrument:
         instrument_grpc()
     opts = channel_options(max_message_bytes=max_message_bytes, retry=retry, extra=options)
     chain = [*default_timeout_interceptors(default_timeout_s), *interceptors]
-    if not client_spans:
-        return untraced_aio_channel(target, credentials=credentials, options=opts, interceptors=chain or None)
     if credentials is None:
         return grpc.aio.insecure_channel(target, options=opts, interceptors=chain)
     return grpc.aio.secure_channel(target, credentials, options=opts, interceptors=chain)

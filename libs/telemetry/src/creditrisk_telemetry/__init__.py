@@ -12,7 +12,7 @@ Works without the gRPC contracts and on protobuf 5.29 (the model server's enviro
 instrumentation is the optional ``[grpc]`` extra, imported only by :func:`instrument_grpc`.
 """
 
-from .grpc_instrumentation import instrument_grpc, is_grpc_instrumented, untraced_aio_channel
+from .grpc_instrumentation import instrument_grpc, is_grpc_instrumented
 from .logs import (
     TraceContextFilter,
     configure_logging,
@@ -46,6 +46,5 @@ __all__ = [
     "is_grpc_instrumented",
     "json_formatter",
     "selected_exporters",
-    "untraced_aio_channel",
     "uvicorn_log_config",
 ]

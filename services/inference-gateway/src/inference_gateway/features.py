@@ -8,9 +8,8 @@ with ``GetFeatureService`` and refreshed every ``schema_ttl_s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -18,14 +17,10 @@ from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fgrpc
 from creditrisk_kit import Unavailable, aio_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from inference_gateway.values import Value, from_proto, to_proto, typed_proto
 
 JOIN_KEY = "applicant_id"
-_TRACER = trace.get_tracer("inference_gateway")
-_SERVICE = "creditrisk.feature.v1.FeatureStoreService"
 
 # Statuses that mean "no usable value": OUTSIDE_TTL counts as missing (issue 8).
 _FOUND_ROW = {fpb.FEATURE_STATUS_PRESENT, fpb.FEATURE_STATUS_NULL_VALUE, fpb.FEATURE_STATUS_OUTSIDE_TTL}
@@ -73,13 +68,8 @@ class FeatureClient:
         self.target = target
         self.feature_service = feature_service
         self.deadline_s = deadline_s
-        # The hot path's channel has no interceptor at all: every call below passes its own timeout
-        # (no default-deadline interceptor), and the client spans are made here (:meth:`_traced`)
-        # instead of by the instrumentation's grpc.aio interceptor, which cost ~0.3 ms of CPU per
-        # call (docs/benchmarks.md, inference-gateway).
-        self._channel = aio_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=None, client_spans=False
-        )
+        # Every call below passes its own timeout: no default-deadline interceptor on the hot path.
+        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=None)
         self._stub = fgrpc.FeatureStoreServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._schema: FeatureSchema | None = None
@@ -107,12 +97,9 @@ class FeatureClient:
             if self._schema is not None and time.monotonic() - self._schema_at < self._schema_ttl_s:
                 return self._schema
             try:
-                with self._traced("GetFeatureService") as metadata:
-                    response = await self._stub.GetFeatureService(
-                        fpb.GetFeatureServiceRequest(name=self.feature_service),
-                        timeout=self.deadline_s,
-                        metadata=metadata,
-                    )
+                response = await self._stub.GetFeatureService(
+                    fpb.GetFeatureServiceRequest(name=self.feature_service), timeout=self.deadline_s
+                )
             except grpc.aio.AioRpcError as exc:
                 if self._schema is not None and exc.code() in _DOWN:  # serve the last known schema
                     return self._schema
@@ -150,10 +137,7 @@ class FeatureClient:
             feature_service=self.feature_service, entity_rows=[row], feature_service_version=version
         )
         try:
-            with self._traced("GetOnlineFeatures") as metadata:
-                response = await self._stub.GetOnlineFeatures(
-                    request, timeout=self.deadline_s, metadata=metadata
-                )
+            response = await self._stub.GetOnlineFeatures(request, timeout=self.deadline_s)
         except grpc.aio.AioRpcError as exc:
             raise _unavailable(exc) from exc
         values: dict[str, Value] = {}
@@ -171,28 +155,6 @@ class FeatureClient:
             if cell.status in _FOUND_ROW and cell.HasField("event_timestamp"):
                 known = True
         return OnlineRow(values, types_out, known, response.feature_service_version, statuses)
-
-    @contextlib.contextmanager
-    def _traced(self, method: str) -> Iterator[tuple[tuple[str, str], ...]]:
-        """A CLIENT span of one call, as opentelemetry-instrumentation-grpc names it (``/<service>/
-        <method>``, ``rpc.*`` attributes, the gRPC status code); yields the call's metadata with the
-        trace context injected (W3C ``traceparent`` by the global propagator)."""
-        with _TRACER.start_as_current_span(
-            f"/{_SERVICE}/{method}",
-            kind=SpanKind.CLIENT,
-            attributes={"rpc.system": "grpc", "rpc.service": _SERVICE, "rpc.method": method},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
-            try:
-                yield tuple(carrier.items())
-            except grpc.aio.AioRpcError as exc:
-                span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
-                span.set_status(Status(StatusCode.ERROR, exc.code().name))
-                raise
-            span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
 
     async def close(self) -> None:
         await self._channel.close()

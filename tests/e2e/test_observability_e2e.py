@@ -465,8 +465,14 @@ def test_every_services_metrics_endpoint_answers(stack: Stack) -> None:
     }
     for name, metric in expected.items():
         port = stack.ports[f"{name}-metrics"]
-        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-        assert answer.status_code == 200, name
+        # the model-server's custom metrics reach seldon-core's store once per second
+        deadline = time.monotonic() + 10
+        while True:
+            answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert answer.status_code == 200, name
+            if metric in answer.text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert metric in answer.text, (name, metric)
     gateway = httpx.get(
         f"http://127.0.0.1:{stack.ports['inference-gateway-metrics']}/metrics", timeout=10

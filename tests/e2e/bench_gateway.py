@@ -206,10 +206,6 @@ class CpuMeter:
         return {name: spent * 1e3 / n for name, spent in self.spent.items()}
 
 
-def latency(call: Callable[[int], Any], ids: list[int], n: int, warmup: int) -> tuple[float, float]:
-    return percentiles(timed(call, ids, n, warmup))
-
-
 def timed(call: Callable[[int], Any], ids: list[int], n: int, warmup: int, start: int = 0) -> list[float]:
     """Seconds of each of ``n`` sequential calls (after ``warmup`` untimed ones), ids cycled."""
     for k in range(warmup):
@@ -242,16 +238,17 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name in paths}
     medians: dict[str, list[float]] = {name: [] for name in paths}
     spent: dict[str, dict[str, float]] = {name: dict.fromkeys(groups, 0.0) for name in paths}
+    calls = 0  # per path, warm-up included (the CPU meter counts it)
     for r in range(rounds):
+        warm = warmup if r == 0 else max(warmup // rounds, 10)
+        calls += warm + per_round
         for name, call in paths.items():
-            warm = warmup if r == 0 else max(warmup // rounds, 10)
             with CpuMeter(groups) as meter:
                 got = timed(call, ids, per_round, warm, r * per_round)
             samples[name] += got
             medians[name].append(statistics.median(got) * 1e3)
             for group, seconds in meter.spent.items():
                 spent[name][group] += seconds
-    calls = per_round * rounds + warmup + (rounds - 1) * max(warmup // rounds, 10)
     cpu = {name: {g: v * 1e3 / calls for g, v in per.items()} for name, per in spent.items()}
     return samples, medians, cpu
 

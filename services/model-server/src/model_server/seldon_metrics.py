@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +38,19 @@ LOGGER = logging.getLogger("model_server.seldon")
 #: Seconds between two hand-overs to seldon-core's metrics store (Prometheus scrapes every 15-30 s).
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 
-_Key = tuple[str, str, tuple[tuple[str, str], ...], str]
 _Metric = dict[str, Any]
-_Pending = tuple[Any, dict[_Key, _Metric], list[tuple[str, _Metric]]]
+
+
+class _Batch:
+    """What one store will receive for one method: coalesced counters and gauges, timer observations."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.coalesced: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Metric] = {}
+        self.timers: list[_Metric] = []
+
+    def metrics(self) -> list[_Metric]:
+        return [*self.coalesced.values(), *self.timers]
 
 
 class CoalescingMetrics:
@@ -57,7 +68,7 @@ class CoalescingMetrics:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s!r}")
         self.flush_interval_s = flush_interval_s
         self._lock = threading.Lock()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[tuple[int, str], _Batch] = {}  # (id of the store, method) -> batch
         self._thread: threading.Thread | None = None
         self._pid = 0
 
@@ -66,25 +77,26 @@ class CoalescingMetrics:
         if not metrics:
             return
         with self._lock:
-            entry = self._pending.get(id(seldon_metrics))
-            if entry is None:
-                entry = self._pending[id(seldon_metrics)] = (seldon_metrics, {}, [])
-            _, coalesced, timers = entry
+            batch = self._pending.get((id(seldon_metrics), method))
+            if batch is None:
+                batch = self._pending[(id(seldon_metrics), method)] = _Batch(seldon_metrics)
             for metric in metrics:
                 kind = str(metric.get("type", "COUNTER"))
                 tags = dict(metric.get("tags") or {})
                 copy = {"type": kind, "key": metric["key"], "value": metric["value"], "tags": tags}
                 if kind == "TIMER":
-                    timers.append((method, copy))
+                    batch.timers.append(copy)
                     continue
-                labels = tuple(sorted((str(k), str(v)) for k, v in tags.items()))
-                key = (kind, str(metric["key"]), labels, method)
-                held = coalesced.get(key)
+                key = (kind, str(metric["key"]), tuple(sorted((str(k), str(v)) for k, v in tags.items())))
+                held = batch.coalesced.get(key)
                 if kind == "COUNTER" and held is not None:
                     held["value"] += metric["value"]
                 else:  # a GAUGE keeps its last value; unknown types pass through for update() to log
-                    coalesced[key] = copy
-        self._ensure_thread()
+                    batch.coalesced[key] = copy
+            if not self._flushing_here():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="seldon-metrics-flush", daemon=True)
+                self._thread.start()
 
     def flush(self) -> int:
         """Hand everything held to ``SeldonMetrics.update`` (one call per store and method).
@@ -95,35 +107,23 @@ class CoalescingMetrics:
         with self._lock:
             pending, self._pending = self._pending, {}
         handed = 0
-        for seldon_metrics, coalesced, timers in pending.values():
-            by_method: dict[str, list[dict[str, Any]]] = {}
-            for (_, _, _, method), metric in coalesced.items():
-                by_method.setdefault(method, []).append(metric)
-            for method, metric in timers:
-                by_method.setdefault(method, []).append(metric)
-            for method, batch in by_method.items():
-                try:
-                    seldon_metrics.update(batch, method)
-                    handed += len(batch)
-                except Exception:  # the manager process gone (shutdown): nothing to recover
-                    LOGGER.warning("custom metrics could not be handed to seldon-core", exc_info=True)
+        for (_, method), batch in pending.items():
+            metrics = batch.metrics()
+            try:
+                batch.store.update(metrics, method)
+                handed += len(metrics)
+            except Exception:  # the manager process gone (shutdown): nothing to recover
+                LOGGER.warning("custom metrics could not be handed to seldon-core", exc_info=True)
         return handed
 
-    def _ensure_thread(self) -> None:
-        # Started lazily in the serving process: a thread started before seldon-core forks its
-        # workers would not exist in them.
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="seldon-metrics-flush", daemon=True)
-            self._thread.start()
+    def _flushing_here(self) -> bool:
+        # The thread is started lazily, in the serving process: one started before seldon-core
+        # forks its workers would not exist in them.
+        return self._thread is not None and self._pid == os.getpid() and self._thread.is_alive()
 
     def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self.flush_interval_s):
+        while True:
+            time.sleep(self.flush_interval_s)
             self.flush()
 
 

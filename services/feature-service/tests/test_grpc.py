@@ -244,7 +244,11 @@ async def test_unexpected_failure_is_internal_without_traceback(
     def boom(*args, **kwargs):
         raise RuntimeError("secret detail of the backend")
 
+    async def boom_async(*args, **kwargs):
+        boom()
+
     monkeypatch.setattr(german, "get_online_features", boom)
+    monkeypatch.setattr(german, "get_online_features_async", boom_async)
     async with serving(german) as s:
         err = await _error(s.stub.GetOnlineFeatures(_online(1)))
     assert err.code() == grpc.StatusCode.INTERNAL

@@ -149,7 +149,13 @@ def test_settings_from_environment(monkeypatch) -> None:
         "alice",
     )
     assert params["sslmode"] == "require"
-    assert settings.redis_connection_string() == "cache.example:6380,db=2"
+    connection = settings.redis_connection_string()
+    assert connection == "cache.example:6380,db=2,socket_timeout=2.0,socket_connect_timeout=2.0,retry=null"
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    nodes, params = RedisOnlineStore._parse_connection_string(connection)  # Feast's own parser
+    assert nodes == [{"host": "cache.example", "port": "6380"}]
+    assert params == {"db": 2, "socket_timeout": 2.0, "socket_connect_timeout": 2.0, "retry": None}
     assert settings.offline_schema == "feast_credit_risk"
     assert settings.resolved_data_dir.parts[-3:] == (".run", "real", "feature-store")
     with pytest.raises(ValueError, match="project"):

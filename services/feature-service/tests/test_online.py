@@ -237,3 +237,179 @@ def test_concurrent_reads_from_many_threads_all_succeed(german: FeatureStoreCore
     with ThreadPoolExecutor(max_workers=8) as pool:
         present = list(pool.map(read, range(200)))
     assert present == [5 * 19] * 200
+
+
+def _feast_reference(core: FeatureStoreCore, rows: list[int], features: list[str], requests: list) -> list:
+    """Feast's own ``FeatureStore.get_online_features`` for the same rows: value and event time per cell."""
+    from feature_service.schema import REQUEST_FIELDS
+
+    columns: dict[str, list] = {"applicant_id": rows}
+    for alias, field in REQUEST_FIELDS.items():
+        columns[field] = [(r or {}).get(alias) for r in requests]
+    response = core.store.get_online_features(
+        features=features, entity_rows=columns, full_feature_names=False
+    ).proto
+    names = list(response.metadata.feature_names.val)
+    out = []
+    for ref in features:
+        vector = response.results[names.index(ref.split(":")[1])]
+        cells = []
+        for value, ts in zip(vector.values, vector.event_timestamps, strict=True):
+            kind = value.WhichOneof("val")
+            plain = None if kind in (None, "null_val") else getattr(value, kind)
+            if isinstance(plain, float) and plain != plain:
+                plain = None
+            cells.append((plain, datetime.fromtimestamp(ts.seconds, UTC) if ts.seconds else None))
+        out.append(cells)
+    return out
+
+
+def test_online_read_below_get_online_features_matches_feasts_own_answer(
+    handmade: FeatureStoreCore, german: FeatureStoreCore
+) -> None:
+    """The core reads the online store directly (feature_service.online): every value, and every
+    stored event time, equals Feast's own ``get_online_features`` on the same rows, for every
+    status (present, null, unknown entity, outside TTL), on-demand outputs with and without
+    request overrides, and a 100-row German batch with unknown applicants mixed in."""
+    cases = [
+        (
+            handmade,
+            [201, 105, 999_999, 202, 101, 105],
+            [
+                "loan_request:credit_amount",
+                "loan_request:purpose",
+                "loan_request:duration_in_month",
+                "loan_request:other_debtors_or_guarantors",
+                "loan_affordability:monthly_installment",
+            ],
+            [None, {"duration_in_month": 4}, {"credit_amount": 100}, None, None, None],
+        ),
+        (
+            german,
+            [*range(1, 60), *range(10_000_100, 10_000_110), *range(900, 931)],
+            [
+                f"{s.view}:{s.feature}"
+                for s in german.get_online_features([], feature_service="credit_risk_v1").features
+            ],
+            [{"credit_amount": 500} if i % 7 == 0 else None for i in range(100)],
+        ),
+    ]
+    for core, rows, features, requests in cases:
+        ours = core.get_online_features(
+            [{"applicant_id": i} for i in rows], request_values=requests, features=features
+        )
+        reference = _feast_reference(core, rows, features, requests)
+        for spec, column, cells in zip(ours.features, ours.columns, reference, strict=True):
+            assert column.values == [v for v, _ in cells], spec.name
+            if spec.view != "loan_affordability":  # on-demand outputs carry no stored event time in Feast
+                stamped = [
+                    ts if status != ValueStatus.MISSING else None
+                    for ts, status in zip(column.timestamps, column.statuses, strict=True)
+                ]
+                assert stamped == [ts for _, ts in cells], spec.name
+
+
+async def test_async_read_equals_the_blocking_read(
+    handmade: FeatureStoreCore, german: FeatureStoreCore
+) -> None:
+    """``get_online_features_async`` (the servicer's path for small reads) gives the same columns as
+    ``get_online_features`` for every status and with request overrides, on both profiles."""
+    cases = [
+        (
+            handmade,
+            [201, 105, 999_999, 202, 101],
+            {
+                "features": [
+                    "loan_request:credit_amount",
+                    "loan_request:purpose",
+                    "loan_affordability:monthly_installment",
+                ]
+            },
+            [None, {"duration_in_month": 4}, {"credit_amount": 100}, None, None],
+        ),
+        (
+            german,
+            [1, 2, 10_000_100, 3],
+            {"feature_service": "credit_risk_v1"},
+            [None, {"credit_amount": 500}, None, None],
+        ),
+    ]
+    for core, ids, selection, requests in cases:
+        rows = [{"applicant_id": i} for i in ids]
+        blocking = core.get_online_features(rows, request_values=requests, **selection)
+        non_blocking = await core.get_online_features_async(rows, request_values=requests, **selection)
+        assert non_blocking == blocking
+
+
+async def test_async_read_on_redis_needs_no_worker_thread(
+    german: FeatureStoreCore, profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the selection is resolved, the Redis read runs on the event loop (no thread hop per
+    call); SQLite, which has no non-blocking read, still reads in a worker thread."""
+    import asyncio as aio
+
+    import feature_service.core as core_module
+
+    hops: list[object] = []
+    real_to_thread = aio.to_thread
+
+    async def counting(func, *args, **kwargs):
+        hops.append(func)
+        return await real_to_thread(func, *args, **kwargs)
+
+    await german.get_online_features_async([{"applicant_id": 1}], feature_service="credit_risk_v1")
+    monkeypatch.setattr(core_module.asyncio, "to_thread", counting)
+    for i in range(1, 6):
+        result = await german.get_online_features_async(
+            [{"applicant_id": i}], feature_service="credit_risk_v1"
+        )
+        assert result.columns[0].statuses == [ValueStatus.PRESENT]
+    assert len(hops) == (0 if profile == "real" else 5)
+
+
+async def test_redis_that_never_answers_is_unavailable_within_the_socket_timeout(
+    german: FeatureStoreCore, profile: str
+) -> None:
+    """A Redis that accepts connections and never answers: the read fails as Unavailable after the
+    configured socket timeout (no redis-py retries with backoff), and the event loop keeps running
+    meanwhile (a ticker advances); the blocking read fails the same way."""
+    import asyncio as aio
+    import socket
+    import time
+
+    from feature_service.errors import Unavailable
+
+    if profile != "real":
+        return  # SQLite has no server to hang; the real profile runs in the same session
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        settings = german.settings.model_copy(
+            update={"redis_url": f"redis://127.0.0.1:{port}/0", "redis_socket_timeout_s": 0.3}
+        )
+        hung = FeatureStoreCore(settings)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await aio.sleep(0.01)
+                ticks += 1
+
+        task = aio.create_task(ticker())
+        began = time.monotonic()
+        with pytest.raises(Unavailable, match="online store unavailable"):
+            await hung.get_online_features_async([{"applicant_id": 1}], feature_service="credit_risk_v1")
+        waited = time.monotonic() - began
+        task.cancel()
+        began = time.monotonic()
+        with pytest.raises(Unavailable, match="online store unavailable"):
+            hung.get_online_features([{"applicant_id": 1}], feature_service="credit_risk_v1")
+        waited_blocking = time.monotonic() - began
+    finally:
+        silent.close()
+    assert 0.25 <= waited < 3, waited
+    assert 0.25 <= waited_blocking < 3, waited_blocking
+    assert ticks >= 10, ticks  # the loop was not blocked while the read waited

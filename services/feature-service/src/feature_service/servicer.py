@@ -3,8 +3,9 @@
 Each RPC converts the request (:mod:`feature_service.convert`, :mod:`feature_service.historical`),
 calls :class:`~feature_service.core.FeatureStoreCore` in a worker thread (Feast is synchronous;
 ``asyncio.to_thread`` copies the context, so the RPC's trace continues into the core), and converts
-the result. Domain errors carry their status; the kit's ``ErrorInterceptor`` maps them and turns
-anything else into INTERNAL without a traceback on the wire.
+the result. The exception: small online reads, which run on the event loop where the online store
+reads without blocking (see ``_INLINE_ROWS``). Domain errors carry their status; the kit's
+``ErrorInterceptor`` maps them and turns anything else into INTERNAL without a traceback on the wire.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from feature_service import convert, historical
 from feature_service.core import FeatureStoreCore
 from feature_service.errors import InvalidArgument
 from feature_service.settings import FeatureServiceSettings
+
+#: Online reads of at most this many entity rows run on the event loop where the store reads without
+#: blocking (``FeatureStoreCore.get_online_features_async``: no worker-thread hop, the gateway's case
+#: of one applicant); larger batches (up to ``max_online_entity_rows``) keep their CPU-heavy
+#: conversion off the loop in a worker thread.
+_INLINE_ROWS = 16
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
 
@@ -42,9 +49,12 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.GetOnlineFeaturesResponse:
         service, refs, version = convert.selection(request)
         keys, values = convert.online_rows(request, self.settings.max_online_entity_rows)
-        return await asyncio.to_thread(
-            self._online, keys, values, service, refs, version, request.full_feature_names
-        )
+        if len(keys) > _INLINE_ROWS:  # a large batch converts in a worker thread, not on the loop
+            return await asyncio.to_thread(
+                self._online, keys, values, service, refs, version, request.full_feature_names
+            )
+        result = await self.core.get_online_features_async(keys, values, service, refs, version)
+        return convert.online_response(result, request.full_feature_names)
 
     def _online(
         self,

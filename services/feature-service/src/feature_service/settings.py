@@ -46,6 +46,13 @@ class FeatureServiceSettings(ServiceSettings):
         data_dir: embedded profile's folder for Parquet files, the SQLite online store and the file
             registry; default ``<repo>/.run/<profile>/feature-store``.
         redis_url: real profile's online store, ``redis://host:port/db``.
+        redis_socket_timeout_s: seconds a Redis connect or reply may take before the read fails
+            (redis-py's ``socket_connect_timeout`` / ``socket_timeout``, passed in Feast's connection
+            string); without it a Redis that stops answering would hold a read forever. The
+            connection string also turns off redis-py 7's default retries (3, with a 1-10 s
+            exponential backoff: 8-11 s measured against a Redis that never answers, even with a
+            0.3 s socket timeout): a failed read fails the call at once as UNAVAILABLE, and the
+            caller, which owns the deadline, decides whether to retry.
         postgres_dsn: real profile's PostgreSQL as one libpq DSN/URL; when set it overrides the
             ``postgres_host`` / ``_port`` / ``_db`` / ``_user`` / ``_password`` fields.
         postgres_schema: schema of the offline tables; default ``feast_<project>``.
@@ -73,6 +80,7 @@ class FeatureServiceSettings(ServiceSettings):
     data_dir: Path | None = None
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_socket_timeout_s: float = Field(default=2.0, gt=0)
 
     postgres_dsn: str | None = None
     postgres_host: str = "127.0.0.1"
@@ -175,7 +183,9 @@ class FeatureServiceSettings(ServiceSettings):
         return url.render_as_string(hide_password=False)
 
     def redis_connection_string(self) -> str:
-        """Feast's Redis connection string, ``host:port,db=N[,password=...]``."""
+        """Feast's Redis connection string, ``host:port,db=N[,password=...][,ssl=true],socket_timeout=S,
+        socket_connect_timeout=S,retry=null`` (Feast parses each value as JSON: the timeouts arrive
+        as floats, ``retry`` as None: no retry, see ``redis_socket_timeout_s``)."""
         url = urlsplit(self.redis_url)
         parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"]
         db = (url.path or "/0").lstrip("/") or "0"
@@ -184,4 +194,7 @@ class FeatureServiceSettings(ServiceSettings):
             parts.append(f"password={url.password}")
         if url.scheme == "rediss":
             parts.append("ssl=true")
+        parts.append(f"socket_timeout={self.redis_socket_timeout_s}")
+        parts.append(f"socket_connect_timeout={self.redis_socket_timeout_s}")
+        parts.append("retry=null")
         return ",".join(parts)

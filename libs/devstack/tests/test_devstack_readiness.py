@@ -166,3 +166,42 @@ def test_default_grace_exceeds_the_kit_services_drain() -> None:
     spec = ProcessSpec("svc", ["true"])
     assert spec.grace_s == DEFAULT_GRACE_S == 15.0
     assert spec.grace_s > 10.0  # creditrisk_kit's default grace_period_s, plus shutdown hooks
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OS may offer a just-released port again (it did: a service's gRPC and report ports came
+    out equal); free_port skips ports it handed out before."""
+    import socket
+
+    import creditrisk_devstack.readiness as readiness
+
+    offered = iter([47001, 47001, 47001, 47002, 47001, 47003])
+
+    class FakeSocket:
+        def __init__(self, *args: object) -> None:
+            self.port = 0
+
+        def __enter__(self) -> FakeSocket:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(offered)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(readiness, "_HANDED_OUT", set())
+    monkeypatch.setattr(socket, "socket", FakeSocket)
+    assert [free_port(), free_port(), free_port()] == [47001, 47002, 47003]
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    import socket
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[-1]))

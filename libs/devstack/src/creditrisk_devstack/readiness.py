@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -221,9 +222,26 @@ def port_in_use(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+#: Ports this process handed out (host, port): the OS may offer a released port again at once, and
+#: two ports asked for one after the other (a service's gRPC and HTTP ports) then collided
+#: (seen: the drift-service's gRPC port equal to its report port, "Address already in use").
+_HANDED_OUT: set[tuple[str, int]] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the OS picks it; a small race remains)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that is free right now and that this process has not handed out before (the OS
+    picks it; a small race with other processes, or with a server asked to bind port 0, remains).
+
+    Raises:
+        RuntimeError: the OS offered only ports handed out before (100 tries).
+    """
+    with _HANDED_OUT_LOCK:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port: int = sock.getsockname()[1]
+            if (host, port) not in _HANDED_OUT:
+                _HANDED_OUT.add((host, port))
+                return port
+    raise RuntimeError(f"no free port on {host} that was not handed out before")

@@ -10,8 +10,9 @@ that the machine's drifts fall on all paths alike and the ratios hold:
 * gateway ``Predict`` over REST (``POST /v1/predict``) and gRPC, p50 / p99, and throughput with
   8 client threads;
 * a direct feature-service ``GetOnlineFeatures`` (gRPC, feature service ``credit_risk_v1``);
-* a direct model-server call (the champion slot, seldon-core REST ``jsonData``, the gateway's own
-  protocol) with the features the gateway used;
+* a direct model-server call (the champion slot, in the gateway's own protocol: seldon-core REST
+  ``jsonData``, or with ``--runtime mlserver`` the MLServer runtime over Open Inference Protocol V2
+  REST, the gateway then configured with ``v2``) with the features the gateway used;
 * the raw floor: the online store read with its raw client — real profile: redis-py ``HGETALL`` of
   the same hashes (feature-service environment; Feast's key format); embedded: ``sqlite3`` read of
   the same rows — with no decoding, plus the ONNX fast scorer in process on the applicant's values
@@ -26,7 +27,7 @@ that the machine's drifts fall on all paths alike and the ratios hold:
 Run from the repository root in the development environment::
 
     .tools/bin/uv run python tests/e2e/bench_gateway.py [--requests 1000] [--rounds 5] [--seconds 10] \
-        [--profile real]
+        [--profile real] [--runtime seldon|mlserver]
 
 Needs ``make setup`` (each service's ``.venv``); the real profile needs Redis and PostgreSQL
 (``CREDITRISK_REDIS_URL``, ``CREDITRISK_POSTGRES_DSN``, the test suite's defaults). Prints a table;
@@ -63,10 +64,22 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack import Supervisor, free_port
 from creditrisk_devstack.procgroup import group_cpu_seconds
 from creditrisk_testing.servers import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL
-from e2e_stack import MODEL_NAME, ROOT, Stack, inference_gateway_http, service_python
+from e2e_stack import (
+    MODEL_NAME,
+    ROOT,
+    Stack,
+    inference_gateway_http,
+    inference_gateway_v2_http,
+    service_python,
+)
 from google.protobuf import timestamp_pb2
 
 FEATURE_SERVICE = "credit_risk_v1"
+#: ``--runtime``: (gateway service, model-server slot service, the direct model-server path's name).
+RUNTIMES = {
+    "seldon": ("inference-gateway", "model-server-champion", "model-server seldon REST jsonData"),
+    "mlserver": ("inference-gateway-v2", "model-server-mlserver", "model-server MLServer V2 REST infer"),
+}
 FLOOR = "raw floor: store read + fast scorer"
 #: Diagnostic: the two direct calls one after the other from one client (no gateway), per pair.
 PAIR = "fs then ms, direct, in turn (one client)"
@@ -179,6 +192,23 @@ def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
     out = timestamp_pb2.Timestamp()
     out.FromDatetime(when)
     return out
+
+
+def v2_body(record: dict[str, Any]) -> dict[str, Any]:
+    """An Open Inference Protocol V2 request of one record, one typed input per feature (as the
+    gateway's ``v2`` client sends it; JSON null for a missing value)."""
+    inputs = []
+    for name, value in record.items():
+        if isinstance(value, bool):
+            datatype = "BOOL"
+        elif isinstance(value, int):
+            datatype = "INT64"
+        elif isinstance(value, str):
+            datatype = "BYTES"
+        else:
+            datatype = "FP64"
+        inputs.append({"name": name, "shape": [1], "datatype": datatype, "data": [value]})
+    return {"inputs": inputs}
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -305,7 +335,7 @@ def versions() -> str:
     for service, names in (
         ("inference-gateway", ["fastapi", "uvicorn", "grpcio", "httpx"]),
         ("feature-service", ["feast"]),
-        ("model-server", ["seldon-core", "onnxruntime"]),
+        ("model-server", ["seldon-core", "mlserver", "onnxruntime"]),
     ):
         code = (
             "import sys; from importlib.metadata import version as v; "
@@ -320,8 +350,9 @@ def versions() -> str:
 
 def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
-    base = inference_gateway_http(stack)
-    gw_grpc = stack.targets["inference-gateway"]
+    gateway, slot, ms_path = RUNTIMES[args.runtime]
+    base = inference_gateway_http(stack) if args.runtime == "seldon" else inference_gateway_v2_http(stack)
+    gw_grpc = stack.targets[gateway]
     print(f"stack up in {time.monotonic() - began:.0f} s", flush=True)
     results: dict[str, Any] = {}
     # materialize the online store (as the gateway's e2e test does)
@@ -379,11 +410,14 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         )
         assert len(response.rows) == 1
 
-    # --- direct model-server (champion slot, seldon REST jsonData)
-    ms = httpx.Client(base_url=f"http://{stack.targets['model-server-champion']}", timeout=30)
+    # --- direct model-server (champion slot, the gateway's protocol: seldon REST jsonData or V2 REST)
+    ms = httpx.Client(base_url=f"http://{stack.targets[slot]}", timeout=30)
 
     def ms_call(i: int) -> None:
-        r = ms.post("/api/v1.0/predictions", json={"jsonData": records[i]})
+        if args.runtime == "seldon":
+            r = ms.post("/api/v1.0/predictions", json={"jsonData": records[i]})
+        else:
+            r = ms.post(f"/v2/models/{MODEL_NAME}/infer", json=v2_body(records[i]))
         r.raise_for_status()
 
     # --- raw floor (redis-py / sqlite3 read + the fast scorer in process), in helper processes
@@ -487,14 +521,13 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             assert len(r.json()["results"][0]["values"]) == 1
 
         groups = {  # process groups: the model-server's gunicorn and gRPC workers are in its group
-            name: stack.supervisor[name].pgid
-            for name in ("inference-gateway", "feature-service", "model-server-champion", "drift-service")
+            name: stack.supervisor[name].pgid for name in (gateway, "feature-service", slot, "drift-service")
         }
         paths = {
             "gateway REST Predict": rest_call,
             "gateway gRPC Predict": grpc_call,
             "feature-service GetOnlineFeatures (gRPC)": fs_call,
-            "model-server seldon REST jsonData": ms_call,
+            ms_path: ms_call,
             PAIR: lambda i: (fs_call(i), ms_call(i)),
             "feast serve /get-online-features": feast_call,
         }
@@ -558,12 +591,13 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
         print(f"{name:45} " + " ".join(f"{v:7.2f}" for v in values))
     print()
     print("CPU ms per request (user + system, process groups; includes each process's background work):")
-    names = ["inference-gateway", "feature-service", "model-server-champion", "drift-service"]
+    gateway, slot, ms_path = RUNTIMES[args.runtime]
+    names = [gateway, "feature-service", slot, "drift-service"]
     print(f"{'path':45} " + " ".join(f"{n[:14]:>14}" for n in names))
     for path, per in results["cpu"].items():
         print(f"{path:45} " + " ".join(f"{per[n]:14.2f}" for n in names))
     fs = results["feature-service GetOnlineFeatures (gRPC)"][0]
-    ms = results["model-server seldon REST jsonData"][0]
+    ms = results[ms_path][0]
     feast = results["feast serve /get-online-features"][0]
     floor = results[FLOOR][0]
     pair = results[PAIR][0]
@@ -592,6 +626,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=["real", "embedded"], default="real")
     parser.add_argument(
         "--rounds", type=int, default=5, help="rounds of the concurrency-1 paths, timed in turn in each"
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default="seldon",
+        help="the champion slot's runtime: seldon-core (Seldon REST) or MLServer (V2 REST)",
     )
     args = parser.parse_args(argv)
     feature_env: dict[str, str] = {}

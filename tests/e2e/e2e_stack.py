@@ -17,6 +17,8 @@ or admin, the inference-gateway reads as a viewer; audit SQLite in the session f
 trains, registers and promotes the session's first champion, :func:`first_champion`, since the slot
 is ready only once it serves a verified version; drained by ``python -m model_server drain`` before
 SIGTERM) and ``inference-gateway`` (REST port in ``stack.ports``, :func:`inference_gateway_http`).
+The same champion on the MLServer runtime: ``model-server-mlserver`` and ``inference-gateway-v2``
+(Open Inference Protocol V2 over REST, :func:`inference_gateway_v2_http`).
 Results shared by the tests (the trained job, the first champion, the current champion version) are
 kept in ``stack.cache``. A dependency's address is read when a service starts: restart a dependency
 (e.g. the feature-service) only before its dependants start.
@@ -378,6 +380,77 @@ def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
+# ---------------------------------------------------------------------- the MLServer runtime
+
+
+def _mlserver_env(stack: Stack) -> dict[str, str | None]:
+    return {
+        **_model_server_env(stack),
+        "MODEL_SERVER_STATE_DIR": str(stack.workdir / "model-server-mlserver" / "state"),
+        "MODEL_SERVER_CACHE_DIR": str(stack.workdir / "model-server-mlserver" / "cache"),
+    }
+
+
+def _mlserver_spec(stack: Stack, port: int) -> ProcessSpec:
+    """The champion slot on the MLServer runtime (Apache 2.0; Open Inference Protocol V2 on REST
+    ``port``, gRPC and metrics on free ports), following ``credit-risk@champion`` like the seldon
+    slot; ready when ``/v2/models/credit-risk/ready`` is 200."""
+    return ProcessSpec(
+        "model-server-mlserver",
+        [
+            str(service_python("model-server")),
+            "-m",
+            "model_server",
+            "mlserver",
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--dir",
+            str(stack.workdir / "model-server-mlserver" / "settings"),
+        ],
+        cwd=ROOT / "services" / "model-server",
+        env=_mlserver_env(stack),
+        ready=HttpReadiness(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"),
+        timeout_s=180,
+        grace_s=20,
+    )
+
+
+def inference_gateway_v2_http(stack: Stack) -> str:
+    """Base URL of the REST API of the gateway that scores on the MLServer slot over V2."""
+    stack.target("inference-gateway-v2")
+    return f"http://127.0.0.1:{stack.ports['inference-gateway-v2-http']}"
+
+
+def _inference_gateway_v2_spec(stack: Stack, port: int) -> ProcessSpec:
+    """A gateway whose champion slot is the MLServer runtime, spoken to over the Open Inference
+    Protocol V2 (REST); its own buffer; otherwise as ``inference-gateway``."""
+    first_http_port = stack.ports.get("inference-gateway-http")
+    base = _inference_gateway_spec(stack, port)
+    http_port = stack.ports.pop("inference-gateway-http")
+    if first_http_port is not None:  # the first gateway's REST port stays its own
+        stack.ports["inference-gateway-http"] = first_http_port
+    stack.ports["inference-gateway-v2-http"] = http_port
+    data_dir = stack.workdir / "inference-gateway-v2"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        "inference-gateway-v2",
+        base.argv,
+        cwd=base.cwd,
+        env={
+            **base.env,
+            "INFERENCE_GATEWAY_CHAMPION_URL": f"http://{stack.targets['model-server-mlserver']}",
+            "INFERENCE_GATEWAY_MODEL_PROTOCOL": "v2",
+            "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
+        },
+        ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
+        timeout_s=120,
+    )
+
+
 # ---------------------------------------------------------------------- challenger slot + its gateway
 
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
@@ -491,6 +564,7 @@ METRICS_PREFIXES = {
     "drift-service": "DRIFT_SERVICE_",
     "inference-gateway": "INFERENCE_GATEWAY_",
     "inference-gateway-challenger": "INFERENCE_GATEWAY_",
+    "inference-gateway-v2": "INFERENCE_GATEWAY_",
 }
 
 #: Every service the end-to-end tests can start, by name.
@@ -511,6 +585,14 @@ SERVICES: dict[str, ServiceDef] = {
         "inference-gateway",
         _inference_gateway_spec,
         needs=("feature-service", "registry-gateway", "drift-service", "model-server-champion"),
+    ),
+    "model-server-mlserver": ServiceDef(
+        "model-server-mlserver", _mlserver_spec, _ensure_champion, needs=("mlflow",)
+    ),
+    "inference-gateway-v2": ServiceDef(
+        "inference-gateway-v2",
+        _inference_gateway_v2_spec,
+        needs=("feature-service", "registry-gateway", "drift-service", "model-server-mlserver"),
     ),
     "model-server-challenger": ServiceDef(
         "model-server-challenger", _challenger_spec, _ensure_challenger, needs=("mlflow", "registry-gateway")

@@ -6,8 +6,10 @@ model-server, which follows ``credit-risk@champion`` in MLflow and verifies the 
 The inference-gateway enriches requests from the real feature-service, reads the version's signature
 from the registry-gateway (viewer token), scores through the slot over REST and logs every
 prediction to the real drift-service. Held-out applicants (not among the run's training rows) are
-scored over REST and gRPC; errors are mapped; the events are counted in the drift-service; then the
-champion is swapped (admin force promotion) under a small load with zero failed requests.
+scored over REST and gRPC; errors are mapped; the events are counted in the drift-service; a second
+gateway speaking Open Inference Protocol V2 to the same champion on the MLServer runtime answers as
+the first; then the champion is swapped (admin force promotion) under a small load with zero
+failed requests.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from e2e_stack import (
     bearer,
     first_champion,
     inference_gateway_http,
+    inference_gateway_v2_http,
     register,
 )
 from google.protobuf import timestamp_pb2
@@ -180,6 +183,53 @@ def test_predictions_through_the_gateway(stack: Stack) -> None:
         time.sleep(0.5)
     assert logged == 6
     print(f"gateway e2e: predictions + drift log {time.monotonic() - began:.1f} s")
+
+
+def test_v2_gateway_on_the_mlserver_slot_scores_as_the_seldon_one(stack: Stack) -> None:
+    """The Apache-2.0 path: a gateway speaking the Open Inference Protocol V2 (REST) to a champion
+    slot on the MLServer runtime answers every applicant as the gateway on the seldon-core slot
+    does (same version, probability, decision, threshold and features), with and without a
+    request-time override, over REST and gRPC."""
+    champion = first_champion(stack)
+    materialized(stack)
+    seldon_base = inference_gateway_http(stack)
+    v2_base = inference_gateway_v2_http(stack)  # starts the MLServer slot and the second gateway
+    applicants = held_out_applicants(stack, champion["job"].result.mlflow_run_id, 4)
+    asks = [{"applicant_id": a} for a in applicants]
+    asks.append({"applicant_id": applicants[0], "request_values": {"credit_amount": 12345}})
+    with (
+        httpx.Client(base_url=seldon_base, timeout=30) as seldon,
+        httpx.Client(base_url=v2_base, timeout=30) as v2,
+    ):
+        assert v2.get("/readyz").status_code == 200
+        for asked in asks:
+            for _ in range(50):  # both slots follow credit-risk@champion: wait out a lagging swap
+                a, b = seldon.post("/v1/predict", json=asked), v2.post("/v1/predict", json=asked)
+                assert a.status_code == 200, a.text
+                assert b.status_code == 200, b.text
+                if a.json()["model_version"] == b.json()["model_version"]:
+                    break
+                time.sleep(0.2)
+            one, other = a.json(), b.json()
+            assert other["probability_of_default"] == pytest.approx(one["probability_of_default"], abs=1e-9)
+            for key in (
+                "decision",
+                "decision_threshold",
+                "model_name",
+                "model_version",
+                "features",
+                "missing_features",
+            ):
+                assert other[key] == one[key], key
+            assert other["event_id"] != one["event_id"]
+        override = v2.post("/v1/predict", json=asks[-1]).json()
+        assert override["features"]["credit_amount"] == 12345
+    with grpc.insecure_channel(stack.targets["inference-gateway-v2"]) as channel:
+        answer = pb_grpc.InferenceServiceStub(channel).Predict(
+            pb.PredictRequest(applicant_id=applicants[1]), timeout=30
+        )
+    assert answer.model_name == MODEL_NAME
+    assert 0.0 <= answer.probability_of_default <= 1.0
 
 
 def test_champion_swap_under_load_fails_nothing(stack: Stack) -> None:

@@ -348,12 +348,18 @@ def inference_gateway_http(stack: Stack) -> str:
 def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
     """``python -m inference_gateway``: gRPC on ``port``, REST on a free port; ready on ``/readyz``
     (feature-service, registry, champion slot and drift-service answer)."""
+    return _gateway_spec(stack, port, "inference-gateway", "model-server-champion", "seldon")
+
+
+def _gateway_spec(stack: Stack, port: int, name: str, slot: str, protocol: str) -> ProcessSpec:
+    """A gateway process ``name`` whose champion slot is the running service ``slot``, spoken to in
+    ``protocol``; its REST port in ``stack.ports[f"{name}-http"]``, its own buffer."""
     http_port = free_port()
-    stack.ports["inference-gateway-http"] = http_port
-    data_dir = stack.workdir / "inference-gateway"
+    stack.ports[f"{name}-http"] = http_port
+    data_dir = stack.workdir / name
     data_dir.mkdir(parents=True, exist_ok=True)
     return ProcessSpec(
-        "inference-gateway",
+        name,
         [str(service_python("inference-gateway")), "-m", "inference_gateway"],
         cwd=ROOT / "services" / "inference-gateway",
         env={
@@ -365,8 +371,8 @@ def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
             "INFERENCE_GATEWAY_REGISTRY_TARGET": stack.targets["registry-gateway"],
             "INFERENCE_GATEWAY_REGISTRY_TOKEN": VIEWER_TOKEN,
             "INFERENCE_GATEWAY_DRIFT_SERVICE_TARGET": stack.targets["drift-service"],
-            "INFERENCE_GATEWAY_CHAMPION_URL": f"http://{stack.targets['model-server-champion']}",
-            "INFERENCE_GATEWAY_MODEL_PROTOCOL": "seldon",
+            "INFERENCE_GATEWAY_CHAMPION_URL": f"http://{stack.targets[slot]}",
+            "INFERENCE_GATEWAY_MODEL_PROTOCOL": protocol,
             "INFERENCE_GATEWAY_MODEL_NAME": MODEL_NAME,
             "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
             "INFERENCE_GATEWAY_FEATURE_DEADLINE_S": "5",
@@ -428,27 +434,7 @@ def inference_gateway_v2_http(stack: Stack) -> str:
 def _inference_gateway_v2_spec(stack: Stack, port: int) -> ProcessSpec:
     """A gateway whose champion slot is the MLServer runtime, spoken to over the Open Inference
     Protocol V2 (REST); its own buffer; otherwise as ``inference-gateway``."""
-    first_http_port = stack.ports.get("inference-gateway-http")
-    base = _inference_gateway_spec(stack, port)
-    http_port = stack.ports.pop("inference-gateway-http")
-    if first_http_port is not None:  # the first gateway's REST port stays its own
-        stack.ports["inference-gateway-http"] = first_http_port
-    stack.ports["inference-gateway-v2-http"] = http_port
-    data_dir = stack.workdir / "inference-gateway-v2"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return ProcessSpec(
-        "inference-gateway-v2",
-        base.argv,
-        cwd=base.cwd,
-        env={
-            **base.env,
-            "INFERENCE_GATEWAY_CHAMPION_URL": f"http://{stack.targets['model-server-mlserver']}",
-            "INFERENCE_GATEWAY_MODEL_PROTOCOL": "v2",
-            "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
-        },
-        ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
-        timeout_s=120,
-    )
+    return _gateway_spec(stack, port, "inference-gateway-v2", "model-server-mlserver", "v2")
 
 
 # ---------------------------------------------------------------------- challenger slot + its gateway
@@ -532,27 +518,15 @@ def inference_gateway_challenger_http(stack: Stack) -> str:
 def _inference_gateway_challenger_spec(stack: Stack, port: int) -> ProcessSpec:
     """A second gateway with the challenger slot in ``stack.cache[CHALLENGER_MODE_KEY]`` mode
     (``shadow`` unless set; ``CANARY_SHARE`` from ``stack.cache[CANARY_SHARE_KEY]``); its own buffer."""
-    first_http_port = stack.ports.get("inference-gateway-http")
-    base = _inference_gateway_spec(stack, port)
-    http_port = stack.ports.pop("inference-gateway-http")
-    if first_http_port is not None:  # the first gateway's REST port stays its own
-        stack.ports["inference-gateway-http"] = first_http_port
-    stack.ports["inference-gateway-challenger-http"] = http_port
-    data_dir = stack.workdir / "inference-gateway-challenger"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return ProcessSpec(
-        "inference-gateway-challenger",
-        base.argv,
-        cwd=base.cwd,
+    base = _gateway_spec(stack, port, "inference-gateway-challenger", "model-server-champion", "seldon")
+    return dataclasses.replace(
+        base,
         env={
-            **base.env,
+            **(base.env or {}),
             "INFERENCE_GATEWAY_CHALLENGER_URL": f"http://{stack.targets['model-server-challenger']}",
             "INFERENCE_GATEWAY_CHALLENGER_MODE": stack.cache.get(CHALLENGER_MODE_KEY, "shadow"),
             "INFERENCE_GATEWAY_CANARY_SHARE": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
-            "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
         },
-        ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
-        timeout_s=120,
     )
 
 

@@ -413,3 +413,20 @@ async def test_redis_that_never_answers_is_unavailable_within_the_socket_timeout
     assert 0.25 <= waited < 3, waited
     assert 0.25 <= waited_blocking < 3, waited_blocking
     assert ticks >= 10, ticks  # the loop was not blocked while the read waited
+
+
+def test_async_read_works_from_one_event_loop_after_another(german: FeatureStoreCore) -> None:
+    """redis.asyncio connections belong to the loop that opened them: the core keeps one client per
+    event loop, so a second loop (a restarted server, another test) reads as well as the first."""
+    import asyncio as aio
+
+    async def read() -> list:
+        result = await german.get_online_features_async(
+            [{"applicant_id": 3}], feature_service="credit_risk_v1"
+        )
+        return result.columns[0].values
+
+    first = aio.run(read())
+    second = aio.run(read())
+    assert first == second
+    assert first[0] is not None

@@ -239,15 +239,18 @@ def test_concurrent_reads_from_many_threads_all_succeed(german: FeatureStoreCore
     assert present == [5 * 19] * 200
 
 
-def _feast_reference(core: FeatureStoreCore, rows: list[int], features: list[str], requests: list) -> list:
+def _feast_reference(
+    core: FeatureStoreCore, rows: list[int], features: list[str], requests: list, service: str | None = None
+) -> list:
     """Feast's own ``FeatureStore.get_online_features`` for the same rows: value and event time per cell."""
     from feature_service.schema import REQUEST_FIELDS
 
     columns: dict[str, list] = {"applicant_id": rows}
     for alias, field in REQUEST_FIELDS.items():
         columns[field] = [(r or {}).get(alias) for r in requests]
+    selection = core.store.get_feature_service(service) if service else features
     response = core.store.get_online_features(
-        features=features, entity_rows=columns, full_feature_names=False
+        features=selection, entity_rows=columns, full_feature_names=False
     ).proto
     names = list(response.metadata.feature_names.val)
     out = []
@@ -259,7 +262,8 @@ def _feast_reference(core: FeatureStoreCore, rows: list[int], features: list[str
             plain = None if kind in (None, "null_val") else getattr(value, kind)
             if isinstance(plain, float) and plain != plain:
                 plain = None
-            cells.append((plain, datetime.fromtimestamp(ts.seconds, UTC) if ts.seconds else None))
+            stamp = ts.seconds + ts.nanos / 1e9
+            cells.append((plain, datetime.fromtimestamp(stamp, UTC) if stamp else None))
         out.append(cells)
     return out
 
@@ -295,10 +299,15 @@ def test_online_read_below_get_online_features_matches_feasts_own_answer(
         ),
     ]
     for core, rows, features, requests in cases:
-        ours = core.get_online_features(
-            [{"applicant_id": i} for i in rows], request_values=requests, features=features
-        )
+        entity_rows = [{"applicant_id": i} for i in rows]
+        ours = core.get_online_features(entity_rows, request_values=requests, features=features)
         reference = _feast_reference(core, rows, features, requests)
+        if core is german:  # the feature service itself, on both sides
+            by_service = core.get_online_features(
+                entity_rows, request_values=requests, feature_service="credit_risk_v1"
+            )
+            assert by_service.columns == ours.columns
+            assert reference == _feast_reference(core, rows, features, requests, service="credit_risk_v1")
         for spec, column, cells in zip(ours.features, ours.columns, reference, strict=True):
             assert column.values == [v for v, _ in cells], spec.name
             if spec.view != "loan_affordability":  # on-demand outputs carry no stored event time in Feast
@@ -430,3 +439,75 @@ def test_async_read_works_from_one_event_loop_after_another(german: FeatureStore
     second = aio.run(read())
     assert first == second
     assert first[0] is not None
+    if german._async_reader.available:  # the first loop's client was dropped with its loop
+        assert len(german._async_reader._clients) == 1
+
+
+def test_on_demand_feature_alone_is_stamped_by_its_inputs_and_missing_for_unknown_applicants(
+    german: FeatureStoreCore,
+) -> None:
+    """Requested without its source view, the on-demand value is still computed from the stored
+    inputs (read even when not requested), stamped with their event time, and MISSING for an
+    applicant no input view holds."""
+    both = german.get_online_features(
+        [{"applicant_id": 1}],
+        features=["loan_request:credit_amount", "loan_affordability:monthly_installment"],
+    )
+    alone = german.get_online_features(
+        [{"applicant_id": 1}, {"applicant_id": 10_000_123}],
+        features=["loan_affordability:monthly_installment"],
+    )
+    (column,) = alone.columns
+    assert column.values[0] == both.columns[1].values[0]
+    assert column.timestamps[0] == both.columns[0].timestamps[0] is not None
+    assert column.statuses == [ValueStatus.PRESENT, ValueStatus.MISSING]
+    assert column.values[1] is None
+
+
+def test_row_without_a_feature_added_later_is_missing_for_that_feature(handmade: FeatureStoreCore) -> None:
+    """A stored row that lacks a feature (the view gained it after the row was written, not yet
+    re-materialized) gives MISSING for that feature, not a null."""
+    from feature_service import online
+
+    plan = handmade._plan(None, ["loan_request:credit_amount", "loan_request:purpose"], online=True)
+    rows = online.read_rows(handmade.store, plan.reads, online.entity_keys("applicant_id", [202]))
+    ts, values = rows["loan_request"][0]
+    assert values is not None
+    rows["loan_request"][0] = (ts, {k: v for k, v in values.items() if k != "purpose"})
+    result = handmade._assemble(plan, [202], rows, {"applicant_id": [202]})
+    amount, purpose = result.columns
+    assert amount.statuses == [ValueStatus.PRESENT]
+    assert purpose.statuses == [ValueStatus.MISSING]
+    assert purpose.values == [None]
+
+
+def test_on_demand_views_this_read_cannot_serve_are_refused_by_name() -> None:
+    from types import SimpleNamespace
+
+    from feature_service import online
+
+    assert (
+        online.unsupported(SimpleNamespace(mode="python", singleton=False, write_to_online_store=False))
+        is None
+    )
+    assert "pandas" in online.unsupported(SimpleNamespace(mode="pandas", singleton=False))
+    assert "singleton" in online.unsupported(SimpleNamespace(mode="python", singleton=True))
+    assert "write_to_online_store" in online.unsupported(
+        SimpleNamespace(mode="python", singleton=False, write_to_online_store=True)
+    )
+
+
+async def test_aclose_closes_the_loops_redis_connections(german: FeatureStoreCore) -> None:
+    """At shutdown the core closes its event-loop client; a later read opens a new one."""
+    import asyncio as aio
+
+    loop = aio.get_running_loop()
+    await german.get_online_features_async([{"applicant_id": 2}], feature_service="credit_risk_v1")
+    reader = german._async_reader
+    had = reader._clients.get(loop)
+    await german.aclose()
+    assert loop not in reader._clients
+    again = await german.get_online_features_async([{"applicant_id": 2}], feature_service="credit_risk_v1")
+    assert again.columns[0].statuses == [ValueStatus.PRESENT]
+    if had is not None:  # Redis: a new client, not the closed one
+        assert reader._clients[loop] is not had

@@ -39,7 +39,7 @@ async def main() -> None:
             FeatureStoreServiceServicer(core), server
         ),
         readiness_checks={"feature store": core.ready},
-        shutdown_hooks=[lambda: asyncio.to_thread(telemetry.shutdown)],
+        shutdown_hooks=[core.aclose, lambda: asyncio.to_thread(telemetry.shutdown)],
     )
 
 

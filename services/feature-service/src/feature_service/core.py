@@ -375,23 +375,6 @@ def _row_stamps(rows: Sequence[online.Row], n: int, ttl: float | None, now: floa
 
 
 _EMPTY = ValueProto()
-_PYTHON_TYPES: dict[str, type] = {
-    "INT64": int,
-    "INT32": int,
-    "DOUBLE": float,
-    "FLOAT": float,
-    "STRING": str,
-    "BOOL": bool,
-}
-
-
-def _python(value: Any, value_type: str) -> Any:
-    """An on-demand output as the feature's declared type (None for null or NaN), as Feast's proto
-    round trip of the output would give it."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    cast = _PYTHON_TYPES.get(value_type)
-    return cast(value) if cast is not None and not isinstance(value, cast) else value
 
 
 def _statuses(values: list[Any], raw: list[int], stamps: _Stamps) -> OnlineColumn:
@@ -454,7 +437,7 @@ class FeatureStoreCore:
         )
         self._plans: dict[tuple[str | None, tuple[str, ...] | None, bool], _Plan] = {}
         self._plans_at = 0.0
-        self._async_reader = online.AsyncReader(lambda: self.store)
+        self._async_reader = online.AsyncReader(lambda: self._store)
 
     # ------------------------------------------------------------------ set-up
 
@@ -571,6 +554,13 @@ class FeatureStoreCore:
         if plan is None:
             plan = self._resolve(feature_service, list(features or []))
             self._plans[key] = plan
+        return self._checked(plan, feature_service, online, expected_version)
+
+    @staticmethod
+    def _checked(
+        plan: _Plan, feature_service: str | None, online: bool, expected_version: str | None
+    ) -> _Plan:
+        """``plan`` when the request may use it (version, online views), else FailedPrecondition."""
         if feature_service is not None and expected_version and expected_version != plan.version:
             raise FailedPrecondition(
                 f"feature service '{feature_service}' is at version '{plan.version}', "
@@ -692,6 +682,9 @@ class FeatureStoreCore:
 
         for view, names in selection:
             if isinstance(view, OnDemandFeatureView):
+                reason = online.unsupported(view)
+                if reason is not None:
+                    raise FailedPrecondition(f"on-demand view '{view.name}' is not served online: {reason}")
                 sources: list[tuple[str, str]] = []  # (stored view, feature) inputs
                 for projection in view.source_feature_view_projections.values():
                     source = self._view(projection.name)
@@ -815,14 +808,12 @@ class FeatureStoreCore:
                 feature_service_version,
             )
         plan = self._cached_plan(feature_service, features, online=True)
-        if plan is None:
+        if plan is None:  # resolving reads the registry: not on the loop
             plan = await asyncio.to_thread(
                 self._plan, feature_service, features, True, feature_service_version
             )
         else:
-            plan = self._plan(
-                feature_service, features, online=True, expected_version=feature_service_version
-            )
+            plan = self._checked(plan, feature_service, True, feature_service_version)
         keys, columns = self._online_rows(plan, entity_rows, request_values)
         if not keys:
             return self._empty_online(plan)
@@ -831,6 +822,10 @@ class FeatureStoreCore:
         result = self._assemble(plan, keys, rows, columns)
         metrics.observe_online(result)
         return result
+
+    async def aclose(self) -> None:
+        """Close the non-blocking read's connections of the running event loop (at shutdown)."""
+        await self._async_reader.aclose()
 
     def _online_rows(
         self,
@@ -885,12 +880,14 @@ class FeatureStoreCore:
         NaN), MISSING (value and timestamp dropped) for an entity row the view does not hold or a
         value without timestamp, OUTSIDE_TTL when ``now - event time > ttl`` (value kept). The
         common case (every value present, stamped and fresh) is decided per column without a
-        per-value branch. An on-demand value is stamped with the latest event time of its stored
-        inputs, and MISSING when no input view holds the entity.
+        per-value branch. A row that lacks a feature (added to its view after the row was written)
+        is MISSING for that feature. An on-demand value is computed from the join key, its stored
+        inputs (read even when they are not requested) and the request fields, stamped with the
+        latest event time of its stored inputs, and MISSING when no input view holds the entity.
         """
         now = time.time()
         n = len(keys)
-        stamps_by_view: dict[str, tuple[_Stamps, list[int]]] = {}
+        stamps_by_view: dict[str, tuple[_Stamps, list[bool]]] = {}  # view -> stamps, no-row flags
         stored: dict[tuple[str, str], OnlineColumn] = {}
         for read in plan.reads:
             view_rows = rows[read.view.name]
@@ -898,10 +895,14 @@ class FeatureStoreCore:
                 read.view.ttl.total_seconds() if read.view.ttl and read.view.ttl.total_seconds() > 0 else None
             )
             stamps = _row_stamps(view_rows, n, ttl, now)
-            raw = [FieldStatus.NOT_FOUND if r[1] is None else FieldStatus.PRESENT for r in view_rows]
-            stamps_by_view[read.view.name] = (stamps, raw)
+            stamps_by_view[read.view.name] = (stamps, [r[1] is None for r in view_rows])
             for name in read.features:
+                # a row without this feature (added to the view since the row was written) is MISSING
                 protos = [_EMPTY if r[1] is None else r[1].get(name, _EMPTY) for r in view_rows]
+                raw = [
+                    FieldStatus.NOT_FOUND if r[1] is None or name not in r[1] else FieldStatus.PRESENT
+                    for r in view_rows
+                ]
                 values = _column_values(protos, n)
                 if stamps.all_fresh and None not in values and FieldStatus.NOT_FOUND not in raw:
                     column = OnlineColumn(values, [ValueStatus.PRESENT] * n, stamps.datetimes)
@@ -910,7 +911,10 @@ class FeatureStoreCore:
                 stored[(read.view.name, name)] = column
         derived: dict[tuple[str, str], OnlineColumn] = {}
         for odfv, sources in plan.odfvs:
-            inputs: dict[str, list[Any]] = {f: stored[(v, f)].values for v, f in sources}
+            # as Feast's on-demand augmentation passes them: the join key, the source features, the
+            # request fields
+            inputs: dict[str, list[Any]] = {ENTITY_KEY: keys}
+            inputs.update({f: stored[(v, f)].values for v, f in sources})
             for request_source in odfv.source_request_sources.values():
                 for f in request_source.schema:
                     inputs[f.name] = list(request_columns.get(f.name, [None] * n))
@@ -923,14 +927,12 @@ class FeatureStoreCore:
             source_views = {v for v, _ in sources}
             all_missing = [
                 all(
-                    stamps_by_view[v][1][i] == FieldStatus.NOT_FOUND
-                    or stamps_by_view[v][0].datetimes[i] is None
-                    for v in source_views
+                    stamps_by_view[v][1][i] or stamps_by_view[v][0].datetimes[i] is None for v in source_views
                 )
                 for i in range(n)
             ]
             for f in odfv.features:
-                values = [_python(v, _value_type(f.dtype)) for v in outputs[f.name]]
+                values = _column_values(outputs[f.name], n)
                 statuses = [
                     ValueStatus.MISSING if v is None and missing else _NULL_OR_PRESENT[v is None]
                     for v, missing in zip(values, all_missing, strict=True)

@@ -22,7 +22,6 @@ The statuses (PRESENT / NULL_VALUE / MISSING / OUTSIDE_TTL) are derived by
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,32 +125,46 @@ class AsyncReader:
     loop (the socket timeouts of the connection string and the RPC's deadline bound the wait).
 
     Args:
-        store_of: returns the Feast store (built on first use by the caller).
+        store_of: returns the Feast store when it is built, else None (the reader never builds it:
+            building reads the registry, which must not happen on the event loop).
     """
 
-    def __init__(self, store_of: Callable[[], FeatureStore]) -> None:
+    def __init__(self, store_of: Callable[[], FeatureStore | None]) -> None:
         self._store_of = store_of
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     @property
     def store(self) -> FeatureStore:
-        return self._store_of()
+        store = self._store_of()
+        if store is None:
+            raise RuntimeError("the feature store is not built yet")
+        return store
 
     @property
     def available(self) -> bool:
-        """Whether the store has a non-blocking read (else: read in a worker thread)."""
-        return _redis_batch(self.store._get_provider().online_store)
+        """Whether the store is built and has a non-blocking read (else: read in a worker thread)."""
+        store = self._store_of()
+        return store is not None and _redis_batch(store._get_provider().online_store)
 
     async def _client(self, online_store: Any) -> Any:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            # Clients of loops that are gone are dropped (their connections close with them).
+            for old in [old for old in self._clients if old.is_closed()]:
+                del self._clients[old]
             # Feast caches a single asyncio client per store; connections must not cross loops.
             online_store._client_async = None
             client = await online_store._get_client_async(self.store.config.online_store)
             online_store._client_async = None
             self._clients[loop] = client
         return client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (its pooled connections); the next read opens a new one."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     async def read_rows(self, reads: Sequence[ViewRead], keys: list[EntityKeyProto]) -> dict[str, list[Row]]:
         """As :func:`read_rows`, without blocking the event loop (only where :attr:`available`)."""
@@ -168,15 +181,35 @@ class AsyncReader:
         return _redis_rows(online_store, replies, plan, n)
 
 
-def transform(odfv: OnDemandFeatureView, inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """An on-demand view's outputs for column-wise inputs (Feast's ``transform_dict``, python mode).
+def unsupported(odfv: OnDemandFeatureView) -> str | None:
+    """Why this read cannot serve an on-demand view (None: it can): only python-mode, batch
+    (not singleton) views computed at read time, as this project's repository defines them."""
+    if getattr(odfv, "mode", "python") != "python":
+        return f"mode '{odfv.mode}' (only python mode is read online)"
+    if getattr(odfv, "singleton", False):
+        return "singleton=True"
+    if getattr(odfv, "write_to_online_store", False):
+        return "write_to_online_store=True (its values are stored, not computed at read time)"
+    return None
+
+
+def transform(odfv: OnDemandFeatureView, inputs: dict[str, list[Any]]) -> dict[str, list[ValueProto]]:
+    """An on-demand view's outputs for column-wise inputs: Feast's ``transform_dict`` (python mode),
+    each output converted to its declared type by Feast's own ``python_values_to_proto_values`` (as
+    ``_augment_response_with_on_demand_transforms`` does: a value of another type raises there).
 
     Args:
-        odfv: the on-demand feature view (python mode, not singleton).
-        inputs: source feature and request field name -> one value per entity row (None = null).
+        odfv: the on-demand feature view (see :func:`unsupported`).
+        inputs: join key, source feature and request field name -> one value per entity row (None =
+            null); the lists are copied, so a UDF that changes its inputs changes nothing else.
 
     Returns:
-        output feature name -> one value per entity row.
+        output feature name -> one value proto per entity row.
     """
-    output = odfv.transform_dict(dict(inputs))
-    return {f.name: list(output[f.name]) for f in odfv.features}
+    from feast.type_map import python_values_to_proto_values
+
+    output = odfv.transform_dict({name: list(values) for name, values in inputs.items()})
+    return {
+        f.name: python_values_to_proto_values(list(output[f.name]), f.dtype.to_value_type())
+        for f in odfv.features
+    }

@@ -12,8 +12,10 @@ on-demand transformation, keeping only what the core needs:
   view (every online store implements it; SQLite on the embedded profile). On Redis, the views of
   one request are read in **one pipeline**, as Feast's own ``RedisOnlineStore._read_features_per_fv``
   does, with the store's own key, field and value helpers (so the keys and decoding are Feast's).
-* **on-demand feature views**: ``OnDemandFeatureView.transform_dict`` on the source features and
-  request values, as Feast's ``_augment_response_with_on_demand_transforms`` calls it (python mode).
+* **on-demand feature views**: ``OnDemandFeatureView.transform_dict`` on the join key, the source
+  features and the request values, its outputs converted by Feast's ``python_values_to_proto_values``,
+  as Feast's ``_augment_response_with_on_demand_transforms`` does (python mode, batch views computed
+  at read time; other kinds are refused: :func:`unsupported`).
 
 The statuses (PRESENT / NULL_VALUE / MISSING / OUTSIDE_TTL) are derived by
 :mod:`feature_service.core` from what is read here, exactly as from Feast's response before.

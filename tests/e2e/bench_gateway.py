@@ -19,6 +19,9 @@ that the machine's drifts fall on all paths alike and the ratios hold:
   (model-server environment). Real profile: the floor is the sum of the two p50s (two
   environments: the model-server's has no redis client); embedded: read + score timed together;
 * Feast's ``feast serve`` (``POST /get-online-features``) over the stack's ``feature_store.yaml``;
+* the floor of the gateway's shape in the same run (:mod:`bench_hop_floor`): a bare ``grpc.aio``
+  relay with no logic in front of two bare backends whose p50s are brought near the measured
+  feature-service and model-server p50s; its ratio is the best any Python gRPC gateway could do;
 * a diagnostic: the direct feature-service and model-server calls made one after the other by one
   client, timed per pair. On this 2-core VM that pair costs much more than the sum of the two p50s
   measured back to back: each process sleeps while the other works, and waking it (and its cold
@@ -54,6 +57,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_hop_floor
 import grpc
 import httpx
 from creditrisk.common.v1 import time_range_pb2, values_pb2
@@ -560,6 +564,15 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     results["rps REST"] = throughput(make_rest, ids, args.seconds, 8)
     results["rps gRPC"] = throughput(make_grpc, ids, args.seconds, 8)
     print("throughput", results["rps REST"], results["rps gRPC"], flush=True)
+
+    # --- the floor of the gateway's shape in this run: a bare grpc.aio relay (no logic) in front of
+    # two bare backends whose busy loops bring their p50s near the measured fs and ms p50s
+    # (a bare hop costs ~0.5 ms of p50 here: bench_hop_floor.py)
+    direct = ("feature-service GetOnlineFeatures (gRPC)", ms_path)
+    work = [max(results[name][0] - 0.5, 0.05) * 1e3 for name in direct]
+    results["relay"] = bench_hop_floor.measure(
+        work[0], work[1], requests=args.requests, rounds=args.rounds, warmup=args.warmup
+    )
     channel.close()
     fs_channel.close()
     http.close()
@@ -578,7 +591,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
     print(f"versions: {versions()}")
     print(f"{'path':45} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=8':>10}")
     for name, value in results.items():
-        if name.startswith("rps") or name in ("cpu", "rounds"):
+        if name.startswith("rps") or name in ("cpu", "rounds", "relay"):
             continue
         rps = ""
         if name.startswith("gateway"):
@@ -606,6 +619,13 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
         f"diagnostic: the direct fs and ms calls made one after the other take {pair:.2f} ms per pair, "
         f"{pair / (fs + ms):.2f} x the sum of their p50s when each is called back to back "
         "(each process waits idle while the other works: wake-up and cache cost on this machine)"
+    )
+    relay = results["relay"]
+    a, b, r = (relay.p50(p) for p in (bench_hop_floor.A, bench_hop_floor.B, bench_hop_floor.RELAY))
+    print(
+        f"floor of the shape, same run (tests/e2e/bench_hop_floor.py): a bare grpc.aio relay with no logic "
+        f"over two bare backends of p50 {a:.2f} and {b:.2f} ms answers in {r:.2f} ms = {relay.ratio:.2f} x "
+        f"their sum (relay CPU {relay.cpu[bench_hop_floor.RELAY]['relay']:.2f} ms per call)"
     )
     for proto in ("REST", "gRPC"):
         p50 = results[f"gateway {proto} Predict"][0]

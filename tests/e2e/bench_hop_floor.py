@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -76,27 +77,34 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", choices=["backend", "relay"], help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--targets", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--work-us", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--work-a-us", type=float, default=900.0, help="CPU per call of backend a (us)")
-    parser.add_argument("--work-b-us", type=float, default=700.0, help="CPU per call of backend b (us)")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    if args.serve:
-        asyncio.run(_serve(args.serve, args.port, args.work_us, [t for t in args.targets.split(",") if t]))
-        return 0
+@dataclass
+class Floor:
+    """One measurement: pooled samples (s) and CPU ms per call of each server, per path."""
 
+    samples: dict[str, list[float]]
+    cpu: dict[str, dict[str, float]]
+    load: str
+
+    def p50(self, path: str) -> float:
+        """p50 of a path in ms."""
+        return statistics.median(self.samples[path]) * 1e3
+
+    @property
+    def ratio(self) -> float:
+        """relay p50 / (backend a p50 + backend b p50)."""
+        return self.p50(RELAY) / (self.p50(A) + self.p50(B))
+
+
+A, B, RELAY = "backend a (direct)", "backend b (direct)", "relay: a then b"
+
+
+def measure(work_a_us: float, work_b_us: float, *, requests: int, rounds: int, warmup: int) -> Floor:
+    """Start the three servers, time the three paths in ``rounds`` interleaved rounds, stop them."""
     ports = {name: free_port() for name in ("a", "b", "relay")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     me = [sys.executable, str(Path(__file__).resolve())]
     try:
-        for name, work in (("a", args.work_a_us), ("b", args.work_b_us)):
+        for name, work in (("a", work_a_us), ("b", work_b_us)):
             procs[name] = subprocess.Popen(
                 [*me, "--serve", "backend", "--port", str(ports[name]), "--work-us", str(work)],
                 stdout=subprocess.PIPE,
@@ -113,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         channels = {name: grpc.insecure_channel(f"127.0.0.1:{port}") for name, port in ports.items()}
         calls = {name: c.unary_unary(METHOD) for name, c in channels.items()}
         payload = b"x" * 600  # about a feature row
-        paths = {"backend a (direct)": "a", "backend b (direct)": "b", "relay: a then b": "relay"}
+        paths = {A: "a", B: "b", RELAY: "relay"}
         samples: dict[str, list[float]] = {p: [] for p in paths}
         cpu: dict[str, dict[str, float]] = {p: dict.fromkeys(procs, 0.0) for p in paths}
-        per_round = args.requests // args.rounds
-        for r in range(args.rounds):
+        per_round = max(requests // rounds, 1)
+        for r in range(rounds):
             for path, target in paths.items():
                 call = calls[target]
-                for _ in range(args.warmup if r == 0 else 20):
+                for _ in range(warmup if r == 0 else 20):
                     call(payload, timeout=10)
                 before = {n: _cpu_seconds(p.pid) for n, p in procs.items()}
                 for _ in range(per_round):
@@ -128,29 +136,49 @@ def main(argv: list[str] | None = None) -> int:
                     call(payload, timeout=10)
                     samples[path].append(time.perf_counter() - t)
                 for n, p in procs.items():
-                    cpu[path][n] += (_cpu_seconds(p.pid) - before[n]) * 1e3 / (per_round * args.rounds)
+                    cpu[path][n] += (_cpu_seconds(p.pid) - before[n]) * 1e3 / (per_round * rounds)
+        for c in channels.values():
+            c.close()
         load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     finally:
         for p in procs.values():
             p.terminate()
         for p in procs.values():
             p.wait(timeout=10)
+    return Floor(samples, cpu, load)
 
-    print(f"conditions: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `uptime`: {load}")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", choices=["backend", "relay"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--targets", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--work-us", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--work-a-us", type=float, default=900.0, help="CPU per call of backend a (us)")
+    parser.add_argument("--work-b-us", type=float, default=700.0, help="CPU per call of backend b (us)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.serve, args.port, args.work_us, [t for t in args.targets.split(",") if t]))
+        return 0
+    floor = measure(
+        args.work_a_us, args.work_b_us, requests=args.requests, rounds=args.rounds, warmup=args.warmup
+    )
+    print(f"conditions: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `uptime`: {floor.load}")
     print(
         f"bare grpc.aio servers (grpcio {grpc.__version__}), raw bytes; backend CPU per call: "
         f"a {args.work_a_us:.0f} us, b {args.work_b_us:.0f} us; {args.requests} calls per path in "
         f"{args.rounds} interleaved rounds after {args.warmup} warm-up"
     )
-    p50 = {}
-    print(f"{'path':28s} {'p50 ms':>8s} {'p99 ms':>8s}   CPU ms per call: " + "  ".join(procs))
-    for path, got in samples.items():
+    print(f"{'path':28s} {'p50 ms':>8s} {'p99 ms':>8s}   CPU ms per call: a  b  relay")
+    for path, got in floor.samples.items():
         q = statistics.quantiles(got, n=100, method="inclusive")
-        p50[path] = statistics.median(got) * 1e3
-        used = "  ".join(f"{cpu[path][n]:.2f}" for n in procs)
-        print(f"{path:28s} {p50[path]:8.2f} {q[98] * 1e3:8.2f}   {used}")
-    a, b, relay = (p50[p] for p in paths)
-    print(f"relay / (a + b) = {relay:.2f} / {a + b:.2f} = {relay / (a + b):.2f} x (issue 8's budget: 1.3 x)")
+        used = "  ".join(f"{floor.cpu[path][n]:.2f}" for n in ("a", "b", "relay"))
+        print(f"{path:28s} {floor.p50(path):8.2f} {q[98] * 1e3:8.2f}   {used}")
+    a, b, relay = floor.p50(A), floor.p50(B), floor.p50(RELAY)
+    print(f"relay / (a + b) = {relay:.2f} / {a + b:.2f} = {floor.ratio:.2f} x (issue 8's budget: 1.3 x)")
     return 0
 
 

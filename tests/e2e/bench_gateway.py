@@ -73,7 +73,6 @@ from e2e_stack import (
     ROOT,
     Stack,
     inference_gateway_http,
-    inference_gateway_v2_http,
     service_python,
 )
 from google.protobuf import timestamp_pb2
@@ -355,7 +354,7 @@ def versions() -> str:
 def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     gateway, slot, ms_path = RUNTIMES[args.runtime]
-    base = inference_gateway_http(stack) if args.runtime == "seldon" else inference_gateway_v2_http(stack)
+    base = inference_gateway_http(stack, gateway)
     gw_grpc = stack.targets[gateway]
     print(f"stack up in {time.monotonic() - began:.0f} s", flush=True)
     results: dict[str, Any] = {}

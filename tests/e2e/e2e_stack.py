@@ -18,7 +18,7 @@ trains, registers and promotes the session's first champion, :func:`first_champi
 is ready only once it serves a verified version; drained by ``python -m model_server drain`` before
 SIGTERM) and ``inference-gateway`` (REST port in ``stack.ports``, :func:`inference_gateway_http`).
 The same champion on the MLServer runtime: ``model-server-mlserver`` and ``inference-gateway-v2``
-(Open Inference Protocol V2 over REST, :func:`inference_gateway_v2_http`).
+(Open Inference Protocol V2 over REST; ``inference_gateway_http(stack, "inference-gateway-v2")``).
 Results shared by the tests (the trained job, the first champion, the current champion version) are
 kept in ``stack.cache``. A dependency's address is read when a service starts: restart a dependency
 (e.g. the feature-service) only before its dependants start.
@@ -339,10 +339,11 @@ def _ensure_champion(stack: Stack) -> None:
 # ---------------------------------------------------------------------- inference-gateway
 
 
-def inference_gateway_http(stack: Stack) -> str:
-    """Base URL of the inference-gateway's REST API (starting it if necessary)."""
-    stack.target("inference-gateway")
-    return f"http://127.0.0.1:{stack.ports['inference-gateway-http']}"
+def inference_gateway_http(stack: Stack, name: str = "inference-gateway") -> str:
+    """Base URL of the REST API of gateway ``name`` (``inference-gateway``, ``inference-gateway-v2``
+    or ``inference-gateway-challenger``), starting it if necessary."""
+    stack.target(name)
+    return f"http://127.0.0.1:{stack.ports[f'{name}-http']}"
 
 
 def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
@@ -425,12 +426,6 @@ def _mlserver_spec(stack: Stack, port: int) -> ProcessSpec:
     )
 
 
-def inference_gateway_v2_http(stack: Stack) -> str:
-    """Base URL of the REST API of the gateway that scores on the MLServer slot over V2."""
-    stack.target("inference-gateway-v2")
-    return f"http://127.0.0.1:{stack.ports['inference-gateway-v2-http']}"
-
-
 def _inference_gateway_v2_spec(stack: Stack, port: int) -> ProcessSpec:
     """A gateway whose champion slot is the MLServer runtime, spoken to over the Open Inference
     Protocol V2 (REST); its own buffer; otherwise as ``inference-gateway``."""
@@ -511,8 +506,7 @@ def _ensure_challenger(stack: Stack) -> None:
 
 def inference_gateway_challenger_http(stack: Stack) -> str:
     """Base URL of the second gateway's REST API (champion + challenger slot), starting it first."""
-    stack.target("inference-gateway-challenger")
-    return f"http://127.0.0.1:{stack.ports['inference-gateway-challenger-http']}"
+    return inference_gateway_http(stack, "inference-gateway-challenger")
 
 
 def _inference_gateway_challenger_spec(stack: Stack, port: int) -> ProcessSpec:

@@ -39,7 +39,6 @@ from e2e_stack import (
     bearer,
     first_champion,
     inference_gateway_http,
-    inference_gateway_v2_http,
     register,
 )
 from google.protobuf import timestamp_pb2
@@ -193,7 +192,9 @@ def test_v2_gateway_on_the_mlserver_slot_scores_as_the_seldon_one(stack: Stack) 
     champion = first_champion(stack)
     materialized(stack)
     seldon_base = inference_gateway_http(stack)
-    v2_base = inference_gateway_v2_http(stack)  # starts the MLServer slot and the second gateway
+    v2_base = inference_gateway_http(
+        stack, "inference-gateway-v2"
+    )  # starts the MLServer slot and the second gateway
     applicants = held_out_applicants(stack, champion["job"].result.mlflow_run_id, 4)
     asks = [{"applicant_id": a} for a in applicants]
     asks.append({"applicant_id": applicants[0], "request_values": {"credit_amount": 12345}})

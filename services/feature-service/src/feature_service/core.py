@@ -546,7 +546,7 @@ class FeatureStoreCore:
             raise InvalidArgument(
                 "features", "give exactly one of a feature service or a list of feature references"
             )
-        if time.monotonic() - self._plans_at > max(self.settings.registry_cache_ttl_seconds, 1):
+        if not self._plans_fresh():
             self._plans.clear()
             self._plans_at = time.monotonic()
         key = (feature_service, tuple(features) if features else None, online)
@@ -576,9 +576,13 @@ class FeatureStoreCore:
         self, feature_service: str | None, features: Sequence[str] | None, online: bool
     ) -> _Plan | None:
         """The resolved selection when it is cached and fresh (no registry read), else None."""
-        if time.monotonic() - self._plans_at > max(self.settings.registry_cache_ttl_seconds, 1):
+        if not self._plans_fresh():
             return None
         return self._plans.get((feature_service, tuple(features) if features else None, online))
+
+    def _plans_fresh(self) -> bool:
+        """Whether the cached selections are younger than the registry cache TTL (at least 1 s)."""
+        return time.monotonic() - self._plans_at <= max(self.settings.registry_cache_ttl_seconds, 1)
 
     def _view(self, name: str) -> FeatureView | OnDemandFeatureView:
         registry, project = self.store.registry, self.settings.project
@@ -887,7 +891,7 @@ class FeatureStoreCore:
         """
         now = time.time()
         n = len(keys)
-        stamps_by_view: dict[str, tuple[_Stamps, list[bool]]] = {}  # view -> stamps, no-row flags
+        stamps_by_view: dict[str, _Stamps] = {}
         stored: dict[tuple[str, str], OnlineColumn] = {}
         for read in plan.reads:
             view_rows = rows[read.view.name]
@@ -895,7 +899,7 @@ class FeatureStoreCore:
                 read.view.ttl.total_seconds() if read.view.ttl and read.view.ttl.total_seconds() > 0 else None
             )
             stamps = _row_stamps(view_rows, n, ttl, now)
-            stamps_by_view[read.view.name] = (stamps, [r[1] is None for r in view_rows])
+            stamps_by_view[read.view.name] = stamps
             for name in read.features:
                 # a row without this feature (added to the view since the row was written) is MISSING
                 protos = [_EMPTY if r[1] is None else r[1].get(name, _EMPTY) for r in view_rows]
@@ -925,11 +929,9 @@ class FeatureStoreCore:
                 for i in range(n)
             ]
             source_views = {v for v, _ in sources}
+            # no input view holds the entity: no row (or an unset time) in every source view
             all_missing = [
-                all(
-                    stamps_by_view[v][1][i] or stamps_by_view[v][0].datetimes[i] is None for v in source_views
-                )
-                for i in range(n)
+                all(stamps_by_view[v].datetimes[i] is None for v in source_views) for i in range(n)
             ]
             for f in odfv.features:
                 values = _column_values(outputs[f.name], n)

@@ -52,21 +52,28 @@ def entity_keys(join_key: str, keys: Sequence[int]) -> list[EntityKeyProto]:
     return [EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=k)]) for k in keys]
 
 
-def _redis_batch(online_store: OnlineStore) -> bool:
-    """Whether the store is Feast's Redis store with the helpers its own batched read uses."""
+def _redis_store_class() -> type | None:
+    """Feast's Redis online store class, when it has the helpers its own batched read uses (checked
+    once, at import: they are private to Feast and could go in an upgrade)."""
     try:
         from feast.infra.online_stores.redis import RedisOnlineStore
     except ImportError:  # pragma: no cover - the redis extra is part of the service's environment
-        return False
-    return isinstance(online_store, RedisOnlineStore) and all(
-        hasattr(online_store, name)
-        for name in (
-            "_generate_redis_keys_for_entities",
-            "_generate_hset_keys_for_features",
-            "_read_hash_fields",
-            "_convert_redis_values_to_protobuf",
-        )
+        return None
+    helpers = (
+        "_generate_redis_keys_for_entities",
+        "_generate_hset_keys_for_features",
+        "_read_hash_fields",
+        "_convert_redis_values_to_protobuf",
     )
+    return RedisOnlineStore if all(hasattr(RedisOnlineStore, name) for name in helpers) else None
+
+
+_REDIS_STORE = _redis_store_class()
+
+
+def _redis_batch(online_store: OnlineStore) -> bool:
+    """Whether the store is Feast's Redis store with the helpers its own batched read uses."""
+    return _REDIS_STORE is not None and isinstance(online_store, _REDIS_STORE)
 
 
 def read_rows(
@@ -77,10 +84,10 @@ def read_rows(
     Raises:
         whatever the online store raises (connection errors, timeouts): the caller maps them.
     """
-    config = store.config
-    online_store = store._get_provider().online_store
     if not reads:
         return {}
+    config = store.config
+    online_store = store._get_provider().online_store
     if _redis_batch(online_store):
         commands, plan, n = _redis_commands(online_store, config, reads, keys)
         return _redis_rows(online_store, online_store._read_hash_fields(config, commands), plan, n)  # type: ignore[attr-defined]
@@ -88,6 +95,10 @@ def read_rows(
         read.view.name: online_store.online_read(config, read.view, keys, list(read.features))
         for read in reads
     }
+
+
+#: (versioned view name, feature names) -> the Redis store's (names, hash fields) of a read (read-only).
+_HSET_FIELDS: dict[tuple[str, tuple[str, ...]], tuple[list[str], list[Any]]] = {}
 
 
 def _redis_commands(
@@ -101,9 +112,13 @@ def _redis_commands(
     plan: list[tuple[str, str, list[str]]] = []
     for read in reads:
         fv_name = _versioned_fv_name(read.view, config)
-        names, fields = online_store._generate_hset_keys_for_features(
-            read.view, list(read.features), fv_name_override=fv_name
-        )
+        cached = _HSET_FIELDS.get((fv_name, tuple(read.features)))
+        if cached is None:  # the store's field hashes (mmh3) depend only on these names
+            cached = online_store._generate_hset_keys_for_features(
+                read.view, list(read.features), fv_name_override=fv_name
+            )
+            _HSET_FIELDS[(fv_name, tuple(read.features))] = cached
+        names, fields = cached
         plan.append((read.view.name, fv_name, names))
         commands.extend((key, fields) for key in redis_keys)
     return commands, plan, len(redis_keys)
@@ -172,9 +187,9 @@ class AsyncReader:
         """As :func:`read_rows`, without blocking the event loop (only where :attr:`available`)."""
         if not reads:
             return {}
-        config = self.store.config
-        online_store = self.store._get_provider().online_store
-        commands, plan, n = _redis_commands(online_store, config, reads, keys)
+        store = self.store
+        online_store = store._get_provider().online_store
+        commands, plan, n = _redis_commands(online_store, store.config, reads, keys)
         client = await self._client(online_store)
         async with client.pipeline(transaction=False) as pipe:
             for key, fields in commands:

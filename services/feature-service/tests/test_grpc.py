@@ -310,6 +310,28 @@ async def test_historical_typed_values_nulls_and_all_null_columns(handmade: Feat
     assert types["installment_rate_in_percentage_of_disposable_income"] == values_pb2.VALUE_TYPE_INT64
 
 
+async def test_historical_string_timestamps_each_with_its_own_offset(
+    handmade: FeatureStoreCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 16: in one request, a naive row after a -03:00 row was read as 14:00Z and saw 600.
+    query = pb.HistoricalFeaturesQuery(features=pb.FeatureRefs(refs=["loan_request:credit_amount"]))
+    times = pa.array(["2024-03-01T09:30:00-03:00", "2024-03-01 11:00:00"])
+    entity = pa.table({"applicant_id": pa.array([102, 102], pa.int64()), "event_timestamp": times})
+    async with serving(handmade) as s:
+        result = await historical(s.stub, requests(query, entity))
+    assert result.table.column("credit_amount").to_pylist() == [600, 500]
+    assert result.table.column("event_timestamp").to_pylist() == [
+        datetime(2024, 3, 1, 12, 30, tzinfo=UTC),
+        datetime(2024, 3, 1, 11, 0, tzinfo=UTC),
+    ]
+    monkeypatch.setattr(
+        handmade, "settings", handmade.settings.model_copy(update={"naive_timestamps": "refuse"})
+    )
+    async with serving(handmade) as s:
+        err = await _error(s.stub.GetHistoricalFeatures(iter(requests(query, entity)), timeout=60))
+    _assert_status(err, grpc.StatusCode.INVALID_ARGUMENT, "event_timestamp[1]")
+
+
 async def test_historical_custom_timestamp_and_label_columns(handmade: FeatureStoreCore) -> None:
     query = pb.HistoricalFeaturesQuery(
         features=pb.FeatureRefs(refs=["loan_request:credit_amount"]),

@@ -246,6 +246,27 @@ async def test_batch_items_fail_on_their_own(gw):
     assert response.results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
+async def test_batch_event_times_are_read_each_on_its_own(start_gateway):
+    # issue 16: never one format for the batch; an item without an offset is refused (default) or UTC
+    items = [
+        {"applicant_id": 1, "event_time": "2026-03-01T09:30:00-03:00"},
+        {"applicant_id": 2, "event_time": "2026-03-01 11:00:00"},
+        {"applicant_id": 3, "event_time": "2026-03-01T11:00:00.5+01:00"},
+    ]
+    strict = await start_gateway()
+    r = await strict.http.post("/v1/predict:batch", json={"requests": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert results[0]["prediction"]["event_time"] == "2026-03-01T12:30:00Z"
+    assert results[1]["error"]["field_violations"][0]["field"] == "requests[1].event_time"
+    assert "no UTC offset" in results[1]["error"]["field_violations"][0]["description"]
+    assert results[2]["prediction"]["event_time"] == "2026-03-01T10:00:00.500000Z"
+    lenient = await start_gateway(naive_timestamps="utc")
+    r = await lenient.http.post("/v1/predict:batch", json={"requests": items})
+    times = [item["prediction"]["event_time"] for item in r.json()["results"]]
+    assert times == ["2026-03-01T12:30:00Z", "2026-03-01T11:00:00Z", "2026-03-01T10:00:00.500000Z"]
+
+
 async def test_feature_service_down_or_slow_is_503_within_deadline(gw, stack):
     stack.features.down = True
     started = time.monotonic()

@@ -12,6 +12,8 @@
 * :mod:`~creditrisk_kit.metrics`: Prometheus rate / errors / duration per RPC
   (:class:`GrpcMetricsInterceptor`, on every :class:`ServiceRunner`) and per HTTP route
   (:class:`HttpMetricsMiddleware`), the ``/metrics`` endpoint on ``settings.metrics_port``.
+* :mod:`~creditrisk_kit.timestamps`: :func:`parse_timestamp` / :func:`parse_timestamps`, client
+  timestamps each read on its own (naive ones UTC or refused by ``naive_timestamps``).
 * :mod:`~creditrisk_kit.arrow` (extra ``arrow``): Arrow IPC chunks that fit the message size, for
   streaming RPCs (imported on demand, not re-exported here).
 """
@@ -61,6 +63,7 @@ from .server import (
     server_options,
 )
 from .settings import DEFAULT_MAX_MESSAGE_BYTES, EXIT_BAD_CONFIGURATION, LogLevel, ServiceSettings
+from .timestamps import NaiveTimestamps, parse_timestamp, parse_timestamps
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -84,6 +87,7 @@ __all__ = [
     "InvalidArgument",
     "LogLevel",
     "MetricsServer",
+    "NaiveTimestamps",
     "NotFound",
     "PermissionDenied",
     "PreconditionViolation",
@@ -101,6 +105,8 @@ __all__ = [
     "channel_options",
     "insecure_channel",
     "is_domain_error",
+    "parse_timestamp",
+    "parse_timestamps",
     "serve",
     "server_options",
     "start_metrics_server",

@@ -23,9 +23,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import InvalidArgument, ResourceExhausted
 from .settings import DEFAULT_MAX_MESSAGE_BYTES
+from .timestamps import NaiveTimestamps, parse_timestamps
 
 #: Bytes kept free for the envelope around the payload: the ArrowChunk's other fields (row count,
 #: sequence: <= 16 bytes), the enclosing message's oneof tag and length prefixes (<= 16 bytes), and
@@ -169,3 +171,69 @@ class ChunkSequence:
     def table(self) -> pa.Table | None:
         """All chunks concatenated (None when no chunk arrived)."""
         return pa.concat_tables(self.tables) if self.tables else None
+
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+# A time of day followed by an offset: ``:mm`` or ``:ss[.fff]``, then ``Z`` or ``±hh[[:]mm]``. Only
+# a hint for the fast path: Arrow's own parser refuses an offset where none is expected and the
+# reverse, so a wrong hint ends in the per-value path, never in a misread value.
+_OFFSET_HINT = r":\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)$"
+
+
+def utc_timestamps(
+    column: pa.Array | pa.ChunkedArray, *, field: str, naive: NaiveTimestamps = "utc"
+) -> pa.Array:
+    """A column of client timestamps as Arrow UTC timestamps, each value read on its own.
+
+    Timestamp columns keep their unit: one with a time zone is converted to UTC, a naive one is
+    UTC or refused by ``naive``. String columns hold ISO 8601 date-times
+    (:mod:`creditrisk_kit.timestamps`): every value is parsed with its own offset, or as naive by
+    ``naive``, and the result has microseconds. Arrow's ISO 8601 cast parses the strings (values
+    with an offset and values without one cast apart, then merged); when it refuses any value,
+    every value is parsed again one by one in Python (:func:`~creditrisk_kit.timestamps.parse_timestamps`),
+    which accepts what ``datetime.fromisoformat`` accepts and names each invalid row.
+
+    Args:
+        column: A timestamp or (large) string column.
+        field: The column's path, for errors (``field[i]`` names a row).
+        naive: What a timestamp without an offset or time zone means: ``"utc"`` or ``"refuse"``.
+
+    Returns:
+        A ``timestamp[<unit>, tz=UTC]`` array with the column's length.
+
+    Raises:
+        InvalidArgument: naming ``field``: null values, a value that is not ISO 8601, a naive value
+            under ``"refuse"``, or a column of another type.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count:
+        first = next(i for i, v in enumerate(array.is_null().to_pylist()) if v)
+        raise InvalidArgument(f"{field}[{first}]", f"null timestamp ({array.null_count} null row(s))")
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        if kind.tz is None:
+            if naive == "refuse":
+                raise InvalidArgument(
+                    field, "timestamps without a time zone are refused here: give the column a time zone"
+                )
+            return array.cast(pa.timestamp(kind.unit, tz="UTC"))
+        return pc.cast(array, pa.timestamp(kind.unit, tz="UTC"))
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise InvalidArgument(field, f"expected timestamps or ISO 8601 strings, got {kind}")
+    try:
+        return _cast_strings(array, naive)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array(parse_timestamps(array.to_pylist(), field=field, naive=naive), UTC_MICROS)
+
+
+def _cast_strings(array: pa.Array, naive: NaiveTimestamps) -> pa.Array:
+    """Arrow's ISO 8601 cast, offsets and naive values apart; raises ``ArrowInvalid`` on any doubt."""
+    has_offset = pc.match_substring_regex(array, _OFFSET_HINT)
+    if pc.all(has_offset).as_py():
+        return array.cast(UTC_MICROS)
+    if naive == "refuse":
+        raise pa.ArrowInvalid("naive values: the per-value path names them")
+    aware = pc.if_else(has_offset, array, pa.scalar(None, array.type)).cast(UTC_MICROS)
+    local = pc.if_else(has_offset, pa.scalar(None, array.type), array).cast(pa.timestamp("us"))
+    return pc.if_else(has_offset, aware, local.cast(UTC_MICROS))

@@ -26,6 +26,8 @@ from typing import Literal, NoReturn, Self
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from .timestamps import NaiveTimestamps
+
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """4 MiB: gRPC's default maximum receive message length (``GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH``)."""
 
@@ -53,6 +55,10 @@ class ServiceSettings(BaseSettings):
             Off by default so that processes sharing one machine never race for a port;
             deployments set it (the Kubernetes manifests use 9464, OpenTelemetry's Prometheus
             exporter port). A service may choose its own default (drift-service: 9466).
+        naive_timestamps: What a client timestamp without a UTC offset (an ISO 8601 string, or an
+            Arrow timestamp column without a time zone) means: ``utc`` (default; Feast's rule and
+            the contracts') or ``refuse`` (INVALID_ARGUMENT / 422 naming the row). Every
+            timestamp is read on its own (:mod:`creditrisk_kit.timestamps`).
     """
 
     # allow_inf_nan=False: grace_period_s=inf would make the drain wait forever.
@@ -67,6 +73,7 @@ class ServiceSettings(BaseSettings):
     health_check_interval_s: float = Field(default=5.0, gt=0)
     log_level: LogLevel = "INFO"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    naive_timestamps: NaiveTimestamps = "utc"
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis.exceptions
+from creditrisk_kit.arrow import utc_timestamps
 from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
 from feast.data_source import PushMode
 from feast.errors import (
@@ -1189,19 +1190,12 @@ class FeatureStoreCore:
             raise InvalidArgument(ENTITY_KEY, f"{key.null_count} null join key(s)")
         if EVENT_TIMESTAMP not in names:
             raise InvalidArgument(EVENT_TIMESTAMP, "missing column in entity_df")
-        ts = entity_df.column(EVENT_TIMESTAMP)
-        if pa.types.is_timestamp(ts.type):
-            ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC")) if ts.type.tz is None else ts
-            ts_series = pd.Series(ts.to_pandas()).dt.tz_convert("UTC")
-        elif pa.types.is_string(ts.type) or pa.types.is_large_string(ts.type):
-            try:
-                ts_series = pd.to_datetime(pd.Series(ts.to_pylist()), utc=True, format="ISO8601")
-            except (ValueError, TypeError) as exc:
-                raise InvalidArgument(EVENT_TIMESTAMP, f"not ISO-8601 timestamps: {exc}") from exc
-        else:
-            raise InvalidArgument(EVENT_TIMESTAMP, f"expected timestamps, got {ts.type}")
-        if ts_series.isna().any():
-            raise InvalidArgument(EVENT_TIMESTAMP, "null timestamp(s)")
+        # Each row's timestamp on its own (never one format inferred for the batch: a naive string
+        # after one with an offset would be read with that offset, a point-in-time leak).
+        ts = utc_timestamps(
+            entity_df.column(EVENT_TIMESTAMP), field=EVENT_TIMESTAMP, naive=self.settings.naive_timestamps
+        )
+        ts_series = pd.Series(ts.to_pandas())
         frame = pd.DataFrame({ENTITY_KEY: key.cast(pa.int64()).to_numpy()})
         frame[EVENT_TIMESTAMP] = ts_series.reset_index(drop=True).astype("datetime64[us, UTC]")
         added: list[str] = []

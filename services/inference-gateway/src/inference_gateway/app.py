@@ -25,7 +25,14 @@ from typing import Any
 
 import orjson
 from creditrisk.common.v1 import serving_pb2
-from creditrisk_kit import FieldViolation, HttpMetricsMiddleware, InvalidArgument, ServiceError
+from creditrisk_kit import (
+    FieldViolation,
+    HttpMetricsMiddleware,
+    InvalidArgument,
+    NaiveTimestamps,
+    ServiceError,
+    parse_timestamp,
+)
 from creditrisk_telemetry import current_trace_id
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -184,8 +191,11 @@ def error_body(error: ServiceError) -> dict[str, Any]:
     return body
 
 
-def parse_predict(raw: Any, prefix: str = "") -> PredictInput:
+def parse_predict(raw: Any, prefix: str = "", naive: NaiveTimestamps = "refuse") -> PredictInput:
     """A PredictInput from a decoded JSON object.
+
+    ``event_time`` is an RFC 3339 date-time; one without an offset is refused, or read as UTC
+    when ``naive`` is ``"utc"`` (``INFERENCE_GATEWAY_NAIVE_TIMESTAMPS``).
 
     Raises:
         InvalidArgument: naming every malformed field.
@@ -225,15 +235,10 @@ def parse_predict(raw: Any, prefix: str = "") -> PredictInput:
     event_time = None
     raw_time = fields.get("event_time")
     if raw_time is not None:
-        try:
-            event_time = dt.datetime.fromisoformat(str(raw_time).replace("Z", "+00:00"))
-            if event_time.tzinfo is None:
-                raise ValueError("naive")
-        except ValueError:
-            violations.append(
-                FieldViolation(f"{prefix}event_time", "expected an RFC 3339 time with an offset")
-            )
-            event_time = None
+        try:  # each item's time on its own (creditrisk_kit.timestamps)
+            event_time = parse_timestamp(raw_time, field=f"{prefix}event_time", naive=naive)
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
     if violations:
         raise InvalidArgument.from_violations(violations)
     if applicant_id is None:
@@ -262,13 +267,16 @@ async def read_json(request: Request, limit: int) -> Any:
 # ---------------------------------------------------------------- the app
 
 
-def create_app(core: GatewayCore, *, body_limit: int, draining: Any = None) -> FastAPI:
+def create_app(
+    core: GatewayCore, *, body_limit: int, draining: Any = None, naive_timestamps: NaiveTimestamps = "refuse"
+) -> FastAPI:
     """The FastAPI app over ``core``.
 
     Args:
         core: the gateway core.
         body_limit: largest request body, in bytes.
         draining: callable returning True once the process drains (readiness then fails).
+        naive_timestamps: an ``event_time`` without an offset is ``"refuse"``d (422) or ``"utc"``.
     """
     app = FastAPI(
         title="inference-gateway",
@@ -335,7 +343,7 @@ def create_app(core: GatewayCore, *, body_limit: int, draining: Any = None) -> F
         with _span(request, "POST /v1/predict"):
             try:
                 body = await read_json(request, body_limit)
-                prediction = await core.predict(parse_predict(body))
+                prediction = await core.predict(parse_predict(body, naive=naive_timestamps))
             except ServiceError as exc:  # answered inside the span: the error carries the trace id
                 return await _service_error(request, exc)
             return _json(prediction_body(prediction))
@@ -363,7 +371,7 @@ def create_app(core: GatewayCore, *, body_limit: int, draining: Any = None) -> F
             parsed: list[PredictInput | ItemError] = []
             for i, item in enumerate(items):
                 try:
-                    parsed.append(parse_predict(item, f"requests[{i}]."))
+                    parsed.append(parse_predict(item, f"requests[{i}].", naive_timestamps))
                 except InvalidArgument as exc:
                     parsed.append(ItemError(exc))
             valid = [p for p in parsed if isinstance(p, PredictInput)]

@@ -156,7 +156,10 @@ class Gateway:
         )
         metrics.register_state_collector(self.core)
         self.app = create_app(
-            self.core, body_limit=s.request_body_limit, draining=lambda: self.runner.stopping
+            self.core,
+            body_limit=s.request_body_limit,
+            draining=lambda: self.runner.stopping,
+            naive_timestamps=s.naive_timestamps,
         )
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None

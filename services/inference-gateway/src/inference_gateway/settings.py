@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from creditrisk_kit import ServiceSettings
+from creditrisk_kit import NaiveTimestamps, ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -58,6 +58,9 @@ class GatewaySettings(ServiceSettings):
         buffer_max_bytes: cap of the buffer's payload bytes; at the cap the gateway is not ready
             and answers 503 / UNAVAILABLE.
         max_batch_size: most items of one PredictBatch.
+        naive_timestamps: a REST ``event_time`` without an offset is ``refuse``d (422, the
+            default: the OpenAPI schema's ``date-time`` is RFC 3339, which requires one) or read as
+            ``utc``.
         max_request_bytes: largest REST body; 0 = ``max_message_bytes``.
     """
 
@@ -103,6 +106,7 @@ class GatewaySettings(ServiceSettings):
 
     max_batch_size: int = Field(default=256, ge=1, le=100_000)
     max_request_bytes: int = Field(default=0, ge=0, le=2**31 - 1)
+    naive_timestamps: NaiveTimestamps = "refuse"
 
     @model_validator(mode="after")
     def _check(self) -> GatewaySettings:

@@ -1,0 +1,143 @@
+"""Client timestamps: each value read on its own, naive ones UTC or refused, errors naming the row."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+from creditrisk_kit import InvalidArgument, parse_timestamp, parse_timestamps
+from creditrisk_kit.arrow import utc_timestamps
+from creditrisk_kit.settings import ServiceSettings
+
+ISSUE_16 = ["2024-03-01T09:30:00-03:00", "2024-03-01 11:00:00"]
+EXPECTED_16 = [datetime(2024, 3, 1, 12, 30, tzinfo=UTC), datetime(2024, 3, 1, 11, 0, tzinfo=UTC)]
+
+
+def test_a_naive_value_after_one_with_an_offset_keeps_no_offset() -> None:
+    # pandas.to_datetime(..., utc=True, format="ISO8601") reads the second as 14:00Z.
+    assert parse_timestamps(ISSUE_16, field="t") == EXPECTED_16
+    assert utc_timestamps(pa.array(ISSUE_16), field="t").to_pylist() == EXPECTED_16
+    assert (
+        utc_timestamps(pa.chunked_array([ISSUE_16[:1], ISSUE_16[1:]]), field="t").to_pylist() == EXPECTED_16
+    )
+    assert utc_timestamps(pa.array(ISSUE_16, pa.large_string()), field="t").to_pylist() == EXPECTED_16
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-01T12:00:00Z", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01T12:00:00z", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01t12:00:00Z", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01T12:00:00+00:00", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01T14:00:00+0200", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01T00:30:00+05:30", datetime(2024, 2, 29, 19, tzinfo=UTC)),
+        ("2024-03-01 12:00:00.123456789", datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)),
+        ("2024-03-01", datetime(2024, 3, 1, tzinfo=UTC)),
+        ("  2024-03-01T12:00:00Z ", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+    ],
+)
+def test_iso_8601_forms(text: str, expected: datetime) -> None:
+    assert parse_timestamp(text, field="t") == expected
+    assert utc_timestamps(pa.array([text]), field="t").to_pylist() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("yesterday", "not an ISO 8601"),
+        ("", "empty"),
+        ("2024-02-30T00:00:00Z", "not an ISO 8601"),
+        ("2024-03-01T12:00:00+25:00", "not an ISO 8601"),
+        ("0001-01-01T00:00:00+01:00", "outside the representable range"),
+        (1709294400, "expected an ISO 8601 date-time string"),
+        (None, "expected an ISO 8601 date-time string"),
+    ],
+)
+def test_invalid_values_name_the_field(value: object, reason: str) -> None:
+    with pytest.raises(InvalidArgument, match=reason) as info:
+        parse_timestamp(value, field="entity.event_timestamp")
+    assert info.value.field == "entity.event_timestamp"
+    assert str(value) not in info.value.reason or value in ("", None)  # no value echoed
+
+
+def test_refuse_names_every_naive_row_and_utc_reads_them_as_utc() -> None:
+    values = ["2024-03-01T09:30:00-03:00", "2024-03-01 11:00:00", "2024-03-01T11:00:00Z", "2024-03-02"]
+    with pytest.raises(InvalidArgument, match="no UTC offset") as info:
+        parse_timestamps(values, field="rows.t", naive="refuse")
+    assert info.value.fields() == ("rows.t[1]", "rows.t[3]")
+    with pytest.raises(InvalidArgument) as info:
+        utc_timestamps(pa.array(values), field="rows.t", naive="refuse")
+    assert info.value.fields() == ("rows.t[1]", "rows.t[3]")
+    assert parse_timestamps(values, field="rows.t")[1] == datetime(2024, 3, 1, 11, tzinfo=UTC)
+    with pytest.raises(ValueError, match="naive must be one of"):
+        parse_timestamps(values, field="rows.t", naive="local")  # type: ignore[arg-type]
+
+
+def test_bad_rows_are_all_named_up_to_the_cap() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_timestamps(["x"] * 120, field="t")
+    fields = info.value.fields()
+    assert fields[:2] == ("t[0]", "t[1]")
+    assert len(fields) == 51
+    assert info.value.violations[-1].reason == "70 more invalid row(s)"
+
+
+def test_timestamp_columns_convert_to_utc_and_naive_ones_follow_the_policy() -> None:
+    plus2 = timezone(timedelta(hours=2))
+    aware = pa.array([datetime(2024, 3, 1, 14, tzinfo=plus2)], pa.timestamp("ns", tz="+02:00"))
+    out = utc_timestamps(aware, field="t")
+    assert out.type == pa.timestamp("ns", tz="UTC")
+    assert out.to_pylist()[0] == datetime(2024, 3, 1, 12, tzinfo=UTC)
+    naive = pa.array([datetime(2024, 3, 1, 12)], pa.timestamp("us"))
+    assert utc_timestamps(naive, field="t").to_pylist() == [datetime(2024, 3, 1, 12, tzinfo=UTC)]
+    with pytest.raises(InvalidArgument, match="without a time zone"):
+        utc_timestamps(naive, field="t", naive="refuse")
+    with pytest.raises(InvalidArgument, match=r"expected timestamps or ISO 8601 strings, got int64"):
+        utc_timestamps(pa.array([1]), field="t")
+    with pytest.raises(InvalidArgument, match="null timestamp") as info:
+        utc_timestamps(pa.array(["2024-03-01T12:00:00Z", None]), field="t")
+    assert info.value.field == "t[1]"
+
+
+def _random_form(rng: random.Random) -> tuple[str, datetime]:
+    """A random ISO 8601 string and the UTC instant it names (naive = UTC)."""
+    base = datetime(1971, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 2_000_000_000))
+    micros = rng.choice([0, rng.randrange(1_000_000)])
+    instant = base.replace(microsecond=micros)
+    sep = rng.choice(["T", " "])
+    fraction = "" if micros == 0 and rng.random() < 0.5 else f".{micros:06d}"
+    kind = rng.choice(["naive", "Z", "offset", "offset-compact"])
+    if kind == "naive":
+        return instant.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction, instant
+    if kind == "Z":
+        return instant.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + "Z", instant
+    minutes = rng.choice([-600, -210, -180, 0, 60, 120, 330, 345, 840])
+    local = instant.astimezone(timezone(timedelta(minutes=minutes)))
+    sign = "-" if minutes < 0 else "+"
+    hh, mm = divmod(abs(minutes), 60)
+    offset = f"{sign}{hh:02d}:{mm:02d}" if kind == "offset" else f"{sign}{hh:02d}{mm:02d}"
+    return local.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + fraction + offset, instant
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_arrow_path_and_per_value_path_agree_with_the_truth(seed: int) -> None:
+    rng = random.Random(seed)
+    pairs = [_random_form(rng) for _ in range(400)]
+    texts, truth = [t for t, _ in pairs], [i for _, i in pairs]
+    assert parse_timestamps(texts, field="t") == truth
+    assert utc_timestamps(pa.array(texts), field="t").to_pylist() == truth
+    # every value with an offset: Arrow's cast alone; every naive value: the naive cast
+    aware = [(t, i) for t, i in pairs if not t[-1].isdigit() or t[-5] in "+-" or t[-6] in "+-"]
+    assert utc_timestamps(pa.array([t for t, _ in aware]), field="t").to_pylist() == [i for _, i in aware]
+
+
+def test_the_policy_is_a_setting_of_every_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().naive_timestamps == "utc"
+    monkeypatch.setenv("SERVICE_NAIVE_TIMESTAMPS", "refuse")
+    assert ServiceSettings().naive_timestamps == "refuse"
+    monkeypatch.setenv("SERVICE_NAIVE_TIMESTAMPS", "local")
+    with pytest.raises(ValueError, match="naive_timestamps"):
+        ServiceSettings()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,7 @@ def _literal(node: ast.expr) -> object:
         return ...
 
 
+@cache
 def class_defaults(path: str, class_name: str) -> dict[str, object]:
     """The literal defaults set in the body of ``class_name`` (not inherited ones)."""
     tree = ast.parse((ROOT / path).read_text())
@@ -144,6 +146,7 @@ def service_defaults(service: str) -> dict[str, object]:
     return {**class_defaults(*KIT), **class_defaults(path, class_name)}
 
 
+@cache
 def listeners() -> dict[str, int]:
     """Every port a service of the platform listens on by default, by listener name."""
     found: dict[str, int] = {}

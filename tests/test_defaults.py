@@ -10,8 +10,8 @@ The assignment (all on 127.0.0.1 / 0.0.0.0 by default):
 | registry-gateway gRPC | 50053 | ``registry_gateway.settings.Settings.port`` |
 | drift-service gRPC / reports HTTP / metrics | 50054 / 8096 / 9466 | ``DriftServiceSettings`` |
 | inference-gateway gRPC / REST | 50055 / 8000 | ``GatewaySettings.port`` / ``http_port`` |
-| model-server, seldon-core REST / gRPC / metrics | 9000 / 5001 / 6000 | ``model_server.__main__.SELDON_PORTS`` |
-| model-server, MLServer REST / gRPC / metrics | 8080 / 8081 / 8082 | ``model_server.__main__.MLSERVER_PORTS`` |
+| model-server seldon-core REST / gRPC / metrics | 9000 / 5001 / 6000 | ``__main__.SELDON_PORTS`` |
+| model-server MLServer REST / gRPC / metrics | 8080 / 8081 / 8082 | ``__main__.MLSERVER_PORTS`` |
 | MLflow tracking server | 5000 | ``training_service.mlflow_server.DEFAULT_PORT`` |
 
 The other kit services' ``metrics_port`` is unset by default (no endpoint, the kit's choice).
@@ -50,7 +50,11 @@ SERVICES = {
         "Settings",
         "REGISTRY_GATEWAY_",
     ),
-    "drift-service": ("services/drift-service/src/drift_service/settings.py", "DriftServiceSettings", "DRIFT_SERVICE_"),
+    "drift-service": (
+        "services/drift-service/src/drift_service/settings.py",
+        "DriftServiceSettings",
+        "DRIFT_SERVICE_",
+    ),
     "inference-gateway": (
         "services/inference-gateway/src/inference_gateway/settings.py",
         "GatewaySettings",
@@ -62,7 +66,12 @@ MODEL_SERVER_MAIN = "services/model-server/src/model_server/__main__.py"
 MLFLOW_SERVER = "services/training-service/src/training_service/mlflow_server.py"
 
 #: Listening fields of the kit's services: settings field -> listener name suffix.
-LISTENING_FIELDS = {"port": "gRPC", "http_port": "REST", "report_http_port": "reports", "metrics_port": "metrics"}
+LISTENING_FIELDS = {
+    "port": "gRPC",
+    "http_port": "REST",
+    "report_http_port": "reports",
+    "metrics_port": "metrics",
+}
 
 #: Client fields -> the listener they dial (names as in :func:`listeners`).
 CLIENTS = {
@@ -167,14 +176,20 @@ def listeners() -> dict[str, int]:
 def address(listener: str) -> str:
     """The default target of a listener, as a client names it (MLflow and REST: a URL)."""
     port = listeners()[listener]
-    return f"http://127.0.0.1:{port}" if listener == "mlflow" or listener.endswith("REST") else f"127.0.0.1:{port}"
+    return (
+        f"http://127.0.0.1:{port}"
+        if listener == "mlflow" or listener.endswith("REST")
+        else f"127.0.0.1:{port}"
+    )
 
 
 def client_defaults() -> dict[tuple[str, str], object]:
     """The default of every client field in :data:`CLIENTS`."""
     got: dict[tuple[str, str], object] = {}
     for service, field in CLIENTS:
-        defaults = class_defaults(*MODEL_SERVER[:2]) if service == "model-server" else service_defaults(service)
+        defaults = (
+            class_defaults(*MODEL_SERVER[:2]) if service == "model-server" else service_defaults(service)
+        )
         assert field in defaults, f"{service}: no field {field} (update CLIENTS in {__name__})"
         got[service, field] = defaults[field]
     return got
@@ -272,7 +287,9 @@ def address_problems(readme: Path) -> list[str]:
     lines = readme.read_text().splitlines()
     owner = _owner(readme) or ""
     for number, line in enumerate(lines, 1):
-        found = {(m.start(1), int(m[1])) for rx in (HOST_PORT, GRPC_RANGE, PORT_FLAG) for m in rx.finditer(line)}
+        found = {
+            (m.start(1), int(m[1])) for rx in (HOST_PORT, GRPC_RANGE, PORT_FLAG) for m in rx.finditer(line)
+        }
         for start, port in sorted(found):
             listener = _listener_of_port(port)
             where = f"{readme.relative_to(ROOT)}:{number}: port {port}"
@@ -281,7 +298,9 @@ def address_problems(readme: Path) -> list[str]:
                 continue
             before = _words(line[:start])
             named_before = any(k in before for kws in KEYWORDS.values() for k in kws)
-            context = before if named_before else _words("\n".join([*lines[max(0, number - 11) : number], owner]))
+            context = (
+                before if named_before else _words("\n".join([*lines[max(0, number - 11) : number], owner]))
+            )
             if not any(k in context for k in _keywords(listener)):
                 problems.append(f"{where} is the {listener}'s default, but the text names another")
     return problems
@@ -317,9 +336,8 @@ def setting_problems(readme: Path) -> list[str]:
             expected = _expected(service, field)
             unset = value in ("-", "") and service_defaults(service).get(field) is None
             if expected is not None and value != str(expected) and not unset:
-                problems.append(
-                    f"{readme.relative_to(ROOT)}:{number}: {field} of {service} is {value}, default {expected}"
-                )
+                where = f"{readme.relative_to(ROOT)}:{number}"
+                problems.append(f"{where}: {field} of {service} is {value}, default {expected}")
     return problems
 
 

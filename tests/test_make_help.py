@@ -60,7 +60,9 @@ def test_every_target_a_document_names_is_in_make_help_and_the_makefile() -> Non
         for target, where in named_targets().items()
         if target not in listed or target not in rules
     }
-    assert missing == {}, f"not in `make help` {sorted(set(missing) - listed)}, no rule {sorted(set(missing) - rules)}"
+    assert missing == {}, (
+        f"not in `make help` {sorted(set(missing) - listed)}, no rule {sorted(set(missing) - rules)}"
+    )
 
 
 def test_every_target_make_help_lists_exists() -> None:

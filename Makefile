@@ -34,7 +34,11 @@ help:
 	@echo "make check-envs    import the contracts and the telemetry library in every environment"
 	@echo "make pipelines     compile the Kubeflow pipelines to IR YAML (pipelines/compiled/, committed)"
 	@echo "make check-pipelines  fail when the committed pipeline YAML is stale"
-	@echo "make lint          ruff, mypy, buf lint"
+	@echo "make test-libs     the libraries' tests and tests/ (contracts, end to end), in the root environment"
+	@echo "make test-services  each deployable's own tests, in its own environment"
+	@echo "make lint          ruff check, ruff format --check, mypy, buf lint"
+	@echo "make format        ruff --fix and ruff format (rewrites files)"
+	@echo "make clean         remove every environment, node_modules, .tools and .run"
 
 $(UV):
 	@echo "--> installing uv $(UV_VERSION) into .tools/"
@@ -51,10 +55,16 @@ node_modules/.bin/buf: package.json package-lock.json
 node: node_modules/.bin/buf
 
 # --locked: a pyproject.toml changed without `uv lock` fails here instead of drifting silently.
+# Progress: each environment's number and time, and uv's own lines (resolve, download, install, with
+# their times); in a terminal uv's live progress bars too. Without a terminal (a CI log) uv's list of
+# installed packages is left out (hundreds of lines on a fresh machine).
 envs: $(UV)
 	@echo "--> Python for every environment: $(UV_PYTHON)"
-	$(UV) sync --locked --quiet
-	@for d in $(DEPLOYABLES); do echo "--> environment $$d"; (cd $$d && $(UV) sync --locked --quiet); done
+	@set -- . $(DEPLOYABLES); i=0; for d in "$$@"; do i=$$((i + 1)); start=$$SECONDS; \
+	  echo "--> environment $$i/$$#: $$([ $$d = . ] && echo 'the root one (libraries, tests, tools)' || echo $$d)"; \
+	  if [ -t 2 ]; then (cd $$d && $(UV) sync --locked); \
+	  else (cd $$d && $(UV) sync --locked 2>&1 | awk '!/^ [-+~] /{ print; fflush() }'); fi; \
+	  echo "    ready in $$((SECONDS - start)) s"; done
 
 setup: envs node
 

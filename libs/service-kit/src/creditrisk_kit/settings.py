@@ -42,7 +42,8 @@ class ServiceSettings(BaseSettings):
 
     Attributes:
         host: Interface to bind; ``0.0.0.0`` (all IPv4) by default, as in a container.
-        port: TCP port, 0-65535; 0 picks a free port (tests). Default 50051, gRPC's customary port.
+        port: TCP port, 0-65535; 0 picks a free port (tests). Default 50051, gRPC's customary port;
+            every service sets its own default (tests/test_defaults.py checks they differ).
         grace_period_s: Seconds in-flight calls get to finish on SIGTERM (drain) before they are
             cancelled; keep it below Kubernetes' ``terminationGracePeriodSeconds`` (default 30 s).
         max_message_bytes: Largest message sent or received, in bytes; applied to both

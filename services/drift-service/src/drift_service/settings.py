@@ -64,6 +64,7 @@ class DriftServiceSettings(ServiceSettings):
     """Settings of the drift-service (env prefix ``DRIFT_SERVICE_``).
 
     Attributes:
+        port: gRPC port (default 50054, the inference-gateway's default ``drift_service_target``).
         profile: ``embedded`` (SQLite) or ``real`` (PostgreSQL).
         data_dir: SQLite file and HTML reports; default ``<repo>/.run/<profile>/drift-service``.
         database_url: SQLAlchemy URL overriding the profile's store.
@@ -109,7 +110,7 @@ class DriftServiceSettings(ServiceSettings):
         env_prefix="DRIFT_SERVICE_", extra="ignore", validate_default=True, allow_inf_nan=False
     )
 
-    port: int = Field(default=50056, ge=0, le=65535)
+    port: int = Field(default=50054, ge=0, le=65535)
     profile: Profile = "embedded"
     data_dir: Path | None = None
     database_url: str | None = None

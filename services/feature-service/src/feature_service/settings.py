@@ -40,6 +40,7 @@ class FeatureServiceSettings(ServiceSettings):
     """Settings of the feature-service (env prefix ``FEATURE_SERVICE_``).
 
     Attributes:
+        port: gRPC port (default 50051; every service sets its own: tests/test_defaults.py).
         profile: ``embedded`` or ``real``.
         project: Feast project name; also names the Redis key space (Feast prefixes keys with it), the
             PostgreSQL schema of the offline tables (``feast_<project>``) and the SQLite file.
@@ -75,6 +76,7 @@ class FeatureServiceSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="FEATURE_SERVICE_", extra="ignore", validate_default=True)
 
+    port: int = Field(default=50051, ge=0, le=65535)
     profile: Profile = "embedded"
     project: str = "credit_risk"
     data_dir: Path | None = None

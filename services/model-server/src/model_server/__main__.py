@@ -28,6 +28,12 @@ from pathlib import Path
 SELDON_CLASS = "model_server.seldon_model.CreditRiskModel"
 MLSERVER_RUNTIME = "model_server.mlserver_runtime.CreditRiskRuntime"
 
+#: Default ports of each runtime. MLServer's are its own; seldon-core's are its own (REST 9000,
+#: metrics 6000) except gRPC: seldon-core's 5000 is MLflow's default port, the tracking server
+#: every slot reads, so two defaults on one machine would clash.
+SELDON_PORTS = {"http": 9000, "grpc": 5001, "metrics": 6000}
+MLSERVER_PORTS = {"http": 8080, "grpc": 8081, "metrics": 8082}
+
 
 @dataclass(frozen=True)
 class Command:
@@ -59,9 +65,9 @@ def seldon_command(
     *,
     model: str,
     alias: str,
-    http_port: int = 9000,
-    grpc_port: int = 5000,
-    metrics_port: int = 6000,
+    http_port: int = SELDON_PORTS["http"],
+    grpc_port: int = SELDON_PORTS["grpc"],
+    metrics_port: int = SELDON_PORTS["metrics"],
     rest_workers: int = 1,
     grpc_workers: int = 1,
     rest_threads: int = 2,
@@ -155,9 +161,9 @@ def mlserver_command(
     model: str,
     alias: str,
     directory: Path,
-    http_port: int = 8080,
-    grpc_port: int = 8081,
-    metrics_port: int = 8082,
+    http_port: int = MLSERVER_PORTS["http"],
+    grpc_port: int = MLSERVER_PORTS["grpc"],
+    metrics_port: int = MLSERVER_PORTS["metrics"],
     tracing_server: str | None = None,
 ) -> Command:
     """MLServer with :class:`~model_server.mlserver_runtime.CreditRiskRuntime`; writes its settings
@@ -207,11 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="what", required=True)
-    for name, ports in (("seldon", (9000, 5000, 6000)), ("mlserver", (8080, 8081, 8082))):
+    for name, ports in (("seldon", SELDON_PORTS), ("mlserver", MLSERVER_PORTS)):
         p = sub.add_parser(name)
-        p.add_argument("--http-port", type=int, default=ports[0])
-        p.add_argument("--grpc-port", type=int, default=ports[1])
-        p.add_argument("--metrics-port", type=int, default=ports[2])
+        p.add_argument("--http-port", type=int, default=ports["http"])
+        p.add_argument("--grpc-port", type=int, default=ports["grpc"])
+        p.add_argument("--metrics-port", type=int, default=ports["metrics"])
         p.add_argument("--print", action="store_true")
         if name == "seldon":
             p.add_argument("--rest-workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "1")))

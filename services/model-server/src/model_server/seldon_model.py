@@ -5,7 +5,7 @@ Run::
     MODEL_SERVER_MODEL_NAME=credit-risk MODEL_SERVER_ALIAS=champion \
     MLFLOW_TRACKING_URI=http://127.0.0.1:5000 \
     seldon-core-microservice model_server.seldon_model.CreditRiskModel --service-type MODEL \
-        --http-port 9000 --grpc-port 5000 --metrics-port 6000
+        --http-port 9000 --grpc-port 5001 --metrics-port 6000
 
 (``python -m model_server seldon`` builds this command with the slot's state folder and
 ``OMP_NUM_THREADS=1``.)

@@ -16,6 +16,7 @@ class TrainingServiceSettings(ServiceSettings):
     """Typed settings of ``python -m training_service``.
 
     Attributes:
+        port: gRPC port (default 50052; the feature-service has 50051).
         feature_service_address: ``host:port`` (or gRPC target URI) of the feature-service.
         mlflow_tracking_uri: URL of the MLflow tracking server (``mlflow server``), e.g.
             ``http://127.0.0.1:5000``; its ``/health`` is a readiness check.
@@ -34,6 +35,7 @@ class TrainingServiceSettings(ServiceSettings):
         env_prefix="TRAINING_SERVICE_", extra="ignore", validate_default=True, allow_inf_nan=False
     )
 
+    port: int = Field(default=50052, ge=0, le=65535)
     feature_service_address: str = Field(default="127.0.0.1:50051", min_length=1)
     mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://")
     experiment_name: str = Field(default="credit-risk", min_length=1)

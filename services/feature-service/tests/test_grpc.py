@@ -353,6 +353,33 @@ async def test_historical_custom_timestamp_and_label_columns(handmade: FeatureSt
     assert result.table.column("outcome").to_pylist() == [0, 1]
 
 
+@pytest.mark.parametrize(
+    ("times", "named"),
+    [
+        (["2024-03-01T12:00:00Z", "2024-03-01 11:00:00", "2024-03-01+14:00"], "as_of[2]"),
+        (["2024-03-01T12:00:00Z", "0000-01-01T00:00:00Z"], "as_of[1]"),
+        (["2024-03-01T12:00:00Z", "0001-01-01T00:00:00+01:00"], "as_of[1]"),
+        (["9999-12-31T23:59:59-01:00"], "as_of[0]"),
+        (pa.array([0, 2**62], pa.timestamp("s")), "as_of[1]"),
+        (pa.array(["2024-03-01T12:00:00Z", None]), "as_of[1]"),
+    ],
+    ids=["date-with-offset", "year-0", "before-year-1", "after-9999", "seconds-overflow", "null"],
+)
+async def test_historical_bad_timestamps_name_the_clients_column_and_row(
+    handmade: FeatureStoreCore, times, named: str
+) -> None:
+    # Arrow's cast takes year 0 and instants pushed out of range by their offset: Feast then failed
+    # (INTERNAL); a date followed by an offset was read as a time of day.
+    query = pb.HistoricalFeaturesQuery(
+        features=pb.FeatureRefs(refs=["loan_request:credit_amount"]), event_timestamp_column="as_of"
+    )
+    column = times if isinstance(times, pa.Array) else pa.array(times)
+    entity = pa.table({"applicant_id": pa.array([102] * len(column), pa.int64()), "as_of": column})
+    async with serving(handmade) as s:
+        err = await _error(s.stub.GetHistoricalFeatures(iter(requests(query, entity)), timeout=60))
+    _assert_status(err, grpc.StatusCode.INVALID_ARGUMENT, named)
+
+
 def _chunk(table: pa.Table, sequence: int = 0) -> pb.GetHistoricalFeaturesRequest:
     payload = next(iter(requests(pb.HistoricalFeaturesQuery(), table)[1:])).entity_rows.arrow_ipc_stream
     return pb.GetHistoricalFeaturesRequest(

@@ -27,7 +27,17 @@ import pyarrow.compute as pc
 
 from .errors import InvalidArgument, ResourceExhausted
 from .settings import DEFAULT_MAX_MESSAGE_BYTES
-from .timestamps import NaiveTimestamps, parse_timestamps
+from .timestamps import (
+    GRAMMAR_PATTERN,
+    MAX_TIME,
+    MIN_TIME,
+    OFFSET_PATTERN,
+    TIME_PATTERN,
+    NaiveTimestamps,
+    check_policy,
+    out_of_range,
+    parse_timestamps,
+)
 
 #: Bytes kept free for the envelope around the payload: the ArrowChunk's other fields (row count,
 #: sequence: <= 16 bytes), the enclosing message's oneof tag and length prefixes (<= 16 bytes), and
@@ -175,10 +185,9 @@ class ChunkSequence:
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
-# A time of day followed by an offset: ``:mm`` or ``:ss[.fff]``, then ``Z`` or ``±hh[[:]mm]``. Only
-# a hint for the fast path: Arrow's own parser refuses an offset where none is expected and the
-# reverse, so a wrong hint ends in the per-value path, never in a misread value.
-_OFFSET_HINT = r":\d{2}(\.\d+)?([Zz]|[+-]\d{2}(:?\d{2})?)$"
+# Strings of the grammar (creditrisk_kit.timestamps), whole; and those that end in an offset.
+_GRAMMAR_RE2 = f"^(?:{GRAMMAR_PATTERN})$"
+_WITH_OFFSET_RE2 = f"{TIME_PATTERN}(?:{OFFSET_PATTERN})$"
 
 
 def utc_timestamps(
@@ -187,49 +196,72 @@ def utc_timestamps(
     """A column of client timestamps as Arrow UTC timestamps, each value read on its own.
 
     Timestamp columns keep their unit: one with a time zone is converted to UTC, a naive one is
-    UTC or refused by ``naive``. String columns hold ISO 8601 date-times
-    (:mod:`creditrisk_kit.timestamps`): every value is parsed with its own offset, or as naive by
-    ``naive``, and the result has microseconds. Arrow's ISO 8601 cast parses the strings (values
-    with an offset and values without one cast apart, then merged); when it refuses any value,
-    every value is parsed again one by one in Python (:func:`~creditrisk_kit.timestamps.parse_timestamps`),
-    which accepts what ``datetime.fromisoformat`` accepts and names each invalid row.
+    UTC or refused by ``naive``. String columns (also large, view or dictionary-encoded) hold
+    timestamps of :mod:`creditrisk_kit.timestamps`' grammar: every value is read with its own
+    offset, or as naive by ``naive``, and the result has microseconds. When every string is of the
+    grammar, Arrow's ISO 8601 cast parses them (values with an offset and values without one cast
+    apart, then merged); when any is not, or Arrow refuses one, every value is parsed again one by
+    one in Python (:func:`~creditrisk_kit.timestamps.parse_timestamps`), which names each invalid
+    row. Either way every instant lies in [``MIN_TIME``, ``MAX_TIME``).
 
     Args:
-        column: A timestamp or (large) string column.
+        column: A timestamp or string column.
         field: The column's path, for errors (``field[i]`` names a row).
         naive: What a timestamp without an offset or time zone means: ``"utc"`` or ``"refuse"``.
 
     Returns:
-        A ``timestamp[<unit>, tz=UTC]`` array with the column's length.
+        A ``timestamp[<unit>, tz=UTC]`` array with the column's length (``us`` for strings).
 
     Raises:
-        InvalidArgument: naming ``field``: null values, a value that is not ISO 8601, a naive value
-            under ``"refuse"``, or a column of another type.
+        InvalidArgument: naming ``field`` or its row: null values, a string not of the grammar or
+            not a valid date or time, a naive value under ``"refuse"``, an instant out of range,
+            or a column of another type.
+        ValueError: ``naive`` is not a policy of :data:`~creditrisk_kit.timestamps.NaiveTimestamps`.
     """
+    check_policy(naive)
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.large_string())
     if array.null_count:
-        first = next(i for i, v in enumerate(array.is_null().to_pylist()) if v)
+        first = pc.index(array.is_null(), True).as_py()
         raise InvalidArgument(f"{field}[{first}]", f"null timestamp ({array.null_count} null row(s))")
     kind = array.type
     if pa.types.is_timestamp(kind):
-        if kind.tz is None:
-            if naive == "refuse":
-                raise InvalidArgument(
-                    field, "timestamps without a time zone are refused here: give the column a time zone"
-                )
-            return array.cast(pa.timestamp(kind.unit, tz="UTC"))
-        return pc.cast(array, pa.timestamp(kind.unit, tz="UTC"))
+        if not kind.tz and naive == "refuse":
+            raise InvalidArgument(
+                field, "timestamps without a time zone are refused here: give the column a time zone"
+            )
+        utc = pa.timestamp(kind.unit, tz="UTC")
+        array = array.cast(utc) if not kind.tz else pc.cast(array, utc)
+        _check_range(array, field)
+        return array
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InvalidArgument(field, f"expected timestamps or ISO 8601 strings, got {kind}")
     try:
-        return _cast_strings(array, naive)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out = _cast_strings(array, naive)
+        _check_range(out, field)
+        return out
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, InvalidArgument):
         return pa.array(parse_timestamps(array.to_pylist(), field=field, naive=naive), UTC_MICROS)
 
 
+def _check_range(array: pa.Array, field: str) -> None:
+    """Raises InvalidArgument naming the first row outside [MIN_TIME, MAX_TIME)."""
+    if not len(array):
+        return
+    low, high = pa.scalar(MIN_TIME, array.type), pa.scalar(MAX_TIME, array.type)
+    outside = pc.or_(pc.less(array, low), pc.greater_equal(array, high))
+    if pc.any(outside).as_py():
+        raise InvalidArgument(f"{field}[{pc.index(outside, True).as_py()}]", out_of_range())
+
+
 def _cast_strings(array: pa.Array, naive: NaiveTimestamps) -> pa.Array:
-    """Arrow's ISO 8601 cast, offsets and naive values apart; raises ``ArrowInvalid`` on any doubt."""
-    has_offset = pc.match_substring_regex(array, _OFFSET_HINT)
+    """Arrow's ISO 8601 cast, offsets and naive values apart; ``ArrowInvalid`` on any doubt."""
+    if not pc.all(pc.match_substring_regex(array, _GRAMMAR_RE2)).as_py():
+        raise pa.ArrowInvalid("not every value is of the grammar: the per-value path names them")
+    has_offset = pc.match_substring_regex(array, _WITH_OFFSET_RE2)
     if pc.all(has_offset).as_py():
         return array.cast(UTC_MICROS)
     if naive == "refuse":

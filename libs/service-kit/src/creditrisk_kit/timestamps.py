@@ -14,12 +14,25 @@ A value without an offset is read by the service's :data:`NaiveTimestamps` polic
   contracts' rule for naive Arrow timestamp columns);
 * ``"refuse"``: it is an error (INVALID_ARGUMENT / 422 naming the field and the row).
 
+The grammar is RFC 3339's date-time with ISO 8601's common variants, and nothing else::
+
+    YYYY-MM-DD [("T" | "t" | " ") hh:mm [:ss [.fraction]] [offset]]
+    offset = "Z" | "z" | ("+" | "-") hh [[":"] mm]          hh 00-23, mm 00-59
+
+Python's ``datetime.fromisoformat`` alone is laxer (any separator character, so
+``2024-03-01+14:00`` would be 14:00 naive; offset minutes of 99; text after a NUL), so the grammar
+is checked first. A fraction beyond microseconds is truncated. Instants must lie in
+[:data:`MIN_TIME`, :data:`MAX_TIME`): inside pandas' ``datetime64[ns]`` range (1677-09-21 to
+2262-04-11, the pandas documentation's "Timestamp limitations"), which Feast's offline stores
+compute in, with room for a feature view's TTL.
+
 Errors name the field (``entity_rows.event_timestamp[3]``), never the value (it may be an
 applicant's data; see :mod:`creditrisk_kit.errors`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal, get_args
@@ -31,12 +44,39 @@ NaiveTimestamps = Literal["utc", "refuse"]
 
 NAIVE_POLICIES: tuple[str, ...] = get_args(NaiveTimestamps)
 
+MIN_TIME = datetime(1700, 1, 1, tzinfo=UTC)
+"""Earliest instant accepted (inclusive)."""
+MAX_TIME = datetime(2262, 1, 1, tzinfo=UTC)
+"""First instant refused (exclusive)."""
+
 EXAMPLE = "2024-03-01T09:30:00Z"
 
+OFFSET_PATTERN = r"[Zz]|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?"
+"""A UTC offset of the grammar (module docstring)."""
+TIME_PATTERN = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+"""A time of day of the grammar."""
+GRAMMAR_PATTERN = rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}(?:[Tt ]{TIME_PATTERN}(?:{OFFSET_PATTERN})?)?"
+"""A whole timestamp of the grammar (ASCII digits only); Python ``re`` and RE2 syntax alike."""
 
-def _check_policy(naive: str) -> None:
+_GRAMMAR = re.compile(
+    rf"(?P<date>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})"
+    rf"(?:[Tt ](?P<time>{TIME_PATTERN})(?P<offset>{OFFSET_PATTERN})?)?",
+    re.ASCII,
+)
+
+
+def check_policy(naive: str) -> None:
+    """Raises ``ValueError`` unless ``naive`` is one of :data:`NAIVE_POLICIES`."""
     if naive not in NAIVE_POLICIES:
         raise ValueError(f"naive must be one of {NAIVE_POLICIES}, got {naive!r}")
+
+
+def _offset(text: str) -> str:
+    """A grammar offset as ``+hh:mm``."""
+    if text in ("Z", "z"):
+        return "+00:00"
+    digits = text[1:].replace(":", "")
+    return f"{text[0]}{digits[:2]}:{digits[2:] or '00'}"
 
 
 def _reason(value: object, naive: NaiveTimestamps) -> tuple[datetime | None, str | None]:
@@ -46,39 +86,46 @@ def _reason(value: object, naive: NaiveTimestamps) -> tuple[datetime | None, str
     text = value.strip()
     if not text:
         return None, f"empty: give an ISO 8601 date-time such as {EXAMPLE}"
-    if text[10:11] == "t" or text[-1:] == "z":  # RFC 3339 5.6: "T" and "Z" may be lower case
-        text = f"{text[:10]}{text[10:11].upper()}{text[11:-1]}{text[-1:].upper()}" if len(text) > 11 else text
-    try:
-        # Python 3.11+: any ISO 8601 form, 'Z' included; each value with its own offset.
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+    match = _GRAMMAR.fullmatch(text)
+    if match is None:
         return None, f"not an ISO 8601 date-time such as {EXAMPLE}"
+    date, time, offset = match.group("date", "time", "offset")
+    try:
+        parsed = datetime.fromisoformat(f"{date}T{time}{_offset(offset) if offset else ''}" if time else date)
+    except ValueError:
+        return None, "not a valid date or time of day"
     if parsed.tzinfo is None:
         if naive == "refuse":
             return None, "has no UTC offset: add Z or +hh:mm (naive timestamps are refused here)"
-        return parsed.replace(tzinfo=UTC), None
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(UTC), None
+        parsed = parsed.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        return None, "outside the representable range (years 1-9999 in UTC)"
+        parsed = MIN_TIME.replace(year=1)
+    if not MIN_TIME <= parsed < MAX_TIME:
+        return None, out_of_range()
+    return parsed, None
+
+
+def out_of_range() -> str:
+    """The reason given for an instant outside [MIN_TIME, MAX_TIME)."""
+    return f"outside the accepted range [{MIN_TIME:%Y-%m-%d}, {MAX_TIME:%Y-%m-%d}) in UTC"
 
 
 def parse_timestamp(value: object, *, field: str, naive: NaiveTimestamps = "utc") -> datetime:
     """One client timestamp as an aware UTC ``datetime``.
 
     Args:
-        value: An ISO 8601 date-time string (``datetime.fromisoformat``'s grammar, Python 3.12:
-            ``T`` or a space between date and time, ``Z`` or ``±hh:mm`` offsets, any number of
-            fractional digits, kept to microseconds).
+        value: A timestamp string of the grammar (module docstring).
         field: Path of the field, for the error.
         naive: What a value without an offset means (module docstring).
 
     Raises:
-        InvalidArgument: naming ``field``: not a string, not ISO 8601, naive under ``"refuse"``, or
-            out of range once converted to UTC.
+        InvalidArgument: naming ``field``: not a string, not of the grammar, not a valid date or
+            time, naive under ``"refuse"``, or outside [:data:`MIN_TIME`, :data:`MAX_TIME`).
         ValueError: ``naive`` is not a policy of :data:`NaiveTimestamps`.
     """
-    _check_policy(naive)
+    check_policy(naive)
     parsed, reason = _reason(value, naive)
     if parsed is None:
         raise InvalidArgument(field, reason or "invalid")
@@ -99,11 +146,12 @@ def parse_timestamps(
         Aware UTC datetimes, one per value, in order.
 
     Raises:
-        InvalidArgument: one violation per invalid row (the first :data:`MAX_VIOLATIONS` kept,
-            the rest counted), after every row was read.
+        InvalidArgument: after every row was read, one violation per invalid row, the first
+            :data:`~creditrisk_kit.errors.MAX_VIOLATIONS` of them (the first one's reason then
+            says how many rows are invalid in all).
         ValueError: ``naive`` is not a policy of :data:`NaiveTimestamps`.
     """
-    _check_policy(naive)
+    check_policy(naive)
     out: list[datetime] = []
     violations: list[FieldViolation] = []
     bad = 0
@@ -117,6 +165,9 @@ def parse_timestamps(
         out.append(parsed)
     if violations:
         if bad > len(violations):
-            violations.append(FieldViolation(field, f"{bad - len(violations)} more invalid row(s)"))
+            first = violations[0]
+            violations[0] = FieldViolation(
+                first.field, f"{first.reason} ({bad} invalid rows in all, the first {len(violations)} named)"
+            )
         raise InvalidArgument.from_violations(violations)
     return out

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 from creditrisk.common.v1 import arrow_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as pb
-from creditrisk_kit.arrow import ChunkSequence, encode_chunks
+from creditrisk_kit import NaiveTimestamps
+from creditrisk_kit.arrow import ChunkSequence, encode_chunks, utc_timestamps
 
 from feature_service import convert
 from feature_service.core import FeatureSpec, FeatureStoreCore
@@ -94,17 +95,19 @@ async def read_entity_rows(
     table = chunks.table()
     if table is None:
         raise InvalidArgument("entity_rows", "no entity rows: send at least one chunk, or labelled_entities")
-    return EntityRows(_rename_timestamp(table, query), query.event_timestamp_column or EVENT_TIMESTAMP)
+    table = await asyncio.to_thread(_rename_timestamp, table, query, core.settings.naive_timestamps)
+    return EntityRows(table, query.event_timestamp_column or EVENT_TIMESTAMP)
 
 
-def _rename_timestamp(table: pa.Table, query: pb.HistoricalFeaturesQuery) -> pa.Table:
+def _rename_timestamp(table: pa.Table, query: pb.HistoricalFeaturesQuery, naive: NaiveTimestamps) -> pa.Table:
+    """The entity rows with the client's event timestamp column read (each row on its own, errors
+    naming the client's column and row) and named ``event_timestamp``."""
     column = query.event_timestamp_column or EVENT_TIMESTAMP
     names = table.column_names
     if column not in names:
         raise InvalidArgument(column, "event timestamp column missing from the entity rows")
-    kind = table.schema.field(column).type
-    if not (pa.types.is_timestamp(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise InvalidArgument(column, f"event timestamp column must be an Arrow timestamp, got {kind}")
+    index = names.index(column)
+    table = table.set_column(index, column, utc_timestamps(table.column(index), field=column, naive=naive))
     if query.label_column and query.label_column not in names:
         raise InvalidArgument(query.label_column, "label column missing from the entity rows")
     if column != EVENT_TIMESTAMP:

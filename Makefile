@@ -1,7 +1,8 @@
 # The credit-risk MLOps platform: one entry point for set-up, code generation, checks, tests and the demo.
 #
 #   make demo    the main job on the embedded profile (sets everything up first)
-#   make test    every check and test CI runs (sets everything up first)
+#   make test    every check and test CI runs (sets everything up first); every step runs even when
+#                an earlier one fails, and a summary at the end lists the failed steps (exit 1)
 #
 # Set-up needs only python3 (any 3.8+) and npm: it installs a pinned uv into .tools/, finds Python 3.12
 # (scripts/find-python; on a machine without one, uv downloads it), and syncs one locked environment
@@ -20,13 +21,29 @@ DEPLOYABLES := services/feature-service services/training-service services/regis
                services/inference-gateway services/drift-service services/model-server pipelines
 PROFILE ?= embedded
 export PROFILE
+# The prerequisite of every check and test target: `make lint` alone sets everything up first.
+# scripts/run-suites runs each step of `make test` as `make SETUP= <step>`: set-up ran once, before.
+SETUP := setup
+
+# The steps of `make test`, each a target of its own. Every suite runs in its own pytest process:
+# libs/ apart from tests/ (the libraries' tests configure OpenTelemetry and instrument gRPC
+# in-process, the service kit's fixtures, which must not leak into the end-to-end callers of
+# tests/e2e), and each deployable's own tests in its own environment (those that have tests).
+LINT_STEPS := lint/ruff lint/format lint/mypy lint/buf
+LIB_SUITES := test-suite/libs test-suite/tests
+SERVICE_SUITES := $(foreach d,$(DEPLOYABLES),$(if $(wildcard $(d)/tests),test-suite/$(d)))
+TEST_STEPS := check-protos check-envs check-pipelines $(LINT_STEPS) $(LIB_SUITES) $(SERVICE_SUITES)
+RUN_SUITES = MAKE="$(MAKE)" $(CURDIR)/scripts/run-suites
 
 
 .PHONY: help setup uv node envs lock protos check-protos check-envs pipelines check-pipelines lint format test test-libs test-services demo clean
+.PHONY: $(LINT_STEPS) $(LIB_SUITES) $(SERVICE_SUITES)
 
 help:
 	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
-	@echo "make test          every check and test CI runs"
+	@echo "make test          every check and test CI runs (all of them; the failed ones listed at the end)"
+	@echo "make test-libs     the libraries' tests and tests/ (end-to-end included)"
+	@echo "make test-services each deployable's own tests"
 	@echo "make setup         create every environment (uv, Python 3.12, one locked env per deployable, buf)"
 	@echo "make lock          re-lock every environment after a dependency change"
 	@echo "make protos        regenerate the Python contract code from protos/ (pinned grpcio-tools)"
@@ -77,10 +94,10 @@ lock: $(UV)
 protos: $(UV)
 	$(UV) run --locked scripts/gen-protos
 
-check-protos: setup
+check-protos: $(SETUP)
 	$(UV) run --locked scripts/check-protos
 
-check-envs: setup
+check-envs: $(SETUP)
 	$(UV) run --locked scripts/check-envs . $(DEPLOYABLES)
 
 # The compiled pipelines are committed (what a Kubeflow cluster runs); CI fails when they are stale.
@@ -88,32 +105,47 @@ check-envs: setup
 pipelines: setup
 	cd pipelines && $(UV) run --locked python -m creditrisk_pipelines.compile
 
-check-pipelines: setup
+check-pipelines: $(SETUP)
 	cd pipelines && env -u CREDITRISK_PIPELINES_IMAGE $(UV) run --locked python -m creditrisk_pipelines.compile --check
 
+# Each step runs even when an earlier one fails (scripts/run-suites); `make lint/mypy` runs one.
 lint: setup
+	@+$(RUN_SUITES) --title "make lint" $(LINT_STEPS)
+
+lint/ruff: $(SETUP)
 	$(UV) run --locked ruff check .
+
+lint/format: $(SETUP)
 	$(UV) run --locked ruff format --check .
+
+lint/mypy: $(SETUP)
 	$(UV) run --locked mypy -p creditrisk_kit -p creditrisk_telemetry -p creditrisk_devstack -p creditrisk_testing
+
+lint/buf: $(SETUP)
 	node_modules/.bin/buf lint
 
 format: $(UV)
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
-# Two processes: the libraries' tests configure OpenTelemetry and instrument gRPC in-process (the
-# service kit's fixtures), which must not leak into the end-to-end callers of tests/e2e.
+# The suites (see TEST_STEPS): `make test-suite/libs`, `make test-suite/services/drift-service`
+# run one; test-libs and test-services run theirs, each even when an earlier one failed.
+$(LIB_SUITES): test-suite/%: $(SETUP)
+	$(UV) run --locked pytest $*
+
+$(SERVICE_SUITES): test-suite/%: $(SETUP)
+	cd $* && $(UV) run --locked pytest -p no:cacheprovider
+
 test-libs: setup
-	$(UV) run --locked pytest libs
-	$(UV) run --locked pytest tests
+	@+$(RUN_SUITES) --title "make test-libs" $(LIB_SUITES)
 
-# Each deployable's own tests, in its own environment (only those that have tests so far).
 test-services: setup
-	@for d in $(DEPLOYABLES); do if [ -d $$d/tests ]; then echo "--> tests of $$d"; \
-	  (cd $$d && $(UV) run --locked pytest -p no:cacheprovider); fi; done
+	@+$(RUN_SUITES) --title "make test-services" $(SERVICE_SUITES)
 
-test: check-protos check-envs check-pipelines lint test-libs test-services
-	@echo "--> all checks and tests passed"
+# Every step, each with its header and wall time, even after a failure; exit 1 at the end with
+# "FAILED: <steps>" when any failed (CI: .ci/run).
+test: setup
+	@+$(RUN_SUITES) --title "make test" $(TEST_STEPS)
 
 demo: setup
 	$(UV) run --locked python scripts/demo.py

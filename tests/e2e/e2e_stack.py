@@ -23,6 +23,13 @@ Results shared by the tests (the trained job, the first champion, the current ch
 kept in ``stack.cache``. A dependency's address is read when a service starts: restart a dependency
 (e.g. the feature-service) only before its dependants start.
 
+A start is all or nothing: when starting a service fails (its readiness, a dependency's, a
+``prepare`` step, the test's own timeout), every process that this start had started (the service
+and the dependencies it started on the way) is stopped and forgotten before the error reaches the
+test, with the failing process's log tail; services that ran before it keep running. The next test
+that needs them starts them afresh (issue 16: one readiness timeout used to leave a process
+registered, and every later test failed with "feature-service: already started").
+
 Each service runs in its own locked environment (``services/<name>/.venv``, made by ``make setup``);
 the tests themselves run in the development environment and speak to the services only through the
 client package (``creditrisk-contracts``).
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 from collections.abc import Callable
@@ -56,6 +64,8 @@ from creditrisk_devstack import (
     free_port,
 )
 from google.protobuf import timestamp_pb2
+
+logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
@@ -599,6 +609,12 @@ class Stack:
     feature_env: dict[str, str] = field(default_factory=dict)
     #: variables added to every service's environment (the OTEL_* of the session's receiver)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: applied to each process spec just before it starts (``(name, spec) -> spec``): a test
+    #: forces a start to fail with it (test_stack_recovery_e2e.py)
+    spec_hook: Callable[[str, ProcessSpec], ProcessSpec] | None = None
+    #: the start in progress (outermost :meth:`start` call): each name it starts, with the
+    #: supervisor's record of that name before (None between starts)
+    _attempt: list[tuple[str, ManagedProcess | None]] | None = field(default=None, init=False, repr=False)
 
     def target(self, name: str) -> str:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""
@@ -612,11 +628,59 @@ class Stack:
         Every start goes through here, a restart too: the process gets :attr:`extra_env` (the
         session's ``OTEL_*``) and, for a kit service, a metrics port recorded in :attr:`ports`.
 
+        All or nothing: if anything fails before the service is ready (its readiness, a
+        dependency's, a ``prepare`` step, the test's timeout), every process this call started is
+        stopped, in reverse order, and its target and ports are forgotten; then the error
+        propagates (a readiness failure carries the process's log tail). Services that were
+        running before the call are left alone. On Ctrl-C nothing is rolled back here: the session
+        is ending and the supervisor's ``with`` stops everything.
+
         Args:
             name: A key of :data:`SERVICES`; it must not be running.
             port: Its main port; a free one when None (a restart that dependants must find again
                 passes its previous port).
         """
+        if self._attempt is not None:  # a dependency of the start in progress: part of its attempt
+            return self._start(name, port)
+        self._attempt = []
+        targets, ports = dict(self.targets), dict(self.ports)
+        try:
+            return self._start(name, port)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            self._roll_back(self._attempt, exc)
+            self.targets.clear()
+            self.targets.update(targets)
+            self.ports.clear()
+            self.ports.update(ports)
+            raise
+        finally:
+            self._attempt = None
+
+    def _roll_back(self, started: list[tuple[str, ManagedProcess | None]], exc: BaseException) -> None:
+        """Stop, newest first, each process of a failed start that is still running (the one that
+        failed its readiness is stopped already; a process the supervisor refused to start, e.g.
+        "already started", is not this start's); errors are logged, never raised over ``exc``."""
+        stopped: list[str] = []
+        for name, before in reversed(started):
+            if name not in self.supervisor:
+                continue
+            process = self.supervisor[name]
+            if process is before or process.stopped:
+                continue
+            try:
+                self.supervisor.stop(name)
+                stopped.append(name)
+            except Exception:
+                logger.exception("e2e stack: stopping %s after a failed start failed", name)
+        if stopped:
+            exc.add_note(
+                f"e2e stack: stopped what this start had started ({', '.join(stopped)}); "
+                "the next test starts them afresh"
+            )
+
+    def _start(self, name: str, port: int | None) -> str:
         service = SERVICES[name]
         for needed in service.needs:
             self.target(needed)
@@ -632,7 +696,13 @@ class Stack:
             env[f"{prefix}METRICS_PORT"] = str(metrics_port)
         elif "--metrics-port" in spec.argv:  # the model-server's (seldon-core's) metrics port
             self.ports[f"{name}-metrics"] = int(spec.argv[spec.argv.index("--metrics-port") + 1])
-        self.supervisor.start(dataclasses.replace(spec, env=env))
+        spec = dataclasses.replace(spec, env=env)
+        if self.spec_hook is not None:
+            spec = self.spec_hook(name, spec)
+        assert self._attempt is not None
+        previous = next((p for p in self.supervisor.processes if p.name == name), None)
+        self._attempt.append((name, previous))
+        self.supervisor.start(spec)
         self.targets[name] = f"127.0.0.1:{port}"
         return self.targets[name]
 

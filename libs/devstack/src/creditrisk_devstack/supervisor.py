@@ -17,8 +17,11 @@ Why this is written on ``subprocess`` with process groups rather than on a libra
 Cleanup is guaranteed by layers: the context manager (``with Supervisor(...)``); SIGINT, SIGTERM
 and SIGHUP handlers installed while inside ``with`` in the main thread, which raise
 :class:`Interrupted` (a ``KeyboardInterrupt``, so pytest and asyncio treat it as "stop now") and let
-the ``with`` block unwind; a readiness failure stops the failing process's group before it
-propagates; and an ``atexit`` hook stops whatever a supervisor still runs at interpreter exit.
+the ``with`` block unwind; a wait for readiness that ends in any error (the process exited or timed
+out, or something raised from outside such as a test's timeout or Ctrl-C) stops every process it
+still waited for before the error propagates, and a failed :meth:`Supervisor.start_all` also stops
+what it had started before, so no unready or half-started group is left behind; and an ``atexit``
+hook stops whatever a supervisor still runs at interpreter exit.
 A SIGKILL of the supervisor itself cannot be caught: the groups then survive (each log records
 ``pid=... pgid=...``). A process that calls ``setsid()`` itself leaves its group and is out of reach.
 """
@@ -274,12 +277,22 @@ class Supervisor:
         """Spawn ``spec`` in its own session/process group; with ``wait``, block until it is ready.
 
         On a readiness failure the process's group is stopped and a :class:`ProcessFailedError`
-        is raised; processes started earlier keep running (the ``with`` block stops them).
+        is raised; any other error while waiting (e.g. a test's timeout) also stops the group before
+        it propagates. Either way the name can be started again. Processes started earlier keep
+        running (the ``with`` block stops them). A name whose process still runs cannot be started
+        again (:class:`SupervisorError` "already started"); one whose process exited on its own can:
+        what is left of its group is stopped first.
         """
         with self._lock:
             existing = self._procs.get(spec.name)
             if existing is not None and not existing.stopped:
-                raise SupervisorError(f"{spec.name}: already started (pid {existing.pid})")
+                if existing.alive:
+                    raise SupervisorError(f"{spec.name}: already started (pid {existing.pid})")
+                # exited on its own: its children may still hold its ports; reap the group first
+                if not self._stop_one(
+                    existing, grace_s=min(existing.spec.grace_s, FAILED_GRACE_S), run_hook=False
+                ):
+                    raise StopError(f"{spec.name}: process group {existing.pgid} survived SIGKILL")
             if self.check_ports_free:
                 address = spec.ready.address()
                 if address is not None and port_in_use(*address):
@@ -343,7 +356,11 @@ class Supervisor:
 
     def start_all(self, specs: Iterable[ProcessSpec]) -> list[ManagedProcess]:
         """Start ``specs`` respecting ``depends_on``; processes whose dependencies are ready start
-        together and are waited for together. ``depends_on=None`` = after every earlier spec."""
+        together and are waited for together. ``depends_on=None`` = after every earlier spec.
+
+        All or nothing: when one of them fails (or anything else interrupts the call), every process
+        this call started is stopped, in reverse start order, before the error propagates; processes
+        started before the call keep running."""
         specs = list(specs)
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -358,22 +375,31 @@ class Supervisor:
         started: list[ManagedProcess] = []
         remaining = list(specs)
         done: set[str] = set()
-        while remaining:
-            wave = [s for s in remaining if deps[s.name] <= done]
-            if not wave:
-                raise ValueError(f"dependency cycle among {[s.name for s in remaining]}")
-            for spec in wave:
-                started.append(self.start(spec, wait=False))
-            self.wait_ready(*(s.name for s in wave))
-            done.update(s.name for s in wave)
-            remaining = [s for s in remaining if s.name not in done]
+        try:
+            while remaining:
+                wave = [s for s in remaining if deps[s.name] <= done]
+                if not wave:
+                    raise ValueError(f"dependency cycle among {[s.name for s in remaining]}")
+                for spec in wave:
+                    started.append(self.start(spec, wait=False))
+                self.wait_ready(*(s.name for s in wave))
+                done.update(s.name for s in wave)
+                remaining = [s for s in remaining if s.name not in done]
+        except BaseException as exc:
+            self._stop_failed_attempt(started, exc)
+            self._raise_pending()  # a Ctrl-C during that cleanup wins over the error
+            raise
         return started
 
     # ------------------------------------------------------------------------------------- ready
 
     def wait_ready(self, *names: str) -> None:
         """Wait until each named process is ready (each against its own ``timeout_s``, counted from
-        its start). If one exits or times out, its group is stopped and the error is raised."""
+        its start). If one exits or times out, its group is stopped and the error is raised.
+
+        Whatever ends the wait with an error (that failure, or one raised from outside: a test's
+        timeout, Ctrl-C), every process this call still waited for is stopped first: none is left
+        running unready under its name, so each can be started again."""
         pending = [self._procs[n] for n in names if not self._procs[n].ready]
         probes: dict[str, Probe] = {}
         reasons: dict[str, str] = {}
@@ -403,10 +429,43 @@ class Supervisor:
                         reasons[proc.name] = reason
                 if pending:
                     time.sleep(self.poll_interval_s)
+        except BaseException as exc:
+            self._stop_unready(pending, exc)
+            self._raise_pending()  # a Ctrl-C during that cleanup wins over the error
+            raise
         finally:
             for probe in probes.values():
                 with contextlib.suppress(Exception):
                     probe.close()
+
+    def _stop_unready(self, procs: Sequence[ManagedProcess], exc: BaseException) -> None:
+        """Stop (short grace, no ``before_stop``: they never served) each of ``procs`` that is not
+        stopped yet, because the wait for their readiness ended with ``exc``."""
+        for proc in reversed(procs):
+            if proc.stopped:
+                continue  # e.g. the process whose failure is ``exc``
+            self._append_log(
+                proc, f"{LOG_MARK} {proc.name} not ready when the wait ended ({type(exc).__name__})"
+            )
+            try:
+                self._stop_one(proc, grace_s=min(proc.spec.grace_s, FAILED_GRACE_S), run_hook=False)
+            except Exception:  # never hide ``exc``
+                logger.exception("devstack: stopping %s after a failed wait failed", proc.name)
+
+    def _stop_failed_attempt(self, started: Sequence[ManagedProcess], exc: BaseException) -> None:
+        """Stop, in reverse start order, every process of a failed :meth:`start_all`."""
+        for proc in reversed(started):
+            if proc.stopped:
+                continue
+            self._append_log(
+                proc, f"{LOG_MARK} {proc.name} stopped: its group failed to start ({type(exc).__name__})"
+            )
+            grace = None if proc.ready else min(proc.spec.grace_s, FAILED_GRACE_S)
+            try:
+                if not self._stop_one(proc, grace_s=grace, run_hook=proc.ready):
+                    logger.error("devstack: process group %d of %s survived SIGKILL", proc.pgid, proc.name)
+            except Exception:  # never hide ``exc``
+                logger.exception("devstack: stopping %s after a failed start failed", proc.name)
 
     def _check_exited(self, proc: ManagedProcess) -> None:
         code = proc.popen.poll()

@@ -6,7 +6,7 @@
 #
 # Set-up needs only python3 (any 3.8+) and npm: it installs a pinned uv into .tools/, finds Python 3.12
 # (scripts/find-python; on a machine without one, uv downloads it), and syncs one locked environment
-# per deployable (DESIGN.md, "Environments").
+# per deployable (docs/design.md, "Environments").
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

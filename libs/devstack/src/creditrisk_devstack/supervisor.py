@@ -1,7 +1,7 @@
 """The local process supervisor: start named processes, wait until ready, stop every group it started.
 
 Why this is written on ``subprocess`` with process groups rather than on a library
-(DESIGN.md, "Libraries this field reaches for", allows both):
+(docs/design.md, "Libraries", allows both):
 
 * honcho runs a Procfile and multiplexes output, but it has no readiness checks (gRPC health,
   HTTP, TCP), no per-process timeout, stop signal, grace period or pre-stop hook, and no library

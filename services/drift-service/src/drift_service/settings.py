@@ -1,6 +1,6 @@
 """Typed settings of the drift-service, read from ``DRIFT_SERVICE_*`` environment variables.
 
-The profile (DESIGN.md, "Two profiles") is configuration, not a code branch:
+The profile (docs/design.md, "Profiles") is configuration, not a code branch:
 
 * ``embedded``: the event store is a SQLite file ``<data_dir>/drift.db`` (WAL, synchronous=FULL).
 * ``real``: PostgreSQL at ``postgres_dsn``, every table in ``postgres_schema``.

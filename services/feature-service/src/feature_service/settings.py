@@ -1,6 +1,6 @@
 """Typed settings of the feature-service, read from ``FEATURE_SERVICE_*`` environment variables.
 
-The profile (DESIGN.md, "Two profiles") is configuration, not a code branch:
+The profile (docs/design.md, "Profiles") is configuration, not a code branch:
 
 * ``embedded``: DuckDB offline store over Parquet files, SQLite online store, file registry, all
   under ``data_dir`` (default ``<repo>/.run/embedded/feature-store``).
@@ -65,7 +65,8 @@ class FeatureServiceSettings(ServiceSettings):
             upper bound of rows per ``GetHistoricalFeatures`` chunk (the message size bounds it too).
         max_online_entity_rows: most entity rows one ``GetOnlineFeatures`` call may ask for.
         filter_by_created_timestamp: point-in-time joins ignore rows created after the entity row's
-            timestamp (late corrections); Feast's default (False) leaks them (DESIGN.md).
+            timestamp (late corrections); Feast's default (False) leaks them
+            (docs/design.md, "Measured facts").
         registry_cache_ttl_seconds: how long the online path trusts its cached registry.
         materialization_engine: ``fast`` (default: :mod:`feature_service.materialization`, Feast's
             read plan with a vectorized conversion and batched Redis writer, tested equal to Feast's)

@@ -10,7 +10,7 @@ feature views in :mod:`feature_service.repo` are written once.
 | real     | PostgreSQL (tables, COPY)  | Redis        | SQL (PostgreSQL)    |
 
 Feast's ``file`` (dask) offline store is deliberately not used: it drops entity rows whose feature
-rows are all in their future or outside the TTL instead of returning nulls (DESIGN.md).
+rows are all in their future or outside the TTL instead of returning nulls (docs/design.md, "Measured facts").
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """How to start the MLflow tracking server on this platform (argv + environment for a supervisor).
 
 ``mlflow server`` with its defaults took ~95 s to answer on the 2-core development machine
-(DESIGN.md): 4 uvicorn workers, each importing MLflow and its server app, plus the Huey job
-consumers and periodic tasks (GenAI jobs, trace roll-ups) this platform does not use. The command
-built here sizes it for a small machine:
+(docs/design.md, "Measured facts"): 4 uvicorn workers, each importing MLflow and its server app,
+plus the Huey job consumers and periodic tasks (GenAI jobs, trace roll-ups) this platform does not
+use. The command built here sizes it for a small machine:
 
 * ``--workers`` 1 by default (each worker costs a full MLflow import, ~several seconds of CPU on
   2 cores; one worker serves a training service and a registry gateway easily);

@@ -21,7 +21,7 @@ exporting (it would silently produce a wrong fast scorer), and one-hot inputs to
 well on this data (docs/model-quality.md).
 
 Thread use: :func:`limit_threads` sets ``OMP_NUM_THREADS=1`` unless set, before scikit-learn's
-OpenMP code first runs; tree models fight for 2 cores otherwise (DESIGN.md).
+OpenMP code first runs; tree models fight for 2 cores otherwise (docs/design.md, "Measured facts").
 
 Soft-voting ensemble: ``VotingClassifier(voting="soft", flatten_transform=False)`` over the three
 pipelines (each with its own preprocessing), weights from the ``*_weight`` hyperparameters;

@@ -323,6 +323,6 @@ def estimator_params(algorithm: Algorithm, resolved: Mapping[str, ParamValue], s
     if algorithm in tree_models and params.get("max_depth") == 0:
         params["max_depth"] = None
     if algorithm is Algorithm.RANDOM_FOREST:
-        params["n_jobs"] = 1  # one core per fit: OMP_NUM_THREADS=1 policy (DESIGN.md)
+        params["n_jobs"] = 1  # one core per fit: OMP_NUM_THREADS=1 policy (docs/design.md, "Measured facts")
     params["random_state"] = seed
     return params

@@ -401,8 +401,10 @@ class HistoricalFeaturesQuery(google.protobuf.message.Message):
     full_feature_names: builtins.bool
     """Name feature columns "feature_view__feature" instead of "feature"."""
     event_timestamp_column: builtins.str
-    """Name of the entity rows' event timestamp column (Arrow timestamp with a
-    time zone, or UTC if naive). Empty means "event_timestamp".
+    """Name of the entity rows' event timestamp column: an Arrow timestamp, or
+    ISO 8601 strings, each row read with its own offset. A value without an
+    offset or time zone is UTC, or INVALID_ARGUMENT naming the row where the
+    server refuses naive timestamps. Empty means "event_timestamp".
     """
     label_column: builtins.str
     """Name of a label column carried by the entity rows and passed through to the

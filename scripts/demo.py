@@ -1031,7 +1031,10 @@ def afterwards(reports: list[tuple[str, Path]], trace_id: str) -> None:
     previous = demo_state.shown(STATE.with_name(f"{PROFILE}.previous"))
     kept = f"kept until the next {PROFILE} run, which moves them to {previous}/"
     if PROFILE == "real":
-        kept += f" (and renames the database to {REAL.previous(REAL.mlflow_database)})"
+        kept += (
+            f" and renames the database to {REAL.previous(REAL.mlflow_database)}, the drift schema to "
+            f"{REAL.previous(REAL.drift_schema)}"
+        )
     console.rule("[bold]afterwards")
     console.print(f"what this run left ({kept}; paths relative to {here}):", soft_wrap=True)
     store = (
@@ -1168,7 +1171,7 @@ def fresh_state() -> None:
         previous = folder.with_name(f"{PROFILE}.previous")
         shutil.rmtree(previous, ignore_errors=True)
         folder.rename(previous)
-        console.print(f"[dim]the previous run's state moved to {previous}[/dim]")
+        console.print(f"[dim]the previous run's state moved to {demo_state.shown(previous)}[/dim]")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ pipelines' own environment (`pipelines/.venv/bin/python -m creditrisk_pipelines.
 1. environments; 2. the German credit data ingested into the profile's offline store
 (`PROFILE=embedded`: DuckDB/Parquet + SQLite + file registry under `.run/demo/embedded/`, emptied at
 the start, the previous run's kept as `embedded.previous`; `PROFILE=real`: PostgreSQL + Redis,
-project `credit_risk_demo`); 3. the feature-service, the MLflow tracking server, the
+project `credit_risk_demo_<checkout id>`: every name on the shared servers carries the checkout's
+id, see `scripts/demo_state.py`); 3. the feature-service, the MLflow tracking server, the
 training-service, the registry-gateway (promoter and viewer tokens below), the drift-service, the
 champion slot of the model-server (seldon-core runtime) and the inference-gateway; 4. the training
 pipeline (materialize -> train -> register -> promote through the gate -> confirm rollout) makes the
@@ -20,8 +21,10 @@ through the gateway, outcomes to the label table and the drift-service), each fo
 monitoring pipeline on its window; on the shifted window the drift-service's policy fires, the
 monitoring pipeline runs the training pipeline on the newer data, and the gate promotes or refuses
 the challenger and says why; 12. a summary (versions and metrics, the monitoring windows with their
-Evidently reports, predictions served and logged, the MLflow UI).
-Every process is stopped at the end, also on Ctrl-C or a failure (the supervisor's `with` block).
+Evidently reports, predictions served and logged, the pipelines' durations).
+Every process is stopped at the end, also on Ctrl-C or a failure (the supervisor's `with` block);
+the last lines say what the run left and how to look at it afterwards (the command that serves the
+MLflow UI on the run's store, the Evidently reports' files, the trace file).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 
 import closed_loop as world
 import demo_observability
+import demo_state
 import grpc
 import httpx
 import pyarrow.parquet as pq
@@ -70,7 +74,11 @@ DRIFT_SERVICE = ROOT / "services" / "drift-service"
 REGISTRY_GATEWAY = ROOT / "services" / "registry-gateway"
 MODEL_SERVER = ROOT / "services" / "model-server"
 INFERENCE_GATEWAY = ROOT / "services" / "inference-gateway"
-MLFLOW_POSTGRES_DSN = os.environ.get("CREDITRISK_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+MLFLOW_POSTGRES_DSN = demo_state.postgres_dsn()
+#: The real profile's names on the shared PostgreSQL and Redis: this checkout's own.
+REAL = demo_state.real_stores(ROOT)
+#: This run's state (the next run of the profile moves it to `.run/demo/<profile>.previous`).
+STATE = demo_state.profile_dir(ROOT, PROFILE)
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
 #: Real applicants shown (row numbers of the file) and one that exists nowhere.
 APPLICANTS = (1, 2, 3)
@@ -122,11 +130,11 @@ def feature_service_env() -> dict[str, str]:
     """Settings of the demo's feature store: the profile's stores under `.run/demo/`."""
     env = {
         "FEATURE_SERVICE_PROFILE": PROFILE,
-        "FEATURE_SERVICE_DATA_DIR": str(ROOT / ".run" / "demo" / PROFILE / "feature-store"),
+        "FEATURE_SERVICE_DATA_DIR": str(STATE / "feature-store"),
         "OMP_NUM_THREADS": "1",
     }
     if PROFILE == "real":
-        env["FEATURE_SERVICE_PROJECT"] = "credit_risk_demo"
+        env["FEATURE_SERVICE_PROJECT"] = REAL.feature_project
     return env
 
 
@@ -288,7 +296,7 @@ def request_override(stub: pb_grpc.FeatureStoreServiceStub) -> None:
 def start_mlflow(supervisor: Supervisor, *, wait: bool = True) -> str:
     """Start the MLflow tracking server sized for this machine; wait for `/health`."""
     port = free_port()
-    data_dir = ROOT / ".run" / "demo" / PROFILE / "mlflow"
+    data_dir = STATE / "mlflow"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [str(TRAINING_PYTHON), "-m", "training_service.mlflow_server", "--profile", PROFILE]
     argv += ["--dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
@@ -298,8 +306,9 @@ def start_mlflow(supervisor: Supervisor, *, wait: bool = True) -> str:
                 str(TRAINING_PYTHON),
                 "-c",
                 "import sys; from training_service.mlflow_server import ensure_postgres_database as e; "
-                "print(e(sys.argv[1], 'mlflow_demo'))",
+                "print(e(sys.argv[1], sys.argv[2]))",
                 MLFLOW_POSTGRES_DSN,
+                REAL.mlflow_database,
             ],
             capture_output=True,
             text=True,
@@ -380,7 +389,7 @@ def start_registry_gateway(supervisor: Supervisor, feature_service: str, mlflow_
     """Start `python -m registry_gateway` (audit store: SQLite under `.run/demo/<profile>/`) without
     waiting; SERVING once MLflow, the audit database and the feature-service answer."""
     port = free_port()
-    data_dir = ROOT / ".run" / "demo" / PROFILE / "registry-gateway"
+    data_dir = STATE / "registry-gateway"
     data_dir.mkdir(parents=True, exist_ok=True)
     supervisor.start(
         ProcessSpec(
@@ -427,7 +436,7 @@ def start_serving(
     ``wait``, wait until the slot serves the champion (digests verified) and the gateway is ready
     (without: the slot follows the alias and becomes ready once a champion exists)."""
     ports = [free_port() for _ in range(5)]
-    data_dir = ROOT / ".run" / "demo" / PROFILE
+    data_dir = STATE
     model_server_env = {
         "MLFLOW_TRACKING_URI": mlflow_url,
         "MODEL_SERVER_MODEL_NAME": MODEL_NAME,
@@ -578,18 +587,20 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
 # ---------------------------------------------------------------------- drift (issue 6)
 
 TRAINING_ROWS = "training_set/training_rows.parquet"
+DRIFT_DIR = STATE / "drift-service"
 
 
 def start_drift_service(
     supervisor: Supervisor, mlflow_url: str, registry: str, *, wait: bool = True
 ) -> tuple[str, str]:
     """Start `python -m drift_service` (its store: SQLite on the embedded profile, PostgreSQL schema
-    `drift_demo` on the real one; a version's training dataset found through the registry-gateway
-    as a viewer); returns the gRPC target and the reports' base URL."""
+    `drift_demo_<checkout id>` on the real one; HTML reports in `DRIFT_DIR / "reports"` on both; a
+    version's training dataset found through the registry-gateway as a viewer); returns the gRPC
+    target and the reports' base URL."""
     port, report_port = free_port(), free_port()
     env = {
         "DRIFT_SERVICE_PROFILE": PROFILE,
-        "DRIFT_SERVICE_DATA_DIR": str(ROOT / ".run" / "demo" / PROFILE / "drift-service"),
+        "DRIFT_SERVICE_DATA_DIR": str(DRIFT_DIR),
         "DRIFT_SERVICE_HOST": "127.0.0.1",
         "DRIFT_SERVICE_PORT": str(port),
         "DRIFT_SERVICE_REPORT_HTTP_PORT": str(report_port),
@@ -604,7 +615,7 @@ def start_drift_service(
     }
     if PROFILE == "real":
         env["DRIFT_SERVICE_POSTGRES_DSN"] = MLFLOW_POSTGRES_DSN
-        env["DRIFT_SERVICE_POSTGRES_SCHEMA"] = "drift_demo"
+        env["DRIFT_SERVICE_POSTGRES_SCHEMA"] = REAL.drift_schema
     process = supervisor.start(
         ProcessSpec(
             "drift-service",
@@ -621,6 +632,11 @@ def start_drift_service(
         f"on http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
     )
     return f"127.0.0.1:{port}", f"http://127.0.0.1:{report_port}"
+
+
+def report_file(report: dpb.DriftReport) -> Path:
+    """Where the drift-service wrote the report's Evidently HTML (kept after the demo stops)."""
+    return DRIFT_DIR / "reports" / f"{report.id}.html"
 
 
 _BAND = {dpb.PSI_BAND_STABLE: "stable", dpb.PSI_BAND_WATCH: "watch", dpb.PSI_BAND_SHIFTED: "shifted"}
@@ -679,6 +695,7 @@ def show_drift_report(drift: str, stream: world.Stream) -> dpb.DriftReport:
         f"{stream.regime}: {verdict}, drift share {report.drift_share:.2f}; rule: {report.dataset_drift_rule}"
     )
     console.print(f"  Evidently report: [link={report.html_report_url}]{report.html_report_url}[/link]")
+    console.print(f"    its file: {demo_state.shown(report_file(report))}", soft_wrap=True)
     return report
 
 
@@ -701,9 +718,14 @@ TRAINING = {
 
 def run_pipeline(name: str, arguments: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Run a pipeline with kfp.local in the pipelines' environment (its own process); show each
-    task as it ends; returns the result (outputs and every task's outputs)."""
+    task as it ends; returns the result (outputs and every task's outputs).
+
+    One clock for every duration shown: the live lines (each task's end, then the run's) and the
+    summary (:func:`pipeline_timings`) read ``began`` here; the run's own is
+    ``result[WALL_SECONDS]``, from starting the pipeline's process to its exit (the result's
+    ``seconds`` is the pipeline's inner time, without the process's start and kfp's import)."""
     index = len(runs) + 1
-    out_dir = ROOT / ".run" / "demo" / PROFILE / "kfp"
+    out_dir = STATE / "kfp"
     out_dir.mkdir(parents=True, exist_ok=True)
     result_file, log_file = (
         out_dir / f"{index}-{name}.json",
@@ -735,7 +757,7 @@ def run_pipeline(name: str, arguments: dict[str, Any], runs: list[dict[str, Any]
                     status.update(f"{name}: {clean.split('Executing task', 1)[1].strip()} ...")
                 elif "finished with status" in clean and " - " in clean:
                     elapsed = time.monotonic() - began
-                    console.print(f"  {clean.split(' - ', 2)[-1]}  [dim]({elapsed:.0f} s)[/dim]")
+                    console.print(f"  {clean.split(' - ', 2)[-1]}  [dim]({_seconds(elapsed)})[/dim]")
             process.wait()
         except BaseException:  # Ctrl-C or a failure here: the pipeline's process stops too
             process.terminate()
@@ -744,11 +766,27 @@ def run_pipeline(name: str, arguments: dict[str, Any], runs: list[dict[str, Any]
             except subprocess.TimeoutExpired:
                 process.kill()
             raise
+    seconds = time.monotonic() - began
     if process.returncode != 0:
         raise RuntimeError(f"{name} pipeline failed: see {log_file}")
     result = json.loads(result_file.read_text())
+    result[WALL_SECONDS] = seconds
+    console.print(f"  {name} pipeline done  [dim]({_seconds(seconds)})[/dim]")
     runs.append(result)
     return result
+
+
+#: The key of a pipeline run's duration as the demo measured it (see :func:`run_pipeline`).
+WALL_SECONDS = "demo_seconds"
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s"
+
+
+def pipeline_timings(runs: list[dict[str, Any]]) -> str:
+    """Each pipeline run and its duration, as printed live when it ended."""
+    return ", ".join(f"{r['pipeline']} {_seconds(r[WALL_SECONDS])}" for r in runs)
 
 
 def _task(result: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -879,12 +917,12 @@ def monitor(targets: dict[str, str], stream: world.Stream, runs: list[dict[str, 
 
 def summary(
     targets: dict[str, str],
-    mlflow_url: str,
     runs: list[dict[str, Any]],
     windows: list[tuple[world.Stream, dict[str, Any]]],
     served: int,
-) -> None:
-    """Versions and metrics, the drift table, the URLs, predictions served and logged."""
+) -> list[tuple[str, Path]]:
+    """Versions and metrics, the drift table, predictions served and logged, the pipelines'
+    durations; returns each window's Evidently report file (shown after the demo stops)."""
     with grpc.insecure_channel(targets["registry-gateway"]) as channel:
         versions = (
             rpb_grpc.ModelRegistryServiceStub(channel)
@@ -927,7 +965,7 @@ def summary(
         "retrained",
         title="monitoring windows (the monitoring pipeline's)",
     )
-    urls = []
+    reports: list[tuple[str, Path]] = []
     with grpc.insecure_channel(targets["drift-service"]) as channel:
         stub = dpb_grpc.DriftServiceStub(channel)
         logged = 0
@@ -948,7 +986,7 @@ def summary(
                 str(out["trigger_count"]),
                 "yes" if out["retrain"] else "no",
             )
-            urls.append(f"  Evidently report, {stream.regime} window: {report.html_report_url}")
+            reports.append((f"{stream.regime} window", report_file(report)))
         everything = dpb.Window(
             model_name=MODEL_NAME,
             time_range=time_range_pb2.TimeRange(
@@ -966,17 +1004,60 @@ def summary(
                 break
             time.sleep(0.5)
     console.print(drift)
-    for url in urls:
-        console.print(url)
     console.print(
         f"predictions served through the inference-gateway: {served}; logged in the drift-service: {logged}"
     )
     console.print(
-        f"MLflow UI: {mlflow_url}/#/models/{MODEL_NAME} (while the demo runs; afterwards: "
-        "services/training-service/README.md)"
+        f"pipelines run with kfp.local: {pipeline_timings(runs)}; compiled for Kubeflow: pipelines/compiled/"
     )
-    timings = ", ".join(f"{r['pipeline']} {r['seconds']:.0f} s" for r in runs)
-    console.print(f"pipelines run with kfp.local: {timings}; compiled for Kubeflow: pipelines/compiled/")
+    return reports
+
+
+def mlflow_ui_command(port: int = 5000) -> list[str]:
+    """The command that serves the MLflow UI on this run's tracking store and artifacts, with none
+    of the demo's processes running (the project's lean `mlflow server`, as the demo started it)."""
+    argv = [str(TRAINING_PYTHON), "-m", "training_service.mlflow_server", "--profile", PROFILE]
+    argv += ["--dir", str(STATE / "mlflow")]
+    if PROFILE == "real":
+        argv += ["--postgres-dsn", demo_state.database_dsn(MLFLOW_POSTGRES_DSN, REAL.mlflow_database)]
+    return [*argv, "--port", str(port)]
+
+
+def afterwards(reports: list[tuple[str, Path]], trace_id: str) -> None:
+    """The last lines: what the run left and how to look at it once every process has stopped."""
+    here = Path.cwd().resolve()
+    argv = mlflow_ui_command()
+    shown = [demo_state.shown(Path(a)) if a.startswith(str(ROOT)) else a for a in argv]
+    previous = demo_state.shown(STATE.with_name(f"{PROFILE}.previous"))
+    kept = f"kept until the next {PROFILE} run, which moves them to {previous}/"
+    if PROFILE == "real":
+        kept += (
+            f" and renames the database to {REAL.previous(REAL.mlflow_database)}, the drift schema to "
+            f"{REAL.previous(REAL.drift_schema)}"
+        )
+    console.rule("[bold]afterwards")
+    console.print(f"what this run left ({kept}; paths relative to {here}):", soft_wrap=True)
+    store = (
+        f"SQLite {demo_state.shown(STATE / 'mlflow' / 'mlflow.db')}"
+        if PROFILE == "embedded"
+        else f"PostgreSQL database {REAL.mlflow_database}"
+    )
+    console.print(
+        f"  MLflow UI on the run's store ({store}, artifacts in "
+        f"{demo_state.shown(STATE / 'mlflow' / 'artifacts')}/):",
+        soft_wrap=True,
+    )
+    console.print(f"    {' '.join(shown)}", soft_wrap=True, markup=False, highlight=False)
+    console.print(
+        f"    then open http://127.0.0.1:5000/#/models/{MODEL_NAME} (busy port: --port N; Ctrl-C stops it)",
+        soft_wrap=True,
+    )
+    for label, path in reports:
+        console.print(f"  Evidently drift report, {label}: {demo_state.shown(path)}", soft_wrap=True)
+    spans = demo_state.shown(demo_state.spans_file(ROOT, PROFILE))
+    console.print(f"  traces (OTLP/JSON spans, one a line): {spans}", soft_wrap=True)
+    console.print(f"    the traced prediction of step 7: grep {trace_id} {spans}", soft_wrap=True)
+    console.print(f"  logs of every process: {demo_state.shown(ROOT / '.run' / 'logs')}/", soft_wrap=True)
 
 
 def _trained_on(runs: list[dict[str, Any]], run_id: str) -> str:
@@ -997,7 +1078,8 @@ def main() -> int:
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")
     timed(ingest)
     runs: list[dict[str, Any]] = []
-    observability = demo_observability.start(ROOT / ".run")  # OTLP receiver -> .run/traces/ (issue 10)
+    # OTLP receiver -> .run/demo/<profile>/traces/spans.jsonl (issue 10)
+    observability = demo_observability.start(demo_state.spans_file(ROOT, PROFILE))
     with Supervisor(ROOT / ".run" / "logs") as supervisor:
         step(3, "start every service and the champion slot (each its own process, under the supervisor)")
         targets: dict[str, str] = {}
@@ -1041,7 +1123,7 @@ def main() -> int:
         supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
         applicants = held_out_applicants(mlflow_url, first["outputs"]["run_id"], 2 * SERVED)
         timed(lambda: serve_predictions(rest_url, targets["inference-gateway"], applicants))
-        demo_observability.show(observability, rest_url, supervisor, applicants[0])  # trace id, /metrics
+        trace_id = demo_observability.show(observability, rest_url, supervisor, applicants[0])  # + /metrics
         rows = world.load_rows()
         normal = world.make_stream(rows, world.NORMAL, NORMAL_COUNT, NORMAL_START, 20, 100_001, seed=11)
         shifted = world.make_stream(rows, world.SHIFTED, SHIFTED_COUNT, SHIFT_START, 30, 200_001, seed=12)
@@ -1069,42 +1151,27 @@ def main() -> int:
         step(12, "summary")
         # + 1: the traced prediction of step 7 (demo_observability.show)
         served = 2 * SERVED + 1 + NORMAL_COUNT + SHIFTED_COUNT + len(fresh.applicants)
-        summary(targets, mlflow_url, runs, windows, served)
+        reports = summary(targets, runs, windows, served)
         console.print("stopping every process the demo started (SIGTERM, drain; the slot drains first)")
-    console.print(f"[bold]done in {time.monotonic() - started:.1f} s[/bold] (logs: {ROOT / '.run' / 'logs'})")
+    console.print(f"[bold]done in {time.monotonic() - started:.1f} s[/bold]")
+    afterwards(reports, trace_id)
     return 0
-
-
-#: Drops the real profile's demo stores that live outside `.run/` (run in the training-service's
-#: environment, which has psycopg): MLflow's database and the drift-service's schema.
-RESET_REAL = """
-import sys, psycopg
-with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    conn.execute('DROP DATABASE IF EXISTS "mlflow_demo" WITH (FORCE)')
-    conn.execute('DROP SCHEMA IF EXISTS "drift_demo" CASCADE')
-"""
 
 
 def fresh_state() -> None:
     """Each run starts from nothing: the previous run's folder is kept as `<profile>.previous`; on
-    the real profile, the demo's MLflow database and drift schema are dropped (the feature store's
-    project is reloaded by the ingestion)."""
+    the real profile, this checkout's MLflow database and drift schema get a `_previous` suffix
+    (the older copies dropped; another checkout's never touched), and the feature store's project
+    is reloaded by the ingestion."""
     if PROFILE == "real":
-        subprocess.run(
-            [str(TRAINING_PYTHON), "-c", RESET_REAL, MLFLOW_POSTGRES_DSN],
-            check=True,
-            timeout=60,
-            cwd=TRAINING_SERVICE,
-        )
-        console.print(
-            "[dim]dropped the real profile's demo stores: database mlflow_demo, schema drift_demo[/dim]"
-        )
-    folder = ROOT / ".run" / "demo" / PROFILE
+        done = demo_state.reset_real(MLFLOW_POSTGRES_DSN, REAL)
+        console.print(f"[dim]the previous real run's stores on PostgreSQL: {'; '.join(done) or 'none'}[/dim]")
+    folder = STATE
     if folder.exists():
         previous = folder.with_name(f"{PROFILE}.previous")
         shutil.rmtree(previous, ignore_errors=True)
         folder.rename(previous)
-        console.print(f"[dim]the previous run's state moved to {previous}[/dim]")
+        console.print(f"[dim]the previous run's state moved to {demo_state.shown(previous)}[/dim]")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 Two calls from ``scripts/demo.py``::
 
-    observability = demo_observability.start(ROOT / ".run")   # before any service starts
+    observability = demo_observability.start(demo_state.spans_file(ROOT, PROFILE))   # before any service
     ...
     demo_observability.show(observability, rest_url, supervisor, applicant)   # once serving
 
 :func:`start` runs an OTLP/gRPC trace receiver in the demo's process (``creditrisk_devstack.otlp``)
-that appends every span, as one OTLP/JSON object a line, to ``.run/traces/spans.jsonl``; it puts
+that appends every span, as one OTLP/JSON object a line, to the run's trace file
+(``.run/demo/<profile>/traces/spans.jsonl``: one per profile, kept with the run's state); it puts
 the standard ``OTEL_*`` variables (and a free metrics port per service) into the demo's own
 environment, which every service process inherits. :func:`show` sends one prediction with a fresh
 ``traceparent``, prints its trace id, the file and the command that reads its spans, the span tree,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import demo_state
 import httpx
 from creditrisk_devstack import free_port
 from creditrisk_devstack.otlp import OtlpReceiver, ReceivedSpan
@@ -50,9 +52,9 @@ class Observability:
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
 
-def start(run_dir: Path) -> Observability:
-    """Start the receiver and export ``OTEL_*`` + metrics ports to every process started later."""
-    spans_file = run_dir / "traces" / "spans.jsonl"
+def start(spans_file: Path) -> Observability:
+    """Start the receiver writing to ``spans_file`` (emptied first) and export ``OTEL_*`` + metrics
+    ports to every process started later."""
     spans_file.parent.mkdir(parents=True, exist_ok=True)
     spans_file.unlink(missing_ok=True)
     receiver = OtlpReceiver(jsonl=spans_file).start()
@@ -118,8 +120,9 @@ def show(observability: Observability, rest_url: str, supervisor: Any, applicant
     time.sleep(0.5)
     spans = observability.receiver.spans(trace_id)
     console.print(f"\nprediction for applicant {applicant}: trace id [bold]{trace_id}[/bold]")
-    console.print(f"its {len(spans)} spans (OTLP/JSON, one a line) are in {observability.spans_file}")
-    console.print(f"  read them: grep {trace_id} {observability.spans_file}")
+    where = demo_state.shown(observability.spans_file)
+    console.print(f"its {len(spans)} spans (OTLP/JSON, one a line) are in {where}", soft_wrap=True)
+    console.print(f"  read them: grep {trace_id} {where}", soft_wrap=True)
     console.print(_tree(spans, parent))
     linked = [s for s in observability.receiver.spans() if s.name == "prediction_log.deliver" and s.links]
     if any(link[0] == trace_id for s in linked for link in s.links):

@@ -98,7 +98,7 @@ from feature_service.settings import FeatureServiceSettings
 ids = json.loads(sys.argv[1])
 core = FeatureStoreCore(FeatureServiceSettings())
 yaml = core.write_feature_store_yaml()
-plan = core._plan("credit_risk_v1", None, online=True)
+plan = core.plans.get("credit_risk_v1", None, online=True)
 store = core.store
 version = store.config.entity_key_serialization_version
 tables = [_table_id(store.project, store.get_feature_view(v)) for v in sorted(plan.online_views)]

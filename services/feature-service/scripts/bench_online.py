@@ -126,7 +126,7 @@ def materialize_both(settings: Any, n: int) -> dict[str, Any]:
         for key in client.scan_iter(match=b"*" + suffix, count=10_000):
             client.delete(key)
         began = time.perf_counter()
-        result = core.materialize(start, end)
+        result = core.writes.materialize(start, end)
         seconds = time.perf_counter() - began
         out[engine] = {
             "seconds": seconds,
@@ -215,7 +215,7 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
 
     # --- (a) redis-py directly: the same hashes
     client = redis.Redis.from_url(settings.redis_url)
-    plan = core._plan(FEATURE_SERVICE, None, online=True)
+    plan = core.plans.get(FEATURE_SERVICE, None, online=True)
     fields: list[bytes] = []
     for spec in plan.specs:
         if spec.view not in plan.odfv_sources:
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             core.apply()
             print(f"loaded {args.applicants:,} synthetic applicants in {time.perf_counter() - began:.1f} s")
             if args.skip_materialization:
-                core.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC))
+                core.writes.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC))
                 mat = None
             else:
                 mat = materialize_both(settings, args.applicants)

@@ -120,7 +120,7 @@ def german(settings_factory: Callable[..., FeatureServiceSettings]) -> Iterator[
     settings = settings_factory("german")
     ingest(GERMAN_CSV, settings)
     core = FeatureStoreCore(settings)
-    core.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    core.writes.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC))
     yield core
     core.teardown()
 
@@ -146,6 +146,6 @@ def handmade(settings_factory: Callable[..., FeatureServiceSettings]) -> Iterato
             writer.replace(view, arrow_schema(view).empty_table())
     core = FeatureStoreCore(settings)
     core.apply()
-    core.materialize(datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    core.writes.materialize(datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC))
     yield core
     core.teardown()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from feature_service.core import FeatureStoreCore, PushTarget, ValueStatus
+from feature_service.core import FeatureStoreCore
+from feature_service.domain import PushTarget, ValueStatus
 from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 
@@ -22,10 +23,10 @@ def _demographics(applicant_id: int, age: int | None, at: datetime) -> dict:
 
 def test_push_online_offline_and_both(handmade: FeatureStoreCore) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    handmade.push(
+    handmade.writes.push(
         "demographics_push", [_demographics(301, 41, now), _demographics(302, None, now)], to="online"
     )
-    online = handmade.get_online_features(
+    online = handmade.online.get_online_features(
         [{"applicant_id": 301}, {"applicant_id": 302}],
         features=[
             "demographics:age_in_years",
@@ -37,9 +38,9 @@ def test_push_online_offline_and_both(handmade: FeatureStoreCore) -> None:
     assert online.values[0][0].event_timestamp == now
     # offline only: the online value does not change, the point-in-time join sees it
     later = now + timedelta(seconds=1)
-    handmade.push("demographics_push", [_demographics(301, 42, later)], to=PushTarget.OFFLINE)
+    handmade.writes.push("demographics_push", [_demographics(301, 42, later)], to=PushTarget.OFFLINE)
     assert (
-        handmade.get_online_features([{"applicant_id": 301}], features=["demographics:age_in_years"])
+        handmade.online.get_online_features([{"applicant_id": 301}], features=["demographics:age_in_years"])
         .values[0][0]
         .value
         == 41
@@ -54,22 +55,22 @@ def test_push_online_offline_and_both(handmade: FeatureStoreCore) -> None:
         }
     )
     out = pa.Table.from_batches(
-        list(handmade.get_historical_features(entity, features=["demographics:age_in_years"]))
+        list(handmade.historical.get_historical_features(entity, features=["demographics:age_in_years"]))
     )
     assert out.column("age_in_years").to_pylist() == [None, 42]  # 41 was pushed online only
-    handmade.push("demographics_push", pa.Table.from_pylist([_demographics(303, 50, now)]), to="both")
+    handmade.writes.push("demographics_push", pa.Table.from_pylist([_demographics(303, 50, now)]), to="both")
     assert (
-        handmade.get_online_features([{"applicant_id": 303}], features=["demographics:age_in_years"])
+        handmade.online.get_online_features([{"applicant_id": 303}], features=["demographics:age_in_years"])
         .values[0][0]
         .value
         == 50
     )
     # labels arrive later: offline only
-    handmade.push(
+    handmade.writes.push(
         "credit_label_push", [{"applicant_id": 303, "creditability": 1, "event_timestamp": now}], to="offline"
     )
     with pytest.raises(FailedPrecondition):
-        handmade.push(
+        handmade.writes.push(
             "credit_label_push", [{"applicant_id": 303, "creditability": 1, "event_timestamp": now}]
         )
 
@@ -77,20 +78,20 @@ def test_push_online_offline_and_both(handmade: FeatureStoreCore) -> None:
 def test_push_bad_input(handmade: FeatureStoreCore) -> None:
     now = datetime.now(UTC)
     with pytest.raises(NotFound, match="nope_push"):
-        handmade.push("nope_push", [_demographics(310, 1, now)])
+        handmade.writes.push("nope_push", [_demographics(310, 1, now)])
     row = _demographics(310, 1, now)
     del row["age_in_years"]
     with pytest.raises(InvalidArgument, match="age_in_years"):
-        handmade.push("demographics_push", [row])
+        handmade.writes.push("demographics_push", [row])
     with pytest.raises(InvalidArgument):
-        handmade.push("demographics_push", [_demographics(310, "old", now)])  # type: ignore[arg-type]
+        handmade.writes.push("demographics_push", [_demographics(310, "old", now)])  # type: ignore[arg-type]
 
 
 def test_materialize_incremental_picks_up_new_offline_rows(handmade: FeatureStoreCore) -> None:
     # Incremental runs cover (last run's end, end] in event time: a row stamped before the last
     # run (the fixture's) would need a windowed materialize(); this one is stamped after it.
     at = datetime.now(UTC)
-    handmade.push(
+    handmade.writes.push(
         "employment_and_residence_push",
         [
             {
@@ -105,15 +106,17 @@ def test_materialize_incremental_picks_up_new_offline_rows(handmade: FeatureStor
         ],
         to="offline",
     )
-    handmade.materialize_incremental(at + timedelta(seconds=1), views=["employment_and_residence"])
-    got = handmade.get_online_features([{"applicant_id": 320}], features=["employment_and_residence:housing"])
+    handmade.writes.materialize_incremental(at + timedelta(seconds=1), views=["employment_and_residence"])
+    got = handmade.online.get_online_features(
+        [{"applicant_id": 320}], features=["employment_and_residence:housing"]
+    )
     assert got.values[0][0].value == "rent"
     with pytest.raises(NotFound):
-        handmade.materialize_incremental(datetime.now(UTC), views=["nope"])
+        handmade.writes.materialize_incremental(datetime.now(UTC), views=["nope"])
 
 
 def test_list_and_describe(german: FeatureStoreCore) -> None:
-    services = {s.name: s for s in german.list_feature_services()}
+    services = {s.name: s for s in german.catalogue.list_feature_services()}
     assert set(services) == {"credit_risk_v1", "credit_risk_fairness_v1", "credit_risk_labels_v1"}
     model = {f.feature for f in services["credit_risk_v1"].features}
     assert "personal_status_and_sex" not in model
@@ -125,7 +128,7 @@ def test_list_and_describe(german: FeatureStoreCore) -> None:
         "personal_status_and_sex",
         "foreign_worker",
     }
-    views = {v.name: v for v in german.list_feature_views()}
+    views = {v.name: v for v in german.catalogue.list_feature_views()}
     assert views["credit_label"].online is False
     assert views["credit_label"].ttl is None
     assert views["loan_request"].push_source == "loan_request_push"
@@ -134,11 +137,11 @@ def test_list_and_describe(german: FeatureStoreCore) -> None:
         "requested_credit_amount",
         "requested_duration_in_month",
     }
-    assert german.describe_feature_view("demographics").features[0].value_type == "INT64"
+    assert german.catalogue.describe_feature_view("demographics").features[0].value_type == "INT64"
     with pytest.raises(NotFound, match="nope"):
-        german.describe_feature_view("nope")
+        german.catalogue.describe_feature_view("nope")
     with pytest.raises(NotFound, match="nope_v1"):
-        german.describe_feature_service("nope_v1")
+        german.catalogue.describe_feature_service("nope_v1")
 
 
 async def test_readiness(german: FeatureStoreCore, settings_factory) -> None:

@@ -247,8 +247,8 @@ async def test_unexpected_failure_is_internal_without_traceback(
     async def boom_async(*args, **kwargs):
         boom()
 
-    monkeypatch.setattr(german, "get_online_features", boom)
-    monkeypatch.setattr(german, "get_online_features_async", boom_async)
+    monkeypatch.setattr(german.online, "get_online_features", boom)
+    monkeypatch.setattr(german.online, "get_online_features_async", boom_async)
     async with serving(german) as s:
         err = await _error(s.stub.GetOnlineFeatures(_online(1)))
     assert err.code() == grpc.StatusCode.INTERNAL
@@ -270,7 +270,7 @@ async def test_historical_chunking_under_a_small_message_limit(german: FeatureSt
     query = pb.HistoricalFeaturesQuery(feature_service="credit_risk_v1", max_chunk_rows=400)
     async with serving(german, max_message_bytes=limit) as s:
         result = await historical(s.stub, requests(query, entity, chunk_rows=200))
-    direct = german.get_historical_table(entity, feature_service="credit_risk_v1")
+    direct = german.historical.get_historical_table(entity, feature_service="credit_risk_v1")
     assert result.table.equals(direct)  # same rows, same order, same types
     assert result.table.column("row_no").to_pylist() == list(range(n))
     assert result.chunk_count >= n // 400

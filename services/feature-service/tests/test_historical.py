@@ -26,7 +26,7 @@ def _entity(ids: list[int], times: list, ts_type: pa.DataType | None = None, **e
 def _fetch(core: FeatureStoreCore, entity: pa.Table, **kwargs) -> pa.Table:
     if "feature_service" not in kwargs:
         kwargs.setdefault("features", AMOUNT)
-    return pa.Table.from_batches(list(core.get_historical_features(entity, **kwargs)))
+    return pa.Table.from_batches(list(core.historical.get_historical_features(entity, **kwargs)))
 
 
 def test_value_stamped_later_than_the_row_is_not_seen(handmade: FeatureStoreCore) -> None:
@@ -146,7 +146,7 @@ def test_on_demand_feature_is_computed_identically_offline(german: FeatureStoreC
     )
     assert out.column("monthly_installment").to_pylist() == pytest.approx([1169 / 6, 1000.0, 5951 / 48])
     assert out.column("credit_amount").to_pylist() == [1169, 1169, 5951]  # the caller's column is not leaked
-    online = german.get_online_features(
+    online = german.online.get_online_features(
         [{"applicant_id": 1}, {"applicant_id": 1}, {"applicant_id": 2}],
         request_values=[None, {"credit_amount": 6000}, None],
         features=["loan_affordability:monthly_installment"],
@@ -165,7 +165,7 @@ def test_on_demand_feature_is_computed_identically_offline(german: FeatureStoreC
 def test_output_is_chunked_in_row_order(german: FeatureStoreCore) -> None:
     ids = [5, 3, 1, 4, 2]
     batches = list(
-        german.get_historical_features(
+        german.historical.get_historical_features(
             _entity(ids, [datetime(2030, 1, 1)] * 5, pa.timestamp("us")),
             feature_service="credit_risk_v1",
             chunk_rows=2,

@@ -91,7 +91,7 @@ def test_offline_store_holds_the_derived_rows_and_reingest_never_duplicates(germ
     def read() -> pa.Table:
         return pa.Table.from_batches(
             list(
-                german.get_historical_features(
+                german.historical.get_historical_features(
                     entity, features=["loan_request:credit_amount", "credit_label:creditability"]
                 )
             )

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import GERMAN_CSV, HANDMADE_LOAN_ROWS, RECENT, T
-from feature_service.core import FeatureStoreCore, ValueStatus
+from feature_service.core import FeatureStoreCore
+from feature_service.domain import ValueStatus
 from feature_service.settings import FeatureServiceSettings
 
 IDS = [*range(1, 1001, 37), 1000, 101, 102, 103, 104, 105, 201, 202, 10_000_003]
@@ -90,7 +91,7 @@ def _assert_same(pair: dict[str, FeatureStoreCore]) -> None:
 
 def _both(pair: dict[str, FeatureStoreCore], method: str, *args: Any) -> None:
     for core in pair.values():
-        getattr(core, method)(*args)
+        getattr(core.writes, method)(*args)
 
 
 def test_the_fast_engine_is_configured_and_feast_is_the_fallback(pair: dict[str, FeatureStoreCore]) -> None:
@@ -112,7 +113,7 @@ def test_same_online_data_as_feast_through_windows_nulls_and_incremental_runs(
     #    other-debtors columns null in every row of the batch
     _both(pair, "materialize", RECENT - timedelta(hours=1), now)
     _assert_same(pair)
-    recent = fast.get_online_features(
+    recent = fast.online.get_online_features(
         [{"applicant_id": 201}, {"applicant_id": 202}],
         features=[
             "loan_request:credit_amount",
@@ -133,7 +134,7 @@ def test_same_online_data_as_feast_through_windows_nulls_and_incremental_runs(
     #    German applicants too), the late correction wins (103 -> 777)
     _both(pair, "materialize", datetime(2022, 1, 1, tzinfo=UTC), T + timedelta(days=5))
     _assert_same(pair)
-    got = fast.get_online_features(
+    got = fast.online.get_online_features(
         [{"applicant_id": i} for i in (101, 102, 103)], features=["loan_request:credit_amount"]
     )
     assert [row[0].value for row in got.values] == [1000, 600, 777]
@@ -143,13 +144,13 @@ def test_same_online_data_as_feast_through_windows_nulls_and_incremental_runs(
     # 3. everything: 101 moves to its latest row
     _both(pair, "materialize", datetime(2022, 1, 1, tzinfo=UTC), now)
     _assert_same(pair)
-    latest = fast.get_online_features([{"applicant_id": 101}], features=["loan_request:credit_amount"])
+    latest = fast.online.get_online_features([{"applicant_id": 101}], features=["loan_request:credit_amount"])
     assert latest.values[0][0].value != 1000
     # 4. an older window again: Feast's Redis store skips rows not newer than the stored ones; its
     #    SQLite store has no such rule and overwrites (the fast engine does what each store does)
     _both(pair, "materialize", datetime(2022, 1, 1, tzinfo=UTC), T)
     _assert_same(pair)
-    got = fast.get_online_features([{"applicant_id": 101}], features=["loan_request:credit_amount"])
+    got = fast.online.get_online_features([{"applicant_id": 101}], features=["loan_request:credit_amount"])
     if fast.settings.profile == "real":
         assert got.values[0][0] == latest.values[0][0]
     else:
@@ -158,7 +159,7 @@ def test_same_online_data_as_feast_through_windows_nulls_and_incremental_runs(
     # 5. incremental: from each view's last end to a later end
     _both(pair, "materialize_incremental", now + timedelta(minutes=1))
     _assert_same(pair)
-    views = {v.feature_view: v for v in fast.materialize_incremental(now + timedelta(minutes=2)).views}
+    views = {v.feature_view: v for v in fast.writes.materialize_incremental(now + timedelta(minutes=2)).views}
     assert views["loan_request"].start == now + timedelta(minutes=1)
 
 
@@ -177,8 +178,8 @@ def test_first_incremental_run_starts_at_end_minus_ttl(
     core = FeatureStoreCore(settings)
     try:
         core.apply()
-        core.materialize_incremental(datetime.now(UTC), views=["loan_request"])
-        got = core.get_online_features(
+        core.writes.materialize_incremental(datetime.now(UTC), views=["loan_request"])
+        got = core.online.get_online_features(
             [{"applicant_id": i} for i in (101, 105, 201, 202)], features=["loan_request:credit_amount"]
         )
         assert [row[0].status for row in got.values] == [

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 from conftest import GERMAN_CSV
-from feature_service.core import FeatureStoreCore, ValueStatus
+from feature_service.core import FeatureStoreCore
+from feature_service.domain import ValueStatus
 from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound
 from feature_service.schema import ATTRIBUTE_COLUMNS, INT_ATTRIBUTES
 
@@ -17,7 +18,7 @@ PROTECTED = {"personal_status_and_sex", "foreign_worker"}
 
 def test_real_applicants_come_back_typed_with_status_and_timestamp(german: FeatureStoreCore) -> None:
     csv = pd.read_csv(GERMAN_CSV, nrows=3)
-    result = german.get_online_features(
+    result = german.online.get_online_features(
         [{"applicant_id": 1}, {"applicant_id": 3}], feature_service="credit_risk_v1"
     )
     names = [s.feature for s in result.features]
@@ -44,7 +45,7 @@ def test_real_applicants_come_back_typed_with_status_and_timestamp(german: Featu
 
 
 def test_unknown_applicant_is_missing_not_an_error(german: FeatureStoreCore) -> None:
-    result = german.get_online_features(
+    result = german.online.get_online_features(
         [{"applicant_id": 10_000_001}, {"applicant_id": 2}], feature_service="credit_risk_v1"
     )
     assert {v.status for v in result.values[0]} == {ValueStatus.MISSING}
@@ -66,7 +67,7 @@ def test_bad_join_keys_are_invalid_argument_naming_the_key(
     german: FeatureStoreCore, row: dict, key: str
 ) -> None:
     with pytest.raises(InvalidArgument) as info:
-        german.get_online_features([row], feature_service="credit_risk_v1")
+        german.online.get_online_features([row], feature_service="credit_risk_v1")
     assert info.value.field == key
     assert key in str(info.value)
     assert info.value.grpc_status_code().name == "INVALID_ARGUMENT"
@@ -82,18 +83,18 @@ def test_bad_join_keys_are_invalid_argument_naming_the_key(
 )
 def test_unknown_names_are_not_found_naming_them(german: FeatureStoreCore, kwargs: dict, name: str) -> None:
     with pytest.raises(NotFound) as info:
-        german.get_online_features([{"applicant_id": 1}], **kwargs)
+        german.online.get_online_features([{"applicant_id": 1}], **kwargs)
     assert name in str(info.value)
     assert info.value.grpc_status_code().name == "NOT_FOUND"
 
 
 def test_labels_never_reach_the_online_store(german: FeatureStoreCore) -> None:
     with pytest.raises(FailedPrecondition, match="credit_label"):
-        german.get_online_features([{"applicant_id": 1}], features=["credit_label:creditability"])
+        german.online.get_online_features([{"applicant_id": 1}], features=["credit_label:creditability"])
     with pytest.raises(FailedPrecondition):
-        german.get_online_features([{"applicant_id": 1}], feature_service="credit_risk_labels_v1")
+        german.online.get_online_features([{"applicant_id": 1}], feature_service="credit_risk_labels_v1")
     with pytest.raises(FailedPrecondition):
-        german.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC), views=["credit_label"])
+        german.writes.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC), views=["credit_label"])
 
     # Feast itself, bypassing the core: nothing was ever written for the label view (SQLite has
     # no table for it at all; Redis has no value)
@@ -107,7 +108,7 @@ def test_labels_never_reach_the_online_store(german: FeatureStoreCore) -> None:
             raw_read()
     else:
         assert raw_read()["creditability"] == [None] * 10
-    assert "credit_label" not in german.describe_feature_service("credit_risk_v1").feature_views
+    assert "credit_label" not in german.catalogue.describe_feature_service("credit_risk_v1").feature_views
 
 
 def test_monthly_installment_with_and_without_request_override(german: FeatureStoreCore) -> None:
@@ -118,7 +119,9 @@ def test_monthly_installment_with_and_without_request_override(german: FeatureSt
         {"credit_amount": 6000, "duration_in_month": 24},
         {"credit_amount": 1200, "duration_in_month": 12},
     ]
-    result = german.get_online_features(rows, request_values=overrides, feature_service="credit_risk_v1")
+    result = german.online.get_online_features(
+        rows, request_values=overrides, feature_service="credit_risk_v1"
+    )
     j = [s.feature for s in result.features].index("monthly_installment")
     got = [row[j].value for row in result.values]
     assert got == pytest.approx([1169 / 6, 6000 / 6, 6000 / 24, 100.0])
@@ -126,28 +129,30 @@ def test_monthly_installment_with_and_without_request_override(german: FeatureSt
     k = [s.feature for s in result.features].index("credit_amount")
     assert result.values[1][k].value == 1169
     # without any request values at all (Feast alone would raise RequestDataNotFoundInEntityRowsException)
-    alone = german.get_online_features(
+    alone = german.online.get_online_features(
         [{"applicant_id": 1}], features=["loan_affordability:monthly_installment"]
     )
     assert alone.values[0][0].value == pytest.approx(1169 / 6)
     assert alone.values[0][0].status == ValueStatus.PRESENT
-    missing = german.get_online_features([{"applicant_id": 10_000_003}], feature_service="credit_risk_v1")
+    missing = german.online.get_online_features(
+        [{"applicant_id": 10_000_003}], feature_service="credit_risk_v1"
+    )
     assert missing.values[0][j].status == ValueStatus.MISSING
     with pytest.raises(InvalidArgument, match="credit_amount"):
-        german.get_online_features(
+        german.online.get_online_features(
             [{"applicant_id": 1}],
             request_values=[{"credit_amount": "lots"}],
             feature_service="credit_risk_v1",
         )
     with pytest.raises(InvalidArgument, match="interest_rate"):
-        german.get_online_features(
+        german.online.get_online_features(
             [{"applicant_id": 1}], request_values=[{"interest_rate": 3}], feature_service="credit_risk_v1"
         )
 
 
 def test_nulls_survive_materialization(handmade: FeatureStoreCore) -> None:
     """Null single values, and columns null in every row of the batch, come back as NULL_VALUE."""
-    result = handmade.get_online_features(
+    result = handmade.online.get_online_features(
         [{"applicant_id": 201}, {"applicant_id": 202}],
         features=[
             "loan_request:credit_amount",
@@ -176,7 +181,9 @@ def test_nulls_survive_materialization(handmade: FeatureStoreCore) -> None:
 
 
 def test_value_older_than_ttl_is_outside_ttl(handmade: FeatureStoreCore) -> None:
-    result = handmade.get_online_features([{"applicant_id": 105}], features=["loan_request:credit_amount"])
+    result = handmade.online.get_online_features(
+        [{"applicant_id": 105}], features=["loan_request:credit_amount"]
+    )
     value = result.values[0][0]
     assert value.status == ValueStatus.OUTSIDE_TTL
     assert value.value == 800
@@ -192,7 +199,7 @@ def test_columnar_result_and_bulk_response_match_cell_by_cell(
     """
     from feature_service import convert
 
-    mixed = handmade.get_online_features(
+    mixed = handmade.online.get_online_features(
         [{"applicant_id": i} for i in (201, 105, 999_999, 202, 101, 105)],
         features=[
             "loan_request:credit_amount",
@@ -203,7 +210,7 @@ def test_columnar_result_and_bulk_response_match_cell_by_cell(
     )
     statuses = {v.status for row in mixed.values for v in row}
     assert statuses == set(ValueStatus)
-    batch = german.get_online_features(
+    batch = german.online.get_online_features(
         [{"applicant_id": i} for i in [*range(1, 60), *range(10_000_100, 10_000_110), *range(900, 931)]],
         request_values=[{"credit_amount": 500} if i % 7 == 0 else None for i in range(100)],
         feature_service="credit_risk_v1",
@@ -231,7 +238,7 @@ def test_concurrent_reads_from_many_threads_all_succeed(german: FeatureStoreCore
 
     def read(i: int) -> int:
         rows = [{"applicant_id": 1 + (i + k) % 1000} for k in range(5)]
-        result = german.get_online_features(rows, feature_service="credit_risk_v1")
+        result = german.online.get_online_features(rows, feature_service="credit_risk_v1")
         return sum(v.status == ValueStatus.PRESENT for row in result.values for v in row)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -293,17 +300,17 @@ def test_online_read_below_get_online_features_matches_feasts_own_answer(
             [*range(1, 60), *range(10_000_100, 10_000_110), *range(900, 931)],
             [
                 f"{s.view}:{s.feature}"
-                for s in german.get_online_features([], feature_service="credit_risk_v1").features
+                for s in german.online.get_online_features([], feature_service="credit_risk_v1").features
             ],
             [{"credit_amount": 500} if i % 7 == 0 else None for i in range(100)],
         ),
     ]
     for core, rows, features, requests in cases:
         entity_rows = [{"applicant_id": i} for i in rows]
-        ours = core.get_online_features(entity_rows, request_values=requests, features=features)
+        ours = core.online.get_online_features(entity_rows, request_values=requests, features=features)
         reference = _feast_reference(core, rows, features, requests)
         if core is german:  # the feature service itself, on both sides
-            by_service = core.get_online_features(
+            by_service = core.online.get_online_features(
                 entity_rows, request_values=requests, feature_service="credit_risk_v1"
             )
             assert by_service.columns == ours.columns
@@ -345,8 +352,8 @@ async def test_async_read_equals_the_blocking_read(
     ]
     for core, ids, selection, requests in cases:
         rows = [{"applicant_id": i} for i in ids]
-        blocking = core.get_online_features(rows, request_values=requests, **selection)
-        non_blocking = await core.get_online_features_async(rows, request_values=requests, **selection)
+        blocking = core.online.get_online_features(rows, request_values=requests, **selection)
+        non_blocking = await core.online.get_online_features_async(rows, request_values=requests, **selection)
         assert non_blocking == blocking
 
 
@@ -357,7 +364,7 @@ async def test_async_read_on_redis_needs_no_worker_thread(
     call); SQLite, which has no non-blocking read, still reads in a worker thread."""
     import asyncio as aio
 
-    import feature_service.core as core_module
+    import feature_service.online_read as read_module
 
     hops: list[object] = []
     real_to_thread = aio.to_thread
@@ -366,10 +373,10 @@ async def test_async_read_on_redis_needs_no_worker_thread(
         hops.append(func)
         return await real_to_thread(func, *args, **kwargs)
 
-    await german.get_online_features_async([{"applicant_id": 1}], feature_service="credit_risk_v1")
-    monkeypatch.setattr(core_module.asyncio, "to_thread", counting)
+    await german.online.get_online_features_async([{"applicant_id": 1}], feature_service="credit_risk_v1")
+    monkeypatch.setattr(read_module.asyncio, "to_thread", counting)
     for i in range(1, 6):
-        result = await german.get_online_features_async(
+        result = await german.online.get_online_features_async(
             [{"applicant_id": i}], feature_service="credit_risk_v1"
         )
         assert result.columns[0].statuses == [ValueStatus.PRESENT]
@@ -410,12 +417,14 @@ async def test_redis_that_never_answers_is_unavailable_within_the_socket_timeout
         task = aio.create_task(ticker())
         began = time.monotonic()
         with pytest.raises(Unavailable, match="online store unavailable"):
-            await hung.get_online_features_async([{"applicant_id": 1}], feature_service="credit_risk_v1")
+            await hung.online.get_online_features_async(
+                [{"applicant_id": 1}], feature_service="credit_risk_v1"
+            )
         waited = time.monotonic() - began
         task.cancel()
         began = time.monotonic()
         with pytest.raises(Unavailable, match="online store unavailable"):
-            hung.get_online_features([{"applicant_id": 1}], feature_service="credit_risk_v1")
+            hung.online.get_online_features([{"applicant_id": 1}], feature_service="credit_risk_v1")
         waited_blocking = time.monotonic() - began
     finally:
         silent.close()
@@ -430,7 +439,7 @@ def test_async_read_works_from_one_event_loop_after_another(german: FeatureStore
     import asyncio as aio
 
     async def read() -> list:
-        result = await german.get_online_features_async(
+        result = await german.online.get_online_features_async(
             [{"applicant_id": 3}], feature_service="credit_risk_v1"
         )
         return result.columns[0].values
@@ -439,8 +448,8 @@ def test_async_read_works_from_one_event_loop_after_another(german: FeatureStore
     second = aio.run(read())
     assert first == second
     assert first[0] is not None
-    if german._async_reader.available:  # the first loop's client was dropped with its loop
-        assert len(german._async_reader._clients) == 1
+    if german.online._async_reader.available:  # the first loop's client was dropped with its loop
+        assert len(german.online._async_reader._clients) == 1
 
 
 def test_on_demand_feature_alone_is_stamped_by_its_inputs_and_missing_for_unknown_applicants(
@@ -449,11 +458,11 @@ def test_on_demand_feature_alone_is_stamped_by_its_inputs_and_missing_for_unknow
     """Requested without its source view, the on-demand value is still computed from the stored
     inputs (read even when not requested), stamped with their event time, and MISSING for an
     applicant no input view holds."""
-    both = german.get_online_features(
+    both = german.online.get_online_features(
         [{"applicant_id": 1}],
         features=["loan_request:credit_amount", "loan_affordability:monthly_installment"],
     )
-    alone = german.get_online_features(
+    alone = german.online.get_online_features(
         [{"applicant_id": 1}, {"applicant_id": 10_000_123}],
         features=["loan_affordability:monthly_installment"],
     )
@@ -469,12 +478,12 @@ def test_row_without_a_feature_added_later_is_missing_for_that_feature(handmade:
     re-materialized) gives MISSING for that feature, not a null."""
     from feature_service import online
 
-    plan = handmade._plan(None, ["loan_request:credit_amount", "loan_request:purpose"], online=True)
+    plan = handmade.plans.get(None, ["loan_request:credit_amount", "loan_request:purpose"], online=True)
     rows = online.read_rows(handmade.store, plan.reads, online.entity_keys("applicant_id", [202]))
     ts, values = rows["loan_request"][0]
     assert values is not None
     rows["loan_request"][0] = (ts, {k: v for k, v in values.items() if k != "purpose"})
-    result = handmade._assemble(plan, [202], rows, {"applicant_id": [202]})
+    result = handmade.online._assemble(plan, [202], rows, {"applicant_id": [202]})
     amount, purpose = result.columns
     assert amount.statuses == [ValueStatus.PRESENT]
     assert purpose.statuses == [ValueStatus.MISSING]
@@ -502,12 +511,14 @@ async def test_aclose_closes_the_loops_redis_connections(german: FeatureStoreCor
     import asyncio as aio
 
     loop = aio.get_running_loop()
-    await german.get_online_features_async([{"applicant_id": 2}], feature_service="credit_risk_v1")
-    reader = german._async_reader
+    await german.online.get_online_features_async([{"applicant_id": 2}], feature_service="credit_risk_v1")
+    reader = german.online._async_reader
     had = reader._clients.get(loop)
     await german.aclose()
     assert loop not in reader._clients
-    again = await german.get_online_features_async([{"applicant_id": 2}], feature_service="credit_risk_v1")
+    again = await german.online.get_online_features_async(
+        [{"applicant_id": 2}], feature_service="credit_risk_v1"
+    )
     assert again.columns[0].statuses == [ValueStatus.PRESENT]
     if had is not None:  # Redis: a new client, not the closed one
         assert reader._clients[loop] is not had

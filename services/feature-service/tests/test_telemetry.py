@@ -22,23 +22,23 @@ def test_online_read_counts_statuses_observes_ages_and_traces_the_store_read(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    warm = german.get_online_features([{"applicant_id": 2}], feature_service="credit_risk_v1")
+    warm = german.online.get_online_features([{"applicant_id": 2}], feature_service="credit_risk_v1")
     view = warm.features[0].view
     missing0 = _value("feature_service_online_values_total", feature_view=view, status="MISSING")
     present0 = _value("feature_service_online_values_total", feature_view=view, status="PRESENT")
     ages0 = _value("feature_service_online_feature_age_seconds_count", feature_view=view)
 
-    import feature_service.core as core_module
+    import feature_service.online_read as read_module
 
-    saved = core_module._TRACER
-    core_module._TRACER = tracer
+    saved = read_module._TRACER
+    read_module._TRACER = tracer
     try:
         with tracer.start_as_current_span("caller") as caller:
-            result = german.get_online_features(
+            result = german.online.get_online_features(
                 [{"applicant_id": 10_000_001}, {"applicant_id": 2}], feature_service="credit_risk_v1"
             )
     finally:
-        core_module._TRACER = saved
+        read_module._TRACER = saved
     per_view = sum(1 for s in result.features if s.view == view)
     assert _value("feature_service_online_values_total", feature_view=view, status="MISSING") == (
         missing0 + per_view
@@ -72,7 +72,7 @@ def test_metrics_stay_in_process_memory_after_feast_switched_to_files(german: Fe
     assert feast_metrics._owns_mp_dir  # Feast did switch it at import (the state this test undoes)
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     assert "PROMETHEUS_MULTIPROCESS_DIR" not in os.environ
-    german.get_online_features([{"applicant_id": 1}], [{}], "credit_risk_v1", None, None)
+    german.online.get_online_features([{"applicant_id": 1}], [{}], "credit_risk_v1", None, None)
     child = metrics.ONLINE_VALUES.labels(feature_view="applicant_profile", status="PRESENT")
     assert isinstance(child._value, values.MutexValue)
     assert "feature_service_online_values_total" in generate_latest(REGISTRY).decode()

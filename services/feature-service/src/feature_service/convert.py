@@ -24,7 +24,7 @@ from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from feature_service.core import (
+from feature_service.domain import (
     EntityInfo,
     FeatureServiceInfo,
     FeatureSpec,

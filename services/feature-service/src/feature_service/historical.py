@@ -22,7 +22,8 @@ from creditrisk_kit import NaiveTimestamps
 from creditrisk_kit.arrow import ChunkSequence, encode_chunks, utc_timestamps
 
 from feature_service import convert
-from feature_service.core import FeatureSpec, FeatureStoreCore
+from feature_service.core import FeatureStoreCore
+from feature_service.domain import FeatureSpec
 from feature_service.errors import InvalidArgument
 from feature_service.schema import EVENT_TIMESTAMP
 
@@ -90,7 +91,7 @@ async def read_entity_rows(
             spec.HasField("application_time_range"),
         )
         known = convert.from_timestamp(spec.labels_known_at) if spec.HasField("labels_known_at") else None
-        table = await asyncio.to_thread(core.labelled_entities, spec.label_view, start, end, known)
+        table = await asyncio.to_thread(core.historical.labelled_entities, spec.label_view, start, end, known)
         return EntityRows(table, EVENT_TIMESTAMP)
     table = chunks.table()
     if table is None:

@@ -7,8 +7,8 @@ end - TTL), the registry bookkeeping (``most_recent_end_time``, materialization 
 states) stay Feast's. Per feature view it runs Feast's own ``LocalFeatureBuilder`` plan (the offline
 store's ``pull_latest_from_table_or_query``: the latest row per entity in the window, created time as
 tie-breaker, filters, dedup) up to the final output node, and replaces only that node, where Feast
-0.67 spends most of the time (measured on 2 cores: ~40 % converting Arrow to ``ValueProto`` one
-Python value at a time, ~50 % in ``RedisOnlineStore.online_write_batch``'s per-row work):
+0.67 spends most of the time (converting Arrow to ``ValueProto`` one Python value at a time, and
+``RedisOnlineStore.online_write_batch``'s per-row work; the profile: docs/benchmarks.md, feature-service):
 
 * Values: each feature column is dictionary-encoded (Arrow); Feast's own
   ``python_values_to_proto_values`` converts one representative row per distinct value, taken from

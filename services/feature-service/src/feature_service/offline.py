@@ -3,8 +3,7 @@
 Ingestion replaces a table (idempotent: re-running never duplicates); pushes append. Feast 0.67's
 PostgreSQL offline store has no ``offline_write_batch``, so both operations go through COPY here;
 on the embedded profile the Parquet file is rewritten atomically (write to a temporary file, then
-``os.replace``). ``pandas.to_sql`` took 146 s for 101k rows on the CI machine; COPY takes about a
-second.
+``os.replace``). COPY, not ``pandas.to_sql``, which is far slower (docs/design.md, "Measured facts").
 """
 
 from __future__ import annotations

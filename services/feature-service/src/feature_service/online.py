@@ -2,10 +2,9 @@
 
 ``FeatureStore.get_online_features`` (Feast 0.67) spends most of a one-entity call assembling its
 generic response (registry look-ups, entity de-duplication, a ``GetOnlineFeaturesResponse`` proto,
-its on-demand augmentation converting that proto to Python and back, typeguard checks): 0.76 ms of
-CPU per call for one applicant on this project's Redis store, of which the store's own read is
-0.3 ms (docs/benchmarks.md, feature-service). The feature-service's core converted that response
-once more. This module reads the same rows through the same online store and applies the same
+its on-demand augmentation converting that proto to Python and back, typeguard checks), not in the
+store's own read (figures: docs/benchmarks.md, feature-service). The feature-service converted that
+response once more. This module reads the same rows through the same online store and applies the same
 on-demand transformation, keeping only what the core needs:
 
 * **stored feature views**: ``OnlineStore.online_read(config, view, entity_keys, features)`` per
@@ -18,7 +17,7 @@ on-demand transformation, keeping only what the core needs:
   at read time; other kinds are refused: :func:`unsupported`).
 
 The statuses (PRESENT / NULL_VALUE / MISSING / OUTSIDE_TTL) are derived by
-:mod:`feature_service.core` from what is read here, exactly as from Feast's response before.
+:mod:`feature_service.online_read` from what is read here, exactly as from Feast's response before.
 """
 
 from __future__ import annotations

@@ -10,14 +10,14 @@ both profiles.
   (``creditability``, bad = 1; ``online=False``: labels never reach the online store). Each has a
   push source ``<view>_push`` for fresh values.
 * On-demand feature view ``loan_affordability`` with ``monthly_installment`` = credit_amount /
-  duration_in_month, in python mode (a pandas-mode view cost 6-9 ms per online call here, python
-  mode ~1.4 ms), the same function offline and online. Its request source
+  duration_in_month, in python mode (a pandas-mode view costs several times more per online call:
+  docs/design.md, "Measured facts"), the same function offline and online. Its request source
   ``loan_request_overrides`` carries optional caller-supplied ``requested_credit_amount`` /
   ``requested_duration_in_month``; a non-null request value overrides the stored one.
   Feast 0.67 raises ``RequestDataNotFoundInEntityRowsException`` online (and
   ``RequestDataNotFoundInEntityDfException`` offline) when a request field is absent, so
-  :class:`feature_service.core.FeatureStoreCore` always sends both fields, null when the caller gave
-  no override.
+  the online and historical reads (:mod:`feature_service.online_read`, :mod:`feature_service.historical_read`)
+  always send both fields, null when the caller gave no override.
 * Feature services ``credit_risk_v1`` (model inputs + installment), ``credit_risk_fairness_v1``
   (protected attributes) and ``credit_risk_labels_v1`` (ground truth, offline only), each with a
   ``version`` tag (``"1"``).

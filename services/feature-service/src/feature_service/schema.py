@@ -176,6 +176,8 @@ REQUEST_FIELDS: dict[str, str] = {
     "credit_amount": "requested_credit_amount",
     "duration_in_month": "requested_duration_in_month",
 }
+#: Every name a request value is accepted under (caller-facing or the request source's) -> the latter.
+REQUEST_ALIASES: dict[str, str] = {**REQUEST_FIELDS, **{v: v for v in REQUEST_FIELDS.values()}}
 
 FEATURE_SERVICE_MODEL = "credit_risk_v1"
 FEATURE_SERVICE_FAIRNESS = "credit_risk_fairness_v1"

@@ -53,7 +53,7 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
             return await asyncio.to_thread(
                 self._online, keys, values, service, refs, version, request.full_feature_names
             )
-        result = await self.core.get_online_features_async(keys, values, service, refs, version)
+        result = await self.core.online.get_online_features_async(keys, values, service, refs, version)
         return convert.online_response(result, request.full_feature_names)
 
     def _online(
@@ -66,7 +66,7 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
         full_feature_names: bool,
     ) -> pb.GetOnlineFeaturesResponse:
         """Read and convert in one worker-thread hop (keeps the event loop free meanwhile)."""
-        result = self.core.get_online_features(keys, values, service, refs, version)
+        result = self.core.online.get_online_features(keys, values, service, refs, version)
         return convert.online_response(result, full_feature_names)
 
     async def GetHistoricalFeatures(
@@ -76,11 +76,16 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
         query = await historical.read_query(stream)
         service, refs, version = convert.selection(query)
         specs, resolved = await asyncio.to_thread(
-            self.core.selection, service, refs, version, query.full_feature_names
+            self.core.historical.selection, service, refs, version, query.full_feature_names
         )
         rows = await historical.read_entity_rows(stream, query, self.core)
         table = await asyncio.to_thread(
-            self.core.get_historical_table, rows.table, service, refs, query.full_feature_names, version
+            self.core.historical.get_historical_table,
+            rows.table,
+            service,
+            refs,
+            query.full_feature_names,
+            version,
         )
         table = historical.restore_timestamp(table, rows)
         yield historical.header(specs, table, resolved)
@@ -98,7 +103,7 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     async def Materialize(self, request: pb.MaterializeRequest, context: Any) -> pb.MaterializeResponse:
         start, end = convert.time_range(request.range, "range", request.HasField("range"))
         views = list(request.feature_views) or None
-        result = await asyncio.to_thread(self.core.materialize, start, end, views)
+        result = await asyncio.to_thread(self.core.writes.materialize, start, end, views)
         return pb.MaterializeResponse(views=convert.materialization(result.views))
 
     async def MaterializeIncremental(
@@ -106,22 +111,22 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.MaterializeIncrementalResponse:
         end = convert.required_timestamp(request, "end_time", "end_time")
         views = list(request.feature_views) or None
-        result = await asyncio.to_thread(self.core.materialize_incremental, end, views)
+        result = await asyncio.to_thread(self.core.writes.materialize_incremental, end, views)
         return pb.MaterializeIncrementalResponse(views=convert.materialization(result.views))
 
     async def Push(self, request: pb.PushRequest, context: Any) -> pb.PushResponse:
         rows = convert.push_rows(request)
         target = convert.push_target(request.target)
-        result = await asyncio.to_thread(self.core.push, request.push_source, rows, target)
+        result = await asyncio.to_thread(self.core.writes.push, request.push_source, rows, target)
         return pb.PushResponse(rows_written=result.rows)
 
     async def ListFeatureServices(
         self, request: pb.ListFeatureServicesRequest, context: Any
     ) -> pb.ListFeatureServicesResponse:
-        infos = await asyncio.to_thread(self.core.list_feature_services)
+        infos = await asyncio.to_thread(self.core.catalogue.list_feature_services)
         infos = [i for i in infos if convert.has_tags(i.tags, request.tags)]
         items, token = convert.page(infos, request.page_size, request.page_token, key=lambda i: i.name)
-        entities = await asyncio.to_thread(self.core.entities)
+        entities = await asyncio.to_thread(self.core.catalogue.entities)
         return pb.ListFeatureServicesResponse(
             feature_services=[convert.feature_service(i, entities) for i in items], next_page_token=token
         )
@@ -131,8 +136,8 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.GetFeatureServiceResponse:
         if not request.name:
             raise InvalidArgument("name", "required")
-        info = await asyncio.to_thread(self.core.describe_feature_service, request.name)
-        entities = await asyncio.to_thread(self.core.entities)
+        info = await asyncio.to_thread(self.core.catalogue.describe_feature_service, request.name)
+        entities = await asyncio.to_thread(self.core.catalogue.entities)
         return pb.GetFeatureServiceResponse(feature_service=convert.feature_service(info, entities))
 
     async def ListFeatureViews(
@@ -141,17 +146,19 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
         kind = convert.view_kind(request.kind)
         used: set[str] | None = None
         if request.feature_service:
-            service = await asyncio.to_thread(self.core.describe_feature_service, request.feature_service)
+            service = await asyncio.to_thread(
+                self.core.catalogue.describe_feature_service, request.feature_service
+            )
             used = set(service.feature_views)
         infos = [
             i
-            for i in await asyncio.to_thread(self.core.list_feature_views)
+            for i in await asyncio.to_thread(self.core.catalogue.list_feature_views)
             if (kind is None or i.kind == kind)
             and (used is None or i.name in used)
             and convert.has_tags(i.tags, request.tags)
         ]
         items, token = convert.page(infos, request.page_size, request.page_token, key=lambda i: i.name)
-        entities = await asyncio.to_thread(self.core.entities)
+        entities = await asyncio.to_thread(self.core.catalogue.entities)
         return pb.ListFeatureViewsResponse(
             feature_views=[convert.feature_view(i, entities) for i in items], next_page_token=token
         )
@@ -161,6 +168,6 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.GetFeatureViewResponse:
         if not request.name:
             raise InvalidArgument("name", "required")
-        info = await asyncio.to_thread(self.core.describe_feature_view, request.name)
-        entities = await asyncio.to_thread(self.core.entities)
+        info = await asyncio.to_thread(self.core.catalogue.describe_feature_view, request.name)
+        entities = await asyncio.to_thread(self.core.catalogue.entities)
         return pb.GetFeatureViewResponse(feature_view=convert.feature_view(info, entities))

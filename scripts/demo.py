@@ -1070,6 +1070,12 @@ def _trained_on(runs: list[dict[str, Any]], run_id: str) -> str:
 
 
 def main() -> int:
+    demo_state.check_profile(PROFILE)
+    with demo_state.run_lock(ROOT, PROFILE):
+        return run()
+
+
+def run() -> int:
     started = time.monotonic()
     console.print(f"[bold]credit-risk platform demo[/bold] (profile: {PROFILE})")
     fresh_state()

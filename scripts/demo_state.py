@@ -18,9 +18,12 @@ tests of ``tests/test_demo_state.py`` import it in the development environment).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +32,57 @@ MAX_IDENTIFIER = 63
 PREVIOUS = "_previous"
 
 
+#: The profiles a run may name (``PROFILE``); anything else would make ``.run/demo`` itself the
+#: run's folder, and the reset would move every profile's results.
+PROFILES = ("embedded", "real")
+
+
 def checkout_id(root: Path) -> str:
-    """8 hex digits that name the checkout at ``root`` (stable for one path, different for two)."""
-    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    """8 hex digits that name the checkout at ``root`` (stable for one path, different for two;
+    any path the file system holds, valid UTF-8 or not)."""
+    return hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:8]
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` when it is one of :data:`PROFILES`.
+
+    Raises:
+        SystemExit: naming the value and the profiles there are.
+    """
+    if profile not in PROFILES:
+        raise SystemExit(f"PROFILE={profile!r} is not a profile: use one of {', '.join(PROFILES)}")
+    return profile
+
+
+@contextmanager
+def run_lock(root: Path, profile: str) -> Iterator[None]:
+    """One run of a profile at a time in a checkout (two would reset each other's stores and mix
+    their data): an exclusive ``flock`` on ``.run/demo/<profile>.lock``, released when the run ends
+    (or its process dies).
+
+    Raises:
+        SystemExit: another run of the profile holds the lock (its pid named).
+    """
+    path = profile_dir(root, profile).with_name(f"{profile}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise SystemExit(
+                f"another `make demo` of the {profile} profile is running in this checkout "
+                f"(pid {holder}): wait for it, or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

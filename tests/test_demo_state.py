@@ -217,3 +217,35 @@ def test_the_mlflow_ui_command_keeps_the_environments_python(tmp_path: Path) -> 
     venv_python.parent.mkdir(parents=True)
     venv_python.symlink_to(sys.executable)
     assert demo_state.shown(venv_python, cwd=tmp_path) == ".venv/bin/python"
+
+
+# ---------------------------------------------------------------------- one run at a time, known profiles
+
+
+def test_a_second_run_of_a_profile_in_one_checkout_is_refused(tmp_path: Path) -> None:
+    # Two runs at once reset each other's database and schema and mixed their data.
+    with demo_state.run_lock(tmp_path, "real"):
+        with (
+            pytest.raises(
+                SystemExit, match=rf"real profile is running in this checkout \(pid {os.getpid()}\)"
+            ),
+            demo_state.run_lock(tmp_path, "real"),
+        ):
+            pass
+        with demo_state.run_lock(tmp_path, "embedded"):  # another profile has its own folder
+            pass
+    with demo_state.run_lock(tmp_path, "real"):  # released at the end of the run
+        pass
+
+
+@pytest.mark.parametrize("profile", ["", ".", "../x", "Real", "embedded/"])
+def test_an_unknown_profile_is_refused_before_anything_moves(profile: str) -> None:
+    # PROFILE= made .run/demo itself the run's folder: the reset moved every profile's results.
+    with pytest.raises(SystemExit, match="is not a profile: use one of embedded, real"):
+        demo_state.check_profile(profile)
+
+
+def test_a_checkout_path_that_is_not_utf8_has_an_id(tmp_path: Path) -> None:
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    assert re.fullmatch(r"[0-9a-f]{8}", demo_state.checkout_id(odd))
+    assert demo_state.checkout_id(odd) != demo_state.checkout_id(tmp_path / "caf\u00e9")

@@ -98,3 +98,17 @@ def test_make_test_has_a_step_for_every_check_and_suite() -> None:
         "tests of tests/",
     ]
     assert sorted(steps[9:]) == suites
+
+
+def test_make_dry_run_and_ignore_errors_never_report_a_pass(tmp_path: Path) -> None:
+    # `make -n test` printed "all passed" with nothing run; `make -i test` hid a failed step.
+    (tmp_path / "Makefile").write_text(
+        MAKEFILE
+        + "test:\n\t@+$(RUN) --title 'make test' first broken last\n".replace("$(RUN)", str(RUN_SUITES))
+    )
+    dry = subprocess.run(["make", "-n", "test"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "all passed" not in dry.stdout
+    assert "dry run: nothing was checked or tested" in dry.stdout
+    ignored = subprocess.run(["make", "-i", "test"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "FAILED: broken" in ignored.stdout
+    assert "LAST RAN" in ignored.stdout  # (the outer make ignores run-suites' status, as asked)

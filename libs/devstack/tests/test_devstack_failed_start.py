@@ -172,3 +172,29 @@ def test_a_process_that_exited_on_its_own_can_be_started_again(sup: Supervisor, 
     assert not pid_alive(orphan)  # what was left of the old group is stopped before the restart
     with pytest.raises(SupervisorError, match="crash: already started"):  # a live one still refuses
         sup.start(ProcessSpec("crash", SLEEPER))
+
+
+def test_a_reused_group_number_is_never_signalled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once the leader is reaped and its group is empty, the kernel may give the number to another
+    # process, leader of its own group: stopping (or restarting) the name must not signal it.
+    import signal as signals
+
+    from creditrisk_devstack import supervisor as module
+
+    with Supervisor(tmp_path / "logs") as sup:
+        proc = sup.start(ProcessSpec("short", [PY, "-c", "pass"], timeout_s=10, grace_s=1))
+        proc.popen.wait(timeout=10)
+        other = subprocess.Popen(SLEEPER, start_new_session=True)
+        try:
+            # the stranger as if it had been given our number: pid == our pgid, its own group
+            monkeypatch.setattr(module, "group_members", lambda pgid: [pgid, other.pid])
+            sent: list[tuple[int, int]] = []
+            monkeypatch.setattr(module, "signal_group", lambda pgid, sig: sent.append((pgid, sig)) or True)
+            assert not Supervisor._group_alive(proc)
+            sup.stop("short")
+            sup.start(ProcessSpec("short", [PY, "-c", "pass"], timeout_s=10, grace_s=1))
+            assert sent == []
+            assert other.poll() is None
+        finally:
+            other.send_signal(signals.SIGKILL)
+            other.wait(timeout=10)

@@ -12,6 +12,7 @@ import grpc
 import grpc.aio
 import pytest
 from creditrisk_kit import (
+    MAX_DETAIL_TEXT_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_STATUS_BYTES,
     MAX_VIOLATIONS,
@@ -541,3 +542,27 @@ async def test_domain_error_is_logged_at_info_with_code_method_and_fields(
     assert record.grpc_code == "INVALID_ARGUMENT"  # type: ignore[attr-defined]
     assert record.fields == ["applicant.age", "amount"]  # type: ignore[attr-defined]
     assert record.rpc_method.endswith("/unary_unary")  # type: ignore[attr-defined]
+
+
+async def test_the_log_line_of_a_refusal_is_bounded_like_the_status(caplog: pytest.LogCaptureFixture) -> None:
+    # A field path may hold a client's column name: one of a megabyte, 60 bad rows, once made a
+    # 100 MB log record (message and extra) while the status itself was capped.
+    name = "c" * 1_000_000
+
+    async def refuse(request: StringValue, context: Any) -> StringValue:
+        raise InvalidArgument.from_violations([FieldViolation(f"{name}[{i}]", "bad") for i in range(60)])
+
+    caplog.set_level(logging.INFO, logger="creditrisk_kit.interceptors")
+    async with running(handlers(refuse=unary_unary(refuse))) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await method(channel, "unary_unary", "refuse")(StringValue(value="x"), timeout=5)
+        finally:
+            await channel.close()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (record,) = [r for r in caplog.records if r.name == "creditrisk_kit.interceptors"]
+    assert len(record.getMessage()) < 32_000
+    assert len(record.fields) == MAX_VIOLATIONS + 1
+    assert record.fields[-1] == "..."
+    assert all(len(f.encode()) <= MAX_DETAIL_TEXT_BYTES for f in record.fields)

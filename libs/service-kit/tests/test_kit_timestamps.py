@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 from creditrisk_kit import InvalidArgument, parse_timestamp, parse_timestamps
-from creditrisk_kit.arrow import utc_timestamps
+from creditrisk_kit.arrow import decode_chunk, encode_chunks, utc_timestamps
 from creditrisk_kit.settings import ServiceSettings
 
 ISSUE_16 = ["2024-03-01T09:30:00-03:00", "2024-03-01 11:00:00"]
@@ -182,3 +182,25 @@ def test_the_policy_is_a_setting_of_every_service(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SERVICE_NAIVE_TIMESTAMPS", "local")
     with pytest.raises(ValueError, match="naive_timestamps"):
         ServiceSettings()
+
+
+def _raw_strings(*values: bytes) -> pa.Array:
+    """A string array holding exactly these bytes (Arrow checks no UTF-8 when built from buffers)."""
+    offsets, at = [0], 0
+    for value in values:
+        at += len(value)
+        offsets.append(at)
+    buffers = [None, pa.py_buffer(pa.array(offsets, pa.int32()).buffers()[1]), pa.py_buffer(b"".join(values))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+def test_invalid_utf8_is_a_client_error() -> None:
+    # An IPC stream from a client is not checked for UTF-8: the per-value path's to_pylist() raised
+    # UnicodeDecodeError (INTERNAL).
+    array = _raw_strings(b"2024-03-01T00:00:00Z", b"2024-03-01T00:00:00\xffZ")
+    with pytest.raises(InvalidArgument, match="not valid UTF-8") as info:
+        utc_timestamps(array, field="t")
+    assert info.value.field == "t"
+    payload = next(encode_chunks(pa.table({"t": array})))
+    with pytest.raises(InvalidArgument, match="not an Arrow IPC stream"):
+        decode_chunk(payload.payload)

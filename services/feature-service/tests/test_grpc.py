@@ -380,6 +380,24 @@ async def test_historical_bad_timestamps_name_the_clients_column_and_row(
     _assert_status(err, grpc.StatusCode.INVALID_ARGUMENT, named)
 
 
+@pytest.mark.parametrize(
+    "names", [["applicant_id", "as_of", "as_of"], ["applicant_id", "applicant_id", "as_of"]]
+)
+async def test_historical_repeated_column_names_are_refused(handmade: FeatureStoreCore, names) -> None:
+    # Arrow allows a name twice; the second timestamp column kept its raw strings (INTERNAL).
+    query = pb.HistoricalFeaturesQuery(
+        features=pb.FeatureRefs(refs=["loan_request:credit_amount"]), event_timestamp_column="as_of"
+    )
+    columns = {
+        "applicant_id": pa.array([102], pa.int64()),
+        "as_of": pa.array(["2024-03-01T12:30:00Z"]),
+    }
+    entity = pa.Table.from_arrays([columns[n] for n in names], names=names)
+    async with serving(handmade) as s:
+        err = await _error(s.stub.GetHistoricalFeatures(iter(requests(query, entity)), timeout=60))
+    _assert_status(err, grpc.StatusCode.INVALID_ARGUMENT, "appears more than once")
+
+
 def _chunk(table: pa.Table, sequence: int = 0) -> pb.GetHistoricalFeaturesRequest:
     payload = next(iter(requests(pb.HistoricalFeaturesQuery(), table)[1:])).entity_rows.arrow_ipc_stream
     return pb.GetHistoricalFeaturesRequest(

@@ -544,8 +544,15 @@ class Supervisor:
 
     @staticmethod
     def _group_alive(proc: ManagedProcess) -> bool:
+        """True while a member of the process's group lives. Once the leader is reaped and no member
+        is left, the kernel may hand the number out again: a live process whose pid is the group's
+        id then leads someone else's group (ours never again has a member with that pid), and
+        nothing may be signalled."""
         proc.popen.poll()  # reap the leader so it does not linger as a zombie
-        return bool(group_members(proc.pgid))
+        members = group_members(proc.pgid)
+        if proc.popen.returncode is not None and proc.pgid in members:
+            return False
+        return bool(members)
 
     @staticmethod
     def _append_log(proc: ManagedProcess, line: str) -> None:

@@ -142,9 +142,15 @@ def decode_chunk(payload: bytes, *, field: str = "arrow_ipc_stream") -> pa.Table
     """
     try:
         with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
-            return reader.read_all()
+            table = reader.read_all()
+        # IPC reading checks no UTF-8 (of values or names): an invalid byte would fail far later
+        table.validate(full=True)
+        _ = table.schema.names
+        return table
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise InvalidArgument(field, f"not an Arrow IPC stream: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(field, "a column name is not valid UTF-8") from exc
 
 
 class ChunkSequence:
@@ -239,6 +245,10 @@ def utc_timestamps(
         return array
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InvalidArgument(field, f"expected timestamps or ISO 8601 strings, got {kind}")
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise InvalidArgument(field, "not valid UTF-8 strings") from exc
     try:
         out = _cast_strings(array, naive)
         _check_range(out, field)

@@ -128,6 +128,14 @@ class ServiceError(Exception):
         """Names of the request fields this error is about (logged with the call; none by default)."""
         return ()
 
+    def log_fields(self) -> list[str]:
+        """:meth:`fields` as a log line carries them: the first :data:`MAX_VIOLATIONS`, each cut to
+        :data:`MAX_DETAIL_TEXT_BYTES` (a field path may hold a client's name of megabytes), and
+        ``"..."`` last when some were left out."""
+        fields = self.fields()
+        shown = [_text(f) for f in fields[:MAX_VIOLATIONS]]
+        return [*shown, "..."] if len(fields) > MAX_VIOLATIONS else shown
+
     def to_rpc_status(self) -> status_pb2.Status:
         """This error as a ``google.rpc.Status``: code, message, details packed in ``Any``.
 

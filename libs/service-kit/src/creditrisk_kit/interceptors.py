@@ -123,14 +123,14 @@ def _map(exc: BaseException, method: str) -> _Mapped:
         )
     if isinstance(domain, ServiceError):
         status = rpc_status.to_status(domain.to_rpc_status())
-        fields = domain.fields()
+        fields = domain.log_fields()
         _LOGGER.info(
             "%s failed: %s %s%s",
             method,
             status.code.name,
             status.details,
-            f" (fields: {', '.join(fields[:50])}{', ...' if len(fields) > 50 else ''})" if fields else "",
-            extra={"rpc_method": method, "grpc_code": status.code.name, "fields": list(fields[:50])},
+            f" (fields: {', '.join(fields)})" if fields else "",
+            extra={"rpc_method": method, "grpc_code": status.code.name, "fields": fields},
         )
         return _Mapped(status.code, status.details, status.trailing_metadata)
     if downstream is not None:

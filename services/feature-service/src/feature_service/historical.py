@@ -107,6 +107,9 @@ def _rename_timestamp(table: pa.Table, query: pb.HistoricalFeaturesQuery, naive:
     names = table.column_names
     if column not in names:
         raise InvalidArgument(column, "event timestamp column missing from the entity rows")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # Arrow allows it; the join would pick one of them
+        raise InvalidArgument(repeated[0], "column name appears more than once in the entity rows")
     index = names.index(column)
     table = table.set_column(index, column, utc_timestamps(table.column(index), field=column, naive=naive))
     if query.label_column and query.label_column not in names:

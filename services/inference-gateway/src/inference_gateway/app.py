@@ -308,7 +308,7 @@ def create_app(
             request.method,
             request.url.path,
             exc.grpc_status_code().name,
-            extra={"http_status": exc.http_status_code(), "fields": list(exc.fields())},
+            extra={"http_status": exc.http_status_code(), "fields": exc.log_fields()},
         )
         return _json({"error": error_body(exc)}, exc.http_status_code())
 

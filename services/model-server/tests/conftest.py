@@ -58,16 +58,27 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` (the training-service's command, from ITS env), empty at first;
+    stopped by PID at the end of the session."""
+    work = tmp_path_factory.mktemp("mlflow")
+    argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
+    (work / "mlflow").mkdir(exist_ok=True)
+    mlflow_proc = fx.start_process(argv, fx.clean_env(**env), work / "mlflow.log")
+    try:
+        fx.wait_http(f"{url}/health", START_TIMEOUT_S, mlflow_proc)
+        yield url
+    finally:
+        fx.stop_process(mlflow_proc)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("model-server")
     procs = []
     receiver = OtlpReceiver().start()
+    url = tracking_uri
     try:
-        argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
-        (work / "mlflow").mkdir(exist_ok=True)
-        mlflow_proc = fx.start_process(argv, fx.clean_env(**env), work / "mlflow.log")
-        procs.append(mlflow_proc)
-        fx.wait_http(f"{url}/health", START_TIMEOUT_S, mlflow_proc)
         runs = fx.make_runs(url, work / "runs")
         versions = {
             "lr": fx.register_version(url, MODEL, runs["lr"], work / "reg1").version,

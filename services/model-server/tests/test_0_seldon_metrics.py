@@ -3,13 +3,16 @@ process against seldon-core's real ``SeldonMetrics`` store and its real Flask ap
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from typing import Any
 
 import pytest
 from model_server import seldon_metrics
 from model_server.seldon_metrics import CoalescingMetrics, handler
+from seldon_core import metrics as seldon_core_metrics
 from seldon_core import seldon_methods
 from seldon_core.metrics import SeldonMetrics
 from seldon_core.wrapper import get_rest_microservice
@@ -114,6 +117,7 @@ def test_installed_in_seldon_cores_rest_path(store: Any) -> None:
 
     assert seldon_methods.handle_raw_custom_metrics.__name__ == "handle_raw_custom_metrics"
     assert seldon_methods.handle_raw_custom_metrics.__module__ == seldon_metrics.__name__
+    assert seldon_core_metrics.Manager is seldon_metrics.ordered_manager  # what SeldonMetrics starts
 
     class Model:
         def predict_raw(self, request: Any) -> Any:
@@ -125,3 +129,20 @@ def test_installed_in_seldon_cores_rest_path(store: Any) -> None:
     assert store.updates == 0
     assert seldon_metrics.install().flush() >= 3
     assert _sample(store.generate_metrics()[0], r'serving_version\{[^}]*alias="champion"[^}]*\} (\S+)') == 7.0
+
+
+def test_the_metrics_manager_outlives_a_sigterm_while_its_owner_lives() -> None:
+    """The group's SIGTERM reaches the manager together with the workers: it keeps answering them
+    (seldon-core's worker_exit hook) until its owner shuts it down."""
+    manager = seldon_metrics.ordered_manager()
+    process = manager._process  # type: ignore[attr-defined]
+    try:
+        shared = manager.dict()  # type: ignore[attr-defined]
+        os.kill(process.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        shared["worker"] = 1
+        assert shared["worker"] == 1
+        assert process.is_alive()
+    finally:
+        manager.shutdown()
+    assert not process.is_alive()

@@ -8,7 +8,8 @@
   ``before_stop`` hook), then the supervisor stops the whole process group;
 * ``ready``: exit 0 when the slot is ready (prints the aggregated state).
 
-Both runtimes run with ``OMP_NUM_THREADS=1`` (unless set) and a fresh state folder
+Both runtimes run with ``OMP_NUM_THREADS=1`` and ``ORT_DISABLE_TELEMETRY=1`` (unless set; see
+:mod:`model_server`) and a fresh state folder
 (``MODEL_SERVER_STATE_DIR``, default ``<tmp>/model-server-<model>-<alias>-<http port>``).
 ``--print`` prints the argv and environment instead of running.
 """
@@ -113,6 +114,8 @@ def seldon_command(
         "GUNICORN_WORKERS": str(rest_workers),
         "GRPC_WORKERS": str(grpc_workers),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        # onnxruntime's telemetry thread, inherited by seldon-core's forked workers, killed them at exit
+        "ORT_DISABLE_TELEMETRY": os.environ.get("ORT_DISABLE_TELEMETRY", "1"),
         # the custom metrics go to Prometheus (metrics port), not into every answer
         "INCLUDE_METRICS_IN_CLIENT_RESPONSE": os.environ.get("INCLUDE_METRICS_IN_CLIENT_RESPONSE", "false"),
     }
@@ -202,6 +205,7 @@ def mlserver_command(
         "MODEL_SERVER_STATE_DIR": str(state_dir),
         "MODEL_SERVER_SERVING_PROCESSES": "1",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "ORT_DISABLE_TELEMETRY": os.environ.get("ORT_DISABLE_TELEMETRY", "1"),
     }
     return Command([_bin("mlserver"), "start", str(directory)], env, state_dir)
 

@@ -20,17 +20,32 @@ keeps them), kept in this process, and handed to the same ``SeldonMetrics.update
 
 What a worker holds when it dies (at most one interval) is lost, as a Prometheus scrape between two
 flushes would miss it; the histograms and counters stay monotonic.
+
+Shutdown order: :func:`install` also makes seldon-core's metrics manager process outlive the
+processes that use it. The slot is stopped by SIGTERM to its whole process group; the manager
+(``multiprocessing``'s server process, default SIGTERM action) died at once, while each gunicorn
+worker was still finishing, and seldon-core's ``worker_exit`` hook then called
+``SeldonMetrics.clear()`` against the dead manager: the ``Exception during worker exit`` traceback
+(``'ForkAwareLocal' object has no attribute 'connection'``: the worker's main thread had no
+connection yet and could not open one). The manager now takes SIGTERM as "stop when the process
+that started it (seldon-core's main process, the gunicorn master) is gone"; that process shuts it
+down itself at its exit (``multiprocessing``'s finalizer), after gunicorn has waited for its
+workers. A manager that really died still makes ``clear()`` fail loudly.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.managers import SyncManager
 from typing import Any
 
+from seldon_core import metrics as seldon_core_metrics
 from seldon_core import seldon_methods
 
 LOGGER = logging.getLogger("model_server.seldon")
@@ -147,11 +162,38 @@ def handler(buffer: CoalescingMetrics) -> Callable[[Any, Any, bool, str], None]:
     return handle_raw_custom_metrics
 
 
+def _outlive_owner_on_sigterm(owner_pid: int) -> None:
+    """In the manager process: SIGTERM no longer ends it at once, but once ``owner_pid`` (the
+    process that started it, which shuts it down at its own exit) is gone."""
+
+    def wait_for_owner() -> None:
+        while os.getppid() == owner_pid:
+            time.sleep(0.1)
+        os._exit(0)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        threading.Thread(target=wait_for_owner, name="wait-for-owner", daemon=True).start()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def ordered_manager() -> SyncManager:
+    """``multiprocessing.Manager()`` whose process stays up until its owner is gone (see the
+    module docstring, "Shutdown order"); what seldon-core's ``SeldonMetrics`` starts once
+    :func:`install` ran."""
+    manager = SyncManager(ctx=multiprocessing.get_context())
+    manager.start(_outlive_owner_on_sigterm, (os.getpid(),))
+    return manager
+
+
 _INSTALLED: CoalescingMetrics | None = None
 
 
 def install(flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S) -> CoalescingMetrics:
-    """Replace seldon-core's per-request metrics step in this process (idempotent).
+    """Replace seldon-core's per-request metrics step in this process, and make the metrics
+    manager that seldon-core starts next outlive its users (idempotent; before ``SeldonMetrics``
+    is made: seldon-core imports the user model first).
 
     Returns:
         the process's buffer (``flush()`` hands its content over at once, e.g. in tests).
@@ -160,4 +202,5 @@ def install(flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S) -> CoalescingMet
     if _INSTALLED is None:
         _INSTALLED = CoalescingMetrics(flush_interval_s)
         seldon_methods.handle_raw_custom_metrics = handler(_INSTALLED)
+        seldon_core_metrics.Manager = ordered_manager  # SeldonMetrics.__init__ calls Manager()
     return _INSTALLED

@@ -15,6 +15,13 @@ takes that reference once at its start, so in-flight requests finish on the vers
 with, and every response names the version that scored it. A refused version (digests, content)
 is logged and reported; the old version keeps serving; the refused one is checked again after
 ``refused_retry_s``.
+
+Logs of the alias reads change with the state, not with every poll: before the first promotion the
+model or its alias does not exist yet, a normal waiting state logged once at INFO (``waiting for
+alias champion of model credit-risk to exist``) and left with ``alias ... exists: version N``; an
+alias removed while a version serves is one WARNING; a read that fails (registry unreachable,
+server errors) is a WARNING when it starts failing, repeated at most every
+:data:`READ_ERROR_LOG_INTERVAL_S` with the count of failed reads, and an INFO when it recovers.
 """
 
 from __future__ import annotations
@@ -44,10 +51,14 @@ APPROVE = "approve"
 
 def preload_modules() -> None:
     """Import what loading a version needs (MLflow client and artifacts, skops, onnxruntime,
-    scikit-learn's pipeline modules) so that a forked worker inherits them."""
+    scikit-learn's pipeline modules) so that a forked worker inherits them.
+
+    onnxruntime only with its telemetry off (the package's default, :mod:`model_server`): with it
+    on, the import starts an uploader thread that a forked worker inherits without the thread,
+    and the worker dies in a C++ destructor at exit. Then each worker imports it itself.
+    """
     import mlflow.artifacts
     import mlflow.models  # noqa: F401
-    import onnxruntime  # noqa: F401
     import pandas  # noqa: F401
     import sklearn.compose
     import sklearn.ensemble
@@ -55,6 +66,27 @@ def preload_modules() -> None:
     import sklearn.pipeline  # noqa: F401
     import skops.io  # noqa: F401
     from mlflow import MlflowClient  # noqa: F401
+
+    if os.environ.get("ORT_DISABLE_TELEMETRY", "").strip() == "1":
+        import onnxruntime  # noqa: F401
+
+
+#: While reading the alias fails (registry unreachable, server errors), the warning is logged when it
+#: starts failing and then at most once per this many seconds, with the count of failed reads.
+READ_ERROR_LOG_INTERVAL_S = 300.0
+#: At exit, how long to wait for the alias follower to finish a read or load in progress.
+EXIT_JOIN_S = 5.0
+
+
+def alias_missing(exc: BaseException) -> bool:
+    """Whether a failed ``get_model_version_by_alias`` says the model or its alias does not exist
+    (yet): MLflow answers ``RESOURCE_DOES_NOT_EXIST`` for an unregistered model and
+    ``INVALID_PARAMETER_VALUE`` "Registered model alias <alias> not found." for a model without it."""
+    code = getattr(exc, "error_code", None)
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    text = str(exc)
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
 
 
 class NoModel(Exception):
@@ -196,6 +228,12 @@ class Slot:
         self.loads = 0
         self.refusals = 0
         self.last_error = ""
+        # what the last alias read found, for logging changes only: "" (no read yet), "found",
+        # "missing" (no such model or alias: waiting) or "failing" (the read itself failed)
+        self._read_state = ""
+        self._read_failures = 0
+        self._read_failing_since = 0.0
+        self._read_logged_at = 0.0
 
     # --- registry ------------------------------------------------------------------------------
 
@@ -223,12 +261,12 @@ class Slot:
                 mv = self.client.get_model_version_by_alias(name, alias)
             except Exception as exc:
                 self.last_error = f"reading {name}@{alias}: {exc}"
-                LOGGER.warning(
-                    "alias read failed; keeping version %s", self._version(), extra={"error": str(exc)}
-                )
+                missing = alias_missing(exc)
+                self._log_read_failure(exc, missing)
                 self._publish()
-                return "no-alias" if "RESOURCE_DOES_NOT_EXIST" in str(exc) else "error"
+                return "no-alias" if missing else "error"
             version = str(mv.version)
+            self._log_read_ok(version)
             self._target = version
             if self._current is not None and self._current.version == version:
                 self._publish()
@@ -284,6 +322,73 @@ class Slot:
     def _version(self) -> str | None:
         return self._current.version if self._current else None
 
+    def _log_read_failure(self, exc: Exception, missing: bool) -> None:
+        """Log a failed alias read on a change of state only (see :data:`READ_ERROR_LOG_INTERVAL_S`)."""
+        name, alias = self.settings.model_name, self.settings.alias
+        extra = {
+            "model": name,
+            "alias": alias,
+            "pid": os.getpid(),
+            ("reason" if missing else "error"): str(exc),
+        }
+        if missing:
+            if self._read_state != "missing":
+                if self._current is None:  # before the first promotion: the normal waiting state
+                    LOGGER.info("waiting for alias %s of model %s to exist", alias, name, extra=extra)
+                else:
+                    LOGGER.warning(
+                        "alias %s of model %s no longer exists; keeping version %s",
+                        alias,
+                        name,
+                        self._version(),
+                        extra=extra,
+                    )
+            self._read_state = "missing"
+            self._read_failures = 0
+            return
+        self._read_failures += 1
+        now = time.monotonic()
+        if self._read_state != "failing":
+            self._read_state, self._read_failing_since, self._read_logged_at = "failing", time.time(), now
+            LOGGER.warning(
+                "cannot read alias %s of model %s; keeping version %s: %s",
+                alias,
+                name,
+                self._version(),
+                exc,
+                extra=extra,
+            )
+        elif now - self._read_logged_at >= READ_ERROR_LOG_INTERVAL_S:
+            self._read_logged_at = now
+            LOGGER.warning(
+                "still cannot read alias %s of model %s (%d failed reads in %.0f s); keeping version %s: %s",
+                alias,
+                name,
+                self._read_failures,
+                time.time() - self._read_failing_since,
+                self._version(),
+                exc,
+                extra={**extra, "failed_reads": self._read_failures},
+            )
+
+    def _log_read_ok(self, version: str) -> None:
+        """Log the end of a waiting or failing state (the alias read answered ``version``)."""
+        name, alias = self.settings.model_name, self.settings.alias
+        extra = {"model": name, "alias": alias, "pid": os.getpid(), "version": version}
+        if self._read_state == "missing":
+            LOGGER.info("alias %s of model %s exists: version %s", alias, name, version, extra=extra)
+        elif self._read_state == "failing":
+            LOGGER.info(
+                "alias %s of model %s readable again (version %s) after %d failed reads in %.0f s",
+                alias,
+                name,
+                version,
+                self._read_failures,
+                time.time() - self._read_failing_since,
+                extra={**extra, "failed_reads": self._read_failures},
+            )
+        self._read_state, self._read_failures = "found", 0
+
     def _publish(self) -> None:
         try:
             readiness.write_state(self.settings.state_dir, self.state())
@@ -313,9 +418,18 @@ class Slot:
         if self._thread is not None:
             return
         self._publish()
-        atexit.register(readiness.remove_state, self.settings.state_dir)
+        atexit.register(self._at_exit)
         self._thread = threading.Thread(target=self._run, name="alias-follower", daemon=True)
         self._thread.start()
+
+    def _at_exit(self) -> None:
+        """At interpreter exit (a gunicorn worker's graceful stop): stop the follower before the
+        interpreter and the C++ libraries tear down what a load in progress is running (an
+        onnxruntime warm-up), then remove the state file."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=EXIT_JOIN_S)
+        readiness.remove_state(self.settings.state_dir)
 
     def _run(self) -> None:
         while not self._stop.is_set():

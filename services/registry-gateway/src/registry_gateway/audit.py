@@ -13,6 +13,8 @@ schema is managed by alembic migrations (``registry_gateway/migrations``), appli
 * **Sequences**: ``seq`` orders every record (newest first in listings); ``alias_seq`` numbers the
   alias changes registry-wide (strictly increasing, never reused): WatchAliases streams them.
 * **Durability**: SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL with its defaults.
+* **AuditTrail**: what the registry's jobs use: records stamped with the caller and the current
+  trace id, appended in a write's transaction or on their own, and ListAuditRecords.
 * **PostgreSQL schema**: every table (and alembic's version table) lives in ``schema`` via the
   connection's ``search_path``, so parallel test sessions each get their own schema.
 

@@ -13,6 +13,8 @@ schema is managed by alembic migrations (``registry_gateway/migrations``), appli
 * **Sequences**: ``seq`` orders every record (newest first in listings); ``alias_seq`` numbers the
   alias changes registry-wide (strictly increasing, never reused): WatchAliases streams them.
 * **Durability**: SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL with its defaults.
+* **AuditTrail**: what the registry's jobs use: records stamped with the caller and the current
+  trace id, appended in a write's transaction or on their own, and ListAuditRecords.
 * **PostgreSQL schema**: every table (and alembic's version table) lives in ``schema`` via the
   connection's ``search_path``, so parallel test sessions each get their own schema.
 
@@ -21,6 +23,7 @@ Times are stored as naive UTC and returned aware (UTC).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -34,8 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from creditrisk_telemetry import current_trace_id
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
+
+from registry_gateway.auth import Caller, Role, require
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -346,3 +352,46 @@ class _Row:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._mapping = values
+
+
+class AuditTrail:
+    """The audit trail as the registry's jobs use it: records stamped with the caller (actor, role)
+    and the current trace id, appended inside a write's lock or on their own, and listed.
+
+    Args:
+        store: the audit store (migrated).
+    """
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+
+    def append(self, conn: Connection, caller: Caller, action: int, name: str, **kwargs: Any) -> AuditRecord:
+        """Append a record in the transaction of ``conn`` (inside :meth:`AuditStore.locked`)."""
+        return self.store.append(conn, self.new_record(caller, action, name, **kwargs))
+
+    def append_now(self, caller: Caller, action: int, name: str, **kwargs: Any) -> AuditRecord:
+        """Append a record under the write lock (actions that change nothing else, e.g. REFUSE)."""
+        return self.store.append_now(self.new_record(caller, action, name, **kwargs))
+
+    @staticmethod
+    def new_record(caller: Caller, action: int, name: str, **kwargs: Any) -> NewRecord:
+        """A record of ``caller`` doing ``action`` on model ``name`` in the current trace."""
+        return NewRecord(
+            actor=caller.subject,
+            role=int(caller.role),
+            action=action,
+            model_name=name,
+            trace_id=current_trace_id(),
+            **kwargs,
+        )
+
+    async def records(
+        self, caller: Caller, flt: AuditFilter, offset: int, limit: int
+    ) -> tuple[list[AuditRecord], bool]:
+        """ListAuditRecords: newest first."""
+        require(caller, Role.VIEWER, "ListAuditRecords")
+        return await asyncio.to_thread(self.store.list, flt, offset, limit)
+
+    async def healthy(self) -> bool:
+        """Readiness: the audit database answers."""
+        return await asyncio.to_thread(self.store.ping)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk_kit import FailedPrecondition, NotFound, PreconditionViolation
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+
+from registry_gateway.convert import gate_result
+from registry_gateway.domain import GateDecision
 
 DOMAIN = "registry-gateway.creditrisk"
 
@@ -45,17 +47,18 @@ def alias_not_found(name: str, alias: str) -> RegistryNotFound:
 class GateRefused(FailedPrecondition):
     """The promotion gate refused: the figures in the message, the GateResult in the details."""
 
-    def __init__(self, gate: pb.GateResult) -> None:
+    def __init__(self, decision: GateDecision) -> None:
+        outcome = decision.outcome
         super().__init__(
-            f"promotion gate refused {gate.model_name}/{gate.challenger.version} for {gate.alias!r}: "
-            + "; ".join(gate.reasons),
+            f"promotion gate refused {decision.model_name}/{outcome.challenger.version} for "
+            f"{decision.alias!r}: " + "; ".join(outcome.reasons),
             [
                 PreconditionViolation(
-                    "PROMOTION_GATE", f"{gate.model_name}/{gate.challenger.version}", gate.rule
+                    "PROMOTION_GATE", f"{decision.model_name}/{outcome.challenger.version}", outcome.rule
                 )
             ],
         )
-        self.gate = gate
+        self.decision = decision
 
     def details(self) -> list[Message]:
-        return [*super().details(), self.gate]
+        return [*super().details(), gate_result(self.decision)]

@@ -1,9 +1,9 @@
 """The promotion gate: both versions scored on the same held-out rows, a paired bootstrap of the
 ROC AUC difference, an expected-cost check, and an absolute floor for a first champion.
 
-Pure computation (numpy only): the core fetches the gate window's labelled rows through the
-feature-service and scores both versions itself (never trusting logged metrics), then calls
-:func:`evaluate`.
+Pure computation (numpy only): :mod:`registry_gateway.evaluation` fetches the gate window's
+labelled rows through the feature-service and scores both versions itself (never trusting logged
+metrics), then calls :func:`evaluate`.
 
 Sources:
 

@@ -1,0 +1,254 @@
+"""Aliases: SetAlias, DeleteAlias, PromoteModelVersion (the gate, then the move), RollbackChampion
+and WatchAliases.
+
+Every move runs inside the audit store's write lock (process lock + database lock) with its audit
+record in the same transaction, so an alias never moves twice at once and each change has a
+registry-wide sequence number. Watchers get a snapshot, then each change from the audit trail in
+sequence order: a write in this process wakes them at once; other gateway processes' writes are
+seen within the poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+
+from registry_gateway import audit as au
+from registry_gateway.auth import Caller, Role, require
+from registry_gateway.domain import AliasBinding, AliasSnapshot, GateDecision, ModelVersionInfo
+from registry_gateway.errors import GateRefused, alias_not_found
+from registry_gateway.evaluation import GateEvaluator
+from registry_gateway.registry import CHAMPION, ModelRegistry, check_alias, check_name
+
+
+class Aliases:
+    """Alias moves with their audit records, the gated promotion, rollback and the change stream.
+
+    Args:
+        registry: the MLflow registry.
+        trail: the audit trail (its store's lock serializes the moves).
+        gate: the gate run before a promotion.
+        watch_poll_interval_s: how often watchers look for other gateway processes' changes.
+    """
+
+    def __init__(
+        self, registry: ModelRegistry, trail: au.AuditTrail, gate: GateEvaluator, watch_poll_interval_s: float
+    ) -> None:
+        self.registry = registry
+        self.trail = trail
+        self.gate = gate
+        self.watch_poll_interval_s = watch_poll_interval_s
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def notify(self) -> None:
+        """Wake the watchers (an alias moved in this process, or closing)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def close(self) -> None:
+        """End the watchers."""
+        self._closed = True
+        self.notify()
+
+    def move(
+        self,
+        caller: Caller,
+        action: int,
+        name: str,
+        alias: str,
+        version: int | None,
+        reason: str,
+        figures: dict[str, float] | None = None,
+        expect: tuple[int | None] | None = None,
+    ) -> au.AuditRecord:
+        """Move (or delete, ``version`` None) an alias under the write lock, with its audit record."""
+        with self.trail.store.locked() as conn:
+            before = self.registry.alias_holder(name, alias)
+            if expect is not None and before != expect[0]:
+                raise FailedPrecondition(
+                    f"alias {name}@{alias} moved while the gate ran (now {before}); evaluate again",
+                    [PreconditionViolation("ALIAS_MOVED", f"{name}@{alias}", "retry the promotion")],
+                )
+            if version is None:
+                if before is None:
+                    raise alias_not_found(name, alias)
+                self.registry.client.delete_registered_model_alias(name, alias)
+            else:
+                self.registry.client.set_registered_model_alias(name, alias, str(version))
+            return self.trail.append(
+                conn,
+                caller,
+                action,
+                name,
+                alias=alias,
+                from_version=before,
+                to_version=version,
+                reason=reason,
+                figures=figures or {},
+            )
+
+    async def set_alias(
+        self, caller: Caller, name: str, alias: str, version: int, reason: str
+    ) -> au.AuditRecord:
+        """SetAlias: any alias but champion."""
+        require(caller, Role.PROMOTER, "SetAlias")
+        name = check_name(name, "name")
+        alias = check_alias(alias, "alias")
+        if alias == CHAMPION:
+            raise FailedPrecondition(
+                "the champion alias moves only by PromoteModelVersion or RollbackChampion",
+                [PreconditionViolation("CHAMPION_ALIAS", f"{name}@{CHAMPION}", "use PromoteModelVersion")],
+            )
+        if version < 1:
+            raise InvalidArgument("version", "required, >= 1")
+
+        def write() -> au.AuditRecord:
+            self.registry.ready_version(name, version)
+            return self.move(caller, au.SET_ALIAS, name, alias, version, reason)
+
+        record = await self.registry.run(write)
+        self.notify()
+        return record
+
+    async def delete_alias(self, caller: Caller, name: str, alias: str, reason: str) -> au.AuditRecord:
+        """DeleteAlias (admin, reason required)."""
+        require(caller, Role.ADMIN, "DeleteAlias")
+        name = check_name(name, "name")
+        if not alias:
+            raise InvalidArgument("alias", "required")
+        if not reason.strip():
+            raise InvalidArgument("reason", "required")
+
+        def write() -> au.AuditRecord:
+            self.registry.registered_model(name)
+            return self.move(caller, au.DELETE_ALIAS, name, alias, None, reason)
+
+        record = await self.registry.run(write)
+        self.notify()
+        return record
+
+    async def promote(
+        self, caller: Caller, name: str, version: int, alias: str, force: bool, reason: str
+    ) -> tuple[GateDecision, au.AuditRecord, ModelVersionInfo]:
+        """PromoteModelVersion: the gate, then the alias move (or a REFUSE record and GateRefused)."""
+        require(caller, Role.PROMOTER, "PromoteModelVersion")
+        name = check_name(name, "name")
+        if version < 1:
+            raise InvalidArgument("version", "required, >= 1")
+        alias = check_alias(alias or CHAMPION, "alias")
+        if force:
+            require(caller, Role.ADMIN, "PromoteModelVersion with force")
+            if not reason.strip():
+                raise InvalidArgument("reason", "required with force")
+        decision, holder = await self.gate.decide(name, version, alias)
+        outcome = decision.outcome
+        figures = outcome.figures()
+        if not outcome.passed and not force:
+            await self.registry.run(
+                lambda: self.trail.append_now(
+                    caller,
+                    au.REFUSE,
+                    name,
+                    alias=alias,
+                    from_version=holder,
+                    to_version=version,
+                    figures=figures,
+                    reason=outcome.summary(),
+                )
+            )
+            raise GateRefused(decision)
+        action = au.PROMOTE if outcome.passed else au.FORCE_PROMOTE
+        reason = reason if reason else outcome.summary()
+        record = await self.registry.run(
+            self.move, caller, action, name, alias, version, reason, figures, (holder,)
+        )
+        self.notify()
+        mv = await self.registry.run(
+            lambda: self.registry.version_info(self.registry.model_version(name, version))
+        )
+        return decision, record, mv
+
+    async def rollback(
+        self, caller: Caller, name: str, reason: str, to_version: int | None = None
+    ) -> tuple[au.AuditRecord, ModelVersionInfo]:
+        """RollbackChampion: back to the previous champion from the audit trail (or an explicit version)."""
+        require(caller, Role.ADMIN, "RollbackChampion")
+        name = check_name(name, "name")
+        if not reason.strip():
+            raise InvalidArgument("reason", "required")
+
+        def write() -> au.AuditRecord:
+            current = self.registry.alias_holder(name, CHAMPION)
+            if to_version is not None:
+                target: int | None = to_version
+                self.registry.ready_version(name, to_version)
+            else:
+                history = self.trail.store.alias_history(name, CHAMPION)
+                last = next((r for r in reversed(history) if r.to_version == current), None)
+                target = last.from_version if last is not None else None
+                if target is not None:
+                    self.registry.ready_version(name, target)
+            if current is None or target is None or target == current:
+                raise FailedPrecondition(
+                    f"{name} has no previous champion to roll back to",
+                    [
+                        PreconditionViolation(
+                            "NO_PREVIOUS_CHAMPION", f"{name}@{CHAMPION}", "promote a version"
+                        )
+                    ],
+                )
+            return self.move(caller, au.ROLLBACK, name, CHAMPION, target, reason, expect=(current,))
+
+        record = await self.registry.run(write)
+        self.notify()
+        mv = await self.registry.run(
+            lambda: self.registry.version_info(self.registry.model_version(name, record.to_version or 0))
+        )
+        return record, mv
+
+    async def watch(
+        self, caller: Caller, model_names: Sequence[str], alias_filter: Sequence[str]
+    ) -> AsyncIterator[AliasSnapshot | au.AuditRecord]:
+        """WatchAliases: a snapshot, then each alias change in sequence order."""
+        require(caller, Role.VIEWER, "WatchAliases")
+        names = set(model_names)
+        aliases = set(alias_filter)
+        for n in names:
+            await self.registry.run(self.registry.registered_model, n)
+
+        def snapshot() -> tuple[int, list[AliasBinding]]:
+            while True:
+                before = self.trail.store.last_alias_seq()
+                bindings = []
+                models = (
+                    [self.registry.registered_model(n) for n in sorted(names)]
+                    if names
+                    else list(
+                        self.registry.client.search_registered_models(max_results=1000, order_by=["name ASC"])
+                    )
+                )
+                for rm in models:
+                    for alias, version in sorted((rm.aliases or {}).items()):
+                        if not aliases or alias in aliases:
+                            bindings.append(
+                                AliasBinding(model_name=rm.name, alias=alias, version=int(version))
+                            )
+                if self.trail.store.last_alias_seq() == before:
+                    return before, bindings
+
+        seq, bindings = await self.registry.run(snapshot)
+        yield AliasSnapshot(bindings=bindings, sequence=seq)
+        while not self._closed:
+            changed = self._changed
+            records = await self.registry.run(self.trail.store.alias_changes_after, seq)
+            for record in records:
+                seq = record.alias_seq or seq
+                if (not names or record.model_name in names) and (not aliases or record.alias in aliases):
+                    yield record
+            if not records:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=self.watch_poll_interval_s)

@@ -1,0 +1,276 @@
+"""The MLflow model registry as the other jobs see it: name checks, lookups with the gateway's
+NOT_FOUND errors, the worker-thread runner that maps MLflow outages to UNAVAILABLE, and the reads
+(ListRegisteredModels, ListModelVersions, GetModelVersion). Reads go to MLflow each time (no
+cache), so a moved alias is seen by the next read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation, Unavailable
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException, RestException
+
+from registry_gateway.domain import (
+    Lineage,
+    ModelVersionInfo,
+    RegisteredModelInfo,
+    SignatureInput,
+    VersionSelector,
+)
+from registry_gateway.errors import alias_not_found, model_not_found, version_not_found
+from registry_gateway.models import digests_from_tags
+
+T = TypeVar("T")
+
+CHAMPION = "champion"
+TAG = "registry."
+RESERVED_TAG_PREFIX = TAG
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
+_ALIAS = re.compile(r"^[a-z0-9_-]{1,64}$")
+_MLFLOW_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def check_name(value: str, field: str) -> str:
+    """A registered model name (INVALID_ARGUMENT naming ``field`` otherwise)."""
+    if not value:
+        raise InvalidArgument(field, "required")
+    if not _NAME.match(value):
+        raise InvalidArgument(
+            field, "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+        )
+    return value
+
+
+def check_alias(value: str, field: str) -> str:
+    """An alias the gateway may set (INVALID_ARGUMENT naming ``field`` otherwise)."""
+    if not value:
+        raise InvalidArgument(field, "required")
+    if not _ALIAS.match(value) or _MLFLOW_RESERVED_ALIAS.match(value):
+        raise InvalidArgument(field, "lowercase letters, digits, '-' and '_' (not 'latest' nor 'v<digits>')")
+    return value
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    """MLflow's "does not exist"."""
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _time(millis: int | None) -> datetime | None:
+    """An MLflow timestamp (milliseconds since the epoch) as an aware datetime."""
+    return None if millis is None else _EPOCH + timedelta(milliseconds=int(millis))
+
+
+class ModelRegistry:
+    """Lookups and reads over one MLflow tracking server (also the registry).
+
+    Args:
+        tracking_uri: the MLflow tracking server.
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread; MLflow outages become UNAVAILABLE."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except RestException as exc:
+            if exc.get_http_status_code() >= 500:
+                raise Unavailable("MLflow tracking server failed") from exc
+            raise
+        except MlflowException as exc:
+            if "Max retries exceeded" in str(exc) or "Connection" in str(exc):
+                raise Unavailable("MLflow tracking server unavailable") from exc
+            raise
+
+    async def healthy(self) -> bool:
+        """Readiness: MLflow answers ``GET /health``."""
+        import urllib.request
+
+        def check() -> bool:
+            with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
+
+        return await asyncio.to_thread(check)
+
+    def registered_model(self, name: str) -> Any:
+        """The registered model (MODEL_NOT_FOUND)."""
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                raise model_not_found(name) from exc
+            raise
+
+    def model_version(self, name: str, version: int) -> Any:
+        """The model version (MODEL_NOT_FOUND / VERSION_NOT_FOUND)."""
+        self.registered_model(name)
+        try:
+            return self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if is_not_found(exc):
+                raise version_not_found(name, version) from exc
+            raise
+
+    def ready_version(self, name: str, version: int) -> Any:
+        """The model version, which must be READY."""
+        mv = self.model_version(name, version)
+        if str(mv.status) != "READY":
+            raise FailedPrecondition(
+                f"model version {name}/{version} is {mv.status}, not READY",
+                [PreconditionViolation("VERSION_NOT_READY", f"{name}/{version}", "wait for READY")],
+            )
+        return mv
+
+    def alias_holder(self, name: str, alias: str) -> int | None:
+        """The version ``alias`` points to, None when unset."""
+        aliases = dict(self.registered_model(name).aliases or {})
+        return int(aliases[alias]) if alias in aliases else None
+
+    def artifact_location(self, source: str) -> str:
+        """Where a version's source lives (``models:/<model id>`` resolved to the logged model's
+        artifact location on this tracking server)."""
+        if source.startswith("models:/m-"):
+            return str(self.client.get_logged_model(source.removeprefix("models:/")).artifact_location)
+        return source
+
+    def download(self, uri: str, dst: Path) -> Path:
+        """Download an artifact URI into ``dst``; the local path."""
+        import mlflow.artifacts
+
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
+        )
+
+    def version_info(self, mv: Any, run: Any | None = None) -> ModelVersionInfo:
+        """An MLflow model version with its run's finite metrics and its ``registry.*`` tags read."""
+        tags = dict(mv.tags or {})
+        if run is None and mv.run_id:
+            try:
+                run = self.client.get_run(mv.run_id)
+            except MlflowException:
+                run = None
+        metrics = (
+            {k: float(v) for k, v in run.data.metrics.items() if np.isfinite(v)} if run is not None else {}
+        )
+        return ModelVersionInfo(
+            name=mv.name,
+            version=int(mv.version),
+            aliases=sorted(mv.aliases or []),
+            run_id=mv.run_id or "",
+            source=mv.source or "",
+            status=str(mv.status),
+            create_time=_time(mv.creation_timestamp),
+            update_time=_time(mv.last_updated_timestamp),
+            description=mv.description or "",
+            tags=tags,
+            artifact_digests=digests_from_tags(tags),
+            registered_by=tags.get(f"{TAG}registered_by", ""),
+            metrics=metrics,
+            lineage=Lineage(
+                run_id=mv.run_id or "",
+                experiment_id=tags.get(f"{TAG}experiment_id", ""),
+                dataset_source=tags.get(f"{TAG}dataset.source", ""),
+                dataset_digest=tags.get(f"{TAG}dataset.digest", ""),
+                feature_service_name=tags.get(f"{TAG}feature_service.name", ""),
+                feature_service_version=tags.get(f"{TAG}feature_service.version", ""),
+                code_version=tags.get(f"{TAG}code_version", ""),
+            ),
+            signature=[
+                SignatureInput(name=col["name"], type=col["type"], required=col["required"])
+                for col in json.loads(tags.get(f"{TAG}signature", "[]"))
+            ],
+            decision_threshold=(
+                float(tags[f"{TAG}decision_threshold"]) if f"{TAG}decision_threshold" in tags else None
+            ),
+        )
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def list_models(self, offset: int, limit: int) -> tuple[list[RegisteredModelInfo], bool]:
+        """ListRegisteredModels: by name."""
+
+        def read() -> tuple[list[RegisteredModelInfo], bool]:
+            found: list[Any] = []
+            token = None
+            while len(found) < offset + limit + 1:
+                page = self.client.search_registered_models(
+                    max_results=1000, order_by=["name ASC"], page_token=token
+                )
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+            out = []
+            for rm in found[offset : offset + limit]:
+                latest = self.client.search_model_versions(
+                    f"name = '{rm.name}'", max_results=1, order_by=["version_number DESC"]
+                )
+                out.append(
+                    RegisteredModelInfo(
+                        name=rm.name,
+                        description=rm.description or "",
+                        tags=dict(rm.tags or {}),
+                        aliases={k: int(v) for k, v in (rm.aliases or {}).items()},
+                        latest_version=int(latest[0].version) if latest else 0,
+                        create_time=_time(rm.creation_timestamp),
+                        update_time=_time(rm.last_updated_timestamp),
+                    )
+                )
+            return out, len(found) > offset + limit
+
+        return await self.run(read)
+
+    async def list_versions(self, name: str, offset: int, limit: int) -> tuple[list[ModelVersionInfo], bool]:
+        """ListModelVersions: newest first."""
+        check_name(name, "name")
+
+        def read() -> tuple[list[ModelVersionInfo], bool]:
+            aliases: dict[int, list[str]] = {}
+            for alias, version in (self.registered_model(name).aliases or {}).items():
+                aliases.setdefault(int(version), []).append(alias)
+            found = list(
+                self.client.search_model_versions(
+                    f"name = '{name}'", max_results=offset + limit + 1, order_by=["version_number DESC"]
+                )
+            )
+            page = [self.version_info(mv) for mv in found[offset : offset + limit]]
+            # search results carry no aliases: take them from the model
+            page = [dataclasses.replace(v, aliases=sorted(aliases.get(v.version, []))) for v in page]
+            return page, len(found) > offset + limit
+
+        return await self.run(read)
+
+    async def get_version(self, ref: VersionSelector) -> ModelVersionInfo:
+        """GetModelVersion by number or alias (MODEL / VERSION / ALIAS_NOT_FOUND)."""
+        name = check_name(ref.name, "model.name")
+        which = ref.which
+        if which is None:
+            raise InvalidArgument("model.version_selector", "set version or alias")
+        if which == "version" and ref.version < 1:
+            raise InvalidArgument("model.version", "must be >= 1")
+
+        def read() -> ModelVersionInfo:
+            if which == "alias":
+                holder = self.alias_holder(name, ref.alias)
+                if holder is None:
+                    raise alias_not_found(name, ref.alias)
+                return self.version_info(self.model_version(name, holder))
+            return self.version_info(self.model_version(name, ref.version))
+
+        return await self.run(read)

@@ -40,10 +40,9 @@ RUN_SUITES = MAKE="$(MAKE)" $(CURDIR)/scripts/run-suites
 .PHONY: $(LINT_STEPS) $(LIB_SUITES) $(SERVICE_SUITES)
 
 help:
+	@echo "make help          this list"
 	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
 	@echo "make test          every check and test CI runs (all of them; the failed ones listed at the end)"
-	@echo "make test-libs     the libraries' tests and tests/ (end-to-end included)"
-	@echo "make test-services each deployable's own tests"
 	@echo "make setup         create every environment (uv, Python 3.12, one locked env per deployable, buf)"
 	@echo "make lock          re-lock every environment after a dependency change"
 	@echo "make protos        regenerate the Python contract code from protos/ (pinned grpcio-tools)"
@@ -53,6 +52,7 @@ help:
 	@echo "make check-pipelines  fail when the committed pipeline YAML is stale"
 	@echo "make test-libs     the libraries' tests and tests/ (contracts, end to end), in the root environment"
 	@echo "make test-services  each deployable's own tests, in its own environment"
+	@echo "make test-suite/<libs|tests|services/NAME|pipelines>  one suite; make lint/<ruff|format|mypy|buf>  one linter"
 	@echo "make lint          ruff check, ruff format --check, mypy, buf lint"
 	@echo "make format        ruff --fix and ruff format (rewrites files)"
 	@echo "make clean         remove every environment, node_modules, .tools and .run"

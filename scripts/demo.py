@@ -391,7 +391,7 @@ def start_registry_gateway(supervisor: Supervisor, feature_service: str, mlflow_
     port = free_port()
     data_dir = STATE / "registry-gateway"
     data_dir.mkdir(parents=True, exist_ok=True)
-    supervisor.start(
+    process = supervisor.start(
         ProcessSpec(
             "registry-gateway",
             [str(REGISTRY_GATEWAY / ".venv" / "bin" / "python"), "-m", "registry_gateway"],
@@ -413,6 +413,10 @@ def start_registry_gateway(supervisor: Supervisor, feature_service: str, mlflow_
             timeout_s=120,
         ),
         wait=False,
+    )
+    console.print(
+        f"registry-gateway pid {process.pid} starting on 127.0.0.1:{port} "
+        f"(log: {supervisor.log_dir / 'registry-gateway.log'})"
     )
     return f"127.0.0.1:{port}"
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -125,6 +126,7 @@ class RegistryClient:
         alias absent from it) and every change. Returns only when cancelled.
         """
         backoff = 0.1
+        problem = _StreamProblem(model_name)
         while True:
             try:
                 stream = self._stub.WatchAliases(
@@ -133,6 +135,7 @@ class RegistryClient:
                 )
                 async for message in stream:
                     backoff = 0.1
+                    problem.clear()
                     if message.HasField("snapshot"):
                         seen = {}
                         for binding in message.snapshot.aliases:
@@ -150,7 +153,7 @@ class RegistryClient:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                _LOGGER.warning("alias stream failed (%s); reconnecting in %.1f s", exc.code().name, backoff)
+                problem.report(exc.code())
             except Exception:
                 _LOGGER.exception("alias stream handler failed; reconnecting")
             self.connected.clear()
@@ -160,3 +163,39 @@ class RegistryClient:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._channel.close()
+
+
+class _StreamProblem:
+    """Logs the alias stream's failures once per state, not once per reconnect: NOT_FOUND (the
+    model is not registered yet, the normal state before the first training run) once at INFO;
+    another failure at WARNING when it starts or changes, again every :data:`REMIND_S` seconds while
+    it lasts; an INFO line when the stream works again."""
+
+    REMIND_S = 300.0
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.code: grpc.StatusCode | None = None
+        self.count = 0
+        self.logged_at = 0.0
+
+    def report(self, code: grpc.StatusCode) -> None:
+        now = time.monotonic()
+        self.count = self.count + 1 if code == self.code else 1
+        if code == self.code and (code == grpc.StatusCode.NOT_FOUND or now - self.logged_at < self.REMIND_S):
+            return
+        self.code, self.logged_at = code, now
+        if code == grpc.StatusCode.NOT_FOUND:
+            _LOGGER.info("waiting for model %s to be registered (alias stream: NOT_FOUND)", self.model_name)
+        else:
+            _LOGGER.warning(
+                "alias stream of model %s failed (%s, %d time(s) in a row); reconnecting with backoff",
+                self.model_name,
+                code.name,
+                self.count,
+            )
+
+    def clear(self) -> None:
+        if self.code is not None:
+            _LOGGER.info("alias stream of model %s connected", self.model_name)
+        self.code, self.count = None, 0

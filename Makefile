@@ -130,11 +130,15 @@ format: $(UV)
 
 # The suites (see TEST_STEPS): `make test-suite/libs`, `make test-suite/services/drift-service`
 # run one; test-libs and test-services run theirs, each even when an earlier one failed.
+# Each suite's temporary files (the end-to-end stack's logs among them) stay in
+# $(TEST_TMP)/<suite> until the suite runs again: a failure can be read after the run.
+TEST_TMP := /tmp/creditrisk-tests-$(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-8)
+
 $(LIB_SUITES): test-suite/%: $(SETUP)
-	$(UV) run --locked pytest $*
+	$(UV) run --locked pytest $* --basetemp=$(TEST_TMP)/$*
 
 $(SERVICE_SUITES): test-suite/%: $(SETUP)
-	cd $* && $(UV) run --locked pytest -p no:cacheprovider
+	cd $* && $(UV) run --locked pytest -p no:cacheprovider --basetemp=$(TEST_TMP)/$(notdir $*)
 
 test-libs: setup
 	@+$(RUN_SUITES) --title "make test-libs" $(LIB_SUITES)

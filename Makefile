@@ -135,9 +135,11 @@ format: $(UV)
 TEST_TMP := /tmp/creditrisk-tests-$(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-8)
 
 $(LIB_SUITES): test-suite/%: $(SETUP)
+	mkdir -p $(TEST_TMP)
 	$(UV) run --locked pytest $* --basetemp=$(TEST_TMP)/$*
 
 $(SERVICE_SUITES): test-suite/%: $(SETUP)
+	mkdir -p $(TEST_TMP)
 	cd $* && $(UV) run --locked pytest -p no:cacheprovider --basetemp=$(TEST_TMP)/$(notdir $*)
 
 test-libs: setup

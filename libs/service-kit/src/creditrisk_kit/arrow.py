@@ -32,10 +32,10 @@ from .timestamps import (
     MAX_TIME,
     MIN_TIME,
     OFFSET_PATTERN,
+    OUT_OF_RANGE,
     TIME_PATTERN,
     NaiveTimestamps,
     check_policy,
-    out_of_range,
     parse_timestamps,
 )
 
@@ -246,15 +246,16 @@ def utc_timestamps(
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InvalidArgument(field, f"expected timestamps or ISO 8601 strings, got {kind}")
     try:
-        array.validate(full=True)
-    except pa.ArrowInvalid as exc:
-        raise InvalidArgument(field, "not valid UTF-8 strings") from exc
-    try:
         out = _cast_strings(array, naive)
         _check_range(out, field)
         return out
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, InvalidArgument):
-        return pa.array(parse_timestamps(array.to_pylist(), field=field, naive=naive), UTC_MICROS)
+        pass  # the per-value path names every invalid row
+    try:
+        values = array.to_pylist()
+    except UnicodeDecodeError as exc:  # an array not read through decode_chunk (no grammar match)
+        raise InvalidArgument(field, "not valid UTF-8 strings") from exc
+    return pa.array(parse_timestamps(values, field=field, naive=naive), UTC_MICROS)
 
 
 def _check_range(array: pa.Array, field: str) -> None:
@@ -264,7 +265,7 @@ def _check_range(array: pa.Array, field: str) -> None:
     low, high = pa.scalar(MIN_TIME, array.type), pa.scalar(MAX_TIME, array.type)
     outside = pc.or_(pc.less(array, low), pc.greater_equal(array, high))
     if pc.any(outside).as_py():
-        raise InvalidArgument(f"{field}[{pc.index(outside, True).as_py()}]", out_of_range())
+        raise InvalidArgument(f"{field}[{pc.index(outside, True).as_py()}]", OUT_OF_RANGE)
 
 
 def _cast_strings(array: pa.Array, naive: NaiveTimestamps) -> pa.Array:

@@ -48,6 +48,8 @@ MIN_TIME = datetime(1700, 1, 1, tzinfo=UTC)
 """Earliest instant accepted (inclusive)."""
 MAX_TIME = datetime(2262, 1, 1, tzinfo=UTC)
 """First instant refused (exclusive)."""
+OUT_OF_RANGE = f"outside the accepted range [{MIN_TIME:%Y-%m-%d}, {MAX_TIME:%Y-%m-%d}) in UTC"
+"""The reason given for an instant outside [MIN_TIME, MAX_TIME)."""
 
 EXAMPLE = "2024-03-01T09:30:00Z"
 
@@ -55,14 +57,13 @@ OFFSET_PATTERN = r"[Zz]|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?"
 """A UTC offset of the grammar (module docstring)."""
 TIME_PATTERN = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
 """A time of day of the grammar."""
-GRAMMAR_PATTERN = rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}(?:[Tt ]{TIME_PATTERN}(?:{OFFSET_PATTERN})?)?"
+GRAMMAR_PATTERN = (
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    rf"(?:[Tt ](?P<time>{TIME_PATTERN})(?P<offset>{OFFSET_PATTERN})?)?"
+)
 """A whole timestamp of the grammar (ASCII digits only); Python ``re`` and RE2 syntax alike."""
 
-_GRAMMAR = re.compile(
-    rf"(?P<date>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})"
-    rf"(?:[Tt ](?P<time>{TIME_PATTERN})(?P<offset>{OFFSET_PATTERN})?)?",
-    re.ASCII,
-)
+_GRAMMAR = re.compile(GRAMMAR_PATTERN, re.ASCII)
 
 
 def check_policy(naive: str) -> None:
@@ -103,13 +104,8 @@ def _reason(value: object, naive: NaiveTimestamps) -> tuple[datetime | None, str
     except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         parsed = MIN_TIME.replace(year=1)
     if not MIN_TIME <= parsed < MAX_TIME:
-        return None, out_of_range()
+        return None, OUT_OF_RANGE
     return parsed, None
-
-
-def out_of_range() -> str:
-    """The reason given for an instant outside [MIN_TIME, MAX_TIME)."""
-    return f"outside the accepted range [{MIN_TIME:%Y-%m-%d}, {MAX_TIME:%Y-%m-%d}) in UTC"
 
 
 def parse_timestamp(value: object, *, field: str, naive: NaiveTimestamps = "utc") -> datetime:

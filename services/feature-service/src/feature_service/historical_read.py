@@ -308,9 +308,8 @@ class HistoricalReader:
             field=EVENT_TIMESTAMP,
             naive=self._core.settings.naive_timestamps,
         )
-        ts_series = pd.Series(ts.to_pandas())
         frame = pd.DataFrame({ENTITY_KEY: key.cast(pa.int64()).to_numpy()})
-        frame[EVENT_TIMESTAMP] = ts_series.reset_index(drop=True).astype("datetime64[us, UTC]")
+        frame[EVENT_TIMESTAMP] = ts.to_pandas().astype("datetime64[us, UTC]")
         added: list[str] = []
         for name in names:
             if name in (ENTITY_KEY, EVENT_TIMESTAMP):

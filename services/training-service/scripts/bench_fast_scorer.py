@@ -18,10 +18,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pandas as pd
+from creditrisk_testing.german_credit import german_credit_frame
 from training_service.modelling import predict_default, to_model_input
 from training_service.onnx_scorer import FastScorer
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
-from training_service.testing.german_credit import german_credit_frame
 from training_service.training import TrainingSpec, train
 
 

@@ -18,6 +18,7 @@ import grpc
 from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rgrpc
+from creditrisk_clients import DownstreamErrors
 from creditrisk_kit import Unavailable, aio_channel
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class RegistryClient:
                 request, metadata=self._metadata, timeout=self._deadline_s
             )
         except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"registry-gateway: model version {name}/{version}: {exc.code().name}") from exc
+            _version_errors(name, version).raise_for(exc)
         mv = response.model_version
         inputs = {c.name: c.value_type for c in mv.signature.inputs}
         required = {c.name for c in mv.signature.inputs if c.required}
@@ -163,6 +164,20 @@ class RegistryClient:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._channel.close()
+
+
+def _version_errors(name: str, version: int) -> DownstreamErrors:
+    """Every failure of GetModelVersion is UNAVAILABLE here, naming the version and the code: the
+    gateway cannot route without it, whatever the registry-gateway's reason."""
+
+    def down(exc: grpc.RpcError) -> Exception:
+        return Unavailable(f"registry-gateway: model version {name}/{version}: {exc.code().name}")
+
+    return DownstreamErrors(
+        "registry-gateway",
+        on={grpc.StatusCode.UNAVAILABLE: down, grpc.StatusCode.DEADLINE_EXCEEDED: down},
+        default=down,
+    )
 
 
 class _StreamProblem:

@@ -32,8 +32,6 @@ from creditrisk_kit import (
     DeadlineExceeded,
     InvalidArgument,
     NotFound,
-    ServiceRunner,
-    ServiceSettings,
     Unavailable,
 )
 from creditrisk_kit.arrow import encode_chunks
@@ -57,18 +55,7 @@ def _ts(when: datetime) -> timestamp_pb2.Timestamp:
     return out
 
 
-def _settings() -> ServiceSettings:
-    return ServiceSettings(host="127.0.0.1", port=0, health_check_interval_s=0.2, grace_period_s=1)
-
-
-async def _serve(register_fn: Any) -> tuple[ServiceRunner, int]:
-    runner = ServiceRunner(
-        _settings(),
-        service_names=["creditrisk.feature.v1.FeatureStoreService"],
-        register=register_fn,
-        instrument=False,
-    )
-    return runner, await runner.start()
+FEATURE_STORE = "creditrisk.feature.v1.FeatureStoreService"
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +64,13 @@ def frame() -> pd.DataFrame:
 
 
 @pytest.fixture
-async def fake(frame: pd.DataFrame) -> AsyncIterator[tuple[FakeFeatureStoreService, FeatureServiceClient]]:
+async def fake(
+    frame: pd.DataFrame, serve: Any
+) -> AsyncIterator[tuple[FakeFeatureStoreService, FeatureServiceClient]]:
     service = FakeFeatureStoreService(frame, max_chunk_rows=50)
-    runner, port = await _serve(register(service))
-    client = FeatureServiceClient.connect(f"127.0.0.1:{port}")
-    try:
-        yield service, client
-    finally:
-        await client.close()
-        await runner.stop()
+    client = FeatureServiceClient.connect(f"127.0.0.1:{await serve(FEATURE_STORE, register(service))}")
+    yield service, client
+    await client.close()
 
 
 def _query(service: str = MODEL_SERVICE, version: str = "", **kwargs: Any) -> fpb.HistoricalFeaturesQuery:
@@ -213,17 +198,14 @@ class _Servicer(fpb_grpc.FeatureStoreServiceServicer):  # type: ignore[misc]
 
 
 @pytest.fixture
-async def custom() -> AsyncIterator[tuple[_Servicer, FeatureServiceClient]]:
+async def custom(serve: Any) -> AsyncIterator[tuple[_Servicer, FeatureServiceClient]]:
     servicer = _Servicer()
-    runner, port = await _serve(
-        lambda server: fpb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server)
+    port = await serve(
+        FEATURE_STORE, lambda server: fpb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server)
     )
     client = FeatureServiceClient.connect(f"127.0.0.1:{port}", default_timeout_s=None)
-    try:
-        yield servicer, client
-    finally:
-        await client.close()
-        await runner.stop()
+    yield servicer, client
+    await client.close()
 
 
 async def test_online_features_and_push(custom: Any) -> None:

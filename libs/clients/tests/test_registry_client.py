@@ -11,7 +11,7 @@ from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_clients import DownstreamErrors, dependency_status, not_found
 from creditrisk_clients.registry import RegistryClient
-from creditrisk_kit import NotFound, ServiceRunner, ServiceSettings, Unavailable
+from creditrisk_kit import NotFound, Unavailable
 
 
 class _Registry(rpb_grpc.ModelRegistryServiceServicer):  # type: ignore[misc]
@@ -46,21 +46,15 @@ class _Registry(rpb_grpc.ModelRegistryServiceServicer):  # type: ignore[misc]
 
 
 @pytest.fixture
-async def registry() -> AsyncIterator[tuple[_Registry, RegistryClient]]:
+async def registry(serve: Any) -> AsyncIterator[tuple[_Registry, RegistryClient]]:
     servicer = _Registry()
-    runner = ServiceRunner(
-        ServiceSettings(host="127.0.0.1", port=0, health_check_interval_s=0.2, grace_period_s=1),
-        service_names=["creditrisk.registry.v1.ModelRegistryService"],
-        register=lambda server: rpb_grpc.add_ModelRegistryServiceServicer_to_server(servicer, server),
-        instrument=False,
+    port = await serve(
+        "creditrisk.registry.v1.ModelRegistryService",
+        lambda server: rpb_grpc.add_ModelRegistryServiceServicer_to_server(servicer, server),
     )
-    port = await runner.start()
     client = RegistryClient.connect(f"127.0.0.1:{port}", token="viewer-token")
-    try:
-        yield servicer, client
-    finally:
-        await client.close()
-        await runner.stop()
+    yield servicer, client
+    await client.close()
 
 
 async def test_model_version_by_number_and_alias_with_the_bearer_token(registry: Any) -> None:

@@ -38,10 +38,11 @@ import grpc.aio
 from creditrisk.common.v1 import arrow_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S, aio_channel
+from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from creditrisk_clients.base import ContractClient, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 if TYPE_CHECKING:  # the extra "arrow": imported on the historical path only
@@ -78,7 +79,7 @@ def describe(message: fpb.FeatureService) -> FeatureServiceDef:
     return FeatureServiceDef(message.name, message.version, features, requests, message)
 
 
-class FeatureServiceClient:
+class FeatureServiceClient(ContractClient):
     """Async client of ``creditrisk.feature.v1.FeatureStoreService`` (see the module docstring).
 
     Args:
@@ -96,10 +97,8 @@ class FeatureServiceClient:
         historical_timeout_s: float = 300.0,
         owns_channel: bool = False,
     ) -> None:
-        self.channel = channel
-        self.errors = errors
+        super().__init__(channel, errors=errors, owns_channel=owns_channel)
         self.historical_timeout_s = historical_timeout_s
-        self._owns_channel = owns_channel
         self._stub = fpb_grpc.FeatureStoreServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
@@ -117,22 +116,14 @@ class FeatureServiceClient:
 
         Args:
             target: ``host:port`` or a gRPC target URI.
-            max_message_bytes: The channel's message limit, in bytes (keep it the server's).
-            default_timeout_s: Deadline of unary calls made without ``timeout_s``; None: no
-                default-deadline interceptor (every call must pass ``timeout_s``).
+            max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`
+                (None: every call must pass ``timeout_s``).
             errors / historical_timeout_s: As for the constructor.
-
-        Must be called inside a running event loop (``grpc.aio`` binds the channel to it).
         """
-        channel = aio_channel(
+        channel = open_channel(
             target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
         )
         return cls(channel, errors=errors, historical_timeout_s=historical_timeout_s, owns_channel=True)
-
-    async def close(self) -> None:
-        """Close the channel when this client opened it."""
-        if self._owns_channel:
-            await self.channel.close()
 
     async def serving(self, *, timeout_s: float = 2.0) -> bool:
         """Whether the feature-service reports SERVING on ``grpc.health.v1`` (server as a whole).

@@ -20,16 +20,17 @@ import grpc.aio
 from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S, aio_channel
+from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 
+from creditrisk_clients.base import ContractClient, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the registry-gateway's errors (see :mod:`creditrisk_clients.errors`).
 REGISTRY_ERRORS = DownstreamErrors("the registry-gateway")
 
 
-class RegistryClient:
+class RegistryClient(ContractClient):
     """Async reads of ``creditrisk.registry.v1.ModelRegistryService`` (see the module docstring).
 
     Args:
@@ -47,10 +48,8 @@ class RegistryClient:
         errors: DownstreamErrors = REGISTRY_ERRORS,
         owns_channel: bool = False,
     ) -> None:
-        self.channel = channel
-        self.errors = errors
+        super().__init__(channel, errors=errors, owns_channel=owns_channel)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        self._owns_channel = owns_channel
         self._stub = rpb_grpc.ModelRegistryServiceStub(channel)
 
     @classmethod
@@ -67,22 +66,13 @@ class RegistryClient:
 
         Args:
             target: ``host:port`` or a gRPC target URI.
-            token: The caller's bearer token.
-            max_message_bytes: The channel's message limit, in bytes.
-            default_timeout_s: Deadline of unary calls made without ``timeout_s`` (None: none).
-            errors: As for the constructor.
-
-        Must be called inside a running event loop (``grpc.aio`` binds the channel to it).
+            max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`.
+            token / errors: As for the constructor.
         """
-        channel = aio_channel(
+        channel = open_channel(
             target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
         )
         return cls(channel, token=token, errors=errors, owns_channel=True)
-
-    async def close(self) -> None:
-        """Close the channel when this client opened it."""
-        if self._owns_channel:
-            await self.channel.close()
 
     async def get_model_version(
         self,

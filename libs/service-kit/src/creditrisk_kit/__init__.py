@@ -16,6 +16,10 @@
   timestamps each read on its own (naive ones UTC or refused by ``naive_timestamps``).
 * :mod:`~creditrisk_kit.arrow` (extra ``arrow``): Arrow IPC chunks that fit the message size, for
   streaming RPCs (imported on demand, not re-exported here).
+* :mod:`~creditrisk_kit.pages`: opaque page tokens and page sizes of the List RPCs (imported on
+  demand).
+* :mod:`~creditrisk_kit.sqlstore` (extra ``sql``): the SQL store base (SQLite / PostgreSQL engine,
+  durability pragmas, alembic at start, readiness ping), imported on demand.
 """
 
 from .client import (

@@ -366,8 +366,8 @@ def _round_trip(client: Any, packed: bytes, replies: int) -> list[Any]:
 
     On a plain Redis client the replies are parsed by a hiredis reader straight off the
     connection's socket, skipping redis-py's per-command pipeline bookkeeping (cost measured in
-    docs/benchmarks.md, feature-service); an error reply raises after all replies are read. Other clients are not supported
-    (the caller falls back to Feast's writer).
+    docs/benchmarks.md, feature-service); an error reply raises after all replies are read.
+    Other clients are not supported (the caller falls back to Feast's writer).
     """
     import hiredis
 

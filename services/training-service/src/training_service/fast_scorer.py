@@ -1,8 +1,8 @@
 """Export of a fitted pipeline to ONNX (skl2onnx) and its fidelity check against scikit-learn.
 
-scikit-learn's ``Pipeline.predict_proba`` on a one-row DataFrame takes ~15 ms here (per-column
-pandas indexing and validation); the ONNX graph run by onnxruntime takes well under 1 ms
-(``scripts/bench_fast_scorer.py``). The runtime side is
+scikit-learn's ``Pipeline.predict_proba`` on a one-row DataFrame is slow (per-column pandas
+indexing and validation); the ONNX graph run by onnxruntime is two orders of magnitude faster
+(``scripts/bench_fast_scorer.py``; figures in docs/benchmarks.md, model-server). The runtime side is
 :mod:`creditrisk_model_artifacts.onnx_scorer`, a self-contained module the run logs next to the
 ONNX model.
 

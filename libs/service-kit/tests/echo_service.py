@@ -50,7 +50,9 @@ async def build(settings: EchoSettings) -> Service:
         return settings.ready_file.exists()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     @contextlib.asynccontextmanager

@@ -47,11 +47,7 @@ def free_port() -> int:
 
 
 def echo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ECHO_", "OTEL_"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ECHO_", "OTEL_"))}
     env.update(
         ECHO_HOST="127.0.0.1",
         ECHO_PORT=str(free_port()),
@@ -89,10 +85,12 @@ async def wait_status(channel: grpc.aio.Channel, wanted: int, timeout_s: float =
     raise AssertionError(f"health stayed {last}, wanted {wanted}")
 
 
-async def test_sigterm_in_a_subprocess_drains_stops_http_then_runs_hooks_once_in_order(tmp_path: Path) -> None:
+async def test_sigterm_in_a_subprocess_drains_stops_http_then_runs_hooks_once_in_order(
+    tmp_path: Path,
+) -> None:
     env = echo_env(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, str(ECHO_SERVICE)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ECHO_SERVICE), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     channel = aio_channel(f"127.0.0.1:{env['ECHO_PORT']}", retry=None)
     try:
@@ -110,12 +108,13 @@ async def test_sigterm_in_a_subprocess_drains_stops_http_then_runs_hooks_once_in
         await asyncio.sleep(0.2)  # the call is in the handler
         proc.send_signal(signal.SIGTERM)
         assert (await in_flight).value == "done a"
-        stdout, stderr = await asyncio.to_thread(proc.communicate, timeout=20)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     finally:
         await channel.close()
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
+    stderr = err.decode()
     assert proc.returncode == 0, stderr
     events = (tmp_path / "events").read_text().splitlines()
     assert events == [
@@ -128,7 +127,8 @@ async def test_sigterm_in_a_subprocess_drains_stops_http_then_runs_hooks_once_in
         "hook 3",
     ]
     assert "hook 2 failed" in stderr  # logged, and hook 3 still ran
-    assert "Traceback" in stderr and "RuntimeError" in stderr
+    assert "Traceback" in stderr
+    assert "RuntimeError" in stderr
 
 
 def test_bad_settings_exit_2_naming_the_variable_not_the_value(tmp_path: Path) -> None:
@@ -138,7 +138,8 @@ def test_bad_settings_exit_2_naming_the_variable_not_the_value(tmp_path: Path) -
     )
     assert done.returncode == EXIT_BAD_CONFIGURATION == 2
     assert "invalid configuration of EchoSettings" in done.stderr
-    assert "ECHO_PORT:" in done.stderr and "ECHO_GRACE_PERIOD_S:" in done.stderr
+    assert "ECHO_PORT:" in done.stderr
+    assert "ECHO_GRACE_PERIOD_S:" in done.stderr
     assert "secret-port-value" not in done.stderr
     assert not (tmp_path / "events").exists()  # nothing was built
 
@@ -217,9 +218,19 @@ async def test_hooks_run_once_in_order_after_the_drain_and_the_extra_server(
         assert (await in_flight).value == "x"
     finally:
         await channel.close()
-    assert events == ["http start", "on_stop", "slow done", "http stop", "hook 1", "hook 2", "hook 3", "flush"]
+    assert events == [
+        "http start",
+        "on_stop",
+        "slow done",
+        "http stop",
+        "hook 1",
+        "hook 2",
+        "hook 3",
+        "flush",
+    ]
     failed = [r for r in caplog.records if "shutdown hook" in r.getMessage()]
-    assert len(failed) == 1 and failed[0].exc_info is not None
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None
     assert "hook 2 broke" in str(failed[0].exc_info[1])
 
 
@@ -231,10 +242,13 @@ async def test_extra_server_that_fails_to_start_stops_grpc_and_still_runs_hooks(
 
     port = free_port()
     service = Service(
-        service_names=[SERVICE], register=echo_register(events), shutdown_hooks=[hook], http_server=Recorder(events, fail=True)
+        service_names=[SERVICE],
+        register=echo_register(events),
+        shutdown_hooks=[hook],
+        http_server=Recorder(events, fail=True),
     )
     runner = service.runner(settings(port=port))
-    with pytest.raises(RuntimeError, match="cannot start the extra server.*address already in use"):
+    with pytest.raises(RuntimeError, match=r"cannot start the extra server.*address already in use"):
         await runner.run()
     assert events == ["hook"]
     with socket.socket() as sock:  # the gRPC port was released
@@ -277,7 +291,9 @@ async def test_readiness_checks_of_a_service_flip_health_both_ways() -> None:
     async def check() -> bool:
         return up
 
-    service = Service(service_names=[SERVICE], register=echo_register([]), readiness_checks={"backend": check})
+    service = Service(
+        service_names=[SERVICE], register=echo_register([]), readiness_checks={"backend": check}
+    )
     async with serving(service) as port:
         channel = aio_channel(f"127.0.0.1:{port}", retry=None)
         try:

@@ -25,7 +25,8 @@ def status_of(url: str) -> int:
 async def test_build_serves_reports_while_running_and_stops_them_after_the_drain(
     settings: DriftServiceSettings,
 ) -> None:
-    assert SPEC.name == "drift-service" and SPEC.settings is DriftServiceSettings
+    assert SPEC.name == "drift-service"
+    assert SPEC.settings is DriftServiceSettings
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": 0, "grace_period_s": 1.0})
     service = await build(settings)
     assert list(service.service_names) == [SERVICE_NAME]

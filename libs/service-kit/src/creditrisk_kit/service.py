@@ -79,7 +79,9 @@ class Service:
     on_stop: StopCallback | None = None
     interceptors: Sequence[Any] = ()
 
-    def runner(self, settings: ServiceSettings, *, shutdown_hooks: Sequence[ShutdownHook] = ()) -> ServiceRunner:
+    def runner(
+        self, settings: ServiceSettings, *, shutdown_hooks: Sequence[ShutdownHook] = ()
+    ) -> ServiceRunner:
         """A :class:`ServiceRunner` (not started) serving this service.
 
         Args:

@@ -31,12 +31,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def service_environment(prefix: str, **values: str) -> dict[str, str]:
+def service_environment(prefix: str, port: int | None = None, **fields: str) -> dict[str, str]:
     """This process's environment without ``prefix*`` and ``OTEL_*`` variables, OpenTelemetry off
-    (``OTEL_SDK_DISABLED=true``), then ``values`` (full variable names)."""
+    (``OTEL_SDK_DISABLED=true``), then the service's settings.
+
+    Args:
+        prefix: The settings' ``env_prefix`` (``TRAINING_SERVICE_``).
+        port: When given, the gRPC port, with host ``127.0.0.1``, readiness checks every 0.2 s
+            and a 1 s grace period (each overridable through ``fields``).
+        **fields: Settings by field name (``mlflow_tracking_uri="..."``), set as ``prefix`` +
+            the upper-case name.
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith((prefix, "OTEL_"))}
     env["OTEL_SDK_DISABLED"] = "true"
-    env.update(values)
+    values: dict[str, str] = {}
+    if port is not None:
+        values = {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "health_check_interval_s": "0.2",
+            "grace_period_s": "1",
+        }
+    values.update(fields)
+    env.update({f"{prefix}{name}".upper(): value for name, value in values.items()})
     return env
 
 
@@ -59,7 +76,7 @@ def wait_for_health(target: str, service: str, wanted: int, timeout_s: float) ->
             except grpc.RpcError as exc:
                 last = exc.code()
             time.sleep(0.1)
-    wanted_name = health_pb2.HealthCheckResponse.ServingStatus.Name(wanted)  # type: ignore[arg-type]
+    wanted_name = health_pb2.HealthCheckResponse.ServingStatus.Name(wanted)
     raise AssertionError(f"health of {service!r} at {target} stayed {last}, wanted {wanted_name}")
 
 
@@ -105,8 +122,55 @@ class ServiceProcess:
             self.proc.communicate()
 
 
-def run_to_exit(package: str, env: dict[str, str], timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_to_exit(
+    package: str, env: dict[str, str], timeout_s: float = 120.0
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m <package>`` to its exit (e.g. on bad settings), output captured."""
     return subprocess.run(
-        [sys.executable, "-m", package], env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+        [sys.executable, "-m", package],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
     )
+
+
+def unreachable() -> str:
+    """``127.0.0.1:<port>`` where nothing listens (a dependency that is down)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def assert_serves_then_drains(package: str, prefix: str, not_ready: str | None = None, **fields: str) -> str:
+    """Start ``python -m <package>`` on a free port with the settings ``fields`` (see
+    :func:`service_environment`), wait for health ``liveness`` SERVING (and, when given,
+    ``not_ready`` NOT_SERVING), send SIGTERM, and check the drain ended with status 0.
+
+    Returns:
+        The process's stderr (its JSON log lines).
+
+    Raises:
+        AssertionError: When a status is not reached in time, the exit status is not 0 or the
+            log has no ``drained`` line.
+    """
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    with ServiceProcess(package, service_environment(prefix, port, **fields)) as service:
+        wait_for_health(target, "liveness", SERVING, 120)
+        if not_ready is not None:
+            wait_for_health(target, not_ready, NOT_SERVING, 10)
+        status, stderr = service.terminate()
+    assert status == 0, stderr
+    assert "drained" in stderr, stderr
+    return stderr
+
+
+def assert_bad_variable_exits_2(package: str, prefix: str, field: str, value: str) -> None:
+    """``python -m <package>`` with the setting ``field`` (field name) at ``value`` exits 2, naming
+    the variable, not the value."""
+    env = service_environment(prefix)
+    env[f"{prefix}{field}".upper()] = value
+    done = run_to_exit(package, env)
+    assert done.returncode == 2, done.stderr
+    assert f"{prefix}{field}".upper() + ":" in done.stderr
+    assert value not in done.stderr

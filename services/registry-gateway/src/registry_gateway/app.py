@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+
 from creditrisk_kit import Service
 
 from registry_gateway.audit import AuditStore

@@ -1,8 +1,8 @@
 """Run a pipeline on this machine with ``kfp.local``: ``python -m creditrisk_pipelines.local``.
 
 The subprocess runner without a venv (``SubprocessRunner(use_venv=False)``): each component runs
-as a subprocess of this environment's Python (``pipelines/.venv``, which has this package), about
-2 s per task. kfp.local ignores retries and caching (they are for the cluster). Used by
+as a subprocess of this environment's Python (``pipelines/.venv``, which has this package): a new
+interpreter per task. kfp.local ignores retries and caching (they are for the cluster). Used by
 ``make demo`` and the end-to-end tests, which run in the development environment (no kfp there)::
 
     pipelines/.venv/bin/python -m creditrisk_pipelines.local training \\

@@ -1,8 +1,8 @@
 """Shared fixtures: the German credit frames, Evidently imported once, stores on both profiles.
 
-The PostgreSQL store (marker ``real``) uses the ``postgres_dsn`` fixture of ``creditrisk-testing``,
-which fails, never skips, when PostgreSQL is down; every test gets its own schema
-(``drift_test_<random>``), dropped at the end, so parallel runs do not collide.
+The PostgreSQL store (marker ``real``) uses :mod:`creditrisk_testing.sqlstores` over the
+``postgres_dsn`` fixture, which fails, never skips, when PostgreSQL is down; every test gets its
+own schema (``drift_test_<random>``), dropped at the end, so parallel runs do not collide.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from creditrisk_testing import sqlstores
+from creditrisk_testing.sqlstores import SQL_PROFILES
 from drift_service.domain import PredictionEvent, ServingMode
 from drift_service.settings import DriftServiceSettings
 from drift_service.store import Store
@@ -74,36 +76,11 @@ def reference_file(
     return path
 
 
-def _pg_url(dsn: str) -> str:
-    for prefix in ("postgresql://", "postgres://"):
-        if dsn.startswith(prefix):
-            return "postgresql+psycopg://" + dsn[len(prefix) :]
-    return dsn
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.real)],
-)
+@pytest.fixture(params=SQL_PROFILES)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Makes stores on one database (same file / schema): a second call is a 'restart'."""
-    made: list[Store] = []
-    if request.param == "sqlite":
-        url, schema = f"sqlite:///{tmp_path / 'drift.db'}", None
-    else:
-        url = _pg_url(request.getfixturevalue("postgres_dsn"))
-        schema = f"drift_test_{uuid.uuid4().hex[:12]}"
-
-    def make() -> Store:
-        store = Store(url, schema)
-        store.migrate()
-        made.append(store)
-        return store
-
-    yield make
-    if made and schema:
-        made[-1].drop_schema()
-    for store in made:
-        store.close()
+    with sqlstores.store_factory(request, tmp_path, Store, prefix="drift") as make:
+        yield make
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from conftest import T0
 from drift_service.domain import (
     DatasetRef,
@@ -19,7 +20,7 @@ from drift_service.domain import (
     Window,
     now_utc,
 )
-from drift_service.store import Store
+from drift_service.store import Store, metadata
 
 
 def event(
@@ -189,3 +190,15 @@ def test_report_listing_newest_first_with_pages(store: Store) -> None:
 
 def test_ping(store: Store) -> None:
     assert store.ping()
+
+
+def test_migrations_build_the_declared_tables(store: Store) -> None:
+    # The tables are declared twice (store.metadata for the queries, migrations/ as frozen history).
+    assert store.schema_differences(metadata) == []
+
+
+def test_wrong_database_or_schema_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        Store("mysql+pymysql://u@localhost/drift")
+    with pytest.raises(ValueError, match="schema must match"):
+        Store("postgresql+psycopg://u@localhost/drift", "Drift-Schema")

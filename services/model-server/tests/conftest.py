@@ -6,11 +6,16 @@ Versions of ``credit-risk``: 1 = logistic regression, 2 = gradient boosting, 3 =
 wrong ``fast_scorer/model.onnx`` digest, 4 = version 1 without digest tags. The seldon runtime
 follows ``champion``, MLServer follows ``challenger`` (both start on version 1). MLServer exports
 its spans to an in-process OTLP receiver (``stack.receiver``), with its metrics port kept.
+
+Both aliases point at version 1 between test files: a test that moves them restores them with
+:meth:`Stack.serve` (``test_alias.py`` does, around each of its tests), so the files run in any
+order.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_server import readiness
 from model_server.__main__ import mlserver_command, mlserver_tracing_server, seldon_command
 from model_server.settings import Settings
 from model_server.slot import LoadedModel, load_version
@@ -27,6 +33,7 @@ from model_server.testing.otlp import OtlpReceiver
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 MODEL = "credit-risk"
 START_TIMEOUT_S = 120.0
+SELDON_PROCESSES = 2  # the REST and the gRPC serving process of the seldon slot
 
 
 @dataclass
@@ -55,6 +62,28 @@ class Stack:
             cache_dir=self.work / "cache-inproc",
             **extra,
         )
+
+    def serve(self, version: str, timeout_s: float = 120.0) -> None:
+        """Move both aliases to ``version`` and wait until every serving process of both runtimes
+        serves it and reads it as its target, with neither slot draining.
+
+        Raises:
+            AssertionError: not so within ``timeout_s`` (the slots' states in the message).
+        """
+        fx.set_alias(self.tracking_uri, MODEL, "champion", version)
+        fx.set_alias(self.tracking_uri, MODEL, "challenger", version)
+        deadline = time.monotonic() + timeout_s
+        slots = ((self.seldon_state, SELDON_PROCESSES), (self.mlserver_state, 1))
+        while True:
+            states = {d.name: readiness.read_states(d) for d, _ in slots}
+            done = all(
+                slot.ready and slot.version == version
+                for slot in (readiness.slot_readiness(d, n) for d, n in slots)
+            ) and all(s["target"] == version for listed in states.values() for s in listed)
+            if done:
+                return
+            assert time.monotonic() < deadline, f"version {version} not served by both slots: {states}"
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

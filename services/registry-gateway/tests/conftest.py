@@ -225,7 +225,8 @@ async def stack(
         health_check_interval_s=1.0,
         watch_poll_interval_s=0.5,
     )
-    runner, core = build(settings)
+    service, core = build(settings)
+    runner = service.runner(settings)
     port = await runner.start()
     channel = aio_channel(f"127.0.0.1:{port}", default_timeout_s=120)
     await wait_until_serving(channel, timeout_s=60)

@@ -18,9 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pandas as pd
+from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from creditrisk_testing.german_credit import german_credit_frame
 from training_service.modelling import predict_default, to_model_input
-from training_service.onnx_scorer import FastScorer
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import TrainingSpec, train
 
@@ -38,7 +38,7 @@ def main() -> None:
         spec = TrainingSpec(model=ModelSpec(algorithm), evaluation=EvaluationProtocol(cv_repeats=1), seed=7)
         outcome = train(frame, spec)
         assert outcome.fast_scorer is not None
-        scorer = FastScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
+        scorer = OnnxScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
         x = to_model_input(frame, outcome.schema)
         rows = [
             {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}

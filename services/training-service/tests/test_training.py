@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from creditrisk_kit.errors import FailedPrecondition, InvalidArgument
+from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from training_service.fast_scorer import TOLERANCE, max_abs_difference
 from training_service.modelling import FeatureSchema, build_pipeline, predict_default, to_model_input
-from training_service.onnx_scorer import FastScorer
 from training_service.policy import PROTECTED_ATTRIBUTES, FeaturePolicy
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import OOF_COLUMN, TrainingOutcome, TrainingSpec, train
@@ -138,7 +138,7 @@ def test_fast_scorer_matches_every_row(
     outcome = trained[algorithm]
     assert outcome.fast_scorer is not None
     assert outcome.fast_scorer.rows_checked == len(credit_frame) == 1000
-    scorer = FastScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
+    scorer = OnnxScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
     x = to_model_input(credit_frame, outcome.schema)
     diff = max_abs_difference(scorer, outcome.pipeline, x)
     assert diff == outcome.fast_scorer.max_abs_diff
@@ -196,8 +196,8 @@ def test_soft_voting_ensemble_pipeline_and_onnx(
     trees = [node for node in graph.node if node.op_type == "TreeEnsembleClassifier"]
     assert trees
     assert all(producers[t.input[0]].op_type == "Cast" for t in trees)
-    scorer = FastScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
-    diffs = np.abs(scorer.score_batch({c: x[c].tolist() for c in x.columns}) - predict_default(model, x))
+    scorer = OnnxScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())
+    diffs = np.abs(scorer.predict_default({c: x[c].tolist() for c in x.columns}) - predict_default(model, x))
     assert len(diffs) == 1000
     assert float(diffs.max()) <= TOLERANCE
     assert outcome.fast_scorer.max_abs_diff <= TOLERANCE

@@ -5,8 +5,14 @@
 * :mod:`~creditrisk_kit.errors`: domain exceptions carrying their gRPC and HTTP status and rich
   error details.
 * :mod:`~creditrisk_kit.interceptors`: :class:`ErrorInterceptor`, exceptions -> statuses.
+* :mod:`~creditrisk_kit.service`: the one entry of every service, :func:`run_service` of a
+  :class:`ServiceSpec` (settings class, build function returning a :class:`Service`): telemetry,
+  settings, logs, then the runner until SIGTERM and its drain.
 * :mod:`~creditrisk_kit.server`: :class:`ServiceRunner` / :func:`serve`: ``grpc.aio`` server with
-  health, reflection, tracing, readiness checks and a drain on SIGTERM.
+  health, reflection, tracing, readiness checks, an extra server, a drain on SIGTERM, shutdown
+  hooks.
+* :mod:`~creditrisk_kit.http` (extra ``http``): :class:`~creditrisk_kit.http.UvicornServer`, an
+  ASGI app served beside gRPC (imported on demand, not re-exported here).
 * :mod:`~creditrisk_kit.client`: channels with message limits, a default deadline and gRPC's own
   retries on UNAVAILABLE; :func:`wait_until_serving`.
 * :mod:`~creditrisk_kit.metrics`: Prometheus rate / errors / duration per RPC
@@ -16,6 +22,10 @@
   timestamps each read on its own (naive ones UTC or refused by ``naive_timestamps``).
 * :mod:`~creditrisk_kit.arrow` (extra ``arrow``): Arrow IPC chunks that fit the message size, for
   streaming RPCs (imported on demand, not re-exported here).
+* :mod:`~creditrisk_kit.pages`: opaque page tokens and page sizes of the List RPCs (imported on
+  demand).
+* :mod:`~creditrisk_kit.sqlstore` (extra ``sql``): the SQL store base (SQLite / PostgreSQL engine,
+  durability pragmas, alembic at start, readiness ping), imported on demand.
 """
 
 from .client import (
@@ -54,14 +64,17 @@ from .metrics import (
 )
 from .server import (
     LIVENESS_SERVICE,
+    ExtraServer,
     HealthServicer,
     ReadinessCheck,
     RegisterServicers,
     ServiceRunner,
     ShutdownHook,
+    StopCallback,
     serve,
     server_options,
 )
+from .service import EXIT_INTERRUPTED, Service, ServiceSpec, run_service
 from .settings import DEFAULT_MAX_MESSAGE_BYTES, EXIT_BAD_CONFIGURATION, LogLevel, ServiceSettings
 from .timestamps import NaiveTimestamps, parse_timestamp, parse_timestamps
 
@@ -70,6 +83,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEPENDENCY_MESSAGE",
     "EXIT_BAD_CONFIGURATION",
+    "EXIT_INTERRUPTED",
     "INTERNAL_MESSAGE",
     "LIVENESS_SERVICE",
     "MAX_DETAILS_BYTES",
@@ -79,6 +93,7 @@ __all__ = [
     "MAX_VIOLATIONS",
     "DeadlineExceeded",
     "ErrorInterceptor",
+    "ExtraServer",
     "FailedPrecondition",
     "FieldViolation",
     "GrpcMetricsInterceptor",
@@ -95,10 +110,13 @@ __all__ = [
     "RegisterServicers",
     "ResourceExhausted",
     "RetryPolicy",
+    "Service",
     "ServiceError",
     "ServiceRunner",
     "ServiceSettings",
+    "ServiceSpec",
     "ShutdownHook",
+    "StopCallback",
     "Unauthenticated",
     "Unavailable",
     "aio_channel",
@@ -107,6 +125,7 @@ __all__ = [
     "is_domain_error",
     "parse_timestamp",
     "parse_timestamps",
+    "run_service",
     "serve",
     "server_options",
     "start_metrics_server",

@@ -1,19 +1,10 @@
 """Run a ``grpc.aio`` service: health, reflection, error mapping, tracing, readiness, drain.
 
-A service's entrypoint reads in one screen::
-
-    async def main() -> None:
-        settings = FeatureServiceSettings.load_or_exit()
-        telemetry = configure_telemetry("feature-service")
-        configure_logging(settings.log_level)
-        core = FeatureCore(...)
-        await serve(
-            settings,
-            service_names=["creditrisk.feature.v1.FeatureService"],
-            register=lambda server: add_FeatureServiceServicer_to_server(Servicer(core), server),
-            readiness_checks={"online store": core.ping_online_store},
-            shutdown_hooks=[core.close, lambda: asyncio.to_thread(telemetry.shutdown)],
-        )
+A service's entrypoint does not call this module directly: it declares a
+:class:`~creditrisk_kit.service.ServiceSpec` and calls :func:`~creditrisk_kit.service.run_service`,
+which loads the settings and telemetry and runs a :class:`ServiceRunner` with :meth:`ServiceRunner.run`.
+In-process tests build a :class:`ServiceRunner` (or ``Service.runner(settings)``) and start it on
+port 0.
 
 Health (``grpc.health.v1``): the overall service ``""`` and every name in ``service_names`` start
 NOT_SERVING and become SERVING only when every readiness check passes; a background task re-runs
@@ -22,9 +13,17 @@ the checks every ``health_check_interval_s`` and flips the status both ways. The
 ``livenessProbe`` (``grpc: {port: 50051, service: liveness}``), kept apart from readiness
 (``readinessProbe`` with ``service: ""``), as kserve keeps ServerLive apart from ServerReady.
 
-Shutdown (SIGTERM / SIGINT, or :meth:`ServiceRunner.request_stop`): 1. health goes NOT_SERVING
-for every name; 2. ``server.stop(grace_period_s)``: new calls are refused, in-flight calls get up
-to ``grace_period_s`` seconds to finish, then are cancelled; 3. the shutdown hooks run in order.
+An extra server (``http_server``: an async context manager, e.g.
+:class:`creditrisk_kit.http.UvicornServer` for an ASGI app) is entered right after the gRPC server
+starts, before the readiness loop; if it fails to start, the gRPC server is stopped and
+:meth:`ServiceRunner.start` raises.
+
+Shutdown (SIGTERM / SIGINT, or :meth:`ServiceRunner.request_stop`): 0. the ``on_stop`` callback
+runs (e.g. refuse new jobs); 1. health goes NOT_SERVING for every name; 2.
+``server.stop(grace_period_s)``: new calls are refused, in-flight calls get up to
+``grace_period_s`` seconds to finish, then are cancelled; 3. the extra server is exited (it
+finishes its own in-flight requests); 4. the shutdown hooks run in order, once each, a failing one
+logged and the next one still run.
 Open ``Health/Watch`` streams receive NOT_SERVING in step 1 and then end (status OK), so the drain
 waits only for real calls (:class:`HealthServicer`).
 """
@@ -56,6 +55,13 @@ or takes longer than the check timeout."""
 
 ShutdownHook = Callable[[], Awaitable[object]]
 """An async callable run after the drain (close pools, flush telemetry)."""
+
+ExtraServer = contextlib.AbstractAsyncContextManager[Any]
+"""A server beside gRPC (REST, HTML reports): entering starts it and returns once it listens,
+exiting stops it after it finished its in-flight requests."""
+
+StopCallback = Callable[[], object]
+"""A plain callable run as a stop begins, before health goes NOT_SERVING (refuse new work)."""
 
 RegisterServicers = Callable[[grpc.aio.Server], None]
 """Adds the service's servicers to the server (``add_XServicer_to_server(servicer, server)``)."""
@@ -168,9 +174,14 @@ class ServiceRunner:
         check_timeout_s: Time limit of one check, in seconds; default the check interval.
         instrument: Trace the server with OpenTelemetry (``instrument_grpc()``).
         reflection: Register gRPC server reflection.
+        http_server: An extra server started with the gRPC server and stopped after the drain,
+            before the shutdown hooks (:data:`ExtraServer`).
+        on_stop: Called (synchronously, in the event loop) when a stop begins, before health goes
+            NOT_SERVING; an exception is logged and the stop goes on.
 
     Raises:
-        RuntimeError: From :meth:`start` when the port cannot be bound.
+        RuntimeError: From :meth:`start` when the port cannot be bound or the extra server fails
+            to start.
     """
 
     def __init__(
@@ -185,6 +196,8 @@ class ServiceRunner:
         check_timeout_s: float | None = None,
         instrument: bool = True,
         reflection: bool = True,
+        http_server: ExtraServer | None = None,
+        on_stop: StopCallback | None = None,
     ) -> None:
         self.settings = settings
         self.service_names = tuple(service_names)
@@ -195,6 +208,9 @@ class ServiceRunner:
         self._check_timeout_s = check_timeout_s or settings.health_check_interval_s
         self._instrument = instrument
         self._reflection = reflection
+        self.http_server = http_server
+        self._on_stop = on_stop
+        self._extra = contextlib.AsyncExitStack()
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
@@ -263,6 +279,15 @@ class ServiceRunner:
                     f"cannot bind the metrics port {self.settings.host}:{self.settings.metrics_port}: {exc}"
                 ) from exc
         await server.start()
+        if self.http_server is not None:
+            try:
+                await self._extra.enter_async_context(self.http_server)
+            except Exception as exc:
+                await server.stop(0)
+                if self.metrics is not None:
+                    self.metrics.close()
+                    self.metrics = None
+                raise RuntimeError(f"cannot start the extra server {self.http_server!r}: {exc}") from exc
         self.server, self.port = server, int(port)
         await self.health.set(LIVENESS_SERVICE, _SERVING)
         self._checks_task = asyncio.create_task(self._readiness_loop(), name="readiness-checks")
@@ -326,6 +351,11 @@ class ServiceRunner:
         if self._stop_task is not None:
             return
         _LOGGER.info("stopping (%s): health NOT_SERVING, draining", reason)
+        if self._on_stop is not None:
+            try:
+                self._on_stop()
+            except Exception:
+                _LOGGER.exception("stop callback %r failed", self._on_stop)
         self._stop_task = asyncio.get_running_loop().create_task(self._stop(), name="service-stop")
 
     def handle_signal(self, signum: int) -> None:
@@ -351,7 +381,12 @@ class ServiceRunner:
             if self.server is not None:
                 await self.server.stop(self.settings.grace_period_s)
             _LOGGER.info("drained")
-            # 3. Release what the service holds.
+            # 3. The extra server finishes its in-flight requests and stops.
+            try:
+                await self._extra.aclose()
+            except Exception:
+                _LOGGER.exception("stopping the extra server %r failed", self.http_server)
+            # 4. Release what the service holds.
             for hook in self._shutdown_hooks:
                 try:
                     await hook()
@@ -382,6 +417,28 @@ class ServiceRunner:
             loop.remove_signal_handler(sig)
         self._signals.clear()
 
+    async def run(self) -> None:
+        """Start, stop gracefully on SIGTERM / SIGINT, return when the stop completed.
+
+        A failed start still runs the stop (shutdown hooks included), then raises. Cancelled from
+        outside, it still drains before the cancellation propagates.
+
+        Raises:
+            RuntimeError: When the port cannot be bound or the extra server fails to start.
+        """
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.install_signal_handlers()
+        try:
+            await self.wait_for_termination()
+        finally:
+            self.remove_signal_handlers()
+            if not self.stopping:  # cancelled from outside: still drain
+                await self.stop()
+
     async def __aenter__(self) -> ServiceRunner:
         await self.start()
         return self
@@ -398,13 +455,15 @@ async def serve(
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     shutdown_hooks: Sequence[ShutdownHook] = (),
     interceptors: Sequence[Any] = (),
+    http_server: ExtraServer | None = None,
+    on_stop: StopCallback | None = None,
 ) -> None:
-    """Start a :class:`ServiceRunner`, stop it gracefully on SIGTERM / SIGINT, return when done.
+    """Run a :class:`ServiceRunner` until SIGTERM / SIGINT and its drain (:meth:`ServiceRunner.run`).
 
     Args: as :class:`ServiceRunner`.
 
     Raises:
-        RuntimeError: When the port cannot be bound.
+        RuntimeError: When the port cannot be bound or the extra server fails to start.
     """
     runner = ServiceRunner(
         settings,
@@ -413,12 +472,7 @@ async def serve(
         readiness_checks=readiness_checks,
         shutdown_hooks=shutdown_hooks,
         interceptors=interceptors,
+        http_server=http_server,
+        on_stop=on_stop,
     )
-    await runner.start()
-    runner.install_signal_handlers()
-    try:
-        await runner.wait_for_termination()
-    finally:
-        runner.remove_signal_handlers()
-        if not runner.stopping:  # cancelled from outside: still drain
-            await runner.stop()
+    await runner.run()

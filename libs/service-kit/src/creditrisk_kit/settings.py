@@ -18,21 +18,17 @@ reported as a warning (a typo such as ``FEATURE_SERVICE_PROT`` would otherwise g
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-from typing import Literal, NoReturn, Self
+from typing import Literal, Self
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from creditrisk_telemetry import configuration
+from creditrisk_telemetry.configuration import EXIT_BAD_CONFIGURATION as EXIT_BAD_CONFIGURATION
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .timestamps import NaiveTimestamps
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """4 MiB: gRPC's default maximum receive message length (``GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH``)."""
-
-EXIT_BAD_CONFIGURATION = 2
-"""Process exit status on invalid settings (the usage-error status of sysexits/argparse)."""
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -90,12 +86,14 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def env_name(cls, field_name: str) -> str:
         """The environment variable that sets ``field_name`` (prefix + name, upper case)."""
-        prefix = str(cls.model_config.get("env_prefix", ""))
-        return f"{prefix}{field_name}".upper()
+        return configuration.env_name(cls, field_name)
 
     @classmethod
     def load_or_exit(cls, **overrides: object) -> Self:
         """Read and validate the settings; on error print each wrong variable and exit with 2.
+
+        The platform's one way of loading settings (:func:`creditrisk_telemetry.configuration.load_or_exit`,
+        shared with the model-server).
 
         Args:
             **overrides: Values that win over the environment (tests, command-line flags).
@@ -108,57 +106,9 @@ class ServiceSettings(BaseSettings):
                 cannot be parsed; each problem is printed to stderr as ``NAME: reason``. Values
                 are never printed (they may be secrets).
         """
-        try:
-            settings = cls(**overrides)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                loc = [str(part) for part in error["loc"]]
-                name = cls.env_name(loc[0]) if loc else "(settings)"
-                if len(loc) > 1:
-                    name += " (" + ".".join(loc[1:]) + ")"
-                problems.append(f"{name}: {error['msg']}")
-            cls._exit(problems)
-        except SettingsError as exc:
-            # Raised while parsing a source, before validation: e.g. a list field given "a,b".
-            match = re.search(r'field "([^"]+)"', str(exc))
-            name = cls.env_name(match.group(1)) if match else "(settings)"
-            reason = "cannot be parsed"
-            if cls._is_complex(match.group(1) if match else ""):
-                reason += ' (this field takes JSON, e.g. ["a", "b"] or {"k": "v"})'
-            if exc.__cause__ is not None:
-                reason += f": {type(exc.__cause__).__name__}"
-            cls._exit([f"{name}: {reason}"])
-        for name in cls.unknown_variables():
-            print(f"warning: {name} is set but names no setting of {cls.__name__}; ignored", file=sys.stderr)
-        return settings
-
-    @classmethod
-    def _is_complex(cls, field_name: str) -> bool:
-        field = cls.model_fields.get(field_name)
-        origin = getattr(field.annotation, "__origin__", None) if field is not None else None
-        return origin in (list, dict, set, tuple, frozenset)
-
-    @classmethod
-    def _exit(cls, problems: list[str]) -> NoReturn:
-        lines = [f"invalid configuration of {cls.__name__}:", *(f"  {p}" for p in problems)]
-        print("\n".join(lines), file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIGURATION) from None
+        return configuration.load_or_exit(cls, **overrides)
 
     @classmethod
     def unknown_variables(cls, environ: dict[str, str] | None = None) -> list[str]:
         """Variables with this class's ``env_prefix`` that name no field (likely typos), sorted."""
-        prefix = str(cls.model_config.get("env_prefix", "")).upper()
-        if not prefix:
-            return []
-        known = {cls.env_name(name) for name in cls.model_fields}
-        delimiter = cls.model_config.get("env_nested_delimiter") or None
-        unknown = []
-        for variable in os.environ if environ is None else environ:
-            upper = variable.upper()
-            if not upper.startswith(prefix):
-                continue
-            head = upper.split(delimiter.upper(), 1)[0] if delimiter else upper
-            if head not in known:
-                unknown.append(variable)
-        return sorted(unknown)
+        return configuration.unknown_variables(cls, environ)

@@ -1,9 +1,11 @@
 """Entrypoint: ``python -m drift_service`` serves ``DriftService`` over gRPC.
 
-Telemetry first (the standard ``OTEL_*`` variables), then the settings (``DRIFT_SERVICE_*``; exit 2
-naming a bad variable), the store (migrated to head), the HTML report server and the gRPC server
-(with the kit's Prometheus endpoint on ``metrics_port``): health NOT_SERVING until the store
-answers, a drain on SIGTERM / SIGINT, then the store, the report server and telemetry are closed.
+The kit's one service entry (:func:`creditrisk_kit.run_service`): telemetry, the settings
+(``DRIFT_SERVICE_*``; exit 2 naming a bad variable), JSON logs, then :func:`build`: the store
+(migrated to head) and the HTML report server (bound here, so its URL goes into the reports; it
+serves from the gRPC server's start, the kit's extra HTTP server), and the gRPC server (with the
+kit's Prometheus endpoint on ``metrics_port``): health NOT_SERVING until the store answers, a drain
+on SIGTERM / SIGINT, then the report server stops, the store closes and telemetry is flushed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import asyncio
 import logging
 
 from creditrisk.drift.v1.drift_service_pb2_grpc import add_DriftServiceServicer_to_server
-from creditrisk_kit import serve
-from creditrisk_telemetry import configure_logging, configure_telemetry
+from creditrisk_kit import Service, ServiceSpec, run_service
 
 from drift_service.core import DriftCore
 from drift_service.drift import warm_up
@@ -22,19 +23,15 @@ from drift_service.servicer import SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
 
 
-async def main() -> None:
-    """Run the drift-service until SIGTERM / SIGINT, then drain."""
-    telemetry = configure_telemetry("drift-service")
-    settings = DriftServiceSettings.load_or_exit()
-    configure_logging(settings.log_level)
-    log = logging.getLogger("drift_service")
+async def build(settings: DriftServiceSettings) -> Service:
+    """The drift-service's store, core, report server and servicer."""
     reports = ReportServer(
         settings.reports_dir, settings.report_http_host, settings.report_http_port, settings.report_base_url
-    ).start()
+    )
     core = await asyncio.to_thread(DriftCore, settings, report_base_url=reports.base_url)
     if settings.warm_up:
         await asyncio.to_thread(warm_up)
-    log.info(
+    logging.getLogger("drift_service").info(
         "drift-service: profile %s, reports at %s, training-dataset reference %s",
         settings.profile,
         reports.base_url,
@@ -47,18 +44,16 @@ async def main() -> None:
         ),
         extra={"profile": settings.profile, "reports_url": reports.base_url},
     )
-    await serve(
-        settings,
+    return Service(
         service_names=[SERVICE_NAME],
         register=lambda server: add_DriftServiceServicer_to_server(DriftServiceServicer(core), server),
         readiness_checks={"event store": core.ready},
-        shutdown_hooks=[
-            lambda: asyncio.to_thread(core.close),
-            lambda: asyncio.to_thread(reports.stop),
-            lambda: asyncio.to_thread(telemetry.shutdown),
-        ],
+        shutdown_hooks=[lambda: asyncio.to_thread(core.close)],
+        http_server=reports,
     )
 
 
+SPEC = ServiceSpec("drift-service", DriftServiceSettings, build)
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(SPEC)

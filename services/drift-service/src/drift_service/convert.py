@@ -123,23 +123,6 @@ def window(message: pb.Window, field: str, present: bool) -> Window:
     return Window(model_name=message.model_name, model_version=version, start=start, end=end)
 
 
-def page(page_size: int, page_token: str, maximum: int, default: int = 50) -> tuple[int, int]:
-    """``(offset, limit)`` of a list request.
-
-    Raises:
-        InvalidArgument: for a negative page size or a foreign page token.
-    """
-    from drift_service.store import decode_page_token
-
-    if page_size < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    try:
-        offset = decode_page_token(page_token)
-    except ValueError as exc:
-        raise InvalidArgument("page_token", str(exc)) from exc
-    return offset, min(page_size or default, maximum)
-
-
 # --- logging batches -----------------------------------------------------------------------------
 
 

@@ -1,11 +1,14 @@
 """Serves the HTML drift reports (files under ``<data_dir>/reports``) over plain HTTP.
 
 A stdlib ``ThreadingHTTPServer`` in a daemon thread: GET ``/reports/<report id>.html``; anything
-else is 404. The URL of a report goes into ``DriftReport.html_report_url``.
+else is 404. The URL of a report goes into ``DriftReport.html_report_url``. The socket is bound at
+construction (so the URL is known before the core is built); ``async with`` the server (the kit's
+extra-server protocol, how ``python -m drift_service`` runs it) serves from entry to exit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import re
@@ -70,3 +73,10 @@ class ReportServer:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+
+    async def __aenter__(self) -> ReportServer:
+        return self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # shutdown() waits for the serve loop's next poll (up to 0.5 s): off the event loop.
+        await asyncio.to_thread(self.stop)

@@ -14,12 +14,13 @@ from typing import Any
 from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
 from creditrisk_kit import InvalidArgument
+from creditrisk_kit.pages import next_offset_token, offset_page
 
 from drift_service import convert, metrics
 from drift_service.core import DriftCore
-from drift_service.store import encode_page_token
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DriftService"].full_name
+DEFAULT_PAGE = 50
 MAX_REPORT_PAGE = 200
 MAX_TRIGGER_PAGE = 1000
 
@@ -75,7 +76,9 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
     async def ListDriftReports(
         self, request: pb.ListDriftReportsRequest, context: Any
     ) -> pb.ListDriftReportsResponse:
-        offset, limit = convert.page(request.page_size, request.page_token, MAX_REPORT_PAGE)
+        offset, limit = offset_page(
+            request.page_size, request.page_token, default=DEFAULT_PAGE, maximum=MAX_REPORT_PAGE
+        )
         start, end = convert.optional_range(request.time_range, "time_range", request.HasField("time_range"))
         version = request.model_version if request.HasField("model_version") else None
         reports, more = await asyncio.to_thread(
@@ -89,7 +92,7 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
         )
         return pb.ListDriftReportsResponse(
             reports=[convert.drift_report_proto(r) for r in reports],
-            next_page_token=encode_page_token(offset + limit) if more else "",
+            next_page_token=next_offset_token(offset, limit, more),
         )
 
     async def GetPerformance(
@@ -102,7 +105,9 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
     async def ListTriggerEvents(
         self, request: pb.ListTriggerEventsRequest, context: Any
     ) -> pb.ListTriggerEventsResponse:
-        offset, limit = convert.page(request.page_size, request.page_token, MAX_TRIGGER_PAGE)
+        offset, limit = offset_page(
+            request.page_size, request.page_token, default=DEFAULT_PAGE, maximum=MAX_TRIGGER_PAGE
+        )
         start, end = convert.optional_range(request.time_range, "time_range", request.HasField("time_range"))
         triggers, more = await asyncio.to_thread(
             self.core.list_trigger_events,
@@ -114,7 +119,7 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
         )
         return pb.ListTriggerEventsResponse(
             trigger_events=[convert.trigger_event_proto(t) for t in triggers],
-            next_page_token=encode_page_token(offset + limit) if more else "",
+            next_page_token=next_offset_token(offset, limit, more),
         )
 
     async def GetTriggerEvent(

@@ -1,19 +1,17 @@
 """The event store: prediction events, ground truth, drift and performance reports, trigger events.
 
-SQLAlchemy 2 Core over SQLite (embedded profile) or PostgreSQL (real profile), one code path; the
-schema is managed by alembic migrations (``drift_service/migrations``), applied by
-:meth:`Store.migrate` at start.
+SQLAlchemy 2 Core over SQLite (embedded profile) or PostgreSQL (real profile), one code path, on
+the service kit's SQL store base (:mod:`creditrisk_kit.sqlstore`: engine, SQLite pragmas, the
+PostgreSQL schema, alembic, readiness); the schema is managed by alembic migrations
+(``drift_service/migrations``), applied by :meth:`Store.migrate` at start.
 
 * **Idempotent logging**: ``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id`` on
   both dialects; a redelivered event is stored once (the first write wins) and counted as a
   duplicate. Labels upsert on their key (``ON CONFLICT DO UPDATE``): a label sent again replaces
   the earlier one.
-* **Durability**: every call is one transaction committed before it returns. SQLite runs in WAL
-  mode with ``synchronous=FULL``: the WAL is fsynced at every commit, so a committed write survives
-  a process crash *and* a power loss / OS crash (``NORMAL`` would survive a process crash but may
-  lose the last commits on power loss, which breaks "durable before the call returns"; the cost is
-  one fsync per batch). PostgreSQL commits are durable with its defaults (``fsync=on``,
-  ``synchronous_commit=on``).
+* **Durability**: every call is one transaction committed before it returns, durable on both
+  databases (SQLite in WAL mode with ``synchronous=FULL``, one fsync per batch: see
+  :mod:`creditrisk_kit.sqlstore`); a busy SQLite writer is waited for up to 30 s.
 * **PostgreSQL schema**: every table (and alembic's version table) lives in ``schema`` via the
   connection's ``search_path``, so parallel test sessions each get their own schema.
 * **Label join**: a label keyed by event id resolves to that id; one keyed by applicant and
@@ -26,9 +24,6 @@ Times are stored as naive UTC timestamps and returned aware (UTC).
 
 from __future__ import annotations
 
-import base64
-import json
-import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -36,9 +31,8 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from creditrisk_kit.sqlstore import SqlStore, naive_utc, next_in_sequence
+from sqlalchemy.engine import Connection
 
 from drift_service.domain import (
     PREDICTION_COLUMN,
@@ -53,13 +47,12 @@ from drift_service.domain import (
     performance_report_from_json,
     to_json,
     trigger_event_from_json,
-    utc,
 )
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 metadata = sa.MetaData()
+"""The tables as the migrations build them (tests compare the two: ``Store.schema_differences``)."""
 
 prediction_events = sa.Table(
     "prediction_events",
@@ -79,6 +72,8 @@ prediction_events = sa.Table(
     sa.Column("features", sa.JSON, nullable=False),
     sa.Column("missing_features", sa.JSON, nullable=False),
     sa.Column("received_time", sa.DateTime, nullable=False),
+    sa.Index("ix_prediction_events_window", "model_name", "event_time"),
+    sa.Index("ix_prediction_events_applicant", "applicant_id", "event_time"),
 )
 
 ground_truth = sa.Table(
@@ -92,6 +87,8 @@ ground_truth = sa.Table(
     sa.Column("observed_time", sa.DateTime, nullable=False),
     sa.Column("received_time", sa.DateTime, nullable=False),
     sa.Column("resolved_event_id", sa.String(128)),
+    sa.Index("ix_ground_truth_resolved", "resolved_event_id"),
+    sa.Index("ix_ground_truth_applicant", "applicant_id"),
 )
 
 drift_reports = sa.Table(
@@ -105,6 +102,7 @@ drift_reports = sa.Table(
     sa.Column("create_time", sa.DateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
+    sa.Index("ix_drift_reports_model", "model_name", "model_version", "seq"),
 )
 
 performance_reports = sa.Table(
@@ -128,102 +126,24 @@ trigger_events = sa.Table(
     sa.Column("trigger_time", sa.DateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
+    sa.Index("ix_trigger_events_model", "model_name", "seq"),
 )
 
 
-def _naive(value: datetime) -> datetime:
-    return utc(value).replace(tzinfo=None)
-
-
-def encode_page_token(offset: int) -> str:
-    """An opaque page token for ``offset``."""
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    """The offset of a page token.
-
-    Raises:
-        ValueError: for a token this service did not issue.
-    """
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("not a page token of this service") from exc
-    if not isinstance(offset, int) or offset < 0:
-        raise ValueError("not a page token of this service")
-    return offset
-
-
-class Store:
-    """The event store over one SQLAlchemy engine.
+class Store(SqlStore):
+    """The event store over one SQLAlchemy engine (engine, :meth:`migrate`, :meth:`ping`,
+    :meth:`drop_schema` and :meth:`close` from :class:`creditrisk_kit.sqlstore.SqlStore`).
 
     Args:
         url: SQLAlchemy URL: ``sqlite:///path/to/drift.db`` or ``postgresql+psycopg://...``.
         schema: PostgreSQL schema of every table (created when missing); ignored for SQLite.
+
+    Raises:
+        ValueError: another database than SQLite or PostgreSQL, or a bad schema name.
     """
 
     def __init__(self, url: str, schema: str | None = None) -> None:
-        self.url = sa.make_url(url)
-        self.dialect = self.url.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
-        self.schema = schema if self.dialect == "postgresql" else None
-        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
-            raise ValueError("schema must match ^[a-z_][a-z0-9_]{0,62}$")
-        self.engine = self._engine()
-        self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-
-    def _engine(self) -> Engine:
-        if self.dialect == "sqlite":
-            if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
-
-            @sa_event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=FULL")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.close()
-
-            return engine
-        connect_args = {"options": f"-csearch_path={self.schema}"} if self.schema else {}
-        return sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
-
-    # --- life cycle ---------------------------------------------------------------------------
-
-    def migrate(self) -> None:
-        """Create the schema (PostgreSQL) and apply the alembic migrations up to head."""
-        from alembic import command
-        from alembic.config import Config
-
-        if self.schema:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-
-    def ping(self) -> bool:
-        """True when the database answers ``SELECT 1`` (the readiness check)."""
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text("SELECT 1")).scalar() == 1
-
-    def drop_schema(self) -> None:
-        """Drop the PostgreSQL schema with everything in it (tests clean up with it)."""
-        if self.schema:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-
-    def close(self) -> None:
-        """Release the connections."""
-        self.engine.dispose()
+        super().__init__(url, schema, migrations=MIGRATIONS_DIR, busy_timeout_s=30.0)
 
     # --- logging ------------------------------------------------------------------------------
 
@@ -242,7 +162,7 @@ class Store:
                 "applicant_id": e.applicant_id,
                 "model_name": e.model_name,
                 "model_version": e.model_version,
-                "event_time": _naive(e.event_time),
+                "event_time": naive_utc(e.event_time),
                 "probability_of_default": e.probability_of_default,
                 "decision": e.decision,
                 "decision_threshold": e.decision_threshold,
@@ -252,14 +172,14 @@ class Store:
                 "primary_event_id": e.primary_event_id,
                 "features": e.features,
                 "missing_features": list(e.missing_features),
-                "received_time": _naive(received),
+                "received_time": naive_utc(received),
             }
             for e in unique.values()
         ]
         if not rows:
             return 0, len(events)
         stmt = (
-            self._insert(prediction_events)
+            self.insert(prediction_events)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(prediction_events.c.event_id)
         )
@@ -317,19 +237,21 @@ class Store:
                 else:
                     assert label.applicant_id is not None
                     assert label.application_time is not None
-                    resolved = self._latest_returned(conn, label.applicant_id, _naive(label.application_time))
+                    resolved = self._latest_returned(
+                        conn, label.applicant_id, naive_utc(label.application_time)
+                    )
                     is_joined = resolved is not None
                 row = {
                     "label_key": key,
                     "event_id": label.event_id,
                     "applicant_id": label.applicant_id,
-                    "application_time": _naive(label.application_time) if label.application_time else None,
+                    "application_time": naive_utc(label.application_time) if label.application_time else None,
                     "label": label.label,
-                    "observed_time": _naive(label.observed_time),
-                    "received_time": _naive(received),
+                    "observed_time": naive_utc(label.observed_time),
+                    "received_time": naive_utc(received),
                     "resolved_event_id": resolved,
                 }
-                stmt = self._insert(ground_truth).values(**row)
+                stmt = self.insert(ground_truth).values(**row)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["label_key"],
                     set_={k: stmt.excluded[k] for k in row if k != "label_key"},
@@ -354,8 +276,8 @@ class Store:
         p = prediction_events.c
         clauses = [
             p.model_name == window.model_name,
-            p.event_time >= _naive(window.start),
-            p.event_time < _naive(window.end),
+            p.event_time >= naive_utc(window.start),
+            p.event_time < naive_utc(window.end),
         ]
         if window.model_version is not None:
             clauses.append(p.model_version == window.model_version)
@@ -407,9 +329,6 @@ class Store:
 
     # --- reports and triggers -----------------------------------------------------------------
 
-    def _next_seq(self, conn: Connection, table: sa.Table) -> int:
-        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.seq), 0))).scalar() or 0) + 1
-
     def _payload(self, table: sa.Table, row_id: str) -> Any:
         """The JSON payload of one row by id, or None."""
         with self.engine.connect() as conn:
@@ -429,10 +348,10 @@ class Store:
                     id=report.id,
                     model_name=report.window.model_name,
                     model_version=report.model_version,
-                    window_start=_naive(report.window.start),
-                    window_end=_naive(report.window.end),
-                    create_time=_naive(report.create_time),
-                    seq=self._next_seq(conn, drift_reports),
+                    window_start=naive_utc(report.window.start),
+                    window_end=naive_utc(report.window.end),
+                    create_time=naive_utc(report.create_time),
+                    seq=next_in_sequence(conn, drift_reports.c.seq),
                     payload=to_json(report),
                 )
             )
@@ -460,7 +379,7 @@ class Store:
         if model_version is not None:
             query = query.where(d.model_version == model_version)
         if start is not None and end is not None:  # windows overlapping [start, end)
-            query = query.where(d.window_start < _naive(end), d.window_end > _naive(start))
+            query = query.where(d.window_start < naive_utc(end), d.window_end > naive_utc(start))
         payloads, more = self._page(query.order_by(d.seq.desc()), offset, limit)
         return [drift_report_from_json(x) for x in payloads], more
 
@@ -472,9 +391,9 @@ class Store:
                     id=report_id,
                     model_name=report.window.model_name,
                     model_version=report.model_version,
-                    window_start=_naive(report.window.start),
-                    window_end=_naive(report.window.end),
-                    create_time=_naive(report.create_time),
+                    window_start=naive_utc(report.window.start),
+                    window_end=naive_utc(report.window.end),
+                    create_time=naive_utc(report.create_time),
                     payload=to_json(report),
                 )
             )
@@ -492,8 +411,8 @@ class Store:
                     id=trigger.id,
                     model_name=trigger.model_name,
                     model_version=trigger.model_version,
-                    trigger_time=_naive(trigger.trigger_time),
-                    seq=self._next_seq(conn, trigger_events),
+                    trigger_time=naive_utc(trigger.trigger_time),
+                    seq=next_in_sequence(conn, trigger_events.c.seq),
                     payload=to_json(trigger),
                 )
             )
@@ -518,6 +437,6 @@ class Store:
         if model_name:
             query = query.where(t.model_name == model_name)
         if start is not None and end is not None:
-            query = query.where(t.trigger_time >= _naive(start), t.trigger_time < _naive(end))
+            query = query.where(t.trigger_time >= naive_utc(start), t.trigger_time < naive_utc(end))
         payloads, more = self._page(query.order_by(t.seq.desc()), offset, limit)
         return [trigger_event_from_json(x) for x in payloads], more

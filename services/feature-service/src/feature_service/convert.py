@@ -13,8 +13,6 @@ inside Arrow entity rows a naive timestamp means UTC (the core converts).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,6 +20,7 @@ from typing import Any
 
 from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as pb
+from creditrisk_kit.pages import decode_page_token, encode_page_token, page_limit
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from feature_service.domain import (
@@ -363,8 +362,8 @@ def page[T](
 ) -> tuple[list[T], str]:
     """One page of ``items`` (sorted by ``key``) after the item named in the opaque ``page_token``.
 
-    The token is the URL-safe base64 of the last name of the previous page, so a page stays
-    correct when items are added or removed between calls.
+    The token (:mod:`creditrisk_kit.pages`) carries the last name of the previous page, so a page
+    stays correct when items are added or removed between calls.
 
     Returns:
         The page and the next token ("" on the last page).
@@ -372,23 +371,11 @@ def page[T](
     Raises:
         InvalidArgument: a negative page size or a token that does not decode.
     """
-    if page_size < 0:
-        raise InvalidArgument("page_size", f"must not be negative, got {page_size}")
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    after = ""
-    if page_token:
-        try:
-            after = base64.urlsafe_b64decode(page_token.encode("ascii")).decode("utf-8")
-        except (binascii.Error, UnicodeError, ValueError):
-            raise InvalidArgument("page_token", "not a token returned by this service") from None
-        if not after:
-            raise InvalidArgument("page_token", "not a token returned by this service")
+    size = page_limit(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    after = decode_page_token(page_token, str) or ""
     rest = [item for item in sorted(items, key=key) if key(item) > after]
     chunk = rest[:size]
-    token = (
-        base64.urlsafe_b64encode(key(chunk[-1]).encode("utf-8")).decode("ascii") if len(rest) > size else ""
-    )
-    return chunk, token
+    return chunk, encode_page_token(key(chunk[-1])) if len(rest) > size else ""
 
 
 def has_tags(tags: dict[str, str], wanted: Any) -> bool:

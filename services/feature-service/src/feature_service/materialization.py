@@ -365,9 +365,9 @@ def _round_trip(client: Any, packed: bytes, replies: int) -> list[Any]:
     """Send ``replies`` packed commands in one write and read every reply (no transaction).
 
     On a plain Redis client the replies are parsed by a hiredis reader straight off the
-    connection's socket, skipping redis-py's per-command pipeline bookkeeping (~10 us per command
-    here); an error reply raises after all replies are read. Other clients are not supported
-    (the caller falls back to Feast's writer).
+    connection's socket, skipping redis-py's per-command pipeline bookkeeping (cost measured in
+    docs/benchmarks.md, feature-service); an error reply raises after all replies are read.
+    Other clients are not supported (the caller falls back to Feast's writer).
     """
     import hiredis
 

@@ -1,23 +1,24 @@
-"""``python -m inference_gateway``: telemetry first, settings validated (exit 2 naming the bad
-``INFERENCE_GATEWAY_*`` variable), then gRPC and REST in one process until SIGTERM / SIGINT."""
+"""``python -m inference_gateway``: the kit's one service entry (:func:`creditrisk_kit.run_service`):
+telemetry, settings validated (exit 2 naming the bad ``INFERENCE_GATEWAY_*`` variable), JSON logs,
+then gRPC and REST (the kit's extra HTTP server) in one process until SIGTERM / SIGINT and the drain
+(:mod:`inference_gateway.service`)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from creditrisk_telemetry import configure_logging, configure_telemetry
+from creditrisk_kit import Service, ServiceSpec, run_service
 
 from inference_gateway.service import Gateway
 from inference_gateway.settings import GatewaySettings
 
 
-async def main() -> None:
-    telemetry = configure_telemetry("inference-gateway")
-    settings = GatewaySettings.load_or_exit()
-    configure_logging(settings.log_level, service="inference-gateway")
-    gateway = Gateway(settings, shutdown_hooks=[lambda: asyncio.to_thread(telemetry.shutdown)])
-    await gateway.serve_forever()
+def build(settings: GatewaySettings) -> Service:
+    """The gateway's service, its prediction logger and routing table started (in the event loop)."""
+    gateway = Gateway(settings)
+    gateway.start_background()
+    return gateway.service
 
+
+SPEC = ServiceSpec("inference-gateway", GatewaySettings, build)
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(SPEC)

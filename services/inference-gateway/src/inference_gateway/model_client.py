@@ -19,9 +19,9 @@ installed beside the contracts' protobuf 7 runtime of this environment (see the 
 Connections are pooled and kept alive (one ``aiohttp.ClientSession`` per slot, created on first
 use inside the running event loop; idle connections close after ``keepalive_s``, below the model
 server's own keep-alive so the client, not the server, closes an idle connection). aiohttp rather
-than httpx: on this 2-core machine one scoring call cost 0.5-0.6 ms of client CPU with aiohttp
-against 1.5-1.9 ms with ``httpx.AsyncClient`` (same server, same body; docs/benchmarks.md,
-inference-gateway), and httpx logged a line per request.
+than httpx: a scoring call costs about a third of the client CPU of ``httpx.AsyncClient`` (same
+server, same body; figures in docs/benchmarks.md, inference-gateway), and httpx logged a line per
+request.
 
 Retries only where safe, within the deadline, with a short backoff: a connect error (the request
 never left), a connection the server closed before answering (``ServerDisconnectedError``: a

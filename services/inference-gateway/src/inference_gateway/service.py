@@ -1,28 +1,27 @@
-"""Wiring: builds the clients, the core, the gRPC server (kit) and the REST server (uvicorn), and
-runs both in one process on one event loop.
+"""Wiring: builds the clients, the core, and the kit's ``Service``: the gRPC servicer and, as its
+extra HTTP server, the REST app (FastAPI on the kit's :class:`~creditrisk_kit.http.UvicornServer`),
+both in one process on one event loop. ``python -m inference_gateway`` runs
+:attr:`Gateway.service` with the kit's entry; the in-process tests use :meth:`Gateway.start` /
+:meth:`Gateway.stop` (the same service on :attr:`Gateway.runner`).
 
 Start: the prediction logger (delivers any disk backlog), the routing table (alias stream, slot
-probes), the gRPC server (health NOT_SERVING until the readiness checks pass), then uvicorn.
-Stop (SIGTERM / SIGINT, :meth:`Gateway.stop`): REST readiness fails and gRPC health goes
-NOT_SERVING, the gRPC server drains (``grace_period_s``), uvicorn finishes its in-flight requests,
-shadow scorings finish, the prediction logger writes what is left in memory to the disk buffer,
-then the clients close.
+probes) (:meth:`Gateway.start_background`), the gRPC server (health NOT_SERVING until the
+readiness checks pass), then uvicorn. Stop (SIGTERM / SIGINT, :meth:`Gateway.stop`): REST
+readiness fails and gRPC health goes NOT_SERVING, the gRPC server drains (``grace_period_s``),
+uvicorn finishes its in-flight requests, shadow scorings finish, the prediction logger writes what
+is left in memory to the disk buffer, then the clients close.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import uvicorn
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as dgrpc
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
-from creditrisk_kit import ServiceRunner, aio_channel
-from creditrisk_telemetry import uvicorn_log_config
+from creditrisk_kit import Service, aio_channel
+from creditrisk_kit.http import UvicornServer
 
 from inference_gateway import metrics
 from inference_gateway.app import create_app
@@ -62,28 +61,14 @@ class DriftClient:
         await self._channel.close()
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the gateway's runner owns SIGTERM / SIGINT."""
-
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        return
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:  # uvicorn >= 0.29
-        yield
-
-
 class Gateway:
     """The whole process: core, gRPC server, REST server.
 
     Args:
         settings: validated settings.
-        shutdown_hooks: more hooks run last at stop (telemetry flush).
     """
 
-    def __init__(
-        self, settings: GatewaySettings, *, shutdown_hooks: list[Callable[[], Awaitable[Any]]] | None = None
-    ):
+    def __init__(self, settings: GatewaySettings):
         self.settings = settings
         s = settings
         self.features = FeatureClient(
@@ -141,8 +126,18 @@ class Gateway:
             feature_service_version=s.feature_service_version,
             max_batch_size=s.max_batch_size,
         )
-        self.runner = ServiceRunner(
-            s,
+        metrics.register_state_collector(self.core)
+        self._draining = False
+        self.app = create_app(
+            self.core,
+            body_limit=s.request_body_limit,
+            draining=lambda: self._draining,
+            naive_timestamps=s.naive_timestamps,
+        )
+        self.http = UvicornServer(
+            self.app, host=s.http_host, port=s.http_port, grace_period_s=s.grace_period_s, name="REST"
+        )
+        self.service = Service(
             service_names=[SERVICE_NAME],
             register=lambda server: igrpc.add_InferenceServiceServicer_to_server(
                 InferenceServicer(self.core), server
@@ -152,19 +147,18 @@ class Gateway:
                 "champion slot": self._champion_ready,
                 "prediction log buffer below cap": self._buffer_ok,
             },
-            shutdown_hooks=[self._stop_http, self._close, *(shutdown_hooks or [])],
+            shutdown_hooks=[self._close],
+            http_server=self.http,
+            on_stop=self._begin_drain,
         )
-        metrics.register_state_collector(self.core)
-        self.app = create_app(
-            self.core,
-            body_limit=s.request_body_limit,
-            draining=lambda: self.runner.stopping,
-            naive_timestamps=s.naive_timestamps,
-        )
-        self._http: _Uvicorn | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        """What ``python -m inference_gateway`` serves (after :meth:`start_background`)."""
+        self.runner = self.service.runner(s)
+        """The runner of :meth:`start` / :meth:`stop` (in-process use)."""
         self.grpc_port: int | None = None
         self.http_port: int | None = None
+
+    def _begin_drain(self) -> None:
+        self._draining = True  # REST readiness fails from here on
 
     async def _champion_ready(self) -> bool:
         return self.core.champion_ready()
@@ -172,38 +166,16 @@ class Gateway:
     async def _buffer_ok(self) -> bool:
         return self.core.buffer_below_cap()
 
-    async def start(self) -> None:
-        """Start everything; returns once both servers listen."""
+    def start_background(self) -> None:
+        """Start the prediction logger (delivers any disk backlog) and the routing table."""
         self.logger.start()
         self.router.start()
-        self.grpc_port = await self.runner.start()
-        config = uvicorn.Config(
-            self.app,
-            host=self.settings.http_host,
-            port=self.settings.http_port,
-            log_config=uvicorn_log_config(),
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=int(self.settings.grace_period_s) or 1,
-        )
-        self._http = _Uvicorn(config)
-        self._http_task = asyncio.create_task(self._http.serve(), name="uvicorn")
-        while not self._http.started:
-            if self._http_task.done():
-                self._http_task.result()
-                raise RuntimeError("the REST server stopped at start")
-            await asyncio.sleep(0.01)
-        sockets = [sock for server in self._http.servers for sock in server.sockets]
-        self.http_port = int(sockets[0].getsockname()[1])
-        _LOGGER.info(
-            "REST on %s:%d", self.settings.http_host, self.http_port, extra={"http_port": self.http_port}
-        )
 
-    async def _stop_http(self) -> None:
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
-            with contextlib.suppress(Exception):
-                await self._http_task
+    async def start(self) -> None:
+        """Start everything on :attr:`runner`; returns once both servers listen."""
+        self.start_background()
+        self.grpc_port = await self.runner.start()
+        self.http_port = self.http.port
 
     async def _close(self) -> None:
         await self.core.wait_shadows()
@@ -216,14 +188,3 @@ class Gateway:
     async def stop(self) -> None:
         """The graceful stop (see the module docstring); idempotent."""
         await self.runner.stop()
-
-    async def serve_forever(self) -> None:
-        """Start, stop on SIGTERM / SIGINT, return when drained."""
-        await self.start()
-        self.runner.install_signal_handlers()
-        try:
-            await self.runner.wait_for_termination()
-        finally:
-            self.runner.remove_signal_handlers()
-            if not self.runner.stopping:
-                await self.runner.stop()

@@ -9,6 +9,27 @@ that does not exist there: ``terminate called after throwing an instance of
 'std::system_error'`` and gunicorn's ``Worker was sent SIGABRT!`` / ``SIGSEGV!`` (or a worker
 hanging in ``pthread_cond_destroy`` until killed). A scoring server also has no business
 uploading usage events.
+
+Service shape. Every gRPC service of the platform starts through the service kit's one entry
+(``creditrisk_kit.run_service``: settings, telemetry, readiness, drain, shutdown hooks, an extra
+HTTP server). The model-server follows it as far as seldon-core and MLServer allow:
+
+* shared: the settings are loaded the same way (:func:`model_server.settings.load_settings` calls
+  ``creditrisk_telemetry.configuration.load_or_exit``: exit 2 naming each bad ``MODEL_SERVER_*``
+  variable, never its value, before any runtime is started); telemetry and JSON logs are set up
+  the same way (``configure_telemetry("model-server")`` then ``configure_logging``), in each
+  serving process (after seldon-core's fork, in MLServer's ``load``);
+* not shared, because the runtime owns it: the servers, their ports and the process tree
+  (``python -m model_server`` execs ``seldon-core-microservice`` or ``mlserver start``; gunicorn
+  and MLServer install their own SIGTERM handling), so readiness is the slot's own
+  (:mod:`model_server.readiness`: state files across the serving processes, the supervisor's
+  ``drain`` command flipping them not-ready before the stop) rather than the kit's gRPC health; the
+  shutdown work is one ordered routine per process (the follower stopped, then the state file
+  removed: :meth:`model_server.slot.Slot.stop` from MLServer's ``unload``, ``atexit`` in a
+  seldon-core worker), not the kit's hook list;
+* not installable: the kit itself, since seldon-core 1.19 pins hold ``grpcio-reflection`` (1.62)
+  and ``protobuf`` (5.29) below the kit's ``grpcio-reflection`` / ``grpcio-health-checking``
+  (>= 1.75, protobuf 6); hence the settings loader sits in ``creditrisk_telemetry``.
 """
 
 import os

@@ -8,21 +8,26 @@ The registry-gateway (the registry's only writer) records one version tag per ar
 
 Before anything is loaded, every downloaded file must have a digest tag with the same sha256 and
 every digest tag must name a downloaded file. A version without digest tags, or with one
-mismatch, is refused (:class:`ArtifactRefused`).
+mismatch, is refused (:class:`ArtifactRefused`); the digests and their check are
+:mod:`creditrisk_model_artifacts.digests`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FAST_SCORER_DIR = "fast_scorer"
-DIGEST_TAG_PREFIX = "registry.sha256."
+from creditrisk_model_artifacts import (
+    FAST_SCORER_DIR,
+    MODEL_DIR,
+    DigestMismatch,
+    digests_from_tags,
+    sha256_tree,
+    verify_digests,
+)
 
 
 class ArtifactRefused(Exception):
@@ -32,44 +37,6 @@ class ArtifactRefused(Exception):
         super().__init__(f"version {version} refused: {reason}")
         self.version = version
         self.reason = reason
-
-
-def sha256_tree(root: Path, prefix: str) -> dict[str, str]:
-    """``{prefix/relative path: sha256 hex}`` of every file under ``root`` (as the gateway computes)."""
-    out: dict[str, str] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        out[f"{prefix}/{path.relative_to(root).as_posix()}"] = digest.hexdigest()
-    return out
-
-
-def digests_from_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """The recorded digests ``{model/MLmodel: hex, ...}`` of a version's tags."""
-    return {k[len(DIGEST_TAG_PREFIX) :]: v for k, v in tags.items() if k.startswith(DIGEST_TAG_PREFIX)}
-
-
-def verify_digests(version: str, recorded: Mapping[str, str], actual: Mapping[str, str]) -> None:
-    """Compare the recorded digests with the downloaded files'.
-
-    Raises:
-        ArtifactRefused: no digest tags, a file without a tag, a tag without a file, a mismatch.
-    """
-    if not recorded:
-        raise ArtifactRefused(
-            version, "no registry.sha256.* digest tags (not registered through the gateway)"
-        )
-    untagged = sorted(set(actual) - set(recorded))
-    if untagged:
-        raise ArtifactRefused(version, f"no digest tag for {untagged[0]} ({len(untagged)} file(s))")
-    absent = sorted(set(recorded) - set(actual))
-    if absent:
-        raise ArtifactRefused(version, f"digest tag for a file not in the artifacts: {absent[0]}")
-    for key in sorted(recorded):
-        if recorded[key].lower() != actual[key]:
-            raise ArtifactRefused(version, f"sha256 mismatch for {key}")
 
 
 @dataclass(frozen=True)
@@ -131,8 +98,11 @@ def fetch_version(client: Any, tracking_uri: str, name: str, mv: Any, cache_dir:
             raise ArtifactRefused(version, "the version names no run (no fast scorer to load)")
         run = client.get_run(mv.run_id)
         scorer_dir = _download(f"{run.info.artifact_uri}/{FAST_SCORER_DIR}", root / "scorer", tracking_uri)
-        actual = {**sha256_tree(model_dir, "model"), **sha256_tree(scorer_dir, FAST_SCORER_DIR)}
-        verify_digests(version, digests_from_tags(dict(mv.tags or {})), actual)
+        actual = {**sha256_tree(model_dir, MODEL_DIR), **sha256_tree(scorer_dir, FAST_SCORER_DIR)}
+        try:
+            verify_digests(digests_from_tags(dict(mv.tags or {})), actual)
+        except DigestMismatch as exc:
+            raise ArtifactRefused(version, exc.reason) from exc
         return VersionArtifacts(name, version, str(mv.run_id), model_dir, scorer_dir, actual, root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)

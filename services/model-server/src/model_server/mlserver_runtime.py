@@ -6,7 +6,7 @@ lives in the server process, no inference pool round trip). ``python -m model_se
 writes ``settings.json`` + ``model-settings.json`` and runs ``mlserver start``.
 
 Why not mlserver-mlflow's runtime as is: it loads one fixed ``model_uri`` through pyfunc (the
-~15 ms scikit-learn path), cannot follow an alias, and checks no digests. This runtime wraps the
+slow scikit-learn path), cannot follow an alias, and checks no digests. This runtime wraps the
 same :class:`~model_server.slot.Slot` as the seldon runtime.
 
 Request: one V2 input per feature, named as in the signature, with the signature's type:

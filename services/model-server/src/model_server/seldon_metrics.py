@@ -4,9 +4,9 @@ seldon-core 1.19 aggregates the custom metrics of its workers (``meta.metrics`` 
 ``multiprocessing.Manager`` dict (:class:`seldon_core.metrics.SeldonMetrics`): every request, even
 one with no metrics, costs ``update()`` two lock acquisitions, a read and a write of this worker's
 entry, each a round trip over a pipe to the manager process (``seldon_core.seldon_methods.
-handle_raw_custom_metrics``). Measured on the 2-core development machine (py-spy of a REST worker
-under a steady load of single-record predictions): 35 % of the worker's samples, ~0.7 ms of CPU per
-prediction, more than parsing and scoring together (docs/benchmarks.md, model-server).
+handle_raw_custom_metrics``). Profiled (py-spy of a REST worker under a steady load of
+single-record predictions), that step cost more CPU than parsing and scoring together (figures in
+docs/benchmarks.md, model-server).
 
 :func:`install` replaces that per-request step with :class:`CoalescingMetrics`: the answer's
 metrics are removed from it exactly as seldon-core does (unless ``INCLUDE_METRICS_IN_CLIENT_RESPONSE``

@@ -1,17 +1,18 @@
 """Typed settings of one alias slot, read from the environment (prefix ``MODEL_SERVER_``).
 
 ``MLFLOW_TRACKING_URI`` is read as MLflow itself names it (``MODEL_SERVER_MLFLOW_TRACKING_URI``
-wins when both are set). A bad value fails at start, naming the variable.
+wins when both are set). A bad value fails at start with exit status 2, naming the variable and
+not its value, as in every service (:func:`load_settings`).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Literal
 
+from creditrisk_telemetry.configuration import load_or_exit
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -69,14 +70,11 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """The settings of this process; exits with status 2 naming the variable on a bad value."""
-    from pydantic import ValidationError
+    """The settings of this process, loaded as every service's are
+    (:func:`creditrisk_telemetry.configuration.load_or_exit`).
 
-    try:
-        return Settings()  # type: ignore[call-arg]
-    except ValidationError as exc:
-        names = ", ".join(
-            "MODEL_SERVER_" + str(err["loc"][0]).upper() if err["loc"] else "?" for err in exc.errors()
-        )
-        print(f"model-server: invalid settings ({names}): {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    Raises:
+        SystemExit: With status 2 when a variable is invalid, each named on stderr with the reason
+            (never its value: the tracking URI may hold credentials).
+    """
+    return load_or_exit(Settings)

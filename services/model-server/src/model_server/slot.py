@@ -187,7 +187,7 @@ def load_version(settings: Settings, client: Any, mv: Any) -> LoadedModel:
             )
         serving: Scorer = fast if settings.scorer == "fast" else reference
         one = {name: values[-1:] for name, values in typed.items()}
-        for _ in range(settings.warmup_rows):  # the first calls allocate; the first request took ~230 ms
+        for _ in range(settings.warmup_rows):  # the first calls allocate (docs/benchmarks.md)
             serving.predict_default(one, 1)
         return LoadedModel(
             name=settings.model_name,

@@ -1,36 +1,36 @@
-"""``python -m registry_gateway``: telemetry first, settings validated (exit 2 naming the variable),
-audit store migrated, then serve until SIGTERM / SIGINT and drain."""
+"""``python -m registry_gateway``: the registry-gateway process.
+
+The kit's one service entry (:func:`creditrisk_kit.run_service`): telemetry, settings
+(``REGISTRY_GATEWAY_*``, exit 2 naming the variable), JSON logs, then :func:`build_service` (the
+audit store migrated, :func:`registry_gateway.app.build`), served until SIGTERM / SIGINT and
+drained; the core, the audit store and telemetry closed last.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
-from creditrisk_telemetry import configure_logging, configure_telemetry
+# Before scikit-learn's OpenMP code and MLflow are first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from creditrisk_kit import Service, ServiceSpec, run_service
+
+from registry_gateway.app import build
+from registry_gateway.settings import Settings
 
 
-async def _main() -> None:
-    telemetry = configure_telemetry("registry-gateway")
-    from registry_gateway.app import build
-    from registry_gateway.settings import Settings
+def build_service(settings: Settings) -> Service:
+    """The registry-gateway's service (see :func:`registry_gateway.app.build`)."""
+    return build(settings)[0]
 
-    settings = Settings.load_or_exit()
-    configure_logging(settings.log_level)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    async def flush() -> None:
-        await asyncio.to_thread(telemetry.shutdown)
-
-    runner, _core = build(settings, shutdown_hooks=[flush])
-    runner.install_signal_handlers()
-    await runner.start()
-    await runner.wait_for_termination()
+SPEC = ServiceSpec("registry-gateway", Settings, build_service)
 
 
 def main() -> None:
     """Entry point."""
-    asyncio.run(_main())
+    run_service(SPEC)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
-"""Wiring: settings -> audit store, feature-service client, core, servicer, runner (shared by the
-entrypoint and the in-process tests)."""
+"""Wiring: settings -> audit store, feature-service client, core, servicer, the kit's ``Service``
+(shared by the entrypoint, ``python -m registry_gateway``, and the in-process tests)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
 
-from creditrisk_kit import ServiceRunner
+from creditrisk_kit import Service
 
 from registry_gateway.audit import AuditStore
 from registry_gateway.auth import Authenticator
@@ -17,8 +15,9 @@ from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
 from registry_gateway.settings import Settings
 
 
-def build(settings: Settings, *, shutdown_hooks: Sequence[Any] = ()) -> tuple[ServiceRunner, RegistryCore]:
-    """A runner (not started) and its core; the audit store is migrated here."""
+def build(settings: Settings) -> tuple[Service, RegistryCore]:
+    """The service (``service.runner(settings)`` serves it) and its core; the audit store is
+    migrated here."""
     store = AuditStore(settings.audit_db_url, settings.audit_db_schema)
     store.migrate()
     features = FeatureServiceClient(
@@ -40,8 +39,7 @@ def build(settings: Settings, *, shutdown_hooks: Sequence[Any] = ()) -> tuple[Se
     async def close_store() -> None:
         await asyncio.to_thread(store.close)
 
-    runner = ServiceRunner(
-        settings,
+    service = Service(
         service_names=[SERVICE_NAME],
         register=register(RegistryServicer(core, Authenticator(settings.tokens))),
         readiness_checks={
@@ -49,6 +47,6 @@ def build(settings: Settings, *, shutdown_hooks: Sequence[Any] = ()) -> tuple[Se
             "audit store": core.audit_healthy,
             "feature-service": features.serving,
         },
-        shutdown_hooks=[core.close, close_store, *shutdown_hooks],
+        shutdown_hooks=[core.close, close_store],
     )
-    return runner, core
+    return service, core

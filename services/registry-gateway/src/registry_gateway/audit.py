@@ -1,9 +1,10 @@
 """The audit store: an append-only trail of every registration, promotion, refusal, rollback and
 alias change, and the registry-wide write lock.
 
-SQLAlchemy 2 Core over SQLite (embedded profile) or PostgreSQL (real profile), one code path; the
-schema is managed by alembic migrations (``registry_gateway/migrations``), applied by
-:meth:`AuditStore.migrate` at start (the drift-service's pattern).
+SQLAlchemy 2 Core over SQLite (embedded profile) or PostgreSQL (real profile), one code path, on
+the service kit's SQL store base (:mod:`creditrisk_kit.sqlstore`: engine, SQLite pragmas, the
+PostgreSQL schema, alembic, readiness); the schema is managed by alembic migrations
+(``registry_gateway/migrations``), applied by :meth:`AuditStore.migrate` at start.
 
 * **Write lock** (:meth:`AuditStore.locked`): every registry write (MLflow version creation, alias
   moves) runs inside it, so version numbers and alias moves are serialized across threads *and*
@@ -12,7 +13,8 @@ schema is managed by alembic migrations (``registry_gateway/migrations``), appli
   single writer lock) on SQLite. The audit record of the write is inserted in the same transaction.
 * **Sequences**: ``seq`` orders every record (newest first in listings); ``alias_seq`` numbers the
   alias changes registry-wide (strictly increasing, never reused): WatchAliases streams them.
-* **Durability**: SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL with its defaults.
+* **Durability**: SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL with its defaults (see
+  :mod:`creditrisk_kit.sqlstore`); a busy SQLite writer is waited for up to 60 s.
 * **AuditTrail**: what the registry's jobs use: records stamped with the caller and the current
   trace id, appended in a write's transaction or on their own, and ListAuditRecords.
 * **PostgreSQL schema**: every table (and alembic's version table) lives in ``schema`` via the
@@ -24,9 +26,6 @@ Times are stored as naive UTC and returned aware (UTC).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from creditrisk_kit.sqlstore import SqlStore, naive_utc, next_in_sequence
 from creditrisk_telemetry import current_trace_id
-from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from registry_gateway.auth import Caller, Role, require
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 0x7265_6769_7374_7279  # "registry"
 """Key of the PostgreSQL advisory lock every gateway process takes for a registry write."""
@@ -53,6 +51,7 @@ REGISTER, PROMOTE, REFUSE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS = ra
 ALIAS_ACTIONS = frozenset({PROMOTE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS})
 
 metadata = sa.MetaData()
+"""The table as the migrations build it (tests compare the two: ``AuditStore.schema_differences``)."""
 audit_records = sa.Table(
     "audit_records",
     metadata,
@@ -70,6 +69,8 @@ audit_records = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("alias_seq", sa.BigInteger, unique=True),
+    sa.Index("ix_audit_model_seq", "model_name", "seq"),
+    sa.Index("ix_audit_time", "time"),
 )
 
 
@@ -121,32 +122,6 @@ class AuditFilter:
     end: datetime | None = None
 
 
-def encode_page_token(offset: int) -> str:
-    """An opaque page token for ``offset``."""
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    """The offset of a page token.
-
-    Raises:
-        ValueError: a token this service did not issue.
-    """
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("not a page token of this service") from exc
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValueError("not a page token of this service")
-    return offset
-
-
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
 def _record(row: Any) -> AuditRecord:
     m = row._mapping
     return AuditRecord(
@@ -167,73 +142,21 @@ def _record(row: Any) -> AuditRecord:
     )
 
 
-class AuditStore:
-    """The audit trail over one SQLAlchemy engine.
+class AuditStore(SqlStore):
+    """The audit trail over one SQLAlchemy engine (engine, :meth:`migrate`, :meth:`ping`,
+    :meth:`drop_schema` and :meth:`close` from :class:`creditrisk_kit.sqlstore.SqlStore`).
 
     Args:
         url: ``sqlite:///path/audit.db`` or ``postgresql+psycopg://...``.
         schema: PostgreSQL schema of the tables (created when missing); ignored for SQLite.
+
+    Raises:
+        ValueError: another database than SQLite or PostgreSQL, or a bad schema name.
     """
 
     def __init__(self, url: str, schema: str | None = None) -> None:
-        self.url = sa.make_url(url)
-        self.dialect = self.url.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
-        self.schema = schema if self.dialect == "postgresql" else None
-        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
-            raise ValueError("schema must match ^[a-z_][a-z0-9_]{0,62}$")
-        self.engine = self._engine()
+        super().__init__(url, schema, migrations=MIGRATIONS_DIR, busy_timeout_s=60.0)
         self._lock = threading.Lock()
-
-    def _engine(self) -> Engine:
-        if self.dialect == "sqlite":
-            if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60})
-
-            @sa_event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=FULL")
-                cur.execute("PRAGMA busy_timeout=60000")
-                cur.close()
-
-            return engine
-        connect_args = {"options": f"-csearch_path={self.schema}"} if self.schema else {}
-        return sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
-
-    # --- life cycle ---------------------------------------------------------------------------
-
-    def migrate(self) -> None:
-        """Create the schema (PostgreSQL) and apply the alembic migrations up to head."""
-        from alembic import command
-        from alembic.config import Config
-
-        if self.schema:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-
-    def ping(self) -> bool:
-        """True when the database answers ``SELECT 1`` (readiness)."""
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text("SELECT 1")).scalar() == 1
-
-    def drop_schema(self) -> None:
-        """Drop the PostgreSQL schema with everything in it (tests)."""
-        if self.schema:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-
-    def close(self) -> None:
-        """Release the connections."""
-        self.engine.dispose()
 
     # --- the write lock -----------------------------------------------------------------------
 
@@ -258,15 +181,10 @@ class AuditStore:
 
     def append(self, conn: Connection, record: NewRecord) -> AuditRecord:
         """Append a record inside :meth:`locked` (``conn`` is its connection)."""
-        seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(audit_records.c.seq), 0))).scalar_one() + 1
-        alias_seq = None
-        if record.action in ALIAS_ACTIONS:
-            alias_seq = (
-                conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(audit_records.c.alias_seq), 0))
-                ).scalar_one()
-                + 1
-            )
+        seq = next_in_sequence(conn, audit_records.c.seq)
+        alias_seq = (
+            next_in_sequence(conn, audit_records.c.alias_seq) if record.action in ALIAS_ACTIONS else None
+        )
         row = {
             "seq": seq,
             "id": uuid.uuid4().hex,
@@ -306,9 +224,9 @@ class AuditStore:
         if flt.alias:
             query = query.where(t.alias == flt.alias)
         if flt.start is not None:
-            query = query.where(t.time >= _naive(flt.start))
+            query = query.where(t.time >= naive_utc(flt.start))
         if flt.end is not None:
-            query = query.where(t.time < _naive(flt.end))
+            query = query.where(t.time < naive_utc(flt.end))
         query = query.order_by(t.seq.desc()).offset(offset).limit(limit + 1)
         with self.engine.connect() as conn:
             rows = [_record(r) for r in conn.execute(query)]

@@ -3,8 +3,8 @@
 
 Kept apart from :mod:`registry_gateway.servicer` so that each RPC there stays a few lines, and from
 the core so that it never builds or reads a message. Readers of a request raise
-:class:`~creditrisk_kit.InvalidArgument` naming the field (paging, the audit time range); the
-core checks the rest.
+:class:`~creditrisk_kit.InvalidArgument` naming the field (the audit time range; paging is
+:mod:`creditrisk_kit.pages`); the core checks the rest.
 """
 
 from __future__ import annotations
@@ -45,22 +45,6 @@ def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 
 
 # --- requests -----------------------------------------------------------------------------------
-
-
-def page(size: int, token: str, default: int, maximum: int) -> tuple[int, int]:
-    """``(offset, limit)`` of a page request."""
-    if size < 0:
-        raise InvalidArgument("page_size", "must be >= 0")
-    try:
-        offset = au.decode_page_token(token)
-    except ValueError as exc:
-        raise InvalidArgument("page_token", str(exc)) from exc
-    return offset, min(size or default, maximum)
-
-
-def next_page_token(offset: int, limit: int, more: bool) -> str:
-    """The token of the page after ``offset``, empty when there is none."""
-    return au.encode_page_token(offset + limit) if more else ""
 
 
 def register_request(request: pb.RegisterModelVersionRequest) -> RegisterRequest:

@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+from creditrisk_model_artifacts import MODEL_DIR, digests_from_tags, sha256_tree
 from opentelemetry import trace
 
 from registry_gateway import gate as gt
 from registry_gateway.auth import Caller, Role, require
 from registry_gateway.domain import GateDecision
 from registry_gateway.features import EVENT_TIMESTAMP, FeatureServiceClient
-from registry_gateway.models import SklearnModel, digests_from_tags, read_mlmodel, sha256_tree, to_model_input
+from registry_gateway.models import SklearnModel, read_mlmodel, to_model_input
 from registry_gateway.registry import CHAMPION, TAG, ModelRegistry, check_alias, check_name
 
 _TRACER = trace.get_tracer("registry_gateway")
@@ -82,8 +83,9 @@ class GateEvaluator:
                     tracking_uri=self.registry.tracking_uri,
                 )
             )
-            expected = {k: v for k, v in digests_from_tags(mv.tags or {}).items() if k.startswith("model/")}
-            actual = sha256_tree(local, "model")
+            prefix = f"{MODEL_DIR}/"
+            expected = {k: v for k, v in digests_from_tags(mv.tags or {}).items() if k.startswith(prefix)}
+            actual = sha256_tree(local, MODEL_DIR)
             if expected and actual != expected:
                 changed = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
                 raise FailedPrecondition(

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from creditrisk.common.v1 import values_pb2
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, digest_tags, sha256_tree
+from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from mlflow.exceptions import MlflowException
 from opentelemetry import trace
 
@@ -34,16 +36,7 @@ from registry_gateway.auth import Caller, Role, require
 from registry_gateway.domain import ModelVersionInfo, RegisterRequest
 from registry_gateway.errors import RegistryNotFound
 from registry_gateway.features import FeatureServiceClient
-from registry_gateway.models import (
-    FAST_SCORER_DIR,
-    NUMERIC_TYPES,
-    OnnxFastScorer,
-    SklearnModel,
-    digest_tags,
-    read_mlmodel,
-    sha256_tree,
-    to_model_input,
-)
+from registry_gateway.models import NUMERIC_TYPES, SklearnModel, frame_columns, read_mlmodel, to_model_input
 from registry_gateway.registry import (
     RESERVED_TAG_PREFIX,
     TAG,
@@ -288,7 +281,7 @@ class Registration:
     def _digests_and_fidelity(
         self, run: Any, model_dir: Path, meta: Any
     ) -> tuple[dict[str, str], dict[str, str]]:
-        digests = sha256_tree(model_dir, "model")
+        digests = sha256_tree(model_dir, MODEL_DIR)
         run_id = run.info.run_id
         scorer_files = {f.path for f in self.registry.client.list_artifacts(run_id, FAST_SCORER_DIR)}
         if not scorer_files:
@@ -297,7 +290,13 @@ class Registration:
             f"{run.info.artifact_uri}/{FAST_SCORER_DIR}", model_dir.parent / "scorer"
         )
         digests.update(sha256_tree(scorer_dir, FAST_SCORER_DIR))
-        fast = OnnxFastScorer(scorer_dir)
+        try:
+            fast = OnnxScorer.from_dir(scorer_dir)
+        except (ValueError, KeyError) as exc:
+            raise FailedPrecondition(
+                f"the fast scorer of run {run_id!r} is not valid: {exc}",
+                [PreconditionViolation("FAST_SCORER", run_id, "re-export the fast scorer")],
+            ) from exc
         tolerance = fast.tolerance
         if tolerance is None and "fast_scorer.tolerance" in run.data.tags:
             tolerance = float(run.data.tags["fast_scorer.tolerance"])
@@ -314,7 +313,8 @@ class Registration:
             ) from exc
         sample = self._reference_sample(run, model_dir)
         model_input = to_model_input(sample, meta.signature)
-        diff = float(np.max(np.abs(fast.predict_default(model_input) - model.predict_default(model_input))))
+        fast_default = fast.predict_default(frame_columns(model_input), len(model_input))
+        diff = float(np.max(np.abs(fast_default - model.predict_default(model_input))))
         if not diff <= tolerance:
             raise FailedPrecondition(
                 f"the fast scorer of run {run_id!r} disagrees with the scikit-learn flavor: max |diff| "

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation, Unavailable
+from creditrisk_model_artifacts import digests_from_tags
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
@@ -28,7 +29,6 @@ from registry_gateway.domain import (
     VersionSelector,
 )
 from registry_gateway.errors import alias_not_found, model_not_found, version_not_found
-from registry_gateway.models import digests_from_tags
 
 T = TypeVar("T")
 

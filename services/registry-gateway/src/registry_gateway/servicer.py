@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
+from creditrisk_kit.pages import next_offset_token, offset_page
 
 from registry_gateway import convert
 from registry_gateway.auth import Authenticator, Role
@@ -32,20 +33,20 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
 
     async def ListRegisteredModels(self, request: pb.ListRegisteredModelsRequest, context: Any) -> Any:
         self.auth.authorize(context, Role.VIEWER, "ListRegisteredModels")
-        offset, limit = convert.page(request.page_size, request.page_token, 50, 1000)
+        offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=1000)
         models, more = await self.core.registry.list_models(offset, limit)
         return pb.ListRegisteredModelsResponse(
             registered_models=[convert.registered_model(m) for m in models],
-            next_page_token=convert.next_page_token(offset, limit, more),
+            next_page_token=next_offset_token(offset, limit, more),
         )
 
     async def ListModelVersions(self, request: pb.ListModelVersionsRequest, context: Any) -> Any:
         self.auth.authorize(context, Role.VIEWER, "ListModelVersions")
-        offset, limit = convert.page(request.page_size, request.page_token, 50, 100)
+        offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=100)
         versions, more = await self.core.registry.list_versions(request.name, offset, limit)
         return pb.ListModelVersionsResponse(
             model_versions=[convert.model_version(v) for v in versions],
-            next_page_token=convert.next_page_token(offset, limit, more),
+            next_page_token=next_offset_token(offset, limit, more),
         )
 
     async def GetModelVersion(self, request: pb.GetModelVersionRequest, context: Any) -> Any:
@@ -96,12 +97,12 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
 
     async def ListAuditRecords(self, request: pb.ListAuditRecordsRequest, context: Any) -> Any:
         caller = self.auth.authorize(context, Role.VIEWER, "ListAuditRecords")
-        offset, limit = convert.page(request.page_size, request.page_token, 50, 1000)
+        offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=1000)
         flt = convert.audit_filter(request)
         records, more = await self.core.trail.records(caller, flt, offset, limit)
         return pb.ListAuditRecordsResponse(
             audit_records=[convert.audit_record(r) for r in records],
-            next_page_token=convert.next_page_token(offset, limit, more),
+            next_page_token=next_offset_token(offset, limit, more),
         )
 
 

@@ -1,23 +1,21 @@
 """``python -m training_service``: the training-service process.
 
-Telemetry first, then settings (``TRAINING_SERVICE_*``, exit 2 naming a bad variable), the
-feature-service channel and the job runner, then the gRPC server on the kit's runner: health
-SERVING once the MLflow tracking server answers ``/health`` and the feature-service's health is
-SERVING. On SIGTERM / SIGINT: new jobs refused, queued jobs cancelled, health NOT_SERVING, drain;
-a job still running after the grace period is cancelled and ends CANCELLED.
+The kit's one service entry (:func:`creditrisk_kit.run_service`): telemetry, settings
+(``TRAINING_SERVICE_*``, exit 2 naming a bad variable), JSON logs, then :func:`build`: the
+feature-service channel and the job runner, served by the kit's runner: health SERVING once the
+MLflow tracking server answers ``/health`` and the feature-service's health is SERVING. On SIGTERM /
+SIGINT: new jobs refused and queued jobs cancelled (the stop callback), health NOT_SERVING, drain; a
+job still running after the grace period is cancelled and ends CANCELLED; then the jobs, the channel
+and telemetry are closed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP code first runs
 
-from creditrisk_kit import ServiceRunner, aio_channel
-from creditrisk_telemetry import configure_logging, configure_telemetry
+from creditrisk_kit import Service, ServiceSpec, aio_channel, run_service
 
 from training_service import readiness
 from training_service.convert import Defaults
@@ -27,10 +25,8 @@ from training_service.settings import TrainingServiceSettings
 from training_service.training_set import FeatureServiceClient
 
 
-async def main() -> None:
-    telemetry = configure_telemetry("training-service")
-    settings = TrainingServiceSettings.load_or_exit()
-    configure_logging(settings.log_level)
+def build(settings: TrainingServiceSettings) -> Service:
+    """The job runner on a feature-service channel, and the servicer."""
     channel = aio_channel(settings.feature_service_address, max_message_bytes=settings.max_message_bytes)
     jobs = TrainingJobs(
         FeatureServiceClient(channel, timeout_s=settings.feature_service_timeout_s),
@@ -46,41 +42,19 @@ async def main() -> None:
         max_concurrent_jobs=settings.max_concurrent_jobs,
         max_jobs_kept=settings.max_jobs_kept,
     )
-    runner = ServiceRunner(
-        settings,
+    return Service(
         service_names=[SERVICE_NAME],
         register=register(jobs),
         readiness_checks={
             "mlflow tracking server": lambda: readiness.mlflow_ready(settings.mlflow_tracking_uri),
             "feature-service": lambda: readiness.feature_service_ready(channel),
         },
-        shutdown_hooks=[
-            lambda: jobs.close(timeout_s=5.0),
-            channel.close,
-            lambda: asyncio.to_thread(telemetry.shutdown),
-        ],
+        shutdown_hooks=[lambda: jobs.close(timeout_s=5.0), channel.close],
+        on_stop=lambda: jobs.begin_shutdown(settings.grace_period_s),
     )
-    await runner.start()
 
-    def on_signal(signum: int) -> None:
-        jobs.begin_shutdown(settings.grace_period_s)
-        runner.handle_signal(signum)
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        await runner.wait_for_termination()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        if not runner.stopping:
-            jobs.begin_shutdown(0)
-            await runner.stop()
-
+SPEC = ServiceSpec("training-service", TrainingServiceSettings, build)
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_service(SPEC)

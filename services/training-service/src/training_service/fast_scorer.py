@@ -1,9 +1,10 @@
 """Export of a fitted pipeline to ONNX (skl2onnx) and its fidelity check against scikit-learn.
 
-scikit-learn's ``Pipeline.predict_proba`` on a one-row DataFrame takes ~15 ms here (per-column
-pandas indexing and validation); the ONNX graph run by onnxruntime takes well under 1 ms
-(``scripts/bench_fast_scorer.py``). The runtime side is :mod:`training_service.onnx_scorer`, a
-self-contained module the run logs next to the ONNX model.
+scikit-learn's ``Pipeline.predict_proba`` on a one-row DataFrame is slow (per-column pandas
+indexing and validation); the ONNX graph run by onnxruntime is two orders of magnitude faster
+(``scripts/bench_fast_scorer.py``; figures in docs/benchmarks.md, model-server). The runtime side is
+:mod:`creditrisk_model_artifacts.onnx_scorer`, a self-contained module the run logs next to the
+ONNX model.
 
 Precision: the graph takes numeric inputs as float32 and its tree / linear operators compute in
 float32 (onnxruntime's ``TreeEnsembleClassifier`` outputs float only; skl2onnx's ``SimpleImputer``
@@ -44,11 +45,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.pipeline import Pipeline
 
 from training_service.modelling import FeatureSchema, predict_default
-from training_service.onnx_scorer import FastScorer
 
 TOLERANCE = 1e-6
 """Largest acceptable |ONNX - scikit-learn| of the probability of default."""
@@ -156,11 +157,11 @@ class FastScorerArtifact:
         }
 
 
-def max_abs_difference(scorer: FastScorer, pipeline: Pipeline, model_input: pd.DataFrame) -> float:
+def max_abs_difference(scorer: OnnxScorer, pipeline: Pipeline, model_input: pd.DataFrame) -> float:
     """Largest |fast scorer - pipeline| of P(default) over the rows of ``model_input``."""
     expected = predict_default(pipeline, model_input)
     columns = {c: model_input[c].tolist() for c in model_input.columns}
-    got = scorer.score_batch(columns)
+    got = scorer.predict_default(columns, len(model_input))
     return float(np.max(np.abs(got - expected))) if len(expected) else 0.0
 
 
@@ -169,6 +170,6 @@ def build_fast_scorer(
 ) -> FastScorerArtifact:
     """Export ``pipeline`` and measure it against scikit-learn on ``check_rows`` (model inputs)."""
     onnx_model = export_onnx(pipeline, schema)
-    scorer = FastScorer(onnx_model, schema.to_dict())
+    scorer = OnnxScorer(onnx_model, schema.to_dict())
     diff = max_abs_difference(scorer, pipeline, check_rows)
     return FastScorerArtifact(onnx_model, schema.to_dict(), diff, len(check_rows))

@@ -33,8 +33,6 @@ id in a job's result is the durable outcome.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import threading
@@ -50,12 +48,12 @@ from creditrisk.common.v1 import error_pb2, refs_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk_kit import (
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     PreconditionViolation,
     ServiceError,
     Unavailable,
 )
+from creditrisk_kit.pages import decode_page_token, encode_page_token, page_limit
 from opentelemetry import trace
 
 from training_service import convert
@@ -517,10 +515,8 @@ class TrainingJobs:
         Raises:
             InvalidArgument: negative ``page_size``, invalid ``page_token``.
         """
-        if request.page_size < 0:
-            raise InvalidArgument("page_size", "must not be negative")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        before = _decode_token(request.page_token) if request.page_token else None
+        size = page_limit(request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        before = decode_page_token(request.page_token, int)  # the seq of the previous page's last job
         start = end = None
         if request.HasField("create_time_range"):
             window = request.create_time_range
@@ -538,7 +534,7 @@ class TrainingJobs:
             ]
             page = selected[:size]
             jobs = [self._snapshot_locked(job) for job in page]
-        token = _encode_token(page[-1].seq) if len(selected) > size else ""
+        token = encode_page_token(page[-1].seq) if len(selected) > size else ""
         return pb.ListTrainingJobsResponse(jobs=jobs, next_page_token=token)
 
     @staticmethod
@@ -595,18 +591,3 @@ class TrainingJobs:
                 self._finish(job, pb.TRAINING_JOB_STATE_CANCELLED, "cancelled: the service stopped")
             if job.task is not None and not job.task.done():
                 job.task.cancel()
-
-
-def _encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode()
-
-
-def _decode_token(token: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        prefix, seq = text.split(":", 1)
-        if prefix != "v1":
-            raise ValueError(prefix)
-        return int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "not a token of this service") from None

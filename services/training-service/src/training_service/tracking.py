@@ -10,10 +10,10 @@ format, signature, input example, decision threshold in its metadata); the ONNX 
 (``fast_scorer/``: ``model.onnx``, ``scorer.json``, ``onnx_scorer.py``).
 
 skops trusted types: computed from the fitted pipeline with ``skops.io.get_untrusted_types`` and
-checked against :data:`TRUSTED_TYPES_ALLOWED` - the types our pipelines need and nothing
-else (``numpy.dtype`` for the encoders' dtype parameter, ``HistGradientBoostingClassifier``'s
-``TreePredictor`` and the random forest's ``sklearn.tree._tree.Tree``). Any other type fails the
-logging: no blanket trust; a run records exactly the types its own pipeline needs.
+checked against :data:`creditrisk_model_artifacts.TRUSTED_TYPES_ALLOWED` - the types our
+pipelines need and nothing else - by :func:`creditrisk_model_artifacts.needed_trusted_types`. Any
+other type fails the logging: no blanket trust; a run records exactly the types its own pipeline
+needs. The logged ``fast_scorer/onnx_scorer.py`` is :mod:`creditrisk_model_artifacts.onnx_scorer`.
 
 MLflow's fluent API keeps the active run and tracking URI per process; call
 :func:`log_training_run` from one thread at a time per process.
@@ -32,28 +32,17 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from creditrisk_model_artifacts import FAST_SCORER_DIR, needed_trusted_types, onnx_scorer
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
-from training_service import onnx_scorer
 from training_service.fast_scorer import TOLERANCE
 from training_service.modelling import FeatureSchema, to_model_input
 from training_service.training import TrainingOutcome
 
-TRUSTED_TYPES_ALLOWED: frozenset[str] = frozenset(
-    {
-        "numpy.dtype",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.tree._tree.Tree",
-        # soft-voting ensemble: the union of its members' types above, plus the Bunch that
-        # VotingClassifier keeps its fitted members in (``named_estimators_``)
-        "sklearn.utils._bunch.Bunch",
-    }
-)
 MODEL_NAME = "model"
 PARQUET_PATH = "training_set/training_rows.parquet"
-FAST_SCORER_DIR = "fast_scorer"
 
 
 class FeatureServiceDatasetSource(DatasetSource):
@@ -152,21 +141,6 @@ def model_signature(schema: FeatureSchema) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def skops_trusted_types(pipeline: Any) -> list[str]:
-    """The types skops does not trust by default that ``pipeline`` needs, checked against the allow-list.
-
-    Raises:
-        ValueError: the pipeline needs a type outside :data:`TRUSTED_TYPES_ALLOWED`.
-    """
-    import skops.io
-
-    needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
-    unexpected = [t for t in needed if t not in TRUSTED_TYPES_ALLOWED]
-    if unexpected:
-        raise ValueError(f"the model needs types outside the trusted allow-list: {unexpected}")
-    return needed
-
-
 def _iso(ts: pd.Timestamp | None) -> str:
     return "" if ts is None or pd.isna(ts) else pd.Timestamp(ts).isoformat()
 
@@ -202,10 +176,11 @@ def log_training_run(
         Ids and URIs of what was logged.
 
     Raises:
-        ValueError: the model needs an untrusted type outside the allow-list.
+        creditrisk_model_artifacts.UntrustedModel (a ValueError): the model needs a skops type
+            outside the allow-list.
         mlflow.exceptions.MlflowException: the tracking server refused or failed.
     """
-    trusted = skops_trusted_types(outcome.pipeline)
+    trusted = needed_trusted_types(outcome.pipeline)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(experiment_name)
     spec = outcome.spec

@@ -5,7 +5,6 @@ tag ``registry.sha256.<key>`` per artifact file). The model-server itself only r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -18,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, digest_tags, sha256_tree
+
 SERVICE_DIR = Path(__file__).resolve().parents[3]
 REPO_ROOT = SERVICE_DIR.parents[1]
 TRAINING_DIR = REPO_ROOT / "services" / "training-service"
 TRAINING_PYTHON = TRAINING_DIR / ".venv" / "bin" / "python"
 MAKE_MODEL = SERVICE_DIR / "tests" / "make_model.py"
-DIGEST_TAG_PREFIX = "registry.sha256."
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -138,13 +138,6 @@ def make_runs(tracking_uri: str, out_dir: Path) -> dict[str, str]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _sha256_tree(root: Path, prefix: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        out[f"{prefix}/{path.relative_to(root).as_posix()}"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
 @dataclass(frozen=True)
 class Registered:
     """A registered version and its digests."""
@@ -188,10 +181,10 @@ def register_version(
             tracking_uri=tracking_uri,
         )
     )
-    found = {**_sha256_tree(model_dir, "model"), **_sha256_tree(scorer_dir, "fast_scorer")}
+    found = {**sha256_tree(model_dir, MODEL_DIR), **sha256_tree(scorer_dir, FAST_SCORER_DIR)}
     if tamper is not None:
         found[tamper] = "0" * 64
-    tags = {f"{DIGEST_TAG_PREFIX}{k}": v for k, v in found.items()} if digests else {}
+    tags = digest_tags(found) if digests else {}
     try:
         client.create_registered_model(name)
     except MlflowException as exc:

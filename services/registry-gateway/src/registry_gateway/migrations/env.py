@@ -1,13 +1,6 @@
-"""Alembic environment of the registry-gateway's audit store: always online, on the connection the
-store passes in ``config.attributes["connection"]`` (see ``AuditStore.migrate``)."""
+"""Alembic environment of the registry-gateway's audit store: the kit's (run through
+``AuditStore.migrate``)."""
 
-from __future__ import annotations
+from creditrisk_kit.sqlstore import run_migrations
 
-from alembic import context
-
-connection = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("run the migrations through registry_gateway.audit.AuditStore.migrate()")
-context.configure(connection=connection, target_metadata=None, render_as_batch=True)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations()

@@ -109,24 +109,30 @@ def test_mlserver_errors(stack: Any, clients: Clients) -> None:
     assert "inputs.purpose" in err.value.body
 
 
-def test_health_and_metrics(stack: Any) -> None:
+def test_health_and_metrics(stack: Any, clients: Clients) -> None:
     ready = httpx.get(f"{stack.seldon_http}/health/ready").json()
     assert ready["ready"]
     assert ready["version"] == stack.versions["lr"]
     assert len(ready["processes"]) == 2
     assert httpx.get(f"{stack.seldon_http}/health/ping").status_code == 200
     assert httpx.get(f"{stack.seldon_http}/health/status").status_code == 200
-    # the answers' custom metrics reach seldon-core's store within one flush interval (1 s)
+    # answers of its own through both serving processes (each process's gauge is its last
+    # answer's): their custom metrics reach seldon-core's store within one flush interval (1 s)
+    clients.seldon_rest([stack.records[0]])
+    clients.seldon_grpc([stack.records[0]])
+    gauge = r'model_server_serving_version\{[^}]*alias="champion"[^}]*\} (\S+)'
     deadline = time.monotonic() + 10
     while True:
         metrics = httpx.get(f"{stack.seldon_metrics}/metrics").text
-        if "model_server_rows_scored_total" in metrics or time.monotonic() > deadline:
+        served = [float(v) for v in re.findall(gauge, metrics)]
+        if set(served) == {float(stack.versions["lr"])}:
+            break
+        if time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert "model_server_rows_scored_total" in metrics
-    # the version serving, per slot (seldon-core's GAUGE from the response's meta.metrics)
-    served = re.search(r'model_server_serving_version\{[^}]*alias="champion"[^}]*\} (\S+)', metrics)
-    assert served is not None, metrics[-2000:]
-    assert float(served.group(1)) == float(stack.versions["lr"])
+    # the version serving, per serving process (seldon-core's GAUGE from the answer's meta.metrics)
+    assert served, metrics[-2000:]
+    assert set(served) == {float(stack.versions["lr"])}, metrics[-2000:]
     assert httpx.get(f"{stack.mlserver_http}/v2/health/ready").status_code == 200
     assert httpx.get(f"{stack.mlserver_http}/v2/models/credit-risk/ready").status_code == 200

@@ -1,4 +1,9 @@
-"""Following the alias: a swap under load with zero failed requests, digest refusal, drain."""
+"""Following the alias: a swap under load with zero failed requests, digest refusal, drain.
+
+The only file that moves the session's aliases: each test starts with both on version 1, served by
+every process, and puts them back there (:func:`on_version_1`), so that every other file, before
+or after this one, finds version 1 serving.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from model_server import readiness
 from model_server.testing import fixtures as fx
 from model_server.testing.clients import Clients
@@ -25,6 +32,14 @@ def _wait(predicate: Any, timeout_s: float = 30.0) -> None:
 
 def _states(state_dir: Any) -> list[dict[str, Any]]:
     return readiness.read_states(state_dir)
+
+
+@pytest.fixture(autouse=True)
+def on_version_1(stack: Any) -> Iterator[None]:
+    """Both aliases on version 1 and served by both runtimes, before and after each test."""
+    stack.serve(stack.versions["lr"])
+    yield
+    stack.serve(stack.versions["lr"])
 
 
 def test_swap_under_load_zero_failures(stack: Any, inproc_v1: Any) -> None:
@@ -89,7 +104,7 @@ def test_swap_under_load_zero_failures(stack: Any, inproc_v1: Any) -> None:
 
 
 def test_digest_refusal_keeps_serving(stack: Any, inproc_v1: Any) -> None:
-    serving = stack.versions["hgb"]
+    serving = stack.versions["lr"]  # what the refusals must leave serving
     c = Clients(
         model=MODEL,
         kinds=inproc_v1.signature,

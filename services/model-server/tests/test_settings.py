@@ -1,0 +1,58 @@
+"""The model-server loads its settings as every service does (the shared
+``creditrisk_telemetry.configuration.load_or_exit``): ``python -m model_server`` exits 2 before
+starting a runtime, naming each wrong variable (an alias under the name it was read by) and never
+printing its value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from model_server.settings import Settings, load_settings
+
+
+def run(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MODEL_SERVER_") and k != "MLFLOW_TRACKING_URI"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "model_server", *argv],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("what", ["seldon", "mlserver", "ready"])
+def test_bad_variables_exit_2_naming_them_not_their_values(what: str) -> None:
+    done = run(
+        what,
+        MODEL_SERVER_MODEL_NAME="credit-risk",
+        MLFLOW_TRACKING_URI="ftp://user:hunter2@tracking",
+        MODEL_SERVER_WARMUP_ROWS="0",
+    )
+    assert done.returncode == 2, done.stderr
+    assert "invalid configuration of Settings:" in done.stderr
+    assert "MODEL_SERVER_MLFLOW_TRACKING_URI: Value error, must be http(s)://" in done.stderr
+    assert "MODEL_SERVER_WARMUP_ROWS: Input should be greater than or equal to 1" in done.stderr
+    assert "hunter2" not in done.stderr
+
+
+def test_missing_model_name_is_named() -> None:
+    done = run("ready")
+    assert done.returncode == 2
+    assert "MODEL_SERVER_MODEL_NAME: Field required" in done.stderr
+
+
+def test_good_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SERVER_MODEL_NAME", "credit-risk")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000/")
+    settings = load_settings()
+    assert isinstance(settings, Settings)
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"

@@ -1,0 +1,35 @@
+"""``python -m registry_gateway`` on the kit's service entry, as the stack starts it: with MLflow and
+the feature-service down it serves but is not ready (NOT_SERVING), the audit store is migrated, and
+SIGTERM drains and exits 0; a bad variable exits 2 naming it, not its value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from creditrisk_testing import entrypoints as ep
+from registry_gateway.__main__ import SPEC
+from registry_gateway.servicer import SERVICE_NAME
+from registry_gateway.settings import Settings
+
+
+def test_spec_names_the_service_and_its_settings() -> None:
+    assert (SPEC.name, SPEC.settings) == ("registry-gateway", Settings)
+
+
+def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    ep.assert_serves_then_drains(
+        "registry_gateway",
+        "REGISTRY_GATEWAY_",
+        not_ready=SERVICE_NAME,
+        mlflow_tracking_uri=f"http://{ep.unreachable()}",
+        feature_service_address=ep.unreachable(),
+        audit_db_url=f"sqlite:///{tmp_path / 'audit.db'}",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert (tmp_path / "audit.db").exists()  # migrated by the build
+
+
+def test_bad_variable_exits_2_naming_it() -> None:
+    ep.assert_bad_variable_exits_2(
+        "registry_gateway", "REGISTRY_GATEWAY_", "mlflow_tracking_uri", "file:///x"
+    )

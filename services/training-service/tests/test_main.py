@@ -1,0 +1,28 @@
+"""``python -m training_service`` on the kit's service entry, as the stack starts it: the process
+serves while its dependencies are down (readiness NOT_SERVING) and SIGTERM ends it with status 0; a
+bad variable ends it with status 2, naming the variable and not its value."""
+
+from __future__ import annotations
+
+from creditrisk_testing import entrypoints as ep
+from training_service.__main__ import SPEC
+from training_service.servicer import SERVICE_NAME
+from training_service.settings import TrainingServiceSettings
+
+
+def test_spec_names_the_service_and_its_settings() -> None:
+    assert (SPEC.name, SPEC.settings) == ("training-service", TrainingServiceSettings)
+
+
+def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm() -> None:
+    ep.assert_serves_then_drains(
+        "training_service",
+        "TRAINING_SERVICE_",
+        not_ready=SERVICE_NAME,
+        feature_service_address=ep.unreachable(),
+        mlflow_tracking_uri=f"http://{ep.unreachable()}",
+    )
+
+
+def test_bad_variable_exits_2_naming_it() -> None:
+    ep.assert_bad_variable_exits_2("training_service", "TRAINING_SERVICE_", "mlflow_tracking_uri", "ftp://x")

@@ -3,6 +3,7 @@
 #   make demo    the main job on the embedded profile (sets everything up first)
 #   make test    every check and test CI runs (sets everything up first); every step runs even when
 #                an earlier one fails, and a summary at the end lists the failed steps (exit 1)
+#   make test-fast  the edit-run loop: every suite on the embedded profile, no end-to-end, no slow test
 #
 # Set-up needs only python3 (any 3.8+) and npm: it installs a pinned uv into .tools/, finds Python 3.12
 # (scripts/find-python; on a machine without one, uv downloads it), and syncs one locked environment
@@ -34,15 +35,25 @@ LIB_SUITES := test-suite/libs test-suite/tests
 SERVICE_SUITES := $(foreach d,$(DEPLOYABLES),$(if $(wildcard $(d)/tests),test-suite/$(d)))
 TEST_STEPS := check-protos check-envs check-pipelines $(LINT_STEPS) $(LIB_SUITES) $(SERVICE_SUITES)
 RUN_SUITES = MAKE="$(MAKE)" $(CURDIR)/scripts/run-suites
+# `make test-fast`: the suites of `make test` (no lint, no checks) without the tests marked real (the
+# real profile's servers), e2e (services as processes) or slow (many seconds each: statistical or
+# multi-process runs, all in `make test`).
+FAST_MARKERS := not real and not e2e and not slow
+FAST_LIB_SUITES := $(patsubst test-suite/%,test-fast/%,$(LIB_SUITES))
+# The registry-gateway's and the model-server's tests all need an MLflow server with logged models
+# (and the model-server's runtimes) first, a minute or more before their first test: `make test` only.
+FAST_SERVICE_SUITES := $(patsubst test-suite/%,test-fast/%,$(filter-out \
+    test-suite/services/registry-gateway test-suite/services/model-server,$(SERVICE_SUITES)))
 
 
-.PHONY: help setup uv node envs lock protos check-protos check-envs pipelines check-pipelines lint format test test-libs test-services demo clean
-.PHONY: $(LINT_STEPS) $(LIB_SUITES) $(SERVICE_SUITES)
+.PHONY: help setup uv node envs lock protos check-protos check-envs pipelines check-pipelines lint format test test-fast test-libs test-services demo clean
+.PHONY: $(LINT_STEPS) $(LIB_SUITES) $(SERVICE_SUITES) $(FAST_LIB_SUITES) $(FAST_SERVICE_SUITES)
 
 help:
 	@echo "make help          this list"
 	@echo "make demo          run the main job (embedded profile; PROFILE=real for Redis + PostgreSQL)"
 	@echo "make test          every check and test CI runs (all of them; the failed ones listed at the end)"
+	@echo "make test-fast     the edit-run loop: every suite, embedded profile, no end-to-end or slow test"
 	@echo "make setup         create every environment (uv, Python 3.12, one locked env per deployable, buf)"
 	@echo "make lock          re-lock every environment after a dependency change"
 	@echo "make protos        regenerate the Python contract code from protos/ (pinned grpcio-tools)"
@@ -52,7 +63,8 @@ help:
 	@echo "make check-pipelines  fail when the committed pipeline YAML is stale"
 	@echo "make test-libs     the libraries' tests and tests/ (contracts, end to end), in the root environment"
 	@echo "make test-services  each deployable's own tests, in its own environment"
-	@echo "make test-suite/<libs|tests|services/NAME|pipelines>  one suite; make lint/<ruff|format|mypy|buf>  one linter"
+	@echo "make test-suite/<libs|tests|services/NAME|pipelines>  one suite; make test-fast/<...>  its fast part"
+	@echo "make lint/<ruff|format|mypy|buf>  one linter"
 	@echo "make lint          ruff check, ruff format --check, mypy, buf lint"
 	@echo "make format        ruff --fix and ruff format (rewrites files)"
 	@echo "make clean         remove every environment, node_modules, .tools and .run"
@@ -141,6 +153,18 @@ $(LIB_SUITES): test-suite/%: $(SETUP)
 $(SERVICE_SUITES): test-suite/%: $(SETUP)
 	mkdir -p $(TEST_TMP)
 	cd $* && $(UV) run --locked pytest -p no:cacheprovider --basetemp=$(TEST_TMP)/$(notdir $*)
+
+$(FAST_LIB_SUITES): test-fast/%: $(SETUP)
+	mkdir -p $(TEST_TMP)
+	$(UV) run --locked pytest $* -m "$(FAST_MARKERS)" --basetemp=$(TEST_TMP)/fast-$*
+
+$(FAST_SERVICE_SUITES): test-fast/%: $(SETUP)
+	mkdir -p $(TEST_TMP)
+	cd $* && $(UV) run --locked pytest -p no:cacheprovider -m "$(FAST_MARKERS)" --basetemp=$(TEST_TMP)/fast-$(notdir $*)
+
+# The edit-run loop (see FAST_MARKERS): each suite even when an earlier one failed, as `make test`.
+test-fast: setup
+	@+$(RUN_SUITES) --title "make test-fast" $(FAST_LIB_SUITES) $(FAST_SERVICE_SUITES)
 
 test-libs: setup
 	@+$(RUN_SUITES) --title "make test-libs" $(LIB_SUITES)

@@ -57,7 +57,14 @@ from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
-from creditrisk_devstack import GrpcReadiness, HttpReadiness, ProcessSpec, Supervisor, free_port
+from creditrisk_devstack import (
+    ManagedProcess,
+    ResolvedProcess,
+    Stack,
+    Supervisor,
+    process_environment,
+    read_stack_file,
+)
 from google.protobuf import timestamp_pb2
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,16 +77,24 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 FEATURE_SERVICE = ROOT / "services" / "feature-service"
 TRAINING_SERVICE = ROOT / "services" / "training-service"
 TRAINING_PYTHON = TRAINING_SERVICE / ".venv" / "bin" / "python"
-DRIFT_SERVICE = ROOT / "services" / "drift-service"
-REGISTRY_GATEWAY = ROOT / "services" / "registry-gateway"
-MODEL_SERVER = ROOT / "services" / "model-server"
-INFERENCE_GATEWAY = ROOT / "services" / "inference-gateway"
 MLFLOW_POSTGRES_DSN = demo_state.postgres_dsn()
 #: The real profile's names on the shared PostgreSQL and Redis: this checkout's own.
 REAL = demo_state.real_stores(ROOT)
 #: This run's state (the next run of the profile moves it to `.run/demo/<profile>.previous`).
 STATE = demo_state.profile_dir(ROOT, PROFILE)
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
+#: Every process of the platform, one definition shared with the end-to-end tests (tests/e2e).
+STACK = read_stack_file(ROOT / "deploy" / "stack" / "local.toml")
+#: The processes the demo runs, in the order it starts them.
+DEMO_PROCESSES = (
+    "feature-service",
+    "mlflow",
+    "training-service",
+    "registry-gateway",
+    "drift-service",
+    "model-server-champion",
+    "inference-gateway",
+)
 #: Real applicants shown (row numbers of the file) and one that exists nowhere.
 APPLICANTS = (1, 2, 3)
 UNKNOWN_APPLICANT = 5000
@@ -126,20 +141,34 @@ def show_environments() -> None:
     console.print(table)
 
 
-def feature_service_env() -> dict[str, str]:
-    """Settings of the demo's feature store: the profile's stores under `.run/demo/`."""
-    env = {
-        "FEATURE_SERVICE_PROFILE": PROFILE,
-        "FEATURE_SERVICE_DATA_DIR": str(STATE / "feature-store"),
-        "OMP_NUM_THREADS": "1",
-    }
+def stack_variables() -> dict[str, str]:
+    """The stack file's variables for this run: the profile's folder; on the real profile this
+    checkout's names on the shared servers (`scripts/demo_state.py`)."""
+    values = {"data_dir": str(STATE)}
     if PROFILE == "real":
-        env["FEATURE_SERVICE_PROJECT"] = REAL.feature_project
-    return env
+        values.update(
+            feature_project=REAL.feature_project,
+            drift_schema=REAL.drift_schema,
+            postgres_dsn=MLFLOW_POSTGRES_DSN,
+            mlflow_postgres_dsn=demo_state.database_dsn(MLFLOW_POSTGRES_DSN, REAL.mlflow_database),
+        )
+    return values
+
+
+def resolve(name: str) -> ResolvedProcess:
+    """Process `name` of the stack file for this run, on free ports (to see what would run)."""
+    return STACK.resolve(name, profile=PROFILE, variables=stack_variables())
+
+
+def demo_stack() -> Stack:
+    """The demo's processes of the stack file, resolved as one stack (each port a free one)."""
+    return STACK.resolve_all(DEMO_PROCESSES, profile=PROFILE, variables=stack_variables())
 
 
 def ingest() -> None:
-    """Load the German credit data into the offline store and apply the Feast repository."""
+    """Load the German credit data into the offline store and apply the Feast repository (in the
+    feature-service's environment and settings of the stack file)."""
+    spec = resolve("feature-service").spec
     result = subprocess.run(
         [
             str(FEATURE_SERVICE / ".venv" / "bin" / "python"),
@@ -149,7 +178,7 @@ def ingest() -> None:
             str(GERMAN_CSV),
         ],
         cwd=FEATURE_SERVICE,
-        env={**os.environ, **feature_service_env()},
+        env=process_environment(spec),
         capture_output=True,
         text=True,
         timeout=300,
@@ -160,26 +189,14 @@ def ingest() -> None:
     console.print(result.stdout.strip().splitlines()[-1])
 
 
-def start_feature_service(supervisor: Supervisor, *, wait: bool = True) -> str:
+def _start(supervisor: Supervisor, stack: Stack, name: str, *, wait: bool) -> ManagedProcess:
+    return supervisor.start(next(spec for spec in stack.processes if spec.name == name), wait=wait)
+
+
+def start_feature_service(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> str:
     """Start `python -m feature_service` in its own environment; wait for gRPC health SERVING."""
-    port = free_port()
-    process = supervisor.start(
-        ProcessSpec(
-            "feature-service",
-            [str(FEATURE_SERVICE / ".venv" / "bin" / "python"), "-m", "feature_service"],
-            cwd=FEATURE_SERVICE,
-            env={
-                **feature_service_env(),
-                "FEATURE_SERVICE_HOST": "127.0.0.1",
-                "FEATURE_SERVICE_PORT": str(port),
-                "FEATURE_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
-                "FEATURE_SERVICE_GRACE_PERIOD_S": "5",
-            },
-            ready=GrpcReadiness(f"127.0.0.1:{port}"),
-            timeout_s=120,
-        ),
-        wait=wait,
-    )
+    process = _start(supervisor, stack, "feature-service", wait=wait)
+    port = stack.ports["feature-service"]["port"]
     console.print(
         f"feature-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'feature-service.log'})"
@@ -293,39 +310,31 @@ def request_override(stub: pb_grpc.FeatureStoreServiceStub) -> None:
     console.print(table)
 
 
-def start_mlflow(supervisor: Supervisor, *, wait: bool = True) -> str:
-    """Start the MLflow tracking server sized for this machine; wait for `/health`."""
-    port = free_port()
-    data_dir = STATE / "mlflow"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(TRAINING_PYTHON), "-m", "training_service.mlflow_server", "--profile", PROFILE]
-    argv += ["--dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
-    if PROFILE == "real":  # a database of its own on the local PostgreSQL
-        dsn = subprocess.run(
-            [
-                str(TRAINING_PYTHON),
-                "-c",
-                "import sys; from training_service.mlflow_server import ensure_postgres_database as e; "
-                "print(e(sys.argv[1], sys.argv[2]))",
-                MLFLOW_POSTGRES_DSN,
-                REAL.mlflow_database,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-        argv += ["--postgres-dsn", dsn]
-    process = supervisor.start(
-        ProcessSpec(
-            "mlflow",
-            argv,
-            cwd=TRAINING_SERVICE,
-            ready=HttpReadiness(f"http://127.0.0.1:{port}/health"),
-            timeout_s=120,
-        ),
-        wait=wait,
+def ensure_mlflow_database() -> None:
+    """On the real profile: MLflow's database of this checkout on the local PostgreSQL, created
+    when missing (`training_service.mlflow_server.ensure_postgres_database`)."""
+    if PROFILE != "real":
+        return
+    subprocess.run(
+        [
+            str(TRAINING_PYTHON),
+            "-c",
+            "import sys; from training_service.mlflow_server import ensure_postgres_database as e; "
+            "print(e(sys.argv[1], sys.argv[2]))",
+            MLFLOW_POSTGRES_DSN,
+            REAL.mlflow_database,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
+
+
+def start_mlflow(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> str:
+    """Start the MLflow tracking server sized for this machine; wait for `/health`."""
+    process = _start(supervisor, stack, "mlflow", wait=wait)
+    port = stack.ports["mlflow"]["port"]
     console.print(
         f"mlflow server pid {process.pid} {'ready' if wait else 'starting'} on http://127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'mlflow.log'})"
@@ -333,31 +342,10 @@ def start_mlflow(supervisor: Supervisor, *, wait: bool = True) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def start_training_service(
-    supervisor: Supervisor, feature_service: str, mlflow_url: str, *, wait: bool = True
-) -> str:
+def start_training_service(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> str:
     """Start `python -m training_service`; SERVING once MLflow and the feature-service answer."""
-    port = free_port()
-    process = supervisor.start(
-        ProcessSpec(
-            "training-service",
-            [str(TRAINING_PYTHON), "-m", "training_service"],
-            cwd=TRAINING_SERVICE,
-            env={
-                "TRAINING_SERVICE_HOST": "127.0.0.1",
-                "TRAINING_SERVICE_PORT": str(port),
-                "TRAINING_SERVICE_FEATURE_SERVICE_ADDRESS": feature_service,
-                "TRAINING_SERVICE_MLFLOW_TRACKING_URI": mlflow_url,
-                "TRAINING_SERVICE_EXPERIMENT_NAME": "credit-risk-demo",
-                "TRAINING_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
-                "TRAINING_SERVICE_GRACE_PERIOD_S": "5",
-                "OMP_NUM_THREADS": "1",
-            },
-            ready=GrpcReadiness(f"127.0.0.1:{port}"),
-            timeout_s=180,
-        ),
-        wait=wait,
-    )
+    process = _start(supervisor, stack, "training-service", wait=wait)
+    port = stack.ports["training-service"]["port"]
     console.print(
         f"training-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'training-service.log'})"
@@ -368,15 +356,10 @@ def start_training_service(
 # ---------------------------------------------------------------------- registry and serving (issues 5, 7, 8)
 
 MODEL_NAME = "credit-risk"
-#: Bearer tokens of the demo's registry-gateway (the demo acts as the training pipeline, with an
-#: admin for overrides; the inference-gateway reads as a viewer). Demo values, never real secrets.
-PROMOTER_TOKEN = "demo-pipeline-token"  # noqa: S105 - a demo value
-VIEWER_TOKEN = "demo-viewer-token"  # noqa: S105 - a demo value
-REGISTRY_TOKENS = {
-    PROMOTER_TOKEN: {"subject": "demo-pipeline", "role": "promoter"},
-    "demo-admin-token": {"subject": "demo-admin", "role": "admin"},
-    VIEWER_TOKEN: {"subject": "inference-gateway", "role": "viewer"},
-}
+#: Bearer tokens of the demo's registry-gateway, from the stack file's variables (the demo acts as
+#: the training pipeline; the inference-gateway and the drift-service read as viewers).
+PROMOTER_TOKEN = STACK.variables()["promoter_token"]
+VIEWER_TOKEN = STACK.variables()["viewer_token"]
 #: How many held-out applicants the gateway scores over each protocol.
 SERVED = 3
 
@@ -385,35 +368,11 @@ def _bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def start_registry_gateway(supervisor: Supervisor, feature_service: str, mlflow_url: str) -> str:
+def start_registry_gateway(supervisor: Supervisor, stack: Stack) -> str:
     """Start `python -m registry_gateway` (audit store: SQLite under `.run/demo/<profile>/`) without
     waiting; SERVING once MLflow, the audit database and the feature-service answer."""
-    port = free_port()
-    data_dir = STATE / "registry-gateway"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    process = supervisor.start(
-        ProcessSpec(
-            "registry-gateway",
-            [str(REGISTRY_GATEWAY / ".venv" / "bin" / "python"), "-m", "registry_gateway"],
-            cwd=REGISTRY_GATEWAY,
-            env={
-                "REGISTRY_GATEWAY_HOST": "127.0.0.1",
-                "REGISTRY_GATEWAY_PORT": str(port),
-                "REGISTRY_GATEWAY_MLFLOW_TRACKING_URI": mlflow_url,
-                "REGISTRY_GATEWAY_FEATURE_SERVICE_ADDRESS": feature_service,
-                "REGISTRY_GATEWAY_AUDIT_DB_URL": f"sqlite:///{data_dir / 'audit.db'}",
-                "REGISTRY_GATEWAY_CACHE_DIR": str(data_dir / "cache"),
-                "REGISTRY_GATEWAY_TOKENS": json.dumps(REGISTRY_TOKENS),
-                "REGISTRY_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
-                "REGISTRY_GATEWAY_GRACE_PERIOD_S": "5",
-                "MLFLOW_DISABLE_TELEMETRY": "true",
-                "OMP_NUM_THREADS": "1",
-            },
-            ready=GrpcReadiness(f"127.0.0.1:{port}"),
-            timeout_s=120,
-        ),
-        wait=False,
-    )
+    process = _start(supervisor, stack, "registry-gateway", wait=False)
+    port = stack.ports["registry-gateway"]["port"]
     console.print(
         f"registry-gateway pid {process.pid} starting on 127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'registry-gateway.log'})"
@@ -427,95 +386,23 @@ def wait_for(supervisor: Supervisor, *names: str) -> None:
     console.print(", ".join(f"{name} (pid {supervisor[name].pid})" for name in names) + " ready")
 
 
-def start_serving(
-    supervisor: Supervisor,
-    feature_service: str,
-    registry: str,
-    drift: str,
-    mlflow_url: str,
-    *,
-    wait: bool = True,
-) -> tuple[str, str]:
+def start_serving(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> tuple[str, str]:
     """Start the champion slot (seldon-core runtime) and the inference-gateway in front of it; with
     ``wait``, wait until the slot serves the champion (digests verified) and the gateway is ready
     (without: the slot follows the alias and becomes ready once a champion exists)."""
-    ports = [free_port() for _ in range(5)]
-    data_dir = STATE
-    model_server_env = {
-        "MLFLOW_TRACKING_URI": mlflow_url,
-        "MODEL_SERVER_MODEL_NAME": MODEL_NAME,
-        "MODEL_SERVER_ALIAS": "champion",
-        "MODEL_SERVER_STATE_DIR": str(data_dir / "model-server-champion"),
-        "MODEL_SERVER_CACHE_DIR": str(data_dir / "model-server-cache"),
-        "MODEL_SERVER_POLL_INTERVAL_S": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "OMP_NUM_THREADS": "1",
-    }
-    python = str(MODEL_SERVER / ".venv" / "bin" / "python")
-    slot_ports = ["--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]
-
-    def drain(_process: Any) -> None:  # the slot's preStop: every serving process reports not ready
-        subprocess.run(
-            [python, "-m", "model_server", "drain"],
-            cwd=MODEL_SERVER,
-            env={**os.environ, **model_server_env},
-            timeout=30,
-            check=True,
-            capture_output=True,
-        )
-
-    supervisor.start(
-        ProcessSpec(
-            "model-server-champion",
-            [python, "-m", "model_server", "seldon", "--http-port", str(ports[0]), *slot_ports],
-            cwd=MODEL_SERVER,
-            env={**model_server_env, "VIRTUAL_ENV": None, "PYTHONPATH": None},
-            ready=HttpReadiness(f"http://127.0.0.1:{ports[0]}/health/ready"),
-            timeout_s=180,
-            grace_s=20,
-            before_stop=drain,
-        ),
-        wait=False,
-    )
-    supervisor.start(
-        ProcessSpec(
-            "inference-gateway",
-            [str(INFERENCE_GATEWAY / ".venv" / "bin" / "python"), "-m", "inference_gateway"],
-            cwd=INFERENCE_GATEWAY,
-            env={
-                "INFERENCE_GATEWAY_HOST": "127.0.0.1",
-                "INFERENCE_GATEWAY_PORT": str(ports[3]),
-                "INFERENCE_GATEWAY_HTTP_HOST": "127.0.0.1",
-                "INFERENCE_GATEWAY_HTTP_PORT": str(ports[4]),
-                "INFERENCE_GATEWAY_FEATURE_SERVICE_TARGET": feature_service,
-                "INFERENCE_GATEWAY_REGISTRY_TARGET": registry,
-                "INFERENCE_GATEWAY_REGISTRY_TOKEN": VIEWER_TOKEN,
-                "INFERENCE_GATEWAY_DRIFT_SERVICE_TARGET": drift,
-                "INFERENCE_GATEWAY_CHAMPION_URL": f"http://127.0.0.1:{ports[0]}",
-                "INFERENCE_GATEWAY_MODEL_PROTOCOL": "seldon",
-                "INFERENCE_GATEWAY_MODEL_NAME": MODEL_NAME,
-                "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "inference-gateway-buffer.sqlite3"),
-                "INFERENCE_GATEWAY_FEATURE_DEADLINE_S": "5",
-                "INFERENCE_GATEWAY_MODEL_DEADLINE_S": "5",
-                "INFERENCE_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
-                "INFERENCE_GATEWAY_GRACE_PERIOD_S": "5",
-                "OMP_NUM_THREADS": "1",
-            },
-            ready=HttpReadiness(f"http://127.0.0.1:{ports[4]}/readyz"),
-            timeout_s=180,
-        ),
-        wait=False,
-    )
+    _start(supervisor, stack, "model-server-champion", wait=False)
+    _start(supervisor, stack, "inference-gateway", wait=False)
     if wait:
         supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
+    slot, gateway = stack.ports["model-server-champion"], stack.ports["inference-gateway"]
     for name, address in (
-        ("model-server-champion", f"http://127.0.0.1:{ports[0]} (seldon-core, Seldon protocol)"),
-        ("inference-gateway", f"REST http://127.0.0.1:{ports[4]}, gRPC 127.0.0.1:{ports[3]}"),
+        ("model-server-champion", f"http://127.0.0.1:{slot['http']} (seldon-core, Seldon protocol)"),
+        ("inference-gateway", f"REST http://127.0.0.1:{gateway['http']}, gRPC 127.0.0.1:{gateway['port']}"),
     ):
         log = supervisor.log_dir / f"{name}.log"
         state = "ready" if wait else "starting"
         console.print(f"{name} pid {supervisor[name].pid} {state} on {address} (log: {log})")
-    return f"http://127.0.0.1:{ports[4]}", f"127.0.0.1:{ports[3]}"
+    return f"http://127.0.0.1:{gateway['http']}", f"127.0.0.1:{gateway['port']}"
 
 
 def held_out_applicants(mlflow_url: str, run_id: str, count: int) -> list[int]:
@@ -594,43 +481,13 @@ TRAINING_ROWS = "training_set/training_rows.parquet"
 DRIFT_DIR = STATE / "drift-service"
 
 
-def start_drift_service(
-    supervisor: Supervisor, mlflow_url: str, registry: str, *, wait: bool = True
-) -> tuple[str, str]:
+def start_drift_service(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> tuple[str, str]:
     """Start `python -m drift_service` (its store: SQLite on the embedded profile, PostgreSQL schema
     `drift_demo_<checkout id>` on the real one; HTML reports in `DRIFT_DIR / "reports"` on both; a
     version's training dataset found through the registry-gateway as a viewer); returns the gRPC
     target and the reports' base URL."""
-    port, report_port = free_port(), free_port()
-    env = {
-        "DRIFT_SERVICE_PROFILE": PROFILE,
-        "DRIFT_SERVICE_DATA_DIR": str(DRIFT_DIR),
-        "DRIFT_SERVICE_HOST": "127.0.0.1",
-        "DRIFT_SERVICE_PORT": str(port),
-        "DRIFT_SERVICE_REPORT_HTTP_PORT": str(report_port),
-        "DRIFT_SERVICE_METRICS_PORT": "0",
-        "DRIFT_SERVICE_MLFLOW_TRACKING_URI": mlflow_url,
-        "DRIFT_SERVICE_REGISTRY_TARGET": registry,
-        "DRIFT_SERVICE_REGISTRY_TOKEN": VIEWER_TOKEN,
-        "DRIFT_SERVICE_WARM_UP": "true",  # Evidently imported while the first pipeline runs
-        "DRIFT_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
-        "DRIFT_SERVICE_GRACE_PERIOD_S": "5",
-        "OMP_NUM_THREADS": "1",
-    }
-    if PROFILE == "real":
-        env["DRIFT_SERVICE_POSTGRES_DSN"] = MLFLOW_POSTGRES_DSN
-        env["DRIFT_SERVICE_POSTGRES_SCHEMA"] = REAL.drift_schema
-    process = supervisor.start(
-        ProcessSpec(
-            "drift-service",
-            [str(DRIFT_SERVICE / ".venv" / "bin" / "python"), "-m", "drift_service"],
-            cwd=DRIFT_SERVICE,
-            env=env,
-            ready=GrpcReadiness(f"127.0.0.1:{port}"),
-            timeout_s=180,
-        ),
-        wait=wait,
-    )
+    process = _start(supervisor, stack, "drift-service", wait=wait)
+    port, report_port = stack.ports["drift-service"]["port"], stack.ports["drift-service"]["report"]
     console.print(
         f"drift-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port}, reports "
         f"on http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
@@ -1092,28 +949,17 @@ def run() -> int:
     observability = demo_observability.start(demo_state.spans_file(ROOT, PROFILE))
     with Supervisor(ROOT / ".run" / "logs") as supervisor:
         step(3, "start every service and the champion slot (each its own process, under the supervisor)")
+        ensure_mlflow_database()
+        stack = demo_stack()  # the processes of deploy/stack/local.toml, each on free ports
         targets: dict[str, str] = {}
-        targets["feature-service"] = start_feature_service(supervisor, wait=False)
-        mlflow_url = start_mlflow(supervisor, wait=False)
+        targets["feature-service"] = start_feature_service(supervisor, stack, wait=False)
+        mlflow_url = start_mlflow(supervisor, stack, wait=False)
         timed(lambda: wait_for(supervisor, "feature-service", "mlflow"))
-        targets["training-service"] = start_training_service(
-            supervisor, targets["feature-service"], mlflow_url, wait=False
-        )
-        targets["registry-gateway"] = start_registry_gateway(
-            supervisor, targets["feature-service"], mlflow_url
-        )
+        targets["training-service"] = start_training_service(supervisor, stack, wait=False)
+        targets["registry-gateway"] = start_registry_gateway(supervisor, stack)
         timed(lambda: wait_for(supervisor, "training-service", "registry-gateway"))
-        targets["drift-service"], _reports = start_drift_service(
-            supervisor, mlflow_url, targets["registry-gateway"], wait=False
-        )
-        rest_url, targets["inference-gateway"] = start_serving(
-            supervisor,
-            targets["feature-service"],
-            targets["registry-gateway"],
-            targets["drift-service"],
-            mlflow_url,
-            wait=False,
-        )
+        targets["drift-service"], _reports = start_drift_service(supervisor, stack, wait=False)
+        rest_url, targets["inference-gateway"] = start_serving(supervisor, stack, wait=False)
         step(
             4, "the training pipeline: materialize -> train -> register -> promote (gate) -> confirm rollout"
         )

@@ -9,10 +9,11 @@ Two calls from ``scripts/demo.py``::
 :func:`start` runs an OTLP/gRPC trace receiver in the demo's process (``creditrisk_devstack.otlp``)
 that appends every span, as one OTLP/JSON object a line, to the run's trace file
 (``.run/demo/<profile>/traces/spans.jsonl``: one per profile, kept with the run's state); it puts
-the standard ``OTEL_*`` variables (and a free metrics port per service) into the demo's own
-environment, which every service process inherits. :func:`show` sends one prediction with a fresh
-``traceparent``, prints its trace id, the file and the command that reads its spans, the span tree,
-and checks that every service's Prometheus endpoint answers.
+the standard ``OTEL_*`` variables into the demo's own environment, which every service process
+inherits (each one's metrics port is set in the stack file, ``deploy/stack/local.toml``).
+:func:`show` sends one prediction with a fresh ``traceparent``, prints its trace id, the file and
+the command that reads its spans, the span tree, and checks that every service's Prometheus
+endpoint answers.
 """
 
 from __future__ import annotations
@@ -22,49 +23,37 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import demo_state
 import httpx
-from creditrisk_devstack import free_port
 from creditrisk_devstack.otlp import OtlpReceiver, ReceivedSpan
 from rich.console import Console
 from rich.tree import Tree
 
 console = Console()
 
-#: ``<PREFIX>METRICS_PORT`` of the services built on the kit, by process name.
-_METRICS = {
-    "feature-service": "FEATURE_SERVICE_",
-    "training-service": "TRAINING_SERVICE_",
-    "registry-gateway": "REGISTRY_GATEWAY_",
-    "drift-service": "DRIFT_SERVICE_",
-    "inference-gateway": "INFERENCE_GATEWAY_",
-}
+#: The services built on the kit (each with the kit's Prometheus endpoint), by process name.
+_METRICS = ("feature-service", "training-service", "registry-gateway", "drift-service", "inference-gateway")
 
 
 @dataclass
 class Observability:
     receiver: OtlpReceiver
     spans_file: Path
-    metrics_ports: dict[str, int] = field(default_factory=dict)
 
 
 def start(spans_file: Path) -> Observability:
-    """Start the receiver writing to ``spans_file`` (emptied first) and export ``OTEL_*`` + metrics
-    ports to every process started later."""
+    """Start the receiver writing to ``spans_file`` (emptied first) and export ``OTEL_*`` to every
+    process started later (each one's metrics port is in the stack file)."""
     spans_file.parent.mkdir(parents=True, exist_ok=True)
     spans_file.unlink(missing_ok=True)
     receiver = OtlpReceiver(jsonl=spans_file).start()
     atexit.register(receiver.stop)
     os.environ.update(receiver.env())
-    ports = {}
-    for name, prefix in _METRICS.items():
-        ports[name] = free_port()
-        os.environ[f"{prefix}METRICS_PORT"] = str(ports[name])
-    return Observability(receiver, spans_file, ports)
+    return Observability(receiver, spans_file)
 
 
 def _tree(spans: list[ReceivedSpan], root_parent: str) -> Tree:

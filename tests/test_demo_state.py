@@ -52,7 +52,12 @@ def test_the_demo_uses_this_checkouts_names_on_the_real_profile(monkeypatch: pyt
     own = demo_state.real_stores(ROOT)
     assert own == demo.REAL
     monkeypatch.setattr(demo, "PROFILE", "real")
-    assert demo.feature_service_env()["FEATURE_SERVICE_PROJECT"] == own.feature_project
+    stack = demo.demo_stack()
+    specs = {spec.name: spec for spec in stack.processes}
+    assert specs["feature-service"].env["FEATURE_SERVICE_PROJECT"] == own.feature_project
+    assert specs["drift-service"].env["DRIFT_SERVICE_POSTGRES_SCHEMA"] == own.drift_schema
+    served = list(specs["mlflow"].argv)
+    assert served[served.index("--postgres-dsn") + 1].rsplit("/", 1)[1] == own.mlflow_database
     command = demo.mlflow_ui_command()
     dsn = command[command.index("--postgres-dsn") + 1]
     assert dsn.rsplit("/", 1)[1] == own.mlflow_database

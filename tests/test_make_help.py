@@ -81,4 +81,7 @@ def test_every_target_a_document_names_is_in_make_help_and_the_makefile() -> Non
 def test_every_target_make_help_lists_exists() -> None:
     help_lines = help_targets()
     assert {h for h in help_lines if not h.endswith("/")} - makefile_targets() == set()
-    assert {h for h in help_lines if h.endswith("/")} == {"test-suite/", "lint/"}
+    assert {h for h in help_lines if h.endswith("/")} == {"test-suite/", "test-fast/", "lint/"}
+    rules = makefile_targets()
+    for member in ("test-suite/libs", "test-fast/libs", "test-fast/services/drift-service", "lint/ruff"):
+        assert is_rule(member, rules), member  # each family's steps are targets make knows

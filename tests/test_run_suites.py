@@ -70,10 +70,11 @@ def test_all_steps_passing_exit_zero(tmp_path: Path) -> None:
     assert result.stdout.rstrip().endswith("all passed")
 
 
-def test_make_test_has_a_step_for_every_check_and_suite() -> None:
-    """``make -n test``: the steps it would run (each step's commands printed, none executed)."""
+def _dry_run(target: str) -> tuple[list[str], str]:
+    """``make -n <target>``: the steps it would run and its output (each step's commands printed,
+    none executed)."""
     result = subprocess.run(
-        ["make", "-n", "--no-print-directory", "test"],
+        ["make", "-n", "--no-print-directory", target],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -81,7 +82,11 @@ def test_make_test_has_a_step_for_every_check_and_suite() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    steps = re.findall(r"^==> \[\d+/\d+\] (.+?)  \(", result.stdout, re.MULTILINE)
+    return re.findall(r"^==> \[\d+/\d+\] (.+?)  \(", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_make_test_has_a_step_for_every_check_and_suite() -> None:
+    steps, _ = _dry_run("test")
     suites = sorted(  # a top-level folder reads "tests of pipelines/", as "tests of libs/"
         [f"tests of {path.parent.relative_to(ROOT)}" for path in ROOT.glob("services/*/tests")]
         + [f"tests of {path.parent.relative_to(ROOT)}/" for path in ROOT.glob("pipelines/tests")]
@@ -98,6 +103,31 @@ def test_make_test_has_a_step_for_every_check_and_suite() -> None:
         "tests of tests/",
     ]
     assert sorted(steps[9:]) == suites
+
+
+def test_make_test_fast_runs_every_suite_without_the_real_end_to_end_and_slow_tests() -> None:
+    """``make -n test-fast``: the suites of ``make test``, no check or linter, each run with the
+    marker expression that leaves out the real profile, the end-to-end and the slow tests."""
+    steps, output = _dry_run("test-fast")
+    without = {"registry-gateway", "model-server"}  # every test of theirs needs MLflow first
+    services = [
+        f"fast tests of {path.parent.relative_to(ROOT)}"
+        for path in ROOT.glob("services/*/tests")
+        if path.parent.name not in without
+    ]
+    assert steps[:2] == ["fast tests of libs/", "fast tests of tests/"]
+    assert sorted(steps[2:]) == sorted([*services, "fast tests of pipelines/"])
+    commands = [line for line in output.splitlines() if " pytest " in line]
+    assert len(commands) == len(steps)
+    assert all('-m "not real and not e2e and not slow"' in line for line in commands)
+    for pyproject in [
+        ROOT / "pyproject.toml",
+        *ROOT.glob("services/*/pyproject.toml"),
+        ROOT / "pipelines/pyproject.toml",
+    ]:
+        # --strict-markers: a marker of the expression must be registered in every suite
+        text = pyproject.read_text()
+        assert all(f'"{marker}: ' in text for marker in ("real", "e2e", "slow")), pyproject
 
 
 def test_make_dry_run_and_ignore_errors_never_report_a_pass(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_pipelines.local import run
 from kfp import local
 
+pytestmark = pytest.mark.slow  # each pipeline run under kfp.local: a process per component
+
 
 class FakeFeatureStore(fpb_grpc.FeatureStoreServiceServicer):
     def __init__(self) -> None:

@@ -2,18 +2,21 @@
 
 Used by the session-scoped ``stack`` fixture of ``conftest.py``.
 
+The services are the platform's stack file, ``deploy/stack/local.toml``, the one ``make demo``
+runs (format: ``creditrisk_devstack.stackfile``). What the tests change is given on top of it:
+the file's variables (:func:`e2e_variables`: the session's folder, the e2e experiment and tokens,
+the drift-service started cold, the challenger's mode) and a few settings (:data:`E2E_ENV`).
+
 One session-scoped :class:`Stack` holds one :class:`~creditrisk_devstack.Supervisor` (logs in the
 session's temporary folder) and starts a service the first time a test asks for its address
-(``stack.target("feature-service")``), after its dependencies and its one-off preparation (e.g. the
-feature-service's ingestion). Everything the session started is stopped at its end, in reverse
-order, also on failures and Ctrl-C (the supervisor's context manager).
-
-A later service adds one :class:`ServiceDef` to :data:`SERVICES`: its process spec on a free port,
-an optional ``prepare`` step run once before the first start, and the services it needs.
+(``stack.target("feature-service")``), after what it depends on in the file and its one-off
+preparation (:data:`PREPARE`, e.g. the feature-service's ingestion). Everything the session
+started is stopped at its end, in reverse order, also on failures and Ctrl-C (the supervisor's
+context manager). A test may add stand-ins of its own (:class:`ServiceDef`, ``Stack.stand_ins``).
 
 The serving path: ``registry-gateway`` (tokens :data:`REGISTRY_TOKENS`: tests promote as promoter
 or admin, the inference-gateway reads as a viewer; audit SQLite in the session folder),
-``model-server-champion`` (seldon-core runtime following ``credit-risk@champion``; its ``prepare``
+``model-server-champion`` (seldon-core runtime following ``credit-risk@champion``; its preparation
 trains, registers and promotes the session's first champion, :func:`first_champion`, since the slot
 is ready only once it serves a verified version; drained by ``python -m model_server drain`` before
 SIGTERM) and ``inference-gateway`` (REST port in ``stack.ports``, :func:`inference_gateway_http`).
@@ -24,8 +27,8 @@ kept in ``stack.cache``. A dependency's address is read when a service starts: r
 (e.g. the feature-service) only before its dependants start.
 
 A start is all or nothing: when starting a service fails (its readiness, a dependency's, a
-``prepare`` step, the test's own timeout), every process that this start had started (the service
-and the dependencies it started on the way) is stopped and forgotten before the error reaches the
+preparation, the test's own timeout), every process that this start had started (the service and
+the dependencies it started on the way) is stopped and forgotten before the error reaches the
 test, with the failing process's log tail; services that ran before it keep running. The next test
 that needs them starts them afresh (issue 16: one readiness timeout used to leave a process
 registered, and every later test failed with "feature-service: already started").
@@ -40,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,12 +58,13 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import (
-    GrpcReadiness,
-    HttpReadiness,
     ManagedProcess,
     ProcessSpec,
+    ResolvedProcess,
     Supervisor,
     free_port,
+    process_environment,
+    read_stack_file,
 )
 from google.protobuf import timestamp_pb2
 
@@ -69,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
+#: The platform's stack, shared with ``make demo``.
+STACK_FILE = ROOT / "deploy" / "stack" / "local.toml"
+PLATFORM = read_stack_file(STACK_FILE)
 
 
 def service_python(service: str) -> Path:
@@ -81,12 +87,12 @@ def service_python(service: str) -> Path:
 
 @dataclass(frozen=True)
 class ServiceDef:
-    """How the stack runs one service.
+    """A stand-in a test adds to its stack (``Stack.stand_ins``) next to the file's services.
 
     Attributes:
         name: process name (and log file name).
         spec: builds the process spec from the stack and the service's free port.
-        prepare: run once before the first start (e.g. load data), with the stack.
+        prepare: run once before the first start, with the stack.
         needs: services to start first.
     """
 
@@ -95,147 +101,6 @@ class ServiceDef:
     prepare: Callable[[Stack], None] | None = None
     needs: tuple[str, ...] = ()
 
-
-# ---------------------------------------------------------------------- feature-service
-
-
-def _feature_service_env(stack: Stack) -> dict[str, str]:
-    return {
-        "FEATURE_SERVICE_PROFILE": "embedded",
-        "FEATURE_SERVICE_DATA_DIR": str(stack.workdir / "feature-store"),
-        "OMP_NUM_THREADS": "1",
-        **stack.feature_env,
-    }
-
-
-def _ingest_german_credit(stack: Stack) -> None:
-    result = subprocess.run(
-        [str(service_python("feature-service")), "-m", "feature_service.ingest", "--csv", str(GERMAN_CSV)],
-        cwd=ROOT / "services" / "feature-service",
-        env={**os.environ, **_feature_service_env(stack)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"ingestion failed ({result.returncode}):\n{result.stderr[-3000:]}", pytrace=False)
-
-
-def _feature_service_spec(stack: Stack, port: int) -> ProcessSpec:
-    return ProcessSpec(
-        "feature-service",
-        [str(service_python("feature-service")), "-m", "feature_service"],
-        cwd=ROOT / "services" / "feature-service",
-        env={
-            **_feature_service_env(stack),
-            "FEATURE_SERVICE_HOST": "127.0.0.1",
-            "FEATURE_SERVICE_PORT": str(port),
-            "FEATURE_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
-            "FEATURE_SERVICE_GRACE_PERIOD_S": "5",
-        },
-        ready=GrpcReadiness(f"127.0.0.1:{port}"),
-        timeout_s=90,
-    )
-
-
-# ---------------------------------------------------------------------- mlflow (tracking server)
-
-
-def _mlflow_spec(stack: Stack, port: int) -> ProcessSpec:
-    """``mlflow server`` sized for this machine (SQLite + served artifacts: the embedded profile),
-    started through the training-service's environment; ready when ``/health`` answers."""
-    data_dir = stack.workdir / "mlflow"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return ProcessSpec(
-        "mlflow",
-        [
-            str(service_python("training-service")),
-            "-m",
-            "training_service.mlflow_server",
-            "--profile",
-            "embedded",
-            "--dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT / "services" / "training-service",
-        ready=HttpReadiness(f"http://127.0.0.1:{port}/health"),
-        timeout_s=90,
-    )
-
-
-# ---------------------------------------------------------------------- training-service
-
-
-def _training_service_spec(stack: Stack, port: int) -> ProcessSpec:
-    return ProcessSpec(
-        "training-service",
-        [str(service_python("training-service")), "-m", "training_service"],
-        cwd=ROOT / "services" / "training-service",
-        env={
-            "TRAINING_SERVICE_HOST": "127.0.0.1",
-            "TRAINING_SERVICE_PORT": str(port),
-            "TRAINING_SERVICE_FEATURE_SERVICE_ADDRESS": stack.targets["feature-service"],
-            "TRAINING_SERVICE_MLFLOW_TRACKING_URI": f"http://{stack.targets['mlflow']}",
-            "TRAINING_SERVICE_EXPERIMENT_NAME": "credit-risk-e2e",
-            "TRAINING_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
-            "TRAINING_SERVICE_GRACE_PERIOD_S": "5",
-            "OMP_NUM_THREADS": "1",
-        },
-        ready=GrpcReadiness(f"127.0.0.1:{port}"),
-        timeout_s=90,
-    )
-
-
-# ---------------------------------------------------------------------- drift-service
-
-#: The drift-service's HTML report port, fixed per stack (by its folder) so that report URLs stay
-#: valid across a restart of the process.
-_DRIFT_REPORT_PORTS: dict[Path, int] = {}
-
-
-def drift_data_dir(stack: Stack) -> Path:
-    """The drift-service's data folder: the SQLite store (``drift.db``) and the HTML reports."""
-    return stack.workdir / "drift-service"
-
-
-def _drift_service_spec(stack: Stack, port: int) -> ProcessSpec:
-    """``python -m drift_service``, embedded profile (SQLite in a temp folder); Evidently is imported
-    on the first ComputeDrift (no warm-up), so a (re)start is ready in a few seconds."""
-    report_port = _DRIFT_REPORT_PORTS.setdefault(stack.workdir, free_port())
-    env = {
-        "DRIFT_SERVICE_PROFILE": "embedded",
-        "DRIFT_SERVICE_DATA_DIR": str(drift_data_dir(stack)),
-        "DRIFT_SERVICE_HOST": "127.0.0.1",
-        "DRIFT_SERVICE_PORT": str(port),
-        "DRIFT_SERVICE_REPORT_HTTP_PORT": str(report_port),
-        "DRIFT_SERVICE_METRICS_PORT": "0",
-        "DRIFT_SERVICE_WARM_UP": "false",
-        "DRIFT_SERVICE_HEALTH_CHECK_INTERVAL_S": "0.5",
-        "DRIFT_SERVICE_GRACE_PERIOD_S": "5",
-        "OMP_NUM_THREADS": "1",
-    }
-    if "mlflow" in stack.targets:
-        env["DRIFT_SERVICE_MLFLOW_TRACKING_URI"] = f"http://{stack.targets['mlflow']}"
-        if "registry-gateway" in stack.targets:
-            # the default reference's version then goes through the registry-gateway, as a viewer
-            env["DRIFT_SERVICE_REGISTRY_TARGET"] = stack.targets["registry-gateway"]
-            env["DRIFT_SERVICE_REGISTRY_TOKEN"] = VIEWER_TOKEN
-    return ProcessSpec(
-        "drift-service",
-        [str(service_python("drift-service")), "-m", "drift_service"],
-        cwd=ROOT / "services" / "drift-service",
-        env=env,
-        ready=GrpcReadiness(f"127.0.0.1:{port}"),
-        timeout_s=90,
-    )
-
-
-# ---------------------------------------------------------------------- registry-gateway
 
 #: Bearer tokens of the session's registry-gateway: tests act as admin or promoter, the
 #: inference-gateway reads as a viewer.
@@ -249,104 +114,72 @@ REGISTRY_TOKENS = {
 }
 MODEL_NAME = "credit-risk"
 
+#: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
+#: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
+CHALLENGER_MODE_KEY = "challenger_mode"
+CANARY_SHARE_KEY = "canary_share"
 
-def _registry_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
-    """``python -m registry_gateway``: audit store SQLite in the session folder; ready (gRPC health)
-    once MLflow, the audit database and the feature-service answer."""
-    data_dir = stack.workdir / "registry-gateway"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return ProcessSpec(
-        "registry-gateway",
-        [str(service_python("registry-gateway")), "-m", "registry_gateway"],
-        cwd=ROOT / "services" / "registry-gateway",
-        env={
-            "REGISTRY_GATEWAY_HOST": "127.0.0.1",
-            "REGISTRY_GATEWAY_PORT": str(port),
-            "REGISTRY_GATEWAY_MLFLOW_TRACKING_URI": f"http://{stack.targets['mlflow']}",
-            "REGISTRY_GATEWAY_FEATURE_SERVICE_ADDRESS": stack.targets["feature-service"],
-            "REGISTRY_GATEWAY_AUDIT_DB_URL": f"sqlite:///{data_dir / 'audit.db'}",
-            "REGISTRY_GATEWAY_CACHE_DIR": str(data_dir / "cache"),
-            "REGISTRY_GATEWAY_TOKENS": json.dumps(REGISTRY_TOKENS),
-            "REGISTRY_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
-            "REGISTRY_GATEWAY_GRACE_PERIOD_S": "5",
-            "REGISTRY_GATEWAY_WATCH_POLL_INTERVAL_S": "0.5",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "OMP_NUM_THREADS": "1",
-        },
-        ready=GrpcReadiness(f"127.0.0.1:{port}"),
-        timeout_s=120,
-    )
+#: Settings over the stack file's, by process: the registry-gateway's alias watch polls faster.
+E2E_ENV: dict[str, dict[str, str]] = {
+    "registry-gateway": {"REGISTRY_GATEWAY_WATCH_POLL_INTERVAL_S": "0.5"},
+}
 
 
-# ---------------------------------------------------------------------- model-server (champion slot)
-
-
-def _model_server_env(stack: Stack) -> dict[str, str | None]:
+def e2e_variables(stack: Stack) -> dict[str, str]:
+    """The stack file's variables for the session: everything in its folder, the e2e experiment and
+    tokens, the drift-service without warm-up (a (re)start is ready in a few seconds: Evidently is
+    imported on the first ComputeDrift), the challenger's mode from ``stack.cache``."""
     return {
-        "MLFLOW_TRACKING_URI": f"http://{stack.targets['mlflow']}",
-        "MODEL_SERVER_MODEL_NAME": MODEL_NAME,
-        "MODEL_SERVER_ALIAS": "champion",
-        "MODEL_SERVER_STATE_DIR": str(stack.workdir / "model-server-champion" / "state"),
-        "MODEL_SERVER_CACHE_DIR": str(stack.workdir / "model-server-champion" / "cache"),
-        "MODEL_SERVER_POLL_INTERVAL_S": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "OMP_NUM_THREADS": "1",
-        "VIRTUAL_ENV": None,  # the tests' environment is not the slot's
-        "PYTHONPATH": None,
+        "data_dir": str(stack.workdir),
+        "model_name": MODEL_NAME,
+        "experiment": "credit-risk-e2e",
+        "promoter_token": PROMOTER_TOKEN,
+        "admin_token": ADMIN_TOKEN,
+        "viewer_token": VIEWER_TOKEN,
+        "registry_tokens": json.dumps(REGISTRY_TOKENS),
+        "drift_warm_up": "false",
+        "challenger_mode": str(stack.cache.get(CHALLENGER_MODE_KEY, "shadow")),
+        "canary_share": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
     }
 
 
-def _drain_model_server(stack: Stack) -> Callable[[ManagedProcess], None]:
-    """``before_stop``: ``python -m model_server drain`` (every serving process reports not-ready)."""
-
-    def hook(process: ManagedProcess) -> None:
-        env = {k: v for k, v in {**os.environ, **_model_server_env(stack)}.items() if v is not None}
-        subprocess.run(
-            [str(service_python("model-server")), "-m", "model_server", "drain"],
-            cwd=process.spec.cwd,
-            env=env,
-            timeout=30,
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    return hook
+def drift_data_dir(stack: Stack) -> Path:
+    """The drift-service's data folder: the SQLite store (``drift.db``) and the HTML reports."""
+    return stack.workdir / "drift-service"
 
 
-def _model_server_spec(stack: Stack, port: int) -> ProcessSpec:
-    """The champion slot on the seldon-core runtime (REST on ``port``; gRPC and metrics on free
-    ports), following ``credit-risk@champion``; ready when ``/health/ready`` is 200 (every serving
-    process holds the same verified version). Needs a champion: see :func:`first_champion`."""
-    return ProcessSpec(
-        "model-server-champion",
-        [
-            str(service_python("model-server")),
-            "-m",
-            "model_server",
-            "seldon",
-            "--http-port",
-            str(port),
-            "--grpc-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-        ],
-        cwd=ROOT / "services" / "model-server",
-        env=_model_server_env(stack),
-        ready=HttpReadiness(f"http://127.0.0.1:{port}/health/ready"),
-        timeout_s=180,
-        grace_s=20,
-        before_stop=_drain_model_server(stack),
+def _ingest_german_credit(stack: Stack) -> None:
+    """``python -m feature_service.ingest`` in the feature-service's environment of the file."""
+    spec = stack.resolve("feature-service").spec
+    spec = dataclasses.replace(spec, env={**spec.env, **stack.feature_env})
+    result = subprocess.run(
+        [str(service_python("feature-service")), "-m", "feature_service.ingest", "--csv", str(GERMAN_CSV)],
+        cwd=spec.cwd,
+        env=process_environment(spec),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
+    if result.returncode != 0:
+        pytest.fail(f"ingestion failed ({result.returncode}):\n{result.stderr[-3000:]}", pytrace=False)
 
 
 def _ensure_champion(stack: Stack) -> None:
     first_champion(stack)
 
 
-# ---------------------------------------------------------------------- inference-gateway
+def _ensure_challenger(stack: Stack) -> None:
+    challenger_version(stack)
+
+
+#: One-off preparation of a file's service, run before its first start in the session.
+PREPARE: dict[str, Callable[[Stack], None]] = {
+    "feature-service": _ingest_german_credit,
+    "model-server-champion": _ensure_champion,
+    "model-server-mlserver": _ensure_champion,
+    "model-server-challenger": _ensure_challenger,
+}
 
 
 def inference_gateway_http(stack: Stack, name: str = "inference-gateway") -> str:
@@ -354,141 +187,6 @@ def inference_gateway_http(stack: Stack, name: str = "inference-gateway") -> str
     or ``inference-gateway-challenger``), starting it if necessary."""
     stack.target(name)
     return f"http://127.0.0.1:{stack.ports[f'{name}-http']}"
-
-
-def _inference_gateway_spec(stack: Stack, port: int) -> ProcessSpec:
-    """``python -m inference_gateway``: gRPC on ``port``, REST on a free port; ready on ``/readyz``
-    (feature-service, registry, champion slot and drift-service answer)."""
-    return _gateway_spec(stack, port, "inference-gateway", "model-server-champion", "seldon")
-
-
-def _gateway_spec(stack: Stack, port: int, name: str, slot: str, protocol: str) -> ProcessSpec:
-    """A gateway process ``name`` whose champion slot is the running service ``slot``, spoken to in
-    ``protocol``; its REST port in ``stack.ports[f"{name}-http"]``, its own buffer."""
-    http_port = free_port()
-    stack.ports[f"{name}-http"] = http_port
-    data_dir = stack.workdir / name
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return ProcessSpec(
-        name,
-        [str(service_python("inference-gateway")), "-m", "inference_gateway"],
-        cwd=ROOT / "services" / "inference-gateway",
-        env={
-            "INFERENCE_GATEWAY_HOST": "127.0.0.1",
-            "INFERENCE_GATEWAY_PORT": str(port),
-            "INFERENCE_GATEWAY_HTTP_HOST": "127.0.0.1",
-            "INFERENCE_GATEWAY_HTTP_PORT": str(http_port),
-            "INFERENCE_GATEWAY_FEATURE_SERVICE_TARGET": stack.targets["feature-service"],
-            "INFERENCE_GATEWAY_REGISTRY_TARGET": stack.targets["registry-gateway"],
-            "INFERENCE_GATEWAY_REGISTRY_TOKEN": VIEWER_TOKEN,
-            "INFERENCE_GATEWAY_DRIFT_SERVICE_TARGET": stack.targets["drift-service"],
-            "INFERENCE_GATEWAY_CHAMPION_URL": f"http://{stack.targets[slot]}",
-            "INFERENCE_GATEWAY_MODEL_PROTOCOL": protocol,
-            "INFERENCE_GATEWAY_MODEL_NAME": MODEL_NAME,
-            "INFERENCE_GATEWAY_BUFFER_PATH": str(data_dir / "buffer.sqlite3"),
-            "INFERENCE_GATEWAY_FEATURE_DEADLINE_S": "5",
-            "INFERENCE_GATEWAY_MODEL_DEADLINE_S": "5",
-            "INFERENCE_GATEWAY_HEALTH_CHECK_INTERVAL_S": "0.5",
-            "INFERENCE_GATEWAY_GRACE_PERIOD_S": "5",
-            "OMP_NUM_THREADS": "1",
-        },
-        ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
-        timeout_s=120,
-    )
-
-
-# ---------------------------------------------------------------------- the MLServer runtime
-
-
-def _mlserver_env(stack: Stack) -> dict[str, str | None]:
-    return {
-        **_model_server_env(stack),
-        "MODEL_SERVER_STATE_DIR": str(stack.workdir / "model-server-mlserver" / "state"),
-        "MODEL_SERVER_CACHE_DIR": str(stack.workdir / "model-server-mlserver" / "cache"),
-    }
-
-
-def _mlserver_spec(stack: Stack, port: int) -> ProcessSpec:
-    """The champion slot on the MLServer runtime (Apache 2.0; Open Inference Protocol V2 on REST
-    ``port``, gRPC and metrics on free ports), following ``credit-risk@champion`` like the seldon
-    slot; ready when ``/v2/models/credit-risk/ready`` is 200."""
-    return ProcessSpec(
-        "model-server-mlserver",
-        [
-            str(service_python("model-server")),
-            "-m",
-            "model_server",
-            "mlserver",
-            "--http-port",
-            str(port),
-            "--grpc-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--dir",
-            str(stack.workdir / "model-server-mlserver" / "settings"),
-        ],
-        cwd=ROOT / "services" / "model-server",
-        env=_mlserver_env(stack),
-        ready=HttpReadiness(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"),
-        timeout_s=180,
-        grace_s=20,
-    )
-
-
-def _inference_gateway_v2_spec(stack: Stack, port: int) -> ProcessSpec:
-    """A gateway whose champion slot is the MLServer runtime, spoken to over the Open Inference
-    Protocol V2 (REST); its own buffer; otherwise as ``inference-gateway``."""
-    return _gateway_spec(stack, port, "inference-gateway-v2", "model-server-mlserver", "v2")
-
-
-# ---------------------------------------------------------------------- challenger slot + its gateway
-
-#: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
-#: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
-CHALLENGER_MODE_KEY = "challenger_mode"
-CANARY_SHARE_KEY = "canary_share"
-
-
-def _challenger_env(stack: Stack) -> dict[str, str | None]:
-    return {
-        **_model_server_env(stack),
-        "MODEL_SERVER_ALIAS": "challenger",
-        "MODEL_SERVER_STATE_DIR": str(stack.workdir / "model-server-challenger" / "state"),
-        "MODEL_SERVER_CACHE_DIR": str(stack.workdir / "model-server-challenger" / "cache"),
-    }
-
-
-def _drain_challenger(stack: Stack) -> Callable[[ManagedProcess], None]:
-    def hook(process: ManagedProcess) -> None:
-        env = {k: v for k, v in {**os.environ, **_challenger_env(stack)}.items() if v is not None}
-        subprocess.run(
-            [str(service_python("model-server")), "-m", "model_server", "drain"],
-            cwd=process.spec.cwd,
-            env=env,
-            timeout=30,
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    return hook
-
-
-def _challenger_spec(stack: Stack, port: int) -> ProcessSpec:
-    """The challenger slot: the champion slot's runtime following ``credit-risk@challenger``."""
-    champion = _model_server_spec(stack, port)
-    return ProcessSpec(
-        "model-server-challenger",
-        champion.argv,
-        cwd=champion.cwd,
-        env=_challenger_env(stack),
-        ready=HttpReadiness(f"http://127.0.0.1:{port}/health/ready"),
-        timeout_s=180,
-        grace_s=20,
-        before_stop=_drain_challenger(stack),
-    )
 
 
 def challenger_version(stack: Stack) -> int:
@@ -510,83 +208,9 @@ def challenger_version(stack: Stack) -> int:
     return version
 
 
-def _ensure_challenger(stack: Stack) -> None:
-    challenger_version(stack)
-
-
 def inference_gateway_challenger_http(stack: Stack) -> str:
     """Base URL of the second gateway's REST API (champion + challenger slot), starting it first."""
     return inference_gateway_http(stack, "inference-gateway-challenger")
-
-
-def _inference_gateway_challenger_spec(stack: Stack, port: int) -> ProcessSpec:
-    """A second gateway with the challenger slot in ``stack.cache[CHALLENGER_MODE_KEY]`` mode
-    (``shadow`` unless set; ``CANARY_SHARE`` from ``stack.cache[CANARY_SHARE_KEY]``); its own buffer."""
-    base = _gateway_spec(stack, port, "inference-gateway-challenger", "model-server-champion", "seldon")
-    return dataclasses.replace(
-        base,
-        env={
-            **(base.env or {}),
-            "INFERENCE_GATEWAY_CHALLENGER_URL": f"http://{stack.targets['model-server-challenger']}",
-            "INFERENCE_GATEWAY_CHALLENGER_MODE": stack.cache.get(CHALLENGER_MODE_KEY, "shadow"),
-            "INFERENCE_GATEWAY_CANARY_SHARE": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
-        },
-    )
-
-
-#: Settings prefix of each service built on the kit (its ``<PREFIX>METRICS_PORT``).
-METRICS_PREFIXES = {
-    "feature-service": "FEATURE_SERVICE_",
-    "training-service": "TRAINING_SERVICE_",
-    "registry-gateway": "REGISTRY_GATEWAY_",
-    "drift-service": "DRIFT_SERVICE_",
-    "inference-gateway": "INFERENCE_GATEWAY_",
-    "inference-gateway-challenger": "INFERENCE_GATEWAY_",
-    "inference-gateway-v2": "INFERENCE_GATEWAY_",
-}
-
-#: Every service the end-to-end tests can start, by name.
-SERVICES: dict[str, ServiceDef] = {
-    "feature-service": ServiceDef("feature-service", _feature_service_spec, _ingest_german_credit),
-    "mlflow": ServiceDef("mlflow", _mlflow_spec),
-    "training-service": ServiceDef(
-        "training-service", _training_service_spec, needs=("feature-service", "mlflow")
-    ),
-    "drift-service": ServiceDef("drift-service", _drift_service_spec),
-    "registry-gateway": ServiceDef(
-        "registry-gateway", _registry_gateway_spec, needs=("feature-service", "mlflow")
-    ),
-    "model-server-champion": ServiceDef(
-        "model-server-champion", _model_server_spec, _ensure_champion, needs=("mlflow",)
-    ),
-    "inference-gateway": ServiceDef(
-        "inference-gateway",
-        _inference_gateway_spec,
-        needs=("feature-service", "registry-gateway", "drift-service", "model-server-champion"),
-    ),
-    "model-server-mlserver": ServiceDef(
-        "model-server-mlserver", _mlserver_spec, _ensure_champion, needs=("mlflow",)
-    ),
-    "inference-gateway-v2": ServiceDef(
-        "inference-gateway-v2",
-        _inference_gateway_v2_spec,
-        needs=("feature-service", "registry-gateway", "drift-service", "model-server-mlserver"),
-    ),
-    "model-server-challenger": ServiceDef(
-        "model-server-challenger", _challenger_spec, _ensure_challenger, needs=("mlflow", "registry-gateway")
-    ),
-    "inference-gateway-challenger": ServiceDef(
-        "inference-gateway-challenger",
-        _inference_gateway_challenger_spec,
-        needs=(
-            "feature-service",
-            "registry-gateway",
-            "drift-service",
-            "model-server-champion",
-            "model-server-challenger",
-        ),
-    ),
-}
 
 
 # ---------------------------------------------------------------------- the stack
@@ -600,21 +224,27 @@ class Stack:
     workdir: Path
     targets: dict[str, str] = field(default_factory=dict)
     prepared: set[str] = field(default_factory=set)
-    #: further ports of running services (e.g. the inference-gateway's REST port)
+    #: further ports of running services, ``<name>-<port>`` as the stack file names them (e.g.
+    #: ``inference-gateway-http``, the REST port; ``<name>-metrics``, a kit service's Prometheus)
     ports: dict[str, int] = field(default_factory=dict)
     #: results shared by the tests of the session (the trained run, the first champion)
     cache: dict[str, Any] = field(default_factory=dict)
-    #: feature-service settings over the embedded default (e.g. the real profile's Redis and
-    #: PostgreSQL, ``FEATURE_SERVICE_PROFILE=real``: the gateway benchmark)
+    #: feature-service settings over the file's (e.g. the real profile's Redis and PostgreSQL,
+    #: ``FEATURE_SERVICE_PROFILE=real``: the gateway benchmark)
     feature_env: dict[str, str] = field(default_factory=dict)
     #: variables added to every service's environment (the OTEL_* of the session's receiver)
     extra_env: dict[str, str] = field(default_factory=dict)
     #: applied to each process spec just before it starts (``(name, spec) -> spec``): a test
     #: forces a start to fail with it (test_stack_recovery_e2e.py)
     spec_hook: Callable[[str, ProcessSpec], ProcessSpec] | None = None
+    #: processes a test adds, by name, over the file's (test_stack_recovery_e2e.py)
+    stand_ins: dict[str, ServiceDef] = field(default_factory=dict)
     #: the start in progress (outermost :meth:`start` call): each name it starts, with the
     #: supervisor's record of that name before (None between starts)
     _attempt: list[tuple[str, ManagedProcess | None]] | None = field(default=None, init=False, repr=False)
+    #: each file service's ports at its last start: a restart keeps all but the main one (the
+    #: drift-service's report URLs stay valid)
+    _last_ports: dict[str, dict[str, int]] = field(default_factory=dict, init=False, repr=False)
 
     def target(self, name: str) -> str:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""
@@ -622,30 +252,48 @@ class Stack:
             return self.targets[name]
         return self.start(name)
 
-    def start(self, name: str, port: int | None = None) -> str:
+    def resolve(self, name: str, port: int | None = None) -> ResolvedProcess:
+        """The stack file's process ``name`` for this session, with the ports of the services
+        running now; its main port ``port`` (a free one when None), its other ports those of its
+        last start."""
+        running = {
+            other: ports
+            for other, ports in self._last_ports.items()
+            if other in self.targets and self.supervisor[other].alive
+        }
+        pinned = dict(self._last_ports.get(name, {}))
+        main = (PLATFORM.processes[name].get("ports") or [None])[0]
+        pinned.pop(main, None)
+        if port is not None and main is not None:
+            pinned[main] = port
+        return PLATFORM.resolve(name, variables=e2e_variables(self), running=running, ports=pinned)
+
+    def start(self, name: str, port: int | None = None, *, wait: bool = True) -> str:
         """Start one service (what it needs first) and return its ``host:port``.
 
         Every start goes through here, a restart too: the process gets :attr:`extra_env` (the
-        session's ``OTEL_*``) and, for a kit service, a metrics port recorded in :attr:`ports`.
+        session's ``OTEL_*``), and its ports other than the main one are recorded in :attr:`ports`.
 
         All or nothing: if anything fails before the service is ready (its readiness, a
-        dependency's, a ``prepare`` step, the test's timeout), every process this call started is
+        dependency's, a preparation, the test's timeout), every process this call started is
         stopped, in reverse order, and its target and ports are forgotten; then the error
         propagates (a readiness failure carries the process's log tail). Services that were
         running before the call are left alone. On Ctrl-C nothing is rolled back here: the session
         is ending and the supervisor's ``with`` stops everything.
 
         Args:
-            name: A key of :data:`SERVICES`; it must not be running.
+            name: A process of the stack file or of :attr:`stand_ins`; it must not be running.
             port: Its main port; a free one when None (a restart that dependants must find again
                 passes its previous port).
+            wait: Wait until it is ready (False: return once it is spawned; its dependencies are
+                waited for either way).
         """
         if self._attempt is not None:  # a dependency of the start in progress: part of its attempt
-            return self._start(name, port)
+            return self._start(name, port, wait)
         self._attempt = []
         targets, ports = dict(self.targets), dict(self.ports)
         try:
-            return self._start(name, port)
+            return self._start(name, port, wait)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -680,29 +328,39 @@ class Stack:
                 "the next test starts them afresh"
             )
 
-    def _start(self, name: str, port: int | None) -> str:
-        service = SERVICES[name]
-        for needed in service.needs:
+    def _start(self, name: str, port: int | None, wait: bool) -> str:
+        stand_in = self.stand_ins.get(name)
+        if stand_in is None and name not in PLATFORM.processes:
+            raise KeyError(f"{name}: not in {STACK_FILE} nor among the stand-ins")
+        for needed in stand_in.needs if stand_in is not None else PLATFORM.dependencies(name):
             self.target(needed)
-        if service.prepare is not None and name not in self.prepared:
-            service.prepare(self)
+        prepare = stand_in.prepare if stand_in is not None else PREPARE.get(name)
+        if prepare is not None and name not in self.prepared:
+            prepare(self)
             self.prepared.add(name)
-        port = free_port() if port is None else port
-        spec = service.spec(self, port)
-        env = {**self.extra_env, **(spec.env or {})}
-        prefix = METRICS_PREFIXES.get(name)
-        if prefix is not None:  # the kit's Prometheus endpoint on a free port
-            self.ports[f"{name}-metrics"] = metrics_port = free_port()
-            env[f"{prefix}METRICS_PORT"] = str(metrics_port)
-        elif "--metrics-port" in spec.argv:  # the model-server's (seldon-core's) metrics port
-            self.ports[f"{name}-metrics"] = int(spec.argv[spec.argv.index("--metrics-port") + 1])
+        if stand_in is not None:
+            port = free_port() if port is None else port
+            spec, own = stand_in.spec(self, port), {"port": port}
+        else:
+            resolved = self.resolve(name, port)
+            spec, own = resolved.spec, dict(resolved.ports)
+            port = int(resolved.address.rpartition(":")[2])
+            if not Path(spec.argv[0]).exists():
+                pytest.fail(f"{spec.argv[0]} is missing: run `make setup` first", pytrace=False)
+        env = {**self.extra_env, **spec.env, **E2E_ENV.get(name, {})}
+        if name == "feature-service":
+            env.update(self.feature_env)
+        for port_name, number in list(own.items())[1:]:
+            self.ports[f"{name}-{port_name}"] = number
         spec = dataclasses.replace(spec, env=env)
         if self.spec_hook is not None:
             spec = self.spec_hook(name, spec)
         assert self._attempt is not None
         previous = next((p for p in self.supervisor.processes if p.name == name), None)
         self._attempt.append((name, previous))
-        self.supervisor.start(spec)
+        self.supervisor.start(spec, wait=wait)
+        if stand_in is None:
+            self._last_ports[name] = own
         self.targets[name] = f"127.0.0.1:{port}"
         return self.targets[name]
 

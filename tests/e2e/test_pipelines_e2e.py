@@ -36,8 +36,8 @@ from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
-from creditrisk_devstack import Supervisor, free_port
-from e2e_stack import MODEL_NAME, PROMOTER_TOKEN, ROOT, SERVICES, VIEWER_TOKEN, Stack, bearer
+from creditrisk_devstack import Supervisor
+from e2e_stack import MODEL_NAME, PROMOTER_TOKEN, ROOT, VIEWER_TOKEN, Stack, bearer
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import closed_loop as world
@@ -62,9 +62,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             stack.target(name)
         stack.prepared.add("model-server-champion")  # its champion comes from the pipeline
         for name in ("model-server-champion", "inference-gateway"):
-            port = free_port()
-            supervisor.start(SERVICES[name].spec(stack, port), wait=False)
-            stack.targets[name] = f"127.0.0.1:{port}"
+            stack.start(name, wait=False)
         yield {"stack": stack, "workdir": workdir, "rows": world.load_rows(), "runs": 0}
 
 

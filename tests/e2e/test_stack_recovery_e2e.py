@@ -4,7 +4,7 @@ tests fail with "feature-service: already started").
 
 The real :class:`~e2e_stack.Stack` on a stack of this module's own (the session's stack may already
 run these services), with the real drift-service (the quickest service to start) and two small
-stand-ins added to ``SERVICES`` for this module: ``recovery-web`` needs ``recovery-base`` and the
+stand-ins of this module (``Stack.stand_ins``): ``recovery-web`` needs ``recovery-base`` and the
 drift-service, so one start starts three processes in order. ``Stack.spec_hook`` makes one process
 never ready, once the last of the three (the supervisor's readiness timeout) and once the
 drift-service, with an error raised from outside while the supervisor waits (what pytest-timeout's
@@ -33,7 +33,7 @@ from creditrisk_devstack import (
     free_port,
 )
 from creditrisk_devstack.procgroup import group_members
-from e2e_stack import SERVICES, ServiceDef, Stack
+from e2e_stack import ServiceDef, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -61,12 +61,12 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = _http_server("recovery-base")
     # a dependant reads its dependencies' addresses when it starts, as the real services do
     web = _http_server("recovery-web", lambda stack: {"DRIFT_TARGET": stack.targets["drift-service"]})
-    with pytest.MonkeyPatch.context() as patch, Supervisor(workdir / "logs") as supervisor:
-        patch.setitem(SERVICES, "recovery-base", base)
-        patch.setitem(
-            SERVICES, "recovery-web", dataclasses.replace(web, needs=("recovery-base", "drift-service"))
-        )
-        yield Stack(supervisor, workdir)
+    stand_ins = {
+        "recovery-base": base,
+        "recovery-web": dataclasses.replace(web, needs=("recovery-base", "drift-service")),
+    }
+    with Supervisor(workdir / "logs") as supervisor:
+        yield Stack(supervisor, workdir, stand_ins=stand_ins)
 
 
 def _never_ready(target: str) -> Callable[[str, ProcessSpec], ProcessSpec]:

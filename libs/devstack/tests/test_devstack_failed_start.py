@@ -77,6 +77,7 @@ def test_2_starts_it_clean(sup: Supervisor) -> None:
 """
 
 
+@pytest.mark.slow  # an inner pytest session that waits for its timeout
 def test_a_tests_timeout_while_waiting_leaves_the_name_startable(tmp_path: Path) -> None:
     """pytest-timeout ends test 1 inside ``wait_ready``; test 2 of the same session starts the
     same name and passes (before the fix: "svc: already started", and svc kept running)."""

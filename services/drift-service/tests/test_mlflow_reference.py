@@ -66,7 +66,10 @@ class Tracking:
     rows_sha256: str
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning"),
+    pytest.mark.slow,  # an MLflow server and a logged training run (the module's fixture)
+]
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ TARGET_FALSE_ALARM = 0.05
 TARGET_DETECTION = 0.95
 
 
+@pytest.mark.slow  # a statistical run: many replays
 def test_false_alarm_and_detection_rates(german: pd.DataFrame) -> None:
     false_alarms = detections = n = 0
     for seed in range(100, 106):

@@ -80,7 +80,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-@pytest.fixture(scope="session", params=["embedded", "real"])
+@pytest.fixture(scope="session", params=["embedded", pytest.param("real", marks=pytest.mark.real)])
 def profile(request: pytest.FixtureRequest) -> str:
     """The profile under test; the real one requires Redis and PostgreSQL (fails if they are down)."""
     if request.param == "real":

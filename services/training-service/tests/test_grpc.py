@@ -146,6 +146,7 @@ def _bad_request_fields(exc: grpc.aio.AioRpcError) -> set[str]:
     return fields
 
 
+@pytest.mark.slow  # an MLflow server
 async def test_start_watch_succeeds_with_mlflow_run(service: Service, credit_frame: pd.DataFrame) -> None:
     spec = make_spec(
         HGB,

@@ -122,6 +122,7 @@ def _check_run(uri: str, outcome: TrainingOutcome, logged: object, tmp_path: Pat
 
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
+@pytest.mark.slow  # a model logged to and read back from an MLflow server, per algorithm
 def test_log_embedded(
     mlflow_embedded: str, trained: dict[Algorithm, TrainingOutcome], algorithm: Algorithm, tmp_path: Path
 ) -> None:
@@ -139,6 +140,7 @@ def test_log_real_profile(
     _check_run(mlflow_real, outcome, logged, tmp_path)
 
 
+@pytest.mark.slow  # an MLflow server
 def test_no_labelled_rows_logs_nothing(mlflow_embedded: str, credit_frame: pd.DataFrame) -> None:
     experiment = "training-service-empty"
     spec = TrainingSpec(
@@ -179,6 +181,7 @@ CROSS_ENV_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
+@pytest.mark.slow  # a model-server environment process per algorithm
 def test_cross_environment_scores_identical(
     mlflow_embedded: str,
     trained: dict[Algorithm, TrainingOutcome],

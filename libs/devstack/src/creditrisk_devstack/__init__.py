@@ -23,8 +23,9 @@ from .spec import (
     StopError,
     SupervisorError,
     command_hook,
+    process_environment,
 )
-from .stackfile import Stack, StackFileError, load_stack
+from .stackfile import ResolvedProcess, Stack, StackFile, StackFileError, load_stack, read_stack_file
 from .supervisor import (
     Interrupted,
     ManagedProcess,
@@ -48,7 +49,9 @@ __all__ = [
     "ProcessStatus",
     "Readiness",
     "ReadinessTimeoutError",
+    "ResolvedProcess",
     "Stack",
+    "StackFile",
     "StackFileError",
     "StopError",
     "Supervisor",
@@ -60,4 +63,6 @@ __all__ = [
     "free_port",
     "load_stack",
     "port_in_use",
+    "process_environment",
+    "read_stack_file",
 ]

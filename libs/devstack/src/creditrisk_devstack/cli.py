@@ -1,6 +1,8 @@
 """``devstack up <stack.toml>``: start a stack, print its status, run until Ctrl-C, stop everything.
 
-``devstack check <stack.toml>`` parses the file and prints what would run.
+``devstack check <stack.toml>`` parses the file and prints what would run. Both take
+``--profile NAME`` (one of the file's profiles) and ``--set NAME=VALUE`` (a variable over the
+file's ``[vars]``; repeatable).
 """
 
 from __future__ import annotations
@@ -89,13 +91,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     up.add_argument("--poll", type=float, default=0.5, help="seconds between liveness checks")
     check = commands.add_parser("check", help="parse the stack file and print the plan")
     check.add_argument("stack", type=Path)
+    for command in (up, check):
+        command.add_argument("--profile", default=None, help="one of the file's profiles")
+        command.add_argument(
+            "--set", dest="variables", action="append", default=[], metavar="NAME=VALUE",
+            help="a variable over the file's [vars] (repeatable)",
+        )  # fmt: skip
     args = parser.parse_args(argv)
+    variables = dict(item.partition("=")[::2] for item in args.variables)
+    if any(not name for name in variables) or any("=" not in item for item in args.variables):
+        parser.error("--set takes NAME=VALUE")
 
     logging.basicConfig(
         level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
     )
     try:
-        stack = load_stack(args.stack)
+        stack = load_stack(args.stack, profile=args.profile, variables=variables)
     except StackFileError as exc:
         console.print(f"[red]{exc}")
         sys.exit(2)

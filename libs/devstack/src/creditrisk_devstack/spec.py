@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,8 @@ class ProcessSpec:
     process declared before me" (strict declared order); an explicit tuple (possibly empty) lets
     :meth:`Supervisor.start_all` start it as soon as those are ready, in parallel with others.
     ``before_stop`` runs before ``stop_signal`` is sent (e.g. flip a readiness flag so a load
-    balancer drains); its errors are logged, never raised.
+    balancer drains); its errors are logged, never raised. ``dirs`` are created (with their
+    parents) before each start.
 
     ``grace_s`` (default :data:`DEFAULT_GRACE_S`, 15 s) is how long the process gets after the stop
     signal before SIGKILL. It must exceed the process's own drain: a kit service drains for up to
@@ -48,6 +50,7 @@ class ProcessSpec:
     depends_on: tuple[str, ...] | None = None
     before_stop: BeforeStopHook | None = None
     inherit_env: bool = True
+    dirs: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -58,14 +61,29 @@ class ProcessSpec:
             raise ValueError(f"{self.name}: timeout_s must be > 0 and grace_s >= 0")
 
 
+def process_environment(spec: ProcessSpec) -> dict[str, str]:
+    """The environment ``spec``'s process gets: the inherited one (unless ``inherit_env`` is off)
+    with ``spec.env`` over it (``None`` removes a variable), ``PYTHONUNBUFFERED=1`` by default."""
+    env: dict[str, str] = dict(os.environ) if spec.inherit_env else {}
+    env.setdefault("PYTHONUNBUFFERED", "1")  # logs appear as they are written
+    for key, value in spec.env.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
 def command_hook(argv: Sequence[str], timeout_s: float = 10.0) -> BeforeStopHook:
-    """A ``before_stop`` hook running a command (like a Kubernetes preStop exec)."""
+    """A ``before_stop`` hook running a command (like a Kubernetes preStop exec): in the process's
+    folder and environment (:func:`process_environment`), for at most ``timeout_s`` seconds."""
     command = list(argv)
 
     def hook(process: ManagedProcess) -> None:
         subprocess.run(
             command,
             cwd=process.spec.cwd,
+            env=process_environment(process.spec),
             timeout=timeout_s,
             check=True,
             stdin=subprocess.DEVNULL,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import os
 import shlex
 import signal
 import subprocess
@@ -54,6 +53,7 @@ from .spec import (
     ReadinessTimeoutError,
     StopError,
     SupervisorError,
+    process_environment,
 )
 
 logger = logging.getLogger(__name__)
@@ -301,6 +301,8 @@ class Supervisor:
                         "process is started (a leftover process? another stack?)"
                     )
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            for folder in spec.dirs:
+                Path(folder).mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{spec.name}.log"
             cwd = Path(spec.cwd) if spec.cwd is not None else None
             env = self._environment(spec)
@@ -345,14 +347,7 @@ class Supervisor:
 
     @staticmethod
     def _environment(spec: ProcessSpec) -> dict[str, str]:
-        env: dict[str, str] = dict(os.environ) if spec.inherit_env else {}
-        env.setdefault("PYTHONUNBUFFERED", "1")  # logs appear as they are written
-        for key, value in spec.env.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = str(value)
-        return env
+        return process_environment(spec)
 
     def start_all(self, specs: Iterable[ProcessSpec]) -> list[ManagedProcess]:
         """Start ``specs`` respecting ``depends_on``; processes whose dependencies are ready start

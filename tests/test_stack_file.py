@@ -1,0 +1,83 @@
+"""The platform's stack file, ``deploy/stack/local.toml``: one definition that ``make demo`` and the
+end-to-end tests both run (issue 17), every service in it, each address wired to what it names."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from creditrisk_devstack import ProcessSpec, read_stack_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+import demo  # noqa: E402
+import e2e_stack  # noqa: E402
+
+STACK_FILE = ROOT / "deploy" / "stack" / "local.toml"
+#: An address of the stack's (a shared server's, in a DSN after ``user@``, is not)
+ADDRESS = re.compile(r"(?<!@)127\.0\.0\.1:(\d+)")
+
+
+def test_the_demo_and_the_end_to_end_tests_read_the_same_file() -> None:
+    assert demo.STACK.path == e2e_stack.PLATFORM.path == STACK_FILE.resolve()
+    assert set(demo.DEMO_PROCESSES) <= set(demo.STACK.names)
+
+
+def test_every_service_runs_as_python_m_its_package_in_its_own_environment() -> None:
+    stack = read_stack_file(STACK_FILE).resolve_all()
+    for main in sorted(ROOT.glob("services/*/src/*/__main__.py")):
+        service, package = main.parents[2].name, main.parent.name
+        spec = next((s for s in stack.processes if list(s.argv[1:3]) == ["-m", package]), None)
+        assert spec is not None, f"no process of {STACK_FILE.name} runs python -m {package}"
+        assert spec.argv[0] == str(ROOT / "services" / service / ".venv" / "bin" / "python")
+        assert spec.cwd == ROOT / "services" / service
+
+
+def _wired(specs: tuple[ProcessSpec, ...], ports: dict[str, dict[str, int]]) -> None:
+    """Every address in a process's settings is a port of itself or of a process it starts after."""
+    owner = {number: name for name, named in ports.items() for number in named.values()}
+    assert len(owner) == sum(len(named) for named in ports.values())  # no port given twice
+    for spec in specs:
+        for value in [*spec.env.values(), *spec.argv]:
+            for port in ADDRESS.findall(value or ""):
+                assert owner[int(port)] in (spec.name, *(spec.depends_on or ())), (spec.name, value)
+
+
+@pytest.mark.parametrize("profile", ["embedded", "real"])
+def test_the_demos_processes_are_wired_to_each_other(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "PROFILE", profile)
+    stack = demo.demo_stack()
+    assert [spec.name for spec in stack.processes] == list(demo.DEMO_PROCESSES)
+    _wired(stack.processes, {k: dict(v) for k, v in stack.ports.items()})
+    drift = next(spec for spec in stack.processes if spec.name == "drift-service")
+    # the demo starts it after MLflow and the registry-gateway: a version's training dataset is its
+    # default reference
+    assert drift.env["DRIFT_SERVICE_REGISTRY_TOKEN"] == demo.VIEWER_TOKEN
+    assert (
+        drift.env["DRIFT_SERVICE_REGISTRY_TARGET"] == f"127.0.0.1:{stack.ports['registry-gateway']['port']}"
+    )
+
+
+def test_every_process_of_the_file_is_wired_to_what_it_names() -> None:
+    stack = read_stack_file(STACK_FILE).resolve_all()
+    _wired(stack.processes, {k: dict(v) for k, v in stack.ports.items()})
+
+
+def test_the_end_to_end_stack_gets_its_own_folder_tokens_and_a_cold_drift_service(tmp_path: Path) -> None:
+    stack = e2e_stack.Stack(supervisor=None, workdir=tmp_path)  # type: ignore[arg-type]
+    drift = stack.resolve("drift-service").spec
+    assert drift.env["DRIFT_SERVICE_DATA_DIR"] == str(tmp_path / "drift-service")
+    assert drift.env["DRIFT_SERVICE_WARM_UP"] == "false"
+    # nothing runs: the drift-service starts alone, without MLflow or the registry-gateway
+    assert "DRIFT_SERVICE_MLFLOW_TRACKING_URI" not in drift.env
+    assert "DRIFT_SERVICE_REGISTRY_TARGET" not in drift.env
+    running = {"mlflow": {"port": 5000}, "feature-service": {"port": 5001, "metrics": 5002}}
+    variables = e2e_stack.e2e_variables(stack)
+    registry = e2e_stack.PLATFORM.resolve("registry-gateway", variables=variables, running=running).spec
+    assert registry.env["REGISTRY_GATEWAY_TOKENS"] == json.dumps(e2e_stack.REGISTRY_TOKENS)
+    assert registry.env["REGISTRY_GATEWAY_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert registry.env["REGISTRY_GATEWAY_AUDIT_DB_URL"] == f"sqlite:///{tmp_path}/registry-gateway/audit.db"

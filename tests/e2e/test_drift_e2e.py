@@ -26,6 +26,7 @@ import pytest
 from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
+from creditrisk_testing.german_credit import INT_COLUMNS
 from e2e_stack import GERMAN_CSV, Stack
 from google.protobuf import timestamp_pb2
 
@@ -35,15 +36,7 @@ MODEL = "credit-risk"
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 T_SHIFTED = T0 + timedelta(days=1)
 REPLAY = 300
-NUMERIC = {
-    "duration_in_month",
-    "credit_amount",
-    "installment_rate_in_percentage_of_disposable_income",
-    "present_residence_since",
-    "age_in_years",
-    "number_of_existing_credits_at_this_bank",
-    "number_of_people_being_liable_to_provide_maintenance_for",
-}
+NUMERIC = frozenset(INT_COLUMNS)  # the German credit data's integer attributes
 
 
 def _ts(when: datetime) -> timestamp_pb2.Timestamp:

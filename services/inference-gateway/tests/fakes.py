@@ -46,7 +46,16 @@ MODEL = "credit-risk"
 
 # Stored features of the fake feature service "credit_risk_v1" and their types.
 STORED = {"duration_in_month": INT64, "credit_amount": INT64, "age": INT64, "purpose": STRING}
-REQUEST_VALUES = {"requested_credit_amount": INT64}
+#: The request values the real feature-service advertises for ``credit_risk_v1``: its request
+#: source's fields under their caller-facing names (feature_service.schema.REQUEST_FIELDS); it also
+#: accepts the source's own names (``requested_credit_amount``, ``requested_duration_in_month``).
+REQUEST_VALUES = {"credit_amount": INT64, "duration_in_month": INT64}
+REQUEST_ALIASES = {
+    "credit_amount": "credit_amount",
+    "requested_credit_amount": "credit_amount",
+    "duration_in_month": "duration_in_month",
+    "requested_duration_in_month": "duration_in_month",
+}
 # The model signature: the stored features + the on-demand "monthly_installment".
 SIGNATURE = {**STORED, "monthly_installment": DOUBLE}
 
@@ -144,14 +153,18 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
                     out.values.add(
                         value=fv(stored[name]), status=fpb.FEATURE_STATUS_PRESENT, event_timestamp=stamp
                     )
-            amount = (
-                plain(entity.request_values["requested_credit_amount"])
-                if ("requested_credit_amount" in entity.request_values)
-                else None
-            )
+            # The on-demand view: a non-null request value replaces the stored one.
+            given = {
+                REQUEST_ALIASES[name]: plain(value)
+                for name, value in entity.request_values.items()
+                if name in REQUEST_ALIASES
+            }
+            amount = given.get("credit_amount")
             if amount is None and stored is not None:
                 amount = stored.get("credit_amount")
-            duration = stored.get("duration_in_month") if stored else None
+            duration = given.get("duration_in_month")
+            if duration is None and stored is not None:
+                duration = stored.get("duration_in_month")
             if amount is not None and duration:
                 out.values.add(value=fv(amount / duration), status=fpb.FEATURE_STATUS_PRESENT)
             else:

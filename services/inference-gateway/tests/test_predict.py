@@ -84,17 +84,32 @@ async def test_grpc_predict_and_list_models(gw):
 
 
 async def test_request_value_precedence_and_on_demand_input(gw, stack):
+    # credit_amount is both a stored feature and a request value of the feature service (as the
+    # real feature-service advertises it): the caller's value overrides the stored 2000 in the
+    # model's input and reaches the on-demand view, whose monthly_installment uses it.
     r = await gw.http.post(
         "/v1/predict",
-        json={
-            "applicant_id": 1,
-            "request_values": {"credit_amount": {"int64Value": "3000"}, "requested_credit_amount": 6000},
-        },
+        json={"applicant_id": 1, "request_values": {"credit_amount": {"int64Value": "3000"}}},
     )
     assert r.status_code == 200, r.text
     features = r.json()["features"]
-    assert features["credit_amount"] == 3000  # override of the stored 2000
-    assert features["monthly_installment"] == pytest.approx(6000 / 12)  # on-demand view got the input
+    assert features["credit_amount"] == 3000
+    assert features["monthly_installment"] == pytest.approx(3000 / 12)
+    # Both request values given: the on-demand view uses both.
+    r = await gw.http.post(
+        "/v1/predict",
+        json={"applicant_id": 1, "request_values": {"credit_amount": 3000, "duration_in_month": 24}},
+    )
+    assert r.status_code == 200, r.text
+    features = r.json()["features"]
+    assert features["duration_in_month"] == 24
+    assert features["monthly_installment"] == pytest.approx(3000 / 24)
+    # The request source's own field name is not a name the feature service advertises.
+    r = await gw.http.post(
+        "/v1/predict", json={"applicant_id": 1, "request_values": {"requested_credit_amount": 6000}}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field_violations"][0]["field"] == "request_values.requested_credit_amount"
 
 
 async def test_missing_optional_listed_and_null_to_model(gw, stack):
@@ -139,13 +154,15 @@ async def test_unknown_applicant(gw):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await gw.grpc.Predict(ipb.PredictRequest(applicant_id=999_999))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    # With request values it is scored on them; the rest is listed as missing.
+    # With request values it is scored on them (the on-demand view computes monthly_installment
+    # from the request's values, as the real feature-service does); the rest is listed as missing.
     r = await gw.http.post(
         "/v1/predict",
         json={"applicant_id": 999_999, "request_values": {"duration_in_month": 12, "credit_amount": 1000}},
     )
     assert r.status_code == 200, r.text
-    assert r.json()["missing_features"] == ["age", "monthly_installment", "purpose"]
+    assert r.json()["missing_features"] == ["age", "purpose"]
+    assert r.json()["features"]["monthly_installment"] == pytest.approx(1000 / 12)
 
 
 @pytest.mark.parametrize(

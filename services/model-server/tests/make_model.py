@@ -23,10 +23,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from creditrisk_testing.german_credit import german_credit_frame
 from training_service import tracking
 from training_service.modelling import to_model_input
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
-from training_service.testing.german_credit import german_credit_frame
 from training_service.training import TrainingSpec, train
 
 

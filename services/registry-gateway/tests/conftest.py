@@ -25,8 +25,8 @@ import pytest
 import pytest_asyncio
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from creditrisk_kit import ServiceRunner, ServiceSettings, aio_channel, wait_until_serving
-from fake_feature_service import FakeFeatureStoreService
-from fake_feature_service import register as register_fake
+from creditrisk_testing.feature_store import FakeFeatureStoreService
+from creditrisk_testing.feature_store import register as register_fake
 from registry_gateway.app import build
 from registry_gateway.core import RegistryCore
 from registry_gateway.settings import Settings, TokenEntry

@@ -18,7 +18,7 @@ import pytest
 from conftest import ADMIN, PROMOTER, VIEWER, Stack, unique
 from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as pb
-from german_credit import german_credit_frame
+from creditrisk_testing.german_credit import german_credit_frame
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 

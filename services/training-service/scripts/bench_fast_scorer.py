@@ -19,9 +19,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
+from creditrisk_testing.german_credit import german_credit_frame
 from training_service.modelling import predict_default, to_model_input
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
-from training_service.testing.german_credit import german_credit_frame
 from training_service.training import TrainingSpec, train
 
 

@@ -18,7 +18,7 @@
    ``VotingClassifier(voting="soft")`` computes (members are fitted independently); the chosen
    configuration is refit as a ``VotingClassifier`` on the outer training part.
 
-Data: the German credit test fixture (``training_service.testing.german_credit``), which
+Data: the German credit test fixture (``creditrisk_testing.german_credit``), which
 reproduces the feature-service's derivation; all 1,000 labelled rows (no gate window, no test
 split: this is a study of the algorithms, not a training job).
 
@@ -39,6 +39,7 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+from creditrisk_testing.german_credit import german_credit_frame
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier
@@ -53,7 +54,6 @@ from training_service.modelling import (
 )
 from training_service.policy import LABEL, FeaturePolicy
 from training_service.spec import Algorithm, ModelSpec
-from training_service.testing.german_credit import german_credit_frame
 from training_service.training import cross_validated_auc
 
 GRIDS: dict[Algorithm, dict[str, list[Any]]] = {

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from creditrisk_testing.german_credit import german_credit_frame
 from training_service import mlflow_server
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
-from training_service.testing.german_credit import german_credit_frame
 from training_service.training import TrainingOutcome, TrainingSpec, train
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")

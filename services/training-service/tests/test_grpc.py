@@ -1,6 +1,6 @@
 """The training-service over gRPC, in process: the server on port 0, a real ``mlflow server`` (the
 ``mlflow_embedded`` fixture) and a contract-level TEST DOUBLE of the feature-service
-(:class:`training_service.testing.fake_feature_service.FakeFeatureStoreService`, also on port 0)
+(:class:`creditrisk_testing.feature_store.FakeFeatureStoreService`, also on port 0)
 serving the German credit test frame through ``GetHistoricalFeatures`` with labelled entities."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk.training.v1 import training_service_pb2_grpc as pb_grpc
 from creditrisk_kit import ServiceRunner, ServiceSettings, aio_channel, wait_until_serving
+from creditrisk_testing.feature_store import FakeFeatureStoreService
+from creditrisk_testing.feature_store import register as register_fake
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -25,8 +27,6 @@ from training_service import readiness
 from training_service.convert import Defaults
 from training_service.jobs import TrainingJobs
 from training_service.servicer import SERVICE_NAME, register
-from training_service.testing.fake_feature_service import FakeFeatureStoreService
-from training_service.testing.fake_feature_service import register as register_fake
 from training_service.training_set import FeatureServiceClient
 
 pytestmark = pytest.mark.timeout(120)

@@ -50,8 +50,8 @@ import pandas as pd
 from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
+from creditrisk_clients import DownstreamErrors, not_found
 from creditrisk_kit import (
-    DeadlineExceeded,
     FailedPrecondition,
     NotFound,
     PreconditionViolation,
@@ -446,6 +446,38 @@ def _check_lineage_digest(
 REGISTRY_TOKEN_SETTING = "DRIFT_SERVICE_REGISTRY_TOKEN"  # noqa: S105
 
 
+def _refused_token(exc: grpc.RpcError) -> Exception:
+    code = exc.code()
+    return FailedPrecondition(
+        f"the registry-gateway refused the drift-service's token ({code.name}); "
+        f"set {REGISTRY_TOKEN_SETTING} to a viewer token",
+        [
+            PreconditionViolation(
+                type="REGISTRY_TOKEN",
+                subject=REGISTRY_TOKEN_SETTING,
+                description="a bearer token of a viewer of the registry-gateway",
+            )
+        ],
+    )
+
+
+def _registry_errors(subject: str) -> DownstreamErrors:
+    """The registry-gateway's errors of GetModelVersion (see
+    :class:`RegistryGatewayTrainingDatasetResolver`)."""
+    return DownstreamErrors(
+        "the registry-gateway",
+        on={
+            grpc.StatusCode.UNAUTHENTICATED: _refused_token,
+            grpc.StatusCode.PERMISSION_DENIED: _refused_token,
+            grpc.StatusCode.NOT_FOUND: not_found(
+                "model version", subject, description="not in the registry-gateway"
+            ),
+        },
+        unavailable_message=f"the registry-gateway did not answer for model version {subject!r}",
+        deadline_message=f"the registry-gateway did not answer in time for model version {subject!r}",
+    )
+
+
 class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
     """The training dataset of a model version, found through the registry-gateway.
 
@@ -542,28 +574,5 @@ class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
         try:
             response = self._stub.GetModelVersion(request, metadata=self._metadata, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            code = exc.code() if callable(getattr(exc, "code", None)) else None
-            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                raise FailedPrecondition(
-                    f"the registry-gateway refused the drift-service's token ({code.name}); "
-                    f"set {REGISTRY_TOKEN_SETTING} to a viewer token",
-                    [
-                        PreconditionViolation(
-                            type="REGISTRY_TOKEN",
-                            subject=REGISTRY_TOKEN_SETTING,
-                            description="a bearer token of a viewer of the registry-gateway",
-                        )
-                    ],
-                ) from exc
-            if code is grpc.StatusCode.NOT_FOUND:
-                raise NotFound("model version", subject, description="not in the registry-gateway") from exc
-            if code is grpc.StatusCode.UNAVAILABLE:
-                raise Unavailable(
-                    f"the registry-gateway did not answer for model version {subject!r}"
-                ) from exc
-            if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DeadlineExceeded(
-                    f"the registry-gateway did not answer in time for model version {subject!r}"
-                ) from exc
-            raise
+            _registry_errors(subject).raise_for(exc)
         return response.model_version

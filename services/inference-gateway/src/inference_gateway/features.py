@@ -2,7 +2,17 @@
 
 :class:`FeatureClient` reads one applicant's row of a Feast feature service within a deadline and
 keeps the feature service's schema (stored features and request values with their types), read
-with ``GetFeatureService`` and refreshed every ``schema_ttl_s``.
+with ``GetFeatureService`` and refreshed every ``schema_ttl_s``. The calls go through
+:class:`creditrisk_clients.FeatureServiceClient`, over a channel with no default-deadline
+interceptor (every call passes its own timeout: measured cheaper on the hot path, see
+docs/benchmarks.md).
+
+Errors of the feature-service, as the gateway reports them (:data:`FEATURE_ERRORS`; the downstream
+message is not echoed): UNAVAILABLE and DEADLINE_EXCEEDED -> UNAVAILABLE; FAILED_PRECONDITION (it
+serves another feature service version) -> UNAVAILABLE; its own failures (INTERNAL, UNKNOWN,
+ABORTED, RESOURCE_EXHAUSTED, DATA_LOSS) -> UNAVAILABLE, a backend failure like a down backend (left
+as a raw ``AioRpcError`` it became a 500 whose REST handler re-raises, which also closed the
+client's connection); other codes unmapped.
 """
 
 from __future__ import annotations
@@ -14,9 +24,8 @@ from dataclasses import dataclass, field
 
 import grpc
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
-from creditrisk.feature.v1 import feature_service_pb2_grpc as fgrpc
-from creditrisk_kit import Unavailable, aio_channel
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from creditrisk_clients import DownstreamErrors, FeatureServiceClient, dependency_status, unavailable
+from creditrisk_kit import ServiceError
 
 from inference_gateway.values import Value, from_proto, to_proto, typed_proto
 
@@ -24,6 +33,21 @@ JOIN_KEY = "applicant_id"
 
 # Statuses that mean "no usable value": OUTSIDE_TTL counts as missing (issue 8).
 _FOUND_ROW = {fpb.FEATURE_STATUS_PRESENT, fpb.FEATURE_STATUS_NULL_VALUE, fpb.FEATURE_STATUS_OUTSIDE_TTL}
+
+_DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+#: The feature-service's errors as the gateway reports them (see the module docstring).
+FEATURE_ERRORS = DownstreamErrors(
+    "feature-service",
+    on={
+        grpc.StatusCode.FAILED_PRECONDITION: unavailable(
+            "feature-service serves another feature service version than the model's"
+        )
+    },
+    deadline_as_unavailable=True,
+    failures_as_unavailable=True,
+    unavailable_message="feature-service is unavailable or did not answer within the deadline",
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +93,9 @@ class FeatureClient:
         self.feature_service = feature_service
         self.deadline_s = deadline_s
         # Every call below passes its own timeout: no default-deadline interceptor on the hot path.
-        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=None)
-        self._stub = fgrpc.FeatureStoreServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._store = FeatureServiceClient.connect(
+            target, max_message_bytes=max_message_bytes, default_timeout_s=None, errors=FEATURE_ERRORS
+        )
         self._schema: FeatureSchema | None = None
         self._schema_at = 0.0
         self._schema_ttl_s = schema_ttl_s
@@ -79,10 +103,7 @@ class FeatureClient:
 
     async def serving(self) -> bool:
         """Whether the feature-service reports SERVING on ``grpc.health.v1`` (readiness)."""
-        response = await self._health.Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=self.deadline_s
-        )
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+        return await self._store.serving(timeout_s=self.deadline_s)
 
     async def schema(self) -> FeatureSchema:
         """The feature service's schema (cached ``schema_ttl_s``).
@@ -97,17 +118,12 @@ class FeatureClient:
             if self._schema is not None and time.monotonic() - self._schema_at < self._schema_ttl_s:
                 return self._schema
             try:
-                response = await self._stub.GetFeatureService(
-                    fpb.GetFeatureServiceRequest(name=self.feature_service), timeout=self.deadline_s
-                )
-            except grpc.aio.AioRpcError as exc:
-                if self._schema is not None and exc.code() in _DOWN:  # serve the last known schema
+                fs = await self._store.get_feature_service(self.feature_service, timeout_s=self.deadline_s)
+            except (ServiceError, grpc.aio.AioRpcError) as exc:
+                if self._schema is not None and dependency_status(exc) in _DOWN:  # the last known one
                     return self._schema
-                raise _unavailable(exc) from exc
-            fs = response.feature_service
-            features = {f.name: f.value_type for p in fs.projections for f in p.features}
-            requests = {r.name: r.value_type for r in fs.request_values}
-            self._schema = FeatureSchema(fs.version, features, requests)
+                raise
+            self._schema = FeatureSchema(fs.version, fs.features, fs.request_values)
             self._schema_at = time.monotonic()
             return self._schema
 
@@ -133,13 +149,9 @@ class FeatureClient:
         row = fpb.EntityRow(join_keys={JOIN_KEY: to_proto(applicant_id)})
         for name, value in request_values.items():
             row.request_values[name].CopyFrom(typed_proto(value, (types or {}).get(name, 0)))
-        request = fpb.GetOnlineFeaturesRequest(
-            feature_service=self.feature_service, entity_rows=[row], feature_service_version=version
+        response = await self._store.get_online_features(
+            self.feature_service, [row], version=version, timeout_s=self.deadline_s
         )
-        try:
-            response = await self._stub.GetOnlineFeatures(request, timeout=self.deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable(exc) from exc
         values: dict[str, Value] = {}
         types_out: dict[str, int] = {}
         statuses: dict[str, int] = {}
@@ -157,28 +169,4 @@ class FeatureClient:
         return OnlineRow(values, types_out, known, response.feature_service_version, statuses)
 
     async def close(self) -> None:
-        await self._channel.close()
-
-
-_DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-#: The feature-service failed on its side (e.g. INTERNAL from its store): a backend failure, 503 /
-#: UNAVAILABLE like a down backend. Left as a raw ``AioRpcError`` it became a 500 whose REST
-#: handler re-raises (Starlette's ServerErrorMiddleware), which also closed the client's connection.
-_FAILED = {
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.DATA_LOSS,
-}
-
-
-def _unavailable(exc: grpc.aio.AioRpcError) -> Exception:
-    """A feature-service failure as the gateway reports it (the downstream message is not echoed)."""
-    if exc.code() in _DOWN:
-        return Unavailable("feature-service is unavailable or did not answer within the deadline")
-    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-        return Unavailable("feature-service serves another feature service version than the model's")
-    if exc.code() in _FAILED:
-        return Unavailable(f"feature-service failed ({exc.code().name}); see its log")
-    return exc
+        await self._store.close()

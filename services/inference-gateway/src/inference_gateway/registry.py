@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
-from creditrisk.common.v1 import refs_pb2
-from creditrisk.registry.v1 import registry_service_pb2 as rpb
-from creditrisk.registry.v1 import registry_service_pb2_grpc as rgrpc
-from creditrisk_kit import Unavailable, aio_channel
+from creditrisk_clients import DownstreamErrors
+from creditrisk_clients.registry import RegistryClient as RegistryGatewayClient
+from creditrisk_kit import Unavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,9 +59,9 @@ class RegistryClient:
         required_inputs_tag: str,
         reconnect_max_s: float = 5.0,
     ) -> None:
-        self._channel = aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s)
-        self._stub = rgrpc.ModelRegistryServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._registry = RegistryGatewayClient.connect(
+            target, token=token, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s
+        )
         self._deadline_s = deadline_s
         self._tag = required_inputs_tag
         self._reconnect_max_s = reconnect_max_s
@@ -98,14 +97,9 @@ class RegistryClient:
             self._pending.pop(key, None)
 
     async def _fetch(self, name: str, version: int) -> ModelVersionInfo:
-        request = rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=name, version=version))
-        try:
-            response = await self._stub.GetModelVersion(
-                request, metadata=self._metadata, timeout=self._deadline_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"registry-gateway: model version {name}/{version}: {exc.code().name}") from exc
-        mv = response.model_version
+        mv = await self._registry.get_model_version(
+            name, version, timeout_s=self._deadline_s, errors=_version_errors(name, version)
+        )
         inputs = {c.name: c.value_type for c in mv.signature.inputs}
         required = {c.name for c in mv.signature.inputs if c.required}
         extra = mv.tags.get(self._tag, "") if self._tag else ""
@@ -129,10 +123,7 @@ class RegistryClient:
         problem = _StreamProblem(model_name)
         while True:
             try:
-                stream = self._stub.WatchAliases(
-                    rpb.WatchAliasesRequest(model_names=[model_name], aliases=aliases),
-                    metadata=self._metadata,
-                )
+                stream = self._registry.watch_aliases([model_name], aliases)
                 async for message in stream:
                     backoff = 0.1
                     problem.clear()
@@ -162,7 +153,21 @@ class RegistryClient:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self._channel.close()
+            await self._registry.close()
+
+
+def _version_errors(name: str, version: int) -> DownstreamErrors:
+    """Every failure of GetModelVersion is UNAVAILABLE here, naming the version and the code: the
+    gateway cannot route without it, whatever the registry-gateway's reason."""
+
+    def down(exc: grpc.RpcError) -> Exception:
+        return Unavailable(f"registry-gateway: model version {name}/{version}: {exc.code().name}")
+
+    return DownstreamErrors(
+        "registry-gateway",
+        on={grpc.StatusCode.UNAVAILABLE: down, grpc.StatusCode.DEADLINE_EXCEEDED: down},
+        default=down,
+    )
 
 
 class _StreamProblem:

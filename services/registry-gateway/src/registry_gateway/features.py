@@ -1,11 +1,17 @@
-"""The feature-service client (contract ``creditrisk.feature.v1.FeatureStoreService``): the
-feature service's definition for the signature check, and the gate window's labelled rows
+"""The feature-service as the registry-gateway uses it (contract
+``creditrisk.feature.v1.FeatureStoreService``, through :class:`creditrisk_clients.FeatureServiceClient`):
+the feature service's definition for the signature check, and the gate window's labelled rows
 (``GetHistoricalFeatures`` with ``LabelledEntities``: point-in-time correct, one row per labelled
-application, features as of the application time)."""
+application, features as of the application time).
+
+Errors of the feature-service, as the registry-gateway reports them: NOT_FOUND -> NOT_FOUND of the
+feature service; FAILED_PRECONDITION (a version mismatch) -> FAILED_PRECONDITION
+``FEATURE_SERVICE_VERSION``; UNAVAILABLE and DEADLINE_EXCEEDED -> UNAVAILABLE; other codes
+unmapped (INTERNAL here).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,11 +19,10 @@ import grpc
 import pandas as pd
 from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
-from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
-from creditrisk_kit import FailedPrecondition, NotFound, PreconditionViolation, Unavailable, aio_channel
-from creditrisk_kit.arrow import ChunkSequence
+from creditrisk_clients import DownstreamErrors, not_found
+from creditrisk_clients import FeatureServiceClient as FeatureStoreClient
+from creditrisk_kit import FailedPrecondition, PreconditionViolation
 from google.protobuf import timestamp_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ENTITY_KEY = "applicant_id"
 EVENT_TIMESTAMP = "event_timestamp"
@@ -29,7 +34,7 @@ class FeatureServiceDef:
 
     name: str
     version: str
-    features: dict[str, int]  # name -> creditrisk.common.v1.ValueType
+    features: dict[str, int]  # name -> creditrisk.common.v1.ValueType (request values included)
 
 
 def _ts(value: datetime) -> timestamp_pb2.Timestamp:
@@ -38,8 +43,30 @@ def _ts(value: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
+def _errors(name: str) -> DownstreamErrors:
+    """The feature-service's errors about feature service ``name`` (see the module docstring)."""
+
+    def version_mismatch(exc: grpc.RpcError) -> Exception:
+        return FailedPrecondition(
+            f"feature service {name!r}: {exc.details()}",
+            [PreconditionViolation("FEATURE_SERVICE_VERSION", name, "register a model trained on it")],
+        )
+
+    return DownstreamErrors(
+        "the feature-service",
+        on={
+            grpc.StatusCode.NOT_FOUND: not_found(
+                "feature service", name, description="unknown to the feature-service"
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION: version_mismatch,
+        },
+        deadline_as_unavailable=True,
+        unavailable_message="feature-service unavailable",
+    )
+
+
 class FeatureServiceClient:
-    """Async client of the feature-service.
+    """Async client of the feature-service (its channel made on first use, inside the event loop).
 
     Args:
         address: ``host:port``.
@@ -53,40 +80,24 @@ class FeatureServiceClient:
         self.address = address
         self.timeout_s = timeout_s
         self._max = max_message_bytes
-        self._channel: grpc.aio.Channel | None = None
+        self._client: FeatureStoreClient | None = None
 
-    def _stub(self) -> fpb_grpc.FeatureStoreServiceStub:
-        if self._channel is None:
-            self._channel = aio_channel(self.address, max_message_bytes=self._max)
-        return fpb_grpc.FeatureStoreServiceStub(self._channel)
+    def _store(self) -> FeatureStoreClient:
+        if self._client is None:
+            self._client = FeatureStoreClient.connect(
+                self.address, max_message_bytes=self._max, historical_timeout_s=self.timeout_s
+            )
+        return self._client
 
     async def close(self) -> None:
         """Close the channel."""
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def serving(self) -> bool:
         """Readiness: the feature-service's overall health is SERVING."""
-        assert self._stub() is not None
-        assert self._channel is not None
-        response = await health_pb2_grpc.HealthStub(self._channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=2.0
-        )
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-    def _map(self, exc: grpc.aio.AioRpcError, name: str) -> Exception:
-        code = exc.code()
-        if code == grpc.StatusCode.NOT_FOUND:
-            return NotFound("feature service", name, description="unknown to the feature-service")
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return FailedPrecondition(
-                f"feature service {name!r}: {exc.details()}",
-                [PreconditionViolation("FEATURE_SERVICE_VERSION", name, "register a model trained on it")],
-            )
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return Unavailable("feature-service unavailable")
-        return exc
+        return await self._store().serving(timeout_s=2.0)
 
     async def get_feature_service(self, name: str) -> FeatureServiceDef:
         """The registered definition of ``name``.
@@ -95,15 +106,11 @@ class FeatureServiceClient:
             NotFound: unknown feature service.
             Unavailable: the feature-service cannot be reached.
         """
-        try:
-            response = await self._stub().GetFeatureService(fpb.GetFeatureServiceRequest(name=name))
-        except grpc.aio.AioRpcError as exc:
-            raise self._map(exc, name) from exc
-        service = response.feature_service
-        features = {f.name: f.value_type for p in service.projections for f in p.features}
-        for spec in service.request_values:
-            features.setdefault(spec.name, spec.value_type)
-        return FeatureServiceDef(service.name, service.version, features)
+        definition = await self._store().get_feature_service(name, errors=_errors(name))
+        features = dict(definition.features)
+        for spec, value_type in definition.request_values.items():
+            features.setdefault(spec, value_type)
+        return FeatureServiceDef(definition.name, definition.version, features)
 
     async def labelled_rows(
         self,
@@ -121,6 +128,9 @@ class FeatureServiceClient:
             Entity columns (``applicant_id``, ``event_timestamp`` UTC, the label columns,
             ``label_timestamp``) then the feature columns; integer features as float64 (NaN for
             missing), string features as object (None for missing).
+
+        Raises:
+            NotFound / FailedPrecondition / Unavailable: see the module docstring.
         """
         query = fpb.HistoricalFeaturesQuery(
             feature_service=feature_service,
@@ -130,29 +140,9 @@ class FeatureServiceClient:
                 application_time_range=time_range_pb2.TimeRange(start=_ts(start), end=_ts(end)),
             ),
         )
-
-        async def requests() -> AsyncIterator[fpb.GetHistoricalFeaturesRequest]:
-            yield fpb.GetHistoricalFeaturesRequest(query=query)
-
-        chunks = ChunkSequence("chunk")
-        header: fpb.HistoricalFeaturesHeader | None = None
-        try:
-            call = self._stub().GetHistoricalFeatures(requests(), timeout=self.timeout_s)
-            async for message in call:
-                kind = message.WhichOneof("payload")
-                if kind == "header":
-                    header = message.header
-                elif kind == "chunk":
-                    chunks.add(
-                        message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence
-                    )
-        except grpc.aio.AioRpcError as exc:
-            raise self._map(exc, feature_service) from exc
-        table = chunks.table()
-        frame = table.to_pandas() if table is not None else pd.DataFrame()
-        if header is None:
-            raise Unavailable("feature-service sent no header")
-        for spec in header.features:
+        result = await self._store().historical_features(query, errors=_errors(feature_service))
+        frame = result.to_pandas()
+        for spec in result.header.features:
             if spec.name not in frame:
                 frame[spec.name] = None
             if spec.value_type in (values_pb2.VALUE_TYPE_INT64, values_pb2.VALUE_TYPE_DOUBLE):

@@ -20,7 +20,9 @@ Both results are merged on ``applicant_id`` and ``event_timestamp`` into the fra
 features as ``float64``, categorical ones as ``string`` (types from the header's declared value
 types, never from what a backend happened to return).
 
-Errors from the feature-service are mapped on purpose (:func:`map_rpc_error`): NOT_FOUND names the
+The calls go through :class:`creditrisk_clients.FeatureServiceClient` (one reassembly of the
+historical stream, shared with the other callers of the contract). Errors from the feature-service
+are mapped on purpose (:func:`downstream_errors`): NOT_FOUND names the
 feature service or label view; a version mismatch (FAILED_PRECONDITION there) is NOT_FOUND of that
 version here; UNAVAILABLE stays UNAVAILABLE and DEADLINE_EXCEEDED stays DEADLINE_EXCEEDED (retry);
 INVALID_ARGUMENT names the request field that caused it.
@@ -34,28 +36,15 @@ from datetime import datetime
 import grpc
 import pandas as pd
 import pyarrow as pa
-from creditrisk.common.v1 import time_range_pb2, values_pb2
+from creditrisk.common.v1 import time_range_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fs_pb
-from creditrisk.feature.v1 import feature_service_pb2_grpc as fs_grpc
-from creditrisk_kit import (
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PreconditionViolation,
-    Unavailable,
-)
-from creditrisk_kit.arrow import ChunkSequence
+from creditrisk_clients import DownstreamErrors, invalid_argument, not_found
+from creditrisk_clients import FeatureServiceClient as FeatureStoreClient
+from creditrisk_kit import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
 from google.protobuf import timestamp_pb2
 
 from training_service.policy import ENTITY_KEY, EVENT_TIMESTAMP, LABEL, LABEL_TIMESTAMP
 
-_ARROW_TYPES: dict[int, pa.DataType] = {
-    values_pb2.VALUE_TYPE_INT64: pa.int64(),
-    values_pb2.VALUE_TYPE_DOUBLE: pa.float64(),
-    values_pb2.VALUE_TYPE_STRING: pa.string(),
-    values_pb2.VALUE_TYPE_BOOL: pa.bool_(),
-}
 _PANDAS_TYPES = {
     pa.int64(): pd.Int64Dtype(),
     pa.string(): pd.StringDtype(),
@@ -120,30 +109,25 @@ class FeatureServiceInfo:
     features: tuple[str, ...]
 
 
-def map_rpc_error(exc: grpc.RpcError, *, kind: str, name: str, field_path: str) -> Exception:
-    """A feature-service error as the training-service's domain error (see the module docstring).
+def downstream_errors(*, kind: str, name: str, field_path: str) -> DownstreamErrors:
+    """How the feature-service's errors are raised here (see the module docstring).
 
     Args:
-        exc: the error of the call.
         kind / name: what the call was about, e.g. ``("feature service", "credit_risk_v1")``.
         field_path: the request field to name for INVALID_ARGUMENT.
 
-    Returns:
-        The exception to raise (the original one for codes without a mapping: INTERNAL upstream).
+    Codes without a mapping keep the original error (INTERNAL upstream).
     """
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else ""
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(kind, name, description=str(details or ""))
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return NotFound(f"{kind} version", name, description=str(details or ""))
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return Unavailable("the feature-service is unavailable; retry later")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DeadlineExceeded("the feature-service did not answer in time")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument(field_path, f"rejected by the feature-service: {details}")
-    return exc
+    return DownstreamErrors(
+        "the feature-service",
+        on={
+            grpc.StatusCode.NOT_FOUND: not_found(kind, name),
+            grpc.StatusCode.FAILED_PRECONDITION: not_found(f"{kind} version", name),
+            grpc.StatusCode.INVALID_ARGUMENT: invalid_argument(
+                field_path, prefix="rejected by the feature-service"
+            ),
+        },
+    )
 
 
 class FeatureServiceClient:
@@ -159,8 +143,7 @@ class FeatureServiceClient:
     def __init__(
         self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0, max_chunk_rows: int = 0
     ) -> None:
-        self._stub = fs_grpc.FeatureStoreServiceStub(channel)
-        self._timeout_s = timeout_s
+        self._store = FeatureStoreClient(channel, historical_timeout_s=timeout_s)
         self._max_chunk_rows = max_chunk_rows
 
     async def feature_service(
@@ -172,18 +155,16 @@ class FeatureServiceClient:
             NotFound: unknown feature service, or registered version != ``expected_version``.
             Unavailable / DeadlineExceeded: the feature-service cannot be reached in time.
         """
-        try:
-            response = await self._stub.GetFeatureService(fs_pb.GetFeatureServiceRequest(name=name))
-        except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc, kind="feature service", name=name, field_path=field_path) from exc
-        service = response.feature_service
+        service = await self._store.get_feature_service(
+            name, errors=downstream_errors(kind="feature service", name=name, field_path=field_path)
+        )
         if expected_version and service.version != expected_version:
             raise NotFound(
                 "feature service version",
                 f"{name}:{expected_version}",
                 description=f"registered version is {service.version!r}",
             )
-        features = tuple(f.name for p in service.projections for f in p.features)
+        features = tuple(service.features)
         return FeatureServiceInfo(name, service.version, features)
 
     async def label_view(self, name: str, *, field_path: str = "spec.label.feature_view") -> None:
@@ -192,10 +173,9 @@ class FeatureServiceClient:
         Raises:
             NotFound: unknown feature view.
         """
-        try:
-            await self._stub.GetFeatureView(fs_pb.GetFeatureViewRequest(name=name))
-        except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc, kind="label feature view", name=name, field_path=field_path) from exc
+        await self._store.get_feature_view(
+            name, errors=downstream_errors(kind="label feature view", name=name, field_path=field_path)
+        )
 
     async def historical(
         self, feature_service: str, version: str, request: TrainingSetRequest
@@ -203,7 +183,8 @@ class FeatureServiceClient:
         """One ``GetHistoricalFeatures`` call with labelled entities: (header, result table).
 
         Raises:
-            as :func:`map_rpc_error`; InvalidArgument when the stream breaks the chunk protocol.
+            as :func:`downstream_errors`; InvalidArgument when the stream breaks the chunk protocol;
+            Unavailable when it ends without header or summary or its row counts disagree.
         """
         query = fs_pb.HistoricalFeaturesQuery(
             feature_service=feature_service,
@@ -219,38 +200,13 @@ class FeatureServiceClient:
             ),
         )
 
-        async def requests():  # type: ignore[no-untyped-def]
-            yield fs_pb.GetHistoricalFeaturesRequest(query=query)
-
-        header: fs_pb.HistoricalFeaturesHeader | None = None
-        sequence = ChunkSequence("chunk")
-        summary: fs_pb.HistoricalFeaturesSummary | None = None
-        try:
-            async for message in self._stub.GetHistoricalFeatures(requests(), timeout=self._timeout_s):
-                kind = message.WhichOneof("payload")
-                if kind == "header":
-                    header = message.header
-                elif kind == "chunk":
-                    sequence.add(
-                        message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence
-                    )
-                elif kind == "summary":
-                    summary = message.summary
-        except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(
-                exc, kind="feature service", name=feature_service, field_path="spec.application_time_range"
-            ) from exc
-        if header is None or summary is None:
-            raise Unavailable("the feature-service ended GetHistoricalFeatures without header or summary")
-        if summary.row_count != sequence.rows or header.entity_row_count != sequence.rows:
-            raise Unavailable(
-                f"the feature-service sent {sequence.rows} rows, its header and summary say "
-                f"{header.entity_row_count} and {summary.row_count}"
-            )
-        table = sequence.table()
-        if table is None:  # no chunk at all: an empty result with the header's columns
-            table = pa.table({c: pa.array([], pa.null()) for c in header.entity_columns})
-        return header, _typed(table, header)
+        result = await self._store.historical_features(
+            query,
+            errors=downstream_errors(
+                kind="feature service", name=feature_service, field_path="spec.application_time_range"
+            ),
+        )
+        return result.header, result.table
 
     async def training_set(
         self, request: TrainingSetRequest, *, fairness_attributes: tuple[str, ...] = ()
@@ -263,7 +219,7 @@ class FeatureServiceClient:
 
         Raises:
             FailedPrecondition: no labelled row in the range (known at the cut-off).
-            NotFound / Unavailable / DeadlineExceeded / InvalidArgument: see :func:`map_rpc_error`.
+            NotFound / Unavailable / DeadlineExceeded / InvalidArgument: see :func:`downstream_errors`.
         """
         header, table = await self.historical(
             request.feature_service, request.feature_service_version, request
@@ -303,18 +259,6 @@ class FeatureServiceClient:
                 )
                 added = wanted
         return TrainingSet(frame, header.feature_service_version, features, added)
-
-
-def _typed(table: pa.Table, header: fs_pb.HistoricalFeaturesHeader) -> pa.Table:
-    """Feature columns cast to their declared types (an all-null column arrives as Arrow null)."""
-    for spec in header.features:
-        target = _ARROW_TYPES.get(spec.value_type)
-        if target is None or spec.name not in table.column_names:
-            continue
-        index = table.column_names.index(spec.name)
-        if table.schema.field(index).type != target:
-            table = table.set_column(index, spec.name, table.column(index).cast(target))
-    return table
 
 
 def to_frame(table: pa.Table, label_column: str = LABEL) -> pd.DataFrame:

@@ -1,8 +1,8 @@
-"""TEST FIXTURE (copied from the training-service's ``testing/german_credit.py``; services never
-import each other): a training frame built from ``data/german_credit.csv`` the way the feature-service
-derives it. Not the production path: in production the training frame comes only from the
-feature-service's ``GetHistoricalFeatures`` (point-in-time correct, labels joined on applicant and
-label time). Tests, the quality script and benchmarks use this to avoid starting Feast.
+"""TEST FIXTURE (extra ``feature-store``): a training frame built from ``data/german_credit.csv``
+the way the feature-service derives it. Not the production path: in production the training frame
+comes only from the feature-service's ``GetHistoricalFeatures`` (point-in-time correct, labels
+joined on applicant and label time). Tests, the quality script and benchmarks use this to avoid
+starting Feast.
 
 Reproduces ``feature_service.ingest`` (issue 3):
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 GERMAN_CREDIT_CSV = REPO_ROOT / "data" / "german_credit.csv"
 APPLICATION_START = datetime(2023, 1, 1, tzinfo=UTC)
 APPLICATION_END = datetime(2025, 1, 1, tzinfo=UTC)

@@ -1,8 +1,8 @@
-"""TEST DOUBLE (adapted from the training-service's ``testing/fake_feature_service.py``; services never
-import each other): a contract-level fake of the feature-service (``FeatureStoreServiceServicer``).
+"""TEST DOUBLE (extra ``feature-store``): a contract-level fake of the feature-service
+(``FeatureStoreServiceServicer``), shared by the registry-gateway's and the training-service's tests.
 
-Serves the German credit test frame (:mod:`training_service.testing.german_credit`) through the
-parts of ``creditrisk.feature.v1.FeatureStoreService`` the training-service calls, honouring the
+Serves the German credit test frame (:mod:`creditrisk_testing.german_credit`) through the parts of
+``creditrisk.feature.v1.FeatureStoreService`` those services call, honouring the
 contract: ``GetFeatureService`` / ``GetFeatureView`` (NOT_FOUND naming the unknown one),
 ``GetHistoricalFeatures`` with ``LabelledEntities`` only (application-time range ``[start, end)``,
 labels known at or before ``labels_known_at``; FAILED_PRECONDITION naming both versions on a version
@@ -25,17 +25,19 @@ from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
 from creditrisk_kit import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation, Unavailable
 from creditrisk_kit.arrow import encode_chunks
-from german_credit import german_credit_frame
 
-PROTECTED_ATTRIBUTES = ("personal_status_and_sex", "foreign_worker")
+from creditrisk_testing.german_credit import german_credit_frame
 
 LABEL_VIEW = "credit_label"
 MODEL_SERVICE = "credit_risk_v1"
 FAIRNESS_SERVICE = "credit_risk_fairness_v1"
+#: The protected attributes the fairness feature service serves (the feature repo's; the training
+#: policy keeps them out of the model's inputs).
+PROTECTED_ATTRIBUTES = ("personal_status_and_sex", "foreign_worker")
 _ENTITY_COLUMNS = ["applicant_id", "event_timestamp", "creditability", "label_timestamp"]
 
 
-def _value_type(series: pd.Series) -> int:
+def _value_type(series: pd.Series) -> values_pb2.ValueType.ValueType:
     if pd.api.types.is_integer_dtype(series.dtype):
         return values_pb2.VALUE_TYPE_INT64
     if pd.api.types.is_float_dtype(series.dtype):
@@ -43,7 +45,7 @@ def _value_type(series: pd.Series) -> int:
     return values_pb2.VALUE_TYPE_STRING
 
 
-class FakeFeatureStoreService(pb_grpc.FeatureStoreServiceServicer):  # type: ignore[misc]
+class FakeFeatureStoreService(pb_grpc.FeatureStoreServiceServicer):
     """TEST DOUBLE of the feature-service (see the module docstring).
 
     Args:

@@ -1,1 +1,0 @@
-"""TEST FIXTURES ONLY: never used on the production path (which reads the feature-service)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from creditrisk_testing import sqlstores
+from creditrisk_testing.german_credit import ATTRIBUTE_COLUMNS
 from creditrisk_testing.sqlstores import SQL_PROFILES
 from drift_service.domain import PredictionEvent, ServingMode
 from drift_service.settings import DriftServiceSettings
@@ -22,28 +23,8 @@ from drift_service.store import Store
 from drift_service.testdata import load_german_credit, stratified_split
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
-ATTRIBUTES = [
-    "status_of_existing_checking_account",
-    "duration_in_month",
-    "credit_history",
-    "purpose",
-    "credit_amount",
-    "savings_account_and_bonds",
-    "present_employment_since",
-    "installment_rate_in_percentage_of_disposable_income",
-    "personal_status_and_sex",
-    "other_debtors_or_guarantors",
-    "present_residence_since",
-    "property",
-    "age_in_years",
-    "other_installment_plans",
-    "housing",
-    "number_of_existing_credits_at_this_bank",
-    "job",
-    "number_of_people_being_liable_to_provide_maintenance_for",
-    "telephone",
-    "foreign_worker",
-]
+#: The 20 attributes of the German credit data, in file order.
+ATTRIBUTES = list(ATTRIBUTE_COLUMNS)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,7 @@ registry's only writer in the platform; the drift-service itself only reads).
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -31,6 +25,8 @@ from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_kit import FailedPrecondition, NotFound, Unavailable
+from creditrisk_testing.entrypoints import free_port
+from creditrisk_testing.mlflow import mlflow_server
 from drift_service.core import DriftCore, default_resolver
 from drift_service.domain import PREDICTION_COLUMN, GroundTruthLabel, PolicyKind, Window, now_utc
 from drift_service.reference import (
@@ -46,12 +42,6 @@ MODEL = "credit-risk-drift-test"
 PROTECTED = ("personal_status_and_sex", "foreign_worker")
 FEATURES = [c for c in ATTRIBUTES if c not in PROTECTED]
 RUN_TEST_AUC = 0.99
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -78,49 +68,8 @@ def tracking(
 ) -> Iterator[Tracking]:
     """A tracking server with one training run and two registered versions (one without a run)."""
     data = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "OMP_NUM_THREADS": "1",
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{data / 'mlflow.db'}",
-    ]
-    argv += ["--serve-artifacts", "--artifacts-destination", str(data / "artifacts")]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = (data / "server.log").open("ab")
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (data / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not answer /health"
-            time.sleep(0.2)
+    with mlflow_server(data, timeout_s=120) as url:
         yield _log_training_run(url, split[0], data)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _log_training_run(url: str, reference: pd.DataFrame, tmp: Path) -> Tracking:
@@ -196,7 +145,7 @@ def test_unknown_things_are_not_found_and_a_dead_server_unavailable(tracking: Tr
         resolver.resolve(MODEL, 1, f"runs:/{tracking.run_id}/training_set/absent.parquet")
     with pytest.raises(FailedPrecondition, match="no MLflow run"):
         resolver.resolve(MODEL, tracking.version_without_run, None)
-    dead = MlflowTrainingDatasetResolver(f"http://127.0.0.1:{_free_port()}")
+    dead = MlflowTrainingDatasetResolver(f"http://127.0.0.1:{free_port()}")
     began = time.monotonic()
     with pytest.raises(Unavailable, match="MLflow"):
         dead.resolve(MODEL, 1, None)
@@ -344,7 +293,7 @@ def test_registry_gateway_errors_are_mapped(tracking: Tracking, registry: tuple[
     with pytest.raises(NotFound, match=f"{MODEL}/99"):
         resolver.resolve(MODEL, 99, None)
     resolver.close()
-    dead = _via_registry(f"127.0.0.1:{_free_port()}", tracking)
+    dead = _via_registry(f"127.0.0.1:{free_port()}", tracking)
     began = time.monotonic()
     with pytest.raises(Unavailable, match="registry-gateway"):
         dead.resolve(MODEL, V_MLFLOW_DIGEST, None)

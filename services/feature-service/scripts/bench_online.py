@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from creditrisk_testing.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICE_DIR = Path(__file__).resolve().parents[1]
@@ -97,18 +97,6 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None
             pass
         time.sleep(0.25)
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop a child we started (its own process group), by its pid."""
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def materialize_both(settings: Any, n: int) -> dict[str, Any]:
@@ -211,7 +199,7 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
     except grpc.RpcError as exc:
         raise RuntimeError(f"gRPC benchmark failed: {exc}") from exc
     finally:
-        stop(service)
+        stop_group(service)
 
     # --- (a) redis-py directly: the same hashes
     client = redis.Redis.from_url(settings.redis_url)
@@ -295,7 +283,7 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
         print(log.read_text()[-3000:], file=sys.stderr)
         raise
     finally:
-        stop(server)
+        stop_group(server)
     return results
 
 

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 import pytest_asyncio
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from creditrisk_kit import ServiceRunner, ServiceSettings, aio_channel, wait_until_serving
 from creditrisk_testing.feature_store import FakeFeatureStoreService
 from creditrisk_testing.feature_store import register as register_fake
+from creditrisk_testing.mlflow import (
+    MlflowServer,
+    create_postgres_database,
+    drop_postgres_database,
+    start_mlflow_server,
+)
 from registry_gateway.app import build
 from registry_gateway.core import RegistryCore
 from registry_gateway.settings import Settings, TokenEntry
@@ -34,13 +34,6 @@ from registry_gateway.settings import Settings, TokenEntry
 HERE = Path(__file__).resolve().parent
 SERVICE_DIR = HERE.parent
 TRAINING_PYTHON = SERVICE_DIR.parent / "training-service" / ".venv" / "bin" / "python"
-LEAN_ENV = {
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "false",
-    "OMP_NUM_THREADS": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-}
 TOKENS = {
     "viewer-token": TokenEntry(subject="dashboard", role="viewer"),
     "promoter-token": TokenEntry(subject="pipeline", role="promoter"),
@@ -50,83 +43,6 @@ VIEWER = (("authorization", "Bearer viewer-token"),)
 PROMOTER = (("authorization", "Bearer promoter-token"),)
 ADMIN = (("authorization", "Bearer admin-token"),)
 PROFILES = ("embedded", "real")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class MlflowServer:
-    """A started ``mlflow server``."""
-
-    url: str
-    proc: subprocess.Popen[bytes]
-    database: str | None = None
-
-
-def _start_mlflow(profile: str, data_dir: Path, postgres_dsn: str) -> MlflowServer:
-    port = _free_port()
-    database = None
-    if profile == "embedded":
-        backend = f"sqlite:///{data_dir / 'mlflow.db'}"
-    else:
-        database = f"mlflow_rg_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        base = postgres_dsn.split("://", 1)[1].rsplit("/", 1)[0]
-        backend = f"postgresql+psycopg://{base}/{database}"
-    argv = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend,
-        "--serve-artifacts",
-        "--artifacts-destination",
-        str(data_dir / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 (kept by the child)
-    proc = subprocess.Popen(
-        argv, env={**os.environ, **LEAN_ENV}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return MlflowServer(f"http://127.0.0.1:{port}", proc, database)
-
-
-def _wait_healthy(server: MlflowServer, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {server.proc.returncode}")
-        time.sleep(0.3)
-    raise TimeoutError(f"mlflow server {server.url} not healthy in {timeout_s} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass
@@ -147,12 +63,17 @@ def mlflow_stacks(postgres_dsn: str) -> Iterator[dict[str, Stack]]:
     """Both profiles' MLflow servers, started together; the fixture runs made once for both."""
     root = Path(tempfile.mkdtemp(prefix="rg-tests-"))
     servers: dict[str, MlflowServer] = {}
+    databases: list[str] = []
     try:
         for profile in PROFILES:
             (root / profile).mkdir()
-            servers[profile] = _start_mlflow(profile, root / profile, postgres_dsn)
+            backend = None
+            if profile == "real":
+                backend, database = create_postgres_database(postgres_dsn, "mlflow_rg")
+                databases.append(database)
+            servers[profile] = start_mlflow_server(root / profile, backend_uri=backend)
         for server in servers.values():
-            _wait_healthy(server)
+            server.wait_healthy()
         result = subprocess.run(
             [str(TRAINING_PYTHON), str(HERE / "make_runs.py"), *(s.url for s in servers.values())],
             capture_output=True,
@@ -166,11 +87,9 @@ def mlflow_stacks(postgres_dsn: str) -> Iterator[dict[str, Stack]]:
         yield {p: Stack(p, s.url, runs[s.url]) for p, s in servers.items()}
     finally:
         for server in servers.values():
-            _stop(server.proc)
-        for server in servers.values():
-            if server.database:
-                with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+            server.stop()
+        for database in databases:
+            drop_postgres_database(postgres_dsn, database)
 
 
 @pytest.fixture(scope="session", autouse=True)

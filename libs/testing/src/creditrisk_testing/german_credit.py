@@ -26,6 +26,29 @@ GERMAN_CREDIT_CSV = REPO_ROOT / "data" / "german_credit.csv"
 APPLICATION_START = datetime(2023, 1, 1, tzinfo=UTC)
 APPLICATION_END = datetime(2025, 1, 1, tzinfo=UTC)
 LABEL_DELAY_DAYS = 365
+#: The 20 attributes of ``data/german_credit.csv``, in file order (the label column follows them).
+ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "status_of_existing_checking_account",
+    "duration_in_month",
+    "credit_history",
+    "purpose",
+    "credit_amount",
+    "savings_account_and_bonds",
+    "present_employment_since",
+    "installment_rate_in_percentage_of_disposable_income",
+    "personal_status_and_sex",
+    "other_debtors_or_guarantors",
+    "present_residence_since",
+    "property",
+    "age_in_years",
+    "other_installment_plans",
+    "housing",
+    "number_of_existing_credits_at_this_bank",
+    "job",
+    "number_of_people_being_liable_to_provide_maintenance_for",
+    "telephone",
+    "foreign_worker",
+)
 INT_COLUMNS = (
     "duration_in_month",
     "credit_amount",

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from conftest import FakeTrainingService
+from creditrisk.common.v1 import serving_pb2
+from creditrisk.inference.v1 import inference_service_pb2 as ipb
+from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
@@ -195,3 +198,79 @@ def test_decide_reads_the_policy_verdict() -> None:
     assert ops.decide(0, force=True)[0] is True
     with pytest.raises(ValueError, match="trigger_count=-1"):
         ops.decide(-1)
+
+
+class RolloutGateway(ipb_grpc.InferenceServiceServicer):
+    """The champion slot serves v1, then v2 (not ready), then v2 ready; or refuses the caller."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.calls = 0
+        self.refuse = refuse
+
+    def ListServingModels(self, request, context):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.refuse:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "no access to the serving slots")
+        version, ready = [(1, True), (2, False), (2, True)][min(self.calls, 3) - 1]
+        slot = ipb.ServingModel(slot=serving_pb2.SERVING_SLOT_CHAMPION, model_name="credit-risk", ready=ready)
+        slot.model_version = version
+        return ipb.ListServingModelsResponse(models=[slot])
+
+
+def test_confirm_rollout_polls_until_the_champion_serves_the_version(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = RolloutGateway()
+    target = serve(lambda server: ipb_grpc.add_InferenceServiceServicer_to_server(fake, server))
+    result = ops.confirm_rollout(target, "credit-risk", 2, timeout_s=30, poll_s=0.01)
+    assert (result["confirmed"], result["version"], fake.calls) == (True, 2, 3)
+    refusing = RolloutGateway(refuse=True)
+    target = serve(lambda server: ipb_grpc.add_InferenceServiceServicer_to_server(refusing, server))
+    with pytest.raises(
+        ops.ServiceCallError, match="inference-gateway ListServingModels failed: PERMISSION_DENIED: no access"
+    ):
+        ops.confirm_rollout(target, "credit-risk", 2, timeout_s=30, poll_s=0.01)
+    with pytest.raises(TimeoutError, match=r"did not serve credit-risk v3 within 0 s \(last: credit-risk v2"):
+        ops.confirm_rollout(
+            serve(lambda server: ipb_grpc.add_InferenceServiceServicer_to_server(RolloutGateway(), server)),
+            "credit-risk",
+            3,
+            timeout_s=0.3,
+            poll_s=0.01,
+        )
+
+
+class RegisteringRegistry(rpb_grpc.ModelRegistryServiceServicer):
+    """No registered model at first; a registration of run ``bad`` fails its checks."""
+
+    def __init__(self) -> None:
+        self.versions: list[rpb.ModelVersion] = []
+
+    def ListModelVersions(self, request, context):  # type: ignore[no-untyped-def]
+        if not self.versions:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"registered model {request.name!r}")
+        return rpb.ListModelVersionsResponse(model_versions=self.versions)
+
+    def RegisterModelVersion(self, request, context):  # type: ignore[no-untyped-def]
+        if request.run_id == "bad":
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "model signature: missing input duration_months"
+            )
+        version = rpb.ModelVersion(name=request.registered_model_name, version=len(self.versions) + 1)
+        version.run_id = request.run_id
+        version.tags.update(request.tags)
+        self.versions.append(version)
+        return rpb.RegisterModelVersionResponse(model_version=version)
+
+
+def test_register_is_idempotent_and_names_a_failed_check(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = RegisteringRegistry()
+    target = serve(lambda server: rpb_grpc.add_ModelRegistryServiceServicer_to_server(fake, server))
+    first = ops.register(target, "t", "run-1", "credit-risk", "credit_risk_v1", "job-1/register")
+    again = ops.register(target, "t", "run-1", "credit-risk", "credit_risk_v1", "job-1/register")
+    assert first == again == 1
+    assert len(fake.versions) == 1
+    with pytest.raises(
+        ops.ServiceCallError,
+        match="registry-gateway RegisterModelVersion failed: FAILED_PRECONDITION: model signature",
+    ) as caught:
+        ops.register(target, "t", "bad", "credit-risk", "credit_risk_v1", "job-2/register")
+    assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION

@@ -190,6 +190,15 @@ class _Servicer(fpb_grpc.FeatureStoreServiceServicer):  # type: ignore[misc]
         self.pushed.append(request)
         return fpb.PushResponse(rows_written=len(request.rows))
 
+    async def Materialize(self, request: Any, context: Any) -> Any:
+        if not request.range.HasField("end"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "range is required")
+        views = list(request.feature_views) or ["applicant_profile", "credit_history"]
+        response = fpb.MaterializeResponse()
+        for name in sorted(views):
+            response.views.add(feature_view=name, range=request.range, rows_written=10)
+        return response
+
     async def GetHistoricalFeatures(self, request_iterator: Any, context: Any) -> Any:
         async for _ in request_iterator:
             pass
@@ -234,6 +243,24 @@ async def test_online_features_and_push(custom: Any) -> None:
     )
     assert pushed.rows_written == 1
     assert servicer.pushed[-1].target == fpb.PUSH_TARGET_ONLINE
+
+
+async def test_materialize_returns_a_summary_per_view(custom: Any) -> None:
+    _servicer, client = custom
+    event_times = time_range_pb2.TimeRange(start=_ts(START), end=_ts(END))
+    views = await client.materialize(event_times, timeout_s=2.0)
+    assert [(v.feature_view, v.rows_written) for v in views] == [
+        ("applicant_profile", 10),
+        ("credit_history", 10),
+    ]
+    assert views[0].range == event_times
+    [one] = await client.materialize(event_times, ["credit_history"], timeout_s=2.0)
+    assert one.feature_view == "credit_history"
+    errors = DownstreamErrors(
+        "the feature-service", on={grpc.StatusCode.INVALID_ARGUMENT: invalid_argument("window")}
+    )
+    with pytest.raises(InvalidArgument, match="range is required"):
+        await client.materialize(time_range_pb2.TimeRange(), timeout_s=2.0, errors=errors)
 
 
 async def test_deadline_maps_per_the_callers_contract(custom: Any) -> None:

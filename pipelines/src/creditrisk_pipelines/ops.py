@@ -1,12 +1,12 @@
 """The gRPC calls behind the pipeline components: one function per component, no business logic.
 
 Each function validates its arguments (``ValueError`` naming the parameter), calls one service
-through its contract (``creditrisk-contracts``) on a channel of the service kit
-(:func:`creditrisk_kit.client.insecure_channel`: a default deadline on unary calls, gRPC's own
-retries on UNAVAILABLE), and returns plain Python values that the kfp components pass on. A call
-that fails raises :class:`ServiceCallError` naming the service, the RPC, the status code and the
-server's message. The decisions themselves stay in the services: the registry-gateway's checks and
-gate, the drift-service's retraining policy.
+through its typed client (:mod:`creditrisk_clients`, on the service kit's channel: a default
+deadline on unary calls, gRPC's own retries on UNAVAILABLE) in its own event loop, and returns
+plain Python values that the kfp components pass on. A call that fails raises
+:class:`ServiceCallError` naming the service, the RPC, the status code and the server's message.
+The decisions themselves stay in the services: the registry-gateway's checks and gate, the
+drift-service's retraining policy.
 
 Times are ISO 8601 strings with an offset (``2025-01-01T00:00:00Z``): kfp has no timestamp
 parameter type. Hyperparameters are a JSON object string: JSON keeps ``100`` an integer and
@@ -16,11 +16,11 @@ would turn every integer into a float.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,16 +28,18 @@ from typing import Any
 import grpc
 from creditrisk.common.v1 import refs_pb2, serving_pb2, time_range_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
-from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
-from creditrisk.feature.v1 import feature_service_pb2 as fpb
-from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
-from creditrisk.inference.v1 import inference_service_pb2 as ipb
-from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
-from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
-from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
-from creditrisk_kit.client import insecure_channel
+from creditrisk_clients import (
+    DownstreamErrors,
+    DriftServiceClient,
+    FeatureServiceClient,
+    GateRefused,
+    InferenceClient,
+    RegistryClient,
+    TrainingServiceClient,
+)
+from creditrisk_clients.training import TERMINAL_STATES
 from google.protobuf import timestamp_pb2
 
 #: Version tag of a registered version naming the pipeline step that registered it (idempotency).
@@ -47,11 +49,6 @@ ALGORITHMS: dict[str, int] = {
     name.removeprefix("ALGORITHM_").lower(): number
     for name, number in tpb.Algorithm.items()
     if number != tpb.ALGORITHM_UNSPECIFIED
-}
-_TERMINAL = {
-    tpb.TRAINING_JOB_STATE_SUCCEEDED,
-    tpb.TRAINING_JOB_STATE_FAILED,
-    tpb.TRAINING_JOB_STATE_CANCELLED,
 }
 
 
@@ -177,18 +174,31 @@ def algorithm_number(name: str) -> int:
     return ALGORITHMS[key]
 
 
-def _bearer(token: str) -> tuple[tuple[str, str], ...]:
+def _bearer(token: str) -> str:
     if not isinstance(token, str) or not token.strip():
         raise ValueError("registry_token is empty: the registry-gateway needs the caller's bearer token")
-    return (("authorization", f"Bearer {token.strip()}"),)
+    return token.strip()
 
 
-@contextmanager
-def _call(service: str, rpc: str) -> Iterator[None]:
-    try:
-        yield
-    except grpc.RpcError as error:
-        raise ServiceCallError(service, rpc, error) from None
+def _errors(service: str, rpc: str, *, except_codes: tuple[grpc.StatusCode, ...] = ()) -> DownstreamErrors:
+    """Every error status of ``rpc`` as a :class:`ServiceCallError` naming ``service``, ``rpc``, the
+    code and the server's message; ``except_codes`` stay the ``grpc.RpcError`` (the caller's)."""
+
+    def fail(error: grpc.RpcError) -> Exception:
+        return ServiceCallError(service, rpc, error)
+
+    def keep(error: grpc.RpcError) -> Exception:
+        return error
+
+    handlers = {
+        c: keep if c in except_codes else fail for c in grpc.StatusCode if c is not grpc.StatusCode.OK
+    }
+    return DownstreamErrors(service, on=handlers)
+
+
+def _run[T](call: Coroutine[Any, Any, T]) -> T:
+    """Run one step's calls in an event loop of their own (the clients are ``grpc.aio``)."""
+    return asyncio.run(call)
 
 
 # ---------------------------------------------------------------------- feature-service
@@ -213,13 +223,16 @@ def materialize(feature_service: str, start: str, end: str, timeout_s: float = 6
     """
     target, window = require_target(feature_service, "feature_service"), time_range(start, end)
     began = time.monotonic()
-    with insecure_channel(target) as channel, _call("feature-service", "Materialize"):
-        response = fpb_grpc.FeatureStoreServiceStub(channel).Materialize(
-            fpb.MaterializeRequest(range=window), timeout=timeout_s
-        )
+
+    async def call() -> list[Any]:
+        async with FeatureServiceClient.connect(target) as client:
+            errors = _errors("feature-service", "Materialize")
+            return await client.materialize(window, timeout_s=timeout_s, errors=errors)
+
+    views = _run(call())
     return {
-        "views": [v.feature_view for v in response.views],
-        "rows_written": sum(v.rows_written for v in response.views if v.HasField("rows_written")),
+        "views": [v.feature_view for v in views],
+        "rows_written": sum(v.rows_written for v in views if v.HasField("rows_written")),
         "seconds": round(time.monotonic() - began, 3),
     }
 
@@ -328,27 +341,20 @@ def train(
     """
     target = require_target(training_service, "training_service")
     spec = build_training_spec(request)
-    deadline = time.monotonic() + timeout_s
-    with insecure_channel(target) as channel:
-        stub = tpb_grpc.TrainingServiceStub(channel)
-        with _call("training-service", "StartTrainingJob"):
-            started = stub.StartTrainingJob(
-                tpb.StartTrainingJobRequest(spec=spec, request_id=request_id), timeout=60
-            )
-        job = started.job
-        while job.state not in _TERMINAL:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(f"training job {started.job_id} not finished after {timeout_s:.0f} s")
-            try:
-                for message in stub.WatchTrainingJob(
-                    tpb.WatchTrainingJobRequest(job_id=started.job_id), timeout=remaining
-                ):
-                    job = message.job
-            except grpc.RpcError as error:
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise ServiceCallError("training-service", "WatchTrainingJob", error) from None
-                time.sleep(1.0)
+
+    async def call() -> tpb.TrainingJob:
+        async with TrainingServiceClient.connect(target) as client:
+            errors = _errors("training-service", "StartTrainingJob")
+            started = await client.start_job(spec, request_id, timeout_s=60, errors=errors)
+            if started.state in TERMINAL_STATES:
+                return started
+            errors = _errors("training-service", "WatchTrainingJob")
+            return await client.wait_for_job(started.id, timeout_s=timeout_s, errors=errors)
+
+    try:
+        job = _run(call())
+    except TimeoutError as exc:
+        raise RuntimeError(str(exc)) from None
     if job.state != tpb.TRAINING_JOB_STATE_SUCCEEDED:
         state = tpb.TrainingJobState.Name(job.state)
         code = _code_name(job.error.code) if job.error.code else "-"
@@ -397,49 +403,44 @@ def register(
         ServiceCallError: a failed check (FAILED_PRECONDITION naming it), an unknown run
             (NOT_FOUND), a token below promoter (PERMISSION_DENIED), or an unreachable service.
     """
-    target, metadata = require_target(registry, "registry"), _bearer(token)
+    target, token = require_target(registry, "registry"), _bearer(token)
     run_id, model_name = require_text(run_id, "run_id"), require_text(model_name, "model_name")
-    with insecure_channel(target) as channel:
-        stub = rpb_grpc.ModelRegistryServiceStub(channel)
-        existing = _version_with_request_id(stub, metadata, model_name, run_id, request_id)
-        if existing:
-            return existing
-        with _call("registry-gateway", "RegisterModelVersion"):
-            response = stub.RegisterModelVersion(
-                rpb.RegisterModelVersionRequest(
-                    run_id=run_id,
-                    artifact_path="model",
-                    registered_model_name=model_name,
-                    feature_service=refs_pb2.FeatureServiceRef(
-                        name=require_text(feature_service_name, "feature_service_name")
-                    ),
-                    description=f"registered by the training pipeline ({request_id})",
-                    tags={REQUEST_ID_TAG: request_id} if request_id else {},
-                ),
-                metadata=metadata,
-                timeout=timeout_s,
+    feature_service = refs_pb2.FeatureServiceRef(
+        name=require_text(feature_service_name, "feature_service_name")
+    )
+
+    async def call() -> int:
+        async with RegistryClient.connect(target, token=token) as client:
+            existing = await _version_with_request_id(client, model_name, run_id, request_id)
+            if existing:
+                return existing
+            version = await client.register_model_version(
+                run_id,
+                model_name,
+                feature_service,
+                description=f"registered by the training pipeline ({request_id})",
+                tags={REQUEST_ID_TAG: request_id} if request_id else {},
+                timeout_s=timeout_s,
+                errors=_errors("registry-gateway", "RegisterModelVersion"),
             )
-    return int(response.model_version.version)
+            return int(version.version)
+
+    return _run(call())
 
 
-def _version_with_request_id(
-    stub: rpb_grpc.ModelRegistryServiceStub,
-    metadata: tuple[tuple[str, str], ...],
-    model_name: str,
-    run_id: str,
-    request_id: str,
+async def _version_with_request_id(
+    client: RegistryClient, model_name: str, run_id: str, request_id: str
 ) -> int:
     if not request_id:
         return 0
+    errors = _errors("registry-gateway", "ListModelVersions", except_codes=(grpc.StatusCode.NOT_FOUND,))
     try:
-        page = stub.ListModelVersions(
-            rpb.ListModelVersionsRequest(name=model_name, page_size=20), metadata=metadata, timeout=30
-        )
+        versions, _ = await client.list_model_versions(model_name, page_size=20, timeout_s=30, errors=errors)
     except grpc.RpcError as error:
         if error.code() == grpc.StatusCode.NOT_FOUND:  # no registered model yet
             return 0
-        raise ServiceCallError("registry-gateway", "ListModelVersions", error) from None
-    for version in page.model_versions:
+        raise
+    for version in versions:
         if version.run_id == run_id and version.tags.get(REQUEST_ID_TAG) == request_id:
             return int(version.version)
     return 0
@@ -488,60 +489,44 @@ def promote(
         ServiceCallError: any other error (unknown version, a token below promoter, too few
             labelled rows in the gate window, an unreachable service).
     """
-    target, metadata = require_target(registry, "registry"), _bearer(token)
+    target, token = require_target(registry, "registry"), _bearer(token)
     model_name = require_text(model_name, "model_name")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version={version!r} must be a registered version number >= 1")
-    with insecure_channel(target) as channel:
-        stub = rpb_grpc.ModelRegistryServiceStub(channel)
-        if _champion(stub, metadata, model_name) == version:
-            return PromotionOutcome(True, version, ["already champion (a retried promotion)"], {})
-        try:
-            response = stub.PromoteModelVersion(
-                rpb.PromoteModelVersionRequest(name=model_name, version=version, reason="training pipeline"),
-                metadata=metadata,
-                timeout=timeout_s,
-            )
-        except grpc.RpcError as error:
-            gate = _refusal(error)
-            if gate is None:
-                raise ServiceCallError("registry-gateway", "PromoteModelVersion", error) from None
+
+    async def call() -> PromotionOutcome:
+        async with RegistryClient.connect(target, token=token) as client:
+            if await _champion(client, model_name) == version:
+                return PromotionOutcome(True, version, ["already champion (a retried promotion)"], {})
+            try:
+                response = await client.promote_model_version(
+                    model_name,
+                    version,
+                    reason="training pipeline",
+                    timeout_s=timeout_s,
+                    errors=_errors("registry-gateway", "PromoteModelVersion"),
+                )
+            except GateRefused as refused:
+                gate = refused.gate
+                return PromotionOutcome(
+                    False, await _champion(client, model_name), list(gate.reasons), _figures(gate)
+                )
             return PromotionOutcome(
-                False, _champion(stub, metadata, model_name), list(gate.reasons), _figures(gate)
+                True, int(response.change.to_version), list(response.gate.reasons), _figures(response.gate)
             )
-    return PromotionOutcome(
-        True, int(response.change.to_version), list(response.gate.reasons), _figures(response.gate)
-    )
+
+    return _run(call())
 
 
-def _refusal(error: grpc.RpcError) -> rpb.GateResult | None:
-    if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
-        return None
-    from grpc_status import rpc_status
-
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    for detail in status.details if status else []:
-        if detail.Is(rpb.GateResult.DESCRIPTOR):
-            gate = rpb.GateResult()
-            detail.Unpack(gate)
-            return gate
-    return None
-
-
-def _champion(
-    stub: rpb_grpc.ModelRegistryServiceStub, metadata: tuple[tuple[str, str], ...], name: str
-) -> int:
+async def _champion(client: RegistryClient, name: str) -> int:
+    errors = _errors("registry-gateway", "GetModelVersion", except_codes=(grpc.StatusCode.NOT_FOUND,))
     try:
-        response = stub.GetModelVersion(
-            rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=name, alias="champion")),
-            metadata=metadata,
-            timeout=30,
-        )
+        champion = await client.get_model_version(name, alias="champion", timeout_s=30, errors=errors)
     except grpc.RpcError as error:
         if error.code() == grpc.StatusCode.NOT_FOUND:
             return 0
-        raise ServiceCallError("registry-gateway", "GetModelVersion", error) from None
-    return int(response.model_version.version)
+        raise
+    return int(champion.version)
 
 
 # ---------------------------------------------------------------------- inference-gateway
@@ -573,18 +558,19 @@ def confirm_rollout(
     began = time.monotonic()
     if version == 0:
         return {"confirmed": False, "version": 0, "seconds": 0.0}
-    last = "no answer"
-    with insecure_channel(target) as channel:
-        stub = ipb_grpc.InferenceServiceStub(channel)
-        while time.monotonic() - began < timeout_s:
-            try:
-                response = stub.ListServingModels(ipb.ListServingModelsRequest(), timeout=10)
-            except grpc.RpcError as error:
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise ServiceCallError("inference-gateway", "ListServingModels", error) from None
-                last = error.code().name
-            else:
-                for slot in response.models:
+    resumable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    errors = _errors("inference-gateway", "ListServingModels", except_codes=resumable)
+
+    async def call() -> dict[str, Any]:
+        last = "no answer"
+        async with InferenceClient.connect(target) as client:
+            while time.monotonic() - began < timeout_s:
+                try:
+                    slots = await client.list_serving_models(timeout_s=10, errors=errors)
+                except grpc.RpcError as error:
+                    last = error.code().name
+                    slots = []
+                for slot in slots:
                     if slot.slot != serving_pb2.SERVING_SLOT_CHAMPION:
                         continue
                     served = slot.model_version if slot.HasField("model_version") else 0
@@ -595,10 +581,12 @@ def confirm_rollout(
                             "version": served,
                             "seconds": round(time.monotonic() - began, 3),
                         }
-            time.sleep(poll_s)
-    raise TimeoutError(
-        f"the champion slot did not serve {model_name} v{version} within {timeout_s:.0f} s (last: {last})"
-    )
+                await asyncio.sleep(poll_s)
+        raise TimeoutError(
+            f"the champion slot did not serve {model_name} v{version} within {timeout_s:.0f} s (last: {last})"
+        )
+
+    return _run(call())
 
 
 # ---------------------------------------------------------------------- drift-service
@@ -634,10 +622,13 @@ def compute_drift(
         require_target(drift_service, "drift_service"),
         _window(model_name, model_version, start, end),
     )
-    with insecure_channel(target) as channel, _call("drift-service", "ComputeDrift"):
-        response = dpb_grpc.DriftServiceStub(channel).ComputeDrift(
-            dpb.ComputeDriftRequest(window=window), timeout=timeout_s
-        )
+
+    async def call() -> dpb.ComputeDriftResponse:
+        async with DriftServiceClient.connect(target) as client:
+            errors = _errors("drift-service", "ComputeDrift")
+            return await client.compute_drift(window, timeout_s=timeout_s, errors=errors)
+
+    response = _run(call())
     reports = list(response.reports)
     return {
         "dataset_drift": any(r.dataset_drift for r in reports),
@@ -669,16 +660,19 @@ def compute_performance(
         require_target(drift_service, "drift_service"),
         _window(model_name, model_version, start, end),
     )
-    with insecure_channel(target) as channel, _call("drift-service", "GetPerformance"):
-        response = dpb_grpc.DriftServiceStub(channel).GetPerformance(
-            dpb.GetPerformanceRequest(window=window), timeout=timeout_s
-        )
-    aucs = [r.roc_auc for r in response.reports if r.HasField("roc_auc")]
-    rates = [r.default_rate for r in response.reports if r.HasField("default_rate")]
+
+    async def call() -> list[dpb.PerformanceReport]:
+        async with DriftServiceClient.connect(target) as client:
+            errors = _errors("drift-service", "GetPerformance")
+            return await client.get_performance(window, timeout_s=timeout_s, errors=errors)
+
+    reports = _run(call())
+    aucs = [r.roc_auc for r in reports if r.HasField("roc_auc")]
+    rates = [r.default_rate for r in reports if r.HasField("default_rate")]
     return {
         "roc_auc": min(aucs) if aucs else -1.0,
-        "labelled": sum(r.labelled_count for r in response.reports),
-        "predictions": sum(r.prediction_count for r in response.reports),
+        "labelled": sum(r.labelled_count for r in reports),
+        "predictions": sum(r.prediction_count for r in reports),
         "default_rate": rates[0] if rates else -1.0,
     }
 

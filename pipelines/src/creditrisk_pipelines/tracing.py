@@ -14,9 +14,9 @@ so the run's trace context travels as a pipeline parameter, ``traceparent`` (W3C
 :func:`component_span` configures OpenTelemetry from the standard ``OTEL_*`` variables
 (``creditrisk_telemetry``: no exporter unless one is set), starts ``pipeline.<component>`` under
 that parent, and flushes the spans before the component's process exits. The gRPC channels of the
-kit (:func:`creditrisk_kit.client.insecure_channel`) are instrumented, so each call is a client
-span under the component's span, and the service's server span under that. Attributes: the
-component's name and the run's job id (ids only, never data).
+kit (:func:`creditrisk_kit.client.aio_channel`, under the :mod:`creditrisk_clients` clients) are
+instrumented, so each call is a client span under the component's span, and the service's server
+span under that. Attributes: the component's name and the run's job id (ids only, never data).
 """
 
 from __future__ import annotations

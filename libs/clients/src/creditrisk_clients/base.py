@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Self
+
 import grpc.aio
 from creditrisk_kit.client import aio_channel
 
@@ -24,14 +27,47 @@ class ContractClient:
         channel: The channel (a kit ``aio_channel``).
         errors: How the service's errors are raised (per call: ``errors=``).
         owns_channel: Close ``channel`` in :meth:`close`.
+        token: The caller's bearer token, sent as ``authorization: Bearer <token>`` on every call
+            ("" sends no ``authorization`` header).
     """
 
-    def __init__(self, channel: grpc.aio.Channel, *, errors: DownstreamErrors, owns_channel: bool) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, errors: DownstreamErrors, owns_channel: bool, token: str = ""
+    ) -> None:
         self.channel = channel
         self.errors = errors
         self._owns_channel = owns_channel
+        self.metadata = bearer_metadata(token)
+
+    async def unary[Req, Resp](
+        self,
+        rpc: Callable[..., Awaitable[Resp]],
+        request: Req,
+        *,
+        timeout_s: float | None,
+        errors: DownstreamErrors | None,
+    ) -> Resp:
+        """``await rpc(request)`` with this client's metadata and the deadline ``timeout_s`` seconds
+        (None: the channel's default, if any); a failure is raised as ``errors`` (default: the
+        client's) maps it."""
+        try:
+            return await rpc(request, metadata=self.metadata, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            (errors or self.errors).raise_for(exc)
 
     async def close(self) -> None:
         """Close the channel when this client opened it."""
         if self._owns_channel:
             await self.channel.close()
+
+    async def __aenter__(self) -> Self:
+        """``async with Client.connect(target) as client:`` closes it on the way out."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """``(("authorization", "Bearer <token>"),)``, or no metadata for an empty token."""
+    return (("authorization", f"Bearer {token}"),) if token else ()

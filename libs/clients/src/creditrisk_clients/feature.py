@@ -11,7 +11,7 @@ inference-gateway (online features on its hot path), and open to product backend
 * ``GetHistoricalFeatures`` -> :class:`~creditrisk_clients.historical.HistoricalFeatures`, the
   stream reassembled once by :func:`creditrisk_clients.historical.reassemble` (extra ``arrow``:
   pyarrow is imported on this path only, so an online-only caller does not need it);
-* ``Push`` -> rows written;
+* ``Push`` -> rows written; ``Materialize`` -> one summary per view loaded;
 * ``grpc.health.v1.Health/Check`` -> :meth:`FeatureServiceClient.serving`.
 
 Errors: every call maps the feature-service's status through one
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
-from creditrisk.common.v1 import arrow_pb2, values_pb2
+from creditrisk.common.v1 import arrow_pb2, time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
@@ -257,6 +257,33 @@ class FeatureServiceClient(ContractClient):
         except grpc.aio.AioRpcError as exc:
             (errors or self.errors).raise_for(exc)
         return response
+
+    async def materialize(
+        self,
+        event_times: time_range_pb2.TimeRange,
+        feature_views: Sequence[str] = (),
+        *,
+        timeout_s: float | None = None,
+        errors: DownstreamErrors | None = None,
+    ) -> list[fpb.MaterializationSummary]:
+        """Load the offline rows with event times in ``event_times`` into the online store.
+
+        Args:
+            event_times: The event-time range ``[start, end)``.
+            feature_views: The views to load (empty: every online view).
+            timeout_s: Deadline in seconds (None: the channel's default, if any; a large range
+                needs more than the default).
+
+        Returns:
+            One summary per view materialized, ordered by name.
+
+        Raises:
+            As ``errors`` maps INVALID_ARGUMENT (missing or inverted range), NOT_FOUND (unknown
+            view), FAILED_PRECONDITION (a view that is not online) and the rest.
+        """
+        request = fpb.MaterializeRequest(range=event_times, feature_views=list(feature_views))
+        response = await self.unary(self._stub.Materialize, request, timeout_s=timeout_s, errors=errors)
+        return list(response.views)
 
 
 def entity_row(

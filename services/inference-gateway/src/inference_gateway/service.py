@@ -14,13 +14,14 @@ is left in memory to the disk buffer, then the clients close.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
-from creditrisk.drift.v1 import drift_service_pb2_grpc as dgrpc
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
-from creditrisk_kit import Service, aio_channel
+from creditrisk_clients import DriftServiceClient
+from creditrisk_kit import Service
 from creditrisk_kit.http import UvicornServer
 
 from inference_gateway import metrics
@@ -37,28 +38,19 @@ from inference_gateway.settings import GatewaySettings
 _LOGGER = logging.getLogger(__name__)
 
 
-class DriftClient:
-    """LogPredictions with a deadline; raises unless the batch was accepted."""
-
-    def __init__(self, target: str, *, timeout_s: float, max_message_bytes: int) -> None:
-        self._channel = aio_channel(target, default_timeout_s=timeout_s, max_message_bytes=max_message_bytes)
-        self._stub = dgrpc.DriftServiceStub(self._channel)
-        self._timeout_s = timeout_s
-
-    async def send(self, events: list[dpb.PredictionEvent]) -> None:
-        response = await self._stub.LogPredictions(
-            dpb.LogPredictionsRequest(events=events), timeout=self._timeout_s
+async def _log_predictions(
+    drift: DriftServiceClient, events: list[dpb.PredictionEvent], *, timeout_s: float
+) -> None:
+    """``LogPredictions`` of ``events`` within ``timeout_s`` seconds; raises unless the batch was
+    accepted (the prediction logger then buffers it on disk and retries)."""
+    response = await drift.log_predictions(events, timeout_s=timeout_s)
+    if response.rejected:
+        # Invalid events cannot become valid by retrying: logged, counted, not retried.
+        _LOGGER.error(
+            "drift-service rejected %d prediction events",
+            len(response.rejected),
+            extra={"event_ids": [r.event_id for r in response.rejected][:20]},
         )
-        if response.rejected:
-            # Invalid events cannot become valid by retrying: logged, counted, not retried.
-            _LOGGER.error(
-                "drift-service rejected %d prediction events",
-                len(response.rejected),
-                extra={"event_ids": [r.event_id for r in response.rejected][:20]},
-            )
-
-    async def close(self) -> None:
-        await self._channel.close()
 
 
 class Gateway:
@@ -106,11 +98,13 @@ class Gateway:
             probe_interval_s=s.slot_probe_interval_s,
             probe_failures=s.slot_probe_failures,
         )
-        self.drift = DriftClient(
-            s.drift_service_target, timeout_s=s.log_send_timeout_s, max_message_bytes=s.max_message_bytes
+        self.drift = DriftServiceClient.connect(
+            s.drift_service_target,
+            default_timeout_s=s.log_send_timeout_s,
+            max_message_bytes=s.max_message_bytes,
         )
         self.logger = PredictionLogger(
-            self.drift.send,
+            functools.partial(_log_predictions, self.drift, timeout_s=s.log_send_timeout_s),
             DurableBuffer(s.buffer_path),
             batch_size=s.log_batch_size,
             flush_interval_s=s.log_flush_interval_s,

@@ -85,16 +85,9 @@ STATE = demo_state.profile_dir(ROOT, PROFILE)
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
 #: Every process of the platform, one definition shared with the end-to-end tests (tests/e2e).
 STACK = read_stack_file(ROOT / "deploy" / "stack" / "local.toml")
-#: The processes the demo runs, in the order it starts them.
-DEMO_PROCESSES = (
-    "feature-service",
-    "mlflow",
-    "training-service",
-    "registry-gateway",
-    "drift-service",
-    "model-server-champion",
-    "inference-gateway",
-)
+#: The processes the demo runs: the stack file's default set (what `devstack up` starts too; the
+#: MLServer and challenger slots and their gateways are `autostart = false`).
+DEMO_PROCESSES = STACK.default_names
 #: Real applicants shown (row numbers of the file) and one that exists nowhere.
 APPLICANTS = (1, 2, 3)
 UNKNOWN_APPLICANT = 5000

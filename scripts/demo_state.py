@@ -18,14 +18,15 @@ tests of ``tests/test_demo_state.py`` import it in the development environment).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from creditrisk_devstack.lockfile import LockHeldError, exclusive_lock
 
 #: PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
 MAX_IDENTIFIER = 63
@@ -57,32 +58,28 @@ def check_profile(profile: str) -> str:
 @contextmanager
 def run_lock(root: Path, profile: str) -> Iterator[None]:
     """One run of a profile at a time in a checkout (two would reset each other's stores and mix
-    their data): an exclusive ``flock`` on ``.run/demo/<profile>.lock``, released when the run ends
-    (or its process dies).
+    their data): an exclusive ``flock`` on :func:`lock_path`, released when the run ends (or its
+    process dies). A ``devstack up`` of the stack file on the same data folder takes the same lock.
 
     Raises:
         SystemExit: another run of the profile holds the lock (its pid named).
     """
-    path = profile_dir(root, profile).with_name(f"{profile}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            raise SystemExit(
-                f"another `make demo` of the {profile} profile is running in this checkout "
-                f"(pid {holder}): wait for it, or stop it first"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    held = ExitStack()
+    try:
+        held.enter_context(exclusive_lock(lock_path(root, profile)))
+    except LockHeldError as exc:
+        raise SystemExit(
+            f"another `make demo` or `devstack up` of the {profile} profile is running in this "
+            f"checkout (pid {exc.holder}): wait for it, or stop it first"
+        ) from None
+    with held:
+        yield
+
+
+def lock_path(root: Path, profile: str) -> Path:
+    """The run's lock, ``.run/demo/<profile>.lock``: the stack file's ``lock``
+    (``${data_dir}.lock``) for the demo's data folder, which ``devstack up`` takes too."""
+    return profile_dir(root, profile).with_name(f"{profile}.lock")
 
 
 @dataclass(frozen=True)

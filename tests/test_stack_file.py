@@ -81,3 +81,48 @@ def test_the_end_to_end_stack_gets_its_own_folder_tokens_and_a_cold_drift_servic
     assert registry.env["REGISTRY_GATEWAY_TOKENS"] == json.dumps(e2e_stack.REGISTRY_TOKENS)
     assert registry.env["REGISTRY_GATEWAY_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert registry.env["REGISTRY_GATEWAY_AUDIT_DB_URL"] == f"sqlite:///{tmp_path}/registry-gateway/audit.db"
+
+
+ON_DEMAND = (
+    "model-server-mlserver",
+    "inference-gateway-v2",
+    "model-server-challenger",
+    "inference-gateway-challenger",
+)
+
+
+def test_devstack_up_and_the_demo_start_the_seven_and_leave_the_slots_only_the_tests_set_up() -> None:
+    # the challenger slot waits for an alias the demo never sets: started by default, it timed out
+    # and took the whole stack down (issue 17)
+    platform = read_stack_file(STACK_FILE)
+    assert platform.default_names == demo.DEMO_PROCESSES
+    assert set(platform.names) - set(platform.default_names) == set(ON_DEMAND)
+    assert "model-server-challenger" in platform.closure(["inference-gateway-challenger"])
+
+
+@pytest.mark.parametrize("name", ON_DEMAND)
+def test_the_end_to_end_tests_still_start_each_on_demand_process(name: str, tmp_path: Path) -> None:
+    stack = e2e_stack.Stack(supervisor=None, workdir=tmp_path)  # type: ignore[arg-type]
+    # resolved one by one with the ports of those running, as `stack.start(name)` does: the
+    # autostart flag is no obstacle
+    running: dict[str, dict[str, int]] = {}
+    for needed in e2e_stack.PLATFORM.closure([name]):
+        resolved = e2e_stack.PLATFORM.resolve(
+            needed, variables=e2e_stack.e2e_variables(stack), running=running
+        )
+        running[needed] = dict(resolved.ports)
+    assert resolved.spec.name == name
+    setting = "MODEL_SERVER_STATE_DIR" if name.startswith("model-server") else "INFERENCE_GATEWAY_BUFFER_PATH"
+    assert (resolved.spec.env[setting] or "").startswith(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("profile", ["embedded", "real"])
+def test_devstack_up_takes_the_demos_lock(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a hand-run stack and a demo on one data folder exclude each other
+    monkeypatch.setattr(demo, "PROFILE", profile)
+    monkeypatch.setattr(demo, "STATE", demo.demo_state.profile_dir(ROOT, profile))
+    assert demo.demo_stack().lock == demo.demo_state.lock_path(ROOT, profile)
+    # by hand, the file's own default data folder is the demo's
+    assert read_stack_file(STACK_FILE).lock_path(profile="embedded") == demo.demo_state.lock_path(
+        ROOT, "embedded"
+    )

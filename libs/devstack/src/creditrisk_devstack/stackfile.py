@@ -4,6 +4,7 @@
 root = "../.."               # optional, relative to this file; default: the repo root above it
 log_dir = ".run/logs"        # optional, relative to root
 profiles = ["embedded", "real"]   # optional; the first is the default profile
+lock = "${data_dir}.lock"    # optional: an exclusive flock `devstack up` holds while it runs
 
 [vars]                       # optional defaults of variables; a caller's values replace them
 data_dir = "${root}/.run/stack/${profile}"
@@ -28,6 +29,7 @@ timeout_s = 180
 grace_s = 15
 stop_signal = "SIGTERM"
 depends_on = []              # optional; omitted = after every process declared above
+autostart = true             # optional; false: started only when named (`devstack up --with`)
 pre_stop = ["curl", "-X", "POST", "http://127.0.0.1:9000/not-ready"]   # optional command,
 pre_stop_timeout_s = 10      # run in the process's environment and folder
 ready = { http = "http://127.0.0.1:${self.port}/health" }
@@ -53,7 +55,11 @@ Strings in argv, cmd, cwd, env values, dirs, pre_stop and ready may use ``${name
 ``profile``, ``name`` (the process's own), ``self.<port>`` (its own ports), ``<process>.<port>``
 (a port of a process it depends on or wants), a caller's variable, a ``[vars]`` entry, or an
 environment variable, in that order (``$$`` for a literal ``$``). ``[vars]`` values may use
-``root``, ``profile``, the environment and the entries above them.
+``root``, ``profile``, the environment and the entries above them; ``lock`` may use them all.
+
+:attr:`StackFile.default_names` are the processes ``devstack up`` starts (every one without
+``autostart = false``, an ``extends`` inheriting it); :meth:`StackFile.closure` adds what named
+processes depend on.
 
 :func:`load_stack` resolves every process at once (each port free, in declared order);
 :func:`read_stack_file` keeps the file unresolved, and :meth:`StackFile.resolve` makes one
@@ -85,11 +91,11 @@ from .readiness import (
 from .spec import ProcessSpec, command_hook
 from .supervisor import find_repo_root
 
-_TOP_KEYS = {"root", "log_dir", "profiles", "vars", "defaults", "process"}
+_TOP_KEYS = {"root", "log_dir", "profiles", "lock", "vars", "defaults", "process"}
 _PROCESS_KEYS = {
     "name", "argv", "cmd", "cwd", "env", "unset_env", "dirs", "ports", "timeout_s", "grace_s",
     "stop_signal", "depends_on", "wants", "pre_stop", "pre_stop_timeout_s", "ready", "inherit_env",
-    "extends", "profile",
+    "extends", "profile", "autostart",
 }  # fmt: skip
 _DEFAULT_KEYS = {"timeout_s", "grace_s", "stop_signal", "env", "inherit_env"}
 _OVERLAY_KEYS = {"env", "args", "unset_env"}
@@ -116,6 +122,7 @@ class Stack:
     processes: tuple[ProcessSpec, ...]
     ports: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     profile: str | None = None
+    lock: Path | None = None  # the file's ``lock``, expanded (None: it declares none)
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,35 @@ class StackFile:
     profiles: tuple[str, ...]
     vars: Mapping[str, Any]
     processes: Mapping[str, Mapping[str, Any]]  # name -> raw table, extends and defaults applied
+    lock_template: str | None = None
+
+    @property
+    def default_names(self) -> tuple[str, ...]:
+        """The processes started when none is named: every one without ``autostart = false``."""
+        return tuple(n for n, raw in self.processes.items() if raw.get("autostart", True))
+
+    def closure(self, names: Iterable[str]) -> tuple[str, ...]:
+        """``names`` and, transitively, what each depends on (:meth:`dependencies`), in declared
+        order. Raises :class:`StackFileError` for an unknown name."""
+        wanted, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name not in self.processes:
+                raise StackFileError(f"{self.path}: no process {name!r} (there are {', '.join(self.names)})")
+            if name not in wanted:
+                wanted.add(name)
+                todo.extend(self.dependencies(name))
+        return tuple(n for n in self.names if n in wanted)
+
+    def lock_path(
+        self, *, profile: str | None = None, variables: Mapping[str, str] | None = None
+    ) -> Path | None:
+        """The file's ``lock`` expanded (relative to the root), or None when it declares none.
+        Raises :class:`StackFileError`."""
+        if self.lock_template is None:
+            return None
+        mapping = {**os.environ, **self.variables(profile=profile, variables=variables)}
+        return self.root / _expand(self.lock_template, mapping, f"{self.path}: lock")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -213,6 +249,8 @@ class StackFile:
             if raw["name"] in processes:
                 raise StackFileError(f"{where}: a process of that name is declared above")
             merged = _extend(raw, processes, where)
+            if not isinstance(merged.get("autostart", True), bool):
+                raise StackFileError(f"{where}: autostart must be true or false")
             if ("argv" in merged) == ("cmd" in merged):
                 raise StackFileError(f"{where}: needs exactly one of argv / cmd")
             for section in ("profile", "wants"):
@@ -227,7 +265,11 @@ class StackFile:
                 raise StackFileError(f"{where}: ports must be distinct lower-case names, got {ports!r}")
             env = {**defaults.get("env", {}), **merged.get("env", {})}
             processes[raw["name"]] = {**defaults, **merged, "env": env}
-        stack = cls(path, root, str(data.get("log_dir", ".run/logs")), profiles, variables, processes)
+        lock = data.get("lock")
+        if lock is not None and not isinstance(lock, str):
+            raise StackFileError(f"{path}: lock must be a string (a path)")
+        log_dir = str(data.get("log_dir", ".run/logs"))
+        stack = cls(path, root, log_dir, profiles, variables, processes, lock)
         for name in processes:
             stack._check_references(name)
         return stack
@@ -354,24 +396,38 @@ class StackFile:
         *,
         profile: str | None = None,
         variables: Mapping[str, str] | None = None,
+        ports: Mapping[str, Mapping[str, int]] | None = None,
     ) -> Stack:
         """Resolve ``names`` (default: every process), in the file's order, as one stack: each sees
-        the ports of those resolved before it. Raises :class:`StackFileError`."""
+        the ports of those resolved before it; ``ports`` pins some (``{"mlflow": {"port": 5000}}``),
+        the others are free ones. Raises :class:`StackFileError` (also for a pinned port of no
+        process in the stack)."""
         chosen = self._profile(profile)
         wanted = set(self.names if names is None else names)
         if wanted - set(self.names):
             raise StackFileError(f"{self.path}: no process {sorted(wanted - set(self.names))}")
-        ports: dict[str, dict[str, int]] = {}
+        pinned = {name: dict(named) for name, named in (ports or {}).items()}
+        for name, named in pinned.items():
+            declared = self.processes[name].get("ports", []) if name in wanted else []
+            if name not in wanted or set(named) - set(declared):
+                raise StackFileError(
+                    f"{self.path}: cannot pin {', '.join(f'{name}.{p}' for p in named)}: "
+                    f"{name} is not in this stack or declares no such port (it has {declared})"
+                )
+        given: dict[str, dict[str, int]] = {}
         specs = []
         for name in (n for n in self.names if n in wanted):
-            missing = [d for d in self.dependencies(name) if d not in ports]
+            missing = [d for d in self.dependencies(name) if d not in given]
             if missing and "depends_on" in self.processes[name]:
                 raise StackFileError(f"{self.path}: process {name} depends on {missing}, not in this stack")
-            resolved = self.resolve(name, profile=chosen, variables=variables, running=ports)
-            ports[name] = dict(resolved.ports)
+            resolved = self.resolve(
+                name, profile=chosen, variables=variables, running=given, ports=pinned.get(name)
+            )
+            given[name] = dict(resolved.ports)
             specs.append(resolved.spec)
         log_dir = self.log_dir(profile=chosen, variables=variables)
-        return Stack(self.path, self.root, log_dir, tuple(specs), ports, chosen)
+        lock = self.lock_path(profile=chosen, variables=variables)
+        return Stack(self.path, self.root, log_dir, tuple(specs), given, chosen, lock)
 
     def _profile(self, profile: str | None) -> str | None:
         if profile is None:
@@ -442,7 +498,11 @@ def _expand(value: Any, mapping: Mapping[str, Any], where: str) -> str:
             raise StackFileError(
                 f"{where}: cannot expand {value!r}: port {missing} unknown ({process} is not running)"
             ) from exc
-        raise StackFileError(f"{where}: cannot expand {value!r}: {exc}") from exc
+        raise StackFileError(
+            f"{where}: cannot expand {value!r}: no variable {missing!r} (the file's [vars] has no "
+            f"default for it: give one, e.g. `devstack --set {missing}=VALUE` or "
+            f"variables={{{missing!r}: ...}})"
+        ) from exc
     except ValueError as exc:
         raise StackFileError(f"{where}: cannot expand {value!r}: {exc}") from exc
 

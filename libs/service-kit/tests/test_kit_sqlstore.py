@@ -203,3 +203,14 @@ def test_postgresql_tables_live_in_the_store_schema_and_drop_schema_removes_them
         other.drop_schema()
         store.close()
         other.close()
+
+
+def test_check_database_url_for_settings_validators() -> None:
+    from creditrisk_kit.sqlstore import check_database_url
+
+    assert check_database_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert check_database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(ValueError, match="not a SQLAlchemy URL"):
+        check_database_url("not a url")
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        check_database_url("mysql://u:p@h/db")

@@ -41,6 +41,23 @@ SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 """A PostgreSQL schema name the stores accept (an unquoted identifier, 63 bytes at most)."""
 
 
+def check_database_url(url: str) -> str:
+    """``url`` when it is a SQLAlchemy URL of a backend :class:`SqlStore` takes (for settings
+    validators: a bad URL is then a configuration error naming the variable, not a traceback at
+    start).
+
+    Raises:
+        ValueError: not a SQLAlchemy URL, or another backend than sqlite / postgresql.
+    """
+    try:
+        backend = sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise ValueError("not a SQLAlchemy URL (sqlite:///path or postgresql+psycopg://...)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return url
+
+
 def naive_utc(value: datetime) -> datetime:
     """``value`` as a naive UTC datetime (a naive one is taken to be UTC already)."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value

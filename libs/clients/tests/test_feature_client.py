@@ -321,8 +321,38 @@ async def test_reassembly_casts_an_all_null_column_to_its_declared_type(custom: 
             Unavailable,
             "sent 2 rows",
         ),
-        ([_HEADER, _chunk(_TABLE, 1), _SUMMARY], InvalidArgument, "chunk.sequence"),
-        ([_HEADER, _chunk(_TABLE, 0, row_count=5), _SUMMARY], InvalidArgument, "chunk.row_count"),
+        # The server's broken stream is the server's fault: never the caller's INVALID_ARGUMENT,
+        # never an unexpected exception (INTERNAL), never a table missing a declared column.
+        ([_HEADER, _chunk(_TABLE, 1), _SUMMARY], Unavailable, "chunk.sequence"),
+        ([_HEADER, _chunk(_TABLE, 0, row_count=5), _SUMMARY], Unavailable, "chunk.row_count"),
+        (
+            [
+                _HEADER,
+                fpb.GetHistoricalFeaturesResponse(
+                    chunk=arrow_pb2.ArrowChunk(arrow_ipc_stream=b"garbage", row_count=2, sequence=0)
+                ),
+                _SUMMARY,
+            ],
+            Unavailable,
+            "not an Arrow IPC stream",
+        ),
+        (
+            [_HEADER, _chunk(pa.table({"applicant_id": [1, 2], "age": ["x", "y"]}), 0), _SUMMARY],
+            Unavailable,
+            "feature column 'age' as string",
+        ),
+        (
+            [_HEADER, _chunk(pa.table({"applicant_id": [1, 2], "age": [[1], [2]]}), 0), _SUMMARY],
+            Unavailable,
+            "feature column 'age' as list",
+        ),
+        (
+            [_HEADER, _chunk(pa.table({"applicant_id": [1, 2], "age": [1.5, 2.0]}), 0), _SUMMARY],
+            Unavailable,
+            "feature column 'age' as double",
+        ),
+        ([_HEADER, _chunk(pa.table({"applicant_id": [1, 2]}), 0), _SUMMARY], Unavailable, "['age']"),
+        ([_HEADER, _chunk(pa.table({"age": [1, 2]}), 0), _SUMMARY], Unavailable, "['applicant_id']"),
     ],
 )
 async def test_broken_streams_are_refused(stream: list[Any], error: type[Exception], text: str) -> None:

@@ -35,6 +35,7 @@ class _Gateway(ipb_grpc.InferenceServiceServicer):  # type: ignore[misc]
         self.requests: list[ipb.PredictRequest] = []
         self.slow_s = 0.0
         self.down = False
+        self.broken_batch = ""
 
     def _score(self, request: ipb.PredictRequest) -> ipb.PredictResponse | tuple[grpc.StatusCode, str]:
         if request.applicant_id not in KNOWN and not request.request_values:
@@ -73,6 +74,11 @@ class _Gateway(ipb_grpc.InferenceServiceServicer):  # type: ignore[misc]
         if len(request.requests) > 3:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "at most 3 items per batch")
         response = ipb.PredictBatchResponse()
+        if self.broken_batch == "short":  # one result fewer than requests
+            request.requests.pop()
+        if self.broken_batch == "empty":  # a result with neither prediction nor error
+            response.results.add()
+            return response
         for item in request.requests:
             outcome = self._score(item)
             if isinstance(outcome, tuple):
@@ -191,3 +197,16 @@ def test_feature_value_conversions() -> None:
     request = predict_request(0)
     assert request.HasField("applicant_id")
     assert request.applicant_id == 0
+
+
+async def test_a_broken_batch_answer_is_never_paired_with_the_wrong_applicant(gateway: Any) -> None:
+    # A gateway answering fewer results than requests: the items were returned shifted (item i
+    # no longer the answer to request i) without any error.
+    servicer, client = gateway
+    servicer.broken_batch = "short"
+    with pytest.raises(Unavailable, match="answered 1 results for 2 requests"):
+        await client.predict_batch([predict_request(1), predict_request(2)])
+    servicer.broken_batch = "empty"
+    (item,) = await client.predict_batch([predict_request(1)])
+    assert not item.ok
+    assert item.code is grpc.StatusCode.UNKNOWN  # was OK, with no prediction

@@ -136,6 +136,14 @@ def test_a_callers_variables_replace_the_files_and_feed_the_others(tmp_path: Pat
     assert file.dependencies("api") == ("store",)
 
 
+@pytest.mark.parametrize("name", ["profile", "root", "name", "store.port"])
+def test_a_callers_variable_cannot_replace_a_built_in(tmp_path: Path, name: str) -> None:
+    # --set profile=real made ${profile} "real" while the embedded profile's overlays applied
+    file = read_stack_file(write(tmp_path, STACK))
+    with pytest.raises(StackFileError, match="built in"):
+        file.resolve("store", variables={name: "x"})
+
+
 def test_resolving_a_process_whose_dependency_is_not_running_names_it(tmp_path: Path) -> None:
     file = read_stack_file(write(tmp_path, STACK))
     with pytest.raises(StackFileError, match=r"port store\.port unknown \(store is not running\)"):
@@ -164,6 +172,25 @@ def test_resolving_a_process_whose_dependency_is_not_running_names_it(tmp_path: 
         ("[[process]]\nname = 'a'\nargv = ['x']\nports = ['Port']\n", "lower-case names"),
         ("[[process]]\nname = 'a'\nargv = ['x']\n[[process]]\nname = 'a'\nargv = ['y']\n", "declared above"),
         ("[vars]\nroot = 'x'\n[[process]]\nname = 'a'\nargv = ['x']\n", "[vars] must be a table"),
+        # a value of the wrong TOML type: a clear error, never a traceback nor a list of letters
+        ("[[process]]\nname = 'a'\nargv = 'python -m x'\n", "argv must be a list of strings"),
+        ("[[process]]\nname = 'a'\nargv = ['x']\nports = 'port'\n", "ports must be a list of strings"),
+        ("[[process]]\nname = 'a'\nargv = ['x']\nenv = 'A=1'\n", "env must be a table"),
+        ("defaults = []\n[[process]]\nname = 'a'\nargv = ['x']\n", "[defaults] must be a table"),
+        ("[[process]]\nname = 'a'\nargv = ['x']\n[[process]]\nname = 'b'\nextends = ['a']\n", "extends must"),
+        (
+            "profiles = ['p']\n[[process]]\nname = 'a'\nargv = ['x']\nprofile = 'p'\n",
+            "profile must be a table",
+        ),
+        ("[[process]]\nname = 5\nargv = ['x']\n", "name must be a non-empty string"),
+        ("[[process]]\nname = 'a'\nargv = ['x']\ntimeout_s = 'soon'\n", "timeout_s must be a number"),
+        (
+            "[[process]]\nname = 'a'\nargv = ['x']\n[[process]]\nname = 'b'\nargv = ['y']\n"
+            "depends_on = 'a'\n",
+            "depends_on must be a list of strings",
+        ),
+        ("profiles = 'real'\n[[process]]\nname = 'a'\nargv = ['x']\n", "profiles must be a list of names"),
+        ("process = [1]\n", "process #1 must be a [[process]] table"),
     ],
 )
 def test_read_stack_file_errors(tmp_path: Path, body: str, message: str) -> None:

@@ -124,3 +124,58 @@ def test_refuses_columns_of_unequal_length(scorer_dir: Path) -> None:
     scorer = OnnxScorer.from_dir(scorer_dir)
     with pytest.raises(ValueError, match="column duration_months has 1 values, expected 2"):
         scorer.predict_default({"credit_amount": [1.0, 2.0], "duration_months": [3.0], "purpose": ["a", "b"]})
+
+
+def _folder(tmp_path: Path, scorer_dir: Path, scorer_json: str, model: bytes | None = None) -> Path:
+    directory = tmp_path / "broken"
+    directory.mkdir()
+    (directory / "scorer.json").write_text(scorer_json)
+    (directory / "model.onnx").write_bytes(model or (scorer_dir / "model.onnx").read_bytes())
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("scorer_json", "match"),
+    [
+        ("[1, 2]", "must be a JSON object, got list"),
+        ('{"inputs": ["credit_amount"]}', "must map feature names to kinds"),
+        ('{"inputs": null}', "must map feature names to kinds"),
+        (json.dumps({"inputs": {"credit_amount": 1}}), "must map feature names to kinds"),
+        (json.dumps({"inputs": INPUTS, "numeric_tensor": ["float"]}), "numeric_tensor must be a string"),
+    ],
+)
+def test_a_malformed_scorer_json_is_a_value_error(
+    tmp_path: Path, scorer_dir: Path, scorer_json: str, match: str
+) -> None:
+    # The registry-gateway turns ValueError / KeyError into FAILED_PRECONDITION; these were
+    # TypeError / AttributeError, an INTERNAL error of RegisterModelVersion.
+    with pytest.raises(ValueError, match=match):
+        OnnxScorer.from_dir(_folder(tmp_path, scorer_dir, scorer_json))
+
+
+def test_a_model_onnx_that_does_not_load_is_a_value_error(tmp_path: Path, scorer_dir: Path) -> None:
+    folder = _folder(tmp_path, scorer_dir, json.dumps({"inputs": INPUTS}), model=b"not onnx")
+    with pytest.raises(ValueError, match="not a model onnxruntime loads"):
+        OnnxScorer.from_dir(folder)
+
+
+def test_an_output_not_of_two_columns_is_refused_at_load() -> None:
+    from onnx import TensorProto, helper
+
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 1])
+    out = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 1])
+    graph = helper.make_graph([helper.make_node("Identity", ["a"], ["probabilities"])], "g", [a], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(ValueError, match=r"has shape \[None, 1\], expected \[N, 2\]"):
+        OnnxScorer(model.SerializeToString(), {"a": "double"})  # was an IndexError when scoring
+
+
+@pytest.mark.parametrize("tolerance", ["Infinity", "NaN", "-1", '"abc"', "[1]", "true"])
+def test_a_tolerance_must_be_a_finite_number_not_below_zero(
+    tmp_path: Path, scorer_dir: Path, tolerance: str
+) -> None:
+    # Infinity made the registry-gateway's fidelity check (max |diff| <= tolerance) always pass.
+    folder = _folder(tmp_path, scorer_dir, f'{{"inputs": {json.dumps(INPUTS)}, "tolerance": {tolerance}}}')
+    with pytest.raises(ValueError, match="tolerance"):
+        _ = OnnxScorer.from_dir(folder).tolerance

@@ -203,3 +203,53 @@ def test_postgresql_tables_live_in_the_store_schema_and_drop_schema_removes_them
         other.drop_schema()
         store.close()
         other.close()
+
+
+def test_check_database_url_for_settings_validators() -> None:
+    from creditrisk_kit.sqlstore import check_database_url
+
+    assert check_database_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert check_database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(ValueError, match="not a SQLAlchemy URL"):
+        check_database_url("not a url")
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        check_database_url("mysql://u:p@h/db")
+
+
+@pytest.mark.parametrize("profile", SQL_PROFILES)
+def test_stores_starting_at_once_migrate_one_at_a_time(
+    profile: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Two replicas (or a restart racing the old process) on one fresh database: without a lock
+    # both created the tables and one failed with "table items already exists".
+    stores: list[SqlStore] = []
+    failures: list[str] = []
+    for round_ in range(6):
+        if profile == "sqlite":
+            url, schema = f"sqlite:///{tmp_path / f'race-{round_}.db'}", None
+        else:
+            url = sqlstores.sqlalchemy_url(request.getfixturevalue("postgres_dsn"))
+            schema = f"kit_race_{uuid.uuid4().hex[:10]}"
+        racers = [_make(url, schema) for _ in range(4)]
+        stores += racers
+        barrier = threading.Barrier(len(racers))
+
+        def migrate(store: SqlStore, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            try:
+                store.migrate()
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+        threads = [threading.Thread(target=migrate, args=(s, barrier)) for s in racers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    try:
+        assert failures == []
+        assert stores[-1].schema_differences(items.metadata) == []
+    finally:
+        for store in stores:
+            store.drop_schema()
+            store.close()

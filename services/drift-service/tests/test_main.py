@@ -45,3 +45,21 @@ async def test_build_serves_reports_while_running_and_stops_them_after_the_drain
         await runner.stop()
     with pytest.raises(urllib.error.URLError):
         await asyncio.to_thread(status_of, f"{base_url}/reports/r1.html")
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"database_url": "not a url"}, "DRIFT_SERVICE_DATABASE_URL: not a SQLAlchemy URL"),
+        ({"database_url": "mysql://u:secret@h/db"}, "DRIFT_SERVICE_DATABASE_URL: unsupported database"),
+        (
+            {"profile": "real", "postgres_dsn": "mysql://u:secret@h/db"},
+            "DRIFT_SERVICE_POSTGRES_DSN: unsupported database",
+        ),
+    ],
+)
+def test_a_bad_store_url_is_a_configuration_error(variables: dict[str, str], message: str) -> None:
+    # was a traceback (exit 1) at start instead of exit 2 naming the variable; the URL is not shown
+    with pytest.raises(ValueError, match=message) as refused:
+        DriftServiceSettings(**variables)  # type: ignore[arg-type]
+    assert all("secret" not in error["msg"] for error in refused.value.errors())  # type: ignore[attr-defined]

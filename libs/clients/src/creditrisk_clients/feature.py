@@ -17,9 +17,9 @@ inference-gateway (online features on its hot path), and open to product backend
 Errors: every call maps the feature-service's status through one
 :class:`~creditrisk_clients.errors.DownstreamErrors` (the client's, or the call's ``errors=``):
 UNAVAILABLE -> ``Unavailable``, DEADLINE_EXCEEDED -> ``DeadlineExceeded`` by default, other codes
-as the caller's handlers say. A historical stream that breaks the chunk protocol raises
-``InvalidArgument`` (from the kit's chunk checks); one without header or summary, or whose row
-counts disagree, raises ``Unavailable``.
+as the caller's handlers say. A historical stream that breaks the contract (the chunk protocol,
+header or summary missing, row counts that disagree, declared columns missing or not of their
+declared type) raises ``Unavailable``: the feature-service's fault, never the caller's.
 
 Deadlines: :meth:`FeatureServiceClient.connect` makes a kit channel (message limits, retries on
 UNAVAILABLE, a default deadline on unary calls unless ``default_timeout_s=None``: a hot path that

@@ -17,7 +17,7 @@ import pyarrow as pa
 from creditrisk.common.v1 import values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk_kit.arrow import ChunkSequence
-from creditrisk_kit.errors import Unavailable
+from creditrisk_kit.errors import InvalidArgument, Unavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,14 +52,25 @@ class HistoricalFeatures:
 
 
 def typed(table: pa.Table, header: fpb.HistoricalFeaturesHeader) -> pa.Table:
-    """Feature columns cast to their declared Arrow types (columns absent from ``table`` skipped)."""
+    """Feature columns cast to their declared Arrow types (columns absent from ``table`` skipped).
+
+    Raises:
+        Unavailable: A column that does not cast (the server's data, not the caller's request).
+    """
     for spec in header.features:
         target = ARROW_TYPES.get(spec.value_type)
         if target is None or spec.name not in table.column_names:
             continue
         index = table.column_names.index(spec.name)
-        if table.schema.field(index).type != target:
-            table = table.set_column(index, spec.name, table.column(index).cast(target))
+        found = table.schema.field(index).type
+        if found != target:
+            try:
+                table = table.set_column(index, spec.name, table.column(index).cast(target))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise Unavailable(
+                    f"the feature-service sent feature column {spec.name!r} as {found}, "
+                    f"which does not cast to its declared {target}"
+                ) from exc
     return table
 
 
@@ -69,10 +80,12 @@ async def reassemble(
     """Read a ``GetHistoricalFeatures`` response stream into :class:`HistoricalFeatures`.
 
     Raises:
-        InvalidArgument: A chunk out of sequence, a row count that does not match its payload, a
-            schema that changes between chunks, bytes that are not Arrow IPC.
-        Unavailable: No header or no summary, or row counts that disagree between header, summary
-            and chunks.
+        Unavailable: The feature-service broke its own contract (its fault, not the caller's: never
+            a client error): no header or no summary, row counts that disagree between header,
+            summary and chunks, a chunk out of sequence, a row count that does not match its
+            payload, a schema that changes between chunks, bytes that are not Arrow IPC, a column
+            the header declares missing from the chunks, a feature column that does not cast to its
+            declared type.
     """
     header: fpb.HistoricalFeaturesHeader | None = None
     summary: fpb.HistoricalFeaturesSummary | None = None
@@ -82,7 +95,12 @@ async def reassemble(
         if kind == "header":
             header = message.header
         elif kind == "chunk":
-            chunks.add(message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence)
+            try:
+                chunks.add(message.chunk.arrow_ipc_stream, message.chunk.row_count, message.chunk.sequence)
+            except InvalidArgument as exc:  # the server's chunk, not the caller's request
+                raise Unavailable(
+                    f"the feature-service sent a broken GetHistoricalFeatures chunk: {exc}"
+                ) from exc
         elif kind == "summary":
             summary = message.summary
     if header is None or summary is None:
@@ -95,4 +113,11 @@ async def reassemble(
     table = chunks.table()
     if table is None:  # no chunk at all: an empty result with the header's columns
         table = pa.table({c: pa.array([], pa.null()) for c in header.entity_columns})
+        return HistoricalFeatures(header, typed(table, header), summary)
+    declared = [*header.entity_columns, *(spec.name for spec in header.features)]
+    missing = [c for c in declared if c not in table.column_names]
+    if missing:
+        raise Unavailable(
+            f"the feature-service's GetHistoricalFeatures chunks lack the declared columns {missing}"
+        )
     return HistoricalFeatures(header, typed(table, header), summary)

@@ -33,6 +33,7 @@ from creditrisk.common.v1 import values_pb2
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
+from creditrisk_kit.errors import Unavailable
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from google.protobuf import struct_pb2
 
@@ -130,7 +131,10 @@ def _status(code: int) -> grpc.StatusCode:
 def _item(result: ipb.PredictBatchResult) -> BatchItem:
     if result.HasField("prediction"):
         return BatchItem(result.prediction, grpc.StatusCode.OK, "")
-    return BatchItem(None, _status(result.error.code), result.error.message)
+    code = _status(result.error.code)
+    if code is grpc.StatusCode.OK:  # neither a prediction nor an error: never "OK" without one
+        return BatchItem(None, grpc.StatusCode.UNKNOWN, "the inference-gateway sent an empty result")
+    return BatchItem(None, code, result.error.message)
 
 
 class InferenceClient(ContractClient):
@@ -221,6 +225,7 @@ class InferenceClient(ContractClient):
 
         Raises:
             ValueError: An empty batch.
+            Unavailable: The gateway answered another number of results than requests.
             As ``errors`` maps the call's status (RESOURCE_EXHAUSTED for a batch over the server's
             limit, UNAVAILABLE for a backend down for the whole batch).
         """
@@ -232,6 +237,10 @@ class InferenceClient(ContractClient):
             timeout_s=timeout_s,
             errors=errors,
         )
+        if len(response.results) != len(requests):  # items would be paired with other applicants
+            raise Unavailable(
+                f"the inference-gateway answered {len(response.results)} results for {len(requests)} requests"
+            )
         return [_item(result) for result in response.results]
 
     async def list_serving_models(

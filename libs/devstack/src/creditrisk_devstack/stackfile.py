@@ -103,6 +103,44 @@ _BUILT_INS = {"root", "profile", "name"}
 _PORT_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
+_SCALAR = (str, int, float)
+_STRINGS = ("unset_env", "depends_on", "ports")
+_TEMPLATES = ("argv", "dirs", "pre_stop")
+_TEXT = ("name", "cmd", "cwd", "extends", "stop_signal")
+_NUMBERS = ("timeout_s", "grace_s", "pre_stop_timeout_s")
+
+
+def _check_types(raw: Mapping[str, Any], where: str) -> None:
+    """Each key of a process (or ``[defaults]``) table of its TOML type: a string where a list is
+    wanted would otherwise be taken letter by letter (``argv = "python -m x"``)."""
+
+    def wrong(key: str, wanted: str) -> StackFileError:
+        return StackFileError(f"{where}: {key} must be {wanted}, got {raw[key]!r}")
+
+    for key in _TEXT:
+        if key in raw and not (isinstance(raw[key], str) and raw[key]):
+            raise wrong(key, "a non-empty string")
+    for key in _STRINGS:
+        if key in raw and not (isinstance(raw[key], list) and all(isinstance(v, str) for v in raw[key])):
+            raise wrong(key, "a list of strings")
+    for key in _TEMPLATES:
+        if key in raw and not (
+            isinstance(raw[key], list)
+            and all(isinstance(v, _SCALAR) and not isinstance(v, bool) for v in raw[key])
+        ):
+            raise wrong(key, "a list of strings")
+    for key in _NUMBERS:
+        if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int | float)):
+            raise wrong(key, "a number (seconds)")
+    if "inherit_env" in raw and not isinstance(raw["inherit_env"], bool):
+        raise wrong("inherit_env", "true or false")
+    if "env" in raw and not isinstance(raw["env"], dict):
+        raise wrong("env", "a table")
+    for key in ("profile", "wants"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise wrong(key, "a table of tables")
+
+
 class StackFileError(ValueError):
     """The stack file is malformed, or a value cannot be expanded (names the file and the place)."""
 
@@ -225,12 +263,22 @@ class StackFile:
         unknown = set(data) - _TOP_KEYS
         if unknown:
             raise StackFileError(f"{path}: unknown top-level keys {sorted(unknown)}")
+        for key in ("root", "log_dir"):
+            if key in data and not isinstance(data[key], str):
+                raise StackFileError(f"{path}: {key} must be a string, got {data[key]!r}")
+        if not isinstance(data.get("profiles", []), list) or not all(
+            isinstance(p, str) and p for p in data.get("profiles", [])
+        ):
+            raise StackFileError(f"{path}: profiles must be a list of names, got {data['profiles']!r}")
         root = (path.parent / data["root"]).resolve() if "root" in data else find_repo_root(path.parent)
         profiles = tuple(data.get("profiles", ()))
         variables = data.get("vars", {})
         if not isinstance(variables, dict) or _BUILT_INS & set(variables):
             raise StackFileError(f"{path}: [vars] must be a table not naming {sorted(_BUILT_INS)}")
         defaults = data.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise StackFileError(f"{path}: [defaults] must be a table")
+        _check_types(defaults, f"{path}: [defaults]")
         if set(defaults) - _DEFAULT_KEYS:
             raise StackFileError(
                 f"{path}: unknown keys in [defaults]: {sorted(set(defaults) - _DEFAULT_KEYS)}"
@@ -240,7 +288,10 @@ class StackFile:
             raise StackFileError(f"{path}: no [[process]] entries")
         processes: dict[str, dict[str, Any]] = {}
         for index, raw in enumerate(raws):
+            if not isinstance(raw, dict):
+                raise StackFileError(f"{path}: process #{index + 1} must be a [[process]] table")
             where = f"{path}: process #{index + 1}" + (f" ({raw['name']})" if "name" in raw else "")
+            _check_types(raw, where)
             extra = set(raw) - _PROCESS_KEYS
             if extra:
                 raise StackFileError(f"{where}: unknown keys {sorted(extra)}")
@@ -285,10 +336,17 @@ class StackFile:
         self, *, profile: str | None = None, variables: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         """Every ``[vars]`` entry expanded (a caller's ``variables`` over them), with ``root`` and
-        ``profile``. Raises :class:`StackFileError` for an unknown profile or a value it cannot
-        expand."""
+        ``profile``. Raises :class:`StackFileError` for an unknown profile, a caller's variable
+        naming a built-in (``root``, ``profile``, ``name``, a ``<process>.<port>``) or a value it
+        cannot expand."""
         chosen = self._profile(profile)
         given = dict(variables or {})
+        reserved = sorted(k for k in given if k in _BUILT_INS or "." in k)
+        if reserved:  # ${profile} would say one profile while the other's overlays apply
+            raise StackFileError(
+                f"{self.path}: variables {reserved} are built in (root, profile, name, ports): "
+                "choose the profile with the profile argument (--profile)"
+            )
         values: dict[str, str] = {"root": str(self.root), "profile": chosen or ""}
         for key, value in self.vars.items():
             if key in given:

@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,9 @@ class OnnxScorer:
         meta: the rest of ``scorer.json`` (``tolerance`` ...), kept as :attr:`meta`.
 
     Raises:
-        ValueError: an unknown input kind or numeric tensor type, or graph inputs other than
-            ``inputs``.
-        onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf: not an ONNX model.
+        ValueError: ``inputs`` not a mapping of names to kinds, an unknown input kind or numeric
+            tensor type, ``model.onnx`` not a model onnxruntime loads, graph inputs other than
+            ``inputs``, or an output that is not ``[N, 2]``.
     """
 
     def __init__(
@@ -61,7 +62,13 @@ class OnnxScorer:
         numeric_tensor: str = "float",
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        self.inputs: dict[str, str] = {str(k): str(v) for k, v in inputs.items()}
+        if not isinstance(inputs, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()
+        ):
+            raise ValueError(f"scorer inputs must map feature names to kinds, got {inputs!r:.200}")
+        if not isinstance(numeric_tensor, str):
+            raise ValueError(f"numeric_tensor must be a string, got {numeric_tensor!r:.100}")
+        self.inputs: dict[str, str] = dict(inputs)
         bad = sorted(name for name, kind in self.inputs.items() if kind not in INPUT_KINDS)
         if bad:
             raise ValueError(f"scorer inputs of unknown kind (not {' or '.join(INPUT_KINDS)}): {bad}")
@@ -72,7 +79,10 @@ class OnnxScorer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail ...) derive from Exception
+            raise ValueError(f"model.onnx is not a model onnxruntime loads: {exc}") from exc
         graph_inputs = {i.name for i in self._session.get_inputs()}
         if graph_inputs != set(self.inputs):
             raise ValueError(
@@ -80,18 +90,24 @@ class OnnxScorer:
                 f"{sorted(graph_inputs - set(self.inputs))}, only in the scorer "
                 f"{sorted(set(self.inputs) - graph_inputs)}"
             )
-        outputs = [o.name for o in self._session.get_outputs()]
-        self._output = "probabilities" if "probabilities" in outputs else outputs[-1]
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        self._output = "probabilities" if "probabilities" in outputs else list(outputs)[-1]
+        shape = outputs[self._output].shape
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != 2):
+            raise ValueError(f"model.onnx output {self._output!r} has shape {shape}, expected [N, 2]")
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> OnnxScorer:
         """Load ``model.onnx`` and ``scorer.json`` of a downloaded ``fast_scorer`` folder.
 
         Raises:
-            OSError: a file is missing. ValueError / KeyError: ``scorer.json`` is not as described.
+            OSError: a file is missing. ValueError / KeyError: ``scorer.json`` is not as described
+                (not a JSON object, no ``inputs``, a field of the wrong type).
         """
         directory = Path(directory)
         meta = json.loads((directory / "scorer.json").read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"scorer.json must be a JSON object, got {type(meta).__name__}")
         return cls(
             (directory / "model.onnx").read_bytes(),
             meta["inputs"],
@@ -101,9 +117,24 @@ class OnnxScorer:
 
     @property
     def tolerance(self) -> float | None:
-        """The recorded tolerance of |ONNX - scikit-learn| (``scorer.json`` ``tolerance``), if any."""
+        """The recorded tolerance of |ONNX - scikit-learn| (``scorer.json`` ``tolerance``), if any.
+
+        Raises:
+            ValueError: a tolerance that is not a finite number >= 0 (``Infinity`` would make every
+                fidelity check pass).
+        """
         value = self.meta.get("tolerance")
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"scorer.json tolerance must be a number, got {value!r:.100}")
+        try:
+            tolerance = float(value)
+        except ValueError:
+            raise ValueError(f"scorer.json tolerance must be a number, got {value!r:.100}") from None
+        if not (math.isfinite(tolerance) and tolerance >= 0):
+            raise ValueError(f"scorer.json tolerance must be a finite number >= 0, got {value!r:.100}")
+        return tolerance
 
     def check_signature(self, signature: Mapping[str, str]) -> None:
         """Check the scorer's inputs against a model signature ``{column: MLflow type name}``: the

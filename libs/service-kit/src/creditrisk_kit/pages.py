@@ -7,7 +7,8 @@ the unpadded URL-safe base64 of the compact JSON ``{"p": position}``, at most
 edits one into another valid position only lists from there, which it may do anyway.
 
 Every token this module did not make (not base64, not that JSON, another spelling of it, a
-position of the wrong type, a negative number, an empty name, too long) raises
+position of the wrong type, a negative number or one over :data:`MAX_POSITION`, an empty
+name, a name with no UTF-8 spelling, too long) raises
 :class:`~creditrisk_kit.errors.InvalidArgument` on ``page_token`` (INVALID_ARGUMENT), naming the
 token (shortened to :data:`SHOWN_CHARS` characters).
 """
@@ -26,6 +27,9 @@ MAX_TOKEN_CHARS = 1024
 """The longest token accepted (its position a name of up to ~750 UTF-8 bytes)."""
 SHOWN_CHARS = 40
 """How much of a refused token the error message shows."""
+MAX_POSITION = 2**63 - 1
+"""The largest offset or sequence number: a signed 64-bit integer, what SQLite's and PostgreSQL's
+``OFFSET`` and ``BIGINT`` take (a larger one would fail in the database driver, not as a client error)."""
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -42,8 +46,8 @@ def encode_page_token(position: int | str) -> str:
     """
     if isinstance(position, bool) or not isinstance(position, int | str):
         raise ValueError(f"a page position is an int or a str, got {type(position).__name__}")
-    if isinstance(position, int) and position < 0:
-        raise ValueError(f"a page position must be >= 0, got {position}")
+    if isinstance(position, int) and not 0 <= position <= MAX_POSITION:
+        raise ValueError(f"a page position must be >= 0 and <= {MAX_POSITION}, got {position}")
     if isinstance(position, str) and not position:
         raise ValueError("a page position name must not be empty")
     raw = json.dumps({"p": position}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -82,11 +86,15 @@ def decode_page_token(
         raise _bad(token, field)
     position = payload["p"]
     if kind is int:
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
             raise _bad(token, field)
     elif not isinstance(position, str) or not position:
         raise _bad(token, field)
-    if encode_page_token(position) != token:  # only the one spelling this module makes
+    try:
+        canonical = encode_page_token(position)
+    except ValueError:  # a name with a lone surrogate (\ud800) has no UTF-8 spelling
+        raise _bad(token, field) from None
+    if canonical != token:  # only the one spelling this module makes
         raise _bad(token, field)
     return position  # type: ignore[no-any-return]
 

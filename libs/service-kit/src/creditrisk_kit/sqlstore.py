@@ -15,7 +15,8 @@ store) share; each store subclasses :class:`SqlStore` and keeps its tables and q
 * **PostgreSQL schema**: with ``schema``, every table (and alembic's version table) lives in that
   schema through the connection's ``search_path``, so parallel test sessions each get their own;
   :meth:`SqlStore.migrate` creates it, :meth:`SqlStore.drop_schema` drops it.
-* **Migrations**: :meth:`SqlStore.migrate` runs ``alembic upgrade head`` on the store's own
+* **Migrations**: :meth:`SqlStore.migrate` runs ``alembic upgrade head`` (one process at a time
+  per database: an advisory lock on PostgreSQL, a file lock beside a SQLite file) on the store's own
   connection (the store's ``migrations`` folder); that folder's ``env.py`` is the one call
   :func:`run_migrations`.
 * **Readiness**: :meth:`SqlStore.ping` (``SELECT 1``).
@@ -27,7 +28,10 @@ Times are stored as naive UTC timestamps (:func:`naive_utc`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,8 +41,27 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+MIGRATION_LOCK_KEY = 0x63725F6D6967  # "cr_mig"
+"""PostgreSQL advisory lock key held while a store migrates (one migration at a time per database)."""
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 """A PostgreSQL schema name the stores accept (an unquoted identifier, 63 bytes at most)."""
+
+
+def check_database_url(url: str) -> str:
+    """``url`` when it is a SQLAlchemy URL of a backend :class:`SqlStore` takes (for settings
+    validators: a bad URL is then a configuration error naming the variable, not a traceback at
+    start).
+
+    Raises:
+        ValueError: not a SQLAlchemy URL, or another backend than sqlite / postgresql.
+    """
+    try:
+        backend = sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise ValueError("not a SQLAlchemy URL (sqlite:///path or postgresql+psycopg://...)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return url
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -110,18 +133,46 @@ class SqlStore:
         return sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
 
     def migrate(self) -> None:
-        """Create the schema (PostgreSQL) and apply the alembic migrations up to head."""
+        """Create the schema (PostgreSQL) and apply the alembic migrations up to head.
+
+        One migration at a time per database, so that two processes starting at once (two
+        replicas, a restart racing the old process) do not both create the tables ("table ...
+        already exists"): a PostgreSQL advisory lock for the transaction, an exclusive file lock
+        beside a SQLite file.
+        """
         from alembic import command
         from alembic.config import Config
 
-        if self.schema:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
         config = Config()
         config.set_main_option("script_location", str(self.migrations))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with self._migration_lock():
+            if self.schema:
+                with self.engine.begin() as conn:
+                    self._lock_migrations(conn)
+                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            with self.engine.begin() as conn:
+                self._lock_migrations(conn)
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    def _lock_migrations(self, conn: Connection) -> None:
+        """PostgreSQL: hold the migration advisory lock until ``conn``'s transaction ends."""
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """SQLite file: an exclusive ``flock`` on ``<file>.migrate-lock`` while migrating."""
+        database = self.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def ping(self) -> bool:
         """True when the database answers ``SELECT 1`` (the readiness check)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from creditrisk_kit.settings import ServiceSettings
+from creditrisk_kit.sqlstore import check_database_url
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -174,6 +175,15 @@ class DriftServiceSettings(ServiceSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _store_url_is_usable(self) -> DriftServiceSettings:
+        variable = "DRIFT_SERVICE_DATABASE_URL" if self.database_url else "DRIFT_SERVICE_POSTGRES_DSN"
+        try:
+            check_database_url(self.store_url)
+        except ValueError as exc:  # the URL itself is never echoed: it may hold a password
+            raise ValueError(f"{variable}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _registry_needs_token_and_mlflow(self) -> DriftServiceSettings:

@@ -292,12 +292,12 @@ class Registration:
         digests.update(sha256_tree(scorer_dir, FAST_SCORER_DIR))
         try:
             fast = OnnxScorer.from_dir(scorer_dir)
-        except (ValueError, KeyError) as exc:
+            tolerance = fast.tolerance
+        except (ValueError, KeyError, OSError) as exc:  # the run's files, not our bug: no INTERNAL
             raise FailedPrecondition(
                 f"the fast scorer of run {run_id!r} is not valid: {exc}",
                 [PreconditionViolation("FAST_SCORER", run_id, "re-export the fast scorer")],
             ) from exc
-        tolerance = fast.tolerance
         if tolerance is None and "fast_scorer.tolerance" in run.data.tags:
             tolerance = float(run.data.tags["fast_scorer.tolerance"])
         if tolerance is None:

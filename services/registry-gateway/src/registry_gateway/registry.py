@@ -244,11 +244,21 @@ class ModelRegistry:
             aliases: dict[int, list[str]] = {}
             for alias, version in (self.registered_model(name).aliases or {}).items():
                 aliases.setdefault(int(version), []).append(alias)
-            found = list(
-                self.client.search_model_versions(
-                    f"name = '{name}'", max_results=offset + limit + 1, order_by=["version_number DESC"]
+            # MLflow refuses max_results over 200,000 (an INVALID_PARAMETER_VALUE that would escape
+            # as INTERNAL for a far offset token): page through it instead, as list_models does.
+            found: list[Any] = []
+            token = None
+            while len(found) < offset + limit + 1:
+                batch = self.client.search_model_versions(
+                    f"name = '{name}'",
+                    max_results=min(offset + limit + 1, 1000),
+                    order_by=["version_number DESC"],
+                    page_token=token,
                 )
-            )
+                found.extend(batch)
+                token = batch.token
+                if not token:
+                    break
             page = [self.version_info(mv) for mv in found[offset : offset + limit]]
             # search results carry no aliases: take them from the model
             page = [dataclasses.replace(v, aliases=sorted(aliases.get(v.version, []))) for v in page]

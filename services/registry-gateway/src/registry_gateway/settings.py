@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from creditrisk_kit import ServiceSettings
+from creditrisk_kit.sqlstore import check_database_url
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -55,7 +56,7 @@ class Settings(ServiceSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// SQLAlchemy URL")
-        return value
+        return check_database_url(value)  # "sqlite:nonsense" was a traceback at start
 
     def gate_config(self) -> GateConfig:
         """The gate's rule from these settings."""

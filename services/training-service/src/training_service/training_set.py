@@ -183,8 +183,8 @@ class FeatureServiceClient:
         """One ``GetHistoricalFeatures`` call with labelled entities: (header, result table).
 
         Raises:
-            as :func:`downstream_errors`; InvalidArgument when the stream breaks the chunk protocol;
-            Unavailable when it ends without header or summary or its row counts disagree.
+            as :func:`downstream_errors`; Unavailable when the stream breaks its contract (chunk
+            protocol, header or summary, row counts, declared columns and types).
         """
         query = fs_pb.HistoricalFeaturesQuery(
             feature_service=feature_service,

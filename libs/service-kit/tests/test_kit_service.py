@@ -234,6 +234,33 @@ async def test_hooks_run_once_in_order_after_the_drain_and_the_extra_server(
     assert "hook 2 broke" in str(failed[0].exc_info[1])
 
 
+async def test_a_hung_hook_is_cancelled_after_its_timeout_and_the_stop_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[str] = []
+
+    async def hung() -> None:
+        events.append("hung")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            events.append("hung cancelled")
+            raise
+
+    async def after() -> None:
+        events.append("after")
+
+    service = Service(service_names=[SERVICE], register=echo_register(events), shutdown_hooks=[hung, after])
+    runner = service.runner(settings().model_copy(update={"shutdown_hook_timeout_s": 0.3}))
+    await runner.start()
+    began = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="creditrisk_kit.server"):
+        await asyncio.wait_for(runner.stop(), 30)
+    assert time.monotonic() - began < 10
+    assert events == ["hung", "hung cancelled", "after"]
+    assert any("still running after 0.3 s: cancelled" in r.getMessage() for r in caplog.records)
+
+
 async def test_extra_server_that_fails_to_start_stops_grpc_and_still_runs_hooks() -> None:
     events: list[str] = []
 

@@ -23,7 +23,8 @@ runs (e.g. refuse new jobs); 1. health goes NOT_SERVING for every name; 2.
 ``server.stop(grace_period_s)``: new calls are refused, in-flight calls get up to
 ``grace_period_s`` seconds to finish, then are cancelled; 3. the extra server is exited (it
 finishes its own in-flight requests); 4. the shutdown hooks run in order, once each, a failing one
-logged and the next one still run.
+logged and the next one still run; a hook still running after ``shutdown_hook_timeout_s`` is
+cancelled and logged, so a stop always ends.
 Open ``Health/Watch`` streams receive NOT_SERVING in step 1 and then end (status OK), so the drain
 waits only for real calls (:class:`HealthServicer`).
 """
@@ -389,7 +390,13 @@ class ServiceRunner:
             # 4. Release what the service holds.
             for hook in self._shutdown_hooks:
                 try:
-                    await hook()
+                    await asyncio.wait_for(hook(), self.settings.shutdown_hook_timeout_s)
+                except TimeoutError:
+                    _LOGGER.error(
+                        "shutdown hook %r still running after %s s: cancelled",
+                        hook,
+                        self.settings.shutdown_hook_timeout_s,
+                    )
                 except Exception:
                     _LOGGER.exception("shutdown hook %r failed", hook)
             if self.metrics is not None:

@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
             every service sets its own default (tests/test_defaults.py checks they differ).
         grace_period_s: Seconds in-flight calls get to finish on SIGTERM (drain) before they are
             cancelled; keep it below Kubernetes' ``terminationGracePeriodSeconds`` (default 30 s).
+        shutdown_hook_timeout_s: Seconds each shutdown hook may take after the drain; a hook still
+            running then is cancelled and logged, and the next one runs, so a stop always ends
+            (default 10 s, > 0).
         max_message_bytes: Largest message sent or received, in bytes; applied to both
             ``grpc.max_send_message_length`` and ``grpc.max_receive_message_length`` of the server
             and the clients. Default 4 MiB, gRPC's default receive limit.
@@ -66,6 +69,7 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", min_length=1)
     port: int = Field(default=50051, ge=0, le=65535)
     grace_period_s: float = Field(default=10.0, ge=0)
+    shutdown_hook_timeout_s: float = Field(default=10.0, gt=0)
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=2**31 - 1)
     health_check_interval_s: float = Field(default=5.0, gt=0)
     log_level: LogLevel = "INFO"

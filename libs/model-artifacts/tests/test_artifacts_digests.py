@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,17 @@ def test_a_changed_byte_changes_the_digest(tree: Path) -> None:
     (tree / "MLmodel").write_bytes(b"abd")
     with pytest.raises(DigestMismatch, match="sha256 mismatch for model/MLmodel"):
         verify_digests(recorded, sha256_tree(tree, "model"))
+
+
+@pytest.mark.parametrize("target", ["outside", "dangling", "folder"])
+def test_a_symbolic_link_in_the_artifacts_is_refused_by_name(tmp_path: Path, target: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside the tree\n")
+    tree = tmp_path / "model"
+    tree.mkdir()
+    (tree / "MLmodel").write_text("flavors: {}\n")
+    link = {"outside": outside / "secret.txt", "dangling": tmp_path / "nothing", "folder": outside}[target]
+    os.symlink(link, tree / "model.skops")
+    with pytest.raises(DigestMismatch, match=r"symbolic link in the artifacts: model/model\.skops"):
+        sha256_tree(tree, "model")

@@ -52,8 +52,20 @@ def sha256_tree(root: Path, prefix: str) -> dict[str, str]:
     """``{prefix/relative posix path: sha256 hex}`` of every file under ``root``, sorted by key.
 
     Folders contribute no key of their own; an empty or missing ``root`` gives ``{}``.
+
+    Raises:
+        DigestMismatch: an entry that is neither a regular file nor a folder (a symbolic link,
+            dangling or not, a FIFO, a socket): artifacts are plain files, and a link would make
+            the digest and what is loaded two different things. The entry is named.
     """
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = []
+    for path in root.rglob("*"):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            kind = "symbolic link" if path.is_symlink() else "special file"
+            raise DigestMismatch(f"a {kind} in the artifacts: {prefix}/{path.relative_to(root).as_posix()}")
+        if path.is_file():
+            files.append(path)
+    files.sort()
     return {f"{prefix}/{path.relative_to(root).as_posix()}": sha256_file(path) for path in files}
 
 

@@ -98,8 +98,8 @@ def fetch_version(client: Any, tracking_uri: str, name: str, mv: Any, cache_dir:
             raise ArtifactRefused(version, "the version names no run (no fast scorer to load)")
         run = client.get_run(mv.run_id)
         scorer_dir = _download(f"{run.info.artifact_uri}/{FAST_SCORER_DIR}", root / "scorer", tracking_uri)
-        actual = {**sha256_tree(model_dir, MODEL_DIR), **sha256_tree(scorer_dir, FAST_SCORER_DIR)}
         try:
+            actual = {**sha256_tree(model_dir, MODEL_DIR), **sha256_tree(scorer_dir, FAST_SCORER_DIR)}
             verify_digests(digests_from_tags(dict(mv.tags or {})), actual)
         except DigestMismatch as exc:
             raise ArtifactRefused(version, exc.reason) from exc

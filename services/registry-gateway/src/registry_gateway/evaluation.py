@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
-from creditrisk_model_artifacts import MODEL_DIR, digests_from_tags, sha256_tree
+from creditrisk_model_artifacts import MODEL_DIR, DigestMismatch, digests_from_tags, sha256_tree
 from opentelemetry import trace
 
 from registry_gateway import gate as gt
@@ -85,7 +85,10 @@ class GateEvaluator:
             )
             prefix = f"{MODEL_DIR}/"
             expected = {k: v for k, v in digests_from_tags(mv.tags or {}).items() if k.startswith(prefix)}
-            actual = sha256_tree(local, MODEL_DIR)
+            try:
+                actual = sha256_tree(local, MODEL_DIR)
+            except DigestMismatch as exc:
+                raise FailedPrecondition(f"artifacts of {mv.name}/{mv.version}: {exc.reason}") from exc
             if expected and actual != expected:
                 changed = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
                 raise FailedPrecondition(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from creditrisk.common.v1 import values_pb2
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
-from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, digest_tags, sha256_tree
+from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, DigestMismatch, digest_tags, sha256_tree
 from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from mlflow.exceptions import MlflowException
 from opentelemetry import trace
@@ -174,7 +175,7 @@ class Registration:
                 [PreconditionViolation("NO_SIGNATURE", subject, "log the model with a signature")],
             )
         threshold = meta.metadata.get("decision_threshold", run.data.metrics.get("decision_threshold"))
-        if threshold is None or not 0.0 <= float(threshold) <= 1.0:
+        if not _probability(threshold):
             raise FailedPrecondition(
                 f"the model of run {run_id!r} has no decision threshold in [0, 1]",
                 [
@@ -281,25 +282,33 @@ class Registration:
     def _digests_and_fidelity(
         self, run: Any, model_dir: Path, meta: Any
     ) -> tuple[dict[str, str], dict[str, str]]:
-        digests = sha256_tree(model_dir, MODEL_DIR)
         run_id = run.info.run_id
+        try:
+            digests = sha256_tree(model_dir, MODEL_DIR)
+        except DigestMismatch as exc:
+            raise FailedPrecondition(
+                f"the model artifacts of run {run_id!r}: {exc.reason}",
+                [PreconditionViolation("ARTIFACTS", run_id, "log plain files only")],
+            ) from exc
         scorer_files = {f.path for f in self.registry.client.list_artifacts(run_id, FAST_SCORER_DIR)}
         if not scorer_files:
             return digests, {f"{TAG}fast_scorer": "absent"}
         scorer_dir = self.registry.download(
             f"{run.info.artifact_uri}/{FAST_SCORER_DIR}", model_dir.parent / "scorer"
         )
-        digests.update(sha256_tree(scorer_dir, FAST_SCORER_DIR))
         try:
+            digests.update(sha256_tree(scorer_dir, FAST_SCORER_DIR))
             fast = OnnxScorer.from_dir(scorer_dir)
             tolerance = fast.tolerance
+            if tolerance is None and "fast_scorer.tolerance" in run.data.tags:
+                tolerance = float(run.data.tags["fast_scorer.tolerance"])
+                if not math.isfinite(tolerance) or tolerance < 0:
+                    raise ValueError(f"tag fast_scorer.tolerance {tolerance!r} is not a finite number >= 0")
         except (ValueError, KeyError, OSError) as exc:  # the run's files, not our bug: no INTERNAL
             raise FailedPrecondition(
                 f"the fast scorer of run {run_id!r} is not valid: {exc}",
                 [PreconditionViolation("FAST_SCORER", run_id, "re-export the fast scorer")],
             ) from exc
-        if tolerance is None and "fast_scorer.tolerance" in run.data.tags:
-            tolerance = float(run.data.tags["fast_scorer.tolerance"])
         if tolerance is None:
             raise FailedPrecondition(
                 f"the fast scorer of run {run_id!r} records no tolerance",
@@ -406,3 +415,12 @@ class Registration:
         with _TRACER.start_as_current_span("registry.register"):
             mv = await self.registry.run(write)
         return await self.registry.run(self.registry.version_info, mv)
+
+
+def _probability(value: object) -> bool:
+    """Whether ``value`` (a logged metadata value or metric) reads as a number in [0, 1]."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return 0.0 <= number <= 1.0

@@ -85,6 +85,7 @@ async def wait_status(channel: grpc.aio.Channel, wanted: int, timeout_s: float =
     raise AssertionError(f"health stayed {last}, wanted {wanted}")
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 async def test_sigterm_in_a_subprocess_drains_stops_http_then_runs_hooks_once_in_order(
     tmp_path: Path,
 ) -> None:
@@ -131,6 +132,7 @@ async def test_sigterm_in_a_subprocess_drains_stops_http_then_runs_hooks_once_in
     assert "RuntimeError" in stderr
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_bad_settings_exit_2_naming_the_variable_not_the_value(tmp_path: Path) -> None:
     env = echo_env(tmp_path, ECHO_PORT="secret-port-value", ECHO_GRACE_PERIOD_S="-1")
     done = subprocess.run(
@@ -144,6 +146,7 @@ def test_bad_settings_exit_2_naming_the_variable_not_the_value(tmp_path: Path) -
     assert not (tmp_path / "events").exists()  # nothing was built
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_port_taken_exits_non_zero_after_running_the_hooks(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -114,6 +114,7 @@ def test_unknown_variable_with_the_prefix_is_a_warning(
     assert "FEATURE_SERVICE_PORT " not in err
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_bad_variable_exit_status_of_a_real_process() -> None:
     code = (
         "from creditrisk_kit import ServiceSettings\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from creditrisk_testing import entrypoints as ep
 from feature_service.__main__ import SPEC
 from feature_service.settings import FeatureServiceSettings
@@ -15,11 +16,13 @@ def test_spec_names_the_service_and_its_settings() -> None:
     assert (SPEC.name, SPEC.settings) == ("feature-service", FeatureServiceSettings)
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     ep.assert_serves_then_drains(
         "feature_service", "FEATURE_SERVICE_", profile="embedded", data_dir=str(tmp_path / "store")
     )
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_bad_variable_exits_2_naming_it() -> None:
     ep.assert_bad_variable_exits_2("feature_service", "FEATURE_SERVICE_", "port", "port-70000")

@@ -20,6 +20,7 @@ def test_spec_names_the_service_and_its_settings() -> None:
     assert (SPEC.name, SPEC.settings) == ("inference-gateway", GatewaySettings)
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_grpc_and_rest_serve_then_drain_on_sigterm(tmp_path: Path) -> None:
     grpc_port, http_port = ep.free_port(), ep.free_port()
     env = ep.service_environment(
@@ -49,5 +50,6 @@ def test_grpc_and_rest_serve_then_drain_on_sigterm(tmp_path: Path) -> None:
         httpx.get(f"{rest}/livez", timeout=5)
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_bad_variable_exits_2_naming_it() -> None:
     ep.assert_bad_variable_exits_2("inference_gateway", "INFERENCE_GATEWAY_", "canary_share", "7.5")

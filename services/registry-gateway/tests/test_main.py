@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from creditrisk_testing import entrypoints as ep
 from registry_gateway.__main__ import SPEC
 from registry_gateway.servicer import SERVICE_NAME
@@ -16,6 +17,7 @@ def test_spec_names_the_service_and_its_settings() -> None:
     assert (SPEC.name, SPEC.settings) == ("registry-gateway", Settings)
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     ep.assert_serves_then_drains(
         "registry_gateway",
@@ -29,6 +31,7 @@ def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm(tmp_path: 
     assert (tmp_path / "audit.db").exists()  # migrated by the build
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_bad_variable_exits_2_naming_it() -> None:
     ep.assert_bad_variable_exits_2(
         "registry_gateway", "REGISTRY_GATEWAY_", "mlflow_tracking_uri", "file:///x"

@@ -27,7 +27,7 @@ from training_service import readiness
 from training_service.convert import Defaults
 from training_service.jobs import TrainingJobs
 from training_service.servicer import SERVICE_NAME, register
-from training_service.training_set import FeatureServiceClient
+from training_service.training_set import TrainingSetSource
 
 pytestmark = pytest.mark.timeout(120)
 HGB = pb.ALGORITHM_HIST_GRADIENT_BOOSTING
@@ -105,7 +105,7 @@ async def service(credit_frame: pd.DataFrame, mlflow_embedded: str) -> AsyncIter
     fs_channel = aio_channel(f"127.0.0.1:{fs_port}", instrument=False)
     experiment = f"test-grpc-{uuid.uuid4().hex[:8]}"
     jobs = TrainingJobs(
-        FeatureServiceClient(fs_channel),
+        TrainingSetSource(fs_channel),
         tracking_uri=mlflow_embedded,
         defaults=Defaults(experiment_name=experiment),
         max_concurrent_jobs=1,

@@ -4,6 +4,7 @@ bad variable ends it with status 2, naming the variable and not its value."""
 
 from __future__ import annotations
 
+import pytest
 from creditrisk_testing import entrypoints as ep
 from training_service.__main__ import SPEC
 from training_service.servicer import SERVICE_NAME
@@ -14,6 +15,7 @@ def test_spec_names_the_service_and_its_settings() -> None:
     assert (SPEC.name, SPEC.settings) == ("training-service", TrainingServiceSettings)
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm() -> None:
     ep.assert_serves_then_drains(
         "training_service",
@@ -24,5 +26,6 @@ def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm() -> None:
     )
 
 
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_bad_variable_exits_2_naming_it() -> None:
     ep.assert_bad_variable_exits_2("training_service", "TRAINING_SERVICE_", "mlflow_tracking_uri", "ftp://x")

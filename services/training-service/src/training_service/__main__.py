@@ -22,14 +22,14 @@ from training_service.convert import Defaults
 from training_service.jobs import TrainingJobs
 from training_service.servicer import SERVICE_NAME, register
 from training_service.settings import TrainingServiceSettings
-from training_service.training_set import FeatureServiceClient
+from training_service.training_set import TrainingSetSource
 
 
 def build(settings: TrainingServiceSettings) -> Service:
     """The job runner on a feature-service channel, and the servicer."""
     channel = aio_channel(settings.feature_service_address, max_message_bytes=settings.max_message_bytes)
     jobs = TrainingJobs(
-        FeatureServiceClient(channel, timeout_s=settings.feature_service_timeout_s),
+        TrainingSetSource(channel, timeout_s=settings.feature_service_timeout_s),
         tracking_uri=settings.mlflow_tracking_uri,
         defaults=Defaults(
             experiment_name=settings.experiment_name,

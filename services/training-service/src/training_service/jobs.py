@@ -58,7 +58,7 @@ from opentelemetry import trace
 
 from training_service import convert
 from training_service.training import Cancelled, TrainingOutcome, train
-from training_service.training_set import FeatureServiceClient, TrainingSet, TrainingSetRequest
+from training_service.training_set import TrainingSet, TrainingSetRequest, TrainingSetSource
 
 _LOGGER = logging.getLogger(__name__)
 _TRACER = trace.get_tracer("training_service")
@@ -119,7 +119,7 @@ class TrainingJobs:
     """The job runner (see the module docstring).
 
     Args:
-        client: the feature-service client.
+        source: where training sets are read from (the feature-service calls).
         tracking_uri: MLflow tracking server URL.
         defaults: server defaults of unset request fields.
         fairness_feature_service: feature service of the protected attributes.
@@ -130,7 +130,7 @@ class TrainingJobs:
 
     def __init__(
         self,
-        client: FeatureServiceClient,
+        source: TrainingSetSource,
         *,
         tracking_uri: str,
         defaults: convert.Defaults | None = None,
@@ -143,7 +143,7 @@ class TrainingJobs:
             from training_service.tracking import log_training_run
 
             log_run = log_training_run
-        self.client = client
+        self.source = source
         self.tracking_uri = tracking_uri
         self.defaults = defaults or convert.Defaults()
         self.fairness_feature_service = fairness_feature_service
@@ -175,13 +175,13 @@ class TrainingJobs:
         if existing is not None:
             return existing
         spec = convert.parse_spec(request.spec, self.defaults)
-        info = await self.client.feature_service(spec.feature_service, spec.feature_service_version)
-        await self.client.label_view(spec.label_view)
+        info = await self.source.feature_service(spec.feature_service, spec.feature_service_version)
+        await self.source.label_view(spec.label_view)
         policy = spec.training.policy
         available = set(info.features)
         fairness: tuple[str, ...] = ()
         if policy.fairness_attributes:
-            fairness_info = await self.client.feature_service(
+            fairness_info = await self.source.feature_service(
                 self.fairness_feature_service, field_path="fairness_feature_service"
             )
             fairness = tuple(a for a in policy.fairness_attributes if a in fairness_info.features)
@@ -295,7 +295,7 @@ class TrainingJobs:
     async def _execute(self, job: Job) -> None:
         spec = job.spec
         with _TRACER.start_as_current_span("training.build_training_set") as span:
-            training_set = await self.client.training_set(
+            training_set = await self.source.training_set(
                 TrainingSetRequest(
                     feature_service=spec.feature_service,
                     feature_service_version=job.feature_service_version,

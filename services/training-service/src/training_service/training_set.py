@@ -38,8 +38,7 @@ import pandas as pd
 import pyarrow as pa
 from creditrisk.common.v1 import time_range_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fs_pb
-from creditrisk_clients import DownstreamErrors, invalid_argument, not_found
-from creditrisk_clients import FeatureServiceClient as FeatureStoreClient
+from creditrisk_clients import DownstreamErrors, FeatureServiceClient, invalid_argument, not_found
 from creditrisk_kit import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
 from google.protobuf import timestamp_pb2
 
@@ -130,8 +129,9 @@ def downstream_errors(*, kind: str, name: str, field_path: str) -> DownstreamErr
     )
 
 
-class FeatureServiceClient:
-    """The calls the training-service makes to the feature-service, over a kit ``aio_channel``.
+class TrainingSetSource:
+    """Where the training-service reads training sets from: its calls to the feature-service (over
+    a :class:`creditrisk_clients.FeatureServiceClient` on a kit ``aio_channel``).
 
     Args:
         channel: ``creditrisk_kit.aio_channel`` to the feature-service (deadline, retries on
@@ -143,7 +143,7 @@ class FeatureServiceClient:
     def __init__(
         self, channel: grpc.aio.Channel, *, timeout_s: float = 300.0, max_chunk_rows: int = 0
     ) -> None:
-        self._store = FeatureStoreClient(channel, historical_timeout_s=timeout_s)
+        self._store = FeatureServiceClient(channel, historical_timeout_s=timeout_s)
         self._max_chunk_rows = max_chunk_rows
 
     async def feature_service(

@@ -113,7 +113,7 @@ async def test_predict_sends_typed_values_and_the_bearer_token(gateway: Any) -> 
     when = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
     answer = await client.predict(
         1,
-        {"credit_amount": 6_000.0, "duration_months": 24, "foreign_worker": False, "purpose": "car"},
+        {"credit_amount": 6_000.0, "duration_in_month": 24, "foreign_worker": False, "purpose": "car"},
         client_request_id="app-42",
         event_time=when,
     )
@@ -122,7 +122,7 @@ async def test_predict_sends_typed_values_and_the_bearer_token(gateway: Any) -> 
     assert (answer.client_request_id, answer.model_version) == ("app-42", 3)
     assert answer.event_time.ToDatetime(tzinfo=UTC) == when
     sent = servicer.requests[-1].request_values
-    assert sent["duration_months"].int64_value == 24
+    assert sent["duration_in_month"].int64_value == 24
     assert sent["foreign_worker"].WhichOneof("kind") == "bool_value"
     assert sent["purpose"].string_value == "car"
     assert servicer.authorization == ["Bearer backend-token"]

@@ -56,7 +56,7 @@ class PredictRequest(google.protobuf.message.Message):
     def request_values(self) -> google.protobuf.internal.containers.MessageMap[builtins.str, creditrisk.common.v1.values_pb2.FeatureValue]:
         """Values supplied with the request, by feature name: overrides of stored
         features and inputs of on-demand feature views (e.g. "credit_amount",
-        "duration_months"). Types must match the feature service's schema.
+        "duration_in_month"). Types must match the feature service's schema.
         """
 
     @property

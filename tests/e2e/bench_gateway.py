@@ -267,9 +267,10 @@ def interleaved(
     rounds: int,
     groups: dict[str, int],
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, dict[str, float]]]:
-    """Time every path in turn, ``rounds`` times (``n / rounds`` calls per path and round): the
-    machine's drifts (other work, CPU frequency) then fall on every path alike, and the ratios
-    between paths hold even when the absolute figures move between runs.
+    """Time every path in turn, ``rounds`` times (``n / rounds`` calls per path and round), the
+    order rotated by one path each round: the machine's drifts (other work, CPU frequency) then
+    fall on every path alike, and the ratios between paths hold even when the absolute figures
+    move between runs.
 
     Returns:
         pooled samples (s) per path, the p50 (ms) of each round per path, and CPU ms per timed
@@ -280,10 +281,14 @@ def interleaved(
     medians: dict[str, list[float]] = {name: [] for name in paths}
     spent: dict[str, dict[str, float]] = {name: dict.fromkeys(groups, 0.0) for name in paths}
     calls = 0  # per path, warm-up included (the CPU meter counts it)
+    names = list(paths)
     for r in range(rounds):
         warm = warmup if r == 0 else max(warmup // rounds, 10)
         calls += warm + per_round
-        for name, call in paths.items():
+        # the order rotates by one path each round: no path always follows the same one (a path
+        # timed right after `feast serve` or the pair meets colder caches)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            call = paths[name]
             with CpuMeter(groups) as meter:
                 got = timed(call, ids, per_round, warm, r * per_round)
             samples[name] += got
@@ -687,6 +692,15 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
                 f"p99 {now[1]:.2f} vs {then[1]:.2f} ms = {now[1] / then[1]:.2f} x; "
                 f"gateway CPU per prediction {cpu_now:.2f} vs "
                 f"{cpu_then:.2f} ms = {cpu_now / cpu_then:.2f} x"
+            )
+            # control: the feature-service does the same work for either gateway, so the ratio of
+            # its CPU per prediction between the two paths is the measurement's own noise
+            fs_now = results["cpu"][f"gateway {proto} Predict"]["feature-service"]
+            fs_then = results["cpu"][before]["feature-service"]
+            print(
+                f"  control: feature-service CPU per prediction {fs_now:.2f} vs {fs_then:.2f} ms = "
+                f"{fs_now / fs_then:.2f} x; gateway ratio over the control's = "
+                f"{(cpu_now / cpu_then) / (fs_now / fs_then):.2f}"
             )
     for proto in ("REST", "gRPC"):
         p50 = results[f"gateway {proto} Predict"][0]

@@ -182,7 +182,7 @@ def test_prepare_is_idempotent_and_keeps_secrets_private(tmp_path: Path) -> None
     second = prepare(tmp_path)
     assert first.passwords == second.passwords  # given by the session's environment, admin's kept
     assert first.passwords["registry-gateway"] == PASSWORDS["registry-gateway"]
-    for name in ("secrets.json", "basic_auth.ini"):
+    for name in ("secrets.json", "basic_auth.ini", "users.db"):
         assert (tmp_path / "auth" / name).stat().st_mode & 0o077 == 0
     stored = json.loads((tmp_path / "auth" / "secrets.json").read_text())
     assert stored["password:admin"] == first.passwords["admin"]

@@ -15,10 +15,13 @@ process acts as one of them through ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRAC
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +60,8 @@ ROLES: dict[str, tuple[tuple[str, str, str], ...]] = {
 CREDENTIALS: dict[str, str] = {role: secrets.token_urlsafe(18) for role in ROLES}
 #: The Flask secret key of every server this process starts (CSRF of MLflow's sign-up page).
 _FLASK_SECRET = secrets.token_urlsafe(24)
+#: The provisioned users' store every server of this process starts from (:func:`_users_database`).
+_TEMPLATE: Path | None = None
 
 
 def credentials_env(role: str) -> dict[str, str]:
@@ -83,30 +88,47 @@ def acting_as(role: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _prepare_auth(data_dir: Path) -> dict[str, str]:
-    """Write the auth ini, provision :data:`ROLES` in ``<data_dir>/auth/users.db`` (MLflow's auth
-    store); returns the server's extra environment."""
+def _users_database() -> Path:
+    """This process's provisioned auth store (MLflow's ``SqlAlchemyStore``: the users of
+    :data:`ROLES`, their grants), made once and copied for each server: migrating and filling it
+    takes seconds, minutes on a loaded machine. Removed when the process exits."""
+    global _TEMPLATE
+    if _TEMPLATE is not None:
+        return _TEMPLATE
     # mlflow is the calling suite's (not this library's) dependency
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore  # type: ignore[import-not-found]
 
-    auth_dir = data_dir / "auth"
-    auth_dir.mkdir(parents=True, exist_ok=True)
-    database_uri = f"sqlite:///{auth_dir / 'users.db'}"
-    config = auth_dir / "basic_auth.ini"
-    config.write_text(
-        "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
-        f"database_uri = {database_uri}\nadmin_username = admin\nadmin_password = {CREDENTIALS['admin']}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    config.chmod(0o600)
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-auth-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "users.db"
     store = SqlAlchemyStore()
-    store.init_db(database_uri)
+    store.init_db(f"sqlite:///{path}")
     for role, grants in ROLES.items():
-        if not store.has_user(role, use_primary=True):
-            store.create_user(role, CREDENTIALS[role], is_admin=role == "admin")
+        store.create_user(role, CREDENTIALS[role], is_admin=role == "admin")
         for resource_type, pattern, permission in grants:
             store.grant_user_permission(role, resource_type, pattern, permission)
     store.engine.dispose()
+    _TEMPLATE = path
+    return path
+
+
+def _prepare_auth(data_dir: Path) -> dict[str, str]:
+    """Write the auth ini and the users' store (a copy of :func:`_users_database`) in
+    ``<data_dir>/auth``, both mode 0600; returns the server's extra environment."""
+    auth_dir = data_dir / "auth"
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    users = auth_dir / "users.db"
+    shutil.copyfile(_users_database(), users)
+    users.chmod(0o600)
+    config = auth_dir / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{users}\nadmin_username = admin\nadmin_password = {CREDENTIALS['admin']}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # a password check is a slow hash per call without it (seconds on a loaded machine)
+        "auth_cache_ttl_seconds = 600\n"
+    )
+    config.chmod(0o600)
     return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": _FLASK_SECRET}
 
 

@@ -42,6 +42,9 @@ from pathlib import Path
 
 #: The admin's user name (MLflow's ``admin_username``).
 ADMIN_USERNAME = "admin"
+#: Seconds a successful password check is cached by the server's worker (MLflow's
+#: ``auth_cache_ttl_seconds``; 0, its default, hashes the password on every call).
+AUTH_CACHE_TTL_S = 600
 #: MLflow's permission names (``mlflow.server.auth.permissions``).
 READ = "READ"
 MANAGE = "MANAGE"
@@ -121,6 +124,11 @@ def auth_config(database_uri: str, admin_password: str) -> str:
         f"admin_password = {admin_password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
+        # A password check is a deliberately slow hash (~0.5 s of CPU, seconds on a loaded 2-core
+        # machine): without this cache every REST call pays it (logging a model makes ~30 calls).
+        # One worker, and passwords change only before the server starts (prepare), so the cache
+        # is never stale (MLflow's basic_auth.ini documents the trade-off for several workers).
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}\n"
     )
 
 
@@ -178,6 +186,7 @@ def prepare(
     config_path = auth_dir / "basic_auth.ini"
     _write_private(config_path, auth_config(database_uri, passwords[ADMIN_USERNAME]))
     provision(database_uri, users, passwords)
+    (auth_dir / "users.db").chmod(0o600)  # password hashes
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(config_path),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": stored["flask_secret_key"],

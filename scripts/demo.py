@@ -33,6 +33,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -134,10 +135,19 @@ def show_environments() -> None:
     console.print(table)
 
 
+#: The MLflow users' passwords of this run (MLflow's basic-auth app; the stack file's
+#: `mlflow_password_*`): generated per run, never printed.
+MLFLOW_PASSWORDS = {
+    user: secrets.token_urlsafe(18)
+    for user in ("registry-gateway", "training-service", "model-server", "drift-service")
+}
+
+
 def stack_variables() -> dict[str, str]:
-    """The stack file's variables for this run: the profile's folder; on the real profile this
-    checkout's names on the shared servers (`scripts/demo_state.py`)."""
+    """The stack file's variables for this run: the profile's folder, the MLflow users' passwords;
+    on the real profile this checkout's names on the shared servers (`scripts/demo_state.py`)."""
     values = {"data_dir": str(STATE)}
+    values.update({f"mlflow_password_{u.replace('-', '_')}": pw for u, pw in MLFLOW_PASSWORDS.items()})
     if PROFILE == "real":
         values.update(
             feature_project=REAL.feature_project,
@@ -401,7 +411,10 @@ def start_serving(supervisor: Supervisor, stack: Stack, *, wait: bool = True) ->
 def held_out_applicants(mlflow_url: str, run_id: str, count: int) -> list[int]:
     """Applicant ids (row numbers of the file) that are not among the run's training rows."""
     response = httpx.get(
-        f"{mlflow_url}/get-artifact", params={"path": TRAINING_ROWS, "run_uuid": run_id}, timeout=60
+        f"{mlflow_url}/get-artifact",
+        params={"path": TRAINING_ROWS, "run_uuid": run_id},
+        auth=("drift-service", MLFLOW_PASSWORDS["drift-service"]),  # a reader of the training rows
+        timeout=60,
     )
     response.raise_for_status()
     trained = set(pq.read_table(io.BytesIO(response.content)).column("applicant_id").to_pylist())
@@ -904,6 +917,11 @@ def afterwards(reports: list[tuple[str, Path]], trace_id: str) -> None:
     console.print(f"    {' '.join(shown)}", soft_wrap=True, markup=False, highlight=False)
     console.print(
         f"    then open http://127.0.0.1:5000/#/models/{MODEL_NAME} (busy port: --port N; Ctrl-C stops it)",
+        soft_wrap=True,
+    )
+    console.print(
+        "    and sign in as admin, its password in "
+        f"{demo_state.shown(STATE / 'mlflow' / 'auth' / 'secrets.json')} (MLflow's basic-auth app)",
         soft_wrap=True,
     )
     for label, path in reports:

@@ -78,6 +78,7 @@ from e2e_stack import (
     ROOT,
     Stack,
     inference_gateway_http,
+    mlflow_env,
     service_python,
 )
 from google.protobuf import timestamp_pb2
@@ -502,7 +503,12 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 "warmup": args.warmup,
             }
         ),
-        env={"OMP_NUM_THREADS": "1", "PYTHONPATH": "", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        env={
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": "",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            **mlflow_env("model-server"),  # the slot's own MLflow user: a reader
+        },
     )
     floors: dict[str, tuple[float, float]] = {}
     if args.profile == "real":

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import secrets
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,12 @@ REGISTRY_TOKENS = {
     VIEWER_TOKEN: {"subject": "inference-gateway", "role": "viewer"},
 }
 MODEL_NAME = "credit-risk"
+#: The MLflow users' passwords for the session (its basic-auth app, deploy/stack/local.toml's
+#: ``mlflow_password_*``): generated per session, never fixed values.
+MLFLOW_PASSWORDS = {
+    user: secrets.token_urlsafe(18)
+    for user in ("registry-gateway", "training-service", "model-server", "drift-service")
+}
 
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
 #: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
@@ -140,7 +147,22 @@ def e2e_variables(stack: Stack) -> dict[str, str]:
         "drift_warm_up": "false",
         "challenger_mode": str(stack.cache.get(CHALLENGER_MODE_KEY, "shadow")),
         "canary_share": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
+        **{f"mlflow_password_{user.replace('-', '_')}": pw for user, pw in MLFLOW_PASSWORDS.items()},
     }
+
+
+def mlflow_auth(user: str) -> tuple[str, str]:
+    """HTTP basic credentials of the session's MLflow ``user`` (``httpx``/``requests`` ``auth=``).
+
+    Raises:
+        KeyError: not one of the platform's MLflow users.
+    """
+    return user, MLFLOW_PASSWORDS[user]
+
+
+def mlflow_env(user: str) -> dict[str, str]:
+    """``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of the session's MLflow ``user``."""
+    return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": MLFLOW_PASSWORDS[user]}
 
 
 def drift_data_dir(stack: Stack) -> Path:

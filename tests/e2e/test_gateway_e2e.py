@@ -39,6 +39,7 @@ from e2e_stack import (
     bearer,
     first_champion,
     inference_gateway_http,
+    mlflow_auth,
     register,
 )
 from google.protobuf import timestamp_pb2
@@ -61,6 +62,7 @@ def held_out_applicants(stack: Stack, run_id: str, count: int) -> list[int]:
     response = httpx.get(
         f"http://{stack.targets['mlflow']}/get-artifact",
         params={"path": "training_set/training_rows.parquet", "run_uuid": run_id},
+        auth=mlflow_auth("drift-service"),
         timeout=60,
     )
     response.raise_for_status()

@@ -19,7 +19,7 @@ import pytest
 from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk.training.v1 import training_service_pb2_grpc as pb_grpc
-from e2e_stack import Stack
+from e2e_stack import Stack, mlflow_auth
 from google.protobuf import timestamp_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -62,9 +62,10 @@ def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
     assert result.metrics["cv_roc_auc_mean"] > 0.7
     assert result.decision_threshold > 0
 
-    run = httpx.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result.mlflow_run_id}).json()[
-        "run"
-    ]
+    reader = mlflow_auth("drift-service")  # MLflow's basic-auth app: a reader of runs and artifacts
+    run = httpx.get(
+        f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result.mlflow_run_id}, auth=reader
+    ).json()["run"]
     assert run["info"]["status"] == "FINISHED"
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     assert params["hp.max_iter"] == "100"
@@ -77,12 +78,15 @@ def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
     assert json.loads(dataset_input["dataset"]["source"])["feature_service"] == "credit_risk_v1"
     # the model (an MLflow 3 logged model, output of the run) and the training rows as Parquet
     (model_output,) = run["outputs"]["model_outputs"]
-    model = httpx.get(f"{mlflow_url}/api/2.0/mlflow/logged-models/{model_output['model_id']}").json()["model"]
+    model = httpx.get(
+        f"{mlflow_url}/api/2.0/mlflow/logged-models/{model_output['model_id']}", auth=reader
+    ).json()["model"]
     assert model["info"]["name"] == "model"
     assert model["info"]["source_run_id"] == result.mlflow_run_id
     artifacts = httpx.get(
         f"{mlflow_url}/api/2.0/mlflow/artifacts/list",
         params={"run_id": result.mlflow_run_id, "path": "training_set"},
+        auth=reader,
     ).json()
     assert [f["path"] for f in artifacts["files"]] == ["training_set/training_rows.parquet"]
     print(f"training e2e: {time.monotonic() - began:.1f} s (stack start included)")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -115,6 +117,20 @@ def test_readiness_timeout_kills_the_group(sup: Supervisor, tmp_path: Path) -> N
     proc = sup["slow"]
     assert not pid_alive(proc.pid)
     assert not pid_alive(int(child.read_text()))
+
+
+def test_a_wait_begun_after_the_deadline_checks_once_before_failing(sup: Supervisor) -> None:
+    """A process that got ready while nobody waited (the caller busy past its timeout) is ready."""
+    port = free_port()
+    sup.start(dataclasses.replace(http_server("late", port), timeout_s=1.0), wait=False)
+    time.sleep(1.5)  # the deadline has passed; then wait (unwatched) until the server listens
+    for _ in range(300):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    sup.wait_ready("late")
+    assert sup["late"].ready
 
 
 def test_port_already_in_use_fails_fast(sup: Supervisor) -> None:

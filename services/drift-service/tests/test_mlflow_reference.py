@@ -9,6 +9,7 @@ registry's only writer in the platform; the drift-service itself only reads).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -26,7 +27,7 @@ from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_kit import FailedPrecondition, NotFound, Unavailable
 from creditrisk_testing.entrypoints import free_port
-from creditrisk_testing.mlflow import mlflow_server
+from creditrisk_testing.mlflow import acting_as, mlflow_server
 from drift_service.core import DriftCore, default_resolver
 from drift_service.domain import PREDICTION_COLUMN, GroundTruthLabel, PolicyKind, Window, now_utc
 from drift_service.reference import (
@@ -120,6 +121,24 @@ def test_registered_version_resolves_to_its_runs_training_rows(tracking: Trackin
     # cached per (model, version): no second download
     assert resolver.resolve(MODEL, tracking.version, None) is data
     assert resolver.downloads == 1
+
+
+def test_mlflow_basic_auth_a_reader_resolves_a_stranger_is_refused(tracking: Tracking) -> None:
+    """The server runs MLflow's basic-auth app: the drift-service needs a user with READ."""
+    with acting_as("reader"):
+        data = MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, tracking.version, None)
+        assert len(data.frame) == 500
+    # a user without a grant (403), and one with a wrong password (401)
+    for password in (None, "not-its-password"):
+        with acting_as("stranger"):
+            if password is not None:
+                os.environ["MLFLOW_TRACKING_PASSWORD"] = password  # restored by acting_as
+            resolver = MlflowTrainingDatasetResolver(tracking.url)
+            with pytest.raises(FailedPrecondition, match="refused") as refused:
+                resolver.resolve(MODEL, tracking.version, None)
+            assert "MLFLOW_TRACKING_USERNAME" in refused.value.violations[0].description
+            with pytest.raises(FailedPrecondition, match="refused"):
+                resolver.resolve(MODEL, 1, f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}")
 
 
 def test_a_run_without_a_registered_version_resolves_from_a_runs_uri(tracking: Tracking) -> None:

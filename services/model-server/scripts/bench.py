@@ -89,6 +89,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, dict[str, float]] = {}
     try:
+        fx.use_mlflow_users()
         argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
         procs.append(fx.start_process(argv, fx.clean_env(**env), work / "mlflow.log"))
         fx.wait_http(f"{url}/health", 180, procs[-1])

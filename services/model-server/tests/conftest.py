@@ -91,6 +91,7 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` (the training-service's command, from ITS env), empty at first;
     stopped by PID at the end of the session."""
     work = tmp_path_factory.mktemp("mlflow")
+    fx.use_mlflow_users()
     argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
     (work / "mlflow").mkdir(exist_ok=True)
     mlflow_proc = fx.start_process(argv, fx.clean_env(**env), work / "mlflow.log")
@@ -136,6 +137,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Iterat
         )
         common = {
             "MLFLOW_TRACKING_URI": url,
+            **fx.mlflow_user_env("model-server"),  # the slot's own MLflow user: a reader
             "MODEL_SERVER_POLL_INTERVAL_S": "1",
             "MODEL_SERVER_REFUSED_RETRY_S": "3600",
             "MODEL_SERVER_CACHE_DIR": str(work / "cache"),

@@ -23,6 +23,7 @@ from creditrisk_testing.feature_store import FakeFeatureStoreService
 from creditrisk_testing.feature_store import register as register_fake
 from creditrisk_testing.mlflow import (
     MlflowServer,
+    acting_as,
     create_postgres_database,
     drop_postgres_database,
     start_mlflow_server,
@@ -60,36 +61,38 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def mlflow_stacks(postgres_dsn: str) -> Iterator[dict[str, Stack]]:
-    """Both profiles' MLflow servers, started together; the fixture runs made once for both."""
+    """Both profiles' MLflow servers (basic-auth on), started together; the fixture runs made once
+    for both. The session acts as MLflow's ``writer`` (the gateway in process and ``make_runs.py``)."""
     root = Path(tempfile.mkdtemp(prefix="rg-tests-"))
     servers: dict[str, MlflowServer] = {}
     databases: list[str] = []
-    try:
-        for profile in PROFILES:
-            (root / profile).mkdir()
-            backend = None
-            if profile == "real":
-                backend, database = create_postgres_database(postgres_dsn, "mlflow_rg")
-                databases.append(database)
-            servers[profile] = start_mlflow_server(root / profile, backend_uri=backend)
-        for server in servers.values():
-            server.wait_healthy()
-        result = subprocess.run(
-            [str(TRAINING_PYTHON), str(HERE / "make_runs.py"), *(s.url for s in servers.values())],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"make_runs failed:\n{result.stderr[-4000:]}")
-        runs = json.loads(result.stdout.strip().splitlines()[-1])
-        yield {p: Stack(p, s.url, runs[s.url]) for p, s in servers.items()}
-    finally:
-        for server in servers.values():
-            server.stop()
-        for database in databases:
-            drop_postgres_database(postgres_dsn, database)
+    with acting_as("writer"):
+        try:
+            for profile in PROFILES:
+                (root / profile).mkdir()
+                backend = None
+                if profile == "real":
+                    backend, database = create_postgres_database(postgres_dsn, "mlflow_rg")
+                    databases.append(database)
+                servers[profile] = start_mlflow_server(root / profile, backend_uri=backend)
+            for server in servers.values():
+                server.wait_healthy()
+            result = subprocess.run(
+                [str(TRAINING_PYTHON), str(HERE / "make_runs.py"), *(s.url for s in servers.values())],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"make_runs failed:\n{result.stderr[-4000:]}")
+            runs = json.loads(result.stdout.strip().splitlines()[-1])
+            yield {p: Stack(p, s.url, runs[s.url]) for p, s in servers.items()}
+        finally:
+            for server in servers.values():
+                server.stop()
+            for database in databases:
+                drop_postgres_database(postgres_dsn, database)
 
 
 @pytest.fixture(scope="session", autouse=True)

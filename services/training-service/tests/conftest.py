@@ -1,9 +1,14 @@
 """Fixtures: the German credit training frame (test fixture, not the production path) and a real
-``mlflow server`` per profile, started as a subprocess on a free port and stopped by PID."""
+``mlflow server`` per profile, started as a subprocess on a free port and stopped by PID.
+
+The servers run MLflow's basic-auth app with the platform's users (training_service.mlflow_auth);
+the users' passwords are generated for the session (the same on every server) and the tests act as
+the ``training-service`` user (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``)."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +17,17 @@ import pandas as pd
 import pytest
 from creditrisk_testing.german_credit import german_credit_frame
 from training_service import mlflow_server
+from training_service.mlflow_auth import PLATFORM_USERS, password_variable
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import TrainingOutcome, TrainingSpec, train
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 180.0  # basic-auth adds its own store to the start; 2 cores shared
+#: The platform users' passwords for this session (every server of the session is given them).
+PASSWORDS = {user: secrets.token_urlsafe(18) for user in PLATFORM_USERS}
+os.environ.update({password_variable(user): password for user, password in PASSWORDS.items()})
+os.environ["MLFLOW_TRACKING_USERNAME"] = "training-service"
+os.environ["MLFLOW_TRACKING_PASSWORD"] = PASSWORDS["training-service"]
 
 
 @pytest.fixture(scope="session")

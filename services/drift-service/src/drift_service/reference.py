@@ -213,9 +213,25 @@ _MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUE
 
 
 def _mlflow_error(exc: Exception, kind: str, name: str) -> Exception:
-    """An MLflow client failure as a domain error: unknown things -> NOT_FOUND, the rest UNAVAILABLE."""
+    """An MLflow client failure as a domain error: unknown things -> NOT_FOUND, credentials refused
+    by MLflow's basic-auth app (401/403) -> FAILED_PRECONDITION, the rest UNAVAILABLE."""
     from mlflow.exceptions import MlflowException
 
+    response = getattr(exc, "response", None)  # requests.HTTPError of an artifact download
+    if (isinstance(exc, MlflowException) and exc.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED")) or (
+        getattr(response, "status_code", None) in (401, 403)
+    ):
+        return FailedPrecondition(
+            f"the MLflow tracking server refused to let this service read {kind} {name!r}",
+            [
+                PreconditionViolation(
+                    type="MLFLOW_PERMISSION",
+                    subject=name,
+                    description="set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD to a user "
+                    "with READ on the registered model and the run's experiment",
+                )
+            ],
+        )
     if isinstance(exc, MlflowException) and exc.error_code in (
         "RESOURCE_DOES_NOT_EXIST",
         "NOT_FOUND",

@@ -11,15 +11,19 @@ use. The command built here sizes it for a small machine:
 * ``--serve-artifacts --artifacts-destination <dir>``: clients never touch the artifact folder
   directly, they upload and download through the tracking server (``mlflow-artifacts:/`` URIs);
 * backend store: SQLite file in the embedded profile, PostgreSQL in the real one
-  (``postgresql+psycopg://`` URL; the database or schema is created by :func:`ensure_postgres_database`).
+  (``postgresql+psycopg://`` URL; the database or schema is created by :func:`ensure_postgres_database`);
+* ``--app-name basic-auth`` (unless ``--no-auth``): MLflow's own basic-auth app, every call but
+  ``/health`` needs a user of :mod:`training_service.mlflow_auth` (provisioned before the server
+  starts, the users' database and secrets in ``<dir>/auth``).
 
 CLI::
 
     python -m training_service.mlflow_server --profile embedded --dir .run/embedded/mlflow \
-        [--port 5000] [--print]
+        [--port 5000] [--print] [--no-auth]
     python -m training_service.mlflow_server --profile real --postgres-dsn postgresql://postgres@127.0.0.1:5432/test
 
-``--print`` prints the argv (one per line) and the environment instead of running it;
+``--print`` prints the argv (one per line) and the environment (the Flask secret key included, never
+a password) instead of running it;
 ``--measure`` starts it, waits for ``/health`` and prints the seconds it took, then stops it.
 """
 
@@ -106,6 +110,7 @@ def server_command(
     port: int = DEFAULT_PORT,
     workers: int = DEFAULT_WORKERS,
     python: str = sys.executable,
+    auth: bool = True,
 ) -> ServerCommand:
     """The ``mlflow server`` command of a profile.
 
@@ -117,6 +122,8 @@ def server_command(
         port: port to listen on.
         workers: uvicorn worker processes.
         python: interpreter of an environment with MLflow installed.
+        auth: MLflow's basic-auth app, its users provisioned now (:func:`training_service.mlflow_auth.prepare`
+            on ``data_dir``; the passwords are in ``<data_dir>/auth/secrets.json`` or the environment).
 
     Returns:
         argv, extra environment and client URL.
@@ -148,7 +155,13 @@ def server_command(
         "--workers",
         str(workers),
     ]
-    return ServerCommand(argv=argv, env=dict(LEAN_ENV), url=f"http://{host}:{port}")
+    env = dict(LEAN_ENV)
+    if auth:
+        from training_service.mlflow_auth import prepare
+
+        argv += ["--app-name", "basic-auth"]
+        env.update(prepare(data_dir).env)
+    return ServerCommand(argv=argv, env=env, url=f"http://{host}:{port}")
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -215,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--no-auth", action="store_true", help="no basic-auth app (anyone may call)")
     parser.add_argument("--print", action="store_true", help="print argv and env, do not run")
     parser.add_argument("--measure", action="store_true", help="start, time /health, stop")
     args = parser.parse_args(argv)
@@ -226,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        auth=not args.no_auth,
     )
     if args.print:
         print("\n".join(command.argv))

@@ -1,12 +1,18 @@
 """TEST FIXTURES ONLY: a real ``mlflow server``, runs logged by the training-service's own code in
 ITS environment, and model versions registered exactly as the registry-gateway does (one version
 tag ``registry.sha256.<key>`` per artifact file). The model-server itself only reads the registry.
+
+The server runs MLflow's basic-auth app with the platform's users (training_service.mlflow_auth);
+:func:`use_mlflow_users` gives them passwords for the process (generated, the same on every server
+it starts) and makes the process act as the ``registry-gateway`` user (the fixtures write the
+registry as it does); a slot is given the ``model-server`` user's (:func:`mlflow_user_env`), a reader.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +30,25 @@ REPO_ROOT = SERVICE_DIR.parents[1]
 TRAINING_DIR = REPO_ROOT / "services" / "training-service"
 TRAINING_PYTHON = TRAINING_DIR / ".venv" / "bin" / "python"
 MAKE_MODEL = SERVICE_DIR / "tests" / "make_model.py"
+#: The platform's MLflow users (training_service.mlflow_auth.PLATFORM_USERS) and this process's
+#: passwords for them.
+MLFLOW_PASSWORDS = {
+    user: secrets.token_urlsafe(18)
+    for user in ("registry-gateway", "training-service", "model-server", "drift-service")
+}
+
+
+def mlflow_user_env(user: str) -> dict[str, str]:
+    """``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of ``user`` (read by MLflow's client)."""
+    return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": MLFLOW_PASSWORDS[user]}
+
+
+def use_mlflow_users() -> None:
+    """Set in ``os.environ`` the users' passwords the server command provisions
+    (``CREDITRISK_MLFLOW_PASSWORD_<USER>``) and the ``registry-gateway`` user's credentials."""
+    for user, password in MLFLOW_PASSWORDS.items():
+        os.environ["CREDITRISK_MLFLOW_PASSWORD_" + user.upper().replace("-", "_")] = password
+    os.environ.update(mlflow_user_env("registry-gateway"))
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -167,7 +167,7 @@ a = json.load(sys.stdin)
 client = MlflowClient(tracking_uri=a["mlflow"], registry_uri=a["mlflow"])
 work = Path(tempfile.mkdtemp(prefix="gw-bench-floor-"))
 settings = Settings(model_name=a["model"], mlflow_tracking_uri=a["mlflow"], state_dir=work / "st",
-                    serving_processes=1, cache_dir=work / "cache")
+                    serving_processes=1, cache_dir=work / "cache", require_approval=False)
 model = load_version(settings, client, client.get_model_version(a["model"], a["version"]))
 ids = a["ids"]
 records = {i: a["records"][str(i)] for i in ids}

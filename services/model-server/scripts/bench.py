@@ -105,6 +105,7 @@ def main() -> int:
             state_dir=work / "st",
             serving_processes=1,
             cache_dir=work / "cache",
+            require_approval=False,  # loaded in process by hand: no alias followed
         )
         model = load_version(settings, client, client.get_model_version(MODEL, version))
         typed = [columns_from_records([r], model.columns, "jsonData") for r in records]
@@ -138,6 +139,7 @@ def main() -> int:
             "MLFLOW_TRACKING_URI": url,
             "MODEL_SERVER_POLL_INTERVAL_S": "5",
             "MODEL_SERVER_CACHE_DIR": str(work / "c"),
+            "MODEL_SERVER_TRUSTED_KEYS_FILE": str(fx.trusted_keys_file(work / "keys")),
         }
         procs.append(
             fx.start_process(

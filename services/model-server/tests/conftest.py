@@ -53,15 +53,17 @@ class Stack:
     receiver: OtlpReceiver | None = None
 
     def settings(self, alias: str = "champion", **extra: Any) -> Settings:
-        return Settings(
-            model_name=MODEL,
-            alias=alias,
-            mlflow_tracking_uri=self.tracking_uri,
-            state_dir=self.work / f"state-{alias}-inproc",
-            serving_processes=1,
-            cache_dir=self.work / "cache-inproc",
-            **extra,
-        )
+        values: dict[str, Any] = {
+            "model_name": MODEL,
+            "alias": alias,
+            "mlflow_tracking_uri": self.tracking_uri,
+            "state_dir": self.work / f"state-{alias}-inproc",
+            "serving_processes": 1,
+            "cache_dir": self.work / "cache-inproc",
+            "trusted_keys_file": fx.trusted_keys_file(self.work / "keys"),
+            "approval_state_file": self.work / f"approvals-{alias}-inproc.json",
+        }
+        return Settings(**{**values, **extra})
 
     def serve(self, version: str, timeout_s: float = 120.0) -> None:
         """Move both aliases to ``version`` and wait until every serving process of both runtimes
@@ -141,6 +143,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Iterat
             "MODEL_SERVER_POLL_INTERVAL_S": "1",
             "MODEL_SERVER_REFUSED_RETRY_S": "3600",
             "MODEL_SERVER_CACHE_DIR": str(work / "cache"),
+            "MODEL_SERVER_TRUSTED_KEYS_FILE": str(fx.trusted_keys_file(work / "keys")),
         }
         seldon_env = fx.clean_env(
             **{**common, **seldon.env, "MODEL_SERVER_STATE_DIR": str(work / "state-seldon")}

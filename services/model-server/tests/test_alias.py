@@ -113,7 +113,7 @@ def test_digest_refusal_keeps_serving(stack: Any, inproc_v1: Any) -> None:
     )
     for bad, reason in (
         (stack.versions["tampered"], "sha256 mismatch for fast_scorer/model.onnx"),
-        (stack.versions["untagged"], "no registry.sha256.* digest tags"),
+        (stack.versions["untagged"], "unsigned: no signed approval"),
     ):
         fx.set_alias(stack.tracking_uri, MODEL, "champion", bad)
         fx.set_alias(stack.tracking_uri, MODEL, "challenger", bad)

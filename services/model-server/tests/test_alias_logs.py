@@ -42,9 +42,14 @@ class Registry:
 
 @pytest.fixture
 def follower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Slot, Registry]:
-    def loaded(settings: Settings, client: Any, mv: Any) -> Any:  # no download: a stand-in version
+    def loaded(
+        settings: Settings, client: Any, mv: Any, approval: Any = None
+    ) -> Any:  # no download: a stand-in version
         return SimpleNamespace(
-            version=str(mv.version), fidelity=0.0, artifacts=SimpleNamespace(remove=lambda: None)
+            version=str(mv.version),
+            fidelity=0.0,
+            approval=approval,
+            artifacts=SimpleNamespace(remove=lambda: None),
         )
 
     monkeypatch.setattr(slot_module, "load_version", loaded)
@@ -56,6 +61,7 @@ def follower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Slot, Reg
         state_dir=tmp_path / "state",
         serving_processes=1,
         cache_dir=tmp_path / "cache",
+        require_approval=False,  # the alias reads' logs only (approvals: test_approvals.py)
     )
     return Slot(settings, client=registry), registry
 

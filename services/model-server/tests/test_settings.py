@@ -50,8 +50,18 @@ def test_missing_model_name_is_named() -> None:
     assert "MODEL_SERVER_MODEL_NAME: Field required" in done.stderr
 
 
+def test_trusted_keys_required_with_approvals() -> None:
+    done = run("ready", MODEL_SERVER_MODEL_NAME="credit-risk")
+    assert done.returncode == 2
+    assert (
+        "MODEL_SERVER_TRUSTED_KEYS_FILE is required while MODEL_SERVER_REQUIRE_APPROVAL is true"
+        in done.stderr
+    )
+
+
 def test_good_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_SERVER_MODEL_NAME", "credit-risk")
+    monkeypatch.setenv("MODEL_SERVER_TRUSTED_KEYS_FILE", "/nonexistent/trusted.pem")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000/")
     settings = load_settings()
     assert isinstance(settings, Settings)

@@ -55,6 +55,7 @@ def test_waiting_logged_once_and_sigterm_shutdown_is_clean(tracking_uri: str, tm
             "MODEL_SERVER_POLL_INTERVAL_S": str(POLL_S),
             "MODEL_SERVER_STATE_DIR": str(state_dir),
             "MODEL_SERVER_CACHE_DIR": str(tmp_path / "cache"),
+            "MODEL_SERVER_TRUSTED_KEYS_FILE": str(fx.trusted_keys_file(tmp_path / "keys")),
         }
     )
     log = tmp_path / "seldon.log"

@@ -146,6 +146,9 @@ async def stack(
         cache_dir=str(tmp / "cache"),
         health_check_interval_s=1.0,
         watch_poll_interval_s=0.5,
+        signing_key_file=str(tmp / "signing" / "key.pem"),
+        signing_key_create=True,
+        signing_public_key_file=str(tmp / "signing" / "trusted.pem"),
     )
     service, core = build(settings)
     runner = service.runner(settings)

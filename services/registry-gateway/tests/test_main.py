@@ -36,3 +36,30 @@ def test_bad_variable_exits_2_naming_it() -> None:
     ep.assert_bad_variable_exits_2(
         "registry_gateway", "REGISTRY_GATEWAY_", "mlflow_tracking_uri", "file:///x"
     )
+
+
+def test_signing_key_settings(tmp_path: Path) -> None:
+    """No key: unsigned moves; ``signing_key_create`` makes the pair once (private 0600, public
+    appended to the trusted-keys file) and needs both paths."""
+    from creditrisk_model_artifacts.signing import load_trusted_keys
+    from pydantic import ValidationError
+
+    assert Settings().signing_key() is None
+    with pytest.raises(ValidationError, match="signing_key_create needs"):
+        Settings(signing_key_create=True, signing_key_file=str(tmp_path / "k.pem"))
+    made = Settings(
+        signing_key_file=str(tmp_path / "k.pem"),
+        signing_key_create=True,
+        signing_public_key_file=str(tmp_path / "trusted.pem"),
+    )
+    key = made.signing_key()
+    assert key is not None
+    assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+    assert made.signing_key().key_id == key.key_id  # kept, not made again
+    assert load_trusted_keys(tmp_path / "trusted.pem").key_ids == [key.key_id]
+    loaded = Settings(signing_key_file=str(tmp_path / "k.pem")).signing_key()
+    assert loaded is not None
+    assert loaded.key_id == key.key_id
+    (tmp_path / "bad.pem").write_text("not a key")
+    with pytest.raises(ValueError, match=r"bad\.pem: not an unencrypted PEM private key"):
+        Settings(signing_key_file=str(tmp_path / "bad.pem")).signing_key()

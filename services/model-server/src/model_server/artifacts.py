@@ -28,15 +28,22 @@ from creditrisk_model_artifacts import (
     sha256_tree,
     verify_digests,
 )
+from creditrisk_model_artifacts.signing import Approval, ApprovalRefused, verify_approved_digests
 
 
 class ArtifactRefused(Exception):
-    """A version's artifacts cannot be trusted (missing or mismatching digests, bad content)."""
+    """A version's artifacts cannot be trusted (missing or mismatching digests, bad content).
 
-    def __init__(self, version: str, reason: str) -> None:
+    Attributes:
+        code: a short label for the refusal metric (``artifacts``, or an approval refusal's reason:
+            ``unsigned``, ``bad_signature``, ``downgrade``, ``digests`` ...).
+    """
+
+    def __init__(self, version: str, reason: str, code: str = "artifacts") -> None:
         super().__init__(f"version {version} refused: {reason}")
         self.version = version
         self.reason = reason
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,11 @@ def _download(uri: str, dst: Path, tracking_uri: str) -> Path:
     )
 
 
-def fetch_version(client: Any, tracking_uri: str, name: str, mv: Any, cache_dir: Path) -> VersionArtifacts:
-    """Download a model version's artifacts (read-only calls only) and verify their digests.
+def fetch_version(
+    client: Any, tracking_uri: str, name: str, mv: Any, cache_dir: Path, approval: Approval | None = None
+) -> VersionArtifacts:
+    """Download a model version's artifacts (read-only calls only) and verify their digests: the
+    signed ones of ``approval`` when given (the version's tags otherwise).
 
     Args:
         client: an ``MlflowClient`` of the tracking server.
@@ -100,9 +110,14 @@ def fetch_version(client: Any, tracking_uri: str, name: str, mv: Any, cache_dir:
         scorer_dir = _download(f"{run.info.artifact_uri}/{FAST_SCORER_DIR}", root / "scorer", tracking_uri)
         try:
             actual = {**sha256_tree(model_dir, MODEL_DIR), **sha256_tree(scorer_dir, FAST_SCORER_DIR)}
-            verify_digests(digests_from_tags(dict(mv.tags or {})), actual)
+            if approval is not None:
+                verify_approved_digests(approval, actual)
+            else:
+                verify_digests(digests_from_tags(dict(mv.tags or {})), actual)
         except DigestMismatch as exc:
             raise ArtifactRefused(version, exc.reason) from exc
+        except ApprovalRefused as exc:
+            raise ArtifactRefused(version, str(exc), exc.reason) from exc
         return VersionArtifacts(name, version, str(mv.run_id), model_dir, scorer_dir, actual, root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)

@@ -176,6 +176,24 @@ def _serving_version_gauge() -> Any:
     return _SERVING_VERSION
 
 
+_REFUSED: Any = None
+
+
+def _refused_counter() -> Any:
+    """``model_server_refused_versions_total{alias,reason}``: versions the slot refused (approval,
+    digests, content) or stopped serving (revoked); made lazily as the gauge above."""
+    global _REFUSED
+    if _REFUSED is None:
+        from prometheus_client import Counter
+
+        _REFUSED = Counter(
+            "model_server_refused_versions",
+            "Versions refused by this slot, by reason (unsigned, bad_signature, downgrade, revoked ...).",
+            ["alias", "reason"],
+        )
+    return _REFUSED
+
+
 def _version_number(slot: Slot) -> float:
     current = slot.current
     if current is None:
@@ -229,6 +247,8 @@ class CreditRiskRuntime(MLModel):
         self.slot = Slot(settings, role="mlserver")
         slot = self.slot
         _serving_version_gauge().labels(alias=settings.alias).set_function(lambda: _version_number(slot))
+        refused = _refused_counter().labels
+        slot.refusal_counts.on_refusal = lambda reason: refused(alias=settings.alias, reason=reason).inc()
         self.slot.start()
         await asyncio.to_thread(self.slot.wait_loaded, 120.0)
         return True

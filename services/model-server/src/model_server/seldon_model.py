@@ -244,6 +244,7 @@ class CreditRiskModel:
         except NoModel as exc:
             raise SlotError(str(exc), status_code=503, reason="MODEL_NOT_LOADED") from exc
         body = response_body(scored, (time.perf_counter() - started) * 1000.0)
+        body["meta"]["metrics"].extend(slot.refusal_counts.take())
         if is_proto:
             return json_format.ParseDict(body, prediction_pb2.SeldonMessage())
         return body

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from creditrisk_telemetry.configuration import load_or_exit
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ScorerKind = Literal["fast", "reference"]
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         cache_dir: where artifacts are downloaded (one folder per process and version).
         refused_retry_s: seconds before a refused version is downloaded and checked again.
         warmup_rows: rows scored at load before a version may serve.
+        require_approval: serve only versions with a valid registry-gateway approval
+            (:mod:`model_server.approvals`); off only for a registry without a gateway.
+        trusted_keys_file: PEM public keys of the registry-gateway (re-read on change); required
+            while ``require_approval``.
+        approval_state_file: the served sequence and revocations, kept across restarts
+            (default ``<state_dir>/approvals.json``).
         log_level: root log level.
     """
 
@@ -59,7 +65,23 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "model-server-cache")
     refused_retry_s: float = Field(default=60.0, ge=0)
     warmup_rows: int = Field(default=20, ge=1, le=10_000)
+    require_approval: bool = True
+    trusted_keys_file: Path | None = None
+    approval_state_file: Path | None = None
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _keys_when_required(self) -> Settings:
+        if self.require_approval and self.trusted_keys_file is None:
+            raise ValueError(
+                "MODEL_SERVER_TRUSTED_KEYS_FILE is required while MODEL_SERVER_REQUIRE_APPROVAL is true"
+            )
+        return self
+
+    @property
+    def approval_state_path(self) -> Path:
+        """Where the served sequence and the revocations are persisted."""
+        return self.approval_state_file or self.state_dir / "approvals.json"
 
     @field_validator("mlflow_tracking_uri")
     @classmethod

@@ -7,14 +7,18 @@ transports over one :class:`Slot` per serving process.
 Following the alias: the registry-gateway's ``WatchAliases`` stream needs our gRPC contracts, which
 this environment cannot import (protobuf 5.29), so a daemon thread polls
 ``MlflowClient.get_model_version_by_alias`` every ``poll_interval_s`` (read-only calls only). On a
-move it downloads the version, verifies every ``registry.sha256.*`` digest
+move it first verifies the registry-gateway's signed approval of the move
+(:mod:`model_server.approvals`: signature, name/version/alias, sequence, revocation) before a byte is
+downloaded, then downloads the version, verifies every file against the signed digests
 (:mod:`model_server.artifacts`), loads the ONNX fast scorer and the scikit-learn reference, checks
 they agree on the input example within the recorded tolerance, warms the serving path, and only
 then replaces the reference to the current :class:`LoadedModel` (one assignment: atomic). A request
 takes that reference once at its start, so in-flight requests finish on the version they started
-with, and every response names the version that scored it. A refused version (digests, content)
-is logged and reported; the old version keeps serving; the refused one is checked again after
-``refused_retry_s``.
+with, and every response names the version that scored it. A refused version (approval, digests, content)
+is logged (WARNING, ``event=version_refused``: the slot's audit record, it has no audit store of its
+own), counted (``model_server_refused_versions_total{alias,reason}``) and shown in the state file;
+the old version keeps serving; the refused one is checked again after ``refused_retry_s``, or at
+once when its approval tag changes. A served version that gets revoked stops serving (503).
 
 Logs of the alias reads change with the state, not with every poll: before the first promotion the
 model or its alias does not exist yet, a normal waiting state logged once at INFO (``waiting for
@@ -37,8 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from creditrisk_model_artifacts.signing import Approval, ApprovalRefused, approval_tag
 
 from model_server import readiness
+from model_server.approvals import Approvals, RefusalCounts
 from model_server.artifacts import ArtifactRefused, VersionArtifacts, fetch_version
 from model_server.scorers import OnnxScorer, ReferenceScorer, Scorer
 from model_server.settings import Settings
@@ -119,6 +125,7 @@ class LoadedModel:
     serving: Scorer
     artifacts: VersionArtifacts
     fidelity: float
+    approval: Approval | None = None
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -153,8 +160,11 @@ def _warmup_records(model_dir: Any, columns: list[Column]) -> list[dict[str, Any
     return records
 
 
-def load_version(settings: Settings, client: Any, mv: Any) -> LoadedModel:
+def load_version(settings: Settings, client: Any, mv: Any, approval: Approval | None = None) -> LoadedModel:
     """Download, verify, load, check and warm one version (blocking; does not touch the slot).
+
+    With ``approval`` (verified by :meth:`model_server.approvals.Approvals.check`), the downloaded
+    files must match its signed digests; without, the version's digest tags.
 
     Raises:
         ArtifactRefused: digests, missing threshold, scorer content, fast/reference disagreement.
@@ -162,7 +172,7 @@ def load_version(settings: Settings, client: Any, mv: Any) -> LoadedModel:
     """
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     artifacts = fetch_version(
-        client, settings.mlflow_tracking_uri, settings.model_name, mv, settings.cache_dir
+        client, settings.mlflow_tracking_uri, settings.model_name, mv, settings.cache_dir, approval
     )
     version = artifacts.version
     try:
@@ -200,6 +210,7 @@ def load_version(settings: Settings, client: Any, mv: Any) -> LoadedModel:
             serving=serving,
             artifacts=artifacts,
             fidelity=fidelity,
+            approval=approval,
         )
     except BaseException:
         artifacts.remove()
@@ -221,7 +232,13 @@ class Slot:
         self._client = client
         self._current: LoadedModel | None = None
         self._target: str | None = None
-        self._refused: dict[str, tuple[str, float]] = {}
+        self._refused: dict[str, tuple[str, float, str]] = {}  # version -> (reason, when, approval tag)
+        self.approvals: Approvals | None = None
+        if settings.require_approval and settings.trusted_keys_file is not None:
+            self.approvals = Approvals(
+                settings.model_name, settings.alias, settings.trusted_keys_file, settings.approval_state_path
+            )
+        self.refusal_counts = RefusalCounts(settings.alias)
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -268,28 +285,26 @@ class Slot:
             version = str(mv.version)
             self._log_read_ok(version)
             self._target = version
+            if self._drop_revoked():
+                self._publish()
             if self._current is not None and self._current.version == version:
                 self._publish()
                 return "same"
+            tag = str(dict(getattr(mv, "tags", None) or {}).get(approval_tag(alias), ""))
             refused = self._refused.get(version)
-            if refused and time.time() - refused[1] < self.settings.refused_retry_s:
+            if refused and refused[2] == tag and time.time() - refused[1] < self.settings.refused_retry_s:
                 return "skipped"
             try:
                 started = time.perf_counter()
-                new = load_version(self.settings, self.client, mv)
+                approval = None
+                if self.approvals is not None:
+                    try:
+                        approval = self.approvals.check(mv, self._served())
+                    except ApprovalRefused as exc:
+                        raise ArtifactRefused(version, str(exc), exc.reason) from exc
+                new = load_version(self.settings, self.client, mv, approval)
             except ArtifactRefused as exc:
-                self.refusals += 1
-                self._refused[version] = (exc.reason, time.time())
-                self.last_error = str(exc)
-                LOGGER.error(
-                    "refused to load %s version %s; keeping version %s: %s",
-                    name,
-                    version,
-                    self._version(),
-                    exc.reason,
-                    extra={"model": name, "version": version, "alias": alias, "reason": exc.reason},
-                )
-                self._publish()
+                self._refuse(version, exc, tag)
                 return "refused"
             except Exception as exc:
                 self.last_error = f"loading version {version}: {exc}"
@@ -298,6 +313,8 @@ class Slot:
                 )
                 self._publish()
                 return "error"
+            if self.approvals is not None and new.approval is not None:
+                self.approvals.record_served(new.approval)  # before it serves: no downgrade after a restart
             old, self._current = self._current, new  # the swap: one reference assignment
             self._refused.pop(version, None)
             self.loads += 1
@@ -321,6 +338,61 @@ class Slot:
 
     def _version(self) -> str | None:
         return self._current.version if self._current else None
+
+    def _served(self) -> tuple[str, int] | None:
+        current = self._current
+        if current is None or current.approval is None:
+            return None
+        return current.version, current.approval.sequence
+
+    def _refuse(self, version: str, exc: ArtifactRefused, tag: str) -> None:
+        """Report a refused version (log = the audit record, counter, state); keep the current one."""
+        name, alias = self.settings.model_name, self.settings.alias
+        self.refusals += 1
+        self.refusal_counts.add(exc.code)
+        self._refused[version] = (exc.reason, time.time(), tag)
+        self.last_error = str(exc)
+        LOGGER.warning(
+            "refused to load %s version %s; keeping version %s: %s",
+            name,
+            version,
+            self._version(),
+            exc.reason,
+            extra={
+                "event": "version_refused",
+                "model": name,
+                "version": version,
+                "alias": alias,
+                "reason": exc.reason,
+                "refusal": exc.code,
+                "serving_version": self._version(),
+            },
+        )
+        self._publish()
+
+    def _drop_revoked(self) -> bool:
+        """Stop serving the current version when the verified revocation list names it."""
+        current = self._current
+        if self.approvals is None:
+            return False
+        revoked = self.approvals.refresh_revocations(self.client)
+        if current is None or current.version not in revoked:
+            return False
+        self._current = None
+        self._refuse(
+            current.version,
+            ArtifactRefused(current.version, f"version {current.version} was revoked", "revoked"),
+            "",
+        )
+        LOGGER.warning(
+            "stopped serving revoked version %s of %s@%s",
+            current.version,
+            self.settings.model_name,
+            self.settings.alias,
+            extra={"event": "version_revoked", "version": current.version, "alias": self.settings.alias},
+        )
+        current.artifacts.remove()
+        return True
 
     def _log_read_failure(self, exc: Exception, missing: bool) -> None:
         """Log a failed alias read on a change of state only (see :data:`READ_ERROR_LOG_INTERVAL_S`)."""
@@ -405,7 +477,9 @@ class Slot:
             "version": current.version if current else None,
             "target": self._target,
             "scorer": self.settings.scorer,
-            "refused": {v: reason for v, (reason, _) in self._refused.items()},
+            "refused": {v: reason for v, (reason, _, _) in self._refused.items()},
+            "refusal_counts": dict(self.refusal_counts.counts),
+            "approval_sequence": current.approval.sequence if current and current.approval else None,
             "last_error": self.last_error,
             "loads": self.loads,
         }

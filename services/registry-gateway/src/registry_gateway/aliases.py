@@ -6,6 +6,15 @@ record in the same transaction, so an alias never moves twice at once and each c
 registry-wide sequence number. Watchers get a snapshot, then each change from the audit trail in
 sequence order: a write in this process wakes them at once; other gateway processes' writes are
 seen within the poll interval.
+
+Signed approvals: with a signing key, every move to a version also writes the version tag
+``creditrisk.approval.<alias>``, an Ed25519 signature over the model name, the version, the alias,
+the version's artifact digests (recorded by the registration checks) and the move's ``alias_seq``
+(:mod:`creditrisk_model_artifacts.signing`). The audit record is appended first (it assigns the
+sequence), then the tag, then the alias, all inside the write lock: a failing MLflow write rolls
+the record back, and a model-server that sees the alias move finds the approval already there.
+Revocation (:meth:`Aliases.revoke`) rewrites the model's signed revocation list
+(``creditrisk.revocations``) from the audit trail's REVOKE records.
 """
 
 from __future__ import annotations
@@ -15,6 +24,14 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+from creditrisk_model_artifacts import digests_from_tags
+from creditrisk_model_artifacts.signing import (
+    REVOCATIONS_TAG,
+    SigningKey,
+    approval_tag,
+    sign_approval,
+    sign_revocations,
+)
 
 from registry_gateway import audit as au
 from registry_gateway.auth import Caller, Role, require
@@ -32,12 +49,19 @@ class Aliases:
         trail: the audit trail (its store's lock serializes the moves).
         gate: the gate run before a promotion.
         watch_poll_interval_s: how often watchers look for other gateway processes' changes.
+        signing_key: signs every move to a version (None: moves are not signed).
     """
 
     def __init__(
-        self, registry: ModelRegistry, trail: au.AuditTrail, gate: GateEvaluator, watch_poll_interval_s: float
+        self,
+        registry: ModelRegistry,
+        trail: au.AuditTrail,
+        gate: GateEvaluator,
+        watch_poll_interval_s: float,
+        signing_key: SigningKey | None = None,
     ) -> None:
         self.registry = registry
+        self.signing_key = signing_key
         self.trail = trail
         self.gate = gate
         self.watch_poll_interval_s = watch_poll_interval_s
@@ -65,7 +89,13 @@ class Aliases:
         figures: dict[str, float] | None = None,
         expect: tuple[int | None] | None = None,
     ) -> au.AuditRecord:
-        """Move (or delete, ``version`` None) an alias under the write lock, with its audit record."""
+        """Move (or delete, ``version`` None) an alias under the write lock, with its audit record
+        and, for a move to a version, its signed approval (see the module docstring).
+
+        Raises:
+            FailedPrecondition: the alias moved meanwhile (``expect``), or signing is on and the
+                version has no recorded artifact digests (not registered through the gateway).
+        """
         with self.trail.store.locked() as conn:
             before = self.registry.alias_holder(name, alias)
             if expect is not None and before != expect[0]:
@@ -73,13 +103,9 @@ class Aliases:
                     f"alias {name}@{alias} moved while the gate ran (now {before}); evaluate again",
                     [PreconditionViolation("ALIAS_MOVED", f"{name}@{alias}", "retry the promotion")],
                 )
-            if version is None:
-                if before is None:
-                    raise alias_not_found(name, alias)
-                self.registry.client.delete_registered_model_alias(name, alias)
-            else:
-                self.registry.client.set_registered_model_alias(name, alias, str(version))
-            return self.trail.append(
+            if version is None and before is None:
+                raise alias_not_found(name, alias)
+            record = self.trail.append(
                 conn,
                 caller,
                 action,
@@ -90,6 +116,59 @@ class Aliases:
                 reason=reason,
                 figures=figures or {},
             )
+            if version is None:
+                self.registry.client.delete_registered_model_alias(name, alias)
+            else:
+                self._approve(name, alias, version, record.alias_seq or record.seq)
+                self.registry.client.set_registered_model_alias(name, alias, str(version))
+            return record
+
+    def _approve(self, name: str, alias: str, version: int, sequence: int) -> None:
+        """Sign the move and write the approval tag on the version (nothing without a key)."""
+        if self.signing_key is None:
+            return
+        digests = digests_from_tags(dict(self.registry.model_version(name, version).tags or {}))
+        if not digests:
+            raise FailedPrecondition(
+                f"model version {name}/{version} has no recorded artifact digests; "
+                "register it through the gateway",
+                [PreconditionViolation("NO_DIGESTS", f"{name}/{version}", "register the run again")],
+            )
+        value = sign_approval(self.signing_key, name, version, alias, digests, sequence)
+        self.registry.client.set_model_version_tag(name, str(version), approval_tag(alias), value)
+
+    def revoke_now(self, caller: Caller, name: str, version: int, reason: str) -> au.AuditRecord:
+        """Revoke ``name``/``version`` (blocking; see :meth:`revoke`)."""
+        with self.trail.store.locked() as conn:
+            self.registry.model_version(name, version)
+            record = self.trail.append(conn, caller, au.REVOKE, name, to_version=version, reason=reason)
+            revoked = self.trail.store.revoked_versions(name, conn) | {version}
+            if self.signing_key is None:
+                raise FailedPrecondition(
+                    "revocation needs the gateway's signing key (REGISTRY_GATEWAY_SIGNING_KEY_FILE)",
+                    [PreconditionViolation("NO_SIGNING_KEY", name, "configure a signing key")],
+                )
+            value = sign_revocations(self.signing_key, name, revoked, record.seq)
+            self.registry.client.set_registered_model_tag(name, REVOCATIONS_TAG, value)
+            return record
+
+    async def revoke(self, caller: Caller, name: str, version: int, reason: str) -> au.AuditRecord:
+        """Revoke an approved version (admin, reason required): a REVOKE audit record, then the
+        model's signed revocation list (every version revoked so far, sequence = the record's
+        ``seq``) in the registered-model tag ``creditrisk.revocations``. A model-server stops
+        serving a revoked version and refuses it from then on; the alias is left where it is.
+
+        Raises:
+            PermissionDenied: not an admin. InvalidArgument: no reason, version < 1.
+            NotFound: no such model or version. FailedPrecondition: no signing key.
+        """
+        require(caller, Role.ADMIN, "RevokeModelVersion")
+        name = check_name(name, "name")
+        if version < 1:
+            raise InvalidArgument("version", "required, >= 1")
+        if not reason.strip():
+            raise InvalidArgument("reason", "required")
+        return await self.registry.run(self.revoke_now, caller, name, version, reason)
 
     async def set_alias(
         self, caller: Caller, name: str, alias: str, version: int, reason: str

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from creditrisk_kit import Service
 
@@ -14,10 +15,17 @@ from registry_gateway.features import FeatureServiceClient
 from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
 from registry_gateway.settings import Settings
 
+LOGGER = logging.getLogger("registry_gateway")
+
 
 def build(settings: Settings) -> tuple[Service, RegistryCore]:
     """The service (``service.runner(settings)`` serves it) and its core; the audit store is
     migrated here."""
+    signing_key = settings.signing_key()
+    if signing_key is None:
+        LOGGER.warning("no REGISTRY_GATEWAY_SIGNING_KEY_FILE: alias moves are not signed")
+    else:
+        LOGGER.info("alias moves signed with key %s", signing_key.key_id)
     store = AuditStore(settings.audit_db_url, settings.audit_db_schema)
     store.migrate()
     features = FeatureServiceClient(
@@ -34,6 +42,7 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
         default_gate_window_days=settings.default_gate_window_days,
         cache_dir=settings.cache_dir,
         watch_poll_interval_s=settings.watch_poll_interval_s,
+        signing_key=signing_key,
     )
 
     async def close_store() -> None:

@@ -47,7 +47,7 @@ ADVISORY_LOCK_KEY = 0x7265_6769_7374_7279  # "registry"
 """Key of the PostgreSQL advisory lock every gateway process takes for a registry write."""
 
 # Actions, numbered as creditrisk.registry.v1.AuditAction.
-REGISTER, PROMOTE, REFUSE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS = range(1, 8)
+REGISTER, PROMOTE, REFUSE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS, REVOKE = range(1, 9)
 ALIAS_ACTIONS = frozenset({PROMOTE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS})
 
 metadata = sa.MetaData()
@@ -252,6 +252,17 @@ class AuditStore(SqlStore):
                     sa.select(sa.func.coalesce(sa.func.max(audit_records.c.alias_seq), 0))
                 ).scalar_one()
             )
+
+    def revoked_versions(self, model_name: str, conn: Connection | None = None) -> set[int]:
+        """The versions of ``model_name`` with a REVOKE record (inside :meth:`locked` with ``conn``)."""
+        t = audit_records.c
+        query = sa.select(t.to_version).where(
+            t.model_name == model_name, t.action == REVOKE, t.to_version.is_not(None)
+        )
+        if conn is not None:
+            return {int(v) for v in conn.execute(query).scalars()}
+        with self.engine.connect() as c:
+            return {int(v) for v in c.execute(query).scalars()}
 
     def alias_history(self, model_name: str, alias: str) -> list[AuditRecord]:
         """Every change of one alias of one model, oldest first."""

@@ -29,6 +29,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from creditrisk_model_artifacts.signing import SigningKey
+
 from registry_gateway import audit as au
 from registry_gateway import gate as gt
 from registry_gateway.aliases import Aliases
@@ -50,6 +52,7 @@ class RegistryCore:
         default_gate_window_days: when a run records none.
         cache_dir: where model artifacts are downloaded (a temporary folder when empty).
         watch_poll_interval_s: how often watchers look for other gateway processes' changes.
+        signing_key: signs every alias move (:mod:`creditrisk_model_artifacts.signing`); None: unsigned.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class RegistryCore:
         default_gate_window_days: int = 60,
         cache_dir: str = "",
         watch_poll_interval_s: float = 1.0,
+        signing_key: SigningKey | None = None,
     ) -> None:
         self.store = store
         self.features = features
@@ -80,7 +84,7 @@ class RegistryCore:
             default_gate_window_days=default_gate_window_days,
             cache_dir=self.cache_dir,
         )
-        self.aliases = Aliases(self.registry, self.trail, self.gate, watch_poll_interval_s)
+        self.aliases = Aliases(self.registry, self.trail, self.gate, watch_poll_interval_s, signing_key)
 
     async def mlflow_healthy(self) -> bool:
         """Readiness: MLflow answers ``GET /health``."""

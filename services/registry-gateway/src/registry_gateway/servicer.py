@@ -66,6 +66,11 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
         change = await self.core.aliases.delete_alias(caller, request.name, request.alias, request.reason)
         return pb.DeleteAliasResponse(change=convert.alias_change(change))
 
+    async def RevokeModelVersion(self, request: pb.RevokeModelVersionRequest, context: Any) -> Any:
+        caller = self.auth.authorize(context, Role.ADMIN, "RevokeModelVersion")
+        record = await self.core.aliases.revoke(caller, request.name, request.version, request.reason)
+        return pb.RevokeModelVersionResponse(record=convert.audit_record(record))
+
     async def EvaluatePromotion(self, request: pb.EvaluatePromotionRequest, context: Any) -> Any:
         caller = self.auth.authorize(context, Role.VIEWER, "EvaluatePromotion")
         decision = await self.core.gate.evaluate(caller, request.name, request.version, request.alias)

@@ -3,11 +3,13 @@ the variable, never its value: tokens and DSNs are secrets)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from creditrisk_kit import ServiceSettings
 from creditrisk_kit.sqlstore import check_database_url
-from pydantic import BaseModel, Field, field_validator
+from creditrisk_model_artifacts.signing import SigningKey, load_signing_key, write_key_pair
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from registry_gateway.gate import GateConfig
@@ -50,6 +52,20 @@ class Settings(ServiceSettings):
     gate_false_negative_cost: float = Field(default=5.0, gt=0)
     gate_false_positive_cost: float = Field(default=1.0, gt=0)
     watch_poll_interval_s: float = Field(default=1.0, gt=0)
+    # Ed25519 private key (PEM) signing every alias move (creditrisk_model_artifacts.signing); a
+    # secret: read from the file, never logged. Empty: alias moves are not signed, and a
+    # model-server that requires approvals refuses every version.
+    signing_key_file: str = ""
+    # A local stack only: make the key pair when signing_key_file does not exist yet, appending its
+    # public key to signing_public_key_file (the model-servers' trusted-keys file).
+    signing_key_create: bool = False
+    signing_public_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _public_file_to_create(self) -> Settings:
+        if self.signing_key_create and not (self.signing_key_file and self.signing_public_key_file):
+            raise ValueError("signing_key_create needs signing_key_file and signing_public_key_file")
+        return self
 
     @field_validator("audit_db_url")
     @classmethod
@@ -57,6 +73,18 @@ class Settings(ServiceSettings):
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// SQLAlchemy URL")
         return check_database_url(value)  # "sqlite:nonsense" was a traceback at start
+
+    def signing_key(self) -> SigningKey | None:
+        """The alias-move signing key (made first with ``signing_key_create``); None when unset.
+
+        Raises:
+            OSError / ValueError: unreadable or not an Ed25519 PEM private key (the path is named).
+        """
+        if not self.signing_key_file:
+            return None
+        if self.signing_key_create:
+            return write_key_pair(Path(self.signing_key_file), Path(self.signing_public_key_file))
+        return load_signing_key(Path(self.signing_key_file))
 
     def gate_config(self) -> GateConfig:
         """The gate's rule from these settings."""

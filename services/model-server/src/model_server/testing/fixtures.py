@@ -1,6 +1,8 @@
 """TEST FIXTURES ONLY: a real ``mlflow server``, runs logged by the training-service's own code in
 ITS environment, and model versions registered exactly as the registry-gateway does (one version
-tag ``registry.sha256.<key>`` per artifact file). The model-server itself only reads the registry.
+tag ``registry.sha256.<key>`` per artifact file), aliases moved as the gateway moves them (a signed
+approval ``creditrisk.approval.<alias>`` first, with :data:`SIGNING_KEY`, a key made per test
+session). The model-server itself only reads the registry.
 
 The server runs MLflow's basic-auth app with the platform's users (training_service.mlflow_auth);
 :func:`use_mlflow_users` gives them passwords for the process (generated, the same on every server
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, digest_tags, sha256_tree
+from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, digest_tags, digests_from_tags, sha256_tree
+from creditrisk_model_artifacts.signing import SigningKey, approval_tag, public_pem, sign_approval
 
 SERVICE_DIR = Path(__file__).resolve().parents[3]
 REPO_ROOT = SERVICE_DIR.parents[1]
@@ -221,13 +224,46 @@ def register_version(
     return Registered(name, str(mv.version), run_id, found)
 
 
-def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
-    """Move an alias (what the gateway's promotion does in the registry)."""
+SIGNING_KEY = SigningKey.generate()
+"""The fixtures' stand-in for the registry-gateway's signing key (this test session only)."""
+_last_sequence = 0
+
+
+def trusted_keys_file(directory: Path, key: SigningKey = SIGNING_KEY) -> Path:
+    """Write ``key``'s public key as a trusted-keys file in ``directory``; its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "trusted-keys.pem"
+    path.write_bytes(public_pem(key.public_key))
+    return path
+
+
+def next_sequence() -> int:
+    """A sequence above every earlier one of this process (microseconds since the epoch)."""
+    global _last_sequence
+    _last_sequence = max(_last_sequence + 1, time.time_ns() // 1000)
+    return _last_sequence
+
+
+def set_alias(
+    tracking_uri: str,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    key: SigningKey | None = SIGNING_KEY,
+    sequence: int | None = None,
+) -> None:
+    """Move an alias as the gateway's promotion does: the signed approval of the move on the version
+    (over its digest tags, with ``sequence``, default :func:`next_sequence`), then the alias. With
+    ``key`` None, or a version without digest tags, the alias moves unsigned (what a bypass does)."""
     from mlflow import MlflowClient
 
-    MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_registered_model_alias(
-        name, alias, version
-    )
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    digests = digests_from_tags(dict(client.get_model_version(name, version).tags or {}))
+    if key is not None and digests:
+        value = sign_approval(key, name, version, alias, digests, sequence or next_sequence())
+        client.set_model_version_tag(name, version, approval_tag(alias), value)
+    client.set_registered_model_alias(name, alias, version)
 
 
 def model_input_rows(out_dir: Path) -> list[dict[str, Any]]:

@@ -105,6 +105,8 @@ class _AuditActionEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     """An alias was set with SetAlias."""
     AUDIT_ACTION_DELETE_ALIAS: _AuditAction.ValueType  # 7
     """An alias was deleted."""
+    AUDIT_ACTION_REVOKE: _AuditAction.ValueType  # 8
+    """A version was revoked (RevokeModelVersion)."""
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Action recorded by an audit record."""
@@ -125,6 +127,8 @@ AUDIT_ACTION_SET_ALIAS: AuditAction.ValueType  # 6
 """An alias was set with SetAlias."""
 AUDIT_ACTION_DELETE_ALIAS: AuditAction.ValueType  # 7
 """An alias was deleted."""
+AUDIT_ACTION_REVOKE: AuditAction.ValueType  # 8
+"""A version was revoked (RevokeModelVersion)."""
 global___AuditAction = AuditAction
 
 @typing.final
@@ -1140,6 +1144,53 @@ class DeleteAliasResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["change", b"change"]) -> None: ...
 
 global___DeleteAliasResponse = DeleteAliasResponse
+
+@typing.final
+class RevokeModelVersionRequest(google.protobuf.message.Message):
+    """Request of RevokeModelVersion."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: builtins.int
+    VERSION_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    """Registered model name. Required."""
+    version: builtins.int
+    """Version to revoke. Required, >= 1."""
+    reason: builtins.str
+    """Why; required, recorded in the audit trail."""
+    def __init__(
+        self,
+        *,
+        name: builtins.str = ...,
+        version: builtins.int = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name", "reason", b"reason", "version", b"version"]) -> None: ...
+
+global___RevokeModelVersionRequest = RevokeModelVersionRequest
+
+@typing.final
+class RevokeModelVersionResponse(google.protobuf.message.Message):
+    """Response of RevokeModelVersion."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RECORD_FIELD_NUMBER: builtins.int
+    @property
+    def record(self) -> global___AuditRecord:
+        """The audit record of the revocation (action AUDIT_ACTION_REVOKE)."""
+
+    def __init__(
+        self,
+        *,
+        record: global___AuditRecord | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["record", b"record"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["record", b"record"]) -> None: ...
+
+global___RevokeModelVersionResponse = RevokeModelVersionResponse
 
 @typing.final
 class EvaluatePromotionRequest(google.protobuf.message.Message):

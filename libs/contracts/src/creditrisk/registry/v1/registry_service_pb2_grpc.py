@@ -78,6 +78,11 @@ class ModelRegistryServiceStub(object):
                 request_serializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.SerializeToString,
                 response_deserializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.FromString,
                 _registered_method=True)
+        self.RevokeModelVersion = channel.unary_unary(
+                '/creditrisk.registry.v1.ModelRegistryService/RevokeModelVersion',
+                request_serializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.RevokeModelVersionRequest.SerializeToString,
+                response_deserializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.RevokeModelVersionResponse.FromString,
+                _registered_method=True)
         self.EvaluatePromotion = channel.unary_unary(
                 '/creditrisk.registry.v1.ModelRegistryService/EvaluatePromotion',
                 request_serializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.EvaluatePromotionRequest.SerializeToString,
@@ -192,6 +197,21 @@ class ModelRegistryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeModelVersion(self, request, context):
+        """Revokes a model version: records it in the audit trail and re-signs the
+        model's revocation list (every version revoked so far), which every
+        model-server verifies; a slot stops serving a revoked version and refuses
+        it from then on. Final: a revoked version cannot be approved again. The
+        aliases are left where they are. Role: admin.
+
+        Errors: NOT_FOUND naming the unknown model or version; INVALID_ARGUMENT
+        when reason is empty or version < 1; FAILED_PRECONDITION when the gateway
+        has no signing key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluatePromotion(self, request, context):
         """Runs the promotion gate without changing anything (dry run): scores the
         candidate and the current holder of the alias on the held-out latest
@@ -282,6 +302,11 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.DeleteAlias,
                     request_deserializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.FromString,
                     response_serializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'RevokeModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeModelVersion,
+                    request_deserializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.RevokeModelVersionRequest.FromString,
+                    response_serializer=creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.RevokeModelVersionResponse.SerializeToString,
             ),
             'EvaluatePromotion': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluatePromotion,
@@ -485,6 +510,33 @@ class ModelRegistryService(object):
             '/creditrisk.registry.v1.ModelRegistryService/DeleteAlias',
             creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.SerializeToString,
             creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditrisk.registry.v1.ModelRegistryService/RevokeModelVersion',
+            creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.RevokeModelVersionRequest.SerializeToString,
+            creditrisk_dot_registry_dot_v1_dot_registry__service__pb2.RevokeModelVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

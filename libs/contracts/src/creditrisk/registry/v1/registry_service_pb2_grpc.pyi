@@ -105,6 +105,21 @@ class ModelRegistryServiceStub:
     INVALID_ARGUMENT when reason is empty.
     """
 
+    RevokeModelVersion: grpc.UnaryUnaryMultiCallable[
+        creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionRequest,
+        creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionResponse,
+    ]
+    """Revokes a model version: records it in the audit trail and re-signs the
+    model's revocation list (every version revoked so far), which every
+    model-server verifies; a slot stops serving a revoked version and refuses
+    it from then on. Final: a revoked version cannot be approved again. The
+    aliases are left where they are. Role: admin.
+
+    Errors: NOT_FOUND naming the unknown model or version; INVALID_ARGUMENT
+    when reason is empty or version < 1; FAILED_PRECONDITION when the gateway
+    has no signing key.
+    """
+
     EvaluatePromotion: grpc.UnaryUnaryMultiCallable[
         creditrisk.registry.v1.registry_service_pb2.EvaluatePromotionRequest,
         creditrisk.registry.v1.registry_service_pb2.EvaluatePromotionResponse,
@@ -248,6 +263,21 @@ class ModelRegistryServiceAsyncStub:
 
     Errors: NOT_FOUND naming the unknown model or unset alias;
     INVALID_ARGUMENT when reason is empty.
+    """
+
+    RevokeModelVersion: grpc.aio.UnaryUnaryMultiCallable[
+        creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionRequest,
+        creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionResponse,
+    ]
+    """Revokes a model version: records it in the audit trail and re-signs the
+    model's revocation list (every version revoked so far), which every
+    model-server verifies; a slot stops serving a revoked version and refuses
+    it from then on. Final: a revoked version cannot be approved again. The
+    aliases are left where they are. Role: admin.
+
+    Errors: NOT_FOUND naming the unknown model or version; INVALID_ARGUMENT
+    when reason is empty or version < 1; FAILED_PRECONDITION when the gateway
+    has no signing key.
     """
 
     EvaluatePromotion: grpc.aio.UnaryUnaryMultiCallable[
@@ -405,6 +435,23 @@ class ModelRegistryServiceServicer(metaclass=abc.ABCMeta):
 
         Errors: NOT_FOUND naming the unknown model or unset alias;
         INVALID_ARGUMENT when reason is empty.
+        """
+
+    @abc.abstractmethod
+    def RevokeModelVersion(
+        self,
+        request: creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionResponse, collections.abc.Awaitable[creditrisk.registry.v1.registry_service_pb2.RevokeModelVersionResponse]]:
+        """Revokes a model version: records it in the audit trail and re-signs the
+        model's revocation list (every version revoked so far), which every
+        model-server verifies; a slot stops serving a revoked version and refuses
+        it from then on. Final: a revoked version cannot be approved again. The
+        aliases are left where they are. Role: admin.
+
+        Errors: NOT_FOUND naming the unknown model or version; INVALID_ARGUMENT
+        when reason is empty or version < 1; FAILED_PRECONDITION when the gateway
+        has no signing key.
         """
 
     @abc.abstractmethod

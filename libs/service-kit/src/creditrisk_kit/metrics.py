@@ -282,7 +282,7 @@ def _start_tls_server(port: int, host: str, registry: CollectorRegistry, tls: Re
     family, address = info[0], str(info[4][0])
     server_class = type("MetricsServer", (_TlsMetricsServer,), {"address_family": family, "tls_context": tls})
     app = make_wsgi_app(registry)
-    server = make_server(address, port, app, server_class, handler_class=_SilentHandler)
+    server: Any = make_server(address, port, app, server_class, handler_class=_SilentHandler)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     return server, thread
@@ -310,6 +310,8 @@ def start_metrics_server(
     Raises:
         OSError: When the port cannot be bound.
     """
+    server: Any
+    thread: Any
     if tls is None:
         kwargs: dict[str, Any] = {"addr": host}
         if registry is not None:

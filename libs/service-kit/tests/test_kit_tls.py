@@ -229,10 +229,14 @@ async def test_grpc_server_keeps_its_certificate_while_the_new_files_do_not_load
 ) -> None:
     async with running(ECHO, **_tls(files)) as runner:
         assert runner.port is not None
+        first = _serial(files.server_cert)
         write_atomically(files.server_cert, b"not a certificate")
         assert await _echo_call(runner.port, _client(files)) == "hello"
         renewed = ca.issue("localhost")
-        files.replace_server(renewed)
+        write_atomically(files.server_key, renewed.key_pem)  # the key before its certificate
+        write_atomically(files.server_cert, ca.issue("localhost").cert_pem)  # another key's certificate
+        assert await asyncio.to_thread(_served_serial, runner.port, files.ca, alpn="h2") == first
+        write_atomically(files.server_cert, renewed.cert_pem)
         served = await asyncio.to_thread(_served_serial, runner.port, files.ca, alpn="h2")
         assert served == renewed.serial_number
 
@@ -349,9 +353,13 @@ async def test_metrics_server_with_mutual_tls_and_rotation_at_the_next_connectio
             await _get(url, _client(files).ssl_context())  # no client certificate
         with pytest.raises(REFUSED):
             await _get(f"http://127.0.0.1:{metrics.port}/metrics", False)
+        first = _serial(files.server_cert)
         renewed = ca.issue("localhost")
-        files.replace_server(renewed)
-        # Checked at every accepted connection: the very next one sees the new certificate.
+        write_atomically(files.server_cert, renewed.cert_pem)  # the certificate before its key
+        # Checked at every accepted connection: the mismatched pair is not loaded, the previous
+        # certificate still served; once the key is there, the very next connection sees it.
+        assert await asyncio.to_thread(_served_serial_mutual, metrics.port, files) == first
+        write_atomically(files.server_key, renewed.key_pem)
         assert await asyncio.to_thread(_served_serial_mutual, metrics.port, files) == renewed.serial_number
     finally:
         metrics.close()

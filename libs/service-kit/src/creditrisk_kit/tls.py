@@ -144,6 +144,9 @@ class ServerTls:
         return (self.cert_file, self.key_file, *((self.client_ca_file,) if self.client_ca_file else ()))
 
     def _grpc_configuration(self) -> Any:
+        # gRPC would only find a key that does not match its certificate at the next handshake,
+        # and fail every handshake until the files change again: check the pair first.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.cert_file, self.key_file)
         return grpc.ssl_server_certificate_configuration(
             [(self.key_file.read_bytes(), self.cert_file.read_bytes())],
             root_certificates=self.client_ca_file.read_bytes() if self.client_ca_file else None,
@@ -153,7 +156,8 @@ class ServerTls:
         """Server credentials that re-read the files at a new handshake after they changed.
 
         Raises:
-            OSError: When a file cannot be read now.
+            OSError: When a file cannot be read now, or the key does not match the certificate
+                (``ssl.SSLError``).
             ValueError: When gRPC refuses the files (no PEM content).
         """
         watched = _Watched(self.files)
@@ -161,15 +165,13 @@ class ServerTls:
         initial = self._grpc_configuration()
 
         def fetch() -> Any:
-            # Called by gRPC before each new handshake; None keeps the current configuration. The
-            # new one is only checked by gRPC at the handshake: a key that does not match its
-            # certificate fails that handshake, and the next change of the files is loaded.
+            # Called by gRPC before each new handshake; None keeps the current configuration.
             try:
                 signature = watched.signature()
                 if signature == watched.loaded:
                     return None
                 configuration = self._grpc_configuration()
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 _LOGGER.warning("TLS files not reloaded (%s); keeping the previous ones", type(exc).__name__)
                 return None
             watched.loaded = signature
@@ -214,6 +216,9 @@ class ReloadingSslContext:
         self._watched.loaded = signature
 
     def _load(self) -> None:
+        # A pair that does not match would leave the context with the new certificate and the old
+        # key (OpenSSL replaces the chain before it checks the key): check it on a scratch context.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls.cert_file, self.tls.key_file)
         self.context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         if self.tls.client_ca_file is not None:
             self.context.load_verify_locations(cafile=self.tls.client_ca_file)
@@ -241,10 +246,16 @@ class ReloadingSslContext:
         return True
 
     async def watch(self) -> None:
-        """Call :meth:`reload_if_changed` every ``tls.reload_interval_s`` seconds until cancelled."""
+        """Call :meth:`reload_if_changed` every ``tls.reload_interval_s`` seconds until cancelled.
+
+        It runs in the event loop's thread, where the server's handshakes run, so no handshake
+        starts while the chain is being replaced (``load_cert_chain`` sets the certificate, then
+        the key). Three ``stat`` calls per check; a load takes well under a millisecond for the
+        usual key sizes.
+        """
         while True:
             await asyncio.sleep(self.tls.reload_interval_s)
-            await asyncio.to_thread(self.reload_if_changed)
+            self.reload_if_changed()
 
 
 class TlsSocketServerMixin:
@@ -252,9 +263,10 @@ class TlsSocketServerMixin:
 
     Mix it in before the server class and set :attr:`tls_context` (None = plaintext). Each
     accepted connection first checks the files (:meth:`ReloadingSslContext.reload_if_changed`),
-    then is wrapped; the handshake runs in the handler's thread on its first read, so a slow
-    client does not hold the accept loop. A failed handshake (plaintext client, missing or
-    untrusted client certificate) ends that connection only.
+    then is wrapped, both in the accept thread (a wrapped connection holds its own copy of the
+    certificate, so a later reload does not touch it); the handshake runs in the handler's thread
+    on its first read, so a slow client does not hold the accept loop. A failed handshake
+    (plaintext client, missing or untrusted client certificate) ends that connection only.
     """
 
     tls_context: ReloadingSslContext | None = None

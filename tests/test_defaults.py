@@ -1,7 +1,7 @@
 """The default ports fit together: every service listens on its own port, every client's default
 target is where the service it dials listens, and the READMEs name the same addresses.
 
-The assignment (all on 127.0.0.1 / 0.0.0.0 by default):
+The assignment (all on 127.0.0.1 by default; images bind 0.0.0.0):
 
 | listener | default port | where it is set |
 | --- | --- | --- |

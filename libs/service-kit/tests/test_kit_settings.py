@@ -22,7 +22,7 @@ def test_defaults() -> None:
     settings = FeatureServiceSettings()
     assert settings.max_message_bytes == 4 * 1024 * 1024
     assert settings.port == 50051
-    assert settings.bind_address == "0.0.0.0:50051"
+    assert settings.bind_address == "127.0.0.1:50051"  # loopback unless told (images: 0.0.0.0)
     assert ServiceSettings(host="::1", port=1).bind_address == "[::1]:1"
 
 

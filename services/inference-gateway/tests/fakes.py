@@ -77,12 +77,17 @@ def plain(value: values_pb2.FeatureValue) -> Any:
     return None if kind in (None, "null_value") else getattr(value, kind)
 
 
-async def _grpc_server(register: Any) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+async def _grpc_server(
+    register: Any, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer
@@ -92,6 +97,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
     """Applicants' stored rows by id; ``statuses[(id, feature)]`` overrides a cell's status."""
 
     def __init__(self) -> None:
+        self.credentials: grpc.ServerCredentials | None = None  # TLS when set
         self.rows: dict[int, dict[str, Any]] = {}
         self.statuses: dict[tuple[int, str], int] = {}
         self.down = False
@@ -173,7 +179,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
 
     async def start(self) -> None:
         self.server, self.port, self.health = await _grpc_server(
-            lambda s: fgrpc.add_FeatureStoreServiceServicer_to_server(self, s)
+            lambda s: fgrpc.add_FeatureStoreServiceServicer_to_server(self, s), self.credentials
         )
 
     async def stop(self) -> None:
@@ -191,6 +197,7 @@ class FakeRegistry(rgrpc.ModelRegistryServiceServicer):
     """Versions of one model and its aliases; :meth:`set_alias` streams a change to watchers."""
 
     def __init__(self) -> None:
+        self.credentials: grpc.ServerCredentials | None = None  # TLS when set
         self.versions: dict[int, VersionSpec] = {1: VersionSpec(0.5), 2: VersionSpec(0.3)}
         self.aliases: dict[str, int] = {"champion": 1}
         self.sequence = 0
@@ -245,7 +252,7 @@ class FakeRegistry(rgrpc.ModelRegistryServiceServicer):
 
     async def start(self) -> None:
         self.server, self.port, self.health = await _grpc_server(
-            lambda s: rgrpc.add_ModelRegistryServiceServicer_to_server(self, s)
+            lambda s: rgrpc.add_ModelRegistryServiceServicer_to_server(self, s), self.credentials
         )
 
     async def stop(self) -> None:
@@ -256,6 +263,7 @@ class FakeDrift(dgrpc.DriftServiceServicer):
     """Stores events by id (idempotent); ``down`` answers UNAVAILABLE."""
 
     def __init__(self) -> None:
+        self.credentials: grpc.ServerCredentials | None = None  # TLS when set
         self.events: dict[str, dpb.PredictionEvent] = {}
         self.duplicates = 0
         self.down = False
@@ -277,7 +285,7 @@ class FakeDrift(dgrpc.DriftServiceServicer):
 
     async def start(self) -> None:
         self.server, self.port, self.health = await _grpc_server(
-            lambda s: dgrpc.add_DriftServiceServicer_to_server(self, s)
+            lambda s: dgrpc.add_DriftServiceServicer_to_server(self, s), self.credentials
         )
 
     async def stop(self) -> None:
@@ -315,9 +323,10 @@ class FakeModelServer:
                 Route(f"/v2/models/{name}/ready", self._ready, methods=["GET"]),
             ]
         )
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
+        self._app = app
+        self.tls: dict[str, Any] = {}
+        """uvicorn ``ssl_*`` arguments (HTTPS when set, before :meth:`start`)."""
+        self._server = uvicorn.Server(uvicorn.Config(app))
         self._task: asyncio.Task[None] | None = None
 
     async def _ready(self, request: Request) -> Response:
@@ -403,9 +412,14 @@ class FakeModelServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}" if self.tls else f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self._app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **self.tls
+            )
+        )
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
             await asyncio.sleep(0.01)

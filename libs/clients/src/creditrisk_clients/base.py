@@ -7,17 +7,26 @@ from typing import Self
 
 import grpc.aio
 from creditrisk_kit.client import aio_channel
+from creditrisk_kit.tls import ClientTls
 
 from creditrisk_clients.errors import DownstreamErrors
 
 
-def open_channel(target: str, *, max_message_bytes: int, default_timeout_s: float | None) -> grpc.aio.Channel:
+def open_channel(
+    target: str, *, max_message_bytes: int, default_timeout_s: float | None, tls: ClientTls | None = None
+) -> grpc.aio.Channel:
     """A kit ``aio_channel`` to ``target`` (message limits, retries on UNAVAILABLE, and a default
-    deadline of ``default_timeout_s`` seconds on unary calls; None: no default-deadline interceptor).
+    deadline of ``default_timeout_s`` seconds on unary calls; None: no default-deadline interceptor),
+    over TLS when ``tls`` is given (``ClientTls.from_settings(settings)``; None: plaintext).
 
     Must be called inside a running event loop (``grpc.aio`` binds the channel to it).
+
+    Raises:
+        OSError: When a file of ``tls`` cannot be read.
     """
-    return aio_channel(target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s)
+    return aio_channel(
+        target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
+    )
 
 
 class ContractClient:

@@ -26,6 +26,7 @@ from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
+from creditrisk_kit.tls import ClientTls
 
 from creditrisk_clients.base import ContractClient, open_channel
 from creditrisk_clients.errors import DownstreamErrors
@@ -97,11 +98,12 @@ class DriftServiceClient(ContractClient):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = DRIFT_ERRORS,
+        tls: ClientTls | None = None,
     ) -> DriftServiceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
         arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
         channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
+            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
         return cls(channel, errors=errors, owns_channel=True)
 

@@ -40,6 +40,7 @@ from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
+from creditrisk_kit.tls import ClientTls
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from creditrisk_clients.base import ContractClient, open_channel
@@ -111,6 +112,7 @@ class FeatureServiceClient(ContractClient):
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = FEATURE_SERVICE_ERRORS,
         historical_timeout_s: float = 300.0,
+        tls: ClientTls | None = None,
     ) -> FeatureServiceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`).
 
@@ -119,9 +121,10 @@ class FeatureServiceClient(ContractClient):
             max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`
                 (None: every call must pass ``timeout_s``).
             errors / historical_timeout_s: As for the constructor.
+            tls: As for :func:`creditrisk_clients.base.open_channel` (None: plaintext).
         """
         channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
+            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
         return cls(channel, errors=errors, historical_timeout_s=historical_timeout_s, owns_channel=True)
 

@@ -35,6 +35,7 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.errors import Unavailable
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
+from creditrisk_kit.tls import ClientTls
 from google.protobuf import struct_pb2
 
 from creditrisk_clients.base import ContractClient, open_channel
@@ -167,11 +168,12 @@ class InferenceClient(ContractClient):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = INFERENCE_ERRORS,
+        tls: ClientTls | None = None,
     ) -> InferenceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
         arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
         channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
+            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
         return cls(channel, token=token, errors=errors, owns_channel=True)
 

@@ -33,6 +33,7 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.errors import FailedPrecondition, PreconditionViolation
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
+from creditrisk_kit.tls import ClientTls
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
@@ -108,6 +109,7 @@ class RegistryClient(ContractClient):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = REGISTRY_ERRORS,
+        tls: ClientTls | None = None,
     ) -> RegistryClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`).
 
@@ -115,9 +117,10 @@ class RegistryClient(ContractClient):
             target: ``host:port`` or a gRPC target URI.
             max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`.
             token / errors: As for the constructor.
+            tls: As for :func:`creditrisk_clients.base.open_channel` (None: plaintext).
         """
         channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
+            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
         return cls(channel, token=token, errors=errors, owns_channel=True)
 

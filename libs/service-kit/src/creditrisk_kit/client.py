@@ -17,7 +17,9 @@ Every channel made here (sync :func:`insecure_channel`, asyncio :func:`aio_chann
   header has been received, within the call's deadline, with exponential backoff and full jitter
   (each delay is uniform in ``[0, current_backoff]``; gRPC A6 retry design);
 * OpenTelemetry client spans and ``traceparent`` propagation (``instrument_grpc()`` is called
-  first unless ``instrument=False``).
+  first unless ``instrument=False``);
+* TLS (and a client certificate for mutual TLS) when given ``tls=ClientTls.from_settings(settings)``
+  (:mod:`creditrisk_kit.tls`) or ``credentials``; plaintext otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from creditrisk_telemetry import instrument_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .settings import DEFAULT_MAX_MESSAGE_BYTES
+from .tls import ClientTls
 
 DEFAULT_TIMEOUT_S = 5.0
 """Default per-call deadline in seconds (our choice: far above one online hop's p99, tens of ms,
@@ -276,6 +279,14 @@ def default_timeout_interceptors(timeout_s: float | None) -> list[Any]:
     return [_AioUnaryUnaryDefaults(timeout_s), _AioStreamUnaryDefaults(timeout_s)]
 
 
+def _with_tls(
+    credentials: grpc.ChannelCredentials | None, options: ChannelOptions, tls: ClientTls | None
+) -> tuple[grpc.ChannelCredentials | None, ChannelOptions]:
+    if tls is None or credentials is not None:
+        return credentials, options
+    return tls.grpc_credentials(), [*tls.grpc_options(), *options]
+
+
 def insecure_channel(
     target: str,
     *,
@@ -285,6 +296,7 @@ def insecure_channel(
     credentials: grpc.ChannelCredentials | None = None,
     options: ChannelOptions = (),
     instrument: bool = True,
+    tls: ClientTls | None = None,
 ) -> grpc.Channel:
     """A sync channel (thread-safe) with the kit's defaults (see the module docstring).
 
@@ -297,12 +309,18 @@ def insecure_channel(
         credentials: When given, a TLS channel (``grpc.secure_channel``) despite the name.
         options: Further channel arguments (they win).
         instrument: Call ``creditrisk_telemetry.instrument_grpc()`` first, for client spans.
+        tls: A TLS channel from these files (``ClientTls.from_settings(settings)``; its
+            ``ssl_target_name_override`` if any), unless ``credentials`` is given.
 
     Returns:
         A ``grpc.Channel``; close it (``channel.close()`` or ``with``) when done.
+
+    Raises:
+        OSError: When a file of ``tls`` cannot be read.
     """
     if instrument:
         instrument_grpc()
+    credentials, options = _with_tls(credentials, options, tls)
     opts = channel_options(max_message_bytes=max_message_bytes, retry=retry, extra=options)
     if credentials is None:
         channel = grpc.insecure_channel(target, options=opts)
@@ -323,6 +341,7 @@ def aio_channel(
     options: ChannelOptions = (),
     interceptors: Sequence[Any] = (),
     instrument: bool = True,
+    tls: ClientTls | None = None,
 ) -> grpc.aio.Channel:
     """A ``grpc.aio`` channel with the kit's defaults (see the module docstring).
 
@@ -336,12 +355,18 @@ def aio_channel(
         options: Further channel arguments (they win).
         interceptors: Further ``grpc.aio`` client interceptors, run inside the kit's.
         instrument: Call ``creditrisk_telemetry.instrument_grpc()`` first, for client spans.
+        tls: A TLS channel from these files (``ClientTls.from_settings(settings)``; its
+            ``ssl_target_name_override`` if any), unless ``credentials`` is given.
 
     Returns:
         A ``grpc.aio.Channel``, bound to the running event loop; ``await channel.close()`` when done.
+
+    Raises:
+        OSError: When a file of ``tls`` cannot be read.
     """
     if instrument:
         instrument_grpc()
+    credentials, options = _with_tls(credentials, options, tls)
     opts = channel_options(max_message_bytes=max_message_bytes, retry=retry, extra=options)
     chain = [*default_timeout_interceptors(default_timeout_s), *interceptors]
     if credentials is None:

@@ -7,6 +7,11 @@ after the gRPC drain. uvicorn's own signal handling is off (the runner owns SIGT
 loggers hand their records to the JSON root logger, the access log is off and the ASGI lifespan is
 not run (the service's build function owns start-up). Imported on demand (needs ``uvicorn``), not
 re-exported by :mod:`creditrisk_kit`.
+
+TLS: give ``tls=ServerTls.from_settings(settings)`` (:mod:`creditrisk_kit.tls`); the server then
+speaks HTTPS only (client certificates required with a client CA), and a task checks the files
+every ``tls.reload_interval_s`` seconds and loads a changed certificate into the same
+``ssl.SSLContext``, for the handshakes that follow.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Any
 
 import uvicorn
 from creditrisk_telemetry import uvicorn_log_config
+
+from .tls import ReloadingSslContext, ServerTls
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,14 +51,29 @@ class UvicornServer:
         grace_period_s: Seconds in-flight requests get to finish at exit (uvicorn's
             ``timeout_graceful_shutdown``, whole seconds, at least 1) before they are cancelled.
         name: Shown in the log line and the repr (``REST``).
+        tls: Serve HTTPS with these files, reloaded on change; None: plain HTTP.
 
     Raises:
         RuntimeError: From ``__aenter__`` when uvicorn stops before it listens (e.g. the port is
             taken); entered twice.
+        OSError: From ``__aenter__`` when the TLS files cannot be loaded (``ssl.SSLError``).
     """
 
-    def __init__(self, app: Any, *, host: str, port: int, grace_period_s: float, name: str = "HTTP") -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str,
+        port: int,
+        grace_period_s: float,
+        name: str = "HTTP",
+        tls: ServerTls | None = None,
+    ) -> None:
         self.app = app
+        self.tls = tls
+        self.ssl: ReloadingSslContext | None = None
+        """The server's context once entered with ``tls``."""
+        self._watch: asyncio.Task[None] | None = None
         self.host = host
         self.name = name
         self._requested_port = port
@@ -76,6 +98,10 @@ class UvicornServer:
             lifespan="off",
             timeout_graceful_shutdown=int(self._grace_period_s) or 1,
         )
+        config.load()
+        if self.tls is not None:
+            self.ssl = self.tls.ssl_context()
+            config.ssl = self.ssl.context  # loaded: serve() keeps it
         server = self._server = _Uvicorn(config)
         task = self._task = asyncio.create_task(self._serve(server), name=f"uvicorn-{self.name}")
         while not server.started:
@@ -85,7 +111,12 @@ class UvicornServer:
             await asyncio.sleep(0.01)
         sockets = [sock for listener in server.servers for sock in listener.sockets]
         self.port = int(sockets[0].getsockname()[1])
-        _LOGGER.info("%s on %s:%d", self.name, self.host, self.port, extra={"http_port": self.port})
+        if self.ssl is not None:
+            self._watch = asyncio.create_task(self.ssl.watch(), name=f"tls-reload-{self.name}")
+        transport = "plaintext" if self.tls is None else "mutual TLS" if self.tls.mutual else "TLS"
+        _LOGGER.info(
+            "%s on %s:%d (%s)", self.name, self.host, self.port, transport, extra={"http_port": self.port}
+        )
         return self
 
     async def _serve(self, server: _Uvicorn) -> None:
@@ -100,6 +131,10 @@ class UvicornServer:
         """Stop accepting, let in-flight requests finish (up to the grace period), close."""
         if self._server is None or self._task is None:
             return
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         self._server.should_exit = True
         try:
             await self._task

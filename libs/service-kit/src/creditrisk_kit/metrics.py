@@ -26,15 +26,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import grpc
 import grpc.aio
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    make_wsgi_app,
+    start_http_server,
+)
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from .interceptors import rewrap_handler
+from .tls import ReloadingSslContext, TlsSocketServerMixin
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -256,8 +268,31 @@ class MetricsServer:
             self._server = None
 
 
+class _SilentHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # no access log on stderr
+
+
+class _TlsMetricsServer(TlsSocketServerMixin, ThreadingWSGIServer):
+    """prometheus-client's threaded WSGI server, TLS per accepted connection (reloaded on change)."""
+
+
+def _start_tls_server(port: int, host: str, registry: CollectorRegistry, tls: ReloadingSslContext) -> Any:
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    family, address = info[0], str(info[4][0])
+    server_class = type("MetricsServer", (_TlsMetricsServer,), {"address_family": family, "tls_context": tls})
+    app = make_wsgi_app(registry)
+    server: Any = make_server(address, port, app, server_class, handler_class=_SilentHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    return server, thread
+
+
 def start_metrics_server(
-    port: int, host: str = "0.0.0.0", registry: CollectorRegistry | None = None
+    port: int,
+    host: str = "127.0.0.1",
+    registry: CollectorRegistry | None = None,
+    tls: ReloadingSslContext | None = None,
 ) -> MetricsServer:
     """Serve the Prometheus registry on ``http://host:port/metrics`` from a daemon thread.
 
@@ -265,6 +300,9 @@ def start_metrics_server(
         port: TCP port; 0 lets the system pick a free one (tests).
         host: Interface to bind.
         registry: Defaults to prometheus-client's global registry (every instrument of the process).
+        tls: Serve HTTPS with this context (client certificates required if it says so),
+            reloaded on change at each accepted connection (:mod:`creditrisk_kit.tls`); None:
+            plain HTTP.
 
     Returns:
         The running :class:`MetricsServer` (``.port`` is the bound port).
@@ -272,15 +310,21 @@ def start_metrics_server(
     Raises:
         OSError: When the port cannot be bound.
     """
-    kwargs: dict[str, Any] = {"addr": host}
-    if registry is not None:
-        kwargs["registry"] = registry
-    server, thread = start_http_server(port, **kwargs)
+    server: Any
+    thread: Any
+    if tls is None:
+        kwargs: dict[str, Any] = {"addr": host}
+        if registry is not None:
+            kwargs["registry"] = registry
+        server, thread = start_http_server(port, **kwargs)
+    else:
+        server, thread = _start_tls_server(port, host, registry or REGISTRY, tls)
     metrics_server = MetricsServer(server, thread, host)
     _LOGGER.info(
-        "Prometheus metrics on %s:%d/metrics",
+        "Prometheus metrics on %s:%d/metrics (%s)",
         host,
         metrics_server.port,
+        "plaintext" if tls is None else "TLS",
         extra={"metrics_port": metrics_server.port},
     )
     return metrics_server

@@ -8,7 +8,11 @@ port 0.
 
 Health (``grpc.health.v1``): the overall service ``""`` and every name in ``service_names`` start
 NOT_SERVING and become SERVING only when every readiness check passes; a background task re-runs
-the checks every ``health_check_interval_s`` and flips the status both ways. The extra name
+the checks every ``health_check_interval_s`` and flips the status both ways.
+
+Transport: plaintext by default; with ``tls_cert_file`` / ``tls_key_file`` set the port speaks TLS
+only, with ``tls_client_ca_file`` mutual TLS, certificates reloaded on change
+(:mod:`creditrisk_kit.tls`); the ``/metrics`` server follows the same settings. The extra name
 :data:`LIVENESS_SERVICE` is SERVING while the process serves at all, for a Kubernetes
 ``livenessProbe`` (``grpc: {port: 50051, service: liveness}``), kept apart from readiness
 (``readinessProbe`` with ``service: ""``), as kserve keeps ServerLive apart from ServerReady.
@@ -47,6 +51,7 @@ from grpc_reflection.v1alpha import reflection
 from .interceptors import ErrorInterceptor
 from .metrics import GrpcMetricsInterceptor, MetricsServer, start_metrics_server
 from .settings import ServiceSettings
+from .tls import ServerTls
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -181,8 +186,8 @@ class ServiceRunner:
             NOT_SERVING; an exception is logged and the stop goes on.
 
     Raises:
-        RuntimeError: From :meth:`start` when the port cannot be bound or the extra server fails
-            to start.
+        RuntimeError: From :meth:`start` when the port cannot be bound, the TLS files cannot be
+            loaded or the extra server fails to start.
     """
 
     def __init__(
@@ -266,15 +271,26 @@ class ServiceRunner:
             reflection.enable_server_reflection(
                 (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
             )
+        tls = ServerTls.from_settings(self.settings)
         try:
-            port = server.add_insecure_port(self.settings.bind_address)
+            credentials = tls.grpc_credentials() if tls else None
+            metrics_tls = tls.ssl_context() if tls and self.settings.metrics_port is not None else None
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise RuntimeError(f"cannot load the TLS certificate files: {exc}") from exc
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(self.settings.bind_address)
+            else:
+                port = server.add_secure_port(self.settings.bind_address, credentials)
         except RuntimeError as exc:
             raise RuntimeError(f"cannot bind {self.settings.bind_address}: {exc}") from exc
         if not port:
             raise RuntimeError(f"cannot bind {self.settings.bind_address}")
         if self.settings.metrics_port is not None and self.metrics is None:
             try:
-                self.metrics = start_metrics_server(self.settings.metrics_port, self.settings.host)
+                self.metrics = start_metrics_server(
+                    self.settings.metrics_port, self.settings.host, tls=metrics_tls
+                )
             except OSError as exc:
                 raise RuntimeError(
                     f"cannot bind the metrics port {self.settings.host}:{self.settings.metrics_port}: {exc}"
@@ -292,12 +308,14 @@ class ServiceRunner:
         self.server, self.port = server, int(port)
         await self.health.set(LIVENESS_SERVICE, _SERVING)
         self._checks_task = asyncio.create_task(self._readiness_loop(), name="readiness-checks")
+        transport = "plaintext" if tls is None else "mutual TLS" if tls.mutual else "TLS"
         _LOGGER.info(
-            "serving %s on %s:%d",
+            "serving %s on %s:%d (%s)",
             ", ".join(self.service_names) or "(no services)",
             self.settings.host,
             self.port,
-            extra={"port": self.port, "services": list(self.service_names)},
+            transport,
+            extra={"port": self.port, "services": list(self.service_names), "transport": transport},
         )
         return self.port
 

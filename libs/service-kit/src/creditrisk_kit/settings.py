@@ -22,10 +22,11 @@ from typing import Literal, Self
 
 from creditrisk_telemetry import configuration
 from creditrisk_telemetry.configuration import EXIT_BAD_CONFIGURATION as EXIT_BAD_CONFIGURATION
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .timestamps import NaiveTimestamps
+from .tls import DEFAULT_RELOAD_INTERVAL_S, check_tls_settings
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """4 MiB: gRPC's default maximum receive message length (``GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH``)."""
@@ -37,7 +38,8 @@ class ServiceSettings(BaseSettings):
     """Settings every gRPC service has. Subclasses set ``env_prefix`` (e.g. ``FEATURE_SERVICE_``).
 
     Attributes:
-        host: Interface to bind; ``0.0.0.0`` (all IPv4) by default, as in a container.
+        host: Interface to bind; ``127.0.0.1`` (loopback only) by default, so a process started
+            on a workstation is not reachable from the network; container images set ``0.0.0.0``.
         port: TCP port, 0-65535; 0 picks a free port (tests). Default 50051, gRPC's customary port;
             every service sets its own default (tests/test_defaults.py checks they differ).
         grace_period_s: Seconds in-flight calls get to finish on SIGTERM (drain) before they are
@@ -59,6 +61,10 @@ class ServiceSettings(BaseSettings):
             Arrow timestamp column without a time zone) means: ``utc`` (default; Feast's rule and
             the contracts') or ``refuse`` (INVALID_ARGUMENT / 422 naming the row). Every
             timestamp is read on its own (:mod:`creditrisk_kit.timestamps`).
+        tls_cert_file, tls_key_file, tls_client_ca_file, tls_ca_file, tls_client_cert_file,
+            tls_client_key_file, tls_server_name, tls_reload_interval_s: Transport security,
+            all off by default; what each does is in :mod:`creditrisk_kit.tls`. Files must exist
+            at start; a certificate needs its key; a client CA (mutual TLS) needs a certificate.
     """
 
     # allow_inf_nan=False: grace_period_s=inf would make the drain wait forever.
@@ -66,7 +72,7 @@ class ServiceSettings(BaseSettings):
         env_prefix="SERVICE_", extra="ignore", validate_default=True, allow_inf_nan=False
     )
 
-    host: str = Field(default="0.0.0.0", min_length=1)
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=50051, ge=0, le=65535)
     grace_period_s: float = Field(default=10.0, ge=0)
     shutdown_hook_timeout_s: float = Field(default=10.0, gt=0)
@@ -75,6 +81,20 @@ class ServiceSettings(BaseSettings):
     log_level: LogLevel = "INFO"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     naive_timestamps: NaiveTimestamps = "utc"
+    # Transport security (creditrisk_kit.tls), all off by default.
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+    tls_client_ca_file: FilePath | None = None
+    tls_ca_file: FilePath | None = None
+    tls_client_cert_file: FilePath | None = None
+    tls_client_key_file: FilePath | None = None
+    tls_server_name: str | None = Field(default=None, min_length=1)
+    tls_reload_interval_s: float = Field(default=DEFAULT_RELOAD_INTERVAL_S, gt=0)
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        check_tls_settings(self, self.env_name)
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

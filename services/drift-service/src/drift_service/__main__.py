@@ -15,6 +15,7 @@ import logging
 
 from creditrisk.drift.v1.drift_service_pb2_grpc import add_DriftServiceServicer_to_server
 from creditrisk_kit import Service, ServiceSpec, run_service
+from creditrisk_kit.tls import ServerTls
 
 from drift_service.core import DriftCore
 from drift_service.drift import warm_up
@@ -25,8 +26,13 @@ from drift_service.settings import DriftServiceSettings
 
 async def build(settings: DriftServiceSettings) -> Service:
     """The drift-service's store, core, report server and servicer."""
+    server_tls = ServerTls.from_settings(settings)
     reports = ReportServer(
-        settings.reports_dir, settings.report_http_host, settings.report_http_port, settings.report_base_url
+        settings.reports_dir,
+        settings.report_http_host,
+        settings.report_http_port,
+        settings.report_base_url,
+        tls=server_tls.ssl_context() if server_tls is not None else None,
     )
     core = await asyncio.to_thread(DriftCore, settings, report_base_url=reports.base_url)
     if settings.warm_up:

@@ -18,6 +18,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from creditrisk_kit import InvalidArgument, NotFound
+from creditrisk_kit.tls import ClientTls
 
 from drift_service import metrics, performance
 from drift_service.domain import (
@@ -77,6 +78,7 @@ def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver
                 settings.registry_token.get_secret_value(),
                 training,
                 timeout_s=settings.registry_timeout_s,
+                tls=ClientTls.from_settings(settings),
             )
     return RequestReferenceResolver(training=training)
 

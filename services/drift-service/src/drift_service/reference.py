@@ -58,6 +58,7 @@ from creditrisk_kit import (
     Unavailable,
     insecure_channel,
 )
+from creditrisk_kit.tls import ClientTls
 
 from drift_service.domain import PREDICTION_COLUMN, DatasetRef
 
@@ -515,6 +516,7 @@ class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
         mlflow: the MLflow resolver the rows are downloaded with.
         channel: a gRPC channel (tests); a kit channel to ``target`` when None.
         timeout_s: deadline of GetModelVersion.
+        tls: TLS of the kit channel (``ClientTls.from_settings``); None: plaintext.
     """
 
     def __init__(
@@ -525,12 +527,13 @@ class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
         *,
         channel: Any = None,
         timeout_s: float = 10.0,
+        tls: ClientTls | None = None,
     ) -> None:
         self.target = target
         self._metadata = (("authorization", f"Bearer {token}"),)
         self.mlflow = mlflow
         self._owns_channel = channel is None
-        self._channel = channel if channel is not None else insecure_channel(target)
+        self._channel = channel if channel is not None else insecure_channel(target, tls=tls)
         self._stub = rpb_grpc.ModelRegistryServiceStub(self._channel)
         self.timeout_s = timeout_s
         self.lookups = 0  # GetModelVersion calls (the cache's misses), for tests and logs

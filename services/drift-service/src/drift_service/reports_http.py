@@ -1,9 +1,13 @@
-"""Serves the HTML drift reports (files under ``<data_dir>/reports``) over plain HTTP.
+"""Serves the HTML drift reports (files under ``<data_dir>/reports``) over HTTP, or HTTPS.
 
 A stdlib ``ThreadingHTTPServer`` in a daemon thread: GET ``/reports/<report id>.html``; anything
 else is 404. The URL of a report goes into ``DriftReport.html_report_url``. The socket is bound at
 construction (so the URL is known before the core is built); ``async with`` the server (the kit's
 extra-server protocol, how ``python -m drift_service`` runs it) serves from entry to exit.
+
+With the service's ``tls_cert_file`` / ``tls_key_file`` it speaks HTTPS only (and requires client
+certificates with ``tls_client_ca_file``), the certificate reloaded when the files change, checked
+at each accepted connection (:class:`creditrisk_kit.tls.TlsSocketServerMixin`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
+
+from creditrisk_kit.tls import ReloadingSslContext, TlsSocketServerMixin
 
 _REPORT_PATH = re.compile(r"^/reports/([A-Za-z0-9_-]{1,64})\.html$")
 
@@ -41,6 +47,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass  # no access log on stderr
 
 
+class _Server(TlsSocketServerMixin, http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
 class ReportServer:
     """The HTTP server of the reports.
 
@@ -48,18 +58,25 @@ class ReportServer:
         directory: the folder holding ``<id>.html`` files.
         host: interface to bind.
         port: TCP port; 0 picks a free one.
-        base_url: public base URL; default ``http://<host>:<bound port>``.
+        base_url: public base URL; default ``http://<host>:<bound port>`` (``https://`` with TLS).
+        tls: serve HTTPS with this context; None: plain HTTP.
     """
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0, base_url: str | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        base_url: str | None = None,
+        tls: ReloadingSslContext | None = None,
+    ):
         self.directory = directory
-        self._server = http.server.ThreadingHTTPServer(
-            (host, port), functools.partial(_Handler, directory=directory)
-        )
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), functools.partial(_Handler, directory=directory))
+        self._server.tls_context = tls
         self.port = int(self._server.server_address[1])
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        self.base_url = (base_url or f"http://{shown}:{self.port}").rstrip("/")
+        scheme = "https" if tls is not None else "http"
+        self.base_url = (base_url or f"{scheme}://{shown}:{self.port}").rstrip("/")
         self._thread = threading.Thread(target=self._server.serve_forever, name="report-http", daemon=True)
 
     def start(self) -> ReportServer:

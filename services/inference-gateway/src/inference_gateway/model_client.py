@@ -35,6 +35,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import math
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,8 +82,10 @@ class ModelServerClient(abc.ABC):
         retries: int,
         pool_size: int,
         keepalive_s: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.ssl_context = ssl_context
         self.model_name = model_name
         self.deadline_s = deadline_s
         self.retries = retries
@@ -96,7 +99,10 @@ class ModelServerClient(abc.ABC):
             self._session = aiohttp.ClientSession(
                 base_url=self.base_url,
                 connector=aiohttp.TCPConnector(
-                    limit=self.pool_size, limit_per_host=self.pool_size, keepalive_timeout=self.keepalive_s
+                    limit=self.pool_size,
+                    limit_per_host=self.pool_size,
+                    keepalive_timeout=self.keepalive_s,
+                    ssl=self.ssl_context if self.ssl_context is not None else True,
                 ),
                 timeout=aiohttp.ClientTimeout(total=self.deadline_s),
                 auto_decompress=False,
@@ -288,10 +294,23 @@ def _guess(value: Value) -> str:
 
 
 def make_client(
-    protocol: str, base_url: str, model_name: str, *, deadline_s: float, retries: int, pool_size: int
+    protocol: str,
+    base_url: str,
+    model_name: str,
+    *,
+    deadline_s: float,
+    retries: int,
+    pool_size: int,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ModelServerClient:
-    """The client of ``protocol`` (``seldon`` or ``v2``)."""
+    """The client of ``protocol`` (``seldon`` or ``v2``); an ``https://`` ``base_url`` is verified
+    with ``ssl_context`` (the CAs and client certificate of ``ClientTls``; None: the system's CAs)."""
     classes: dict[str, type[ModelServerClient]] = {"seldon": SeldonRestClient, "v2": V2RestClient}
     return classes[protocol](
-        base_url, model_name, deadline_s=deadline_s, retries=retries, pool_size=pool_size
+        base_url,
+        model_name,
+        deadline_s=deadline_s,
+        retries=retries,
+        pool_size=pool_size,
+        ssl_context=ssl_context,
     )

@@ -18,6 +18,7 @@ import grpc
 from creditrisk_clients import DownstreamErrors
 from creditrisk_clients.registry import RegistryClient as RegistryGatewayClient
 from creditrisk_kit import Unavailable
+from creditrisk_kit.tls import ClientTls
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,9 +59,10 @@ class RegistryClient:
         max_message_bytes: int,
         required_inputs_tag: str,
         reconnect_max_s: float = 5.0,
+        tls: ClientTls | None = None,
     ) -> None:
         self._registry = RegistryGatewayClient.connect(
-            target, token=token, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s
+            target, token=token, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s, tls=tls
         )
         self._deadline_s = deadline_s
         self._tag = required_inputs_tag

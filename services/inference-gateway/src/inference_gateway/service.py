@@ -23,6 +23,7 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_clients import DriftServiceClient
 from creditrisk_kit import Service
 from creditrisk_kit.http import UvicornServer
+from creditrisk_kit.tls import ClientTls, ServerTls
 
 from inference_gateway import metrics
 from inference_gateway.app import create_app
@@ -63,11 +64,16 @@ class Gateway:
     def __init__(self, settings: GatewaySettings):
         self.settings = settings
         s = settings
+        # Outgoing calls (feature-service, registry-gateway, drift-service, https:// model
+        # servers) over TLS when the service's TLS_CA_FILE is set (creditrisk_kit.tls).
+        client_tls = ClientTls.from_settings(s)
+        model_ssl = client_tls.ssl_context() if client_tls is not None else None
         self.features = FeatureClient(
             s.feature_service_target,
             s.feature_service_name,
             deadline_s=s.feature_deadline_s,
             max_message_bytes=s.max_message_bytes,
+            tls=client_tls,
         )
         self.registry = RegistryClient(
             s.registry_target,
@@ -76,6 +82,7 @@ class Gateway:
             max_message_bytes=s.max_message_bytes,
             required_inputs_tag=s.required_inputs_tag,
             reconnect_max_s=s.registry_reconnect_max_s,
+            tls=client_tls,
         )
 
         def client(url: str) -> Any:
@@ -86,6 +93,7 @@ class Gateway:
                 deadline_s=s.model_deadline_s,
                 retries=s.model_connect_retries,
                 pool_size=s.model_pool_size,
+                ssl_context=model_ssl,
             )
 
         self.router = Router(
@@ -102,6 +110,7 @@ class Gateway:
             s.drift_service_target,
             default_timeout_s=s.log_send_timeout_s,
             max_message_bytes=s.max_message_bytes,
+            tls=client_tls,
         )
         self.logger = PredictionLogger(
             functools.partial(_log_predictions, self.drift, timeout_s=s.log_send_timeout_s),
@@ -129,7 +138,12 @@ class Gateway:
             naive_timestamps=s.naive_timestamps,
         )
         self.http = UvicornServer(
-            self.app, host=s.http_host, port=s.http_port, grace_period_s=s.grace_period_s, name="REST"
+            self.app,
+            host=s.http_host,
+            port=s.http_port,
+            grace_period_s=s.grace_period_s,
+            name="REST",
+            tls=ServerTls.from_settings(s),
         )
         self.service = Service(
             service_names=[SERVICE_NAME],

@@ -62,6 +62,9 @@ class GatewaySettings(ServiceSettings):
             default: the OpenAPI schema's ``date-time`` is RFC 3339, which requires one) or read as
             ``utc``.
         max_request_bytes: largest REST body; 0 = ``max_message_bytes``.
+
+    The kit's ``tls_*`` settings apply to the REST server as to gRPC, and ``tls_ca_file`` (with the
+    client certificate) to every outgoing call, ``https://`` model-server URLs included.
     """
 
     model_config = SettingsConfigDict(
@@ -69,7 +72,7 @@ class GatewaySettings(ServiceSettings):
     )
 
     port: int = Field(default=50055, ge=0, le=65535)
-    http_host: str = Field(default="0.0.0.0", min_length=1)
+    http_host: str = Field(default="127.0.0.1", min_length=1)
     http_port: int = Field(default=8000, ge=0, le=65535)
 
     feature_service_target: str = Field(default="127.0.0.1:50051", min_length=1)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from creditrisk_kit import Service
+from creditrisk_kit.tls import ClientTls
 
 from registry_gateway.audit import AuditStore
 from registry_gateway.auth import Authenticator
@@ -32,6 +33,7 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
         settings.feature_service_address,
         timeout_s=settings.feature_service_timeout_s,
         max_message_bytes=settings.max_message_bytes,
+        tls=ClientTls.from_settings(settings),
     )
     core = RegistryCore(
         tracking_uri=settings.mlflow_tracking_uri,

@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP code first runs
 
 from creditrisk_kit import Service, ServiceSpec, aio_channel, run_service
+from creditrisk_kit.tls import ClientTls
 
 from training_service import readiness
 from training_service.convert import Defaults
@@ -27,7 +28,11 @@ from training_service.training_set import TrainingSetSource
 
 def build(settings: TrainingServiceSettings) -> Service:
     """The job runner on a feature-service channel, and the servicer."""
-    channel = aio_channel(settings.feature_service_address, max_message_bytes=settings.max_message_bytes)
+    channel = aio_channel(
+        settings.feature_service_address,
+        max_message_bytes=settings.max_message_bytes,
+        tls=ClientTls.from_settings(settings),
+    )
     jobs = TrainingJobs(
         TrainingSetSource(channel, timeout_s=settings.feature_service_timeout_s),
         tracking_uri=settings.mlflow_tracking_uri,

@@ -21,6 +21,7 @@ from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk_clients import DownstreamErrors, not_found
 from creditrisk_clients import FeatureServiceClient as FeatureStoreClient
+from creditrisk_clients.base import TokenProvider
 from creditrisk_kit import FailedPrecondition, PreconditionViolation
 from google.protobuf import timestamp_pb2
 
@@ -72,12 +73,19 @@ class FeatureServiceClient:
         address: ``host:port``.
         timeout_s: deadline of one historical retrieval stream.
         max_message_bytes: message limit of the channel.
+        token: the gateway's own credential (or a provider of it), sent on every call.
     """
 
     def __init__(
-        self, address: str, *, timeout_s: float = 120.0, max_message_bytes: int = 4 * 1024 * 1024
+        self,
+        address: str,
+        *,
+        timeout_s: float = 120.0,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        token: TokenProvider = "",
     ) -> None:
         self.address = address
+        self._token = token
         self.timeout_s = timeout_s
         self._max = max_message_bytes
         self._client: FeatureStoreClient | None = None
@@ -85,7 +93,10 @@ class FeatureServiceClient:
     def _store(self) -> FeatureStoreClient:
         if self._client is None:
             self._client = FeatureStoreClient.connect(
-                self.address, max_message_bytes=self._max, historical_timeout_s=self.timeout_s
+                self.address,
+                max_message_bytes=self._max,
+                historical_timeout_s=self.timeout_s,
+                token=self._token,
             )
         return self._client
 

@@ -36,7 +36,7 @@ from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the registry-gateway's errors (see :mod:`creditrisk_clients.errors`).
@@ -92,7 +92,7 @@ class RegistryClient(ContractClient):
         self,
         channel: grpc.aio.Channel,
         *,
-        token: str = "",
+        token: TokenProvider = "",
         errors: DownstreamErrors = REGISTRY_ERRORS,
         owns_channel: bool = False,
     ) -> None:
@@ -104,7 +104,7 @@ class RegistryClient(ContractClient):
         cls,
         target: str,
         *,
-        token: str = "",
+        token: TokenProvider = "",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = REGISTRY_ERRORS,

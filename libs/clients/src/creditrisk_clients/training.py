@@ -28,7 +28,7 @@ from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the training-service's errors (see :mod:`creditrisk_clients.errors`).
@@ -51,6 +51,7 @@ class TrainingServiceClient(ContractClient):
         channel: A ``grpc.aio`` channel to the training-service (a kit ``aio_channel``).
         errors: How the training-service's errors are raised (per call: ``errors=``).
         owns_channel: Close ``channel`` in :meth:`close`.
+        token: The caller's bearer credential or a provider of it (``ContractClient``).
     """
 
     def __init__(
@@ -59,8 +60,9 @@ class TrainingServiceClient(ContractClient):
         *,
         errors: DownstreamErrors = TRAINING_ERRORS,
         owns_channel: bool = False,
+        token: TokenProvider = "",
     ) -> None:
-        super().__init__(channel, errors=errors, owns_channel=owns_channel)
+        super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = tpb_grpc.TrainingServiceStub(channel)
 
     @classmethod
@@ -71,13 +73,14 @@ class TrainingServiceClient(ContractClient):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = TRAINING_ERRORS,
+        token: TokenProvider = "",
     ) -> TrainingServiceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
         arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
         channel = open_channel(
             target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s
         )
-        return cls(channel, errors=errors, owns_channel=True)
+        return cls(channel, errors=errors, owns_channel=True, token=token)
 
     async def start_job(
         self,

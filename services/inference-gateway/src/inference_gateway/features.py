@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import grpc
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk_clients import DownstreamErrors, FeatureServiceClient, dependency_status, unavailable
+from creditrisk_clients.base import TokenProvider
 from creditrisk_kit import ServiceError
 
 from inference_gateway.values import Value, from_proto, to_proto, typed_proto
@@ -88,13 +89,18 @@ class FeatureClient:
         deadline_s: float,
         max_message_bytes: int,
         schema_ttl_s: float = 30.0,
+        token: TokenProvider = "",
     ) -> None:
         self.target = target
         self.feature_service = feature_service
         self.deadline_s = deadline_s
         # Every call below passes its own timeout: no default-deadline interceptor on the hot path.
         self._store = FeatureServiceClient.connect(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=None, errors=FEATURE_ERRORS
+            target,
+            max_message_bytes=max_message_bytes,
+            default_timeout_s=None,
+            errors=FEATURE_ERRORS,
+            token=token,
         )
         self._schema: FeatureSchema | None = None
         self._schema_at = 0.0

@@ -22,6 +22,7 @@ from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_clients import DriftServiceClient
 from creditrisk_kit import Service
+from creditrisk_kit.auth import outgoing_credential
 from creditrisk_kit.http import UvicornServer
 
 from inference_gateway import metrics
@@ -68,6 +69,7 @@ class Gateway:
             s.feature_service_name,
             deadline_s=s.feature_deadline_s,
             max_message_bytes=s.max_message_bytes,
+            token=outgoing_credential(s),  # the gateway's own identity (INFERENCE_GATEWAY_CREDENTIAL)
         )
         self.registry = RegistryClient(
             s.registry_target,
@@ -102,6 +104,7 @@ class Gateway:
             s.drift_service_target,
             default_timeout_s=s.log_send_timeout_s,
             max_message_bytes=s.max_message_bytes,
+            token=outgoing_credential(s),
         )
         self.logger = PredictionLogger(
             functools.partial(_log_predictions, self.drift, timeout_s=s.log_send_timeout_s),

@@ -192,6 +192,7 @@ def test_the_training_pipeline_passes_each_output_on(services, tmp_path: Path) -
     assert version.tags["pipelines.request_id"].endswith("/register")
     assert fakes["registry"].tokens == {"Bearer pipeline-secret"}
     assert fakes["feature"].tokens == {"Bearer pipeline-secret"}  # the pipeline's one identity
+    assert fakes["training"].tokens == {"Bearer pipeline-secret"}
 
 
 @pytest.mark.parametrize("triggers", [0, 2])

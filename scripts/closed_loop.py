@@ -48,6 +48,7 @@ from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
+from creditrisk_kit.auth import BearerInterceptor
 from google.protobuf import timestamp_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,10 +200,15 @@ def _value(value: Any) -> values_pb2.FeatureValue:
     return values_pb2.FeatureValue(int64_value=int(value))
 
 
-def push_features(feature_service: str, stream: Stream) -> int:
+def authed_channel(target: str, token: str) -> grpc.Channel:
+    """A sync channel to ``target`` whose every call carries the bearer credential ``token``."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+
+
+def push_features(feature_service: str, stream: Stream, token: str) -> int:
     """Write the applicants' attributes to every feature view (online and offline), stamped with
-    their application times. Returns the rows written per view."""
-    with grpc.insecure_channel(feature_service) as channel:
+    their application times, as ``token`` (write_features). Returns the rows written per view."""
+    with authed_channel(feature_service, token) as channel:
         stub = fpb_grpc.FeatureStoreServiceStub(channel)
         written = 0
         for view, columns in VIEWS.items():
@@ -288,7 +294,7 @@ def wait_logged(drift_service: str, model_name: str, stream: Stream, timeout_s: 
     raise TimeoutError(f"{count} of {len(stream.applicants)} predictions logged after {timeout_s:.0f} s")
 
 
-def deliver_labels(feature_service: str, drift_service: str, stream: Stream) -> tuple[int, int]:
+def deliver_labels(feature_service: str, drift_service: str, stream: Stream, token: str) -> tuple[int, int]:
     """The outcomes, known ``LABEL_DELAY`` after each application: to the label table (offline
     push, event time = when known, with the application time) and to the drift-service (by event
     id). Returns (label rows written, labels joined to a prediction).
@@ -310,7 +316,7 @@ def deliver_labels(feature_service: str, drift_service: str, stream: Stream) -> 
         )
         for a in stream.applicants
     ]
-    with grpc.insecure_channel(feature_service) as channel:
+    with authed_channel(feature_service, token) as channel:
         written = fpb_grpc.FeatureStoreServiceStub(channel).Push(
             fpb.PushRequest(push_source="credit_label_push", rows=rows, target=fpb.PUSH_TARGET_OFFLINE),
             timeout=120,

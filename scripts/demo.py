@@ -722,7 +722,7 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
         console=console,
     ) as progress:
         pushed = progress.add_task("features -> feature store (Push)", total=len(stream.applicants))
-        world.push_features(targets["feature-service"], stream)
+        world.push_features(targets["feature-service"], stream, PROMOTER_TOKEN)
         progress.update(pushed, completed=len(stream.applicants))
         scored = progress.add_task("applications -> inference-gateway", total=len(stream.applicants))
         for i in range(0, len(stream.applicants), world.BATCH):
@@ -732,7 +732,9 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
         logged = progress.add_task("predictions logged (drift-service)", total=len(stream.applicants))
         progress.update(logged, completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream))
         labels = progress.add_task("outcomes -> label table + drift", total=len(stream.applicants))
-        _written, joined = world.deliver_labels(targets["feature-service"], targets["drift-service"], stream)
+        _written, joined = world.deliver_labels(
+            targets["feature-service"], targets["drift-service"], stream, PROMOTER_TOKEN
+        )
         progress.update(labels, completed=joined)
     pds = [a.probability_of_default for a in stream.applicants]
     versions = sorted({a.model_version for a in stream.applicants})
@@ -977,7 +979,7 @@ def run() -> int:
         first = run_pipeline("training", _arguments(targets, run_name="first-champion"), runs)
         first["arguments"] = {"training": "2023-01-01 .. 2025-01-01 (ingested)"}
         show_training(first, "training pipeline: the first champion")
-        with grpc.insecure_channel(targets["feature-service"]) as channel:
+        with world.authed_channel(targets["feature-service"], PROMOTER_TOKEN) as channel:
             stub = pb_grpc.FeatureStoreServiceStub(channel)
             step(
                 5,
@@ -1006,7 +1008,7 @@ def run() -> int:
         fresh = world.make_stream(
             rows, world.SHIFTED, 5, datetime(2025, 4, 2, tzinfo=UTC), 1, 300_001, seed=13
         )
-        world.push_features(targets["feature-service"], fresh)
+        world.push_features(targets["feature-service"], fresh, PROMOTER_TOKEN)
         world.score(targets["inference-gateway"], fresh)
         console.print(
             "new applications after the swap, scored by: "

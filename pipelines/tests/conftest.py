@@ -24,6 +24,7 @@ class FakeTrainingService(tpb_grpc.TrainingServiceServicer):
         self.requests: list[tpb.StartTrainingJobRequest] = []
         self.attempts = 0
         self.unavailable_first = unavailable_first
+        self.tokens: set[str] = set()
         self._lock = threading.Lock()
 
     def _job(self, request: tpb.StartTrainingJobRequest) -> tpb.TrainingJob:
@@ -42,6 +43,7 @@ class FakeTrainingService(tpb_grpc.TrainingServiceServicer):
         )
 
     def StartTrainingJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.tokens.add(dict(context.invocation_metadata()).get("authorization", ""))
         with self._lock:
             self.attempts += 1
             if self.attempts <= self.unavailable_first:

@@ -27,9 +27,11 @@ pytestmark = pytest.mark.slow  # each pipeline run under kfp.local: a process pe
 class FakeFeatureStore(fpb_grpc.FeatureStoreServiceServicer):
     def __init__(self) -> None:
         self.calls = 0
+        self.tokens: set[str] = set()
 
     def Materialize(self, request, context):  # type: ignore[no-untyped-def]
         self.calls += 1
+        self.tokens.add(dict(context.invocation_metadata()).get("authorization", ""))
         return fpb.MaterializeResponse(
             views=[fpb.MaterializationSummary(feature_view=v, rows_written=10) for v in ("a", "b")]
         )
@@ -189,6 +191,8 @@ def test_the_training_pipeline_passes_each_output_on(services, tmp_path: Path) -
     assert version.run_id == "run-abc"
     assert version.tags["pipelines.request_id"].endswith("/register")
     assert fakes["registry"].tokens == {"Bearer pipeline-secret"}
+    assert fakes["feature"].tokens == {"Bearer pipeline-secret"}  # the pipeline's one identity
+    assert fakes["training"].tokens == {"Bearer pipeline-secret"}
 
 
 @pytest.mark.parametrize("triggers", [0, 2])

@@ -77,6 +77,7 @@ from e2e_stack import (
     MODEL_NAME,
     ROOT,
     Stack,
+    authed_channel,
     inference_gateway_http,
     mlflow_env,
     service_python,
@@ -406,7 +407,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     print(f"stack up in {time.monotonic() - began:.0f} s", flush=True)
     results: dict[str, Any] = {}
     # materialize the online store (as the gateway's e2e test does)
-    with grpc.insecure_channel(stack.targets["feature-service"]) as fs_setup:
+    with authed_channel(stack.targets["feature-service"]) as fs_setup:
         fpb_grpc.FeatureStoreServiceStub(fs_setup).Materialize(
             fpb.MaterializeRequest(
                 range=time_range_pb2.TimeRange(
@@ -445,7 +446,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         s.Predict(pb.PredictRequest(applicant_id=i), timeout=10)
 
     # --- direct feature-service
-    fs_channel = grpc.insecure_channel(stack.targets["feature-service"])
+    fs_channel = authed_channel(stack.targets["feature-service"])
     fs = fpb_grpc.FeatureStoreServiceStub(fs_channel)
 
     def fs_call(i: int) -> None:

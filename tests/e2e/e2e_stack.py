@@ -67,6 +67,8 @@ from creditrisk_devstack import (
     process_environment,
     read_stack_file,
 )
+from creditrisk_kit.auth import BearerInterceptor
+from creditrisk_testing.refusal import REFUSAL_API_KEYS
 from google.protobuf import timestamp_pb2
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,35 @@ MLFLOW_PASSWORDS = {
     for user in ("registry-gateway", "training-service", "model-server", "drift-service")
 }
 
+#: The session's API keys (the stack file's ``api_keys``, creditrisk_kit.auth): the tokens above
+#: with kit roles (the promoter is the pipeline: it also trains, writes features and labels), the
+#: services' own identities (the file's defaults), and the refusal test's lower-role keys
+#: (creditrisk_testing.refusal: every role but one).
+API_KEYS: dict[str, dict[str, Any]] = {
+    ADMIN_TOKEN: {"subject": "e2e-admin", "roles": ["admin"]},
+    PROMOTER_TOKEN: {
+        "subject": "e2e-pipeline",
+        "roles": [
+            "read_registry",
+            "register",
+            "promote",
+            "train",
+            "read_features",
+            "write_features",
+            "write_labels",
+            "log_predictions",
+            "read_monitoring",
+        ],
+    },
+    VIEWER_TOKEN: {
+        "subject": "inference-gateway",
+        "roles": ["read_registry", "read_features", "log_predictions", "read_monitoring"],
+    },
+    PLATFORM.variables()["registry_gateway_key"]: {"subject": "registry-gateway", "roles": ["read_features"]},
+    PLATFORM.variables()["training_service_key"]: {"subject": "training-service", "roles": ["read_features"]},
+    **REFUSAL_API_KEYS,
+}
+
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
 #: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
 CHALLENGER_MODE_KEY = "challenger_mode"
@@ -144,6 +175,7 @@ def e2e_variables(stack: Stack) -> dict[str, str]:
         "admin_token": ADMIN_TOKEN,
         "viewer_token": VIEWER_TOKEN,
         "registry_tokens": json.dumps(REGISTRY_TOKENS),
+        "api_keys": json.dumps(API_KEYS),
         "drift_warm_up": "false",
         "challenger_mode": str(stack.cache.get(CHALLENGER_MODE_KEY, "shadow")),
         "canary_share": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
@@ -396,8 +428,14 @@ class Stack:
 # ---------------------------------------------------------------------- shared results
 
 
+def authed_channel(target: str, token: str = PROMOTER_TOKEN) -> grpc.Channel:
+    """A sync channel to ``target`` whose every call carries ``token`` (default: the pipeline's
+    key, which reads and writes features); close it (``with``) when done."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+
+
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata of a registry-gateway caller."""
+    """gRPC metadata of a caller (an API key of :data:`API_KEYS`)."""
     return (("authorization", f"Bearer {token}"),)
 
 
@@ -426,7 +464,7 @@ def trained_run(stack: Stack) -> Any:
         seed=42,
         run_name="e2e-registry",
     )
-    with grpc.insecure_channel(stack.target("training-service")) as channel:
+    with authed_channel(stack.target("training-service")) as channel:
         stub = tpb_grpc.TrainingServiceStub(channel)
         started = stub.StartTrainingJob(tpb.StartTrainingJobRequest(spec=spec), timeout=30)
         final = None

@@ -17,7 +17,7 @@ import pytest
 from creditrisk.common.v1 import arrow_pb2, time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
-from e2e_stack import GERMAN_CSV, Stack
+from e2e_stack import GERMAN_CSV, Stack, authed_channel
 from google.protobuf import timestamp_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -43,7 +43,7 @@ def _arrow_chunk(table: pa.Table, sequence: int) -> pb.GetHistoricalFeaturesRequ
 def test_materialize_online_and_historical_over_grpc(stack: Stack) -> None:
     with open(GERMAN_CSV, newline="") as handle:
         applicants = list(csv.DictReader(handle))[:3]
-    with grpc.insecure_channel(stack.target("feature-service")) as channel:
+    with authed_channel(stack.target("feature-service")) as channel:
         stub = pb_grpc.FeatureStoreServiceStub(channel)
 
         materialized = stub.Materialize(
@@ -120,7 +120,7 @@ def test_stop_drains_and_exits_cleanly(stack: Stack) -> None:
 
 def test_catalogue_push_and_incremental_materialization(stack: Stack) -> None:
     """The other RPCs across processes: List/Get services and views, Push, MaterializeIncremental."""
-    with grpc.insecure_channel(stack.target("feature-service")) as channel:
+    with authed_channel(stack.target("feature-service")) as channel:
         stub = pb_grpc.FeatureStoreServiceStub(channel)
 
         services = stub.ListFeatureServices(pb.ListFeatureServicesRequest(page_size=1), timeout=10)

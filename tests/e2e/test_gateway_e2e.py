@@ -36,6 +36,7 @@ from e2e_stack import (
     ADMIN_TOKEN,
     MODEL_NAME,
     Stack,
+    authed_channel,
     bearer,
     first_champion,
     inference_gateway_http,
@@ -74,7 +75,7 @@ def materialized(stack: Stack) -> None:
     """Materialize the online store once per session (the feature-service's e2e may have done it)."""
     if stack.cache.get("materialized"):
         return
-    with grpc.insecure_channel(stack.target("feature-service")) as channel:
+    with authed_channel(stack.target("feature-service")) as channel:
         fpb_grpc.FeatureStoreServiceStub(channel).Materialize(
             fpb.MaterializeRequest(
                 range=time_range_pb2.TimeRange(

@@ -36,6 +36,7 @@ from e2e_stack import (
     CHALLENGER_MODE_KEY,
     MODEL_NAME,
     Stack,
+    authed_channel,
     challenger_version,
     drift_data_dir,
     first_champion,
@@ -63,7 +64,7 @@ def _materialized(stack: Stack) -> None:
     """Materialize the online store once per session (shared flag with the other gateway tests)."""
     if stack.cache.get("materialized"):
         return
-    with grpc.insecure_channel(stack.target("feature-service")) as channel:
+    with authed_channel(stack.target("feature-service")) as channel:
         fpb_grpc.FeatureStoreServiceStub(channel).Materialize(
             fpb.MaterializeRequest(
                 range=time_range_pb2.TimeRange(

@@ -37,7 +37,7 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import Supervisor
-from e2e_stack import MODEL_NAME, PROMOTER_TOKEN, ROOT, VIEWER_TOKEN, Stack, bearer
+from e2e_stack import MODEL_NAME, PROMOTER_TOKEN, ROOT, VIEWER_TOKEN, Stack, authed_channel, bearer
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import closed_loop as world
@@ -196,7 +196,7 @@ def test_a_weak_challenger_is_refused_by_the_gate(loop: dict[str, Any]) -> None:
     assert refusal.action == rpb.AUDIT_ACTION_REFUSE
     assert refusal.to_version == 2
     # the integer hyperparameters reached the training-service as integers
-    with grpc.insecure_channel(loop["stack"].targets["training-service"]) as channel:
+    with authed_channel(loop["stack"].targets["training-service"]) as channel:
         job = (
             tpb_grpc.TrainingServiceStub(channel)
             .GetTrainingJob(tpb.GetTrainingJobRequest(job_id=_task(result, "train")["job_id"]), timeout=30)
@@ -210,11 +210,13 @@ def test_a_weak_challenger_is_refused_by_the_gate(loop: dict[str, Any]) -> None:
 
 def _replay(loop: dict[str, Any], stream: world.Stream) -> None:
     targets = loop["stack"].targets
-    assert world.push_features(targets["feature-service"], stream) == len(stream.applicants)
+    assert world.push_features(targets["feature-service"], stream, PROMOTER_TOKEN) == len(stream.applicants)
     world.score(targets["inference-gateway"], stream)
     assert {a.model_version for a in stream.applicants} == {1}
     assert world.wait_logged(targets["drift-service"], MODEL_NAME, stream) == len(stream.applicants)
-    written, joined = world.deliver_labels(targets["feature-service"], targets["drift-service"], stream)
+    written, joined = world.deliver_labels(
+        targets["feature-service"], targets["drift-service"], stream, PROMOTER_TOKEN
+    )
     assert written == len(stream.applicants)
     assert joined == len(stream.applicants)
 
@@ -276,7 +278,7 @@ def test_monitoring_a_shifted_replay_retrains_and_the_gate_promotes(loop: dict[s
     fresh = world.make_stream(
         loop["rows"], world.SHIFTED, 5, SHIFT_START.replace(month=4), 1, 300_001, seed=13
     )
-    world.push_features(loop["stack"].targets["feature-service"], fresh)
+    world.push_features(loop["stack"].targets["feature-service"], fresh, PROMOTER_TOKEN)
     world.score(loop["stack"].targets["inference-gateway"], fresh)
     assert {a.model_version for a in fresh.applicants} == {3}
 

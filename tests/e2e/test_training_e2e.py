@@ -13,13 +13,12 @@ import json
 import time
 from datetime import UTC, datetime
 
-import grpc
 import httpx
 import pytest
 from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk.training.v1 import training_service_pb2_grpc as pb_grpc
-from e2e_stack import Stack, mlflow_auth
+from e2e_stack import Stack, authed_channel, mlflow_auth
 from google.protobuf import timestamp_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -49,7 +48,7 @@ def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
         seed=42,
         run_name="e2e",
     )
-    with grpc.insecure_channel(target) as channel:
+    with authed_channel(target) as channel:  # the pipeline's key: train
         stub = pb_grpc.TrainingServiceStub(channel)
         started = stub.StartTrainingJob(pb.StartTrainingJobRequest(spec=spec, request_id="e2e-1"), timeout=30)
         final = None

@@ -255,3 +255,17 @@ async def test_rollback_to_the_previous_or_an_explicit_version(promoter: Any) ->
     explicit = await client.rollback_champion("credit-risk", 2, reason="incident 12")
     assert explicit.change.to_version == 2
     assert servicer.rollbacks[1].to_version == 2
+
+
+async def test_a_token_provider_is_read_at_each_call(serve: Any) -> None:
+    servicer = _Registry()
+    port = await serve(
+        "creditrisk.registry.v1.ModelRegistryService",
+        lambda server: rpb_grpc.add_ModelRegistryServiceServicer_to_server(servicer, server),
+    )
+    current = ["first-key"]
+    async with RegistryClient.connect(f"127.0.0.1:{port}", token=lambda: current[0]) as client:
+        await client.get_model_version("credit-risk", 1)
+        current[0] = "rotated-key"  # e.g. a CredentialSource whose file was replaced
+        await client.get_model_version("credit-risk", 1)
+    assert servicer.authorization == ["Bearer first-key", "Bearer rotated-key"]

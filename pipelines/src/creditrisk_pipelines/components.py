@@ -24,10 +24,11 @@ def _component(func):  # type: ignore[no-untyped-def]
 
 @_component
 def materialize(
-    feature_service: str, start: str, end: str, pipeline_job_id: str, traceparent: str = ""
+    feature_service: str, start: str, end: str, pipeline_job_id: str, traceparent: str = "", token: str = ""
 ) -> NamedTuple("MaterializeOutputs", views=int, rows_written=int):
     """Materialize every online feature view over event times ``[start, end)`` (ISO 8601; an empty
-    ``end`` means now). Outputs: the number of views and rows written."""
+    ``end`` means now), as the pipeline's identity ``token`` (write_features). Outputs: the number
+    of views and rows written."""
     from collections import namedtuple
     from datetime import UTC, datetime
 
@@ -36,7 +37,7 @@ def materialize(
 
     until = end or datetime.now(UTC).isoformat()
     with component_span("materialize", traceparent, pipeline_job_id):
-        summary = ops.materialize(feature_service, start, until)
+        summary = ops.materialize(feature_service, start, until, token=token)
     print(f"materialized {summary['views']} in {summary['seconds']} s")
     return namedtuple("MaterializeOutputs", ["views", "rows_written"])(
         len(summary["views"]), int(summary["rows_written"])
@@ -64,9 +65,11 @@ def train(
     pipeline_job_id: str,
     timeout_s: float,
     traceparent: str = "",
+    token: str = "",
 ) -> NamedTuple("TrainOutputs", run_id=str, job_id=str, model_uri=str, test_roc_auc=float, metrics_json=str):
-    """Train through the training-service (StartTrainingJob, then watch it to its end): an MLflow
-    run, not a registered model. Idempotent per pipeline job (request id ``<job id>/train``)."""
+    """Train through the training-service (StartTrainingJob, then watch it to its end) as the
+    pipeline's identity ``token`` (train): an MLflow run, not a registered model. Idempotent per
+    pipeline job (request id ``<job id>/train``)."""
     import json
     from collections import namedtuple
 
@@ -92,7 +95,7 @@ def train(
         tags={"pipelines.job_id": pipeline_job_id},
     )
     with component_span("train", traceparent, pipeline_job_id):
-        outcome = ops.train(training_service, request, f"{pipeline_job_id}/train", timeout_s)
+        outcome = ops.train(training_service, request, f"{pipeline_job_id}/train", timeout_s, token=token)
     print(f"job {outcome.job_id}: run {outcome.run_id}, test ROC AUC {outcome.metrics.get('test_roc_auc')}")
     return namedtuple("TrainOutputs", ["run_id", "job_id", "model_uri", "test_roc_auc", "metrics_json"])(
         outcome.run_id,

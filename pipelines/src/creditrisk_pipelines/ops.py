@@ -204,7 +204,9 @@ def _run[T](call: Coroutine[Any, Any, T]) -> T:
 # ---------------------------------------------------------------------- feature-service
 
 
-def materialize(feature_service: str, start: str, end: str, timeout_s: float = 600.0) -> dict[str, Any]:
+def materialize(
+    feature_service: str, start: str, end: str, timeout_s: float = 600.0, token: str = ""
+) -> dict[str, Any]:
     """``Materialize`` every online feature view over the event times ``[start, end)``.
 
     Args:
@@ -212,6 +214,7 @@ def materialize(feature_service: str, start: str, end: str, timeout_s: float = 6
         start: ISO 8601 start of the event-time range.
         end: ISO 8601 end of the event-time range.
         timeout_s: deadline of the call, in seconds.
+        token: the pipeline's bearer credential (a role with ``write_features``).
 
     Returns:
         ``{"views": [names], "rows_written": total rows (0 when the store does not report it),
@@ -225,7 +228,7 @@ def materialize(feature_service: str, start: str, end: str, timeout_s: float = 6
     began = time.monotonic()
 
     async def call() -> list[Any]:
-        async with FeatureServiceClient.connect(target) as client:
+        async with FeatureServiceClient.connect(target, token=token.strip()) as client:
             errors = _errors("feature-service", "Materialize")
             return await client.materialize(window, timeout_s=timeout_s, errors=errors)
 
@@ -315,7 +318,11 @@ class TrainingOutcome:
 
 
 def train(
-    training_service: str, request: TrainingRequest, request_id: str, timeout_s: float = 1800.0
+    training_service: str,
+    request: TrainingRequest,
+    request_id: str,
+    timeout_s: float = 1800.0,
+    token: str = "",
 ) -> TrainingOutcome:
     """``StartTrainingJob`` (idempotent by ``request_id``), then follow the job to its end.
 
@@ -328,6 +335,7 @@ def train(
         request: what to train.
         request_id: idempotency key, e.g. ``<pipeline job id>/train``.
         timeout_s: how long to wait for the job, in seconds.
+        token: the pipeline's bearer credential (a role with ``train``).
 
     Returns:
         The job id, the MLflow run id, the model URI, the run's metrics and decision threshold.
@@ -343,7 +351,7 @@ def train(
     spec = build_training_spec(request)
 
     async def call() -> tpb.TrainingJob:
-        async with TrainingServiceClient.connect(target) as client:
+        async with TrainingServiceClient.connect(target, token=token.strip()) as client:
             errors = _errors("training-service", "StartTrainingJob")
             started = await client.start_job(spec, request_id, timeout_s=60, errors=errors)
             if started.state in TERMINAL_STATES:

@@ -92,7 +92,9 @@ def training(
         training_service: training-service gRPC target.
         registry: registry-gateway gRPC target.
         inference_gateway: inference-gateway gRPC target (rollout confirmation).
-        registry_token: bearer token of a registry-gateway promoter.
+        registry_token: the pipeline's bearer credential: a registry-gateway promoter, also
+            sent to the feature-service (write_features) to materialize and to the
+            training-service (train).
         model_name: registered model name.
         feature_service_name: Feast feature service to train on; ``feature_service_version``
             empty means the registered one.
@@ -117,7 +119,13 @@ def training(
     """
     run = {"traceparent": traceparent, "pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
     loaded = _service_task(
-        c.materialize(feature_service=feature_service, start=materialize_start, end=materialize_end, **run),
+        c.materialize(
+            feature_service=feature_service,
+            start=materialize_start,
+            end=materialize_end,
+            token=registry_token,
+            **run,
+        ),
         "materialize",
     )
     trained = _service_task(
@@ -139,6 +147,7 @@ def training(
             experiment_name=experiment_name,
             run_name=run_name,
             timeout_s=training_timeout_s,
+            token=registry_token,
             **run,
         ),
         "train",

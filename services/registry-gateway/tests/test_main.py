@@ -1,9 +1,11 @@
 """``python -m registry_gateway`` on the kit's service entry, as the stack starts it: with MLflow and
 the feature-service down it serves but is not ready (NOT_SERVING), the audit store is migrated, and
-SIGTERM drains and exits 0; a bad variable exits 2 naming it, not its value."""
+SIGTERM drains and exits 0; a bad variable, or no credential source, exits 2 naming it, not its
+value."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,20 @@ def test_serves_not_ready_without_dependencies_and_exits_0_on_sigterm(tmp_path: 
         feature_service_address=ep.unreachable(),
         audit_db_url=f"sqlite:///{tmp_path / 'audit.db'}",
         cache_dir=str(tmp_path / "cache"),
+        auth_api_keys=json.dumps({"test-key": {"subject": "test", "roles": ["admin"]}}),
     )
     assert (tmp_path / "audit.db").exists()  # migrated by the build
+
+
+@pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
+def test_no_credential_source_exits_2_naming_the_settings(tmp_path: Path) -> None:
+    ep.assert_no_credential_source_exits_2(
+        "registry_gateway",
+        "REGISTRY_GATEWAY_",
+        mlflow_tracking_uri=f"http://{ep.unreachable()}",
+        feature_service_address=ep.unreachable(),
+        audit_db_url=f"sqlite:///{tmp_path / 'audit.db'}",
+    )
 
 
 @pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)

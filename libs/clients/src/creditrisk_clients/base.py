@@ -11,6 +11,9 @@ from creditrisk_kit.tls import ClientTls
 
 from creditrisk_clients.errors import DownstreamErrors
 
+TokenProvider = str | Callable[[], str]
+"""A bearer credential, or a callable returning the current one ("" sends none)."""
+
 
 def open_channel(
     target: str, *, max_message_bytes: int, default_timeout_s: float | None, tls: ClientTls | None = None
@@ -36,17 +39,29 @@ class ContractClient:
         channel: The channel (a kit ``aio_channel``).
         errors: How the service's errors are raised (per call: ``errors=``).
         owns_channel: Close ``channel`` in :meth:`close`.
-        token: The caller's bearer token, sent as ``authorization: Bearer <token>`` on every call
-            ("" sends no ``authorization`` header).
+        token: The caller's bearer credential (an API key or a JWT), sent as ``authorization:
+            Bearer <token>`` on every call ("" sends no ``authorization`` header); or a provider
+            called at each call (``creditrisk_kit.auth.CredentialSource``: a service's own
+            credential, re-read when its file is rotated).
     """
 
     def __init__(
-        self, channel: grpc.aio.Channel, *, errors: DownstreamErrors, owns_channel: bool, token: str = ""
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        errors: DownstreamErrors,
+        owns_channel: bool,
+        token: TokenProvider = "",
     ) -> None:
         self.channel = channel
         self.errors = errors
         self._owns_channel = owns_channel
-        self.metadata = bearer_metadata(token)
+        self._token: Callable[[], str] = (lambda: token) if isinstance(token, str) else token
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata: the bearer credential, if any."""
+        return bearer_metadata(self._token())
 
     async def unary[Req, Resp](
         self,

@@ -28,7 +28,7 @@ from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from creditrisk_kit.tls import ClientTls
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the drift-service's errors (see :mod:`creditrisk_clients.errors`).
@@ -78,6 +78,7 @@ class DriftServiceClient(ContractClient):
         channel: A ``grpc.aio`` channel to the drift-service (a kit ``aio_channel``).
         errors: How the drift-service's errors are raised.
         owns_channel: Close ``channel`` in :meth:`close`.
+        token: The caller's bearer credential or a provider of it (``ContractClient``).
     """
 
     def __init__(
@@ -86,8 +87,9 @@ class DriftServiceClient(ContractClient):
         *,
         errors: DownstreamErrors = DRIFT_ERRORS,
         owns_channel: bool = False,
+        token: TokenProvider = "",
     ) -> None:
-        super().__init__(channel, errors=errors, owns_channel=owns_channel)
+        super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = dpb_grpc.DriftServiceStub(channel)
 
     @classmethod
@@ -99,13 +101,14 @@ class DriftServiceClient(ContractClient):
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = DRIFT_ERRORS,
         tls: ClientTls | None = None,
+        token: TokenProvider = "",
     ) -> DriftServiceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
         arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
         channel = open_channel(
             target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
-        return cls(channel, errors=errors, owns_channel=True)
+        return cls(channel, errors=errors, owns_channel=True, token=token)
 
     async def log_predictions(
         self,

@@ -43,7 +43,7 @@ from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from creditrisk_kit.tls import ClientTls
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 if TYPE_CHECKING:  # the extra "arrow": imported on the historical path only
@@ -88,6 +88,7 @@ class FeatureServiceClient(ContractClient):
         errors: How the feature-service's errors are raised (per call: ``errors=``).
         historical_timeout_s: Deadline of one ``GetHistoricalFeatures`` stream, in seconds.
         owns_channel: Close ``channel`` in :meth:`close`.
+        token: The caller's bearer credential or a provider of it (``ContractClient``).
     """
 
     def __init__(
@@ -97,8 +98,9 @@ class FeatureServiceClient(ContractClient):
         errors: DownstreamErrors = FEATURE_SERVICE_ERRORS,
         historical_timeout_s: float = 300.0,
         owns_channel: bool = False,
+        token: TokenProvider = "",
     ) -> None:
-        super().__init__(channel, errors=errors, owns_channel=owns_channel)
+        super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self.historical_timeout_s = historical_timeout_s
         self._stub = fpb_grpc.FeatureStoreServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
@@ -113,6 +115,7 @@ class FeatureServiceClient(ContractClient):
         errors: DownstreamErrors = FEATURE_SERVICE_ERRORS,
         historical_timeout_s: float = 300.0,
         tls: ClientTls | None = None,
+        token: TokenProvider = "",
     ) -> FeatureServiceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`).
 
@@ -120,13 +123,15 @@ class FeatureServiceClient(ContractClient):
             target: ``host:port`` or a gRPC target URI.
             max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`
                 (None: every call must pass ``timeout_s``).
-            errors / historical_timeout_s: As for the constructor.
+            errors / historical_timeout_s / token: As for the constructor.
             tls: As for :func:`creditrisk_clients.base.open_channel` (None: plaintext).
         """
         channel = open_channel(
             target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
-        return cls(channel, errors=errors, historical_timeout_s=historical_timeout_s, owns_channel=True)
+        return cls(
+            channel, errors=errors, historical_timeout_s=historical_timeout_s, owns_channel=True, token=token
+        )
 
     async def serving(self, *, timeout_s: float = 2.0) -> bool:
         """Whether the feature-service reports SERVING on ``grpc.health.v1`` (server as a whole).
@@ -147,7 +152,7 @@ class FeatureServiceClient(ContractClient):
         """
         try:
             response = await self._stub.GetFeatureService(
-                fpb.GetFeatureServiceRequest(name=name), timeout=timeout_s
+                fpb.GetFeatureServiceRequest(name=name), timeout=timeout_s, metadata=self.metadata
             )
         except grpc.aio.AioRpcError as exc:
             (errors or self.errors).raise_for(exc)
@@ -159,7 +164,7 @@ class FeatureServiceClient(ContractClient):
         """The feature view ``name`` (raises as ``errors`` maps NOT_FOUND and the rest)."""
         try:
             response = await self._stub.GetFeatureView(
-                fpb.GetFeatureViewRequest(name=name), timeout=timeout_s
+                fpb.GetFeatureViewRequest(name=name), timeout=timeout_s, metadata=self.metadata
             )
         except grpc.aio.AioRpcError as exc:
             (errors or self.errors).raise_for(exc)
@@ -192,7 +197,7 @@ class FeatureServiceClient(ContractClient):
         )
         try:
             response: fpb.GetOnlineFeaturesResponse = await self._stub.GetOnlineFeatures(
-                request, timeout=timeout_s
+                request, timeout=timeout_s, metadata=self.metadata
             )
         except grpc.aio.AioRpcError as exc:
             (errors or self.errors).raise_for(exc)
@@ -240,7 +245,9 @@ class FeatureServiceClient(ContractClient):
 
         deadline = self.historical_timeout_s if timeout_s is None else timeout_s
         try:
-            return await reassemble(self._stub.GetHistoricalFeatures(requests(), timeout=deadline))
+            return await reassemble(
+                self._stub.GetHistoricalFeatures(requests(), timeout=deadline, metadata=self.metadata)
+            )
         except grpc.aio.AioRpcError as exc:
             (errors or self.errors).raise_for(exc)
 
@@ -256,7 +263,9 @@ class FeatureServiceClient(ContractClient):
         """Write ``rows`` to push source ``push_source`` (``target``: a ``PushTarget``)."""
         request = fpb.PushRequest(push_source=push_source, rows=rows, target=target)
         try:
-            response: fpb.PushResponse = await self._stub.Push(request, timeout=timeout_s)
+            response: fpb.PushResponse = await self._stub.Push(
+                request, timeout=timeout_s, metadata=self.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             (errors or self.errors).raise_for(exc)
         return response

@@ -38,7 +38,7 @@ from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from creditrisk_kit.tls import ClientTls
 from google.protobuf import struct_pb2
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the inference-gateway's errors (see the module docstring).
@@ -152,7 +152,7 @@ class InferenceClient(ContractClient):
         self,
         channel: grpc.aio.Channel,
         *,
-        token: str = "",
+        token: TokenProvider = "",
         errors: DownstreamErrors = INFERENCE_ERRORS,
         owns_channel: bool = False,
     ) -> None:
@@ -164,7 +164,7 @@ class InferenceClient(ContractClient):
         cls,
         target: str,
         *,
-        token: str = "",
+        token: TokenProvider = "",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = INFERENCE_ERRORS,

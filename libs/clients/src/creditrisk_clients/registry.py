@@ -37,7 +37,7 @@ from creditrisk_kit.tls import ClientTls
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the registry-gateway's errors (see :mod:`creditrisk_clients.errors`).
@@ -93,7 +93,7 @@ class RegistryClient(ContractClient):
         self,
         channel: grpc.aio.Channel,
         *,
-        token: str = "",
+        token: TokenProvider = "",
         errors: DownstreamErrors = REGISTRY_ERRORS,
         owns_channel: bool = False,
     ) -> None:
@@ -105,7 +105,7 @@ class RegistryClient(ContractClient):
         cls,
         target: str,
         *,
-        token: str = "",
+        token: TokenProvider = "",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = REGISTRY_ERRORS,

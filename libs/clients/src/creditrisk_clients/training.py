@@ -29,7 +29,7 @@ from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from creditrisk_kit.tls import ClientTls
 
-from creditrisk_clients.base import ContractClient, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the training-service's errors (see :mod:`creditrisk_clients.errors`).
@@ -52,6 +52,7 @@ class TrainingServiceClient(ContractClient):
         channel: A ``grpc.aio`` channel to the training-service (a kit ``aio_channel``).
         errors: How the training-service's errors are raised (per call: ``errors=``).
         owns_channel: Close ``channel`` in :meth:`close`.
+        token: The caller's bearer credential or a provider of it (``ContractClient``).
     """
 
     def __init__(
@@ -60,8 +61,9 @@ class TrainingServiceClient(ContractClient):
         *,
         errors: DownstreamErrors = TRAINING_ERRORS,
         owns_channel: bool = False,
+        token: TokenProvider = "",
     ) -> None:
-        super().__init__(channel, errors=errors, owns_channel=owns_channel)
+        super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = tpb_grpc.TrainingServiceStub(channel)
 
     @classmethod
@@ -73,13 +75,14 @@ class TrainingServiceClient(ContractClient):
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         errors: DownstreamErrors = TRAINING_ERRORS,
         tls: ClientTls | None = None,
+        token: TokenProvider = "",
     ) -> TrainingServiceClient:
         """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
         arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
         channel = open_channel(
             target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
         )
-        return cls(channel, errors=errors, owns_channel=True)
+        return cls(channel, errors=errors, owns_channel=True, token=token)
 
     async def start_job(
         self,

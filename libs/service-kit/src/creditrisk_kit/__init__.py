@@ -24,6 +24,11 @@
   streaming RPCs (imported on demand, not re-exported here).
 * :mod:`~creditrisk_kit.pages`: opaque page tokens and page sizes of the List RPCs (imported on
   demand).
+* :mod:`~creditrisk_kit.auth`: identity on every call: :class:`~creditrisk_kit.auth.Role`,
+  :class:`~creditrisk_kit.auth.Principal`, the :class:`~creditrisk_kit.auth.Authenticator` (API
+  keys, JWTs from a JWKS), the per-method :class:`~creditrisk_kit.auth.MethodPolicy` given to
+  ``Service(auth=...)`` (default deny, checked at start), the service's own outgoing credential;
+  :mod:`creditrisk_kit.auth.http` the same for ASGI apps (imported on demand).
 * :mod:`~creditrisk_kit.sqlstore` (extra ``sql``): the SQL store base (SQLite / PostgreSQL engine,
   durability pragmas, alembic at start, readiness ping), imported on demand.
 """

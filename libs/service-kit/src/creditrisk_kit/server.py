@@ -48,6 +48,7 @@ from creditrisk_telemetry import instrument_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .auth import Authenticator, AuthInterceptor, MethodPolicy
 from .interceptors import ErrorInterceptor
 from .metrics import GrpcMetricsInterceptor, MetricsServer, start_metrics_server
 from .settings import ServiceSettings
@@ -184,10 +185,18 @@ class ServiceRunner:
             before the shutdown hooks (:data:`ExtraServer`).
         on_stop: Called (synchronously, in the event loop) when a stop begins, before health goes
             NOT_SERVING; an exception is logged and the stop goes on.
+        auth: The access policy of every method (:mod:`creditrisk_kit.auth`): checked at start to
+            cover every method of ``service_names`` (default deny), then enforced on each call by
+            an :class:`~creditrisk_kit.auth.AuthInterceptor` inside the error interceptor. None:
+            no authentication.
+        authenticator: Verifies the credentials; default ``Authenticator.from_settings(settings)``.
 
     Raises:
         RuntimeError: From :meth:`start` when the port cannot be bound, the TLS files cannot be
             loaded or the extra server fails to start.
+        ValueError: From :meth:`start` when ``auth`` misses a method of a served service.
+        AuthConfigurationError: From :meth:`start` when ``auth`` is given and the settings name no
+            credential source (and do not disable authentication).
     """
 
     def __init__(
@@ -204,8 +213,12 @@ class ServiceRunner:
         reflection: bool = True,
         http_server: ExtraServer | None = None,
         on_stop: StopCallback | None = None,
+        auth: MethodPolicy | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.settings = settings
+        self.auth = auth
+        self._authenticator = authenticator
         self.service_names = tuple(service_names)
         self._register = register
         self._checks = dict(readiness_checks or {})
@@ -254,13 +267,24 @@ class ServiceRunner:
         """
         if self.server is not None:
             raise RuntimeError("ServiceRunner.start() called twice")
+        auth_interceptors: list[Any] = []
+        if self.auth is not None:
+            self.auth.check_covers(self.service_names)
+            authenticator = self._authenticator or Authenticator.from_settings(self.settings)
+            auth_interceptors.append(AuthInterceptor(authenticator, self.auth))
         if self._instrument:
             instrument_grpc()
         # Looked up on the module at call time: instrument_grpc() wraps grpc.aio.server and puts
         # the OpenTelemetry interceptor first, so the error interceptor runs inside the span. The
-        # metrics interceptor sits outside the error interceptor: it counts the mapped status.
+        # metrics interceptor sits outside the error interceptor: it counts the mapped status. The
+        # auth interceptor sits inside it (its refusals are mapped) and before the service's own.
         server = grpc.aio.server(
-            interceptors=[GrpcMetricsInterceptor(), ErrorInterceptor(), *self._interceptors],
+            interceptors=[
+                GrpcMetricsInterceptor(),
+                ErrorInterceptor(),
+                *auth_interceptors,
+                *self._interceptors,
+            ],
             options=server_options(self.settings),
         )
         for name in (*self.readiness_names, LIVENESS_SERVICE):

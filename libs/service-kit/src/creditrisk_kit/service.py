@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from creditrisk_telemetry import Telemetry, configure_logging, configure_telemetry
 
+from .auth import AuthConfigurationError, Authenticator, MethodPolicy
 from .server import (
     ExtraServer,
     ReadinessCheck,
@@ -48,7 +50,7 @@ from .server import (
     ShutdownHook,
     StopCallback,
 )
-from .settings import ServiceSettings
+from .settings import EXIT_BAD_CONFIGURATION, ServiceSettings
 
 EXIT_INTERRUPTED = 130
 """Exit status when a second SIGINT interrupts the process (128 + SIGINT, the shells' rule)."""
@@ -69,6 +71,10 @@ class Service:
             after the drain.
         on_stop: Called as a stop begins, before health goes NOT_SERVING (refuse new work).
         interceptors: Further server interceptors, run inside the error interceptor.
+        auth: Per-method access policy (:class:`~creditrisk_kit.auth.MethodPolicy`), checked at
+            start to cover every method (default deny) and on every call; None: no
+            authentication.
+        authenticator: Verifies credentials; default from the settings' ``auth_*`` fields.
     """
 
     service_names: Sequence[str]
@@ -78,6 +84,8 @@ class Service:
     http_server: ExtraServer | None = None
     on_stop: StopCallback | None = None
     interceptors: Sequence[Any] = ()
+    auth: MethodPolicy | None = None
+    authenticator: Authenticator | None = None
 
     def runner(
         self, settings: ServiceSettings, *, shutdown_hooks: Sequence[ShutdownHook] = ()
@@ -97,6 +105,8 @@ class Service:
             interceptors=self.interceptors,
             http_server=self.http_server,
             on_stop=self.on_stop,
+            auth=self.auth,
+            authenticator=self.authenticator,
         )
 
 
@@ -151,7 +161,8 @@ def run_service[S: ServiceSettings](spec: ServiceSpec[S]) -> None:
         SystemExit: Status 2 (:data:`~creditrisk_kit.settings.EXIT_BAD_CONFIGURATION`) on invalid
             settings, each wrong variable named on stderr; status 130
             (:data:`EXIT_INTERRUPTED`) when a SIGINT arrives before the signal handlers are in
-            place.
+            place; status 2 when the service wires auth and no credential source is set
+            (the ``auth_*`` settings named on stderr).
         RuntimeError: When the port cannot be bound or the extra server fails to start.
     """
     telemetry = configure_telemetry(spec.name)
@@ -161,3 +172,6 @@ def run_service[S: ServiceSettings](spec: ServiceSpec[S]) -> None:
         asyncio.run(serve_spec(spec, settings, telemetry))
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
+    except AuthConfigurationError as exc:
+        print(f"{spec.name}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIGURATION) from None

@@ -18,11 +18,12 @@ reported as a warning (a typo such as ``FEATURE_SERVICE_PROT`` would otherwise g
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Self
 
 from creditrisk_telemetry import configuration
 from creditrisk_telemetry.configuration import EXIT_BAD_CONFIGURATION as EXIT_BAD_CONFIGURATION
-from pydantic import Field, FilePath, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .timestamps import NaiveTimestamps
@@ -65,6 +66,21 @@ class ServiceSettings(BaseSettings):
             tls_client_key_file, tls_server_name, tls_reload_interval_s: Transport security,
             all off by default; what each does is in :mod:`creditrisk_kit.tls`. Files must exist
             at start; a certificate needs its key; a client CA (mutual TLS) needs a certificate.
+        auth_api_keys_file: JSON file of API keys ``{"<key>": {"subject", "roles"}}``, re-read
+            when it changes (:mod:`creditrisk_kit.auth`).
+        auth_api_keys: The same mapping as a value (a secret; validated at start, never printed).
+        auth_jwks_file / auth_jwks_url: JWKS verifying JWT bearer tokens (the file wins).
+        auth_jwt_issuer / auth_jwt_audience: Required ``iss`` / ``aud`` (unset: not checked).
+        auth_jwt_algorithms: Accepted JWT algorithms; ``none`` and ``HS*`` are refused (default
+            RS256, ES256, EdDSA).
+        auth_jwt_roles_claim: Claim holding the roles (dotted path allowed; default ``roles``).
+        auth_jwt_leeway_s: Clock skew tolerated on ``exp`` / ``nbf`` / ``iat`` (default 30 s).
+        auth_disabled: Serve without authentication (every caller is an anonymous admin); an
+            explicit opt-out for tests and a laptop, logged as a warning at start. A service that
+            wires auth with no credential source and this False exits with status 2.
+        credential / credential_file: The bearer credential (API key or JWT) this service sends on
+            every call it makes to another service: its own identity. The file (a mounted
+            secret) is re-read when it changes and wins over the value.
     """
 
     # allow_inf_nan=False: grace_period_s=inf would make the drain wait forever.
@@ -95,11 +111,42 @@ class ServiceSettings(BaseSettings):
     def _check_tls(self) -> Self:
         check_tls_settings(self, self.env_name)
         return self
+    auth_api_keys_file: Path | None = None
+    auth_api_keys: SecretStr | None = None
+    auth_jwks_file: Path | None = None
+    auth_jwks_url: str | None = Field(default=None, pattern=r"^https?://")
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"], min_length=1)
+    auth_jwt_roles_claim: str = Field(default="roles", min_length=1)
+    auth_jwt_leeway_s: float = Field(default=30.0, ge=0, le=600)
+    auth_disabled: bool = False
+    credential: SecretStr | None = None
+    credential_file: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("auth_jwt_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, value: list[str]) -> list[str]:
+        refused = [name for name in value if name.lower() == "none" or name.upper().startswith("HS")]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} refused: only asymmetric algorithms (RS*, PS*, ES*, EdDSA)"
+            )
+        return value
+
+    @field_validator("auth_api_keys")
+    @classmethod
+    def _api_keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from .auth.keys import parse_api_keys
+
+            parse_api_keys(value.get_secret_value(), "the API-key mapping")
+        return value
 
     @property
     def bind_address(self) -> str:

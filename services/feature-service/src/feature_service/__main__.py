@@ -15,7 +15,7 @@ from creditrisk.feature.v1.feature_service_pb2_grpc import add_FeatureStoreServi
 from creditrisk_kit import Service, ServiceSpec, run_service
 
 from feature_service.core import FeatureStoreCore
-from feature_service.servicer import SERVICE_NAME, FeatureStoreServiceServicer
+from feature_service.servicer import POLICY, SERVICE_NAME, FeatureStoreServiceServicer
 from feature_service.settings import FeatureServiceSettings
 
 
@@ -35,6 +35,7 @@ def build(settings: FeatureServiceSettings) -> Service:
         ),
         readiness_checks={"feature store": core.ready},
         shutdown_hooks=[core.aclose],
+        auth=POLICY,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
+from creditrisk_kit.auth import MethodPolicy, Role
 
 from feature_service import convert, historical
 from feature_service.core import FeatureStoreCore
@@ -30,6 +31,23 @@ from feature_service.settings import FeatureServiceSettings
 _INLINE_ROWS = 16
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name
+
+POLICY = MethodPolicy.for_service(
+    SERVICE_NAME,
+    {
+        "GetOnlineFeatures": Role.READ_FEATURES,
+        "GetHistoricalFeatures": Role.READ_FEATURES,
+        "ListFeatureServices": Role.READ_FEATURES,
+        "GetFeatureService": Role.READ_FEATURES,
+        "ListFeatureViews": Role.READ_FEATURES,
+        "GetFeatureView": Role.READ_FEATURES,
+        "Push": Role.WRITE_FEATURES,
+        "Materialize": Role.WRITE_FEATURES,
+        "MaterializeIncremental": Role.WRITE_FEATURES,
+    },
+)
+"""What each RPC needs (the kit's auth, default deny): reads (features and the catalogue)
+``read_features``; writes (push, materialization) ``write_features``."""
 
 
 class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import grpc
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk_clients import DownstreamErrors, FeatureServiceClient, dependency_status, unavailable
+from creditrisk_clients.base import TokenProvider
 from creditrisk_kit import ServiceError
 from creditrisk_kit.tls import ClientTls
 
@@ -90,6 +91,7 @@ class FeatureClient:
         max_message_bytes: int,
         schema_ttl_s: float = 30.0,
         tls: ClientTls | None = None,
+        token: TokenProvider = "",
     ) -> None:
         self.target = target
         self.feature_service = feature_service
@@ -101,6 +103,7 @@ class FeatureClient:
             default_timeout_s=None,
             errors=FEATURE_ERRORS,
             tls=tls,
+            token=token,
         )
         self._schema: FeatureSchema | None = None
         self._schema_at = 0.0

@@ -22,6 +22,7 @@ from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_clients import DriftServiceClient
 from creditrisk_kit import Service
+from creditrisk_kit.auth import outgoing_credential
 from creditrisk_kit.http import UvicornServer
 from creditrisk_kit.tls import ClientTls, ServerTls
 
@@ -74,6 +75,7 @@ class Gateway:
             deadline_s=s.feature_deadline_s,
             max_message_bytes=s.max_message_bytes,
             tls=client_tls,
+            token=outgoing_credential(s),  # the gateway's own identity (INFERENCE_GATEWAY_CREDENTIAL)
         )
         self.registry = RegistryClient(
             s.registry_target,
@@ -111,6 +113,7 @@ class Gateway:
             default_timeout_s=s.log_send_timeout_s,
             max_message_bytes=s.max_message_bytes,
             tls=client_tls,
+            token=outgoing_credential(s),
         )
         self.logger = PredictionLogger(
             functools.partial(_log_predictions, self.drift, timeout_s=s.log_send_timeout_s),

@@ -32,9 +32,10 @@ from creditrisk_model_artifacts.signing import (
     sign_approval,
     sign_revocations,
 )
+from creditrisk_kit.auth import Role
 
 from registry_gateway import audit as au
-from registry_gateway.auth import Caller, Role, require
+from registry_gateway.auth import Caller
 from registry_gateway.domain import AliasBinding, AliasSnapshot, GateDecision, ModelVersionInfo
 from registry_gateway.errors import GateRefused, alias_not_found
 from registry_gateway.evaluation import GateEvaluator
@@ -162,7 +163,7 @@ class Aliases:
             PermissionDenied: not an admin. InvalidArgument: no reason, version < 1.
             NotFound: no such model or version. FailedPrecondition: no signing key.
         """
-        require(caller, Role.ADMIN, "RevokeModelVersion")
+        caller.require(Role.ADMIN, "RevokeModelVersion")
         name = check_name(name, "name")
         if version < 1:
             raise InvalidArgument("version", "required, >= 1")
@@ -174,7 +175,7 @@ class Aliases:
         self, caller: Caller, name: str, alias: str, version: int, reason: str
     ) -> au.AuditRecord:
         """SetAlias: any alias but champion."""
-        require(caller, Role.PROMOTER, "SetAlias")
+        caller.require(Role.PROMOTE, "SetAlias")
         name = check_name(name, "name")
         alias = check_alias(alias, "alias")
         if alias == CHAMPION:
@@ -195,7 +196,7 @@ class Aliases:
 
     async def delete_alias(self, caller: Caller, name: str, alias: str, reason: str) -> au.AuditRecord:
         """DeleteAlias (admin, reason required)."""
-        require(caller, Role.ADMIN, "DeleteAlias")
+        caller.require(Role.ADMIN, "DeleteAlias")
         name = check_name(name, "name")
         if not alias:
             raise InvalidArgument("alias", "required")
@@ -214,13 +215,13 @@ class Aliases:
         self, caller: Caller, name: str, version: int, alias: str, force: bool, reason: str
     ) -> tuple[GateDecision, au.AuditRecord, ModelVersionInfo]:
         """PromoteModelVersion: the gate, then the alias move (or a REFUSE record and GateRefused)."""
-        require(caller, Role.PROMOTER, "PromoteModelVersion")
+        caller.require(Role.PROMOTE, "PromoteModelVersion")
         name = check_name(name, "name")
         if version < 1:
             raise InvalidArgument("version", "required, >= 1")
         alias = check_alias(alias or CHAMPION, "alias")
         if force:
-            require(caller, Role.ADMIN, "PromoteModelVersion with force")
+            caller.require(Role.ADMIN, "PromoteModelVersion with force")
             if not reason.strip():
                 raise InvalidArgument("reason", "required with force")
         decision, holder = await self.gate.decide(name, version, alias)
@@ -255,7 +256,7 @@ class Aliases:
         self, caller: Caller, name: str, reason: str, to_version: int | None = None
     ) -> tuple[au.AuditRecord, ModelVersionInfo]:
         """RollbackChampion: back to the previous champion from the audit trail (or an explicit version)."""
-        require(caller, Role.ADMIN, "RollbackChampion")
+        caller.require(Role.ADMIN, "RollbackChampion")
         name = check_name(name, "name")
         if not reason.strip():
             raise InvalidArgument("reason", "required")
@@ -293,7 +294,7 @@ class Aliases:
         self, caller: Caller, model_names: Sequence[str], alias_filter: Sequence[str]
     ) -> AsyncIterator[AliasSnapshot | au.AuditRecord]:
         """WatchAliases: a snapshot, then each alias change in sequence order."""
-        require(caller, Role.VIEWER, "WatchAliases")
+        caller.require(Role.READ_REGISTRY, "WatchAliases")
         names = set(model_names)
         aliases = set(alias_filter)
         for n in names:

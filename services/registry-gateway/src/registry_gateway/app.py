@@ -8,9 +8,10 @@ import logging
 
 from creditrisk_kit import Service
 from creditrisk_kit.tls import ClientTls
+from creditrisk_kit.auth import Authenticator, outgoing_credential
 
 from registry_gateway.audit import AuditStore
-from registry_gateway.auth import Authenticator
+from registry_gateway.auth import POLICY, tokens_as_keys
 from registry_gateway.core import RegistryCore
 from registry_gateway.features import FeatureServiceClient
 from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
@@ -34,6 +35,7 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
         timeout_s=settings.feature_service_timeout_s,
         max_message_bytes=settings.max_message_bytes,
         tls=ClientTls.from_settings(settings),
+        token=outgoing_credential(settings),
     )
     core = RegistryCore(
         tracking_uri=settings.mlflow_tracking_uri,
@@ -52,12 +54,14 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
 
     service = Service(
         service_names=[SERVICE_NAME],
-        register=register(RegistryServicer(core, Authenticator(settings.tokens))),
+        register=register(RegistryServicer(core)),
         readiness_checks={
             "mlflow": core.mlflow_healthy,
             "audit store": core.audit_healthy,
             "feature-service": features.serving,
         },
         shutdown_hooks=[core.close, close_store],
+        auth=POLICY,
+        authenticator=Authenticator.from_settings(settings, extra_keys=tokens_as_keys(settings.tokens)),
     )
     return service, core

@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from creditrisk_kit.auth import Role
 from creditrisk_kit.sqlstore import SqlStore, naive_utc, next_in_sequence
 from creditrisk_telemetry import current_trace_id
 from sqlalchemy.engine import Connection
 
-from registry_gateway.auth import Caller, Role, require
+from registry_gateway.auth import Caller, audit_role
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 0x7265_6769_7374_7279  # "registry"
@@ -307,7 +308,7 @@ class AuditTrail:
         """A record of ``caller`` doing ``action`` on model ``name`` in the current trace."""
         return NewRecord(
             actor=caller.subject,
-            role=int(caller.role),
+            role=audit_role(caller),
             action=action,
             model_name=name,
             trace_id=current_trace_id(),
@@ -318,7 +319,7 @@ class AuditTrail:
         self, caller: Caller, flt: AuditFilter, offset: int, limit: int
     ) -> tuple[list[AuditRecord], bool]:
         """ListAuditRecords: newest first."""
-        require(caller, Role.VIEWER, "ListAuditRecords")
+        caller.require(Role.READ_REGISTRY, "ListAuditRecords")
         return await asyncio.to_thread(self.store.list, flt, offset, limit)
 
     async def healthy(self) -> bool:

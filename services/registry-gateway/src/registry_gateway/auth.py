@@ -1,96 +1,84 @@
-"""Access control: a bearer token in the ``authorization`` metadata, mapped to a subject and a role
-by configuration (``REGISTRY_GATEWAY_TOKENS``). Roles are ordered viewer < promoter < admin.
+"""Access control of the registry-gateway, on the kit's one implementation
+(:mod:`creditrisk_kit.auth`): the per-method :data:`POLICY` (enforced by the kit's interceptor
+before a servicer method runs), the legacy ``REGISTRY_GATEWAY_TOKENS`` mapped to kit API keys,
+and the audit record's role.
 
-The one place every RPC goes through: :meth:`Authenticator.authorize` (called first by each
-servicer method with the role the contract names). Missing, malformed or unknown token ->
-UNAUTHENTICATED; a role below the one needed -> PERMISSION_DENIED. Tokens are compared in constant
-time and never logged.
+Roles: reads (list, get, evaluate, watch, audit) need ``read_registry``; ``RegisterModelVersion``
+needs ``register``; ``SetAlias`` and ``PromoteModelVersion`` need ``promote`` (a forced promotion
+``admin``); ``DeleteAlias`` and ``RollbackChampion`` need ``admin``. The core checks the same
+roles again (:meth:`Principal.require`), so a call that reaches it by another path is refused too.
+
+``REGISTRY_GATEWAY_TOKENS`` (``{token: {subject, role}}``, roles viewer < promoter < admin) still
+works: viewer -> ``read_registry``; promoter -> ``read_registry``, ``register``, ``promote``;
+admin -> ``admin``. New deployments use the kit's ``REGISTRY_GATEWAY_AUTH_API_KEYS_FILE`` / JWKS.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any
 
-from creditrisk_kit import PermissionDenied, Unauthenticated
+from creditrisk.registry.v1 import registry_service_pb2 as pb
+from creditrisk_kit import Unauthenticated
+from creditrisk_kit.auth import ApiKeyEntry, MethodPolicy, Principal, Role, current_principal
 
 from registry_gateway.settings import TokenEntry
 
+SERVICE_NAME = "creditrisk.registry.v1.ModelRegistryService"
 
-class Role(IntEnum):
-    """Caller roles, ordered (values as ``creditrisk.registry.v1.Role``)."""
+Caller = Principal
+"""An authenticated caller (the kit's principal)."""
 
-    VIEWER = 1
-    PROMOTER = 2
-    ADMIN = 3
+POLICY = MethodPolicy.for_service(
+    SERVICE_NAME,
+    {
+        "RegisterModelVersion": Role.REGISTER,
+        "ListRegisteredModels": Role.READ_REGISTRY,
+        "ListModelVersions": Role.READ_REGISTRY,
+        "GetModelVersion": Role.READ_REGISTRY,
+        "SetAlias": Role.PROMOTE,
+        "DeleteAlias": Role.ADMIN,
+        "EvaluatePromotion": Role.READ_REGISTRY,
+        "PromoteModelVersion": Role.PROMOTE,
+        "RollbackChampion": Role.ADMIN,
+        "RevokeModelVersion": Role.ADMIN,
+        "WatchAliases": Role.READ_REGISTRY,
+        "ListAuditRecords": Role.READ_REGISTRY,
+    },
+)
+"""What each RPC of ``ModelRegistryService`` needs."""
+
+LEGACY_ROLES: Mapping[str, tuple[Role, ...]] = {
+    "viewer": (Role.READ_REGISTRY,),
+    "promoter": (Role.READ_REGISTRY, Role.REGISTER, Role.PROMOTE),
+    "admin": (Role.ADMIN,),
+}
 
 
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller: the token's subject and role."""
+def tokens_as_keys(tokens: Mapping[str, TokenEntry]) -> dict[str, ApiKeyEntry]:
+    """``REGISTRY_GATEWAY_TOKENS`` as kit API keys (see the module docstring)."""
+    return {
+        token: ApiKeyEntry(subject=entry.subject, roles=LEGACY_ROLES[entry.role])
+        for token, entry in tokens.items()
+    }
 
-    subject: str
-    role: Role
+
+def audit_role(caller: Principal) -> int:
+    """The ``creditrisk.registry.v1.Role`` recorded in the audit trail: ADMIN for ``admin``,
+    PROMOTER for a caller who may promote, else VIEWER."""
+    if caller.has(Role.ADMIN):
+        return int(pb.ROLE_ADMIN)
+    if caller.has(Role.PROMOTE):
+        return int(pb.ROLE_PROMOTER)
+    return int(pb.ROLE_VIEWER)
 
 
-class Authenticator:
-    """Maps bearer tokens to callers.
+def caller() -> Principal:
+    """The principal of the call being served (set by the kit's interceptor).
 
-    Args:
-        tokens: ``{token: TokenEntry(subject, role)}``.
+    Raises:
+        Unauthenticated: outside an authenticated call (never for a method of :data:`POLICY`).
     """
-
-    def __init__(self, tokens: Mapping[str, TokenEntry]) -> None:
-        self._tokens = [
-            (token.encode(), Caller(entry.subject, Role[entry.role.upper()]))
-            for token, entry in tokens.items()
-        ]
-
-    def caller(self, metadata: Any) -> Caller:
-        """The caller of a call's invocation metadata.
-
-        Raises:
-            Unauthenticated: no ``authorization: Bearer <token>``, or an unknown token.
-        """
-        header = ""
-        for key, value in metadata or ():
-            if key.lower() == "authorization":
-                header = value if isinstance(value, str) else value.decode()
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("missing or malformed bearer token in the 'authorization' metadata")
-        presented = token.strip().encode()
-        found = None
-        for known, caller in self._tokens:
-            if hmac.compare_digest(known, presented):
-                found = caller
-        if found is None:
-            raise Unauthenticated("unknown bearer token")
-        return found
-
-    def authorize(self, context: Any, needed: Role, action: str) -> Caller:
-        """Authenticate the call and check its role.
-
-        Args:
-            context: the gRPC servicer context.
-            needed: the least role the action needs.
-            action: named in the refusal, e.g. ``"RegisterModelVersion"``.
-
-        Raises:
-            Unauthenticated: see :meth:`caller`.
-            PermissionDenied: the caller's role is below ``needed``.
-        """
-        caller = self.caller(context.invocation_metadata())
-        require(caller, needed, action)
-        return caller
-
-
-def require(caller: Caller, needed: Role, action: str) -> None:
-    """Raise PermissionDenied unless ``caller`` has at least ``needed``."""
-    if caller.role < needed:
-        raise PermissionDenied(
-            f"{action} needs the {needed.name.lower()} role; {caller.subject!r} is {caller.role.name.lower()}"
-        )
+    principal = current_principal()
+    if principal is None:
+        raise Unauthenticated("no authenticated caller")
+    return principal

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+from creditrisk_kit.auth import Role
 from creditrisk_model_artifacts import MODEL_DIR, DigestMismatch, digests_from_tags, sha256_tree
 from opentelemetry import trace
 
 from registry_gateway import gate as gt
-from registry_gateway.auth import Caller, Role, require
+from registry_gateway.auth import Caller
 from registry_gateway.domain import GateDecision
 from registry_gateway.features import EVENT_TIMESTAMP, FeatureServiceClient
 from registry_gateway.models import SklearnModel, read_mlmodel, to_model_input
@@ -208,7 +209,7 @@ class GateEvaluator:
 
     async def evaluate(self, caller: Caller, name: str, version: int, alias: str) -> GateDecision:
         """EvaluatePromotion: the gate, changing nothing (``alias`` empty: champion)."""
-        require(caller, Role.VIEWER, "EvaluatePromotion")
+        caller.require(Role.READ_REGISTRY, "EvaluatePromotion")
         name = check_name(name, "name")
         if version < 1:
             raise InvalidArgument("version", "required, >= 1")

@@ -21,6 +21,7 @@ from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk_clients import DownstreamErrors, not_found
 from creditrisk_clients import FeatureServiceClient as FeatureStoreClient
+from creditrisk_clients.base import TokenProvider
 from creditrisk_kit import FailedPrecondition, PreconditionViolation
 from creditrisk_kit.tls import ClientTls
 from google.protobuf import timestamp_pb2
@@ -74,6 +75,7 @@ class FeatureServiceClient:
         timeout_s: deadline of one historical retrieval stream.
         max_message_bytes: message limit of the channel.
         tls: TLS of the channel (``ClientTls.from_settings``); None: plaintext.
+        token: the gateway's own credential (or a provider of it), sent on every call.
     """
 
     def __init__(
@@ -83,9 +85,11 @@ class FeatureServiceClient:
         timeout_s: float = 120.0,
         max_message_bytes: int = 4 * 1024 * 1024,
         tls: ClientTls | None = None,
+        token: TokenProvider = "",
     ) -> None:
         self.address = address
         self._tls = tls
+        self._token = token
         self.timeout_s = timeout_s
         self._max = max_message_bytes
         self._client: FeatureStoreClient | None = None
@@ -93,7 +97,11 @@ class FeatureServiceClient:
     def _store(self) -> FeatureStoreClient:
         if self._client is None:
             self._client = FeatureStoreClient.connect(
-                self.address, max_message_bytes=self._max, historical_timeout_s=self.timeout_s, tls=self._tls
+                self.address,
+                max_message_bytes=self._max,
+                historical_timeout_s=self.timeout_s,
+                tls=self._tls,
+                token=self._token,
             )
         return self._client
 

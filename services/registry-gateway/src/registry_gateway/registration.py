@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 from creditrisk.common.v1 import values_pb2
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+from creditrisk_kit.auth import Role
 from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, DigestMismatch, digest_tags, sha256_tree
 from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from mlflow.exceptions import MlflowException
 from opentelemetry import trace
 
 from registry_gateway import audit as au
-from registry_gateway.auth import Caller, Role, require
+from registry_gateway.auth import Caller
 from registry_gateway.domain import ModelVersionInfo, RegisterRequest
 from registry_gateway.errors import RegistryNotFound
 from registry_gateway.features import FeatureServiceClient
@@ -367,7 +368,7 @@ class Registration:
 
     async def register(self, caller: Caller, request: RegisterRequest) -> ModelVersionInfo:
         """RegisterModelVersion (see the contract)."""
-        require(caller, Role.PROMOTER, "RegisterModelVersion")
+        caller.require(Role.REGISTER, "RegisterModelVersion")
         if not request.run_id:
             raise InvalidArgument("run_id", "required")
         if not request.artifact_path:

@@ -1,6 +1,7 @@
-"""The thin gRPC layer of ``creditrisk.registry.v1.ModelRegistryService``: authenticate, convert
-the request (:mod:`registry_gateway.convert`), call the core's job, convert the result. Domain
-errors carry their status; the kit's ``ErrorInterceptor`` maps them."""
+"""The thin gRPC layer of ``creditrisk.registry.v1.ModelRegistryService``: the caller (checked
+by the kit's auth interceptor against :data:`registry_gateway.auth.POLICY` before the method
+runs), convert the request (:mod:`registry_gateway.convert`), call the core's job, convert the
+result. Domain errors carry their status; the kit's ``ErrorInterceptor`` maps them."""
 
 from __future__ import annotations
 
@@ -13,26 +14,25 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from creditrisk_kit.pages import next_offset_token, offset_page
 
 from registry_gateway import convert
-from registry_gateway.auth import Authenticator, Role
+from registry_gateway.auth import SERVICE_NAME
+from registry_gateway.auth import caller as current_caller
 from registry_gateway.core import RegistryCore
 
-SERVICE_NAME = "creditrisk.registry.v1.ModelRegistryService"
+__all__ = ["SERVICE_NAME", "RegistryServicer", "register"]
 
 
 class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[misc]
-    """Each method: the caller from the bearer token (role checked), then the core's job."""
+    """Each method: the caller (authenticated and role-checked by the kit), then the core's job."""
 
-    def __init__(self, core: RegistryCore, auth: Authenticator) -> None:
+    def __init__(self, core: RegistryCore) -> None:
         self.core = core
-        self.auth = auth
 
     async def RegisterModelVersion(self, request: pb.RegisterModelVersionRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.PROMOTER, "RegisterModelVersion")
-        version = await self.core.registration.register(caller, convert.register_request(request))
+        who = current_caller()
+        version = await self.core.registration.register(who, convert.register_request(request))
         return pb.RegisterModelVersionResponse(model_version=convert.model_version(version))
 
     async def ListRegisteredModels(self, request: pb.ListRegisteredModelsRequest, context: Any) -> Any:
-        self.auth.authorize(context, Role.VIEWER, "ListRegisteredModels")
         offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=1000)
         models, more = await self.core.registry.list_models(offset, limit)
         return pb.ListRegisteredModelsResponse(
@@ -41,7 +41,6 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
         )
 
     async def ListModelVersions(self, request: pb.ListModelVersionsRequest, context: Any) -> Any:
-        self.auth.authorize(context, Role.VIEWER, "ListModelVersions")
         offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=100)
         versions, more = await self.core.registry.list_versions(request.name, offset, limit)
         return pb.ListModelVersionsResponse(
@@ -50,36 +49,35 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
         )
 
     async def GetModelVersion(self, request: pb.GetModelVersionRequest, context: Any) -> Any:
-        self.auth.authorize(context, Role.VIEWER, "GetModelVersion")
         version = await self.core.registry.get_version(convert.version_selector(request.model))
         return pb.GetModelVersionResponse(model_version=convert.model_version(version))
 
     async def SetAlias(self, request: pb.SetAliasRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.PROMOTER, "SetAlias")
+        who = current_caller()
         change = await self.core.aliases.set_alias(
-            caller, request.name, request.alias, request.version, request.reason
+            who, request.name, request.alias, request.version, request.reason
         )
         return pb.SetAliasResponse(change=convert.alias_change(change))
 
     async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.ADMIN, "DeleteAlias")
-        change = await self.core.aliases.delete_alias(caller, request.name, request.alias, request.reason)
+        who = current_caller()
+        change = await self.core.aliases.delete_alias(who, request.name, request.alias, request.reason)
         return pb.DeleteAliasResponse(change=convert.alias_change(change))
 
     async def RevokeModelVersion(self, request: pb.RevokeModelVersionRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.ADMIN, "RevokeModelVersion")
-        record = await self.core.aliases.revoke(caller, request.name, request.version, request.reason)
+        who = current_caller()
+        record = await self.core.aliases.revoke(who, request.name, request.version, request.reason)
         return pb.RevokeModelVersionResponse(record=convert.audit_record(record))
 
     async def EvaluatePromotion(self, request: pb.EvaluatePromotionRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.VIEWER, "EvaluatePromotion")
-        decision = await self.core.gate.evaluate(caller, request.name, request.version, request.alias)
+        who = current_caller()
+        decision = await self.core.gate.evaluate(who, request.name, request.version, request.alias)
         return pb.EvaluatePromotionResponse(gate=convert.gate_result(decision))
 
     async def PromoteModelVersion(self, request: pb.PromoteModelVersionRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.PROMOTER, "PromoteModelVersion")
+        who = current_caller()
         decision, change, version = await self.core.aliases.promote(
-            caller, request.name, request.version, request.alias, request.force, request.reason
+            who, request.name, request.version, request.alias, request.force, request.reason
         )
         return pb.PromoteModelVersionResponse(
             gate=convert.gate_result(decision),
@@ -88,23 +86,23 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
         )
 
     async def RollbackChampion(self, request: pb.RollbackChampionRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.ADMIN, "RollbackChampion")
+        who = current_caller()
         to_version = request.to_version if request.HasField("to_version") else None
-        change, version = await self.core.aliases.rollback(caller, request.name, request.reason, to_version)
+        change, version = await self.core.aliases.rollback(who, request.name, request.reason, to_version)
         return pb.RollbackChampionResponse(
             change=convert.alias_change(change), model_version=convert.model_version(version)
         )
 
     async def WatchAliases(self, request: pb.WatchAliasesRequest, context: Any) -> AsyncIterator[Any]:
-        caller = self.auth.authorize(context, Role.VIEWER, "WatchAliases")
-        async for item in self.core.aliases.watch(caller, list(request.model_names), list(request.aliases)):
+        who = current_caller()
+        async for item in self.core.aliases.watch(who, list(request.model_names), list(request.aliases)):
             yield convert.watch_response(item)
 
     async def ListAuditRecords(self, request: pb.ListAuditRecordsRequest, context: Any) -> Any:
-        caller = self.auth.authorize(context, Role.VIEWER, "ListAuditRecords")
+        who = current_caller()
         offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=1000)
         flt = convert.audit_filter(request)
-        records, more = await self.core.trail.records(caller, flt, offset, limit)
+        records, more = await self.core.trail.records(who, flt, offset, limit)
         return pb.ListAuditRecordsResponse(
             audit_records=[convert.audit_record(r) for r in records],
             next_page_token=next_offset_token(offset, limit, more),

@@ -17,21 +17,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP co
 
 from creditrisk_kit import Service, ServiceSpec, aio_channel, run_service
 from creditrisk_kit.tls import ClientTls
+from creditrisk_kit.auth import bearer_interceptors, outgoing_credential
 
 from training_service import readiness
 from training_service.convert import Defaults
 from training_service.jobs import TrainingJobs
-from training_service.servicer import SERVICE_NAME, register
+from training_service.servicer import POLICY, SERVICE_NAME, register
 from training_service.settings import TrainingServiceSettings
 from training_service.training_set import TrainingSetSource
 
 
 def build(settings: TrainingServiceSettings) -> Service:
     """The job runner on a feature-service channel, and the servicer."""
+    # every call to the feature-service carries the training-service's own credential
     channel = aio_channel(
         settings.feature_service_address,
         max_message_bytes=settings.max_message_bytes,
         tls=ClientTls.from_settings(settings),
+        interceptors=bearer_interceptors(outgoing_credential(settings)),
     )
     jobs = TrainingJobs(
         TrainingSetSource(channel, timeout_s=settings.feature_service_timeout_s),
@@ -56,6 +59,7 @@ def build(settings: TrainingServiceSettings) -> Service:
         },
         shutdown_hooks=[lambda: jobs.close(timeout_s=5.0), channel.close],
         on_stop=lambda: jobs.begin_shutdown(settings.grace_period_s),
+        auth=POLICY,
     )
 
 

@@ -10,10 +10,24 @@ from typing import Any
 
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk.training.v1 import training_service_pb2_grpc as pb_grpc
+from creditrisk_kit.auth import MethodPolicy, Role
 
 from training_service.jobs import TrainingJobs
 
 SERVICE_NAME = "creditrisk.training.v1.TrainingService"
+
+POLICY = MethodPolicy.for_service(
+    SERVICE_NAME,
+    {
+        "StartTrainingJob": Role.TRAIN,
+        "GetTrainingJob": Role.TRAIN,
+        "WatchTrainingJob": Role.TRAIN,
+        "CancelTrainingJob": Role.TRAIN,
+        "ListTrainingJobs": Role.TRAIN,
+    },
+)
+"""What each RPC needs (the kit's auth, default deny): every one ``train`` (a job's spec and
+result name the data it was trained on)."""
 
 
 class TrainingServicer(pb_grpc.TrainingServiceServicer):  # type: ignore[misc]

@@ -1,0 +1,193 @@
+"""The one authenticator of the platform: an ``authorization: Bearer <credential>`` header ->
+:class:`~creditrisk_kit.auth.Principal`, then the role check of a method or route."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from ..errors import PermissionDenied, Unauthenticated
+from ..settings import ServiceSettings
+from .jwt import JwtVerifier
+from .keys import ApiKeyEntry, ApiKeys, CredentialSource, parse_api_keys
+from .principal import PUBLIC, Principal, Requirement, Role
+
+_LOGGER = logging.getLogger(__name__)
+
+ANONYMOUS = Principal("anonymous", frozenset({Role.ADMIN}), via="auth_disabled")
+"""The principal of every call when authentication is disabled (``auth_disabled``)."""
+
+MISSING_MESSAGE = "missing credential: send 'authorization: Bearer <API key or JWT>'"
+
+
+class AuthConfigurationError(ValueError):
+    """No credential source configured (and authentication not disabled), or one that cannot be
+    read; the service exits with status 2 naming the settings."""
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+def bearer_token(header: str | bytes | None) -> str:
+    """The credential of an ``authorization`` value.
+
+    Raises:
+        Unauthenticated: missing, or not ``Bearer <credential>`` (the value is not echoed).
+    """
+    if header is None:
+        raise Unauthenticated(MISSING_MESSAGE)
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, token = text.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("malformed 'authorization' header: expected 'Bearer <credential>'")
+    return token.strip()
+
+
+class Authenticator:
+    """API keys and / or JWTs -> principals; role checks.
+
+    Args:
+        api_keys: Known API keys (None: none).
+        jwt: The JWT verifier (None: JWTs are not accepted).
+        disabled: Accept every call as :data:`ANONYMOUS` (an explicit opt-out).
+
+    Raises:
+        AuthConfigurationError: Neither a source nor ``disabled``.
+    """
+
+    def __init__(
+        self, api_keys: ApiKeys | None = None, jwt: JwtVerifier | None = None, *, disabled: bool = False
+    ) -> None:
+        if not disabled and api_keys is None and jwt is None:
+            raise AuthConfigurationError("no credential source: API keys or a JWKS are needed")
+        self.api_keys = api_keys
+        self.jwt = jwt
+        self.disabled = disabled
+
+    @classmethod
+    def from_settings(
+        cls, settings: ServiceSettings, extra_keys: Mapping[str, ApiKeyEntry] | None = None
+    ) -> Authenticator:
+        """The authenticator the settings describe (``auth_*``), plus ``extra_keys``.
+
+        Raises:
+            AuthConfigurationError: No source and not ``auth_disabled`` (naming the settings), or
+                a key / JWKS file that cannot be read or parsed (naming it).
+        """
+        name = settings.env_name
+        if settings.auth_disabled:
+            _LOGGER.warning(
+                "authentication DISABLED (%s=true): every caller is an anonymous admin", name("auth_disabled")
+            )
+            return cls(disabled=True)
+        entries: dict[str, ApiKeyEntry] = dict(extra_keys or {})
+        try:
+            if settings.auth_api_keys is not None:
+                entries.update(
+                    parse_api_keys(settings.auth_api_keys.get_secret_value(), name("auth_api_keys"))
+                )
+            keys = (
+                ApiKeys(entries, settings.auth_api_keys_file)
+                if entries or settings.auth_api_keys_file
+                else None
+            )
+            verifier = (
+                JwtVerifier(
+                    jwks_file=settings.auth_jwks_file,
+                    jwks_url=settings.auth_jwks_url,
+                    issuer=settings.auth_jwt_issuer,
+                    audience=settings.auth_jwt_audience,
+                    algorithms=settings.auth_jwt_algorithms,
+                    roles_claim=settings.auth_jwt_roles_claim,
+                    leeway_s=settings.auth_jwt_leeway_s,
+                )
+                if settings.auth_jwks_file or settings.auth_jwks_url
+                else None
+            )
+        except (OSError, ValueError) as exc:
+            raise AuthConfigurationError(f"cannot load the credentials: {exc}") from None
+        if keys is None and verifier is None:
+            sources = ", ".join(
+                name(field)
+                for field in ("auth_api_keys_file", "auth_api_keys", "auth_jwks_file", "auth_jwks_url")
+            )
+            disable = name("auth_disabled")
+            raise AuthConfigurationError(
+                f"no credential source: set one of {sources}, or {disable}=true (no authentication)"
+            )
+        _LOGGER.info(
+            "authentication on: %s API key(s), JWT %s",
+            len(keys) if keys else 0,
+            "on" if verifier else "off",
+        )
+        return cls(keys, verifier)
+
+    def authenticate(self, header: str | bytes | None, method: str = "") -> Principal:
+        """The principal of an ``authorization`` header value (blocking when a JWKS URL must be
+        fetched; use :meth:`authenticate_async` in an event loop).
+
+        Raises:
+            Unauthenticated: missing, malformed, unknown API key, or an invalid JWT (why named).
+            Unavailable: the JWKS URL cannot be fetched.
+        """
+        if self.disabled:
+            return Principal(ANONYMOUS.subject, ANONYMOUS.roles, method, ANONYMOUS.via)
+        token = bearer_token(header)
+        if self.jwt is not None and _looks_like_jwt(token):
+            principal = self.jwt.verify(token)
+        else:
+            found = self.api_keys.lookup(token) if self.api_keys is not None else None
+            if found is None:
+                raise Unauthenticated(
+                    "unknown API key" if self.api_keys is not None else "unknown credential"
+                )
+            principal = found
+        return Principal(principal.subject, principal.roles, method, principal.via)
+
+    async def authenticate_async(self, header: str | bytes | None, method: str = "") -> Principal:
+        """:meth:`authenticate`, run in a thread only when it may fetch a JWKS over the network."""
+        if self.jwt is not None and self.jwt.fetches and header and not self.disabled:
+            return await asyncio.to_thread(self.authenticate, header, method)
+        return self.authenticate(header, method)
+
+    async def check(
+        self, header: str | bytes | None, requirement: Requirement | None, method: str
+    ) -> Principal | None:
+        """Authenticate and authorize one call.
+
+        Args:
+            header: The ``authorization`` value (None: absent).
+            requirement: What the method needs; None (no policy entry) refuses everyone.
+            method: Named in the refusal and kept on the principal.
+
+        Returns:
+            The principal, or None for a :data:`PUBLIC` method (nothing checked).
+
+        Raises:
+            Unauthenticated: see :meth:`authenticate`.
+            PermissionDenied: the principal lacks the role, or the method has no policy entry.
+        """
+        if requirement == PUBLIC:
+            return None
+        principal = await self.authenticate_async(header, method)
+        if not isinstance(requirement, Role):  # None: no policy entry
+            raise PermissionDenied(f"{method} has no access policy (default deny)")
+        principal.require(requirement, method)
+        return principal
+
+
+def outgoing_credential(settings: ServiceSettings) -> CredentialSource:
+    """The service's own credential (``credential`` / ``credential_file``) as a source to call.
+
+    Raises:
+        AuthConfigurationError: The credential file cannot be read.
+    """
+    value = settings.credential.get_secret_value() if settings.credential is not None else ""
+    try:
+        return CredentialSource(value, settings.credential_file)
+    except OSError as exc:
+        raise AuthConfigurationError(
+            f"{settings.env_name('credential_file')}: cannot read ({type(exc).__name__})"
+        ) from None

@@ -1,0 +1,77 @@
+"""The registry-gateway on the kit's authentication, in process and without MLflow: every RPC
+(found through reflection) refused without a credential, with a wrong one and with every role but
+its own (the kit's interceptor refuses before the servicer runs, so no core is needed); the legacy
+``REGISTRY_GATEWAY_TOKENS`` mapped to kit roles; the audit trail's role."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from creditrisk_kit import ServiceRunner
+from creditrisk_kit.auth import Authenticator, Principal, Role
+from creditrisk_testing.refusal import REFUSAL_API_KEYS, check_grpc_refusals
+from registry_gateway.auth import POLICY, SERVICE_NAME, audit_role, tokens_as_keys
+from registry_gateway.servicer import RegistryServicer, register
+from registry_gateway.settings import Settings, TokenEntry
+
+TOKENS = {
+    "viewer-token": TokenEntry(subject="dashboard", role="viewer"),
+    "promoter-token": TokenEntry(subject="pipeline", role="promoter"),
+    "admin-token": TokenEntry(subject="alice", role="admin"),
+}
+
+
+def _settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "tokens": TOKENS}
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def test_every_method_refused_three_ways() -> None:
+    settings = _settings(auth_api_keys=json.dumps(REFUSAL_API_KEYS))
+    runner = ServiceRunner(
+        settings,
+        service_names=[SERVICE_NAME],
+        register=register(RegistryServicer(core=None)),  # type: ignore[arg-type]
+        auth=POLICY,
+        authenticator=Authenticator.from_settings(settings, extra_keys=tokens_as_keys(settings.tokens)),
+        instrument=False,
+    )
+    await runner.start()
+    try:
+        report = await asyncio.to_thread(check_grpc_refusals, f"127.0.0.1:{runner.port}", POLICY)
+    finally:
+        await runner.stop()
+    report.assert_all_refused()
+    assert len(report.methods) - len(report.public) == 11
+    assert report.counts() == {
+        "no credential": (11, 11),
+        "wrong credential": (11, 11),
+        "lower role": (11, 11),
+    }
+
+
+def test_legacy_tokens_map_to_kit_roles() -> None:
+    auth = Authenticator.from_settings(_settings(), extra_keys=tokens_as_keys(TOKENS))
+    assert auth.authenticate("Bearer viewer-token").roles == {Role.READ_REGISTRY}
+    assert auth.authenticate("Bearer promoter-token").roles == {
+        Role.READ_REGISTRY,
+        Role.REGISTER,
+        Role.PROMOTE,
+    }
+    assert auth.authenticate("Bearer admin-token").roles == {Role.ADMIN}
+
+
+@pytest.mark.parametrize(
+    ("roles", "recorded"),
+    [({Role.READ_REGISTRY}, 1), ({Role.REGISTER, Role.PROMOTE}, 2), ({Role.ADMIN}, 3), (set(), 1)],
+)
+def test_audit_role_of_a_principal(roles: set[Role], recorded: int) -> None:
+    assert audit_role(Principal("who", frozenset(roles))) == recorded
+
+
+def test_tokens_alone_are_a_credential_source() -> None:
+    assert not Authenticator.from_settings(_settings(), extra_keys=tokens_as_keys(TOKENS)).disabled

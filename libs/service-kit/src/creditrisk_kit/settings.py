@@ -107,10 +107,7 @@ class ServiceSettings(BaseSettings):
     tls_server_name: str | None = Field(default=None, min_length=1)
     tls_reload_interval_s: float = Field(default=DEFAULT_RELOAD_INTERVAL_S, gt=0)
 
-    @model_validator(mode="after")
-    def _check_tls(self) -> Self:
-        check_tls_settings(self, self.env_name)
-        return self
+    # Identity (creditrisk_kit.auth): who may call, and this service's own credential.
     auth_api_keys_file: Path | None = None
     auth_api_keys: SecretStr | None = None
     auth_jwks_file: Path | None = None
@@ -123,6 +120,11 @@ class ServiceSettings(BaseSettings):
     auth_disabled: bool = False
     credential: SecretStr | None = None
     credential_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        check_tls_settings(self, self.env_name)
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
+from creditrisk_kit.auth import Role
 from creditrisk_model_artifacts import digests_from_tags
 from creditrisk_model_artifacts.signing import (
     REVOCATIONS_TAG,
@@ -32,7 +33,6 @@ from creditrisk_model_artifacts.signing import (
     sign_approval,
     sign_revocations,
 )
-from creditrisk_kit.auth import Role
 
 from registry_gateway import audit as au
 from registry_gateway.auth import Caller

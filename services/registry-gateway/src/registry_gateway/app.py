@@ -7,8 +7,8 @@ import asyncio
 import logging
 
 from creditrisk_kit import Service
-from creditrisk_kit.tls import ClientTls
 from creditrisk_kit.auth import Authenticator, outgoing_credential
+from creditrisk_kit.tls import ClientTls
 
 from registry_gateway.audit import AuditStore
 from registry_gateway.auth import POLICY, tokens_as_keys

@@ -16,8 +16,8 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP code first runs
 
 from creditrisk_kit import Service, ServiceSpec, aio_channel, run_service
-from creditrisk_kit.tls import ClientTls
 from creditrisk_kit.auth import bearer_interceptors, outgoing_credential
+from creditrisk_kit.tls import ClientTls
 
 from training_service import readiness
 from training_service.convert import Defaults

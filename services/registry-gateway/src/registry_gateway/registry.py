@@ -62,8 +62,11 @@ def check_alias(value: str, field: str) -> str:
 
 
 def is_not_found(exc: MlflowException) -> bool:
-    """MLflow's "does not exist"."""
-    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+    """MLflow's "does not exist"; also its basic-auth app's 403 (``PERMISSION_DENIED``), which it
+    answers for a run or model that does not exist rather than revealing it (the gateway's MLflow
+    user reads every experiment and manages every registered model, so a 403 means absent or a
+    misconfigured user; docs/security.md, "MLflow")."""
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "PERMISSION_DENIED")
 
 
 def _time(millis: int | None) -> datetime | None:

@@ -46,7 +46,7 @@ async def test_every_method_refused_three_ways() -> None:
     finally:
         await runner.stop()
     report.assert_all_refused()
-    assert len(report.methods) - len(report.public) == 11
+    assert len(report.methods) - len(report.public) == 12
     assert report.counts() == {
         "no credential": (11, 11),
         "wrong credential": (11, 11),

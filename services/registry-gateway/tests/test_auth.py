@@ -48,9 +48,9 @@ async def test_every_method_refused_three_ways() -> None:
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == 12
     assert report.counts() == {
-        "no credential": (11, 11),
-        "wrong credential": (11, 11),
-        "lower role": (11, 11),
+        "no credential": (12, 12),
+        "wrong credential": (12, 12),
+        "lower role": (12, 12),
     }
 
 

@@ -22,6 +22,11 @@ that the machine's drifts fall on all paths alike and the ratios hold:
 * the floor of the gateway's shape in the same run (:mod:`bench_hop_floor`): a bare ``grpc.aio``
   relay with no logic in front of two bare backends whose p50s are brought near the measured
   feature-service and model-server p50s; its ratio is the best any Python gRPC gateway could do;
+* with ``--baseline DIR`` (a checkout of an earlier commit with its
+  ``services/inference-gateway/.venv``, e.g. ``git worktree add --detach ../base <commit>`` then
+  ``make setup`` there), that commit's gateway too, started beside this one over the same backends
+  with the same settings, its REST and gRPC paths timed in turn with this one's, round by round:
+  the before/after comparison of a change to the gateway, in one run (issue 17);
 * a diagnostic: the direct feature-service and model-server calls made one after the other by one
   client, timed per pair. On this 2-core VM that pair costs much more than the sum of the two p50s
   measured back to back: each process sleeps while the other works, and waking it (and its cold
@@ -30,7 +35,7 @@ that the machine's drifts fall on all paths alike and the ratios hold:
 Run from the repository root in the development environment::
 
     .tools/bin/uv run python tests/e2e/bench_gateway.py [--requests 1000] [--rounds 5] [--seconds 10] \
-        [--profile real] [--runtime seldon|mlserver]
+        [--profile real] [--runtime seldon|mlserver] [--baseline ../base]
 
 Needs ``make setup`` (each service's ``.venv``); the real profile needs Redis and PostgreSQL
 (``CREDITRISK_REDIS_URL``, ``CREDITRISK_POSTGRES_DSN``, the test suite's defaults). Prints a table;
@@ -65,7 +70,7 @@ from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
 from creditrisk.inference.v1 import inference_service_pb2 as pb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
-from creditrisk_devstack import Supervisor, free_port
+from creditrisk_devstack import HttpReadiness, ProcessSpec, Supervisor, free_port
 from creditrisk_devstack.procgroup import group_cpu_seconds
 from creditrisk_testing.servers import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL
 from e2e_stack import (
@@ -86,6 +91,9 @@ RUNTIMES = {
 FLOOR = "raw floor: store read + fast scorer"
 #: Diagnostic: the two direct calls one after the other from one client (no gateway), per pair.
 PAIR = "fs then ms, direct, in turn (one client)"
+#: ``--baseline``: the earlier commit's gateway, its process name and its two timed paths.
+BASELINE = "inference-gateway-baseline"
+BASELINE_PATHS = ("baseline gateway REST Predict", "baseline gateway gRPC Predict")
 
 _FS_HELPER = """
 import json, sys
@@ -351,11 +359,44 @@ def versions() -> str:
     return "; ".join(out)
 
 
+def start_baseline(stack: Stack, gateway: str, checkout: Path) -> tuple[str, str]:
+    """Start the gateway of the checkout ``checkout`` (its own ``.venv`` and code) as process
+    :data:`BASELINE`, with the settings of this stack's ``gateway`` (same backends, same deadlines)
+    on ports of its own; returns its REST base URL and gRPC target."""
+    python = checkout / "services" / "inference-gateway" / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"--baseline: {python} is missing: run `make setup` in {checkout}")
+    spec = stack.resolve(gateway).spec
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    data = stack.workdir / BASELINE
+    env = {
+        **stack.extra_env,
+        **spec.env,
+        "INFERENCE_GATEWAY_PORT": str(grpc_port),
+        "INFERENCE_GATEWAY_HTTP_PORT": str(http_port),
+        "INFERENCE_GATEWAY_METRICS_PORT": str(metrics_port),
+        "INFERENCE_GATEWAY_BUFFER_PATH": str(data / "buffer.sqlite3"),
+    }
+    stack.supervisor.start(
+        ProcessSpec(
+            name=BASELINE,
+            argv=[str(python), *spec.argv[1:]],
+            cwd=checkout / "services" / "inference-gateway",
+            env=env,
+            ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
+            timeout_s=spec.timeout_s,
+            dirs=(data,),
+        )
+    )
+    return f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
+
+
 def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     gateway, slot, ms_path = RUNTIMES[args.runtime]
     base = inference_gateway_http(stack, gateway)
     gw_grpc = stack.targets[gateway]
+    baseline = start_baseline(stack, gateway, args.baseline) if args.baseline else None
     print(f"stack up in {time.monotonic() - began:.0f} s", flush=True)
     results: dict[str, Any] = {}
     # materialize the online store (as the gateway's e2e test does)
@@ -524,11 +565,19 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             assert len(r.json()["results"][0]["values"]) == 1
 
         groups = {  # process groups: the model-server's gunicorn and gRPC workers are in its group
-            name: stack.supervisor[name].pgid for name in (gateway, "feature-service", slot, "drift-service")
+            name: stack.supervisor[name].pgid
+            for name in (gateway, "feature-service", slot, "drift-service", *([BASELINE] if baseline else []))
         }
         paths = {
             "gateway REST Predict": rest_call,
             "gateway gRPC Predict": grpc_call,
+        }
+        if baseline is not None:  # in turn with this gateway's paths, over the same backends
+            base_http = httpx.Client(base_url=baseline[0], timeout=30)
+            base_stub = pb_grpc.InferenceServiceStub(grpc.insecure_channel(baseline[1]))
+            paths[BASELINE_PATHS[0]] = lambda i: rest_call(i, base_http)
+            paths[BASELINE_PATHS[1]] = lambda i: grpc_call(i, base_stub)
+        paths |= {
             "feature-service GetOnlineFeatures (gRPC)": fs_call,
             ms_path: ms_call,
             PAIR: lambda i: (fs_call(i), ms_call(i)),
@@ -604,7 +653,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
     print()
     print("CPU ms per request (user + system, process groups; includes each process's background work):")
     gateway, slot, ms_path = RUNTIMES[args.runtime]
-    names = [gateway, "feature-service", slot, "drift-service"]
+    names = [gateway, "feature-service", slot, "drift-service", *([BASELINE] if args.baseline else [])]
     print(f"{'path':45} " + " ".join(f"{n[:14]:>14}" for n in names))
     for path, per in results["cpu"].items():
         print(f"{path:45} " + " ".join(f"{per[n]:14.2f}" for n in names))
@@ -626,6 +675,19 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
         f"over two bare backends of p50 {a:.2f} and {b:.2f} ms answers in {r:.2f} ms = {relay.ratio:.2f} x "
         f"their sum (relay CPU {relay.cpu[bench_hop_floor.RELAY]['relay']:.2f} ms per call)"
     )
+    if args.baseline:
+        print()
+        print(f"this commit's gateway vs the baseline's ({args.baseline}), same run, same backends:")
+        for proto, before in zip(("REST", "gRPC"), BASELINE_PATHS, strict=True):
+            now, then = results[f"gateway {proto} Predict"], results[before]
+            cpu_now = results["cpu"][f"gateway {proto} Predict"][gateway]
+            cpu_then = results["cpu"][before][BASELINE]
+            print(
+                f"{proto}: p50 {now[0]:.2f} vs {then[0]:.2f} ms = {now[0] / then[0]:.2f} x; "
+                f"p99 {now[1]:.2f} vs {then[1]:.2f} ms = {now[1] / then[1]:.2f} x; "
+                f"gateway CPU per prediction {cpu_now:.2f} vs "
+                f"{cpu_then:.2f} ms = {cpu_now / cpu_then:.2f} x"
+            )
     for proto in ("REST", "gRPC"):
         p50 = results[f"gateway {proto} Predict"][0]
         print(
@@ -645,6 +707,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=["real", "embedded"], default="real")
     parser.add_argument(
         "--rounds", type=int, default=5, help="rounds of the concurrency-1 paths, timed in turn in each"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of an earlier commit (after `make setup` there): its gateway is timed too, in turn",
     )
     parser.add_argument(
         "--runtime",

@@ -174,3 +174,12 @@ def assert_bad_variable_exits_2(package: str, prefix: str, field: str, value: st
     assert done.returncode == 2, done.stderr
     assert f"{prefix}{field}".upper() + ":" in done.stderr
     assert value not in done.stderr
+
+
+def assert_no_credential_source_exits_2(package: str, prefix: str, **fields: str) -> None:
+    """``python -m <package>`` with the settings ``fields`` and no credential source (no
+    ``auth_*`` setting, authentication not disabled) exits 2 naming the settings to set."""
+    done = run_to_exit(package, service_environment(prefix, free_port(), **fields))
+    assert done.returncode == 2, done.stderr
+    for field in ("AUTH_API_KEYS_FILE", "AUTH_API_KEYS", "AUTH_JWKS_FILE", "AUTH_JWKS_URL", "AUTH_DISABLED"):
+        assert f"{prefix}{field}" in done.stderr, done.stderr

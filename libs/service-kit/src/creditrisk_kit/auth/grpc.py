@@ -151,7 +151,7 @@ def bearer_interceptors(provider: CredentialProvider | str) -> list[Any]:
     return [_AioBearerUU(source), _AioBearerUS(source), _AioBearerSU(source), _AioBearerSS(source)]
 
 
-class _SyncDetails:
+class _SyncDetails(grpc.ClientCallDetails):  # type: ignore[misc]
     def __init__(self, details: Any, metadata: Any) -> None:
         self.method = details.method
         self.timeout = details.timeout

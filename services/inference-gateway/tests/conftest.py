@@ -14,6 +14,7 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_kit import aio_channel
 from creditrisk_kit.auth import bearer_interceptors
 from creditrisk_telemetry import configure_telemetry
+from creditrisk_testing.refusal import REFUSAL_API_KEYS
 from fakes import TOKEN, FakeDrift, FakeFeatureStore, FakeModelServer, FakeRegistry
 from inference_gateway.service import Gateway
 from inference_gateway.settings import GatewaySettings
@@ -29,7 +30,10 @@ KEYS = {
     "monitor-key": ("prometheus", ["read_monitoring"]),
 }
 ADMIN_KEY = "admin-key"
-API_KEYS = json.dumps({key: {"subject": subject, "roles": roles} for key, (subject, roles) in KEYS.items()})
+API_KEYS = json.dumps(
+    {key: {"subject": subject, "roles": roles} for key, (subject, roles) in KEYS.items()}
+    | REFUSAL_API_KEYS  # creditrisk_testing.refusal's lower-role keys
+)
 
 # Applicants known to the fake feature store.
 ROWS = {

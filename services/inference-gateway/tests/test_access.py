@@ -5,6 +5,7 @@ retry hint; the feature echo per role; the access log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -13,6 +14,7 @@ import grpc
 import pytest
 from conftest import KEYS, Running, StartGateway
 from creditrisk_kit.auth import PUBLIC, AuthConfigurationError, Role
+from creditrisk_testing.refusal import check_grpc_refusals, check_http_refusals
 from fastapi.routing import APIRoute
 from google.protobuf import descriptor_pool, message_factory
 from google.rpc import error_details_pb2, status_pb2
@@ -286,3 +288,26 @@ async def test_access_log_names_who_which_applicants_method_outcome_never_values
     text = json.dumps([{**r.__dict__, "args": None, "msg": r.getMessage()} for r in records], default=str)
     for secret_or_value in ("reader-key", "admin-key", "credit_amount", "radio/tv", "features"):
         assert secret_or_value not in text
+
+
+# ---------------------------------------------------------------- the shared refusal check
+
+
+async def test_shared_refusal_check_over_reflection_and_openapi(gw: Running) -> None:
+    """creditrisk_testing.refusal: every method the running server registers (through its
+    reflection) and every route of its OpenAPI document, three ways each."""
+    grpc_report = await asyncio.to_thread(
+        check_grpc_refusals, f"127.0.0.1:{gw.gateway.grpc_port}", GRPC_POLICY
+    )
+    grpc_report.assert_all_refused()
+    assert {f"/{SERVICE_NAME}/{m.name}" for m in _served_methods()} <= set(grpc_report.methods)
+    http_report = await asyncio.to_thread(
+        check_http_refusals, f"http://127.0.0.1:{gw.gateway.http_port}/openapi.json", HTTP_POLICY
+    )
+    http_report.assert_all_refused()
+    assert {"POST /v1/predict", "POST /v1/predict:batch", "GET /v1/models"} <= set(http_report.methods)
+    assert grpc_report.counts() == {
+        "no credential": (3, 3),
+        "wrong credential": (3, 3),
+        "lower role": (3, 3),
+    }

@@ -233,14 +233,19 @@ def push_features(feature_service: str, stream: Stream, token: str) -> int:
     return written
 
 
-def score(inference_gateway: str, stream: Stream) -> None:
+def score(inference_gateway: str, stream: Stream, token: str) -> None:
     """Send every applicant through the gateway (``PredictBatch``, ``event_time`` = application
-    time); records event id, PD and version on each applicant.
+    time) as ``token`` (an API key with the predict role); records event id, PD and version on
+    each applicant.
 
     Raises:
         RuntimeError: an item failed (its error).
     """
-    with grpc.insecure_channel(inference_gateway) as channel:
+    from creditrisk_kit.auth import BearerInterceptor
+
+    with grpc.intercept_channel(
+        grpc.insecure_channel(inference_gateway), BearerInterceptor(token)
+    ) as channel:
         stub = ipb_grpc.InferenceServiceStub(channel)
         for i in range(0, len(stream.applicants), BATCH):
             chunk = stream.applicants[i : i + BATCH]

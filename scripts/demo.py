@@ -363,6 +363,8 @@ MODEL_NAME = "credit-risk"
 #: the training pipeline; the inference-gateway and the drift-service read as viewers).
 PROMOTER_TOKEN = STACK.variables()["promoter_token"]
 VIEWER_TOKEN = STACK.variables()["viewer_token"]
+#: the inference-gateway's client key (predict, read_features, read_registry; deploy/stack/local.toml)
+GATEWAY_KEY = STACK.variables()["gateway_client_key"]
 #: How many held-out applicants the gateway scores over each protocol.
 SERVED = 3
 
@@ -436,7 +438,8 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         "ms",
         title="predictions of held-out applicants (features from the feature-service)",
     )
-    with httpx.Client(base_url=rest_url, timeout=30) as client:
+    headers = {"authorization": f"Bearer {GATEWAY_KEY}"}  # the gateway's client (API key)
+    with httpx.Client(base_url=rest_url, timeout=30, headers=headers) as client:
         for applicant in applicants[:SERVED]:
             began = time.perf_counter()
             response = client.post("/v1/predict", json={"applicant_id": applicant})
@@ -459,7 +462,9 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         stub = ipb_grpc.InferenceServiceStub(channel)
         for applicant in applicants[SERVED : 2 * SERVED]:
             began = time.perf_counter()
-            answer = stub.Predict(ipb.PredictRequest(applicant_id=applicant), timeout=30)
+            answer = stub.Predict(
+                ipb.PredictRequest(applicant_id=applicant), metadata=_bearer(GATEWAY_KEY), timeout=30
+            )
             elapsed = (time.perf_counter() - began) * 1000
             table.add_row(
                 "gRPC",
@@ -727,7 +732,7 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
         scored = progress.add_task("applications -> inference-gateway", total=len(stream.applicants))
         for i in range(0, len(stream.applicants), world.BATCH):
             part = world.Stream(stream.regime, stream.applicants[i : i + world.BATCH])
-            world.score(targets["inference-gateway"], part)
+            world.score(targets["inference-gateway"], part, GATEWAY_KEY)
             progress.update(scored, advance=len(part.applicants))
         logged = progress.add_task("predictions logged (drift-service)", total=len(stream.applicants))
         progress.update(logged, completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream))
@@ -992,7 +997,9 @@ def run() -> int:
         supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
         applicants = held_out_applicants(mlflow_url, first["outputs"]["run_id"], 2 * SERVED)
         timed(lambda: serve_predictions(rest_url, targets["inference-gateway"], applicants))
-        trace_id = demo_observability.show(observability, rest_url, supervisor, applicants[0])  # + /metrics
+        trace_id = demo_observability.show(
+            observability, rest_url, supervisor, applicants[0], GATEWAY_KEY
+        )  # + /metrics
         rows = world.load_rows()
         normal = world.make_stream(rows, world.NORMAL, NORMAL_COUNT, NORMAL_START, 20, 100_001, seed=11)
         shifted = world.make_stream(rows, world.SHIFTED, SHIFTED_COUNT, SHIFT_START, 30, 200_001, seed=12)
@@ -1009,7 +1016,7 @@ def run() -> int:
             rows, world.SHIFTED, 5, datetime(2025, 4, 2, tzinfo=UTC), 1, 300_001, seed=13
         )
         world.push_features(targets["feature-service"], fresh, PROMOTER_TOKEN)
-        world.score(targets["inference-gateway"], fresh)
+        world.score(targets["inference-gateway"], fresh, GATEWAY_KEY)
         console.print(
             "new applications after the swap, scored by: "
             + ", ".join(

@@ -4,7 +4,7 @@ Two calls from ``scripts/demo.py``::
 
     observability = demo_observability.start(demo_state.spans_file(ROOT, PROFILE))   # before any service
     ...
-    demo_observability.show(observability, rest_url, supervisor, applicant)   # once serving
+    demo_observability.show(observability, rest_url, supervisor, applicant, token)   # once serving
 
 :func:`start` runs an OTLP/gRPC trace receiver in the demo's process (``creditrisk_devstack.otlp``)
 that appends every span, as one OTLP/JSON object a line, to the run's trace file
@@ -85,8 +85,9 @@ def _logged_metrics_port(log: Path) -> int | None:
     return found
 
 
-def show(observability: Observability, rest_url: str, supervisor: Any, applicant: int) -> str:
-    """One traced prediction: print its trace id, where its spans are, its tree; check /metrics.
+def show(observability: Observability, rest_url: str, supervisor: Any, applicant: int, token: str) -> str:
+    """One traced prediction (as ``token``, an API key with the predict role): print its trace id,
+    where its spans are, its tree; check /metrics.
 
     Returns:
         The trace id.
@@ -95,7 +96,7 @@ def show(observability: Observability, rest_url: str, supervisor: Any, applicant
     answer = httpx.post(
         f"{rest_url}/v1/predict",
         json={"applicant_id": applicant},
-        headers={"traceparent": f"00-{trace_id}-{parent}-01"},
+        headers={"traceparent": f"00-{trace_id}-{parent}-01", "authorization": f"Bearer {token}"},
         timeout=30,
     )
     answer.raise_for_status()

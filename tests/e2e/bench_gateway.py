@@ -27,6 +27,10 @@ that the machine's drifts fall on all paths alike and the ratios hold:
   ``make setup`` there), that commit's gateway too, started beside this one over the same backends
   with the same settings, its REST and gRPC paths timed in turn with this one's, round by round:
   the before/after comparison of a change to the gateway, in one run (issue 17);
+* with ``--auth-off-gateway``, a second gateway of this same code with
+  ``INFERENCE_GATEWAY_AUTH_DISABLED=true`` over the same backends, timed in turn like the baseline:
+  the cost of authentication (issue 18; every call of both carries the client's API key, which
+  the second ignores; rate limits, echo and access log run in both);
 * a diagnostic: the direct feature-service and model-server calls made one after the other by one
   client, timed per pair. On this 2-core VM that pair costs much more than the sum of the two p50s
   measured back to back: each process sleeps while the other works, and waking it (and its cold
@@ -35,7 +39,7 @@ that the machine's drifts fall on all paths alike and the ratios hold:
 Run from the repository root in the development environment::
 
     .tools/bin/uv run python tests/e2e/bench_gateway.py [--requests 1000] [--rounds 5] [--seconds 10] \
-        [--profile real] [--runtime seldon|mlserver] [--baseline ../base]
+        [--profile real] [--runtime seldon|mlserver] [--baseline ../base] [--auth-off-gateway]
 
 Needs ``make setup`` (each service's ``.venv``); the real profile needs Redis and PostgreSQL
 (``CREDITRISK_REDIS_URL``, ``CREDITRISK_POSTGRES_DSN``, the test suite's defaults). Prints a table;
@@ -74,6 +78,7 @@ from creditrisk_devstack import HttpReadiness, ProcessSpec, Supervisor, free_por
 from creditrisk_devstack.procgroup import group_cpu_seconds
 from creditrisk_testing.servers import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL
 from e2e_stack import (
+    GATEWAY_HEADERS,
     MODEL_NAME,
     ROOT,
     Stack,
@@ -96,6 +101,14 @@ PAIR = "fs then ms, direct, in turn (one client)"
 #: ``--baseline``: the earlier commit's gateway, its process name and its two timed paths.
 BASELINE = "inference-gateway-baseline"
 BASELINE_PATHS = ("baseline gateway REST Predict", "baseline gateway gRPC Predict")
+#: ``--auth-off-gateway``: this code's gateway with authentication disabled, and its two paths.
+AUTH_OFF = "inference-gateway-auth-off"
+AUTH_OFF_PATHS = ("auth-off gateway REST Predict", "auth-off gateway gRPC Predict")
+#: The bench's gateways: a rate limit far above what 8 client threads reach (the limiter still
+#: counts every call), so that no timed call is refused.
+BENCH_GATEWAY_ENV = {"INFERENCE_GATEWAY_RATE_LIMIT_PER_S": "1000000"}
+#: gRPC metadata of the bench's calls (the stack's gateway client key; static, like REST's header).
+GATEWAY_METADATA = tuple(GATEWAY_HEADERS.items())
 
 _FS_HELPER = """
 import json, sys
@@ -366,19 +379,22 @@ def versions() -> str:
     return "; ".join(out)
 
 
-def start_baseline(stack: Stack, gateway: str, checkout: Path) -> tuple[str, str]:
+def start_baseline(
+    stack: Stack, gateway: str, checkout: Path, name: str = BASELINE, env_over: dict[str, str] | None = None
+) -> tuple[str, str]:
     """Start the gateway of the checkout ``checkout`` (its own ``.venv`` and code) as process
-    :data:`BASELINE`, with the settings of this stack's ``gateway`` (same backends, same deadlines)
-    on ports of its own; returns its REST base URL and gRPC target."""
+    ``name``, with the settings of this stack's ``gateway`` (same backends, same deadlines) and
+    ``env_over`` on ports of its own; returns its REST base URL and gRPC target."""
     python = checkout / "services" / "inference-gateway" / ".venv" / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"--baseline: {python} is missing: run `make setup` in {checkout}")
     spec = stack.resolve(gateway).spec
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-    data = stack.workdir / BASELINE
+    data = stack.workdir / name
     env = {
         **stack.extra_env,
         **spec.env,
+        **(env_over or {}),
         "INFERENCE_GATEWAY_PORT": str(grpc_port),
         "INFERENCE_GATEWAY_HTTP_PORT": str(http_port),
         "INFERENCE_GATEWAY_METRICS_PORT": str(metrics_port),
@@ -386,7 +402,7 @@ def start_baseline(stack: Stack, gateway: str, checkout: Path) -> tuple[str, str
     }
     stack.supervisor.start(
         ProcessSpec(
-            name=BASELINE,
+            name=name,
             argv=[str(python), *spec.argv[1:]],
             cwd=checkout / "services" / "inference-gateway",
             env=env,
@@ -401,9 +417,15 @@ def start_baseline(stack: Stack, gateway: str, checkout: Path) -> tuple[str, str
 def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     gateway, slot, ms_path = RUNTIMES[args.runtime]
+    stack.extra_env = {**stack.extra_env, **BENCH_GATEWAY_ENV}
     base = inference_gateway_http(stack, gateway)
     gw_grpc = stack.targets[gateway]
     baseline = start_baseline(stack, gateway, args.baseline) if args.baseline else None
+    auth_off = (
+        start_baseline(stack, gateway, ROOT, AUTH_OFF, {"INFERENCE_GATEWAY_AUTH_DISABLED": "true"})
+        if args.auth_off_gateway
+        else None
+    )
     print(f"stack up in {time.monotonic() - began:.0f} s", flush=True)
     results: dict[str, Any] = {}
     # materialize the online store (as the gateway's e2e test does)
@@ -418,7 +440,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         )
 
     # the features the gateway used, per applicant (input of the direct model-server call / floor)
-    http = httpx.Client(base_url=base, timeout=30)
+    http = httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS)
     records: dict[int, dict[str, Any]] = {}
     version = None
     unknown = 0
@@ -443,7 +465,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stub = pb_grpc.InferenceServiceStub(channel)
 
     def grpc_call(i: int, s: Any = stub) -> None:
-        s.Predict(pb.PredictRequest(applicant_id=i), timeout=10)
+        s.Predict(pb.PredictRequest(applicant_id=i), timeout=10, metadata=GATEWAY_METADATA)
 
     # --- direct feature-service
     fs_channel = authed_channel(stack.targets["feature-service"])
@@ -578,17 +600,22 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
         groups = {  # process groups: the model-server's gunicorn and gRPC workers are in its group
             name: stack.supervisor[name].pgid
-            for name in (gateway, "feature-service", slot, "drift-service", *([BASELINE] if baseline else []))
+            for name in (gateway, "feature-service", slot, "drift-service", *_extra_gateways(args))
         }
         paths = {
             "gateway REST Predict": rest_call,
             "gateway gRPC Predict": grpc_call,
         }
         if baseline is not None:  # in turn with this gateway's paths, over the same backends
-            base_http = httpx.Client(base_url=baseline[0], timeout=30)
+            base_http = httpx.Client(base_url=baseline[0], timeout=30, headers=GATEWAY_HEADERS)
             base_stub = pb_grpc.InferenceServiceStub(grpc.insecure_channel(baseline[1]))
             paths[BASELINE_PATHS[0]] = lambda i: rest_call(i, base_http)
             paths[BASELINE_PATHS[1]] = lambda i: grpc_call(i, base_stub)
+        if auth_off is not None:  # in turn with this gateway's paths, over the same backends
+            off_http = httpx.Client(base_url=auth_off[0], timeout=30, headers=GATEWAY_HEADERS)
+            off_stub = pb_grpc.InferenceServiceStub(grpc.insecure_channel(auth_off[1]))
+            paths[AUTH_OFF_PATHS[0]] = lambda i: rest_call(i, off_http)
+            paths[AUTH_OFF_PATHS[1]] = lambda i: grpc_call(i, off_stub)
         paths |= {
             "feature-service GetOnlineFeatures (gRPC)": fs_call,
             ms_path: ms_call,
@@ -614,7 +641,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 server.wait()
 
     def make_rest() -> Callable[[int], Any]:
-        client = httpx.Client(base_url=base, timeout=30)
+        client = httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS)
         return lambda i: rest_call(i, client)
 
     def make_grpc() -> Callable[[int], Any]:
@@ -665,7 +692,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
     print()
     print("CPU ms per request (user + system, process groups; includes each process's background work):")
     gateway, slot, ms_path = RUNTIMES[args.runtime]
-    names = [gateway, "feature-service", slot, "drift-service", *([BASELINE] if args.baseline else [])]
+    names = [gateway, "feature-service", slot, "drift-service", *_extra_gateways(args)]
     print(f"{'path':45} " + " ".join(f"{n[:14]:>14}" for n in names))
     for path, per in results["cpu"].items():
         print(f"{path:45} " + " ".join(f"{per[n]:14.2f}" for n in names))
@@ -709,6 +736,20 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
                 f"{fs_now / fs_then:.2f} x; gateway ratio over the control's = "
                 f"{(cpu_now / cpu_then) / (fs_now / fs_then):.2f}"
             )
+    if args.auth_off_gateway:
+        print()
+        print("cost of authentication: this gateway vs the same code with authentication off, same run:")
+        for proto, off in zip(("REST", "gRPC"), AUTH_OFF_PATHS, strict=True):
+            now, then = results[f"gateway {proto} Predict"], results[off]
+            cpu_now = results["cpu"][f"gateway {proto} Predict"][gateway]
+            cpu_then = results["cpu"][off][AUTH_OFF]
+            print(
+                f"{proto}: p50 {now[0]:.2f} (auth on) vs {then[0]:.2f} ms (off) = "
+                f"{now[0] / then[0]:.3f} x, {now[0] - then[0]:+.2f} ms; "
+                f"p99 {now[1]:.2f} vs {then[1]:.2f} ms = {now[1] / then[1]:.2f} x; "
+                f"gateway CPU per prediction {cpu_now:.2f} vs {cpu_then:.2f} ms = "
+                f"{cpu_now / cpu_then:.3f} x, {cpu_now - cpu_then:+.2f} ms"
+            )
     for proto in ("REST", "gRPC"):
         p50 = results[f"gateway {proto} Predict"][0]
         print(
@@ -717,6 +758,11 @@ def report(results: dict[str, Any], args: argparse.Namespace, load: str) -> None
             f"{'met' if p50 <= 10 * floor else 'NOT met'}; vs feast serve {feast:.2f} -> "
             f"{'met' if p50 <= feast else 'NOT met'}; {p50 / pair:.2f} x the in-turn pair"
         )
+
+
+def _extra_gateways(args: argparse.Namespace) -> list[str]:
+    """The process names of the gateways timed beside the stack's (``--baseline``, ``--auth-off-gateway``)."""
+    return [*([BASELINE] if args.baseline else []), *([AUTH_OFF] if args.auth_off_gateway else [])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -734,6 +780,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="a checkout of an earlier commit (after `make setup` there): its gateway is timed too, in turn",
+    )
+    parser.add_argument(
+        "--auth-off-gateway",
+        action="store_true",
+        help="also time this code's gateway with INFERENCE_GATEWAY_AUTH_DISABLED=true, in turn: "
+        "the cost of authentication",
     )
     parser.add_argument(
         "--runtime",

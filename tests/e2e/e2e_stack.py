@@ -152,6 +152,12 @@ API_KEYS: dict[str, dict[str, Any]] = {
     **REFUSAL_API_KEYS,
 }
 
+#: The API key of the inference-gateway's callers in the tests (the stack file's
+#: ``gateway_client_key``: predict, read_features, read_registry, read_monitoring).
+GATEWAY_KEY = "e2e-gateway-client-key"
+#: REST headers carrying :data:`GATEWAY_KEY`.
+GATEWAY_HEADERS = {"authorization": f"Bearer {GATEWAY_KEY}"}
+
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
 #: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
 CHALLENGER_MODE_KEY = "challenger_mode"
@@ -176,6 +182,7 @@ def e2e_variables(stack: Stack) -> dict[str, str]:
         "viewer_token": VIEWER_TOKEN,
         "registry_tokens": json.dumps(REGISTRY_TOKENS),
         "api_keys": json.dumps(API_KEYS),
+        "gateway_client_key": GATEWAY_KEY,
         "drift_warm_up": "false",
         "challenger_mode": str(stack.cache.get(CHALLENGER_MODE_KEY, "shadow")),
         "canary_share": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
@@ -432,6 +439,20 @@ def authed_channel(target: str, token: str = PROMOTER_TOKEN) -> grpc.Channel:
     """A sync channel to ``target`` whose every call carries ``token`` (default: the pipeline's
     key, which reads and writes features); close it (``with``) when done."""
     return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+
+
+def gateway_channel(target: str, token: str = GATEWAY_KEY) -> grpc.Channel:
+    """A sync channel to an inference-gateway whose every call carries ``token``; close it."""
+    from creditrisk_kit.auth import BearerInterceptor
+
+    return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+
+
+def gateway_aio_channel(target: str, token: str = GATEWAY_KEY) -> grpc.aio.Channel:
+    """A ``grpc.aio`` channel to an inference-gateway whose every call carries ``token``."""
+    from creditrisk_kit.auth import bearer_interceptors
+
+    return grpc.aio.insecure_channel(target, interceptors=bearer_interceptors(token))
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -34,11 +34,13 @@ from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from e2e_stack import (
     ADMIN_TOKEN,
+    GATEWAY_HEADERS,
     MODEL_NAME,
     Stack,
     authed_channel,
     bearer,
     first_champion,
+    gateway_channel,
     inference_gateway_http,
     mlflow_auth,
     register,
@@ -119,7 +121,7 @@ def test_predictions_through_the_gateway(stack: Stack) -> None:
     threshold = champion["registered"].decision_threshold
 
     # --- REST
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
         assert client.get("/readyz").status_code == 200
         rest = {}
         for applicant in applicants:
@@ -151,7 +153,7 @@ def test_predictions_through_the_gateway(stack: Stack) -> None:
         assert any("credit_amount" in f for f in fields), fields
 
     # --- gRPC: the same applicants score the same
-    with grpc.insecure_channel(stack.targets["inference-gateway"]) as channel:
+    with gateway_channel(stack.targets["inference-gateway"]) as channel:
         stub = pb_grpc.InferenceServiceStub(channel)
         event_ids = {body["event_id"] for body in rest.values()}
         for applicant in applicants:
@@ -202,8 +204,8 @@ def test_v2_gateway_on_the_mlserver_slot_scores_as_the_seldon_one(stack: Stack) 
     asks = [{"applicant_id": a} for a in applicants]
     asks.append({"applicant_id": applicants[0], "request_values": {"credit_amount": 12345}})
     with (
-        httpx.Client(base_url=seldon_base, timeout=30) as seldon,
-        httpx.Client(base_url=v2_base, timeout=30) as v2,
+        httpx.Client(base_url=seldon_base, timeout=30, headers=GATEWAY_HEADERS) as seldon,
+        httpx.Client(base_url=v2_base, timeout=30, headers=GATEWAY_HEADERS) as v2,
     ):
         assert v2.get("/readyz").status_code == 200
         for asked in asks:
@@ -228,7 +230,7 @@ def test_v2_gateway_on_the_mlserver_slot_scores_as_the_seldon_one(stack: Stack) 
             assert other["event_id"] != one["event_id"]
         override = v2.post("/v1/predict", json=asks[-1]).json()
         assert override["features"]["credit_amount"] == 12345
-    with grpc.insecure_channel(stack.targets["inference-gateway-v2"]) as channel:
+    with gateway_channel(stack.targets["inference-gateway-v2"]) as channel:
         answer = pb_grpc.InferenceServiceStub(channel).Predict(
             pb.PredictRequest(applicant_id=applicants[1]), timeout=30
         )
@@ -250,7 +252,7 @@ def test_champion_swap_under_load_fails_nothing(stack: Stack) -> None:
     stop = threading.Event()
 
     def load(index: int) -> None:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
             i = 0
             while not stop.is_set():
                 applicant = applicants[(index + i) % len(applicants)]
@@ -290,7 +292,7 @@ def test_champion_swap_under_load_fails_nothing(stack: Stack) -> None:
         for thread in threads:
             thread.join(timeout=60)
     assert not failures, failures[:5]
-    with grpc.insecure_channel(stack.targets["inference-gateway"]) as channel:
+    with gateway_channel(stack.targets["inference-gateway"]) as channel:
         serving = pb_grpc.InferenceServiceStub(channel).ListServingModels(
             pb.ListServingModelsRequest(), timeout=30
         )

@@ -34,12 +34,14 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from e2e_stack import (
     CANARY_SHARE_KEY,
     CHALLENGER_MODE_KEY,
+    GATEWAY_HEADERS,
     MODEL_NAME,
     Stack,
     authed_channel,
     challenger_version,
     drift_data_dir,
     first_champion,
+    gateway_channel,
     inference_gateway_challenger_http,
     inference_gateway_http,
 )
@@ -117,7 +119,7 @@ def test_drift_service_killed_and_restarted_under_load_loses_nothing(stack: Stac
 
     def load() -> None:
         nonlocal next_index
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
             while True:
                 with lock:
                     if next_index >= N:
@@ -177,7 +179,7 @@ def test_drift_service_killed_and_restarted_under_load_loses_nothing(stack: Stac
     assert stored == N
     time.sleep(2)  # nothing more arrives (no duplicate stored)
     assert _stored(stack, WINDOW_START, end) == N
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
         assert client.get("/readyz").status_code == 200
     print(
         f"gateway e2e: drift-service killed under load, {answered_while_down} answered while down, "
@@ -206,7 +208,7 @@ def _stored_modes(stack: Stack, start: datetime, end: datetime) -> list[tuple[in
 def _wait_challenger_ready(gateway: str, version: int) -> None:
     deadline = time.monotonic() + 90
     while True:
-        with grpc.insecure_channel(gateway) as channel:
+        with gateway_channel(gateway) as channel:
             models = (
                 pb_grpc.InferenceServiceStub(channel)
                 .ListServingModels(pb.ListServingModelsRequest(), timeout=30)
@@ -235,7 +237,7 @@ def test_shadow_challenger_answers_nothing_and_is_logged_as_shadow(stack: Stack)
     assert _stored(stack, SHADOW_WINDOW_START, end) == 0
 
     answered: set[str] = set()
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
         for i in range(SHADOW_N):
             asked = {
                 "applicant_id": 1 + i,
@@ -296,7 +298,7 @@ def test_canary_share_is_sticky_per_applicant(stack: Stack) -> None:
 
         slots: dict[int, str] = {}
         n = len(CANARY_APPLICANTS)
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
             for i, applicant in enumerate(CANARY_APPLICANTS):
                 asked = {
                     "applicant_id": applicant,

@@ -29,8 +29,6 @@ import sqlite3
 import time
 from typing import Any
 
-import grpc
-import grpc.aio
 import httpx
 import pytest
 from creditrisk.common.v1 import values_pb2
@@ -38,7 +36,7 @@ from creditrisk.inference.v1 import inference_service_pb2 as pb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack.otlp import OtlpReceiver, ReceivedSpan
 from creditrisk_telemetry import ContextThreadPoolExecutor, build_telemetry
-from e2e_stack import Stack, drift_data_dir, inference_gateway_http
+from e2e_stack import GATEWAY_HEADERS, Stack, drift_data_dir, gateway_aio_channel, inference_gateway_http
 from google.protobuf import json_format
 from opentelemetry import propagate, trace
 from test_gateway_e2e import materialized
@@ -126,7 +124,10 @@ def test_rest_prediction_is_one_trace_across_every_service(stack: Stack, otlp_re
     base = _serving(stack)
     trace_id, caller_span, traceparent = _traceparent()
     response = httpx.post(
-        f"{base}/v1/predict", json={"applicant_id": 7}, headers={"traceparent": traceparent}, timeout=30
+        f"{base}/v1/predict",
+        json={"applicant_id": 7},
+        headers={"traceparent": traceparent, **GATEWAY_HEADERS},
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -205,7 +206,7 @@ def test_async_grpc_client_trace_reaches_every_service(stack: Stack, otlp_receiv
     trace_id, caller_span, traceparent = _traceparent()
 
     async def call() -> pb.PredictResponse:
-        async with grpc.aio.insecure_channel(stack.targets["inference-gateway"]) as channel:
+        async with gateway_aio_channel(stack.targets["inference-gateway"]) as channel:
             return await pb_grpc.InferenceServiceStub(channel).Predict(
                 pb.PredictRequest(applicant_id=8), metadata=(("traceparent", traceparent),), timeout=30
             )
@@ -277,7 +278,7 @@ def test_work_handed_to_a_thread_pool_keeps_the_callers_trace(
     tracer = build_telemetry("e2e-caller", environ={}).tracer_provider.get_tracer("e2e")
 
     def predict(applicant: int) -> dict[str, Any]:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(GATEWAY_HEADERS)
         propagate.inject(headers)  # whatever context this worker thread runs in
         answer = httpx.post(
             f"{base}/v1/predict", json={"applicant_id": applicant}, headers=headers, timeout=30
@@ -385,6 +386,7 @@ def test_marker_values_reach_the_store_and_never_the_telemetry(
         answer = httpx.post(
             f"{base}/v1/predict",
             json={"applicant_id": applicant, "request_values": request_values},
+            headers=GATEWAY_HEADERS,
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
@@ -396,7 +398,7 @@ def test_marker_values_reach_the_store_and_never_the_telemetry(
         trace_ids.append(body["trace_id"])
 
     async def grpc_call() -> None:
-        async with grpc.aio.insecure_channel(stack.targets["inference-gateway"]) as channel:
+        async with gateway_aio_channel(stack.targets["inference-gateway"]) as channel:
             response = await pb_grpc.InferenceServiceStub(channel).Predict(
                 pb.PredictRequest(
                     applicant_id=14,

@@ -37,7 +37,17 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import Supervisor
-from e2e_stack import MODEL_NAME, PROMOTER_TOKEN, ROOT, VIEWER_TOKEN, Stack, authed_channel, bearer
+from e2e_stack import (
+    GATEWAY_KEY,
+    MODEL_NAME,
+    PROMOTER_TOKEN,
+    ROOT,
+    VIEWER_TOKEN,
+    Stack,
+    authed_channel,
+    bearer,
+    gateway_channel,
+)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import closed_loop as world
@@ -137,7 +147,7 @@ def _champion(loop: dict[str, Any]) -> rpb.ModelVersion:
 
 
 def _served(loop: dict[str, Any]) -> tuple[int, bool]:
-    with grpc.insecure_channel(loop["stack"].targets["inference-gateway"]) as channel:
+    with gateway_channel(loop["stack"].targets["inference-gateway"]) as channel:
         models = ipb_grpc.InferenceServiceStub(channel).ListServingModels(
             ipb.ListServingModelsRequest(), timeout=10
         )
@@ -211,7 +221,7 @@ def test_a_weak_challenger_is_refused_by_the_gate(loop: dict[str, Any]) -> None:
 def _replay(loop: dict[str, Any], stream: world.Stream) -> None:
     targets = loop["stack"].targets
     assert world.push_features(targets["feature-service"], stream, PROMOTER_TOKEN) == len(stream.applicants)
-    world.score(targets["inference-gateway"], stream)
+    world.score(targets["inference-gateway"], stream, GATEWAY_KEY)
     assert {a.model_version for a in stream.applicants} == {1}
     assert world.wait_logged(targets["drift-service"], MODEL_NAME, stream) == len(stream.applicants)
     written, joined = world.deliver_labels(
@@ -279,7 +289,7 @@ def test_monitoring_a_shifted_replay_retrains_and_the_gate_promotes(loop: dict[s
         loop["rows"], world.SHIFTED, 5, SHIFT_START.replace(month=4), 1, 300_001, seed=13
     )
     world.push_features(loop["stack"].targets["feature-service"], fresh, PROMOTER_TOKEN)
-    world.score(loop["stack"].targets["inference-gateway"], fresh)
+    world.score(loop["stack"].targets["inference-gateway"], fresh, GATEWAY_KEY)
     assert {a.model_version for a in fresh.applicants} == {3}
 
 

@@ -168,14 +168,16 @@ def confirm_rollout(
     timeout_s: float,
     pipeline_job_id: str,
     traceparent: str = "",
+    token: str = "",
 ) -> bool:
     """Wait until the inference-gateway's champion slot serves ``version`` and is ready (fails
-    after ``timeout_s``); ``version`` 0 (no champion) confirms nothing and returns False."""
+    after ``timeout_s``), asking as the pipeline's ``token`` (read_registry on the gateway);
+    ``version`` 0 (no champion) confirms nothing and returns False."""
     from creditrisk_pipelines import ops
     from creditrisk_pipelines.tracing import component_span
 
     with component_span("confirm-rollout", traceparent, pipeline_job_id):
-        result = ops.confirm_rollout(inference_gateway, model_name, version, timeout_s)
+        result = ops.confirm_rollout(inference_gateway, model_name, version, timeout_s, token=token)
     print(f"champion slot: {result}")
     return bool(result["confirmed"])
 

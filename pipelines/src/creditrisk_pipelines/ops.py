@@ -541,9 +541,16 @@ async def _champion(client: RegistryClient, name: str) -> int:
 
 
 def confirm_rollout(
-    inference_gateway: str, model_name: str, version: int, timeout_s: float = 300.0, poll_s: float = 1.0
+    inference_gateway: str,
+    model_name: str,
+    version: int,
+    timeout_s: float = 300.0,
+    poll_s: float = 1.0,
+    *,
+    token: str = "",
 ) -> dict[str, Any]:
-    """Wait until the gateway's champion slot serves ``version`` of ``model_name`` and is ready.
+    """Wait until the gateway's champion slot serves ``version`` of ``model_name`` and is ready,
+    asking as ``token`` (a credential with the gateway's read_registry role).
 
     ``version`` 0 (no champion: a first champion refused by the gate) has nothing to confirm and
     returns at once with ``confirmed`` False.
@@ -571,7 +578,7 @@ def confirm_rollout(
 
     async def call() -> dict[str, Any]:
         last = "no answer"
-        async with InferenceClient.connect(target) as client:
+        async with InferenceClient.connect(target, token=token) as client:
             while time.monotonic() - began < timeout_s:
                 try:
                     slots = await client.list_serving_models(timeout_s=10, errors=errors)

@@ -179,6 +179,7 @@ def training(
             model_name=model_name,
             version=promoted.outputs["champion_version"],
             timeout_s=rollout_timeout_s,
+            token=registry_token,  # the pipeline's identity: read_registry on the gateway too
             **run,
         ),
         "confirm-rollout",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,28 @@ import httpx
 import pytest
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_kit import aio_channel
+from creditrisk_kit.auth import bearer_interceptors
 from creditrisk_telemetry import configure_telemetry
+from creditrisk_testing.refusal import REFUSAL_API_KEYS
 from fakes import TOKEN, FakeDrift, FakeFeatureStore, FakeModelServer, FakeRegistry
 from inference_gateway.service import Gateway
 from inference_gateway.settings import GatewaySettings
 
 configure_telemetry("inference-gateway-tests")  # a real TracerProvider: real trace ids
+
+# API keys of the in-process gateway: key -> (subject, roles).
+KEYS = {
+    "admin-key": ("ops", ["admin"]),
+    "predict-key": ("scorer", ["predict"]),
+    "reader-key": ("analyst", ["predict", "read_features"]),
+    "registry-key": ("viewer", ["read_registry"]),
+    "monitor-key": ("prometheus", ["read_monitoring"]),
+}
+ADMIN_KEY = "admin-key"
+API_KEYS = json.dumps(
+    {key: {"subject": subject, "roles": roles} for key, (subject, roles) in KEYS.items()}
+    | REFUSAL_API_KEYS  # creditrisk_testing.refusal's lower-role keys
+)
 
 # Applicants known to the fake feature store.
 ROWS = {
@@ -80,6 +97,8 @@ class Stack:
             "grace_period_s": 1.0,
             "max_batch_size": 50,
             "max_message_bytes": 256 * 1024,
+            "auth_api_keys": API_KEYS,
+            "credential": "gateway-own-credential",
         }
         values.update(overrides)
         return GatewaySettings(**values)
@@ -88,12 +107,27 @@ class Stack:
 class Running:
     """A started gateway with clients for both transports."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, key: str = ADMIN_KEY) -> None:
         self.gateway = gateway
         self.core = gateway.core
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=10)
-        self.channel = aio_channel(f"127.0.0.1:{gateway.grpc_port}", max_message_bytes=1024 * 1024)
+        self.http = self.http_client(key)
+        self.channel = self.grpc_channel(key)
         self.grpc = igrpc.InferenceServiceStub(self.channel)
+
+    def http_client(self, key: str | None) -> httpx.AsyncClient:
+        """A REST client sending ``key`` (None: no credential); the caller closes it."""
+        headers = {"authorization": f"Bearer {key}"} if key is not None else {}
+        return httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.gateway.http_port}", timeout=10, headers=headers
+        )
+
+    def grpc_channel(self, key: str | None) -> Any:
+        """A gRPC channel sending ``key`` (None: no credential); the caller closes it."""
+        return aio_channel(
+            f"127.0.0.1:{self.gateway.grpc_port}",
+            max_message_bytes=1024 * 1024,
+            interceptors=bearer_interceptors(key) if key is not None else (),
+        )
 
     async def close(self) -> None:
         await self.http.aclose()

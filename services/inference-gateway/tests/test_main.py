@@ -33,6 +33,7 @@ def test_grpc_and_rest_serve_then_drain_on_sigterm(tmp_path: Path) -> None:
         drift_service_target=ep.unreachable(),
         champion_url=f"http://{ep.unreachable()}",
         buffer_path=str(tmp_path / "buffer.sqlite3"),
+        auth_api_keys='{"main-test-key": {"subject": "test", "roles": ["predict"]}}',
     )
     target = f"127.0.0.1:{grpc_port}"
     rest = f"http://127.0.0.1:{http_port}"

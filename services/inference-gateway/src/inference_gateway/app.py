@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -33,6 +34,8 @@ from creditrisk_kit import (
     ServiceError,
     parse_timestamp,
 )
+from creditrisk_kit.auth import Authenticator
+from creditrisk_kit.auth.http import AuthMiddleware, check_routes
 from creditrisk_telemetry import current_trace_id
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -41,6 +44,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from inference_gateway import metrics
+from inference_gateway.access import HTTP_POLICY, Access, Rate, RateLimiter, batch_outcome, record
 from inference_gateway.core import (
     BadValue,
     GatewayCore,
@@ -157,16 +161,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # ---------------------------------------------------------------- conversion
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
+
+
+def _retry_after(exc: ServiceError) -> dict[str, str] | None:
+    """``Retry-After`` (whole seconds, rounded up: RFC 9110 section 10.2.3) of an error that
+    carries a retry hint (rate limited, buffer full)."""
+    delay = getattr(exc, "retry_after_s", None)
+    return None if delay is None else {"Retry-After": str(max(1, math.ceil(delay)))}
 
 
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def prediction_body(p: Prediction) -> dict[str, Any]:
-    return {
+def prediction_body(p: Prediction, echo: bool = True) -> dict[str, Any]:
+    """The REST shape of ``p``; ``features`` only when ``echo`` (the caller's role allows)."""
+    body = {
         "event_id": p.event_id,
         "probability_of_default": p.probability_of_default,
         "decision": serving_pb2.Decision.Name(p.decision),
@@ -180,6 +192,9 @@ def prediction_body(p: Prediction) -> dict[str, Any]:
         "client_request_id": p.client_request_id,
         "event_time": _iso(p.event_time),
     }
+    if not echo:
+        del body["features"]
+    return body
 
 
 def error_body(error: ServiceError) -> dict[str, Any]:
@@ -268,7 +283,13 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def create_app(
-    core: GatewayCore, *, body_limit: int, draining: Any = None, naive_timestamps: NaiveTimestamps = "refuse"
+    core: GatewayCore,
+    *,
+    body_limit: int,
+    draining: Any = None,
+    naive_timestamps: NaiveTimestamps = "refuse",
+    authenticator: Authenticator | None = None,
+    access: Access | None = None,
 ) -> FastAPI:
     """The FastAPI app over ``core``.
 
@@ -277,7 +298,14 @@ def create_app(
         body_limit: largest request body, in bytes.
         draining: callable returning True once the process drains (readiness then fails).
         naive_timestamps: an ``event_time`` without an offset is ``"refuse"``d (422) or ``"utc"``.
+        authenticator: when given, every route needs the role of
+            :data:`~inference_gateway.access.HTTP_POLICY` (the kit's ``AuthMiddleware``; 401 / 403).
+        access: rate limits, echo and access log (default: no limit, features echoed).
+
+    Raises:
+        ValueError: a route without a policy entry (default deny), when ``authenticator`` is given.
     """
+    guard = access or Access(RateLimiter(Rate(0)), ())
     app = FastAPI(
         title="inference-gateway",
         version="1.0.0",
@@ -290,6 +318,8 @@ def create_app(
             "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS,
         },
     )
+    if authenticator is not None:  # inside the metrics middleware: refusals are counted
+        app.add_middleware(AuthMiddleware, authenticator=authenticator, policy=HTTP_POLICY)
     app.add_middleware(HttpMetricsMiddleware)  # http_server_* per route template (creditrisk_kit.metrics)
 
     @app.exception_handler(ServiceError)
@@ -310,7 +340,7 @@ def create_app(
             exc.grpc_status_code().name,
             extra={"http_status": exc.http_status_code(), "fields": exc.log_fields()},
         )
-        return _json({"error": error_body(exc)}, exc.http_status_code())
+        return _json({"error": error_body(exc)}, exc.http_status_code(), _retry_after(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -341,12 +371,18 @@ def create_app(
     )
     async def predict(request: Request) -> Response:
         with _span(request, "POST /v1/predict"):
+            principal = guard.admit()
+            applicant: int | None = None
             try:
                 body = await read_json(request, body_limit)
-                prediction = await core.predict(parse_predict(body, naive=naive_timestamps))
+                parsed = parse_predict(body, naive=naive_timestamps)
+                applicant = parsed.applicant_id
+                prediction = await core.predict(parsed)
             except ServiceError as exc:  # answered inside the span: the error carries the trace id
+                record("POST /v1/predict", principal, [applicant], exc.grpc_status_code().name)
                 return await _service_error(request, exc)
-            return _json(prediction_body(prediction))
+            record("POST /v1/predict", principal, [applicant], "OK")
+            return _json(prediction_body(prediction, guard.echo(principal)))
 
     @app.post(
         "/v1/predict:batch",
@@ -363,6 +399,7 @@ def create_app(
             if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
                 raise InvalidArgument("requests", "expected an array of predict requests")
             items = body["requests"]
+            principal = guard.admit(len(items))
             if len(items) > core.max_batch_size:
                 _LOGGER.warning("batch of %d items refused (limit %d)", len(items), core.max_batch_size)
                 raise PayloadTooLarge(
@@ -375,18 +412,28 @@ def create_app(
                 except InvalidArgument as exc:
                     parsed.append(ItemError(exc))
             valid = [p for p in parsed if isinstance(p, PredictInput)]
-            scored = iter(await core.predict_batch(valid)) if valid else iter(())
+            applicants = [p.applicant_id for p in valid]
+            try:
+                scored = iter(await core.predict_batch(valid)) if valid else iter(())
+            except ServiceError as exc:
+                record("POST /v1/predict:batch", principal, applicants, exc.grpc_status_code().name)
+                raise
+            echo = guard.echo(principal)
+            outcomes: list[Prediction | ItemError] = []
             results: list[dict[str, Any]] = []
             for p in parsed:
                 outcome = p if isinstance(p, ItemError) else next(scored)
+                outcomes.append(outcome)
                 if isinstance(outcome, ItemError):
                     results.append({"error": error_body(outcome.error)})
                 else:
-                    results.append({"prediction": prediction_body(outcome)})
+                    results.append({"prediction": prediction_body(outcome, echo)})
+            record("POST /v1/predict:batch", principal, applicants, batch_outcome(outcomes))
             return _json({"results": results})
 
     @app.get("/v1/models", response_model=ServingModelsBody, summary="The model server slots and their state")
     async def models() -> Response:
+        guard.admit()
         out = []
         for m in core.serving_models():
             out.append(
@@ -422,4 +469,6 @@ def create_app(
         metrics.LOG_BUFFER_BYTES.set(core.logger.buffer.bytes)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    if authenticator is not None:
+        check_routes(app, HTTP_POLICY)
     return app

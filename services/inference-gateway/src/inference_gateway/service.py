@@ -22,11 +22,12 @@ from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_clients import DriftServiceClient
 from creditrisk_kit import Service
-from creditrisk_kit.auth import outgoing_credential
+from creditrisk_kit.auth import Authenticator, outgoing_credential
 from creditrisk_kit.http import UvicornServer
 from creditrisk_kit.tls import ClientTls, ServerTls
 
 from inference_gateway import metrics
+from inference_gateway.access import GRPC_POLICY, Access, Rate, RateLimiter
 from inference_gateway.app import create_app
 from inference_gateway.core import GatewayCore
 from inference_gateway.features import FeatureClient
@@ -69,6 +70,17 @@ class Gateway:
         # servers) over TLS when the service's TLS_CA_FILE is set (creditrisk_kit.tls).
         client_tls = ClientTls.from_settings(s)
         model_ssl = client_tls.ssl_context() if client_tls is not None else None
+        # Who may call (INFERENCE_GATEWAY_AUTH_*); raises AuthConfigurationError (exit 2) without a
+        # credential source. The gateway's own identity (INFERENCE_GATEWAY_CREDENTIAL[_FILE]).
+        self.authenticator = Authenticator.from_settings(s)
+        self.credential = outgoing_credential(s)
+        self.access = Access(
+            RateLimiter(
+                Rate(s.rate_limit_per_s, s.rate_limit_burst),
+                {subject: Rate(r.per_s, r.burst) for subject, r in s.rate_limit_overrides.items()},
+            ),
+            s.echo_features_roles,
+        )
         self.features = FeatureClient(
             s.feature_service_target,
             s.feature_service_name,
@@ -79,7 +91,8 @@ class Gateway:
         )
         self.registry = RegistryClient(
             s.registry_target,
-            s.registry_token.get_secret_value(),
+            # Deprecated REGISTRY_TOKEN first (a stack that still sets it), else the own credential.
+            s.registry_token.get_secret_value() or self.credential(),
             deadline_s=s.registry_deadline_s,
             max_message_bytes=s.max_message_bytes,
             required_inputs_tag=s.required_inputs_tag,
@@ -139,6 +152,8 @@ class Gateway:
             body_limit=s.request_body_limit,
             draining=lambda: self._draining,
             naive_timestamps=s.naive_timestamps,
+            authenticator=self.authenticator,
+            access=self.access,
         )
         self.http = UvicornServer(
             self.app,
@@ -151,7 +166,7 @@ class Gateway:
         self.service = Service(
             service_names=[SERVICE_NAME],
             register=lambda server: igrpc.add_InferenceServiceServicer_to_server(
-                InferenceServicer(self.core), server
+                InferenceServicer(self.core, self.access), server
             ),
             readiness_checks={
                 "feature-service": self.core.feature_service_ready,
@@ -161,6 +176,8 @@ class Gateway:
             shutdown_hooks=[self._close],
             http_server=self.http,
             on_stop=self._begin_drain,
+            auth=GRPC_POLICY,
+            authenticator=self.authenticator,
         )
         """What ``python -m inference_gateway`` serves (after :meth:`start_background`)."""
         self.runner = self.service.runner(s)

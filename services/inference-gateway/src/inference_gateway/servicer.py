@@ -14,6 +14,7 @@ from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_kit import InvalidArgument, ServiceError
 
+from inference_gateway.access import SERVICE_NAME, Access, batch_outcome, record
 from inference_gateway.core import (
     BadValue,
     GatewayCore,
@@ -25,7 +26,7 @@ from inference_gateway.core import (
 )
 from inference_gateway.values import to_proto
 
-SERVICE_NAME = "creditrisk.inference.v1.InferenceService"
+__all__ = ["SERVICE_NAME", "InferenceServicer", "error_to_proto", "input_from_proto", "response_to_proto"]
 
 
 def input_from_proto(request: ipb.PredictRequest) -> PredictInput:
@@ -48,7 +49,8 @@ def input_from_proto(request: ipb.PredictRequest) -> PredictInput:
     )
 
 
-def response_to_proto(p: Prediction) -> ipb.PredictResponse:
+def response_to_proto(p: Prediction, *, echo: bool = True) -> ipb.PredictResponse:
+    """The PredictResponse of ``p``; ``features`` only when ``echo`` (the caller's role allows)."""
     response = ipb.PredictResponse(
         event_id=p.event_id,
         probability_of_default=p.probability_of_default,
@@ -62,8 +64,9 @@ def response_to_proto(p: Prediction) -> ipb.PredictResponse:
         client_request_id=p.client_request_id,
         event_time=timestamp(p.event_time),
     )
-    for name, value in p.features.items():
-        response.features[name].CopyFrom(to_proto(value))
+    if echo:
+        for name, value in p.features.items():
+            response.features[name].CopyFrom(to_proto(value))
     return response
 
 
@@ -81,27 +84,46 @@ def error_to_proto(error: ServiceError) -> error_pb2.Error:
 
 
 class InferenceServicer(igrpc.InferenceServiceServicer):  # type: ignore[misc]
-    """Predict, PredictBatch, ListServingModels."""
+    """Predict, PredictBatch, ListServingModels; each call counted against the caller's rate limit
+    (:class:`~inference_gateway.access.Access`), predictions recorded in the access log."""
 
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(self, core: GatewayCore, access: Access) -> None:
         self.core = core
+        self.access = access
 
     async def Predict(self, request: ipb.PredictRequest, context: Any) -> ipb.PredictResponse:
-        return response_to_proto(await self.core.predict(input_from_proto(request)))
+        principal = self.access.admit()
+        applicant = request.applicant_id if request.HasField("applicant_id") else None
+        try:
+            prediction = await self.core.predict(input_from_proto(request))
+        except ServiceError as exc:
+            record("Predict", principal, [applicant], exc.grpc_status_code().name)
+            raise
+        record("Predict", principal, [applicant], "OK")
+        return response_to_proto(prediction, echo=self.access.echo(principal))
 
     async def PredictBatch(self, request: ipb.PredictBatchRequest, context: Any) -> ipb.PredictBatchResponse:
-        results = await self.core.predict_batch([input_from_proto(r) for r in request.requests])
+        principal = self.access.admit(len(request.requests))
+        applicants = [r.applicant_id if r.HasField("applicant_id") else None for r in request.requests]
+        try:
+            results = await self.core.predict_batch([input_from_proto(r) for r in request.requests])
+        except ServiceError as exc:
+            record("PredictBatch", principal, applicants, exc.grpc_status_code().name)
+            raise
+        record("PredictBatch", principal, applicants, batch_outcome(results))
+        echo = self.access.echo(principal)
         out = ipb.PredictBatchResponse()
         for result in results:
             if isinstance(result, ItemError):
                 out.results.add(error=error_to_proto(result.error))
             else:
-                out.results.add(prediction=response_to_proto(result))
+                out.results.add(prediction=response_to_proto(result, echo=echo))
         return out
 
     async def ListServingModels(
         self, request: ipb.ListServingModelsRequest, context: Any
     ) -> ipb.ListServingModelsResponse:
+        self.access.admit()
         out = ipb.ListServingModelsResponse()
         for m in self.core.serving_models():
             model = out.models.add(

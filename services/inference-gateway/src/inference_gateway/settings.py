@@ -11,11 +11,26 @@ from pathlib import Path
 from typing import Literal
 
 from creditrisk_kit import NaiveTimestamps, ServiceSettings
-from pydantic import Field, SecretStr, model_validator
+from creditrisk_kit.auth import Role
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 ModelProtocol = Literal["seldon", "v2"]
 ChallengerMode = Literal["off", "shadow", "canary"]
+
+
+class RateSetting(BaseModel):
+    """One rate limit: ``per_s`` requests per second (0 = unlimited), bursts of up to ``burst``
+    (0 = twice ``per_s``; else at least ``per_s``)."""
+
+    per_s: int = Field(ge=0, le=1_000_000)
+    burst: int = Field(default=0, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _burst(self) -> RateSetting:
+        if self.burst and self.burst < self.per_s:
+            raise ValueError(f"burst ({self.burst}) must be at least per_s ({self.per_s}) or 0")
+        return self
 
 
 class GatewaySettings(ServiceSettings):
@@ -30,7 +45,6 @@ class GatewaySettings(ServiceSettings):
             version's lineage (and, when that is empty too, whatever is registered).
         feature_deadline_s: deadline of one GetOnlineFeatures call, in seconds.
         registry_target: ``host:port`` of the registry-gateway (gRPC).
-        registry_token: bearer token of a viewer of the registry-gateway (secret; never printed).
         model_name: registered model the slots serve.
         model_protocol: ``seldon`` (Seldon protocol, ``jsonData`` over REST) or ``v2`` (Open
             Inference Protocol V2 over REST).
@@ -62,6 +76,18 @@ class GatewaySettings(ServiceSettings):
             default: the OpenAPI schema's ``date-time`` is RFC 3339, which requires one) or read as
             ``utc``.
         max_request_bytes: largest REST body; 0 = ``max_message_bytes``.
+        registry_token: (deprecated) a credential for the registry-gateway only; empty (the
+            default) = the gateway's own ``credential`` / ``credential_file``, as for the
+            feature-service and the drift-service.
+        rate_limit_per_s / rate_limit_burst: every caller's (principal subject's) rate limit:
+            requests per second sustained and the largest burst (0 = twice the rate); a batch
+            counts one request per item. ``rate_limit_per_s`` 0 = no limit. Default 1000 / 2000,
+            generous: the limit stops a runaway client, capacity planning is the autoscaler's.
+        rate_limit_overrides: per-subject limits, JSON ``{"bench": {"per_s": 0}, "partner-x":
+            {"per_s": 50, "burst": 100}}``.
+        echo_features_roles: roles whose prediction answers carry the ``features`` used (JSON
+            list; default ``["read_features"]``; admin holds every role); other callers get the
+            answer without them.
 
     The kit's ``tls_*`` settings apply to the REST server as to gRPC, and ``tls_ca_file`` (with the
     client certificate) to every outgoing call, ``https://`` model-server URLs included.
@@ -111,10 +137,17 @@ class GatewaySettings(ServiceSettings):
     max_request_bytes: int = Field(default=0, ge=0, le=2**31 - 1)
     naive_timestamps: NaiveTimestamps = "refuse"
 
+    rate_limit_per_s: int = Field(default=1000, ge=0, le=1_000_000)
+    rate_limit_burst: int = Field(default=0, ge=0, le=10_000_000)
+    rate_limit_overrides: dict[str, RateSetting] = Field(default_factory=dict)
+    echo_features_roles: list[Role] = Field(default_factory=lambda: [Role.READ_FEATURES])
+
     @model_validator(mode="after")
     def _check(self) -> GatewaySettings:
         if self.challenger_mode != "off" and not self.challenger_url:
             raise ValueError("challenger_url is required when challenger_mode is not 'off'")
+        if self.rate_limit_burst and self.rate_limit_burst < self.rate_limit_per_s:
+            raise ValueError("rate_limit_burst must be at least rate_limit_per_s, or 0 (twice the rate)")
         return self
 
     @property

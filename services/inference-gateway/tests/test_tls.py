@@ -14,10 +14,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from conftest import Stack, wait_for
+from conftest import ADMIN_KEY, Stack, wait_for
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
 from creditrisk_kit import aio_channel
+from creditrisk_kit.auth import bearer_interceptors
 from creditrisk_kit.tls import ClientTls
 from creditrisk_testing.tls import CertificateAuthority, TlsFiles, write_tls_files
 from inference_gateway.service import Gateway
@@ -83,7 +84,9 @@ def _client(files: TlsFiles, *, certificate: bool = True) -> ClientTls:
 async def test_rest_and_grpc_over_mutual_tls_reach_every_backend_over_mutual_tls(
     gateway: Gateway, tls_stack: Stack, files: TlsFiles
 ) -> None:
-    async with httpx.AsyncClient(verify=_client(files).ssl_context(), timeout=10) as client:
+    async with httpx.AsyncClient(
+        verify=_client(files).ssl_context(), timeout=10, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    ) as client:
         response = await client.post(
             f"https://localhost:{gateway.http_port}/v1/predict", json={"applicant_id": 1}
         )
@@ -92,7 +95,9 @@ async def test_rest_and_grpc_over_mutual_tls_reach_every_backend_over_mutual_tls
     assert tls_stack.champion.records  # ... and really was called
     await wait_for(lambda: len(tls_stack.drift.events) >= 1)  # the prediction log went over TLS
 
-    channel = aio_channel(f"127.0.0.1:{gateway.grpc_port}", tls=_client(files))
+    channel = aio_channel(
+        f"127.0.0.1:{gateway.grpc_port}", tls=_client(files), interceptors=bearer_interceptors(ADMIN_KEY)
+    )
     try:
         answer = await igrpc.InferenceServiceStub(channel).Predict(ipb.PredictRequest(applicant_id=3))
         assert answer.model_version == 1

@@ -1,6 +1,8 @@
 """The registry cannot be bypassed: the attack of issue 18 replayed on the full stack.
 
-Through MLflow's own REST API (no credential of the registry-gateway), a writer creates a version
+Through MLflow's own REST API, with a stolen MLflow writer credential (the registry-gateway's own
+MLflow user: MLflow's basic-auth app refuses every other user's registry writes, tested in
+test_mlflow_auth_e2e.py) but no gRPC credential of the registry-gateway, a writer creates a version
 copying the champion's source, run, digest tags and approval tag, and moves ``champion`` to it:
 the champion slot (seldon-core, its own process) keeps serving the approved version and reports
 the refusal. Then the downgrade: the alias put back, in MLflow, on an older version that the
@@ -10,6 +12,7 @@ back where the gateway left it at the end. Figures in docs/security.md.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
@@ -19,7 +22,7 @@ import grpc
 import pytest
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
-from e2e_stack import ADMIN_TOKEN, MODEL_NAME, Stack, bearer, first_champion, register
+from e2e_stack import ADMIN_TOKEN, MODEL_NAME, Stack, bearer, first_champion, mlflow_auth, register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -27,8 +30,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 def _mlflow(stack: Stack, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     url = f"http://{stack.target('mlflow')}/api/2.0/mlflow/{path}"
     data = None if body is None else json.dumps(body).encode()
+    user, password = mlflow_auth("registry-gateway")  # the stolen writer credential
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", "Authorization": f"Basic {basic}"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return dict(json.loads(response.read() or b"{}"))
@@ -69,7 +77,12 @@ def _wait_refused(http: str, version: str, timeout_s: float = 60.0) -> tuple[dic
 
 
 def test_mlflow_bypass_and_downgrade_are_refused(stack: Stack) -> None:
-    champion = str(first_champion(stack)["registered"].version)
+    first_champion(stack)  # a champion exists; earlier tests of the session may have moved it since
+    champion = str(
+        _mlflow(stack, "GET", f"registered-models/alias?name={MODEL_NAME}&alias=champion")["model_version"][
+            "version"
+        ]
+    )
     http = f"http://{stack.target('model-server-champion')}"
     deadline = time.monotonic() + 120
     while _status(http).get("version") != champion:

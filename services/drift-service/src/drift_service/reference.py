@@ -215,10 +215,8 @@ _MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUE
 
 def _mlflow_error(exc: Exception, kind: str, name: str) -> Exception:
     """An MLflow client failure as a domain error: unknown things -> NOT_FOUND, credentials refused
-    by MLflow's basic-auth app (401/403) -> FAILED_PRECONDITION, the rest UNAVAILABLE. MLflow's
-    basic-auth app resolves the permission before the resource: a reader asking for a registered
-    model or a run that does not exist gets 403, so that case is the FAILED_PRECONDITION too
-    (named so)."""
+    by MLflow's basic-auth app (401/403) -> FAILED_PRECONDITION, the rest UNAVAILABLE. That app
+    answers 403 for a model or run that does not exist too: the FAILED_PRECONDITION says so."""
     from mlflow.exceptions import MlflowException
 
     response = getattr(exc, "response", None)  # requests.HTTPError of an artifact download

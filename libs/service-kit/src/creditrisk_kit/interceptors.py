@@ -194,21 +194,27 @@ def _wrap_unary_response(
     return wrapper
 
 
+async def stream_responses(result: Any) -> AsyncIterator[Any]:
+    """The responses of a server-streaming handler's ``result``, whatever its kind: an async
+    iterator, a plain iterator, or an awaitable (a coroutine handler that writes with
+    ``context.write()`` and returns None: nothing to yield). Shared by the kit's interceptors."""
+    if hasattr(result, "__aiter__"):
+        async for response in result:
+            yield response
+    elif inspect.isawaitable(result):
+        await result
+    else:
+        for response in result:
+            yield response
+
+
 def _wrap_stream_response(
     behavior: Callable[..., Any], method: str
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
-            result = behavior(request, context)
-            if hasattr(result, "__aiter__"):
-                async for response in result:
-                    yield response
-            elif inspect.isawaitable(result):
-                # A coroutine handler that writes with context.write() and returns None.
-                await result
-            else:
-                for response in result:
-                    yield response
+            async for response in stream_responses(behavior(request, context)):
+                yield response
         except BaseException as exc:  # SystemExit / KeyboardInterrupt too: INTERNAL, not a dead server
             if _should_reraise(exc):
                 raise

@@ -45,7 +45,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from .interceptors import rewrap_handler
+from .interceptors import rewrap_handler, stream_responses
 from .tls import ReloadingSslContext, TlsSocketServerMixin
 
 _LOGGER = logging.getLogger(__name__)
@@ -149,15 +149,8 @@ def _stream_response(
 ) -> Callable[..., AsyncIterator[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         with _Observation(method, rpc_type, context):
-            result = behavior(request, context)
-            if hasattr(result, "__aiter__"):
-                async for response in result:
-                    yield response
-            elif inspect.isawaitable(result):
-                await result
-            else:
-                for response in result:
-                    yield response
+            async for response in stream_responses(behavior(request, context)):
+                yield response
 
     return wrapper
 

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from ..interceptors import rewrap_handler
+from ..interceptors import rewrap_handler, stream_responses
 from .authenticator import Authenticator
 from .principal import (
     PUBLIC,
@@ -90,15 +90,8 @@ def _stream(
     async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
         principal = await check(header, requirement, method)
         set_current_principal(principal)  # each RPC runs in its own task: no reset needed
-        result = behavior(request, context)
-        if hasattr(result, "__aiter__"):
-            async for response in result:
-                yield response
-        elif inspect.isawaitable(result):
-            await result
-        else:
-            for response in result:
-                yield response
+        async for response in stream_responses(behavior(request, context)):
+            yield response
 
     return wrapper
 

@@ -32,13 +32,10 @@ import grpc.aio
 from creditrisk.common.v1 import values_pb2
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.errors import Unavailable
-from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
-from creditrisk_kit.tls import ClientTls
 from google.protobuf import struct_pb2
 
-from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the inference-gateway's errors (see the module docstring).
@@ -158,24 +155,6 @@ class InferenceClient(ContractClient):
     ) -> None:
         super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = ipb_grpc.InferenceServiceStub(channel)
-
-    @classmethod
-    def connect(
-        cls,
-        target: str,
-        *,
-        token: TokenProvider = "",
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        errors: DownstreamErrors = INFERENCE_ERRORS,
-        tls: ClientTls | None = None,
-    ) -> InferenceClient:
-        """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
-        arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
-        channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
-        )
-        return cls(channel, token=token, errors=errors, owns_channel=True)
 
     async def predict(
         self,

@@ -10,6 +10,7 @@ from feature_service import convert
 from google.protobuf.timestamp_pb2 import Timestamp
 
 T = Timestamp(seconds=1_709_285_400)
+EARLY = Timestamp(seconds=-(10**11))
 
 
 def _row(**times: Timestamp) -> pb.PushRow:
@@ -21,7 +22,7 @@ def _row(**times: Timestamp) -> pb.PushRow:
     [
         (_row(event_timestamp=Timestamp(seconds=T.seconds, nanos=-1)), "rows[1].event_timestamp.nanos"),
         (_row(event_timestamp=Timestamp(seconds=10**12)), "rows[1].event_timestamp"),
-        (_row(event_timestamp=T, created_timestamp=Timestamp(seconds=-(10**11))), "rows[1].created_timestamp"),
+        (_row(event_timestamp=T, created_timestamp=EARLY), "rows[1].created_timestamp"),
     ],
 )
 def test_a_push_row_out_of_range_names_its_field(row: pb.PushRow, field: str) -> None:

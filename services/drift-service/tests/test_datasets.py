@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from creditrisk_kit import InvalidArgument, NotFound, PermissionDenied
-from drift_service.datasets import DatasetLimits, ExplicitDatasetResolver
+from drift_service.datasets import DatasetLimits, LocalDatasets
 from drift_service.settings import DriftServiceSettings
 from pydantic import ValidationError
 
@@ -27,8 +27,8 @@ def places(tmp_path: Path) -> tuple[Path, Path]:
     return root, outside
 
 
-def resolver(root: Path, **limits: int) -> ExplicitDatasetResolver:
-    return ExplicitDatasetResolver(DatasetLimits((root,), **limits))
+def resolver(root: Path, **limits: int) -> LocalDatasets:
+    return LocalDatasets(DatasetLimits((root,), **limits))
 
 
 def test_a_file_under_the_root_is_read_as_path_and_file_uri(places: tuple[Path, Path]) -> None:
@@ -44,7 +44,7 @@ def test_a_file_under_the_root_is_read_as_path_and_file_uri(places: tuple[Path, 
 def test_no_roots_refuses_every_local_path(places: tuple[Path, Path]) -> None:
     root, _ = places
     with pytest.raises(PermissionDenied, match="DRIFT_SERVICE_DATASET_ROOTS is empty"):
-        ExplicitDatasetResolver().read(str(root / "ref.parquet"))
+        LocalDatasets().read(str(root / "ref.parquet"))
 
 
 def test_traversal_out_of_the_root_is_refused(places: tuple[Path, Path]) -> None:

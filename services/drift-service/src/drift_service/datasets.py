@@ -191,7 +191,7 @@ def _read(path: Path, files: Sequence[Path]) -> pd.DataFrame:
     return dataset.to_table().to_pandas()
 
 
-class ExplicitDatasetResolver:
+class LocalDatasets:
     """Reads an explicit Parquet dataset (file or directory) within :class:`DatasetLimits`,
     cached by its files' paths, sizes and modification times (one entry: references are large).
 

@@ -62,8 +62,7 @@ from creditrisk_kit import (
 from creditrisk_kit.auth import BearerInterceptor, CredentialProvider
 from creditrisk_kit.tls import ClientTls
 
-from drift_service.datasets import DatasetLimits, sha256_of
-from drift_service.datasets import ExplicitDatasetResolver as LocalDatasets
+from drift_service.datasets import DatasetLimits, LocalDatasets, sha256_of
 from drift_service.domain import PREDICTION_COLUMN, DatasetRef
 
 _LOG = logging.getLogger("drift_service")

@@ -157,3 +157,13 @@ def test_window_checks_its_arguments() -> None:
         window("credit-risk", END, START)
     with pytest.raises(ValueError, match="timezone"):
         window("credit-risk", datetime(2025, 1, 1), END)
+
+
+async def test_connect_passes_its_options_to_the_constructor_and_refuses_unknown_ones() -> None:
+    client = DriftServiceClient.connect("127.0.0.1:1", token="drift-caller", default_timeout_s=None)
+    try:
+        assert client.metadata == (("authorization", "Bearer drift-caller"),)
+    finally:
+        await client.close()
+    with pytest.raises(TypeError, match="historical_timeout_s"):
+        DriftServiceClient.connect("127.0.0.1:1", historical_timeout_s=5.0)

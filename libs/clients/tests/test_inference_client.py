@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from creditrisk.common.v1 import error_pb2, serving_pb2, values_pb2
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
@@ -210,3 +212,15 @@ async def test_a_broken_batch_answer_is_never_paired_with_the_wrong_applicant(ga
     (item,) = await client.predict_batch([predict_request(1)])
     assert not item.ok
     assert item.code is grpc.StatusCode.UNKNOWN  # was OK, with no prediction
+
+
+def test_numpy_scalars_count_as_their_python_kind() -> None:
+    assert feature_value(np.int64(7)).int64_value == 7
+    assert feature_value(np.float32(0.5)).double_value == 0.5
+    assert feature_value(np.bool_(True)).WhichOneof("kind") == "bool_value"
+    assert feature_value(np.str_("radio/tv")).string_value == "radio/tv"
+    assert predict_request(np.int64(42)).applicant_id == 42
+    with pytest.raises(TypeError, match="got Fraction"):
+        feature_value(Fraction(1, 3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="applicant_id must be an int"):
+        predict_request(np.bool_(True))  # type: ignore[arg-type]

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
-from creditrisk_kit import InvalidArgument, parse_timestamp, parse_timestamps
+from creditrisk_kit import InvalidArgument, from_proto_timestamp, parse_timestamp, parse_timestamps
 from creditrisk_kit.arrow import decode_chunk, encode_chunks, utc_timestamps
 from creditrisk_kit.settings import ServiceSettings
+from creditrisk_kit.timestamps import MAX_TIME, MIN_TIME
+from google.protobuf.timestamp_pb2 import Timestamp
 
 ISSUE_16 = ["2024-03-01T09:30:00-03:00", "2024-03-01 11:00:00"]
 EXPECTED_16 = [datetime(2024, 3, 1, 12, 30, tzinfo=UTC), datetime(2024, 3, 1, 11, 0, tzinfo=UTC)]
@@ -204,3 +206,26 @@ def test_invalid_utf8_is_a_client_error() -> None:
     payload = next(encode_chunks(pa.table({"t": array})))
     with pytest.raises(InvalidArgument, match="not an Arrow IPC stream"):
         decode_chunk(payload.payload)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "field"),
+    [
+        (0, -1, "event_time.nanos"),
+        (0, 1_000_000_000, "event_time.nanos"),
+        (-62_135_596_801, 0, "event_time"),  # before 0001-01-01, ToDatetime raises
+        (253_402_300_800, 0, "event_time"),  # after 9999-12-31
+        (-9_223_372_036, 0, "event_time"),  # a valid Timestamp, outside pandas' datetime64[ns] range
+        (int(MAX_TIME.timestamp()), 0, "event_time"),  # the first refused instant
+    ],
+)
+def test_proto_timestamp_out_of_range_names_the_field(seconds: int, nanos: int, field: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        from_proto_timestamp(Timestamp(seconds=seconds, nanos=nanos), field="event_time")
+    assert caught.value.field == field
+
+
+def test_proto_timestamp_in_range_is_aware_utc() -> None:
+    value = from_proto_timestamp(Timestamp(seconds=1_709_285_400, nanos=500_000_000), field="t")
+    assert value == datetime(2024, 3, 1, 9, 30, 0, 500_000, tzinfo=UTC)
+    assert from_proto_timestamp(Timestamp(seconds=int(MIN_TIME.timestamp())), field="t") == MIN_TIME

@@ -4,13 +4,11 @@ wrong one and with every role but its own; the policy covers every method of the
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
-from creditrisk_kit import ServiceRunner
 from creditrisk_kit.auth import Role, service_methods
-from creditrisk_testing.refusal import REFUSAL_API_KEYS, check_grpc_refusals
+from creditrisk_testing.refusal import REFUSAL_API_KEYS, check_servicer_refusals
 from feature_service.servicer import POLICY, SERVICE_NAME, FeatureStoreServiceServicer
 from feature_service.settings import FeatureServiceSettings
 
@@ -27,18 +25,12 @@ async def test_every_method_refused_three_ways(tmp_path: object) -> None:
         host="127.0.0.1", port=0, data_dir=str(tmp_path), auth_api_keys=json.dumps(REFUSAL_API_KEYS)
     )
     servicer = FeatureStoreServiceServicer(None, settings)  # type: ignore[arg-type]
-    runner = ServiceRunner(
+    report = await check_servicer_refusals(
         settings,
-        service_names=[SERVICE_NAME],
-        register=lambda server: pb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server),
-        auth=POLICY,
-        instrument=False,
+        [SERVICE_NAME],
+        lambda server: pb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server),
+        POLICY,
     )
-    await runner.start()
-    try:
-        report = await asyncio.to_thread(check_grpc_refusals, f"127.0.0.1:{runner.port}", POLICY)
-    finally:
-        await runner.stop()
     report.assert_all_refused()
     assert report.counts() == {
         attempt: (9, 9) for attempt in ("no credential", "wrong credential", "lower role")

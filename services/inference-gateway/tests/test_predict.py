@@ -362,3 +362,24 @@ async def test_openapi_and_probes(gw):
     assert ready.status_code == 200
     assert ready.json()["ready"]
     assert b"inference_gateway_predictions" in (await gw.http.get("/metrics")).content
+
+
+async def test_grpc_event_time_out_of_range_fails_its_item_only(gw):
+    bad = ipb.PredictRequest(applicant_id=2)
+    bad.event_time.nanos = -1
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await gw.grpc.Predict(bad)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(err.value) == ["event_time.nanos"]
+    far = ipb.PredictRequest(applicant_id=3)
+    far.event_time.seconds = 253_402_300_800  # after 9999-12-31
+    response = await gw.grpc.PredictBatch(
+        ipb.PredictBatchRequest(requests=[ipb.PredictRequest(applicant_id=1), bad, far])
+    )
+    assert response.results[0].prediction.model_version == 1
+    assert response.results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "requests[1].event_time.nanos" in response.results[1].error.message
+    assert "requests[2].event_time" in response.results[2].error.message
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await gw.grpc.PredictBatch(ipb.PredictBatchRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

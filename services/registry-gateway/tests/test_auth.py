@@ -5,14 +5,12 @@ its own (the kit's interceptor refuses before the servicer runs, so no core is n
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
-from creditrisk_kit import ServiceRunner
 from creditrisk_kit.auth import Authenticator, Principal, Role
-from creditrisk_testing.refusal import REFUSAL_API_KEYS, check_grpc_refusals
+from creditrisk_testing.refusal import REFUSAL_API_KEYS, check_servicer_refusals
 from registry_gateway.auth import POLICY, SERVICE_NAME, audit_role, tokens_as_keys
 from registry_gateway.servicer import RegistryServicer, register
 from registry_gateway.settings import Settings, TokenEntry
@@ -32,19 +30,13 @@ def _settings(**overrides: Any) -> Settings:
 
 async def test_every_method_refused_three_ways() -> None:
     settings = _settings(auth_api_keys=json.dumps(REFUSAL_API_KEYS))
-    runner = ServiceRunner(
+    report = await check_servicer_refusals(
         settings,
-        service_names=[SERVICE_NAME],
-        register=register(RegistryServicer(core=None)),  # type: ignore[arg-type]
-        auth=POLICY,
-        authenticator=Authenticator.from_settings(settings, extra_keys=tokens_as_keys(settings.tokens)),
-        instrument=False,
+        [SERVICE_NAME],
+        register(RegistryServicer(core=None)),  # type: ignore[arg-type]
+        POLICY,
+        Authenticator.from_settings(settings, extra_keys=tokens_as_keys(settings.tokens)),
     )
-    await runner.start()
-    try:
-        report = await asyncio.to_thread(check_grpc_refusals, f"127.0.0.1:{runner.port}", POLICY)
-    finally:
-        await runner.stop()
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == 12
     assert report.counts() == {

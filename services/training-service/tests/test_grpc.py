@@ -423,3 +423,22 @@ async def test_soft_voting_ensemble_hyperparameter_errors_name_every_field(servi
         "spec.model.hyperparameters.rf_min_samples_leaf",
         "spec.model.hyperparameters.max_features",
     }
+
+
+async def test_out_of_range_timestamps_name_their_field(service: Service) -> None:
+    spec = make_spec()
+    spec.application_time_range.start.nanos = -1
+    spec.application_time_range.end.seconds = 10**12  # beyond year 9999: ToDatetime raises
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await service.stub.StartTrainingJob(pb.StartTrainingJobRequest(spec=spec))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _bad_request_fields(caught.value) == {
+        "spec.application_time_range.start.nanos",
+        "spec.application_time_range.end",
+    }
+    request = pb.ListTrainingJobsRequest()
+    request.create_time_range.start.seconds = -(10**11)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await service.stub.ListTrainingJobs(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "create_time_range.start" in (caught.value.details() or "")

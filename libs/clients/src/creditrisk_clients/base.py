@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Self
+from typing import Any, Self
 
 import grpc.aio
-from creditrisk_kit.client import aio_channel
+from creditrisk_kit.client import DEFAULT_TIMEOUT_S, aio_channel
+from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
 from creditrisk_kit.tls import ClientTls
 
 from creditrisk_clients.errors import DownstreamErrors
@@ -57,6 +59,35 @@ class ContractClient:
         self.errors = errors
         self._owns_channel = owns_channel
         self._token: Callable[[], str] = (lambda: token) if isinstance(token, str) else token
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        tls: ClientTls | None = None,
+        **options: Any,
+    ) -> Self:
+        """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`).
+
+        Args:
+            target: ``host:port`` or a gRPC target URI.
+            max_message_bytes / default_timeout_s: As for :func:`open_channel` (``default_timeout_s``
+                None: every call must pass ``timeout_s``).
+            tls: As for :func:`open_channel` (None: plaintext).
+            options: The client's constructor keywords (``token``, ``errors``, and its own).
+
+        Raises:
+            OSError: When a file of ``tls`` cannot be read.
+            TypeError: An option the client's constructor does not take.
+        """
+        inspect.signature(cls).bind(None, owns_channel=True, **options)  # before a channel exists
+        channel = open_channel(
+            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
+        )
+        return cls(channel, owns_channel=True, **options)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

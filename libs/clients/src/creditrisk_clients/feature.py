@@ -38,12 +38,10 @@ import grpc.aio
 from creditrisk.common.v1 import arrow_pb2, time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as fpb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
-from creditrisk_kit.tls import ClientTls
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider
 from creditrisk_clients.errors import DownstreamErrors
 
 if TYPE_CHECKING:  # the extra "arrow": imported on the historical path only
@@ -104,34 +102,6 @@ class FeatureServiceClient(ContractClient):
         self.historical_timeout_s = historical_timeout_s
         self._stub = fpb_grpc.FeatureStoreServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
-
-    @classmethod
-    def connect(
-        cls,
-        target: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        errors: DownstreamErrors = FEATURE_SERVICE_ERRORS,
-        historical_timeout_s: float = 300.0,
-        tls: ClientTls | None = None,
-        token: TokenProvider = "",
-    ) -> FeatureServiceClient:
-        """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`).
-
-        Args:
-            target: ``host:port`` or a gRPC target URI.
-            max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`
-                (None: every call must pass ``timeout_s``).
-            errors / historical_timeout_s / token: As for the constructor.
-            tls: As for :func:`creditrisk_clients.base.open_channel` (None: plaintext).
-        """
-        channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
-        )
-        return cls(
-            channel, errors=errors, historical_timeout_s=historical_timeout_s, owns_channel=True, token=token
-        )
 
     async def serving(self, *, timeout_s: float = 2.0) -> bool:
         """Whether the feature-service reports SERVING on ``grpc.health.v1`` (server as a whole).

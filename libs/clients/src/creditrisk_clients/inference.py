@@ -23,22 +23,22 @@ values) and RESOURCE_EXHAUSTED stay ``grpc.aio.AioRpcError`` unless the caller g
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
 
 import grpc
 import grpc.aio
 from creditrisk.common.v1 import values_pb2
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.errors import Unavailable
-from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
-from creditrisk_kit.tls import ClientTls
 from google.protobuf import struct_pb2
 
-from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the inference-gateway's errors (see the module docstring).
@@ -50,7 +50,10 @@ RequestValue = bool | int | float | str | None | values_pb2.FeatureValue
 
 def feature_value(value: RequestValue) -> values_pb2.FeatureValue:
     """``value`` as a ``FeatureValue``: ``bool`` -> bool, ``int`` -> int64, ``float`` -> double,
-    ``str`` -> string, ``None`` -> null; a ``FeatureValue`` unchanged.
+    ``str`` -> string, ``None`` -> null; a ``FeatureValue`` unchanged. NumPy and pandas scalars
+    (a value read from a DataFrame) count as their Python kind: ``numpy.bool_`` as bool, any
+    ``numbers.Integral`` (``numpy.int64``) as int, any other ``numbers.Real`` (``numpy.float32``)
+    as float.
 
     Raises:
         TypeError: Any other type (e.g. a ``Decimal`` or a ``datetime``).
@@ -59,14 +62,14 @@ def feature_value(value: RequestValue) -> values_pb2.FeatureValue:
         return value
     if value is None:
         return values_pb2.FeatureValue(null_value=struct_pb2.NULL_VALUE)
-    if isinstance(value, bool):  # before int: bool is an int subclass
-        return values_pb2.FeatureValue(bool_value=value)
-    if isinstance(value, int):
-        return values_pb2.FeatureValue(int64_value=value)
-    if isinstance(value, float):
-        return values_pb2.FeatureValue(double_value=value)
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
+        return values_pb2.FeatureValue(bool_value=bool(value))  # before int: bool is an int subclass
+    if isinstance(value, numbers.Integral):
+        return values_pb2.FeatureValue(int64_value=int(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, Decimal | Fraction):
+        return values_pb2.FeatureValue(double_value=float(value))
     if isinstance(value, str):
-        return values_pb2.FeatureValue(string_value=value)
+        return values_pb2.FeatureValue(string_value=str(value))
     raise TypeError(f"a request value must be bool, int, float, str or None, got {type(value).__name__}")
 
 
@@ -90,9 +93,9 @@ def predict_request(
         TypeError: A request value of another type, or a non-integer ``applicant_id``.
         ValueError: A naive ``event_time``.
     """
-    if isinstance(applicant_id, bool) or not isinstance(applicant_id, int):
+    if isinstance(applicant_id, bool) or not isinstance(applicant_id, numbers.Integral):
         raise TypeError(f"applicant_id must be an int, got {type(applicant_id).__name__}")
-    request = ipb.PredictRequest(applicant_id=applicant_id, client_request_id=client_request_id)
+    request = ipb.PredictRequest(applicant_id=int(applicant_id), client_request_id=client_request_id)
     for name, value in (request_values or {}).items():
         request.request_values[name].CopyFrom(feature_value(value))
     if event_time is not None:
@@ -158,24 +161,6 @@ class InferenceClient(ContractClient):
     ) -> None:
         super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = ipb_grpc.InferenceServiceStub(channel)
-
-    @classmethod
-    def connect(
-        cls,
-        target: str,
-        *,
-        token: TokenProvider = "",
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        errors: DownstreamErrors = INFERENCE_ERRORS,
-        tls: ClientTls | None = None,
-    ) -> InferenceClient:
-        """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
-        arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
-        channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
-        )
-        return cls(channel, token=token, errors=errors, owns_channel=True)
 
     async def predict(
         self,

@@ -30,14 +30,11 @@ import grpc.aio
 from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S
 from creditrisk_kit.errors import FailedPrecondition, PreconditionViolation
-from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
-from creditrisk_kit.tls import ClientTls
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
-from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the registry-gateway's errors (see :mod:`creditrisk_clients.errors`).
@@ -99,30 +96,6 @@ class RegistryClient(ContractClient):
     ) -> None:
         super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = rpb_grpc.ModelRegistryServiceStub(channel)
-
-    @classmethod
-    def connect(
-        cls,
-        target: str,
-        *,
-        token: TokenProvider = "",
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        errors: DownstreamErrors = REGISTRY_ERRORS,
-        tls: ClientTls | None = None,
-    ) -> RegistryClient:
-        """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`).
-
-        Args:
-            target: ``host:port`` or a gRPC target URI.
-            max_message_bytes / default_timeout_s: As for :func:`creditrisk_clients.base.open_channel`.
-            token / errors: As for the constructor.
-            tls: As for :func:`creditrisk_clients.base.open_channel` (None: plaintext).
-        """
-        channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
-        )
-        return cls(channel, token=token, errors=errors, owns_channel=True)
 
     async def get_model_version(
         self,

@@ -25,11 +25,8 @@ import grpc.aio
 from creditrisk.common.v1 import time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
-from creditrisk_kit.client import DEFAULT_TIMEOUT_S
-from creditrisk_kit.settings import DEFAULT_MAX_MESSAGE_BYTES
-from creditrisk_kit.tls import ClientTls
 
-from creditrisk_clients.base import ContractClient, TokenProvider, open_channel
+from creditrisk_clients.base import ContractClient, TokenProvider
 from creditrisk_clients.errors import DownstreamErrors
 
 #: The default mapping of the training-service's errors (see :mod:`creditrisk_clients.errors`).
@@ -65,24 +62,6 @@ class TrainingServiceClient(ContractClient):
     ) -> None:
         super().__init__(channel, errors=errors, owns_channel=owns_channel, token=token)
         self._stub = tpb_grpc.TrainingServiceStub(channel)
-
-    @classmethod
-    def connect(
-        cls,
-        target: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        errors: DownstreamErrors = TRAINING_ERRORS,
-        tls: ClientTls | None = None,
-        token: TokenProvider = "",
-    ) -> TrainingServiceClient:
-        """A client over its own kit ``aio_channel`` to ``target`` (closed by :meth:`close`); the
-        arguments as for :func:`creditrisk_clients.base.open_channel` and the constructor."""
-        channel = open_channel(
-            target, max_message_bytes=max_message_bytes, default_timeout_s=default_timeout_s, tls=tls
-        )
-        return cls(channel, errors=errors, owns_channel=True, token=token)
 
     async def start_job(
         self,

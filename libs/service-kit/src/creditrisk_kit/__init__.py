@@ -81,7 +81,7 @@ from .server import (
 )
 from .service import EXIT_INTERRUPTED, Service, ServiceSpec, run_service
 from .settings import DEFAULT_MAX_MESSAGE_BYTES, EXIT_BAD_CONFIGURATION, LogLevel, ServiceSettings
-from .timestamps import NaiveTimestamps, parse_timestamp, parse_timestamps
+from .timestamps import NaiveTimestamps, from_proto_timestamp, parse_timestamp, parse_timestamps
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -126,6 +126,7 @@ __all__ = [
     "Unavailable",
     "aio_channel",
     "channel_options",
+    "from_proto_timestamp",
     "insecure_channel",
     "is_domain_error",
     "parse_timestamp",

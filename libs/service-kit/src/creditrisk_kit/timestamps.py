@@ -37,6 +37,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from .errors import MAX_VIOLATIONS, FieldViolation, InvalidArgument
 
 NaiveTimestamps = Literal["utc", "refuse"]
@@ -167,3 +169,31 @@ def parse_timestamps(
             )
         raise InvalidArgument.from_violations(violations)
     return out
+
+
+def from_proto_timestamp(value: Timestamp, *, field: str) -> datetime:
+    """A client's ``google.protobuf.Timestamp`` as an aware UTC ``datetime``.
+
+    ``Timestamp.ToDatetime`` raises ``ValueError`` / ``OverflowError`` for ``nanos`` outside
+    [0, 999999999] and ``seconds`` outside year 1 to 9999 (the ranges ``timestamp.proto``
+    documents), and anything it returns outside [:data:`MIN_TIME`, :data:`MAX_TIME`) breaks the
+    offline stores' ``datetime64[ns]`` arithmetic later; both are the client's mistake.
+
+    Args:
+        value: The message (an unset field reads as the epoch: check ``HasField`` first where
+            unset has a meaning).
+        field: Path of the field, for the error.
+
+    Raises:
+        InvalidArgument: naming ``field.nanos`` (out of [0, 999999999]) or ``field`` (outside
+            [:data:`MIN_TIME`, :data:`MAX_TIME`)).
+    """
+    if not 0 <= value.nanos <= 999_999_999:
+        raise InvalidArgument(f"{field}.nanos", "must be in [0, 999999999] (google.protobuf.Timestamp)")
+    try:
+        parsed = value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(field, OUT_OF_RANGE) from None
+    if not MIN_TIME <= parsed < MAX_TIME:
+        raise InvalidArgument(field, OUT_OF_RANGE)
+    return parsed

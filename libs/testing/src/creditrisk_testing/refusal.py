@@ -22,16 +22,19 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from creditrisk_kit.auth import ALWAYS_PUBLIC_SERVICES, PUBLIC, Requirement, Role
+import grpc.aio
+from creditrisk_kit import ServiceRunner
+from creditrisk_kit.auth import ALWAYS_PUBLIC_SERVICES, PUBLIC, Authenticator, MethodPolicy, Requirement, Role
 from creditrisk_kit.auth.http import DEFAULT_PUBLIC_PATHS
 from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -246,3 +249,37 @@ def check_http_refusals(
                 got = _http_status(url, verb.upper(), credential)
                 report.outcomes.append(Outcome(name, attempt, str(got), str(ATTEMPTS[attempt][1])))
     return report
+
+
+async def check_servicer_refusals(
+    settings: Any,
+    service_names: Sequence[str],
+    register: Callable[[grpc.aio.Server], None],
+    policy: MethodPolicy,
+    authenticator: Authenticator | None = None,
+) -> RefusalReport:
+    """:func:`check_grpc_refusals` against a servicer served in process by the kit's runner (no
+    telemetry): the way each service's own suite proves its policy without its backends, since the
+    kit's interceptor refuses before the servicer runs.
+
+    Args:
+        settings: The service's settings (``host="127.0.0.1", port=0``), whose API keys hold
+            :data:`REFUSAL_API_KEYS`.
+        service_names: The gRPC services ``register`` adds.
+        register: Adds the servicer to the server.
+        policy: The service's ``MethodPolicy``.
+        authenticator: The service's own (default: the kit's, from ``settings``).
+    """
+    runner = ServiceRunner(
+        settings,
+        service_names=list(service_names),
+        register=register,
+        auth=policy,
+        authenticator=authenticator,
+        instrument=False,
+    )
+    await runner.start()
+    try:
+        return await asyncio.to_thread(check_grpc_refusals, f"127.0.0.1:{runner.port}", policy)
+    finally:
+        await runner.stop()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from creditrisk.common.v1 import error_pb2, refs_pb2, time_range_pb2
 from creditrisk.common.v1 import refs_pb2 as _refs  # noqa: F401  (DatasetRef, ModelRef)
 from creditrisk.drift.v1 import drift_service_pb2 as pb
-from creditrisk_kit import InvalidArgument, ResourceExhausted
+from creditrisk_kit import InvalidArgument, ResourceExhausted, from_proto_timestamp
 from google.protobuf import timestamp_pb2
 
 from drift_service.domain import (
@@ -67,9 +67,22 @@ _POLICY = {
 # --- times ---------------------------------------------------------------------------------------
 
 
-def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
-    """A protobuf Timestamp as an aware UTC datetime."""
-    return ts.ToDatetime(tzinfo=UTC)
+def to_datetime(ts: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A client's protobuf Timestamp as an aware UTC datetime.
+
+    Raises:
+        InvalidArgument: naming ``field`` (or ``field.nanos``) when out of range
+            (``creditrisk_kit.from_proto_timestamp``).
+    """
+    return from_proto_timestamp(ts, field=field)
+
+
+def _time_in_range(ts: timestamp_pb2.Timestamp, path: str, violations: list[tuple[str, str]]) -> None:
+    """Adds a violation when ``ts`` (set) is out of range: one item of a batch fails on its own."""
+    try:
+        from_proto_timestamp(ts, field=path)
+    except InvalidArgument as exc:
+        violations.append((exc.field, exc.reason))
 
 
 def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -91,7 +104,7 @@ def time_range(message: time_range_pb2.TimeRange, field: str, present: bool) -> 
         raise InvalidArgument(f"{field}.start", "required")
     if not message.HasField("end"):
         raise InvalidArgument(f"{field}.end", "required")
-    start, end = to_datetime(message.start), to_datetime(message.end)
+    start, end = to_datetime(message.start, f"{field}.start"), to_datetime(message.end, f"{field}.end")
     if end <= start:
         raise InvalidArgument(f"{field}.end", "must be after start")
     return start, end
@@ -185,6 +198,8 @@ def prediction_events(
             v.append((f"{at}.model_version", "must be >= 1"))
         if not e.HasField("event_time"):
             v.append((f"{at}.event_time", "required"))
+        else:
+            _time_in_range(e.event_time, f"{at}.event_time", v)
         _unit_interval(e.probability_of_default, f"{at}.probability_of_default", v)
         _unit_interval(e.decision_threshold, f"{at}.decision_threshold", v)
         features = {
@@ -208,7 +223,7 @@ def prediction_events(
                 mode=ServingMode(int(e.mode))
                 if int(e.mode) in ServingMode._value2member_map_
                 else ServingMode.UNSPECIFIED,
-                event_time=to_datetime(e.event_time),
+                event_time=to_datetime(e.event_time, f"{at}.event_time"),
                 trace_id=e.trace_id,
                 primary_event_id=e.primary_event_id,
                 missing_features=tuple(e.missing_features),
@@ -240,12 +255,16 @@ def ground_truth(
             v.append((f"{at}.event_id", f"longer than {MAX_EVENT_ID_CHARS} characters"))
         elif key == "applicant" and not g.applicant.HasField("application_time"):
             v.append((f"{at}.applicant.application_time", "required"))
+        elif key == "applicant":
+            _time_in_range(g.applicant.application_time, f"{at}.applicant.application_time", v)
         if not g.HasField("label"):
             v.append((f"{at}.label", "required (0 = good, 1 = bad)"))
         elif g.label not in (0, 1):
             v.append((f"{at}.label", "must be 0 (good) or 1 (bad)"))
         if not g.HasField("observed_time"):
             v.append((f"{at}.observed_time", "required"))
+        else:
+            _time_in_range(g.observed_time, f"{at}.observed_time", v)
         if v:
             rejected.append(
                 RejectedItem(index=i, event_id=g.event_id if key == "event_id" else "", violations=tuple(v))
@@ -254,10 +273,12 @@ def ground_truth(
         valid.append(
             GroundTruthLabel(
                 label=g.label,
-                observed_time=to_datetime(g.observed_time),
+                observed_time=to_datetime(g.observed_time, f"{at}.observed_time"),
                 event_id=g.event_id if key == "event_id" else None,
                 applicant_id=g.applicant.applicant_id if key == "applicant" else None,
-                application_time=to_datetime(g.applicant.application_time) if key == "applicant" else None,
+                application_time=to_datetime(g.applicant.application_time, f"{at}.applicant.application_time")
+                if key == "applicant"
+                else None,
             )
         )
     return valid, rejected

@@ -21,6 +21,7 @@ from typing import Any
 from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk_kit.pages import decode_page_token, encode_page_token, page_limit
+from creditrisk_kit.timestamps import from_proto_timestamp
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from feature_service.domain import (
@@ -117,16 +118,21 @@ def to_timestamp(ts: datetime | None) -> timestamp_pb2.Timestamp | None:
     return out
 
 
-def from_timestamp(ts: timestamp_pb2.Timestamp) -> datetime:
-    """A protobuf Timestamp as an aware UTC datetime."""
-    return ts.ToDatetime(tzinfo=UTC)
+def from_timestamp(ts: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A client's protobuf Timestamp as an aware UTC datetime.
+
+    Raises:
+        InvalidArgument: naming ``field`` (or ``field.nanos``) when out of range
+            (``creditrisk_kit.from_proto_timestamp``).
+    """
+    return from_proto_timestamp(ts, field=field)
 
 
 def required_timestamp(owner: Any, name: str, field: str) -> datetime:
     """``owner.<name>`` as a UTC datetime. Raises InvalidArgument naming ``field`` when unset."""
     if not owner.HasField(name):
         raise InvalidArgument(field, "required")
-    return from_timestamp(getattr(owner, name))
+    return from_timestamp(getattr(owner, name), field)
 
 
 def time_range(value: time_range_pb2.TimeRange, field: str, present: bool) -> tuple[datetime, datetime]:
@@ -341,7 +347,9 @@ def push_rows(request: pb.PushRequest) -> list[dict[str, Any]]:
         values: dict[str, Any] = {k: from_value(v, f"rows[{i}].values.{k}") for k, v in row.values.items()}
         values["event_timestamp"] = required_timestamp(row, "event_timestamp", f"rows[{i}].event_timestamp")
         if row.HasField("created_timestamp"):
-            values["created_timestamp"] = from_timestamp(row.created_timestamp)
+            values["created_timestamp"] = from_timestamp(
+                row.created_timestamp, f"rows[{i}].created_timestamp"
+            )
         rows.append(values)
     return rows
 

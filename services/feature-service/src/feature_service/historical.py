@@ -90,7 +90,11 @@ async def read_entity_rows(
             "labelled_entities.application_time_range",
             spec.HasField("application_time_range"),
         )
-        known = convert.from_timestamp(spec.labels_known_at) if spec.HasField("labels_known_at") else None
+        known = (
+            convert.from_timestamp(spec.labels_known_at, "labelled_entities.labels_known_at")
+            if spec.HasField("labels_known_at")
+            else None
+        )
         table = await asyncio.to_thread(core.historical.labelled_entities, spec.label_view, start, end, known)
         return EntityRows(table, EVENT_TIMESTAMP)
     table = chunks.table()

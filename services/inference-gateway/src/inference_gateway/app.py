@@ -400,11 +400,7 @@ def create_app(
                 raise InvalidArgument("requests", "expected an array of predict requests")
             items = body["requests"]
             principal = guard.admit(len(items))
-            if len(items) > core.max_batch_size:
-                _LOGGER.warning("batch of %d items refused (limit %d)", len(items), core.max_batch_size)
-                raise PayloadTooLarge(
-                    f"batch of {len(items)} items exceeds the limit of {core.max_batch_size}"
-                )
+            core.check_batch_size(len(items))
             parsed: list[PredictInput | ItemError] = []
             for i, item in enumerate(items):
                 try:

@@ -408,13 +408,7 @@ class GatewayCore:
             InvalidArgument: no item.
             Unavailable: a backend down for every item.
         """
-        if len(requests) > self.max_batch_size:
-            _LOGGER.warning("batch of %d items refused (limit %d)", len(requests), self.max_batch_size)
-            raise PayloadTooLarge(
-                f"batch of {len(requests)} items exceeds the limit of {self.max_batch_size}"
-            )
-        if not requests:
-            raise InvalidArgument("requests", "at least one request is required")
+        self.check_batch_size(len(requests))
         semaphore = asyncio.Semaphore(16)
 
         async def one(index: int, item: PredictInput) -> Prediction | ItemError:
@@ -429,6 +423,19 @@ class GatewayCore:
         if errors and len(errors) == len(results) and all(isinstance(e, Unavailable) for e in errors):
             raise errors[0]
         return list(results)
+
+    def check_batch_size(self, count: int) -> None:
+        """Refuse a batch of ``count`` items before any work.
+
+        Raises:
+            PayloadTooLarge: more items than ``max_batch_size``.
+            InvalidArgument: no item.
+        """
+        if count > self.max_batch_size:
+            _LOGGER.warning("batch of %d items refused (limit %d)", count, self.max_batch_size)
+            raise PayloadTooLarge(f"batch of {count} items exceeds the limit of {self.max_batch_size}")
+        if not count:
+            raise InvalidArgument("requests", "at least one request is required")
 
     def serving_models(self) -> list[ServingModel]:
         """The slots and their state."""

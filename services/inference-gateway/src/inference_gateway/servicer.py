@@ -6,13 +6,12 @@ to statuses by its ``ErrorInterceptor``.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from creditrisk.common.v1 import error_pb2
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
-from creditrisk_kit import InvalidArgument, ServiceError
+from creditrisk_kit import InvalidArgument, ServiceError, from_proto_timestamp
 
 from inference_gateway.access import SERVICE_NAME, Access, batch_outcome, record
 from inference_gateway.core import (
@@ -29,8 +28,16 @@ from inference_gateway.values import to_proto
 __all__ = ["SERVICE_NAME", "InferenceServicer", "error_to_proto", "input_from_proto", "response_to_proto"]
 
 
-def input_from_proto(request: ipb.PredictRequest) -> PredictInput:
-    """Domain input of a PredictRequest (values unchecked; the core checks them)."""
+def input_from_proto(request: ipb.PredictRequest, prefix: str = "") -> PredictInput:
+    """Domain input of a PredictRequest (values unchecked; the core checks them).
+
+    Args:
+        request: The request.
+        prefix: Path of the request in its message, for errors (``requests[3].``).
+
+    Raises:
+        InvalidArgument: ``event_time`` out of range (``creditrisk_kit.from_proto_timestamp``).
+    """
     values: dict[str, RawValue] = {}
     for name, value in request.request_values.items():
         kind = value.WhichOneof("kind")
@@ -40,7 +47,11 @@ def input_from_proto(request: ipb.PredictRequest) -> PredictInput:
             values[name] = None
         else:
             values[name] = getattr(value, kind)
-    event_time = request.event_time.ToDatetime(tzinfo=dt.UTC) if request.HasField("event_time") else None
+    event_time = (
+        from_proto_timestamp(request.event_time, field=f"{prefix}event_time")
+        if request.HasField("event_time")
+        else None
+    )
     return PredictInput(
         applicant_id=request.applicant_id if request.HasField("applicant_id") else None,
         request_values=values,
@@ -105,11 +116,20 @@ class InferenceServicer(igrpc.InferenceServiceServicer):  # type: ignore[misc]
     async def PredictBatch(self, request: ipb.PredictBatchRequest, context: Any) -> ipb.PredictBatchResponse:
         principal = self.access.admit(len(request.requests))
         applicants = [r.applicant_id if r.HasField("applicant_id") else None for r in request.requests]
+        parsed: list[PredictInput | ItemError] = []
         try:
-            results = await self.core.predict_batch([input_from_proto(r) for r in request.requests])
+            self.core.check_batch_size(len(request.requests))
+            for i, item in enumerate(request.requests):
+                try:  # each item succeeds or fails on its own
+                    parsed.append(input_from_proto(item, f"requests[{i}]."))
+                except InvalidArgument as exc:
+                    parsed.append(ItemError(exc))
+            valid = [p for p in parsed if isinstance(p, PredictInput)]
+            scored = iter(await self.core.predict_batch(valid)) if valid else iter(())
         except ServiceError as exc:
             record("PredictBatch", principal, applicants, exc.grpc_status_code().name)
             raise
+        results = [p if isinstance(p, ItemError) else next(scored) for p in parsed]
         record("PredictBatch", principal, applicants, batch_outcome(results))
         echo = self.access.echo(principal)
         out = ipb.PredictBatchResponse()

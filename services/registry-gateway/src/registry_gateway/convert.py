@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as pb
-from creditrisk_kit import InvalidArgument
+from creditrisk_kit import InvalidArgument, from_proto_timestamp
 from google.protobuf import timestamp_pb2
 
 from registry_gateway import audit as au
@@ -71,8 +71,8 @@ def audit_filter(request: pb.ListAuditRecordsRequest) -> au.AuditFilter:
     """The filters of ListAuditRecords (a time range must end after it starts)."""
     start = end = None
     if request.HasField("time_range"):
-        start = request.time_range.start.ToDatetime(tzinfo=UTC)
-        end = request.time_range.end.ToDatetime(tzinfo=UTC)
+        start = from_proto_timestamp(request.time_range.start, field="time_range.start")
+        end = from_proto_timestamp(request.time_range.end, field="time_range.end")
         if end <= start:
             raise InvalidArgument("time_range", "end must be after start")
     return au.AuditFilter(

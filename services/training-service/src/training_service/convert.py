@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pandas as pd
 from creditrisk.common.v1 import error_pb2, refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
-from creditrisk_kit import FieldViolation, InvalidArgument, ServiceError
+from creditrisk_kit import FieldViolation, InvalidArgument, ServiceError, from_proto_timestamp
 from google.protobuf import timestamp_pb2
 
 from training_service.policy import DEFAULT_REASON, FeaturePolicy
@@ -78,9 +78,14 @@ class JobSpec:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def from_timestamp(ts: timestamp_pb2.Timestamp) -> datetime:
-    """An aware UTC datetime."""
-    return ts.ToDatetime(tzinfo=UTC)
+def from_timestamp(ts: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A client's protobuf Timestamp as an aware UTC datetime.
+
+    Raises:
+        InvalidArgument: naming ``field`` (or ``field.nanos``) when out of range
+            (``creditrisk_kit.from_proto_timestamp``).
+    """
+    return from_proto_timestamp(ts, field=field)
 
 
 def to_timestamp(when: datetime | pd.Timestamp) -> timestamp_pb2.Timestamp:
@@ -143,9 +148,18 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
             if not window.HasField(end_name):
                 violations.append(FieldViolation(f"spec.application_time_range.{end_name}", "required"))
     else:
-        start, end = from_timestamp(window.start), from_timestamp(window.end)
-        if start >= end:
-            violations.append(FieldViolation("spec.application_time_range", "end must be after start"))
+        ends: list[datetime] = []
+        for end_name in ("start", "end"):
+            try:
+                ends.append(
+                    from_timestamp(getattr(window, end_name), f"spec.application_time_range.{end_name}")
+                )
+            except InvalidArgument as exc:
+                violations.extend(exc.violations)
+        if len(ends) == 2:
+            start, end = ends
+            if start >= end:
+                violations.append(FieldViolation("spec.application_time_range", "end must be after start"))
     algorithm = _ALGORITHMS.get(spec.model.algorithm)
     resolved: dict[str, ParamValue] = {}
     if algorithm is None:

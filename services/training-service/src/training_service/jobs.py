@@ -520,8 +520,16 @@ class TrainingJobs:
         start = end = None
         if request.HasField("create_time_range"):
             window = request.create_time_range
-            start = convert.from_timestamp(window.start) if window.HasField("start") else None
-            end = convert.from_timestamp(window.end) if window.HasField("end") else None
+            start = (
+                convert.from_timestamp(window.start, "create_time_range.start")
+                if window.HasField("start")
+                else None
+            )
+            end = (
+                convert.from_timestamp(window.end, "create_time_range.end")
+                if window.HasField("end")
+                else None
+            )
         with self._lock:
             selected = [
                 job

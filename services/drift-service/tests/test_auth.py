@@ -5,7 +5,6 @@ kit's HTTP refusals); reads of reports are in the access log, subject and report
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import urllib.error
@@ -20,7 +19,12 @@ from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
 from creditrisk_kit import ServiceRunner, aio_channel
 from creditrisk_kit.auth import Authenticator, Role, bearer_interceptors, service_methods
-from creditrisk_testing.refusal import REFUSAL_API_KEYS, WRONG_CREDENTIAL, check_grpc_refusals, lower_role_key
+from creditrisk_testing.refusal import (
+    REFUSAL_API_KEYS,
+    WRONG_CREDENTIAL,
+    check_servicer_refusals,
+    lower_role_key,
+)
 from drift_service.core import DriftCore
 from drift_service.reports_http import ReportServer
 from drift_service.servicer import POLICY, SERVICE_NAME, DriftServiceServicer
@@ -53,20 +57,13 @@ def keyed(settings: DriftServiceSettings) -> DriftServiceSettings:
 
 
 async def test_every_method_refused_three_ways(settings: DriftServiceSettings) -> None:
-    settings = keyed(settings)
     servicer = DriftServiceServicer.__new__(DriftServiceServicer)  # never reached: refused before
-    runner = ServiceRunner(
-        settings,
-        service_names=[SERVICE_NAME],
-        register=lambda server: pb_grpc.add_DriftServiceServicer_to_server(servicer, server),
-        auth=POLICY,
-        instrument=False,
+    report = await check_servicer_refusals(
+        keyed(settings),
+        [SERVICE_NAME],
+        lambda server: pb_grpc.add_DriftServiceServicer_to_server(servicer, server),
+        POLICY,
     )
-    await runner.start()
-    try:
-        report = await asyncio.to_thread(check_grpc_refusals, f"127.0.0.1:{runner.port}", POLICY)
-    finally:
-        await runner.stop()
     print(f"drift-service (in process): {report.summary()}")
     report.assert_all_refused()
     assert report.counts() == {

@@ -278,15 +278,17 @@ def window(model_name: str, stream: Stream) -> dpb.Window:
     )
 
 
-def wait_logged(drift_service: str, model_name: str, stream: Stream, timeout_s: float = 120.0) -> int:
+def wait_logged(
+    drift_service: str, model_name: str, stream: Stream, token: str, timeout_s: float = 120.0
+) -> int:
     """Wait until the drift-service holds every prediction of the stream (the gateway logs them
-    asynchronously, in batches). Returns the count.
+    asynchronously, in batches), asking as ``token`` (read_monitoring). Returns the count.
 
     Raises:
         TimeoutError: fewer predictions than applicants after ``timeout_s``.
     """
     deadline, count = time.monotonic() + timeout_s, 0
-    with grpc.insecure_channel(drift_service) as channel:
+    with authed_channel(drift_service, token) as channel:
         stub = dpb_grpc.DriftServiceStub(channel)
         while time.monotonic() < deadline:
             response = stub.GetPerformance(
@@ -333,7 +335,7 @@ def deliver_labels(feature_service: str, drift_service: str, stream: Stream, tok
         for a in stream.applicants
         if a.event_id
     ]
-    with grpc.insecure_channel(drift_service) as channel:
+    with authed_channel(drift_service, token) as channel:  # write_labels
         answer = dpb_grpc.DriftServiceStub(channel).LogGroundTruth(
             dpb.LogGroundTruthRequest(labels=labels), timeout=120
         )

@@ -529,8 +529,9 @@ def _drift_row(table: Table, f: dpb.FeatureDrift, name: str | None = None) -> No
 
 
 def show_drift_report(drift: str, stream: world.Stream) -> dpb.DriftReport:
-    """The drift report the monitoring pipeline stored for the stream's window (ListDriftReports)."""
-    with grpc.insecure_channel(drift) as channel:
+    """The drift report the monitoring pipeline stored for the stream's window (ListDriftReports,
+    as the pipeline's identity: read_monitoring)."""
+    with world.authed_channel(drift, PROMOTER_TOKEN) as channel:
         reports = (
             dpb_grpc.DriftServiceStub(channel)
             .ListDriftReports(
@@ -566,7 +567,10 @@ def show_drift_report(drift: str, stream: world.Stream) -> dpb.DriftReport:
     console.print(
         f"{stream.regime}: {verdict}, drift share {report.drift_share:.2f}; rule: {report.dataset_drift_rule}"
     )
-    console.print(f"  Evidently report: [link={report.html_report_url}]{report.html_report_url}[/link]")
+    console.print(
+        f"  Evidently report: [link={report.html_report_url}]{report.html_report_url}[/link] "
+        "(needs a read_monitoring credential: `authorization: Bearer <key>`)"
+    )
     console.print(f"    its file: {demo_state.shown(report_file(report))}", soft_wrap=True)
     return report
 
@@ -735,7 +739,9 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
             world.score(targets["inference-gateway"], part, GATEWAY_KEY)
             progress.update(scored, advance=len(part.applicants))
         logged = progress.add_task("predictions logged (drift-service)", total=len(stream.applicants))
-        progress.update(logged, completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream))
+        progress.update(
+            logged, completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream, PROMOTER_TOKEN)
+        )
         labels = progress.add_task("outcomes -> label table + drift", total=len(stream.applicants))
         _written, joined = world.deliver_labels(
             targets["feature-service"], targets["drift-service"], stream, PROMOTER_TOKEN
@@ -840,7 +846,7 @@ def summary(
         title="monitoring windows (the monitoring pipeline's)",
     )
     reports: list[tuple[str, Path]] = []
-    with grpc.insecure_channel(targets["drift-service"]) as channel:
+    with world.authed_channel(targets["drift-service"], PROMOTER_TOKEN) as channel:
         stub = dpb_grpc.DriftServiceStub(channel)
         logged = 0
         for stream, result in windows:

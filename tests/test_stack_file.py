@@ -56,7 +56,16 @@ def test_the_demos_processes_are_wired_to_each_other(profile: str, monkeypatch: 
     drift = next(spec for spec in stack.processes if spec.name == "drift-service")
     # the demo starts it after MLflow and the registry-gateway: a version's training dataset is its
     # default reference
-    assert drift.env["DRIFT_SERVICE_REGISTRY_TOKEN"] == demo.VIEWER_TOKEN
+    # with its own identity (read_registry), known to the registry-gateway; strangers refused
+    assert "DRIFT_SERVICE_REGISTRY_TOKEN" not in drift.env
+    key = drift.env["DRIFT_SERVICE_CREDENTIAL"]
+    registry = next(spec for spec in stack.processes if spec.name == "registry-gateway")
+    assert json.loads(registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS"])[key]["roles"] == ["read_registry"]
+    assert json.loads(drift.env["DRIFT_SERVICE_AUTH_API_KEYS"]) == json.loads(
+        registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS"]
+    )
+    (root,) = json.loads(drift.env["DRIFT_SERVICE_DATASET_ROOTS"])
+    assert root == str(Path(drift.env["DRIFT_SERVICE_DATA_DIR"]).parent / "datasets")
     assert (
         drift.env["DRIFT_SERVICE_REGISTRY_TARGET"] == f"127.0.0.1:{stack.ports['registry-gateway']['port']}"
     )

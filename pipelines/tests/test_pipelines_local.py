@@ -106,8 +106,10 @@ class FakeDrift(dpb_grpc.DriftServiceServicer):
     def __init__(self, triggers: int) -> None:
         self.triggers = triggers
         self.windows: list[dpb.Window] = []
+        self.tokens: set[str] = set()
 
     def ComputeDrift(self, request, context):  # type: ignore[no-untyped-def]
+        self.tokens.add(dict(context.invocation_metadata()).get("authorization", ""))
         self.windows.append(request.window)
         report = dpb.DriftReport(
             id="r1",
@@ -128,6 +130,7 @@ class FakeDrift(dpb_grpc.DriftServiceServicer):
         return dpb.ComputeDriftResponse(reports=[report], trigger_events=events)
 
     def GetPerformance(self, request, context):  # type: ignore[no-untyped-def]
+        self.tokens.add(dict(context.invocation_metadata()).get("authorization", ""))
         return dpb.GetPerformanceResponse(
             reports=[
                 dpb.PerformanceReport(model_version=1, prediction_count=300, labelled_count=250, roc_auc=0.41)
@@ -208,6 +211,7 @@ def test_the_monitoring_pipeline_retrains_iff_a_trigger_fired(
     assert outputs["dataset_drift"] is bool(triggers)
     assert outputs["roc_auc"] == pytest.approx(0.41)
     assert outputs["labelled"] == 250
+    assert fakes["drift"].tokens == {"Bearer pipeline-secret"}  # read_monitoring as the pipeline
     (window_seen,) = fakes["drift"].windows
     assert window_seen.time_range.start.ToJsonString() == "2025-03-01T00:00:00Z"
     assert not window_seen.HasField("model_version")  # 0 = every version

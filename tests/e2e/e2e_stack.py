@@ -123,10 +123,11 @@ MLFLOW_PASSWORDS = {
     for user in ("registry-gateway", "training-service", "model-server", "drift-service")
 }
 
-#: The session's API keys (the stack file's ``api_keys``, creditrisk_kit.auth): the tokens above
-#: with kit roles (the promoter is the pipeline: it also trains, writes features and labels), the
-#: services' own identities (the file's defaults), and the refusal test's lower-role keys
-#: (creditrisk_testing.refusal: every role but one).
+#: The session's API keys (the stack file's ``api_keys``, creditrisk_kit.auth, known to the
+#: feature-, training- and drift-services and the registry-gateway): the tokens above with kit
+#: roles (the promoter is the pipeline: it also trains, writes features and labels, reads
+#: monitoring), the services' own identities (the file's defaults), and the refusal test's
+#: lower-role keys (creditrisk_testing.refusal: every role but one).
 API_KEYS: dict[str, dict[str, Any]] = {
     ADMIN_TOKEN: {"subject": "e2e-admin", "roles": ["admin"]},
     PROMOTER_TOKEN: {
@@ -149,6 +150,7 @@ API_KEYS: dict[str, dict[str, Any]] = {
     },
     PLATFORM.variables()["registry_gateway_key"]: {"subject": "registry-gateway", "roles": ["read_features"]},
     PLATFORM.variables()["training_service_key"]: {"subject": "training-service", "roles": ["read_features"]},
+    PLATFORM.variables()["drift_service_key"]: {"subject": "drift-service", "roles": ["read_registry"]},
     **REFUSAL_API_KEYS,
 }
 
@@ -207,6 +209,14 @@ def mlflow_env(user: str) -> dict[str, str]:
 def drift_data_dir(stack: Stack) -> Path:
     """The drift-service's data folder: the SQLite store (``drift.db``) and the HTML reports."""
     return stack.workdir / "drift-service"
+
+
+def drift_datasets_dir(stack: Stack) -> Path:
+    """The one folder the drift-service reads explicit reference datasets from (the stack file's
+    ``drift_dataset_roots``: ``DRIFT_SERVICE_DATASET_ROOTS``); made here."""
+    folder = stack.workdir / "datasets"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _ingest_german_credit(stack: Stack) -> None:

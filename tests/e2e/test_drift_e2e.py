@@ -6,6 +6,10 @@ prediction events, a batch is redelivered (stored once, counted as duplicates), 
 event id and by applicant + time, and drift is computed against an explicit Parquet reference (the
 other half of the applicants) for a normal and a shifted replay (credit_amount x 1.5, age + 10,
 30% of purposes -> business). Then the process is restarted and everything is still there.
+
+Every call carries the pipeline's key (log_predictions, write_labels, read_monitoring), the HTML
+report too; the reference lies in the one folder the stack allows (``DRIFT_SERVICE_DATASET_ROOTS``),
+a reference outside it is refused, and so is the HTML report without a credential.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import csv
 import math
 import random
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +32,7 @@ from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
 from creditrisk_testing.german_credit import INT_COLUMNS
-from e2e_stack import GERMAN_CSV, Stack
+from e2e_stack import GERMAN_CSV, PROMOTER_TOKEN, Stack, authed_channel, drift_datasets_dir
 from google.protobuf import timestamp_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -113,6 +118,15 @@ def window(start: datetime) -> pb.Window:
     return pb.Window(model_name=MODEL, model_version=1, time_range=_range(start, start + timedelta(days=1)))
 
 
+def fetch_report(url: str, token: str | None = PROMOTER_TOKEN) -> tuple[int, bytes]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return int(response.status), response.read(4096)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), b""
+
+
 def test_drift_through_the_service_process(stack: Stack, tmp_path: Path) -> None:
     began = time.monotonic()
     rows = german_rows()
@@ -125,16 +139,17 @@ def test_drift_through_the_service_process(stack: Stack, tmp_path: Path) -> None
     random.Random(11).shuffle(shuffled)
     reference_rows, current_rows = shuffled[REPLAY:], shuffled[:REPLAY]
     assert {r["purpose"] for r in current_rows} <= {r["purpose"] for r in reference_rows}
-    reference = tmp_path / "reference.parquet"
-    pq.write_table(
-        pa.Table.from_pylist([{k: v for k, v in r.items() if k != "applicant_id"} for r in reference_rows]),
-        reference,
+    reference = drift_datasets_dir(stack) / "reference.parquet"
+    table = pa.Table.from_pylist(
+        [{k: v for k, v in r.items() if k != "applicant_id"} for r in reference_rows]
     )
+    pq.write_table(table, reference)
+    pq.write_table(table, tmp_path / "outside.parquet")
 
     # process start-ups are timed apart: interpreter imports (pandas, scipy, SQLAlchemy) took 11-17 s
     # wall each (5 s of CPU) on this 2-core machine shared with other suites
     starting = time.monotonic()
-    channel = grpc.insecure_channel(stack.target("drift-service"))
+    channel = authed_channel(stack.target("drift-service"))
     start_ups = time.monotonic() - starting
     stub = pb_grpc.DriftServiceStub(channel)
 
@@ -166,6 +181,13 @@ def test_drift_through_the_service_process(stack: Stack, tmp_path: Path) -> None
         assert (answer.joined, answer.unmatched, len(answer.rejected)) == (100, 0, 0)
 
     # --- ComputeDrift on an explicit reference: normal -> no dataset drift; shifted -> drift + trigger
+    with pytest.raises(grpc.RpcError) as outside:  # outside the allowed root: refused, nothing read
+        stub.ComputeDrift(
+            pb.ComputeDriftRequest(window=window(T0), dataset_uri=str(tmp_path / "outside.parquet")),
+            timeout=60,
+        )
+    assert outside.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "DRIFT_SERVICE_DATASET_ROOTS" in (outside.value.details() or "")
     uri = reference.as_uri()
     calm = stub.ComputeDrift(pb.ComputeDriftRequest(window=window(T0), dataset_uri=uri), timeout=120)
     (report,) = calm.reports
@@ -185,10 +207,11 @@ def test_drift_through_the_service_process(stack: Stack, tmp_path: Path) -> None
     assert pb.POLICY_KIND_DATASET_DRIFT in {r.kind for r in trigger.reasons}
     assert list(trigger.drift_report_ids) == [drifted.id]
 
-    # --- the HTML report over HTTP
-    with urllib.request.urlopen(drifted.html_report_url, timeout=10) as response:
-        assert response.status == 200
-        assert b"<html" in response.read(4096).lower()
+    # --- the HTML report over HTTP: read_monitoring needed
+    status, head = fetch_report(drifted.html_report_url)
+    assert status == 200
+    assert b"<html" in head.lower()
+    assert fetch_report(drifted.html_report_url, None)[0] == 401
 
     (perf,) = stub.GetPerformance(pb.GetPerformanceRequest(window=window(T0)), timeout=30).reports
     assert (perf.prediction_count, perf.labelled_count) == (REPLAY, 200)
@@ -197,7 +220,7 @@ def test_drift_through_the_service_process(stack: Stack, tmp_path: Path) -> None
     # --- restart the process: events, labels, reports and triggers are still there
     assert stack.stop("drift-service") == 0
     starting = time.monotonic()
-    channel = grpc.insecure_channel(stack.target("drift-service"))
+    channel = authed_channel(stack.target("drift-service"))
     start_ups += time.monotonic() - starting
     stub = pb_grpc.DriftServiceStub(channel)
     kept = stub.GetDriftReport(pb.GetDriftReportRequest(report_id=drifted.id), timeout=30).report
@@ -209,8 +232,7 @@ def test_drift_through_the_service_process(stack: Stack, tmp_path: Path) -> None
     assert (perf.prediction_count, perf.labelled_count) == (REPLAY, 200)
     again = stub.LogPredictions(pb.LogPredictionsRequest(events=normal[:10]), timeout=30)
     assert (again.accepted, again.duplicates) == (0, 10)
-    with urllib.request.urlopen(kept.html_report_url, timeout=10) as response:
-        assert response.status == 200
+    assert fetch_report(kept.html_report_url)[0] == 200
     channel.close()
     # the service's work (every call above, the drain at the stop included) within a minute
     assert time.monotonic() - began - start_ups < 60, f"start-ups {start_ups:.1f} s"

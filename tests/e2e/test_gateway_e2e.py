@@ -90,7 +90,7 @@ def materialized(stack: Stack) -> None:
 
 
 def _count_logged(stack: Stack, version: int, start: datetime) -> int:
-    with grpc.insecure_channel(stack.target("drift-service")) as channel:
+    with authed_channel(stack.target("drift-service")) as channel:  # the pipeline: read_monitoring
         stub = dpb_grpc.DriftServiceStub(channel)
         window = dpb.Window(
             model_name=MODEL_NAME,

@@ -81,7 +81,7 @@ def _materialized(stack: Stack) -> None:
 def _stored(stack: Stack, start: datetime, end: datetime) -> int:
     """Prediction events of the model stored by the drift-service with an event time in
     ``[start, end)``, every version summed (GetPerformance's prediction_count)."""
-    with grpc.insecure_channel(stack.targets["drift-service"]) as channel:
+    with authed_channel(stack.targets["drift-service"]) as channel:  # the pipeline: read_monitoring
         stub = dpb_grpc.DriftServiceStub(channel)
         window = dpb.Window(
             model_name=MODEL_NAME, time_range=time_range_pb2.TimeRange(start=_ts(start), end=_ts(end))

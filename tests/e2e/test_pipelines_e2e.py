@@ -223,7 +223,9 @@ def _replay(loop: dict[str, Any], stream: world.Stream) -> None:
     assert world.push_features(targets["feature-service"], stream, PROMOTER_TOKEN) == len(stream.applicants)
     world.score(targets["inference-gateway"], stream, GATEWAY_KEY)
     assert {a.model_version for a in stream.applicants} == {1}
-    assert world.wait_logged(targets["drift-service"], MODEL_NAME, stream) == len(stream.applicants)
+    assert world.wait_logged(targets["drift-service"], MODEL_NAME, stream, PROMOTER_TOKEN) == len(
+        stream.applicants
+    )
     written, joined = world.deliver_labels(
         targets["feature-service"], targets["drift-service"], stream, PROMOTER_TOKEN
     )

@@ -4,14 +4,22 @@ with a wrong one and with a key holding every role but the method's
 (:mod:`creditrisk_testing.refusal`); all must be refused (UNAUTHENTICATED, UNAUTHENTICATED,
 PERMISSION_DENIED), health and reflection excepted. The roles below are the contract
 (docs/security.md): a method the server registers that is not in them fails the test, as it fails
-the server's start."""
+the server's start.
+
+Every process knows the refusal keys through the stack's ``api_keys`` (e2e_stack.API_KEYS): the
+feature-, training- and drift-services as ``<PREFIX>_AUTH_API_KEYS``, the registry-gateway as
+``REGISTRY_GATEWAY_AUTH_API_KEYS`` next to its legacy tokens. The drift-service's HTML report
+server is checked too (401 / 401 / 403 for a report that exists)."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import pytest
 from creditrisk_kit.auth import MethodPolicy, Role
-from creditrisk_testing.refusal import check_grpc_refusals
-from e2e_stack import PROMOTER_TOKEN, Stack, authed_channel
+from creditrisk_testing.refusal import WRONG_CREDENTIAL, check_grpc_refusals, lower_role_key
+from e2e_stack import PROMOTER_TOKEN, Stack, authed_channel, drift_data_dir
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -63,3 +71,70 @@ def test_training_service_refuses_every_method_without_its_role(stack: Stack) ->
     print(f"training-service: {report.summary()}")  # the figure of docs/security.md
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == len(TRAINING_SERVICE)
+
+
+DRIFT_SERVICE = MethodPolicy.for_service(
+    "creditrisk.drift.v1.DriftService",
+    {
+        "LogPredictions": Role.LOG_PREDICTIONS,
+        "LogGroundTruth": Role.WRITE_LABELS,
+        "ComputeDrift": Role.READ_MONITORING,
+        "GetDriftReport": Role.READ_MONITORING,
+        "ListDriftReports": Role.READ_MONITORING,
+        "GetPerformance": Role.READ_MONITORING,
+        "ListTriggerEvents": Role.READ_MONITORING,
+        "GetTriggerEvent": Role.READ_MONITORING,
+    },
+)
+
+
+def _report_status(url: str, credential: str | None) -> int:
+    headers = {"authorization": f"Bearer {credential}"} if credential else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_drift_service_refuses_every_method_and_report_without_its_role(stack: Stack) -> None:
+    target = stack.target("drift-service")
+    report = check_grpc_refusals(target, DRIFT_SERVICE)
+    print(f"drift-service: {report.summary()}")  # the figure of docs/security.md
+    report.assert_all_refused()
+    assert len(report.methods) - len(report.public) == len(DRIFT_SERVICE)
+    # the HTML report server: a report that exists, refused three ways, served with the role
+    reports = drift_data_dir(stack) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "refusal-e2e.html").write_text("<!DOCTYPE html><p>refusal</p>")
+    url = f"http://127.0.0.1:{stack.ports['drift-service-report']}/reports/refusal-e2e.html"
+    got = [_report_status(url, key) for key in (None, WRONG_CREDENTIAL, lower_role_key(Role.READ_MONITORING))]
+    print(f"drift-service reports: {got} (no credential, wrong, lower role)")
+    assert got == [401, 401, 403]
+    assert _report_status(url, PROMOTER_TOKEN) == 200
+
+
+REGISTRY_GATEWAY = MethodPolicy.for_service(
+    "creditrisk.registry.v1.ModelRegistryService",
+    {
+        "RegisterModelVersion": Role.REGISTER,
+        "ListRegisteredModels": Role.READ_REGISTRY,
+        "ListModelVersions": Role.READ_REGISTRY,
+        "GetModelVersion": Role.READ_REGISTRY,
+        "SetAlias": Role.PROMOTE,
+        "DeleteAlias": Role.ADMIN,
+        "EvaluatePromotion": Role.READ_REGISTRY,
+        "PromoteModelVersion": Role.PROMOTE,
+        "RollbackChampion": Role.ADMIN,
+        "RevokeModelVersion": Role.ADMIN,
+        "WatchAliases": Role.READ_REGISTRY,
+        "ListAuditRecords": Role.READ_REGISTRY,
+    },
+)
+
+
+def test_registry_gateway_refuses_every_method_without_its_role(stack: Stack) -> None:
+    report = check_grpc_refusals(stack.target("registry-gateway"), REGISTRY_GATEWAY)
+    print(f"registry-gateway: {report.summary()}")  # the figure of docs/security.md
+    report.assert_all_refused()
+    assert len(report.methods) - len(report.public) == len(REGISTRY_GATEWAY)

@@ -20,7 +20,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
-import grpc
 import pytest
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
@@ -33,7 +32,7 @@ from creditrisk_devstack import (
     free_port,
 )
 from creditrisk_devstack.procgroup import group_members
-from e2e_stack import ServiceDef, Stack
+from e2e_stack import ServiceDef, Stack, authed_channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -124,7 +123,7 @@ def _use(stack: Stack) -> None:
     """What a test of the stack does: call the services (starting them if necessary)."""
     with urllib.request.urlopen(f"http://{stack.target('recovery-web')}/", timeout=10) as response:
         assert response.status == 200
-    with grpc.insecure_channel(stack.target("drift-service")) as channel:
+    with authed_channel(stack.target("drift-service")) as channel:
         listed = dpb_grpc.DriftServiceStub(channel).ListTriggerEvents(
             dpb.ListTriggerEventsRequest(model_name="credit-risk"), timeout=30
         )

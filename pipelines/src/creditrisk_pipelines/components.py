@@ -191,6 +191,7 @@ def compute_drift(
     end: str,
     pipeline_job_id: str,
     traceparent: str = "",
+    token: str = "",
 ) -> NamedTuple(
     "DriftOutputs",
     dataset_drift=bool,
@@ -201,14 +202,15 @@ def compute_drift(
     rows=int,
 ):
     """Data and prediction drift of the window ``[start, end)`` (drift-service ComputeDrift
-    against each version's training dataset; ``model_version`` 0 = every version)."""
+    against each version's training dataset; ``model_version`` 0 = every version), as the
+    pipeline's identity ``token`` (read_monitoring)."""
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
     from creditrisk_pipelines.tracing import component_span
 
     with component_span("compute-drift", traceparent, pipeline_job_id):
-        drift = ops.compute_drift(drift_service, model_name, model_version, start, end)
+        drift = ops.compute_drift(drift_service, model_name, model_version, start, end, token=token)
     print(f"drift: {drift}")
     return namedtuple(
         "DriftOutputs", ["dataset_drift", "drift_share", "trigger_count", "reasons", "report_urls", "rows"]
@@ -231,16 +233,20 @@ def compute_performance(
     end: str,
     pipeline_job_id: str,
     traceparent: str = "",
+    token: str = "",
 ) -> NamedTuple("PerformanceOutputs", roc_auc=float, labelled=int, predictions=int):
-    """Performance over the labelled predictions of the window (drift-service GetPerformance);
-    ``roc_auc`` is -1 when it could not be computed."""
+    """Performance over the labelled predictions of the window (drift-service GetPerformance) as
+    the pipeline's identity ``token`` (read_monitoring); ``roc_auc`` is -1 when it could not be
+    computed."""
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
     from creditrisk_pipelines.tracing import component_span
 
     with component_span("compute-performance", traceparent, pipeline_job_id):
-        performance = ops.compute_performance(drift_service, model_name, model_version, start, end)
+        performance = ops.compute_performance(
+            drift_service, model_name, model_version, start, end, token=token
+        )
     print(f"performance: {performance}")
     return namedtuple("PerformanceOutputs", ["roc_auc", "labelled", "predictions"])(
         float(performance["roc_auc"]), int(performance["labelled"]), int(performance["predictions"])

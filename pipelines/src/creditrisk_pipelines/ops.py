@@ -619,9 +619,16 @@ def _window(model_name: str, version: int, start: str, end: str) -> dpb.Window:
 
 
 def compute_drift(
-    drift_service: str, model_name: str, model_version: int, start: str, end: str, timeout_s: float = 600.0
+    drift_service: str,
+    model_name: str,
+    model_version: int,
+    start: str,
+    end: str,
+    timeout_s: float = 600.0,
+    token: str = "",
 ) -> dict[str, Any]:
-    """``ComputeDrift`` of a window against each version's training dataset (the default reference).
+    """``ComputeDrift`` of a window against each version's training dataset (the default reference),
+    asking as ``token`` (a credential with the drift-service's ``read_monitoring`` role).
 
     Returns:
         ``{"dataset_drift": any report drifted, "drift_share": largest share over the reports,
@@ -639,7 +646,7 @@ def compute_drift(
     )
 
     async def call() -> dpb.ComputeDriftResponse:
-        async with DriftServiceClient.connect(target) as client:
+        async with DriftServiceClient.connect(target, token=token.strip()) as client:
             errors = _errors("drift-service", "ComputeDrift")
             return await client.compute_drift(window, timeout_s=timeout_s, errors=errors)
 
@@ -658,9 +665,16 @@ def compute_drift(
 
 
 def compute_performance(
-    drift_service: str, model_name: str, model_version: int, start: str, end: str, timeout_s: float = 120.0
+    drift_service: str,
+    model_name: str,
+    model_version: int,
+    start: str,
+    end: str,
+    timeout_s: float = 120.0,
+    token: str = "",
 ) -> dict[str, Any]:
-    """``GetPerformance`` over the labelled predictions of a window.
+    """``GetPerformance`` over the labelled predictions of a window, asking as ``token`` (a
+    credential with the drift-service's ``read_monitoring`` role).
 
     Returns:
         ``{"roc_auc": lowest ROC AUC over the reports (-1 when none could be computed),
@@ -677,7 +691,7 @@ def compute_performance(
     )
 
     async def call() -> list[dpb.PerformanceReport]:
-        async with DriftServiceClient.connect(target) as client:
+        async with DriftServiceClient.connect(target, token=token.strip()) as client:
             errors = _errors("drift-service", "GetPerformance")
             return await client.get_performance(window, timeout_s=timeout_s, errors=errors)
 

@@ -93,8 +93,9 @@ def training(
         registry: registry-gateway gRPC target.
         inference_gateway: inference-gateway gRPC target (rollout confirmation).
         registry_token: the pipeline's bearer credential: a registry-gateway promoter, also
-            sent to the feature-service (write_features) to materialize and to the
-            training-service (train).
+            sent to the feature-service (write_features) to materialize, to the
+            training-service (train) and, in the monitoring pipeline, to the drift-service
+            (read_monitoring).
         model_name: registered model name.
         feature_service_name: Feast feature service to train on; ``feature_service_version``
             empty means the registered one.
@@ -250,6 +251,7 @@ def monitoring(
             model_version=model_version,
             start=window_start,
             end=window_end,
+            token=registry_token,  # the pipeline's identity: read_monitoring on the drift-service
             **run,
         ),
         "compute-drift",
@@ -261,6 +263,7 @@ def monitoring(
             model_version=model_version,
             start=window_start,
             end=window_end,
+            token=registry_token,
             **run,
         ),
         "compute-performance",

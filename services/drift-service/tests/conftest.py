@@ -71,10 +71,16 @@ def store(store_factory: Callable[[], Store]) -> Store:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> DriftServiceSettings:
-    """Embedded settings in a temporary folder, no metrics endpoint."""
+def settings(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> DriftServiceSettings:
+    """Embedded settings in a temporary folder, no metrics endpoint; explicit datasets allowed
+    under the session's temporary folders (where :func:`reference_file` is)."""
     return DriftServiceSettings(
-        data_dir=tmp_path / "data", metrics_port=None, report_http_port=0, warm_up=False, min_labels=20
+        data_dir=tmp_path / "data",
+        metrics_port=None,
+        report_http_port=0,
+        warm_up=False,
+        min_labels=20,
+        dataset_roots=[tmp_path_factory.getbasetemp()],
     )
 
 

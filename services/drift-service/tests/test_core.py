@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import T0, events_from_frame
 from creditrisk_kit import FailedPrecondition, InvalidArgument, NotFound
+from creditrisk_kit.auth import Authenticator
 from drift_service.core import DriftCore
 from drift_service.domain import GroundTruthLabel, PolicyKind, ReportStatus, Window, now_utc
 from drift_service.reports_http import ReportServer
@@ -163,7 +164,9 @@ def test_errors(core: DriftCore, split: tuple[pd.DataFrame, pd.DataFrame], tmp_p
 def test_html_report_served_over_http(
     settings: DriftServiceSettings, split: tuple[pd.DataFrame, pd.DataFrame], reference_file: Path
 ) -> None:
-    server = ReportServer(settings.reports_dir, "127.0.0.1", 0).start()
+    server = ReportServer(
+        settings.reports_dir, "127.0.0.1", 0, authenticator=Authenticator(disabled=True)
+    ).start()
     core = DriftCore(settings, report_base_url=server.base_url)
     try:
         core.log_predictions(events_from_frame(split[1].iloc[:120]))

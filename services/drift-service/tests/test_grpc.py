@@ -302,10 +302,26 @@ async def test_request_errors_name_the_field(
     )
     await expect_error(
         served.stub.ComputeDrift(
-            pb.ComputeDriftRequest(window=window_proto(), dataset_uri="/no/such.parquet")
+            pb.ComputeDriftRequest(
+                window=window_proto(), dataset_uri=str(reference_file.parent / "no-such.parquet")
+            )
         ),
         not_found,
         "reference dataset",
+    )
+    await expect_error(  # outside DRIFT_SERVICE_DATASET_ROOTS: refused before anything is looked at
+        served.stub.ComputeDrift(
+            pb.ComputeDriftRequest(window=window_proto(), dataset_uri="/no/such.parquet")
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "DRIFT_SERVICE_DATASET_ROOTS",
+    )
+    await expect_error(
+        served.stub.ComputeDrift(
+            pb.ComputeDriftRequest(window=window_proto(), dataset_uri="s3://bucket/ref.parquet")
+        ),
+        invalid,
+        "scheme 's3' not accepted",
     )
     await expect_error(
         served.stub.ComputeDrift(

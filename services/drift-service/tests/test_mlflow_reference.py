@@ -307,7 +307,7 @@ def test_registry_gateway_errors_are_mapped(tracking: Tracking, registry: tuple[
     target, _ = registry
     for token, code in (("wrong-token", "UNAUTHENTICATED"), (OUTSIDER_TOKEN, "PERMISSION_DENIED")):
         resolver = _via_registry(target, tracking, token)
-        with pytest.raises(FailedPrecondition, match=f"{code}.*DRIFT_SERVICE_REGISTRY_TOKEN"):
+        with pytest.raises(FailedPrecondition, match=f"{code}.*DRIFT_SERVICE_CREDENTIAL"):
             resolver.resolve(MODEL, V_MLFLOW_DIGEST, None)
         resolver.close()
     resolver = _via_registry(target, tracking)
@@ -345,7 +345,7 @@ def test_settings_make_the_registry_gateway_the_default(
     plain = settings.model_copy(update={"mlflow_tracking_uri": tracking.url})
     assert type(default_resolver(plain).training) is MlflowTrainingDatasetResolver
     base = {**settings.model_dump(), "mlflow_tracking_uri": tracking.url}
-    with pytest.raises(ValidationError, match="DRIFT_SERVICE_REGISTRY_TOKEN"):
+    with pytest.raises(ValidationError, match="needs DRIFT_SERVICE_CREDENTIAL"):
         DriftServiceSettings.model_validate({**base, "registry_target": target})
     with pytest.raises(ValidationError, match="DRIFT_SERVICE_MLFLOW_TRACKING_URI"):
         DriftServiceSettings.model_validate(

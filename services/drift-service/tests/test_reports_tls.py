@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from creditrisk_kit.auth import Authenticator
 from creditrisk_kit.tls import ClientTls, ReloadingSslContext, ServerTls
 from creditrisk_testing.tls import CertificateAuthority, TlsFiles, write_tls_files
 from cryptography import x509
@@ -47,7 +48,9 @@ def test_reports_over_mutual_tls_with_rotation(
 ) -> None:
     reports = tmp_path / "reports"
     tls = ReloadingSslContext(ServerTls(files.server_cert, files.server_key, files.ca))
-    server = ReportServer(reports, "127.0.0.1", 0, tls=tls).start()
+    server = ReportServer(
+        reports, "127.0.0.1", 0, tls=tls, authenticator=Authenticator(disabled=True)
+    ).start()
     (reports / "r1.html").write_text("<!DOCTYPE html><p>drift</p>")
     try:
         assert server.base_url == f"https://127.0.0.1:{server.port}"

@@ -1,7 +1,10 @@
 """Entrypoint: ``python -m drift_service`` serves ``DriftService`` over gRPC.
 
 The kit's one service entry (:func:`creditrisk_kit.run_service`): telemetry, the settings
-(``DRIFT_SERVICE_*``; exit 2 naming a bad variable), JSON logs, then :func:`build`: the store
+(``DRIFT_SERVICE_*``; exit 2 naming a bad variable), JSON logs, then :func:`build`: the
+authenticator (the kit's ``DRIFT_SERVICE_AUTH_*``: exit 2 naming them when no credential source
+is set and ``DRIFT_SERVICE_AUTH_DISABLED`` is not true), shared by the gRPC API
+(:data:`~drift_service.servicer.POLICY`) and the report server (``read_monitoring``), the store
 (migrated to head) and the HTML report server (bound here, so its URL goes into the reports; it
 serves from the gRPC server's start, the kit's extra HTTP server), and the gRPC server (with the
 kit's Prometheus endpoint on ``metrics_port``): health NOT_SERVING until the store answers, a drain
@@ -15,17 +18,24 @@ import logging
 
 from creditrisk.drift.v1.drift_service_pb2_grpc import add_DriftServiceServicer_to_server
 from creditrisk_kit import Service, ServiceSpec, run_service
+from creditrisk_kit.auth import Authenticator
 from creditrisk_kit.tls import ServerTls
 
 from drift_service.core import DriftCore
 from drift_service.drift import warm_up
 from drift_service.reports_http import ReportServer
-from drift_service.servicer import SERVICE_NAME, DriftServiceServicer
+from drift_service.servicer import POLICY, SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
 
 
 async def build(settings: DriftServiceSettings) -> Service:
-    """The drift-service's store, core, report server and servicer."""
+    """The drift-service's authenticator, store, core, report server and servicer.
+
+    Raises:
+        AuthConfigurationError: no credential source and authentication not disabled (the kit's
+            entry exits with status 2 naming the settings), or a key file that cannot be read.
+    """
+    authenticator = Authenticator.from_settings(settings)
     server_tls = ServerTls.from_settings(settings)
     reports = ReportServer(
         settings.reports_dir,
@@ -33,6 +43,7 @@ async def build(settings: DriftServiceSettings) -> Service:
         settings.report_http_port,
         settings.report_base_url,
         tls=server_tls.ssl_context() if server_tls is not None else None,
+        authenticator=authenticator,
     )
     core = await asyncio.to_thread(DriftCore, settings, report_base_url=reports.base_url)
     if settings.warm_up:
@@ -56,6 +67,8 @@ async def build(settings: DriftServiceSettings) -> Service:
         readiness_checks={"event store": core.ready},
         shutdown_hooks=[lambda: asyncio.to_thread(core.close)],
         http_server=reports,
+        auth=POLICY,
+        authenticator=authenticator,
     )
 
 

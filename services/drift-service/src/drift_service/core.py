@@ -18,6 +18,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from creditrisk_kit import InvalidArgument, NotFound
+from creditrisk_kit.auth import CredentialProvider, outgoing_credential
 from creditrisk_kit.tls import ClientTls
 
 from drift_service import metrics, performance
@@ -35,6 +36,7 @@ from drift_service.domain import (
 )
 from drift_service.drift import compute_drift, infer_kinds
 from drift_service.reference import (
+    REGISTRY_TOKEN_SETTING,
     MlflowTrainingDatasetResolver,
     ReferenceData,
     ReferenceResolver,
@@ -60,8 +62,14 @@ class DriftOutcome:
 
 
 def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver:
-    """Explicit URIs, and the training dataset: through the registry-gateway when its target and
-    token are configured (rows from MLflow), else from MLflow's registry when a tracking URI is."""
+    """Explicit URIs (local ones under ``dataset_roots`` only), and the training dataset: through
+    the registry-gateway when its target is configured (rows from MLflow; the service's own
+    credential sent, or the deprecated ``registry_token`` when set, with a warning), else from
+    MLflow's registry when a tracking URI is.
+
+    Raises:
+        AuthConfigurationError: ``credential_file`` cannot be read.
+    """
     training: ReferenceResolver | None = None
     if settings.mlflow_tracking_uri:
         training = MlflowTrainingDatasetResolver(
@@ -72,15 +80,27 @@ def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver
             auc_metrics=settings.mlflow_reference_auc_metrics,
             cache_size=settings.mlflow_cache_size,
         )
-        if settings.registry_target and settings.registry_token is not None:
+        if settings.registry_target:
+            token: CredentialProvider | str
+            if settings.registry_token is not None:
+                _LOG.warning(
+                    "%s is deprecated: set %s (or %s) to the drift-service's own credential",
+                    REGISTRY_TOKEN_SETTING,
+                    settings.env_name("credential"),
+                    settings.env_name("credential_file"),
+                )
+                token, setting = settings.registry_token.get_secret_value(), REGISTRY_TOKEN_SETTING
+            else:
+                token, setting = outgoing_credential(settings), settings.env_name("credential")
             training = RegistryGatewayTrainingDatasetResolver(
                 settings.registry_target,
-                settings.registry_token.get_secret_value(),
+                token,
                 training,
                 timeout_s=settings.registry_timeout_s,
                 tls=ClientTls.from_settings(settings),
+                credential_setting=setting,
             )
-    return RequestReferenceResolver(training=training)
+    return RequestReferenceResolver(training=training, limits=settings.dataset_limits)
 
 
 def _label_values(series: pd.Series) -> pd.Series:

@@ -3,16 +3,19 @@
 :class:`ReferenceResolver` is the interface the core calls; the request picks the branch:
 
 * an explicit dataset URI (``ComputeDriftRequest.dataset_uri``): :class:`ExplicitDatasetResolver`
-  reads a Parquet file or directory (a local path or a ``file://`` URI);
+  reads a Parquet file or directory (an absolute local path or a ``file://`` URI) only under
+  ``DRIFT_SERVICE_DATASET_ROOTS``, a directory's files at a bounded depth and count
+  (:mod:`drift_service.datasets`);
 * the model version's training dataset (the default): :class:`MlflowTrainingDatasetResolver`
   when ``DRIFT_SERVICE_MLFLOW_TRACKING_URI`` is set, read-only against MLflow, the source of truth
   of the registry: the registered model version -> its run (``ModelVersion.run_id``) -> the
   training rows the training-service logged as a Parquet artifact
   (``training_set/training_rows.parquet``, with the out-of-fold ``probability_of_default``),
   downloaded through the tracking server; cached per (model, version) (a version's run never
-  changes). When ``DRIFT_SERVICE_REGISTRY_TARGET`` and ``DRIFT_SERVICE_REGISTRY_TOKEN`` are set,
+  changes). When ``DRIFT_SERVICE_REGISTRY_TARGET`` is set (the service's own credential,
+  ``DRIFT_SERVICE_CREDENTIAL(_FILE)``, or the deprecated ``DRIFT_SERVICE_REGISTRY_TOKEN``),
   :class:`RegistryGatewayTrainingDatasetResolver` asks the registry-gateway instead
-  (``GetModelVersion`` as a viewer): the version's ``lineage`` gives the run id and the training
+  (``GetModelVersion``, role ``read_registry``): the version's ``lineage`` gives the run id and the training
   dataset's digest, the rows are then downloaded from that MLflow run as above. Without a tracking
   URI, :class:`UnwiredTrainingDatasetResolver` answers FAILED_PRECONDITION asking for an explicit
   dataset.
@@ -32,7 +35,6 @@ held-out ``test_roc_auc`` (else ``cv_roc_auc_mean``).
 from __future__ import annotations
 
 import abc
-import hashlib
 import logging
 import os
 import re
@@ -43,7 +45,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import grpc
 import pandas as pd
@@ -58,8 +59,10 @@ from creditrisk_kit import (
     Unavailable,
     insecure_channel,
 )
+from creditrisk_kit.auth import BearerInterceptor, CredentialProvider
 from creditrisk_kit.tls import ClientTls
 
+from drift_service.datasets import DatasetLimits, LocalDatasets, sha256_of
 from drift_service.domain import PREDICTION_COLUMN, DatasetRef
 
 _LOG = logging.getLogger("drift_service")
@@ -94,59 +97,28 @@ class ReferenceResolver(abc.ABC):
         """
 
 
-def _local_path(uri: str) -> Path | None:
-    parts = urlsplit(uri)
-    if parts.scheme in ("", "file"):
-        return Path(unquote(parts.path if parts.scheme else uri))
-    if len(parts.scheme) == 1:  # a Windows drive letter
-        return Path(uri)
-    return None
-
-
 def _sha256(path: Path) -> str:
-    """The sha256 (hex) of a Parquet file, or of a directory's Parquet files in name order."""
-    sha = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*.parquet")) if path.is_dir() else [path]
-    for file in files:
-        with file.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                sha.update(chunk)
-    return sha.hexdigest()
-
-
-def _digest(path: Path) -> str:
-    return _sha256(path)[:16]
+    """The sha256 (hex) of a downloaded Parquet file, or of a downloaded directory's Parquet files
+    in name order (MLflow's artifact download, in a folder of this service's own)."""
+    return sha256_of(sorted(path.rglob("*.parquet")) if path.is_dir() else [path])
 
 
 class ExplicitDatasetResolver(ReferenceResolver):
-    """Reads an explicit Parquet dataset (file or directory), cached by path, size and mtime."""
+    """An explicit local Parquet dataset (file or directory), limited to the configured roots with
+    a bounded directory walk (:mod:`drift_service.datasets`).
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, int, int], ReferenceData] = {}
-        self._lock = threading.Lock()
+    Args:
+        limits: allowed roots, depth and file count (default: no roots: every local path refused).
+    """
+
+    def __init__(self, limits: DatasetLimits | None = None) -> None:
+        self.reader = LocalDatasets(limits)
 
     def resolve(self, model_name: str, model_version: int, dataset_uri: str | None) -> ReferenceData:
         if not dataset_uri:
             raise NotFound("reference dataset", "", description="no dataset URI given")
-        path = _local_path(dataset_uri)
-        if path is None:
-            raise NotFound("reference dataset", dataset_uri, description="only local paths and file:// URIs")
-        try:
-            stat = path.stat()
-            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-            with self._lock:
-                cached = self._cache.get(key)
-            if cached is not None:
-                return cached
-            frame = pd.read_parquet(path)
-        except (OSError, ValueError, ImportError) as exc:
-            raise NotFound(
-                "reference dataset", dataset_uri, description=f"unreadable: {type(exc).__name__}"
-            ) from exc
-        data = ReferenceData(frame=frame, ref=DatasetRef(source=dataset_uri, digest=_digest(path)))
-        with self._lock:
-            self._cache = {key: data}  # one entry: references are large
-        return data
+        frame, ref = self.reader.read(dataset_uri)
+        return ReferenceData(frame=frame, ref=ref)
 
 
 class UnwiredTrainingDatasetResolver(ReferenceResolver):
@@ -174,8 +146,9 @@ class RequestReferenceResolver(ReferenceResolver):
         self,
         explicit: ReferenceResolver | None = None,
         training: ReferenceResolver | None = None,
+        limits: DatasetLimits | None = None,
     ) -> None:
-        self.explicit = explicit or ExplicitDatasetResolver()
+        self.explicit = explicit or ExplicitDatasetResolver(limits)
         self.training = training or UnwiredTrainingDatasetResolver()
 
     def resolve(self, model_name: str, model_version: int, dataset_uri: str | None) -> ReferenceData:
@@ -461,33 +434,37 @@ def _check_lineage_digest(
 
 # --- registry-gateway -----------------------------------------------------------------------------
 
-#: The setting named when the registry-gateway refuses the drift-service's token (a name, no secret).
+#: The settings named when the registry-gateway refuses the drift-service's credential (names, no
+#: secret): its own credential, or the deprecated registry token when that is what it sends.
+CREDENTIAL_SETTING = "DRIFT_SERVICE_CREDENTIAL"
 REGISTRY_TOKEN_SETTING = "DRIFT_SERVICE_REGISTRY_TOKEN"  # noqa: S105
 
 
-def _refused_token(exc: grpc.RpcError) -> Exception:
-    code = exc.code()
-    return FailedPrecondition(
-        f"the registry-gateway refused the drift-service's token ({code.name}); "
-        f"set {REGISTRY_TOKEN_SETTING} to a viewer token",
-        [
-            PreconditionViolation(
-                type="REGISTRY_TOKEN",
-                subject=REGISTRY_TOKEN_SETTING,
-                description="a bearer token of a viewer of the registry-gateway",
-            )
-        ],
-    )
+def _refused_token(setting: str) -> Any:
+    def refused(exc: grpc.RpcError) -> Exception:
+        return FailedPrecondition(
+            f"the registry-gateway refused the drift-service's credential ({exc.code().name}); "
+            f"set {setting} to a credential with the read_registry role",
+            [
+                PreconditionViolation(
+                    type="REGISTRY_CREDENTIAL",
+                    subject=setting,
+                    description="a bearer credential of the registry-gateway with read_registry",
+                )
+            ],
+        )
+
+    return refused
 
 
-def _registry_errors(subject: str) -> DownstreamErrors:
+def _registry_errors(subject: str, setting: str) -> DownstreamErrors:
     """The registry-gateway's errors of GetModelVersion (see
     :class:`RegistryGatewayTrainingDatasetResolver`)."""
     return DownstreamErrors(
         "the registry-gateway",
         on={
-            grpc.StatusCode.UNAUTHENTICATED: _refused_token,
-            grpc.StatusCode.PERMISSION_DENIED: _refused_token,
+            grpc.StatusCode.UNAUTHENTICATED: _refused_token(setting),
+            grpc.StatusCode.PERMISSION_DENIED: _refused_token(setting),
             grpc.StatusCode.NOT_FOUND: not_found(
                 "model version", subject, description="not in the registry-gateway"
             ),
@@ -501,42 +478,47 @@ class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
     """The training dataset of a model version, found through the registry-gateway.
 
     ``resolve(name, version, None)``: ``ModelRegistryService.GetModelVersion`` (``authorization:
-    Bearer <token>``, a viewer suffices) -> ``ModelVersion.lineage`` (run id, training dataset
-    source and digest, feature service) -> the training rows downloaded from that MLflow run by
-    ``mlflow`` (its download, columns, reference AUC and cache). The lineage's dataset digest is
-    checked against the downloaded file when it is a file sha256, else recorded in the report's
-    reference :class:`DatasetRef` unverified (MLflow's dataset digests are not file hashes).
-    ``runs:/`` URIs go to ``mlflow`` directly.
+    Bearer <credential>``, the ``read_registry`` role suffices) -> ``ModelVersion.lineage`` (run id,
+    training dataset source and digest, feature service) -> the training rows downloaded from that
+    MLflow run by ``mlflow`` (its download, columns, reference AUC and cache). The lineage's dataset
+    digest is checked against the downloaded file when it is a file sha256, else recorded in the
+    report's reference :class:`DatasetRef` unverified (MLflow's dataset digests are not file
+    hashes). ``runs:/`` URIs go to ``mlflow`` directly.
 
     Errors of the registry-gateway: UNAUTHENTICATED / PERMISSION_DENIED -> FAILED_PRECONDITION
-    naming ``DRIFT_SERVICE_REGISTRY_TOKEN``; NOT_FOUND -> NOT_FOUND naming the model version;
+    naming ``credential_setting``; NOT_FOUND -> NOT_FOUND naming the model version;
     UNAVAILABLE -> UNAVAILABLE; DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED.
 
     Args:
         target: the registry-gateway's ``host:port`` (gRPC).
-        token: a bearer token of a viewer of the registry-gateway.
+        token: the bearer credential sent on every call: a string, or a provider called at each
+            call (the kit's ``outgoing_credential(settings)``, re-read on rotation).
         mlflow: the MLflow resolver the rows are downloaded with.
         channel: a gRPC channel (tests); a kit channel to ``target`` when None.
         timeout_s: deadline of GetModelVersion.
         tls: TLS of the kit channel (``ClientTls.from_settings``); None: plaintext.
+        credential_setting: the setting named when the registry-gateway refuses the credential.
     """
 
     def __init__(
         self,
         target: str,
-        token: str,
+        token: CredentialProvider | str,
         mlflow: MlflowTrainingDatasetResolver,
         *,
         channel: Any = None,
         timeout_s: float = 10.0,
         tls: ClientTls | None = None,
+        credential_setting: str = CREDENTIAL_SETTING,
     ) -> None:
         self.target = target
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self.credential_setting = credential_setting
         self.mlflow = mlflow
         self._owns_channel = channel is None
         self._channel = channel if channel is not None else insecure_channel(target, tls=tls)
-        self._stub = rpb_grpc.ModelRegistryServiceStub(self._channel)
+        self._stub = rpb_grpc.ModelRegistryServiceStub(
+            grpc.intercept_channel(self._channel, BearerInterceptor(token))
+        )
         self.timeout_s = timeout_s
         self.lookups = 0  # GetModelVersion calls (the cache's misses), for tests and logs
 
@@ -593,7 +575,7 @@ class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
         request = rpb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=model_name, version=model_version))
         self.lookups += 1
         try:
-            response = self._stub.GetModelVersion(request, metadata=self._metadata, timeout=self.timeout_s)
+            response = self._stub.GetModelVersion(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            _registry_errors(subject).raise_for(exc)
+            _registry_errors(subject, self.credential_setting).raise_for(exc)
         return response.model_version

@@ -1,9 +1,16 @@
 """Serves the HTML drift reports (files under ``<data_dir>/reports``) over HTTP, or HTTPS.
 
 A stdlib ``ThreadingHTTPServer`` in a daemon thread: GET ``/reports/<report id>.html``; anything
-else is 404. The URL of a report goes into ``DriftReport.html_report_url``. The socket is bound at
-construction (so the URL is known before the core is built); ``async with`` the server (the kit's
-extra-server protocol, how ``python -m drift_service`` runs it) serves from entry to exit.
+else is 404. Every report needs a credential with the ``read_monitoring`` role (``authorization:
+Bearer <API key or JWT>``), checked by the kit's :class:`~creditrisk_kit.auth.Authenticator` (the
+service's ``auth_*`` settings, as its gRPC API): without or with an invalid one 401
+(``WWW-Authenticate: Bearer``), without the role 403, the JSON body of the kit's HTTP refusals
+(:func:`~creditrisk_kit.auth.http_refusal`) naming what is wrong, never the credential; checked
+before the file is looked at, so a stranger cannot tell which reports exist. Each read (found or
+not) is in the access log, subject and report id only (:mod:`drift_service.access`). The URL of a
+report goes into ``DriftReport.html_report_url``. The socket is bound at construction (so the URL is
+known before the core is built); ``async with`` the server (the kit's extra-server protocol, how
+``python -m drift_service`` runs it) serves from entry to exit.
 
 With the service's ``tls_cert_file`` / ``tls_key_file`` it speaks HTTPS only (and requires client
 certificates with ``tls_client_ca_file``), the certificate reloaded when the files change, checked
@@ -20,26 +27,55 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from creditrisk_kit import ServiceError
+from creditrisk_kit.auth import Authenticator, Role, http_refusal
 from creditrisk_kit.tls import ReloadingSslContext, TlsSocketServerMixin
 
+from drift_service import access
+
 _REPORT_PATH = re.compile(r"^/reports/([A-Za-z0-9_-]{1,64})\.html$")
+#: The route as the access log and the refusals name it.
+ROUTE = "GET /reports/{report_id}.html"
+#: What reading a report needs.
+REPORT_ROLE = Role.READ_MONITORING
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def __init__(self, *args: Any, directory: Path, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, directory: Path, authenticator: Authenticator, **kwargs: Any) -> None:
         self.directory = directory
+        self.authenticator = authenticator
         super().__init__(*args, **kwargs)
 
     def do_GET(self) -> None:
         match = _REPORT_PATH.match(self.path.split("?", 1)[0])
-        path = self.directory / f"{match.group(1)}.html" if match else None
-        if path is None or not path.is_file():
+        if match is None:
+            self.send_error(404, "no such report")
+            return
+        report_id = match.group(1)
+        try:
+            principal = self.authenticator.authenticate(self.headers.get("authorization"), ROUTE)
+            principal.require(REPORT_ROLE, ROUTE)
+        except ServiceError as exc:
+            self._refuse(exc)
+            return
+        path = self.directory / f"{report_id}.html"
+        if not path.is_file():
+            access.log_read(principal, ROUTE, [report_id], "NOT_FOUND")
             self.send_error(404, "no such report")
             return
         body = path.read_bytes()
+        access.log_read(principal, ROUTE, [report_id])
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, exc: ServiceError) -> None:
+        status, headers, body = http_refusal(exc)
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -60,6 +96,11 @@ class ReportServer:
         port: TCP port; 0 picks a free one.
         base_url: public base URL; default ``http://<host>:<bound port>`` (``https://`` with TLS).
         tls: serve HTTPS with this context; None: plain HTTP.
+        authenticator: checks each request's credential (the service's, from its ``auth_*``
+            settings); required: ``Authenticator(disabled=True)`` serves everyone explicitly.
+
+    Raises:
+        OSError: the port cannot be bound.
     """
 
     def __init__(
@@ -69,9 +110,13 @@ class ReportServer:
         port: int = 0,
         base_url: str | None = None,
         tls: ReloadingSslContext | None = None,
+        *,
+        authenticator: Authenticator,
     ):
         self.directory = directory
-        self._server = _Server((host, port), functools.partial(_Handler, directory=directory))
+        self._server = _Server(
+            (host, port), functools.partial(_Handler, directory=directory, authenticator=authenticator)
+        )
         self._server.tls_context = tls
         self.port = int(self._server.server_address[1])
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -3,7 +3,9 @@
 Each RPC converts the request (:mod:`drift_service.convert`, which validates it), calls
 :class:`~drift_service.core.DriftCore` in a worker thread (SQLAlchemy and Evidently are
 synchronous; ``asyncio.to_thread`` carries the trace context), and converts the result. Domain
-errors carry their status; the kit's ``ErrorInterceptor`` maps them.
+errors carry their status; the kit's ``ErrorInterceptor`` maps them. Who may call what is
+:data:`POLICY` (the kit's auth interceptor checks it before the servicer runs); reads of reports
+are in the access log (:mod:`drift_service.access`).
 """
 
 from __future__ import annotations
@@ -13,13 +15,31 @@ from typing import Any
 
 from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
-from creditrisk_kit import InvalidArgument
+from creditrisk_kit import InvalidArgument, ServiceError
+from creditrisk_kit.auth import MethodPolicy, Role, current_principal
 from creditrisk_kit.pages import next_offset_token, offset_page
 
-from drift_service import convert, metrics
+from drift_service import access, convert, metrics
 from drift_service.core import DriftCore
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DriftService"].full_name
+
+POLICY = MethodPolicy.for_service(
+    SERVICE_NAME,
+    {
+        "LogPredictions": Role.LOG_PREDICTIONS,
+        "LogGroundTruth": Role.WRITE_LABELS,
+        "ComputeDrift": Role.READ_MONITORING,
+        "GetDriftReport": Role.READ_MONITORING,
+        "ListDriftReports": Role.READ_MONITORING,
+        "GetPerformance": Role.READ_MONITORING,
+        "ListTriggerEvents": Role.READ_MONITORING,
+        "GetTriggerEvent": Role.READ_MONITORING,
+    },
+)
+"""What each RPC needs (the kit's auth, default deny): logging predictions ``log_predictions``
+(the inference-gateway), labels ``write_labels``, drift computation and every read
+``read_monitoring``."""
 DEFAULT_PAGE = 50
 MAX_REPORT_PAGE = 200
 MAX_TRIGGER_PAGE = 1000
@@ -60,6 +80,7 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
         if uri is not None and not uri:
             raise InvalidArgument("dataset_uri", "must not be empty")
         outcome = await asyncio.to_thread(self.core.compute_drift, window, uri)
+        access.log_read(current_principal(), "ComputeDrift", [r.id for r in outcome.reports])
         return pb.ComputeDriftResponse(
             reports=[convert.drift_report_proto(r) for r in outcome.reports],
             trigger_events=[convert.trigger_event_proto(t) for t in outcome.triggers],
@@ -70,7 +91,13 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
     ) -> pb.GetDriftReportResponse:
         if not request.report_id:
             raise InvalidArgument("report_id", "required")
-        report = await asyncio.to_thread(self.core.get_drift_report, request.report_id)
+        try:
+            report = await asyncio.to_thread(self.core.get_drift_report, request.report_id)
+        except ServiceError as exc:
+            outcome = exc.grpc_status_code().name
+            access.log_read(current_principal(), "GetDriftReport", [request.report_id], outcome)
+            raise
+        access.log_read(current_principal(), "GetDriftReport", [report.id])
         return pb.GetDriftReportResponse(report=convert.drift_report_proto(report))
 
     async def ListDriftReports(
@@ -90,6 +117,7 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
             offset=offset,
             limit=limit,
         )
+        access.log_read(current_principal(), "ListDriftReports", [r.id for r in reports])
         return pb.ListDriftReportsResponse(
             reports=[convert.drift_report_proto(r) for r in reports],
             next_page_token=next_offset_token(offset, limit, more),

@@ -20,6 +20,7 @@ from creditrisk_kit.sqlstore import check_database_url
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from drift_service.datasets import DatasetLimits
 from drift_service.decision import Correction
 from drift_service.domain import FeatureKind
 from drift_service.drift import DriftConfig
@@ -82,12 +83,25 @@ class DriftServiceSettings(ServiceSettings):
             (:class:`drift_service.reference.MlflowTrainingDatasetResolver`), and ``runs:/`` dataset
             URIs are accepted. Unset: an explicit ``dataset_uri`` is required.
         mlflow_registry_uri: the model registry's URI (default: the tracking URI).
-        registry_target: the registry-gateway's ``host:port`` (gRPC). With ``registry_token`` (and
+        registry_target: the registry-gateway's ``host:port`` (gRPC). With a credential (and
             ``mlflow_tracking_uri``, the training rows are downloaded from MLflow), the default
             reference is found through the registry-gateway (``GetModelVersion`` -> lineage -> run)
             instead of MLflow's registry
             (:class:`drift_service.reference.RegistryGatewayTrainingDatasetResolver`).
-        registry_token: bearer token of a viewer of the registry-gateway (secret; never printed).
+        credential / credential_file: the service's own bearer credential (the kit's
+            ``DRIFT_SERVICE_CREDENTIAL(_FILE)``, the file re-read on change), sent to the
+            registry-gateway; it needs the ``read_registry`` role there.
+        registry_token: DEPRECATED alias of ``credential`` for the registry-gateway only: when set
+            it is sent instead (a warning at start); secret, never printed.
+        dataset_roots: local folders explicit dataset URIs (``ComputeDriftRequest.dataset_uri``,
+            an absolute path or ``file://``) may name, JSON list of absolute paths; a path that
+            resolves (symlinks, ``..``) outside every root is refused (PERMISSION_DENIED naming
+            the URI and this setting). Default empty: every explicit local path is refused
+            (``runs:/`` URIs, read from MLflow, need no root) (:mod:`drift_service.datasets`).
+        dataset_max_depth: directory levels read below a dataset directory (0: its own files
+            only; default 3, e.g. hive partitions ``year=/month=/day=``); deeper -> INVALID_ARGUMENT.
+        dataset_max_files: most Parquet files of one dataset directory (default 1000); more ->
+            INVALID_ARGUMENT.
         registry_timeout_s: deadline of the registry-gateway's GetModelVersion.
         mlflow_training_artifact: the training rows' artifact path in a training run.
         mlflow_reference_auc_metrics: run metrics taken as the reference AUC, first found wins.
@@ -101,7 +115,9 @@ class DriftServiceSettings(ServiceSettings):
         policy_dataset_drift, policy_psi_threshold, policy_auc_drop, policy_min_rows: the
             retraining policy (:class:`drift_service.triggers.TriggerPolicy`); None disables one.
         max_batch_items: most events or labels in one logging call (RESOURCE_EXHAUSTED above).
-        report_http_host, report_http_port: where the HTML reports are served (port 0 = free port).
+        report_http_host, report_http_port: where the HTML reports are served (port 0 = free port);
+            every report needs the ``read_monitoring`` role (the ``auth_*`` settings, as the gRPC
+            API), and each read is logged (subject and report id) on ``drift_service.access``.
         report_base_url: public base URL of the reports (default ``http://<host>:<port>``).
         metrics_port: Prometheus metrics port; None disables the endpoint.
         warm_up: import Evidently at start (6-20 s) instead of on the first ComputeDrift.
@@ -131,6 +147,9 @@ class DriftServiceSettings(ServiceSettings):
     registry_target: str | None = None
     registry_token: SecretStr | None = None
     registry_timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
+    dataset_roots: list[Path] = Field(default_factory=list)
+    dataset_max_depth: int = Field(default=3, ge=0, le=32)
+    dataset_max_files: int = Field(default=1000, ge=1, le=100_000)
 
     min_rows: int = Field(default=100, ge=1)
     min_reference_rows: int = Field(default=100, ge=1)
@@ -176,6 +195,26 @@ class DriftServiceSettings(ServiceSettings):
             return None
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("dataset_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        relative = [str(root) for root in value if not root.is_absolute()]
+        if relative:
+            raise ValueError(f"absolute paths only; relative: {', '.join(relative)}")
+        return value
+
+    @property
+    def dataset_limits(self) -> DatasetLimits:
+        """Where explicit local datasets may be read from, and how much of a directory."""
+        return DatasetLimits(tuple(self.dataset_roots), self.dataset_max_depth, self.dataset_max_files)
+
+    @property
+    def has_own_credential(self) -> bool:
+        """True when ``credential`` or ``credential_file`` is set."""
+        return bool(self.credential is not None and self.credential.get_secret_value().strip()) or bool(
+            self.credential_file
+        )
+
     @model_validator(mode="after")
     def _store_url_is_usable(self) -> DriftServiceSettings:
         variable = "DRIFT_SERVICE_DATABASE_URL" if self.database_url else "DRIFT_SERVICE_POSTGRES_DSN"
@@ -187,9 +226,11 @@ class DriftServiceSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _registry_needs_token_and_mlflow(self) -> DriftServiceSettings:
-        if self.registry_target and self.registry_token is None:
+        if self.registry_target and self.registry_token is None and not self.has_own_credential:
             raise ValueError(
-                "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_REGISTRY_TOKEN (a viewer's bearer token)"
+                "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_CREDENTIAL or "
+                "DRIFT_SERVICE_CREDENTIAL_FILE (a credential with read_registry; "
+                "DRIFT_SERVICE_REGISTRY_TOKEN, deprecated, still works)"
             )
         if self.registry_target and not self.mlflow_tracking_uri:
             raise ValueError(

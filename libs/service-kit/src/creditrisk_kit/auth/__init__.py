@@ -49,6 +49,7 @@ from .authenticator import (
     AuthConfigurationError,
     Authenticator,
     bearer_token,
+    http_refusal,
     outgoing_credential,
 )
 from .grpc import AuthInterceptor, BearerInterceptor, CredentialProvider, bearer_interceptors
@@ -88,6 +89,7 @@ __all__ = [
     "bearer_interceptors",
     "bearer_token",
     "current_principal",
+    "http_refusal",
     "outgoing_credential",
     "parse_api_keys",
     "parse_jwks",

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 
-from ..errors import PermissionDenied, Unauthenticated
+from ..errors import PermissionDenied, ServiceError, Unauthenticated
 from ..settings import ServiceSettings
 from .jwt import JwtVerifier
 from .keys import ApiKeyEntry, ApiKeys, CredentialSource, parse_api_keys
@@ -176,6 +177,21 @@ class Authenticator:
             raise PermissionDenied(f"{method} has no access policy (default deny)")
         principal.require(requirement, method)
         return principal
+
+
+def http_refusal(exc: ServiceError) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The HTTP answer of a refused call: ``(status, headers, body)``, the body JSON
+    ``{"error": {"code", "status", "message"}}``, ``WWW-Authenticate: Bearer`` on a 401. Shared by
+    the ASGI :class:`~creditrisk_kit.auth.http.AuthMiddleware` and servers that are not ASGI (the
+    drift-service's stdlib report server)."""
+    status = exc.http_status_code()
+    code = exc.grpc_status_code()
+    error = {"code": code.value[0], "status": code.name, "message": exc.message}
+    body = json.dumps({"error": error}).encode()
+    headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+    if status == 401:
+        headers.append(("www-authenticate", 'Bearer realm="creditrisk"'))
+    return status, headers, body
 
 
 def outgoing_credential(settings: ServiceSettings) -> CredentialSource:

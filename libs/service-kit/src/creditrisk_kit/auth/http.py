@@ -25,14 +25,13 @@ Usage::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.routing import Match
 
 from ..errors import ServiceError
-from .authenticator import Authenticator
+from .authenticator import Authenticator, http_refusal
 from .principal import PUBLIC, Requirement, reset_current_principal, set_current_principal
 
 DEFAULT_PUBLIC_PATHS = frozenset(
@@ -144,13 +143,7 @@ class AuthMiddleware:
 
 
 async def _refuse(send: Any, exc: ServiceError) -> None:
-    status = exc.http_status_code()
-    code = exc.grpc_status_code()
-    body = json.dumps(
-        {"error": {"code": code.value[0], "status": code.name, "message": exc.message}}
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="creditrisk"'))
+    status, pairs, body = http_refusal(exc)
+    headers = [(name.encode(), value.encode()) for name, value in pairs]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

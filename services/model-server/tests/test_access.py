@@ -179,7 +179,7 @@ def test_every_listener_of_a_slot_is_on_loopback(stack: Any, runtime: str) -> No
     listeners = _listeners(pid)
     ports = {int(url.rsplit(":", 1)[1]) for url in _urls(stack, runtime)}
     assert ports <= {port for _a, port, _p in listeners}, (ports, listeners)  # REST, gRPC and metrics
-    # every one on loopback (seldon-core's processes also hold an ephemeral port, IPv4-mapped)
+    # every one on loopback (gRPC's listener shows as the IPv4-mapped ::ffff:127.0.0.1)
     assert [entry for entry in listeners if not _loopback(entry[0])] == []
 
 

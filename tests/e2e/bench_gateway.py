@@ -80,6 +80,7 @@ from creditrisk_testing.servers import DEFAULT_POSTGRES_DSN, DEFAULT_REDIS_URL
 from e2e_stack import (
     GATEWAY_HEADERS,
     MODEL_NAME,
+    MODEL_SERVER_HEADERS,
     ROOT,
     Stack,
     authed_channel,
@@ -484,7 +485,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         assert len(response.rows) == 1
 
     # --- direct model-server (champion slot, the gateway's protocol: seldon REST jsonData or V2 REST)
-    ms = httpx.Client(base_url=f"http://{stack.targets[slot]}", timeout=30)
+    ms = httpx.Client(base_url=f"http://{stack.targets[slot]}", timeout=30, headers=MODEL_SERVER_HEADERS)
 
     def ms_call(i: int) -> None:
         if args.runtime == "seldon":

@@ -159,6 +159,9 @@ API_KEYS: dict[str, dict[str, Any]] = {
 GATEWAY_KEY = "e2e-gateway-client-key"
 #: REST headers carrying :data:`GATEWAY_KEY`.
 GATEWAY_HEADERS = {"authorization": f"Bearer {GATEWAY_KEY}"}
+#: REST headers of a direct call to a model-server slot: the inference-gateway's own credential
+#: (:data:`VIEWER_TOKEN`), which the stack file's ``model_server_api_keys`` gives ``predict``.
+MODEL_SERVER_HEADERS = {"authorization": f"Bearer {VIEWER_TOKEN}"}
 
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
 #: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.

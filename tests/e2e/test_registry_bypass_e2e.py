@@ -22,7 +22,16 @@ import grpc
 import pytest
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
-from e2e_stack import ADMIN_TOKEN, MODEL_NAME, Stack, bearer, first_champion, mlflow_auth, register
+from e2e_stack import (
+    ADMIN_TOKEN,
+    MODEL_NAME,
+    MODEL_SERVER_HEADERS,
+    Stack,
+    bearer,
+    first_champion,
+    mlflow_auth,
+    register,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -51,7 +60,7 @@ def _predict_version(http: str, record: dict[str, Any]) -> str:
     request = urllib.request.Request(
         f"{http}/api/v1.0/predictions",
         data=json.dumps({"jsonData": record}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **MODEL_SERVER_HEADERS},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return str(json.loads(response.read())["jsonData"]["model_version"])

@@ -313,6 +313,8 @@ class FakeModelServer:
         self.swapping = False  # readiness 503 with "serving": true (the model-server mid-swap)
         self.records: list[dict[str, Any]] = []
         self.traceparents: list[str | None] = []
+        self.authorizations: list[str | None] = []  # the authorization header of each scoring call
+        self.required_authorization: str | None = None  # set: other callers get the slot's 401
         self.port = 0
         self.nan = False
         app = Starlette(
@@ -341,6 +343,15 @@ class FakeModelServer:
             return Response(orjson.dumps(body), status_code=503)
         return Response(b"{}", status_code=200 if self.ready else 503)
 
+    def _refused(self, request: Request) -> Response | None:
+        """The model-server's 401 (model_server.access) when the credential is not the required one."""
+        sent = request.headers.get("authorization")
+        self.authorizations.append(sent)
+        if self.required_authorization is None or sent == self.required_authorization:
+            return None
+        body = {"error": {"code": 16, "status": "UNAUTHENTICATED", "message": "unknown API key"}}
+        return Response(orjson.dumps(body), status_code=401, headers={"www-authenticate": "Bearer"})
+
     async def _score(self, record: dict[str, Any]) -> tuple[float, int, float] | Response:
         version = self.version  # the version serving when the request arrived
         if self.delay_s:
@@ -355,6 +366,8 @@ class FakeModelServer:
 
     async def _seldon(self, request: Request) -> Response:
         self.traceparents.append(request.headers.get("traceparent"))
+        if (refused := self._refused(request)) is not None:
+            return refused
         body = orjson.loads(await request.body())
         scored = await self._score(body["jsonData"])
         if isinstance(scored, Response):
@@ -384,6 +397,8 @@ class FakeModelServer:
         return Response(content, media_type="application/json")
 
     async def _v2(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         body = orjson.loads(await request.body())
         record = {}
         for inp in body["inputs"]:

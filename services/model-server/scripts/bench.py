@@ -90,6 +90,7 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     try:
         fx.use_mlflow_users()
+        fx.use_api_keys()  # the slots check credentials; the clients send the predict key
         argv, env, url = fx.mlflow_server_command(work / "mlflow", fx.free_port())
         procs.append(fx.start_process(argv, fx.clean_env(**env), work / "mlflow.log"))
         fx.wait_http(f"{url}/health", 180, procs[-1])
@@ -189,6 +190,7 @@ def main() -> int:
                 seldon_grpc=f"127.0.0.1:{ports[1]}",
                 mlserver_http=f"http://127.0.0.1:{ports[3]}",
                 mlserver_grpc=f"127.0.0.1:{ports[4]}",
+                headers=fx.auth_headers(),
             )
 
         def mlflow_serve_call() -> Callable[[int], Any]:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from model_server.testing import fixtures as fx
 from model_server.testing.otlp import OtlpReceiver
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+fx.use_api_keys()  # the slots check credentials: every scoring call of the tests sends one
 MODEL = "credit-risk"
 START_TIMEOUT_S = 120.0
 SELDON_PROCESSES = 2  # the REST and the gRPC serving process of the seldon slot
@@ -50,6 +51,9 @@ class Stack:
     mlserver_grpc: str = ""
     mlserver_metrics: str = ""
     mlserver_state: Path = Path()
+    seldon_pid: int = 0  # the slots' process groups (their listeners: tests/test_access.py)
+    mlserver_pid: int = 0
+    slot_env: dict[str, str] = field(default_factory=dict)  # what every slot of the session gets
     receiver: OtlpReceiver | None = None
 
     def settings(self, alias: str = "champion", **extra: Any) -> Settings:
@@ -145,6 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Iterat
             "MODEL_SERVER_CACHE_DIR": str(work / "cache"),
             "MODEL_SERVER_TRUSTED_KEYS_FILE": str(fx.trusted_keys_file(work / "keys")),
         }
+        st.slot_env = common
         seldon_env = fx.clean_env(
             **{**common, **seldon.env, "MODEL_SERVER_STATE_DIR": str(work / "state-seldon")}
         )
@@ -165,6 +170,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> Iterat
         st.mlserver_http, st.mlserver_grpc = f"http://127.0.0.1:{ports[3]}", f"127.0.0.1:{ports[4]}"
         st.mlserver_metrics, st.receiver = f"http://127.0.0.1:{ports[5]}", receiver
         st.seldon_state, st.mlserver_state = work / "state-seldon", work / "state-mlserver"
+        st.seldon_pid, st.mlserver_pid = p1.pid, p2.pid
         with ThreadPoolExecutor(2) as pool:
             waits = [
                 pool.submit(fx.wait_http, f"{st.seldon_http}/health/ready", START_TIMEOUT_S, p1),

@@ -52,6 +52,7 @@ def test_swap_under_load_zero_failures(stack: Any, inproc_v1: Any) -> None:
             seldon_grpc=stack.seldon_grpc,
             mlserver_http=stack.mlserver_http,
             mlserver_grpc=stack.mlserver_grpc,
+            headers=fx.auth_headers(),
         )
         for path in ("seldon_rest", "seldon_grpc", "mlserver_rest", "mlserver_grpc")
     }
@@ -110,6 +111,7 @@ def test_digest_refusal_keeps_serving(stack: Any, inproc_v1: Any) -> None:
         kinds=inproc_v1.signature,
         seldon_http=stack.seldon_http,
         mlserver_http=stack.mlserver_http,
+        headers=fx.auth_headers(),
     )
     for bad, reason in (
         (stack.versions["tampered"], "sha256 mismatch for fast_scorer/model.onnx"),
@@ -147,7 +149,12 @@ def test_drain_flips_readiness(stack: Any) -> None:
         assert httpx.get(f"{stack.mlserver_http}/v2/health/ready").status_code != 200
         # still scoring: in-flight and late requests are served while the supervisor waits
         body = {"jsonData": stack.records[0]}
-        assert httpx.post(f"{stack.seldon_http}/api/v1.0/predictions", json=body).status_code == 200
+        assert (
+            httpx.post(
+                f"{stack.seldon_http}/api/v1.0/predictions", json=body, headers=fx.auth_headers()
+            ).status_code
+            == 200
+        )
     finally:
         (stack.seldon_state / readiness.DRAIN_FILE).unlink()
         (stack.mlserver_state / readiness.DRAIN_FILE).unlink()

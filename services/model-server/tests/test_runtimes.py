@@ -12,7 +12,10 @@ import httpx
 import numpy as np
 import pytest
 from model_server.signature import columns_from_records
+from model_server.testing import fixtures as fx
 from model_server.testing.clients import Clients, ScoreError
+
+AUTH = fx.auth_headers()  # the slots check credentials (model_server.access)
 
 PATHS = ["seldon_rest", "seldon_grpc", "mlserver_rest", "mlserver_grpc"]
 
@@ -26,6 +29,7 @@ def clients(stack: Any, inproc_v1: Any) -> Clients:
         seldon_grpc=stack.seldon_grpc,
         mlserver_http=stack.mlserver_http,
         mlserver_grpc=stack.mlserver_grpc,
+        headers=fx.auth_headers(),
     )
 
 
@@ -73,10 +77,11 @@ def test_batch_and_meta(
 
 
 def test_seldon_rest_errors(stack: Any) -> None:
-    r = httpx.post(f"{stack.seldon_http}/api/v1.0/predictions", json={"jsonData": {"credit_amount": "1169"}})
+    url = f"{stack.seldon_http}/api/v1.0/predictions"
+    r = httpx.post(url, json={"jsonData": {"credit_amount": "1169"}}, headers=AUTH)
     assert r.status_code == 400
     assert "jsonData.credit_amount" in r.json()["status"]["info"]
-    r = httpx.post(f"{stack.seldon_http}/api/v1.0/predictions", json={"data": {"ndarray": [["a", 1]]}})
+    r = httpx.post(url, json={"data": {"ndarray": [["a", 1]]}}, headers=AUTH)
     assert r.status_code == 400
     assert "jsonData" in r.json()["status"]["info"]
     assert httpx.get(f"{stack.seldon_http}/no/such/route").status_code == 404
@@ -92,11 +97,11 @@ def test_seldon_grpc_errors_are_unknown(clients: Clients) -> None:
 
 def test_mlserver_errors(stack: Any, clients: Clients) -> None:
     body = {"inputs": [{"name": "duration_in_month", "shape": [1], "datatype": "BYTES", "data": ["6"]}]}
-    r = httpx.post(f"{stack.mlserver_http}/v2/models/credit-risk/infer", json=body)
+    r = httpx.post(f"{stack.mlserver_http}/v2/models/credit-risk/infer", json=body, headers=AUTH)
     assert r.status_code == 400
     assert "inputs.duration_in_month" in r.text
     body = {"inputs": [{"name": "no_such_feature", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
-    r = httpx.post(f"{stack.mlserver_http}/v2/models/credit-risk/infer", json=body)
+    r = httpx.post(f"{stack.mlserver_http}/v2/models/credit-risk/infer", json=body, headers=AUTH)
     assert r.status_code == 400
     assert "inputs.no_such_feature" in r.text
     assert httpx.get(f"{stack.mlserver_http}/v2/no/such/route").status_code == 404

@@ -5,11 +5,14 @@ printing its value."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from model_server.__main__ import mlserver_command, seldon_command
 from model_server.settings import Settings, load_settings
 
 
@@ -66,3 +69,44 @@ def test_good_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert isinstance(settings, Settings)
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("what", ["seldon", "mlserver"])
+def test_no_credential_source_exits_2_naming_the_settings(what: str, tmp_path: Path) -> None:
+    """The slots check credentials: without a source (and not disabled) no runtime starts."""
+    done = run(
+        what,
+        "--print",
+        MODEL_SERVER_MODEL_NAME="credit-risk",
+        MODEL_SERVER_TRUSTED_KEYS_FILE=str(tmp_path / "trusted.pem"),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "MODEL_SERVER_AUTH_API_KEYS_FILE" in done.stderr
+    assert "MODEL_SERVER_AUTH_DISABLED=true" in done.stderr
+
+
+def test_every_listener_binds_model_server_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MODEL_SERVER_HOST`` (default 127.0.0.1) reaches both runtimes' commands."""
+    monkeypatch.delenv("MODEL_SERVER_HOST", raising=False)
+    monkeypatch.setenv("MODEL_SERVER_MODEL_NAME", "credit-risk")
+    monkeypatch.setenv("MODEL_SERVER_TRUSTED_KEYS_FILE", str(tmp_path / "trusted.pem"))
+    assert load_settings().host == "127.0.0.1"
+    seldon = seldon_command(model="credit-risk", alias="champion", host="0.0.0.0")
+    assert seldon.env["MODEL_SERVER_HOST"] == "0.0.0.0"
+    assert seldon.argv[1:4] == ["-m", "model_server.launch", "seldon"]
+    mlserver = mlserver_command(model="credit-risk", alias="champion", directory=tmp_path / "m", host="::1")
+    assert json.loads((tmp_path / "m" / "settings.json").read_text())["host"] == "::1"
+    assert mlserver.env["MODEL_SERVER_HOST"] == "::1"
+    done = run(
+        "mlserver",
+        "--print",
+        "--dir",
+        str(tmp_path / "printed"),
+        MODEL_SERVER_MODEL_NAME="credit-risk",
+        MODEL_SERVER_TRUSTED_KEYS_FILE=str(tmp_path / "trusted.pem"),
+        MODEL_SERVER_AUTH_DISABLED="true",
+        MODEL_SERVER_HOST="10.1.2.3",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MODEL_SERVER_HOST=10.1.2.3" in done.stdout
+    assert json.loads((tmp_path / "printed" / "settings.json").read_text())["host"] == "10.1.2.3"

@@ -17,6 +17,7 @@ from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest, Parameters
 from model_server.__main__ import mlserver_tracing_server
 from model_server.mlserver_runtime import caller_context
+from model_server.testing import fixtures as fx
 from model_server.testing.clients import v2_json, v2_proto
 from model_server.testing.otlp import INTERNAL, SERVER, OtlpReceiver, Span
 from opentelemetry import trace
@@ -97,7 +98,7 @@ def test_v2_rest_request_continues_the_callers_trace(stack: Any, inproc_v1: Any)
     answer = httpx.post(
         f"{stack.mlserver_http}/v2/models/{MODEL}/infer",
         json=v2_json([record], inproc_v1.signature),
-        headers={"traceparent": traceparent},
+        headers={**fx.auth_headers(), "traceparent": traceparent},
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
@@ -126,6 +127,7 @@ def test_a_request_without_traceparent_starts_its_own_trace(stack: Any, inproc_v
     answer = httpx.post(
         f"{stack.mlserver_http}/v2/models/{MODEL}/infer",
         json=v2_json([stack.records[2]], inproc_v1.signature),
+        headers=fx.auth_headers(),
         timeout=30,
     )
     assert answer.status_code == 200, answer.text

@@ -19,6 +19,7 @@ from model_server.mlserver_runtime import CreditRiskRuntime
 from model_server.seldon_model import CreditRiskModel
 from model_server.signature import Column, InvalidInput, cast_value, columns_from_records
 from model_server.slot import Slot
+from model_server.testing import fixtures as fx
 from model_server.testing.clients import v2_json, v2_proto
 from seldon_core.metrics import SeldonMetrics
 from seldon_core.proto import prediction_pb2
@@ -88,13 +89,15 @@ def test_seldon_rest_dtypes(slot: Slot, spy: Spy) -> None:
     model = CreditRiskModel()
     model.slot = slot
     app = get_rest_microservice(model, SeldonMetrics())
-    r = app.test_client().post("/api/v1.0/predictions", json={"jsonData": ROW})
+    r = app.test_client().post("/api/v1.0/predictions", json={"jsonData": ROW}, headers=fx.auth_headers())
     assert r.status_code == 200, r.get_data(as_text=True)
     assert_exact(spy.seen[-1], _kinds(slot), ROW)
     assert r.get_json()["meta"]["tags"]["model_version"] == slot.current.version
     # an unknown route is a 404 (stock seldon-core answers 500), bad input a 400 naming the field
     assert app.test_client().get("/nope").status_code == 404
-    bad = app.test_client().post("/api/v1.0/predictions", json={"jsonData": {**ROW, "purpose": 3}})
+    bad = app.test_client().post(
+        "/api/v1.0/predictions", json={"jsonData": {**ROW, "purpose": 3}}, headers=fx.auth_headers()
+    )
     assert bad.status_code == 400
     assert "jsonData.purpose" in bad.get_json()["status"]["info"]
 

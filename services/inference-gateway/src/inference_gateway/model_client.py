@@ -37,7 +37,7 @@ import asyncio
 import math
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +83,11 @@ class ModelServerClient(abc.ABC):
         pool_size: int,
         keepalive_s: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        credential: Callable[[], str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.ssl_context = ssl_context
+        self.credential = credential
         self.model_name = model_name
         self.deadline_s = deadline_s
         self.retries = retries
@@ -136,6 +138,9 @@ class ModelServerClient(abc.ABC):
         path, payload = self._request(record, kinds)
         content = orjson.dumps(payload)
         headers = {"content-type": "application/json"}
+        if self.credential is not None and (token := self.credential()):
+            # the gateway's own identity; the slot needs the predict role (model_server.access)
+            headers["authorization"] = f"Bearer {token}"
         propagate.inject(headers)
         session = self._http()
         deadline = time.monotonic() + self.deadline_s
@@ -302,9 +307,12 @@ def make_client(
     retries: int,
     pool_size: int,
     ssl_context: ssl.SSLContext | None = None,
+    credential: Callable[[], str] | None = None,
 ) -> ModelServerClient:
     """The client of ``protocol`` (``seldon`` or ``v2``); an ``https://`` ``base_url`` is verified
-    with ``ssl_context`` (the CAs and client certificate of ``ClientTls``; None: the system's CAs)."""
+    with ``ssl_context`` (the CAs and client certificate of ``ClientTls``; None: the system's CAs).
+    ``credential`` (called at each request; "" or None: none sent) is sent as
+    ``authorization: Bearer <credential>`` with every scoring request (the probes are public)."""
     classes: dict[str, type[ModelServerClient]] = {"seldon": SeldonRestClient, "v2": V2RestClient}
     return classes[protocol](
         base_url,
@@ -313,4 +321,5 @@ def make_client(
         retries=retries,
         pool_size=pool_size,
         ssl_context=ssl_context,
+        credential=credential,
     )

@@ -109,6 +109,7 @@ class Gateway:
                 retries=s.model_connect_retries,
                 pool_size=s.model_pool_size,
                 ssl_context=model_ssl,
+                credential=self.credential,  # the slots check it (role predict)
             )
 
         self.router = Router(

@@ -20,16 +20,18 @@ HTTP server). The model-server follows it as far as seldon-core and MLServer all
   the same way (``configure_telemetry("model-server")`` then ``configure_logging``), in each
   serving process (after seldon-core's fork, in MLServer's ``load``);
 * not shared, because the runtime owns it: the servers, their ports and the process tree
-  (``python -m model_server`` execs ``seldon-core-microservice`` or ``mlserver start``; gunicorn
-  and MLServer install their own SIGTERM handling), so readiness is the slot's own
+  (``python -m model_server`` execs :mod:`model_server.launch`, which runs seldon-core's
+  ``microservice.main()`` or MLServer's server as ``mlserver start`` would; gunicorn and MLServer
+  install their own SIGTERM handling), so readiness is the slot's own
   (:mod:`model_server.readiness`: state files across the serving processes, the supervisor's
   ``drain`` command flipping them not-ready before the stop) rather than the kit's gRPC health; the
   shutdown work is one ordered routine per process (the follower stopped, then the state file
   removed: :meth:`model_server.slot.Slot.stop` from MLServer's ``unload``, ``atexit`` in a
   seldon-core worker), not the kit's hook list;
-* not installable: the kit itself, since seldon-core 1.19 pins hold ``grpcio-reflection`` (1.62)
-  and ``protobuf`` (5.29) below the kit's ``grpcio-reflection`` / ``grpcio-health-checking``
-  (>= 1.75, protobuf 6); hence the settings loader sits in ``creditrisk_telemetry``.
+* shared through the runtimes' own hooks: the kit's settings (:class:`creditrisk_kit.ServiceSettings`:
+  ``MODEL_SERVER_HOST``, ``MODEL_SERVER_AUTH_*``) and its credential check on the REST servers
+  (:mod:`model_server.access`). The kit installs here with its grpcio helpers held at seldon-core's
+  1.62 / protobuf 5.29 (``[tool.uv] override-dependencies`` in ``pyproject.toml``).
 """
 
 import os

@@ -1,15 +1,19 @@
 """Run one alias slot: ``python -m model_server {seldon|mlserver|drain|ready} [options]``.
 
-* ``seldon``: execs ``seldon-core-microservice model_server.seldon_model.CreditRiskModel
-  --service-type MODEL`` (REST, gRPC and metrics ports, REST / gRPC worker counts);
-* ``mlserver``: writes ``settings.json`` + ``model-settings.json`` into ``--dir`` and execs
-  ``mlserver start <dir>``;
+* ``seldon``: execs ``python -m model_server.launch seldon model_server.seldon_model.CreditRiskModel
+  --service-type MODEL`` (seldon-core-microservice's arguments: REST, gRPC and metrics ports, REST /
+  gRPC worker counts; every listener on ``MODEL_SERVER_HOST``);
+* ``mlserver``: writes ``settings.json`` (``host`` = ``MODEL_SERVER_HOST``) + ``model-settings.json``
+  into ``--dir`` and execs ``python -m model_server.launch mlserver <dir>`` (``mlserver start`` with
+  the kit's credential check);
 * ``drain``: flips the slot's readiness to not-ready in every serving process (the supervisor's
   ``before_stop`` hook), then the supervisor stops the whole process group;
 * ``ready``: exit 0 when the slot is ready (prints the aggregated state).
 
-Both runtimes run with ``OMP_NUM_THREADS=1`` and ``ORT_DISABLE_TELEMETRY=1`` (unless set; see
-:mod:`model_server`) and a fresh state folder
+Both check credentials on their scoring routes (:mod:`model_server.access`); the launcher exits
+with status 2 when ``MODEL_SERVER_AUTH_*`` names no credential source (and
+``MODEL_SERVER_AUTH_DISABLED`` is not true). Both runtimes run with ``OMP_NUM_THREADS=1`` and
+``ORT_DISABLE_TELEMETRY=1`` (unless set; see :mod:`model_server`) and a fresh state folder
 (``MODEL_SERVER_STATE_DIR``, default ``<tmp>/model-server-<model>-<alias>-<http port>``).
 ``--print`` prints the argv and environment instead of running.
 """
@@ -45,10 +49,6 @@ class Command:
     state_dir: Path = Path()
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 def _state_dir(model: str, alias: str, http_port: int) -> Path:
     given = os.environ.get("MODEL_SERVER_STATE_DIR")
     return Path(given) if given else Path(tempfile.gettempdir()) / f"model-server-{model}-{alias}-{http_port}"
@@ -73,6 +73,7 @@ def seldon_command(
     grpc_workers: int = 1,
     rest_threads: int = 2,
     keepalive_s: int = 30,
+    host: str = "127.0.0.1",
 ) -> Command:
     """The seldon-core microservice of one slot (see :mod:`model_server.seldon_model`).
 
@@ -82,10 +83,16 @@ def seldon_command(
     closes an idle connection and no request meets a connection closing under it). gunicorn's
     ``sync`` worker (one thread) answers every request with ``Connection: close``: a client then
     pays a new TCP connection per prediction (docs/benchmarks.md, inference-gateway).
+
+    ``host``: the interface of every listener (REST, gRPC, metrics), passed on as
+    ``MODEL_SERVER_HOST`` (:mod:`model_server.launch`).
     """
     state_dir = _state_dir(model, alias, http_port)
     argv = [
-        _bin("seldon-core-microservice"),
+        sys.executable,
+        "-m",
+        "model_server.launch",
+        "seldon",
         SELDON_CLASS,
         "--service-type",
         "MODEL",
@@ -109,6 +116,7 @@ def seldon_command(
     env = {
         "MODEL_SERVER_MODEL_NAME": model,
         "MODEL_SERVER_ALIAS": alias,
+        "MODEL_SERVER_HOST": host,
         "MODEL_SERVER_STATE_DIR": str(state_dir),
         "MODEL_SERVER_SERVING_PROCESSES": str(rest_workers + grpc_workers),
         "GUNICORN_WORKERS": str(rest_workers),
@@ -168,17 +176,20 @@ def mlserver_command(
     grpc_port: int = MLSERVER_PORTS["grpc"],
     metrics_port: int = MLSERVER_PORTS["metrics"],
     tracing_server: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Command:
     """MLServer with :class:`~model_server.mlserver_runtime.CreditRiskRuntime`; writes its settings
     into ``directory`` (V2 model name = the registered model name).
 
     ``tracing_server`` (``host:port`` of an OTLP/gRPC receiver, see :func:`mlserver_tracing_server`)
     turns on MLServer's own server spans of REST and gRPC requests, continuing the caller's trace.
+    ``host``: MLServer's ``host`` setting, the interface of its REST, gRPC and metrics servers.
     """
     state_dir = _state_dir(model, alias, http_port)
     directory.mkdir(parents=True, exist_ok=True)
     server_settings: dict[str, object] = {
         "debug": False,
+        "host": host,
         "parallel_workers": 0,
         "http_port": http_port,
         "grpc_port": grpc_port,
@@ -202,12 +213,13 @@ def mlserver_command(
     env = {
         "MODEL_SERVER_MODEL_NAME": model,
         "MODEL_SERVER_ALIAS": alias,
+        "MODEL_SERVER_HOST": host,
         "MODEL_SERVER_STATE_DIR": str(state_dir),
         "MODEL_SERVER_SERVING_PROCESSES": "1",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         "ORT_DISABLE_TELEMETRY": os.environ.get("ORT_DISABLE_TELEMETRY", "1"),
     }
-    return Command([_bin("mlserver"), "start", str(directory)], env, state_dir)
+    return Command([sys.executable, "-m", "model_server.launch", "mlserver", str(directory)], env, state_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if (state.ready or args.what == "drain") else 1
 
     settings = load_settings()  # fail fast on bad settings, before forking anything
+    from creditrisk_kit.auth import AuthConfigurationError, Authenticator
+
+    try:  # the credential check's settings, checked before any runtime starts
+        Authenticator.from_settings(settings)
+    except AuthConfigurationError as exc:
+        print(f"model-server: {exc}", file=sys.stderr)
+        return 2
     if args.what == "seldon":
         command = seldon_command(
             model=settings.model_name,
@@ -262,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             rest_workers=args.rest_workers,
             grpc_workers=args.grpc_workers,
             rest_threads=args.rest_threads,
+            host=settings.host,
         )
     else:
         directory = args.dir or Path(tempfile.mkdtemp(prefix="model-server-mlserver-"))
@@ -273,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=args.grpc_port,
             metrics_port=args.metrics_port,
             tracing_server=mlserver_tracing_server(os.environ),
+            host=settings.host,
         )
     if args.print:
         print("\n".join(command.argv))

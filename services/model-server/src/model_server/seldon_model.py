@@ -53,7 +53,7 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 from werkzeug.exceptions import HTTPException
 
-from model_server import readiness, seldon_metrics
+from model_server import access, readiness, seldon_metrics
 from model_server.settings import Settings, load_settings
 from model_server.signature import InvalidInput, columns_from_records
 from model_server.slot import NoModel, Scored, Slot, preload_modules
@@ -83,7 +83,9 @@ _PROCESS_SLOT: Slot | None = None
 
 model_error_handler = Blueprint("model_server", __name__)
 """Registered by seldon-core on its Flask app (``user_model.model_error_handler``): the slot's
-readiness route and real 404 / 405 answers."""
+readiness route, real 404 / 405 answers, and the credential check before every request
+(:func:`model_server.access.check_seldon_request`: role ``predict`` to score, probes public)."""
+model_error_handler.before_app_request(access.check_seldon_request)
 
 
 @model_error_handler.app_errorhandler(HTTPException)
@@ -191,6 +193,7 @@ class CreditRiskModel:
             configure_logging(settings.log_level, service="model-server")
         except Exception:
             LOGGER.exception("telemetry set-up failed")
+        access.authenticator(settings)  # this process's credential check, from the slot's settings
         self.slot = Slot(settings, client=client, role="seldon")
         _PROCESS_SLOT = self.slot
         self.slot.start()

@@ -1,5 +1,12 @@
 """Typed settings of one alias slot, read from the environment (prefix ``MODEL_SERVER_``).
 
+The slot's settings are the service kit's (:class:`creditrisk_kit.ServiceSettings`) plus its own:
+of the kit's it uses ``host`` (``MODEL_SERVER_HOST``, default ``127.0.0.1``: every listener the
+slot opens, REST, gRPC and metrics, on both runtimes), the ``auth_*`` settings (who may score:
+:mod:`model_server.access`), ``tls_cert_file`` / ``tls_key_file`` / ``tls_client_ca_file``
+(the servers' TLS and mutual TLS: :mod:`model_server.launch`) and ``log_level``; its ports are the
+launcher's flags (``--http-port`` ...), not ``port`` / ``metrics_port``.
+
 ``MLFLOW_TRACKING_URI`` is read as MLflow itself names it (``MODEL_SERVER_MLFLOW_TRACKING_URI``
 wins when both are set). A bad value fails at start with exit status 2, naming the variable and
 not its value, as in every service (:func:`load_settings`).
@@ -12,9 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from creditrisk_kit import ServiceSettings
 from creditrisk_telemetry.configuration import load_or_exit
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 ScorerKind = Literal["fast", "reference"]
 
@@ -25,10 +33,23 @@ def _default_serving_processes() -> int:
     return int(os.environ.get("GUNICORN_WORKERS", "1")) + int(os.environ.get("GRPC_WORKERS", "1"))
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """One alias slot.
 
     Attributes:
+        host: interface every listener binds (REST, gRPC, metrics; both runtimes): ``127.0.0.1``
+            by default (loopback only), ``0.0.0.0`` in a container image.
+        auth_api_keys_file, auth_api_keys, auth_jwks_file, auth_jwks_url, auth_jwt_*,
+            auth_disabled: the kit's credential check (:mod:`creditrisk_kit.auth`) on the scoring
+            routes (role ``predict``; :mod:`model_server.access`); without a source and not
+            ``auth_disabled`` the launcher exits with status 2 naming them.
+        tls_cert_file, tls_key_file, tls_client_ca_file: PEM files; a certificate and its key turn
+            TLS on for seldon-core's REST, gRPC and metrics ports and MLServer's REST and metrics
+            ports (not MLServer's gRPC port: no hook, docs/security.md); a client CA makes it
+            mutual (a client without a certificate of that CA is refused at the handshake). The
+            files must exist at start (exit 2 otherwise). seldon-core serves renewed files from
+            the next connection (REST and metrics: checked at each connection; gRPC: at each
+            handshake); MLServer reads them at start.
         model_name: registered model followed, e.g. ``credit-risk``.
         alias: the slot, ``champion`` or ``challenger`` (any MLflow alias works).
         mlflow_tracking_uri: the tracking server (``http(s)://``; artifacts are downloaded through it).
@@ -68,7 +89,6 @@ class Settings(BaseSettings):
     require_approval: bool = True
     trusted_keys_file: Path | None = None
     approval_state_file: Path | None = None
-    log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _keys_when_required(self) -> Settings:

@@ -64,10 +64,12 @@ class Clients:
         seldon_grpc: str = "",
         mlserver_http: str = "",
         mlserver_grpc: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.model, self.kinds = model, dict(kinds)
         self.seldon_http, self.mlserver_http = seldon_http, mlserver_http
-        self.http = httpx.Client(timeout=30)
+        # REST: the caller's credential (``authorization``); the gRPC ports check none
+        self.http = httpx.Client(timeout=30, headers=dict(headers or {}))
         self._seldon = (
             prediction_pb2_grpc.ModelStub(grpc.insecure_channel(seldon_grpc)) if seldon_grpc else None
         )

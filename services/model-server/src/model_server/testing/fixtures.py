@@ -41,6 +41,36 @@ MLFLOW_PASSWORDS = {
 }
 
 
+#: The slots' callers in the tests (``MODEL_SERVER_AUTH_API_KEYS``, :func:`use_api_keys`): a key
+#: per role the slot checks, and one holding every other role (a lower role for every route).
+API_KEYS = {
+    "predict": secrets.token_urlsafe(18),
+    "admin": secrets.token_urlsafe(18),
+    "lower": secrets.token_urlsafe(18),
+}
+API_KEY_ROLES = {
+    "predict": ["predict"],
+    "admin": ["admin"],
+    "lower": [
+        "read_features", "write_features", "train", "read_registry", "register", "promote",
+        "read_monitoring", "log_predictions", "write_labels", "read_artifacts",
+    ],
+}  # fmt: skip
+
+
+def auth_headers(who: str = "predict") -> dict[str, str]:
+    """The ``authorization`` header of the test key ``who`` (``predict``, ``admin``, ``lower``)."""
+    return {"authorization": f"Bearer {API_KEYS[who]}"}
+
+
+def use_api_keys() -> None:
+    """Set ``MODEL_SERVER_AUTH_API_KEYS`` in ``os.environ`` to the test keys: the slots started
+    with :func:`clean_env` and the Flask apps built in the test process check them."""
+    os.environ["MODEL_SERVER_AUTH_API_KEYS"] = json.dumps(
+        {key: {"subject": f"test-{who}", "roles": API_KEY_ROLES[who]} for who, key in API_KEYS.items()}
+    )
+
+
 def mlflow_user_env(user: str) -> dict[str, str]:
     """``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of ``user`` (read by MLflow's client)."""
     return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": MLFLOW_PASSWORDS[user]}

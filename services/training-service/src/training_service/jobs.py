@@ -517,19 +517,13 @@ class TrainingJobs:
         """
         size = page_limit(request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         before = decode_page_token(request.page_token, int)  # the seq of the previous page's last job
-        start = end = None
-        if request.HasField("create_time_range"):
-            window = request.create_time_range
-            start = (
-                convert.from_timestamp(window.start, "create_time_range.start")
-                if window.HasField("start")
-                else None
-            )
-            end = (
-                convert.from_timestamp(window.end, "create_time_range.end")
-                if window.HasField("end")
-                else None
-            )
+        window = request.create_time_range
+        start, end = (
+            convert.from_timestamp(getattr(window, name), f"create_time_range.{name}")
+            if request.HasField("create_time_range") and window.HasField(name)
+            else None
+            for name in ("start", "end")
+        )
         with self._lock:
             selected = [
                 job

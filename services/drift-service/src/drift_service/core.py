@@ -18,6 +18,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from creditrisk_kit import InvalidArgument, NotFound
+from creditrisk_kit.auth import outgoing_credential
 from creditrisk_kit.tls import ClientTls
 
 from drift_service import metrics, performance
@@ -72,10 +73,15 @@ def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver
             auc_metrics=settings.mlflow_reference_auc_metrics,
             cache_size=settings.mlflow_cache_size,
         )
-        if settings.registry_target and settings.registry_token is not None:
+        token = (
+            settings.registry_token.get_secret_value()
+            if settings.registry_token is not None
+            else outgoing_credential(settings)()
+        )
+        if settings.registry_target and token:
             training = RegistryGatewayTrainingDatasetResolver(
                 settings.registry_target,
-                settings.registry_token.get_secret_value(),
+                token,
                 training,
                 timeout_s=settings.registry_timeout_s,
                 tls=ClientTls.from_settings(settings),

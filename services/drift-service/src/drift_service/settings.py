@@ -87,7 +87,9 @@ class DriftServiceSettings(ServiceSettings):
             reference is found through the registry-gateway (``GetModelVersion`` -> lineage -> run)
             instead of MLflow's registry
             (:class:`drift_service.reference.RegistryGatewayTrainingDatasetResolver`).
-        registry_token: bearer token of a viewer of the registry-gateway (secret; never printed).
+        registry_token: bearer token of a viewer of the registry-gateway (secret; never printed);
+            unset: the service's own ``credential`` / ``credential_file`` (the kit's; the file is
+            read when the service starts).
         registry_timeout_s: deadline of the registry-gateway's GetModelVersion.
         mlflow_training_artifact: the training rows' artifact path in a training run.
         mlflow_reference_auc_metrics: run metrics taken as the reference AUC, first found wins.
@@ -187,9 +189,10 @@ class DriftServiceSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _registry_needs_token_and_mlflow(self) -> DriftServiceSettings:
-        if self.registry_target and self.registry_token is None:
+        if self.registry_target and self.registry_token is None and not (self.credential or self.credential_file):
             raise ValueError(
-                "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_REGISTRY_TOKEN (a viewer's bearer token)"
+                "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_REGISTRY_TOKEN or the service's own "
+                "DRIFT_SERVICE_CREDENTIAL / DRIFT_SERVICE_CREDENTIAL_FILE (a credential with read_registry)"
             )
         if self.registry_target and not self.mlflow_tracking_uri:
             raise ValueError(

@@ -354,7 +354,9 @@ def test_settings_make_the_registry_gateway_the_default(
     # no registry token: the service's own credential file (what deploy/stack/local.toml gives it)
     key_file = tmp_path / "drift-service.key"
     key_file.write_text(f"{VIEWER_TOKEN}\n")
-    own = DriftServiceSettings.model_validate({**base, "registry_target": target, "credential_file": key_file})
+    own = DriftServiceSettings.model_validate(
+        {**base, "registry_target": target, "credential_file": key_file}
+    )
     resolver = default_resolver(own)
     assert isinstance(resolver.training, RegistryGatewayTrainingDatasetResolver)
     fake.tokens.clear()

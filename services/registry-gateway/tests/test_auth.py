@@ -75,7 +75,11 @@ def test_tokens_alone_are_a_credential_source() -> None:
 def test_legacy_tokens_still_work_with_a_deprecation_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="registry_gateway.auth")
     auth = Authenticator.from_settings(_settings(), extra_keys=legacy_keys(_settings()))
-    assert auth.authenticate("Bearer promoter-token").roles == {Role.READ_REGISTRY, Role.REGISTER, Role.PROMOTE}
+    assert auth.authenticate("Bearer promoter-token").roles == {
+        Role.READ_REGISTRY,
+        Role.REGISTER,
+        Role.PROMOTE,
+    }
     (warning,) = [r for r in caplog.records if r.name == "registry_gateway.auth"]
     assert "REGISTRY_GATEWAY_TOKENS is deprecated" in warning.getMessage()
     assert "REGISTRY_GATEWAY_AUTH_API_KEYS_FILE" in warning.getMessage()
@@ -90,7 +94,9 @@ def test_the_stacks_keys_file_with_kit_roles_is_re_read_on_change(tmp_path: Path
     (no legacy tokens); a rotated file is read again without a restart."""
     keys = tmp_path / "api-keys.json"
     keys.write_text(json.dumps({"old-key": {"subject": "demo-pipeline", "roles": ["register", "promote"]}}))
-    auth = Authenticator.from_settings(_settings(tokens={}, auth_api_keys_file=keys), legacy_keys(_settings(tokens={})))
+    auth = Authenticator.from_settings(
+        _settings(tokens={}, auth_api_keys_file=keys), legacy_keys(_settings(tokens={}))
+    )
     assert auth.authenticate("Bearer old-key").subject == "demo-pipeline"
     keys.write_text(json.dumps({"new-key!": {"subject": "demo-pipeline", "roles": ["read_registry"]}}))
     assert auth.authenticate("Bearer new-key!").roles == {Role.READ_REGISTRY}

@@ -86,7 +86,7 @@ def outcome_of(error: BaseException | None) -> str:
     if callable(code):
         try:
             return str(code().name)
-        except Exception:  # noqa: BLE001 - not a grpc.RpcError after all
+        except Exception:  # not a grpc.RpcError after all
             return "INTERNAL"
     if type(error).__name__ == "CancelledError":
         return "CANCELLED"

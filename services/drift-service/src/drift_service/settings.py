@@ -189,7 +189,11 @@ class DriftServiceSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _registry_needs_token_and_mlflow(self) -> DriftServiceSettings:
-        if self.registry_target and self.registry_token is None and not (self.credential or self.credential_file):
+        if (
+            self.registry_target
+            and self.registry_token is None
+            and not (self.credential or self.credential_file)
+        ):
             raise ValueError(
                 "DRIFT_SERVICE_REGISTRY_TARGET needs DRIFT_SERVICE_REGISTRY_TOKEN or the service's own "
                 "DRIFT_SERVICE_CREDENTIAL / DRIFT_SERVICE_CREDENTIAL_FILE (a credential with read_registry)"

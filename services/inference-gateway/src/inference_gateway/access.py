@@ -58,6 +58,7 @@ HTTP_POLICY: dict[str, Requirement] = {
 """The role of every REST route (the OpenAPI document and its viewers are public: the kit's
 ``DEFAULT_PUBLIC_PATHS``)."""
 
+
 class RateLimited(ResourceExhausted):
     """Over the caller's rate limit: RESOURCE_EXHAUSTED with ``RetryInfo`` / HTTP 429 with
     ``Retry-After`` (whole seconds, rounded up)."""

@@ -49,6 +49,7 @@ import demo_state
 import grpc
 import httpx
 import pyarrow.parquet as pq
+import stack_keys
 from creditrisk.common.v1 import serving_pb2, time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
@@ -359,12 +360,11 @@ def start_training_service(supervisor: Supervisor, stack: Stack, *, wait: bool =
 # ---------------------------------------------------------------------- registry and serving (issues 5, 7, 8)
 
 MODEL_NAME = "credit-risk"
-#: Bearer tokens of the demo's registry-gateway, from the stack file's variables (the demo acts as
-#: the training pipeline; the inference-gateway and the drift-service read as viewers).
-PROMOTER_TOKEN = STACK.variables()["promoter_token"]
-VIEWER_TOKEN = STACK.variables()["viewer_token"]
-#: the inference-gateway's client key (predict, read_features, read_registry; deploy/stack/local.toml)
-GATEWAY_KEY = STACK.variables()["gateway_client_key"]
+#: The stack's keys of this data folder, by identity (scripts/stack_keys.py: made at the first run
+#: in the folder, reused later; filled by :func:`run`, never printed). The demo acts as the
+#: training pipeline (``pipeline``), reads the registry as the inference-gateway does, and calls the
+#: gateway as its client (``gateway-client``: predict, read_features, read_registry).
+KEYS: dict[str, str] = {}
 #: How many held-out applicants the gateway scores over each protocol.
 SERVED = 3
 
@@ -438,7 +438,7 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         "ms",
         title="predictions of held-out applicants (features from the feature-service)",
     )
-    headers = {"authorization": f"Bearer {GATEWAY_KEY}"}  # the gateway's client (API key)
+    headers = {"authorization": f"Bearer {KEYS['gateway-client']}"}  # the gateway's client (API key)
     with httpx.Client(base_url=rest_url, timeout=30, headers=headers) as client:
         for applicant in applicants[:SERVED]:
             began = time.perf_counter()
@@ -463,7 +463,9 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         for applicant in applicants[SERVED : 2 * SERVED]:
             began = time.perf_counter()
             answer = stub.Predict(
-                ipb.PredictRequest(applicant_id=applicant), metadata=_bearer(GATEWAY_KEY), timeout=30
+                ipb.PredictRequest(applicant_id=applicant),
+                metadata=_bearer(KEYS["gateway-client"]),
+                timeout=30,
             )
             elapsed = (time.perf_counter() - began) * 1000
             table.add_row(
@@ -712,7 +714,7 @@ def _arguments(targets: dict[str, str], **overrides: Any) -> dict[str, Any]:
         "training_service": targets["training-service"],
         "registry": targets["registry-gateway"],
         "inference_gateway": targets["inference-gateway"],
-        "registry_token": PROMOTER_TOKEN,
+        "registry_token": KEYS["pipeline"],
         "model_name": MODEL_NAME,
         "experiment_name": "credit-risk-demo",
         **TRAINING,
@@ -731,12 +733,12 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
         console=console,
     ) as progress:
         pushed = progress.add_task("features -> feature store (Push)", total=len(stream.applicants))
-        world.push_features(targets["feature-service"], stream, PROMOTER_TOKEN)
+        world.push_features(targets["feature-service"], stream, KEYS["pipeline"])
         progress.update(pushed, completed=len(stream.applicants))
         scored = progress.add_task("applications -> inference-gateway", total=len(stream.applicants))
         for i in range(0, len(stream.applicants), world.BATCH):
             part = world.Stream(stream.regime, stream.applicants[i : i + world.BATCH])
-            world.score(targets["inference-gateway"], part, GATEWAY_KEY)
+            world.score(targets["inference-gateway"], part, KEYS["gateway-client"])
             progress.update(scored, advance=len(part.applicants))
         logged = progress.add_task("predictions logged (drift-service)", total=len(stream.applicants))
         progress.update(
@@ -744,7 +746,7 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
         )
         labels = progress.add_task("outcomes -> label table + drift", total=len(stream.applicants))
         _written, joined = world.deliver_labels(
-            targets["feature-service"], targets["drift-service"], stream, PROMOTER_TOKEN
+            targets["feature-service"], targets["drift-service"], stream, KEYS["pipeline"]
         )
         progress.update(labels, completed=joined)
     pds = [a.probability_of_default for a in stream.applicants]
@@ -807,7 +809,9 @@ def summary(
         versions = (
             rpb_grpc.ModelRegistryServiceStub(channel)
             .ListModelVersions(
-                rpb.ListModelVersionsRequest(name=MODEL_NAME), metadata=_bearer(VIEWER_TOKEN), timeout=30
+                rpb.ListModelVersionsRequest(name=MODEL_NAME),
+                metadata=_bearer(KEYS["inference-gateway"]),
+                timeout=30,
             )
             .model_versions
         )
@@ -943,6 +947,32 @@ def afterwards(reports: list[tuple[str, Path]], trace_id: str) -> None:
     console.print(f"  traces (OTLP/JSON spans, one a line): {spans}", soft_wrap=True)
     console.print(f"    the traced prediction of step 7: grep {trace_id} {spans}", soft_wrap=True)
     console.print(f"  logs of every process: {demo_state.shown(ROOT / '.run' / 'logs')}/", soft_wrap=True)
+    for line in by_hand():
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def by_hand(http_port: int = 8000, grpc_port: int = 50055) -> list[str]:
+    """How to call the gateway of a stack started by hand on this folder, its client key read
+    from its file (never printed)."""
+    key = f"$(cat {demo_state.shown(stack_keys.key_file(STATE, 'gateway-client'))})"
+    profile = [] if PROFILE == "embedded" else [f"--profile {PROFILE}"]
+    return [
+        f"  the stack's keys (made at this folder's first run, reused): "
+        f"{demo_state.shown(stack_keys.secrets_dir(STATE))}/ (mode 0600)",
+        "    a stack by hand on this run's state, and the gateway called with the client key:",
+        "    "
+        + " ".join(
+            [
+                ".tools/bin/uv run devstack up deploy/stack/local.toml",
+                *profile,
+                f"--port inference-gateway.http={http_port} --port inference-gateway.port={grpc_port}",
+            ]
+        ),
+        f"    curl -s -H \"authorization: Bearer {key}\" -H 'content-type: application/json' "
+        f"-d '{{\"applicant_id\": 7}}' http://127.0.0.1:{http_port}/v1/predict",
+        f'    grpcurl -plaintext -H "authorization: Bearer {key}" -d \'{{"applicant_id": 7}}\' '
+        f"127.0.0.1:{grpc_port} creditrisk.inference.v1.InferenceService/Predict",
+    ]
 
 
 def _trained_on(runs: list[dict[str, Any]], run_id: str) -> str:
@@ -964,6 +994,7 @@ def run() -> int:
     started = time.monotonic()
     console.print(f"[bold]credit-risk platform demo[/bold] (profile: {PROFILE})")
     fresh_state()
+    KEYS.update(stack_keys.write_keys(STATE))  # the folder's keys (made at its first run), never printed
     step(1, "one locked environment per deployable")
     timed(show_environments)
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")
@@ -990,7 +1021,7 @@ def run() -> int:
         first = run_pipeline("training", _arguments(targets, run_name="first-champion"), runs)
         first["arguments"] = {"training": "2023-01-01 .. 2025-01-01 (ingested)"}
         show_training(first, "training pipeline: the first champion")
-        with world.authed_channel(targets["feature-service"], PROMOTER_TOKEN) as channel:
+        with world.authed_channel(targets["feature-service"], KEYS["pipeline"]) as channel:
             stub = pb_grpc.FeatureStoreServiceStub(channel)
             step(
                 5,
@@ -1004,7 +1035,7 @@ def run() -> int:
         applicants = held_out_applicants(mlflow_url, first["outputs"]["run_id"], 2 * SERVED)
         timed(lambda: serve_predictions(rest_url, targets["inference-gateway"], applicants))
         trace_id = demo_observability.show(
-            observability, rest_url, supervisor, applicants[0], GATEWAY_KEY
+            observability, rest_url, supervisor, applicants[0], KEYS["gateway-client"]
         )  # + /metrics
         rows = world.load_rows()
         normal = world.make_stream(rows, world.NORMAL, NORMAL_COUNT, NORMAL_START, 20, 100_001, seed=11)
@@ -1021,8 +1052,8 @@ def run() -> int:
         fresh = world.make_stream(
             rows, world.SHIFTED, 5, datetime(2025, 4, 2, tzinfo=UTC), 1, 300_001, seed=13
         )
-        world.push_features(targets["feature-service"], fresh, PROMOTER_TOKEN)
-        world.score(targets["inference-gateway"], fresh, GATEWAY_KEY)
+        world.push_features(targets["feature-service"], fresh, KEYS["pipeline"])
+        world.score(targets["inference-gateway"], fresh, KEYS["gateway-client"])
         console.print(
             "new applications after the swap, scored by: "
             + ", ".join(
@@ -1054,6 +1085,10 @@ def fresh_state() -> None:
         shutil.rmtree(previous, ignore_errors=True)
         folder.rename(previous)
         console.print(f"[dim]the previous run's state moved to {demo_state.shown(previous)}[/dim]")
+        kept = stack_keys.secrets_dir(previous)
+        if kept.is_dir():  # the data folder's keys outlive its runs (deploy/stack/local.toml)
+            folder.mkdir(parents=True)
+            kept.rename(stack_keys.secrets_dir(folder))
 
 
 if __name__ == "__main__":

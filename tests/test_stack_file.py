@@ -56,14 +56,12 @@ def test_the_demos_processes_are_wired_to_each_other(profile: str, monkeypatch: 
     drift = next(spec for spec in stack.processes if spec.name == "drift-service")
     # the demo starts it after MLflow and the registry-gateway: a version's training dataset is its
     # default reference
-    # with its own identity (read_registry), known to the registry-gateway; strangers refused
+    # default reference, found with its own key (a file of the data folder, never a value); the
+    # callers it accepts are the stack's api-keys.json, as the registry-gateway's
     assert "DRIFT_SERVICE_REGISTRY_TOKEN" not in drift.env
-    key = drift.env["DRIFT_SERVICE_CREDENTIAL"]
+    assert drift.env["DRIFT_SERVICE_CREDENTIAL_FILE"] == str(demo.STATE / "secrets" / "drift-service.key")
     registry = next(spec for spec in stack.processes if spec.name == "registry-gateway")
-    assert json.loads(registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS"])[key]["roles"] == ["read_registry"]
-    assert json.loads(drift.env["DRIFT_SERVICE_AUTH_API_KEYS"]) == json.loads(
-        registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS"]
-    )
+    assert drift.env["DRIFT_SERVICE_AUTH_API_KEYS_FILE"] == registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS_FILE"]
     (root,) = json.loads(drift.env["DRIFT_SERVICE_DATASET_ROOTS"])
     assert root == str(Path(drift.env["DRIFT_SERVICE_DATA_DIR"]).parent / "datasets")
     assert (
@@ -87,7 +85,9 @@ def test_the_end_to_end_stack_gets_its_own_folder_tokens_and_a_cold_drift_servic
     running = {"mlflow": {"port": 5000}, "feature-service": {"port": 5001, "metrics": 5002}}
     variables = e2e_stack.e2e_variables(stack)
     registry = e2e_stack.PLATFORM.resolve("registry-gateway", variables=variables, running=running).spec
-    assert registry.env["REGISTRY_GATEWAY_TOKENS"] == json.dumps(e2e_stack.REGISTRY_TOKENS)
+    # the kit's keys file with kit roles (the legacy REGISTRY_GATEWAY_TOKENS no longer)
+    assert "REGISTRY_GATEWAY_TOKENS" not in registry.env
+    assert registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS_FILE"] == str(tmp_path / "secrets" / "api-keys.json")
     assert registry.env["REGISTRY_GATEWAY_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert registry.env["REGISTRY_GATEWAY_AUDIT_DB_URL"] == f"sqlite:///{tmp_path}/registry-gateway/audit.db"
 
@@ -135,3 +135,19 @@ def test_devstack_up_takes_the_demos_lock(profile: str, monkeypatch: pytest.Monk
     assert read_stack_file(STACK_FILE).lock_path(profile="embedded") == demo.demo_state.lock_path(
         ROOT, "embedded"
     )
+
+
+#: A key's shape in the file: a value, or a reference to a file (``*_FILE``, a path).
+SECRET_SETTING = re.compile(r"_(AUTH_API_KEYS|CREDENTIAL|TOKEN|TOKENS|API_KEY)$")
+
+
+@pytest.mark.parametrize("name", read_stack_file(STACK_FILE).names)
+def test_no_process_of_the_file_gets_a_key_as_a_value(name: str, tmp_path: Path) -> None:
+    """Every credential setting of every process is a ``*_FILE`` in the data folder's secrets."""
+    platform = read_stack_file(STACK_FILE)
+    spec = platform.resolve_all(platform.closure([name]), variables={"data_dir": str(tmp_path)})
+    process = next(p for p in spec.processes if p.name == name)
+    inline = [key for key in process.env if SECRET_SETTING.search(key)]
+    assert inline == [], f"{name}: keys as values: {inline}"
+    files = {k: v for k, v in process.env.items() if k.endswith(("_AUTH_API_KEYS_FILE", "_CREDENTIAL_FILE"))}
+    assert all(Path(v).parent == tmp_path / "secrets" for v in files.values()), files

@@ -4,7 +4,7 @@ Used by the session-scoped ``stack`` fixture of ``conftest.py``.
 
 The services are the platform's stack file, ``deploy/stack/local.toml``, the one ``make demo``
 runs (format: ``creditrisk_devstack.stackfile``). What the tests change is given on top of it:
-the file's variables (:func:`e2e_variables`: the session's folder, the e2e experiment and tokens,
+the file's variables (:func:`e2e_variables`: the session's folder (its keys too), the e2e experiment,
 the drift-service started cold, the challenger's mode) and a few settings (:data:`E2E_ENV`).
 
 One session-scoped :class:`Stack` holds one :class:`~creditrisk_devstack.Supervisor` (logs in the
@@ -14,8 +14,9 @@ preparation (:data:`PREPARE`, e.g. the feature-service's ingestion). Everything 
 started is stopped at its end, in reverse order, also on failures and Ctrl-C (the supervisor's
 context manager). A test may add stand-ins of its own (:class:`ServiceDef`, ``Stack.stand_ins``).
 
-The serving path: ``registry-gateway`` (tokens :data:`REGISTRY_TOKENS`: tests promote as promoter
-or admin, the inference-gateway reads as a viewer; audit SQLite in the session folder),
+The serving path: ``registry-gateway`` (the session's keys :data:`KEYS`, files in the session
+folder: tests promote as the pipeline or admin, the inference-gateway reads with its own key; audit
+SQLite in the session folder),
 ``model-server-champion`` (seldon-core runtime following ``credit-risk@champion``; its preparation
 trains, registers and promotes the session's first champion, :func:`first_champion`, since the slot
 is ready only once it serves a verified version; drained by ``python -m model_server drain`` before
@@ -41,10 +42,10 @@ client package (``creditrisk-contracts``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import secrets
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +75,9 @@ from google.protobuf import timestamp_pb2
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import stack_keys  # noqa: E402 - scripts/stack_keys.py, shared with `make demo`
+
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
 #: The platform's stack, shared with ``make demo``.
 STACK_FILE = ROOT / "deploy" / "stack" / "local.toml"
@@ -105,16 +109,15 @@ class ServiceDef:
     needs: tuple[str, ...] = ()
 
 
-#: Bearer tokens of the session's registry-gateway: tests act as admin or promoter, the
-#: inference-gateway reads as a viewer.
-ADMIN_TOKEN = "e2e-admin-token"
-PROMOTER_TOKEN = "e2e-promoter-token"
-VIEWER_TOKEN = "e2e-viewer-token"
-REGISTRY_TOKENS = {
-    ADMIN_TOKEN: {"subject": "e2e-admin", "role": "admin"},
-    PROMOTER_TOKEN: {"subject": "e2e-pipeline", "role": "promoter"},
-    VIEWER_TOKEN: {"subject": "inference-gateway", "role": "viewer"},
-}
+#: The session's keys (scripts/stack_keys.py, as ``make demo`` makes a data folder's): made with
+#: ``secrets`` per session and written to ``<session folder>/secrets/`` (mode 0600) when the stack
+#: is made (:meth:`Stack.__post_init__`); the services read them from there (the stack file's
+#: ``*_FILE`` settings). Tests act as admin or as the pipeline (promoter), the inference-gateway
+#: reads the registry with its own key.
+KEYS = stack_keys.new_keys()
+ADMIN_TOKEN = KEYS["admin"]
+PROMOTER_TOKEN = KEYS["pipeline"]
+VIEWER_TOKEN = KEYS["inference-gateway"]
 MODEL_NAME = "credit-risk"
 #: The MLflow users' passwords for the session (its basic-auth app, deploy/stack/local.toml's
 #: ``mlflow_password_*``): generated per session, never fixed values.
@@ -123,45 +126,22 @@ MLFLOW_PASSWORDS = {
     for user in ("registry-gateway", "training-service", "model-server", "drift-service")
 }
 
-#: The session's API keys (the stack file's ``api_keys``, creditrisk_kit.auth, known to the
-#: feature-, training- and drift-services and the registry-gateway): the tokens above with kit
-#: roles (the promoter is the pipeline: it also trains, writes features and labels, reads
-#: monitoring), the services' own identities (the file's defaults), and the refusal test's
-#: lower-role keys (creditrisk_testing.refusal: every role but one).
-API_KEYS: dict[str, dict[str, Any]] = {
-    ADMIN_TOKEN: {"subject": "e2e-admin", "roles": ["admin"]},
-    PROMOTER_TOKEN: {
-        "subject": "e2e-pipeline",
-        "roles": [
-            "read_registry",
-            "register",
-            "promote",
-            "train",
-            "read_features",
-            "write_features",
-            "write_labels",
-            "log_predictions",
-            "read_monitoring",
-        ],
-    },
-    VIEWER_TOKEN: {
-        "subject": "inference-gateway",
-        "roles": ["read_registry", "read_features", "log_predictions", "read_monitoring"],
-    },
-    PLATFORM.variables()["registry_gateway_key"]: {"subject": "registry-gateway", "roles": ["read_features"]},
-    PLATFORM.variables()["training_service_key"]: {"subject": "training-service", "roles": ["read_features"]},
-    PLATFORM.variables()["drift_service_key"]: {"subject": "drift-service", "roles": ["read_registry"]},
-    **REFUSAL_API_KEYS,
-}
-
-#: The API key of the inference-gateway's callers in the tests (the stack file's
-#: ``gateway_client_key``: predict, read_features, read_registry, read_monitoring).
-GATEWAY_KEY = "e2e-gateway-client-key"
+#: The API key of the inference-gateway's callers in the tests (predict, read_features,
+#: read_registry, read_monitoring).
+GATEWAY_KEY = KEYS["gateway-client"]
 #: REST headers carrying :data:`GATEWAY_KEY`.
 GATEWAY_HEADERS = {"authorization": f"Bearer {GATEWAY_KEY}"}
 #: REST headers of a direct call to a model-server slot: the inference-gateway's own credential
-#: (:data:`VIEWER_TOKEN`), which the stack file's ``model_server_api_keys`` gives ``predict``.
+#: (:data:`VIEWER_TOKEN`), which ``secrets/model-server-api-keys.json`` gives ``predict``.
 MODEL_SERVER_HEADERS = {"authorization": f"Bearer {VIEWER_TOKEN}"}
+
+
+def write_session_keys(workdir: Path) -> None:
+    """The session's key files in ``workdir/secrets`` (:data:`KEYS`; subjects ``e2e-pipeline``,
+    ``e2e-admin``, ...), the refusal test's lower-role keys (creditrisk_testing.refusal: every
+    role but one) merged into the services' ``api-keys.json``."""
+    stack_keys.write_keys(workdir, KEYS, subject_prefix="e2e-", extra_api_keys=REFUSAL_API_KEYS)
+
 
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
 #: it starts: a test sets it (``shadow`` or ``canary``) and restarts the gateway to change it.
@@ -182,12 +162,6 @@ def e2e_variables(stack: Stack) -> dict[str, str]:
         "data_dir": str(stack.workdir),
         "model_name": MODEL_NAME,
         "experiment": "credit-risk-e2e",
-        "promoter_token": PROMOTER_TOKEN,
-        "admin_token": ADMIN_TOKEN,
-        "viewer_token": VIEWER_TOKEN,
-        "registry_tokens": json.dumps(REGISTRY_TOKENS),
-        "api_keys": json.dumps(API_KEYS),
-        "gateway_client_key": GATEWAY_KEY,
         "drift_warm_up": "false",
         "challenger_mode": str(stack.cache.get(CHALLENGER_MODE_KEY, "shadow")),
         "canary_share": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
@@ -319,6 +293,9 @@ class Stack:
     #: each file service's ports at its last start: a restart keeps all but the main one (the
     #: drift-service's report URLs stay valid)
     _last_ports: dict[str, dict[str, int]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        write_session_keys(self.workdir)
 
     def target(self, name: str) -> str:
         """``host:port`` of a running service, starting it (and what it needs) first if necessary."""
@@ -469,7 +446,7 @@ def gateway_aio_channel(target: str, token: str = GATEWAY_KEY) -> grpc.aio.Chann
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata of a caller (an API key of :data:`API_KEYS`)."""
+    """gRPC metadata of a caller (a key of :data:`KEYS`, or a refusal test key)."""
     return (("authorization", f"Bearer {token}"),)
 
 

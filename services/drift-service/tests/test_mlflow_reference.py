@@ -323,7 +323,7 @@ def test_registry_gateway_errors_are_mapped(tracking: Tracking, registry: tuple[
 
 
 def test_settings_make_the_registry_gateway_the_default(
-    tracking: Tracking, registry: tuple[str, FakeRegistry], settings: DriftServiceSettings
+    tracking: Tracking, registry: tuple[str, FakeRegistry], settings: DriftServiceSettings, tmp_path: Path
 ) -> None:
     target, fake = registry
     wired = DriftServiceSettings.model_validate(
@@ -351,3 +351,15 @@ def test_settings_make_the_registry_gateway_the_default(
         DriftServiceSettings.model_validate(
             {**base, "mlflow_tracking_uri": None, "registry_target": target, "registry_token": "t"}
         )
+    # no registry token: the service's own credential file (what deploy/stack/local.toml gives it)
+    key_file = tmp_path / "drift-service.key"
+    key_file.write_text(f"{VIEWER_TOKEN}\n")
+    own = DriftServiceSettings.model_validate(
+        {**base, "registry_target": target, "credential_file": key_file}
+    )
+    resolver = default_resolver(own)
+    assert isinstance(resolver.training, RegistryGatewayTrainingDatasetResolver)
+    fake.tokens.clear()
+    resolver.resolve(MODEL, V_MLFLOW_DIGEST, None)
+    assert fake.tokens == [f"Bearer {VIEWER_TOKEN}"]
+    resolver.training.close()

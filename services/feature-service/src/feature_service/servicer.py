@@ -6,18 +6,22 @@ calls :class:`~feature_service.core.FeatureStoreCore` in a worker thread (Feast 
 the result. The exception: small online reads, which run on the event loop where the online store
 reads without blocking (see ``_INLINE_ROWS``). Domain errors carry their status; the kit's
 ``ErrorInterceptor`` maps them and turns anything else into INTERNAL without a traceback on the wire.
+Every GetOnlineFeatures / GetHistoricalFeatures call leaves one record on the
+``feature_service.access`` logger (who, which entity keys, never a value: :func:`_record`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from creditrisk.feature.v1 import feature_service_pb2 as pb
 from creditrisk.feature.v1 import feature_service_pb2_grpc as pb_grpc
-from creditrisk_kit.auth import MethodPolicy, Role
+from creditrisk_kit.access_log import outcome_of, record_access
+from creditrisk_kit.auth import MethodPolicy, Role, current_principal
 
 from feature_service import convert, historical
 from feature_service.core import FeatureStoreCore
@@ -50,6 +54,32 @@ POLICY = MethodPolicy.for_service(
 ``read_features``; writes (push, materialization) ``write_features``."""
 
 
+ACCESS_LOGGER = logging.getLogger("feature_service.access")
+"""The access log of feature reads (the kit's :mod:`creditrisk_kit.access_log`)."""
+
+
+def _entity_id(keys: dict[str, Any]) -> Any:
+    """One entity row's id: the value of its only join key, else the mapping of them."""
+    return next(iter(keys.values())) if len(keys) == 1 else dict(keys)
+
+
+def _record(method: str, request: Any, ids: list[Any], row_count: int, error: BaseException | None) -> None:
+    """The access record of a feature read (``feature_service.access``): the caller's subject,
+    the method, the feature service or refs asked, the entity keys (first 100 and
+    ``entity_keys_count``), the rows returned and the outcome; never a feature value."""
+    which = request.WhichOneof("selection") if request is not None else None
+    record_access(
+        ACCESS_LOGGER,
+        method,
+        current_principal(),
+        ids,
+        outcome_of(error),
+        feature_service=request.feature_service if which == "feature_service" else "",
+        feature_refs=list(request.features.refs) if which == "features" else [],
+        row_count=row_count if error is None else 0,
+    )
+
+
 class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     """Every RPC of ``FeatureStoreService`` over one core.
 
@@ -65,14 +95,22 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
     async def GetOnlineFeatures(
         self, request: pb.GetOnlineFeaturesRequest, context: Any
     ) -> pb.GetOnlineFeaturesResponse:
-        service, refs, version = convert.selection(request)
-        keys, values = convert.online_rows(request, self.settings.max_online_entity_rows)
-        if len(keys) > _INLINE_ROWS:  # a large batch converts in a worker thread, not on the loop
-            return await asyncio.to_thread(
-                self._online, keys, values, service, refs, version, request.full_feature_names
-            )
-        result = await self.core.online.get_online_features_async(keys, values, service, refs, version)
-        return convert.online_response(result, request.full_feature_names)
+        keys: list[dict[str, Any]] = []
+        error: BaseException | None = None
+        try:
+            service, refs, version = convert.selection(request)
+            keys, values = convert.online_rows(request, self.settings.max_online_entity_rows)
+            if len(keys) > _INLINE_ROWS:  # a large batch converts in a worker thread, not on the loop
+                return await asyncio.to_thread(
+                    self._online, keys, values, service, refs, version, request.full_feature_names
+                )
+            result = await self.core.online.get_online_features_async(keys, values, service, refs, version)
+            return convert.online_response(result, request.full_feature_names)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record("GetOnlineFeatures", request, [_entity_id(k) for k in keys], len(keys), error)
 
     def _online(
         self,
@@ -91,32 +129,51 @@ class FeatureStoreServiceServicer(pb_grpc.FeatureStoreServiceServicer):
         self, request_iterator: AsyncIterator[pb.GetHistoricalFeaturesRequest], context: Any
     ) -> AsyncIterator[pb.GetHistoricalFeaturesResponse]:
         started, stream = time.perf_counter(), aiter(request_iterator)
-        query = await historical.read_query(stream)
-        service, refs, version = convert.selection(query)
-        specs, resolved = await asyncio.to_thread(
-            self.core.historical.selection, service, refs, version, query.full_feature_names
-        )
-        rows = await historical.read_entity_rows(stream, query, self.core)
-        table = await asyncio.to_thread(
-            self.core.historical.get_historical_table,
-            rows.table,
-            service,
-            refs,
-            query.full_feature_names,
-            version,
-        )
-        table = historical.restore_timestamp(table, rows)
-        yield historical.header(specs, table, resolved)
-        count = 0
-        max_rows = query.max_chunk_rows or self.settings.history_chunk_rows
-        async for chunk in historical.chunks(
-            table, max_message_bytes=self.settings.max_message_bytes, max_rows=max_rows
-        ):
-            count += 1
-            yield chunk
-        summary = pb.HistoricalFeaturesSummary(row_count=table.num_rows, chunk_count=count)
-        summary.duration.CopyFrom(convert.duration(time.perf_counter() - started))
-        yield pb.GetHistoricalFeaturesResponse(summary=summary)
+        query: pb.HistoricalFeaturesQuery | None = None
+        ids: list[Any] = []
+        row_count = 0
+        error: BaseException | None = None
+        try:
+            query = await historical.read_query(stream)
+            service, refs, version = convert.selection(query)
+            specs, resolved = await asyncio.to_thread(
+                self.core.historical.selection, service, refs, version, query.full_feature_names
+            )
+            rows = await historical.read_entity_rows(stream, query, self.core)
+            ids = await asyncio.to_thread(self._entity_ids, rows.table)
+            table = await asyncio.to_thread(
+                self.core.historical.get_historical_table,
+                rows.table,
+                service,
+                refs,
+                query.full_feature_names,
+                version,
+            )
+            row_count = table.num_rows
+            table = historical.restore_timestamp(table, rows)
+            yield historical.header(specs, table, resolved)
+            count = 0
+            max_rows = query.max_chunk_rows or self.settings.history_chunk_rows
+            async for chunk in historical.chunks(
+                table, max_message_bytes=self.settings.max_message_bytes, max_rows=max_rows
+            ):
+                count += 1
+                yield chunk
+            summary = pb.HistoricalFeaturesSummary(row_count=table.num_rows, chunk_count=count)
+            summary.duration.CopyFrom(convert.duration(time.perf_counter() - started))
+            yield pb.GetHistoricalFeaturesResponse(summary=summary)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record("GetHistoricalFeatures", query, ids, row_count, error)
+
+    def _entity_ids(self, table: Any) -> list[Any]:
+        """The entity keys of a historical query's rows: its join-key columns (the project's
+        entities'), one id per row (a mapping when a row has several keys); never other columns."""
+        join_keys = {e.join_key for e in self.core.catalogue.entities().values()}
+        columns = [c for c in table.column_names if c in join_keys]
+        return [_entity_id(row) for row in table.select(columns).to_pylist()]
 
     async def Materialize(self, request: pb.MaterializeRequest, context: Any) -> pb.MaterializeResponse:
         start, end = convert.time_range(request.range, "range", request.HasField("range"))

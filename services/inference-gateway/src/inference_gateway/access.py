@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from creditrisk_kit import ResourceExhausted
+from creditrisk_kit.access_log import ANONYMOUS_SUBJECT, record_access
 from creditrisk_kit.auth import PUBLIC, MethodPolicy, Principal, Requirement, Role, current_principal
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
@@ -56,8 +57,6 @@ HTTP_POLICY: dict[str, Requirement] = {
 }
 """The role of every REST route (the OpenAPI document and its viewers are public: the kit's
 ``DEFAULT_PUBLIC_PATHS``)."""
-
-ANONYMOUS_SUBJECT = "anonymous"
 
 
 class RateLimited(ResourceExhausted):
@@ -165,18 +164,8 @@ def batch_outcome(results: Sequence[Prediction | ItemError]) -> str:
 def record(
     method: str, principal: Principal | None, applicant_ids: Sequence[int | None], outcome: str
 ) -> None:
-    """One access-log line: who (subject), which applicants, which method, the outcome (``OK``, a
-    status name, or ``OK=n,INVALID_ARGUMENT=m`` for a batch). Never values nor credentials."""
-    ACCESS_LOGGER.info(
-        "%s by %s: %s",
-        method,
-        principal.subject if principal else ANONYMOUS_SUBJECT,
-        outcome,
-        extra={
-            "subject": principal.subject if principal else ANONYMOUS_SUBJECT,
-            "via": principal.via if principal else "none",
-            "method": method,
-            "applicant_ids": list(applicant_ids),
-            "outcome": outcome,
-        },
-    )
+    """One access-log line (the kit's :func:`~creditrisk_kit.access_log.record_access`): who
+    (subject), which applicants (``applicant_ids``, the first 100, and ``applicant_ids_count``),
+    which method, the outcome (``OK``, a status name, or ``OK=n,INVALID_ARGUMENT=m`` for a batch).
+    Never values nor credentials."""
+    record_access(ACCESS_LOGGER, method, principal, applicant_ids, outcome, ids_field="applicant_ids")

@@ -11,7 +11,7 @@ from creditrisk_kit.auth import Authenticator, outgoing_credential
 from creditrisk_kit.tls import ClientTls
 
 from registry_gateway.audit import AuditStore
-from registry_gateway.auth import POLICY, tokens_as_keys
+from registry_gateway.auth import POLICY, legacy_keys
 from registry_gateway.core import RegistryCore
 from registry_gateway.features import FeatureServiceClient
 from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
@@ -62,6 +62,6 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
         },
         shutdown_hooks=[core.close, close_store],
         auth=POLICY,
-        authenticator=Authenticator.from_settings(settings, extra_keys=tokens_as_keys(settings.tokens)),
+        authenticator=Authenticator.from_settings(settings, extra_keys=legacy_keys(settings)),
     )
     return service, core

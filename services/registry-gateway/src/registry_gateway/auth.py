@@ -10,18 +10,23 @@ roles again (:meth:`Principal.require`), so a call that reaches it by another pa
 
 ``REGISTRY_GATEWAY_TOKENS`` (``{token: {subject, role}}``, roles viewer < promoter < admin) still
 works: viewer -> ``read_registry``; promoter -> ``read_registry``, ``register``, ``promote``;
-admin -> ``admin``. New deployments use the kit's ``REGISTRY_GATEWAY_AUTH_API_KEYS_FILE`` / JWKS.
+admin -> ``admin``. It is deprecated (a warning at start, :func:`legacy_keys`): new deployments,
+and the local stack (deploy/stack/local.toml), use the kit's ``REGISTRY_GATEWAY_AUTH_API_KEYS_FILE``
+(re-read on change) / JWKS with kit roles.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk_kit import Unauthenticated
 from creditrisk_kit.auth import ApiKeyEntry, MethodPolicy, Principal, Role, current_principal
 
-from registry_gateway.settings import TokenEntry
+from registry_gateway.settings import Settings, TokenEntry
+
+_LOGGER = logging.getLogger("registry_gateway.auth")
 
 SERVICE_NAME = "creditrisk.registry.v1.ModelRegistryService"
 
@@ -60,6 +65,19 @@ def tokens_as_keys(tokens: Mapping[str, TokenEntry]) -> dict[str, ApiKeyEntry]:
         token: ApiKeyEntry(subject=entry.subject, roles=LEGACY_ROLES[entry.role])
         for token, entry in tokens.items()
     }
+
+
+def legacy_keys(settings: Settings) -> dict[str, ApiKeyEntry]:
+    """The deprecated ``REGISTRY_GATEWAY_TOKENS`` as kit API keys, with a warning when any is set
+    (naming the setting and the count, never a token)."""
+    if settings.tokens:
+        _LOGGER.warning(
+            "REGISTRY_GATEWAY_TOKENS is deprecated (%d token(s) mapped to kit roles): move them to "
+            "REGISTRY_GATEWAY_AUTH_API_KEYS_FILE with kit roles (viewer -> read_registry; promoter -> "
+            "read_registry, register, promote; admin -> admin)",
+            len(settings.tokens),
+        )
+    return tokens_as_keys(settings.tokens)
 
 
 def audit_role(caller: Principal) -> int:

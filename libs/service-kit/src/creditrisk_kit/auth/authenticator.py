@@ -15,6 +15,9 @@ from .keys import ApiKeyEntry, ApiKeys, CredentialSource, parse_api_keys
 from .principal import PUBLIC, Principal, Requirement, Role
 
 _LOGGER = logging.getLogger(__name__)
+#: One record per refused call (the access logs' refusals): method, outcome, reason, the subject
+#: when known (a role missing); never the credential (the reasons never echo it).
+REFUSAL_LOGGER = logging.getLogger("creditrisk_kit.auth.refusals")
 
 ANONYMOUS = Principal("anonymous", frozenset({Role.ADMIN}), via="auth_disabled")
 """The principal of every call when authentication is disabled (``auth_disabled``)."""
@@ -172,10 +175,15 @@ class Authenticator:
         """
         if requirement == PUBLIC:
             return None
-        principal = await self.authenticate_async(header, method)
-        if not isinstance(requirement, Role):  # None: no policy entry
-            raise PermissionDenied(f"{method} has no access policy (default deny)")
-        principal.require(requirement, method)
+        principal: Principal | None = None
+        try:
+            principal = await self.authenticate_async(header, method)
+            if not isinstance(requirement, Role):  # None: no policy entry
+                raise PermissionDenied(f"{method} has no access policy (default deny)")
+            principal.require(requirement, method)
+        except (Unauthenticated, PermissionDenied) as exc:
+            _refused(method, principal, exc)
+            raise
         return principal
 
 
@@ -192,6 +200,19 @@ def http_refusal(exc: ServiceError) -> tuple[int, list[tuple[str, str]], bytes]:
     if status == 401:
         headers.append(("www-authenticate", 'Bearer realm="creditrisk"'))
     return status, headers, body
+
+
+def _refused(method: str, principal: Principal | None, error: Unauthenticated | PermissionDenied) -> None:
+    outcome = error.grpc_status_code().name
+    subject = principal.subject if principal is not None else "unauthenticated"
+    REFUSAL_LOGGER.warning(
+        "%s refused (%s) for %s: %s",
+        method,
+        outcome,
+        subject,
+        error.message,
+        extra={"method": method, "outcome": outcome, "subject": subject, "reason": error.message},
+    )
 
 
 def outgoing_credential(settings: ServiceSettings) -> CredentialSource:

@@ -1,0 +1,173 @@
+"""The local stack's keys, per data folder: no fixed key in a running stack (issue 18).
+
+The first ``make demo`` run in a data folder (``.run/demo/<profile>``) makes every key of the
+stack with :mod:`secrets` and writes them to ``<data folder>/secrets/`` (folder 0700, files
+0600); later runs and ``devstack up`` on that folder use the same files (the demo carries the
+folder over when it moves the previous run's state aside). The end-to-end stack makes its own
+per session (tests/e2e/e2e_stack.py). The services read them through the kit's file settings
+(creditrisk_kit.auth), re-read when a file changes, so a rotated key needs no restart:
+
+* ``<identity>.key``: one credential (``<PREFIX>_CREDENTIAL_FILE`` of the service that presents
+  it; the demo and the pipelines read theirs from it);
+* ``api-keys.json``: ``{key: {subject, roles}}`` of every caller of the feature-, training- and
+  drift-services and the registry-gateway (``<PREFIX>_AUTH_API_KEYS_FILE``);
+* ``inference-gateway-api-keys.json``: the inference-gateway's callers
+  (``INFERENCE_GATEWAY_AUTH_API_KEYS_FILE``).
+
+A new identity is a line of :data:`IDENTITIES` (the file's name, its subject, its roles in each
+keys file); nothing prints a key (:func:`read_key` for a shell: ``$(cat <folder>/secrets/...)``).
+No heavy imports here (the demo's and the end-to-end tests' environments import it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECRETS = "secrets"
+API_KEYS_FILE = "api-keys.json"
+GATEWAY_API_KEYS_FILE = "inference-gateway-api-keys.json"
+
+#: The pipeline's roles: it trains, registers and promotes, writes features and labels, logs
+#: predictions and reads monitoring.
+PIPELINE_ROLES = (
+    "read_registry", "register", "promote", "train", "read_features", "write_features",
+    "write_labels", "log_predictions", "read_monitoring",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One key of the stack.
+
+    Attributes:
+        name: its file, ``secrets/<name>.key``.
+        subject: the principal's subject (audit records, access logs).
+        roles: its kit roles in ``api-keys.json`` (empty: not a caller of those services).
+        gateway_roles: its kit roles in ``inference-gateway-api-keys.json`` (empty: not there).
+        service: a service's own identity (its subject is not prefixed, see :func:`write_keys`).
+    """
+
+    name: str
+    subject: str
+    roles: tuple[str, ...] = ()
+    gateway_roles: tuple[str, ...] = ()
+    service: bool = False
+
+
+IDENTITIES = (
+    # the demo's training pipeline (and the registry's promoter): the gateway's slots too
+    Identity("pipeline", "pipeline", PIPELINE_ROLES, ("read_registry",)),
+    Identity("admin", "admin", ("admin",), ("admin",)),
+    # the demo's client of the inference-gateway (it sees the features used and the slots)
+    Identity(
+        "gateway-client", "client", (), ("predict", "read_features", "read_registry", "read_monitoring")
+    ),
+    # the services' own identities (<PREFIX>_CREDENTIAL_FILE)
+    Identity(
+        "inference-gateway",
+        "inference-gateway",
+        ("read_registry", "read_features", "log_predictions", "read_monitoring"),
+        service=True,
+    ),
+    Identity("drift-service", "drift-service", ("read_registry",), service=True),
+    Identity("registry-gateway", "registry-gateway", ("read_features",), service=True),
+    Identity("training-service", "training-service", ("read_features",), service=True),
+)
+
+
+def secrets_dir(data_dir: Path) -> Path:
+    """``<data_dir>/secrets``: where the stack's key files are."""
+    return data_dir / SECRETS
+
+
+def key_file(data_dir: Path, name: str) -> Path:
+    """The file of identity ``name``'s key (``<data_dir>/secrets/<name>.key``)."""
+    return secrets_dir(data_dir) / f"{name}.key"
+
+
+def read_key(data_dir: Path, name: str) -> str:
+    """Identity ``name``'s key.
+
+    Raises:
+        FileNotFoundError: no key yet in ``data_dir`` (a demo run makes them), naming the file.
+    """
+    path = key_file(data_dir, name)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no key; `make demo` makes the stack's keys in its data folder")
+    return path.read_text().strip()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` to ``path`` (mode 0600) when it differs, by a rename (a reader never sees half a
+    file; an unchanged file keeps its stamp, so no service reloads it for nothing)."""
+    if path.exists() and path.read_text() == text:
+        return
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+def new_keys(identities: tuple[Identity, ...] = IDENTITIES) -> dict[str, str]:
+    """A fresh key for every identity (``secrets.token_urlsafe``, 256 bits), by name."""
+    return {identity.name: secrets.token_urlsafe(32) for identity in identities}
+
+
+def write_keys(
+    data_dir: Path,
+    keys: Mapping[str, str] | None = None,
+    *,
+    identities: tuple[Identity, ...] = IDENTITIES,
+    subject_prefix: str = "demo-",
+    extra_api_keys: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, str]:
+    """Make ``<data_dir>/secrets/``: each identity's key file, kept when it exists (a later run
+    reuses it), made with :mod:`secrets` otherwise (or taken from ``keys``), and the two API-key
+    files from them.
+
+    Args:
+        data_dir: The stack's data folder.
+        keys: Keys to use by identity name for files not there yet (default: new ones).
+        identities: The stack's identities.
+        subject_prefix: Prefixed to the users' subjects (``demo-pipeline``; the services' own
+            subjects stay their names).
+        extra_api_keys: More entries of ``api-keys.json`` (the end-to-end refusal test's keys).
+
+    Returns:
+        Every identity's key, by name (never print them).
+    """
+    folder = secrets_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    given = dict(keys or new_keys(identities))
+    current: dict[str, str] = {}
+    for identity in identities:
+        path = key_file(data_dir, identity.name)
+        if path.exists():
+            current[identity.name] = path.read_text().strip()
+        else:
+            current[identity.name] = given.get(identity.name) or secrets.token_urlsafe(32)
+            _write_private(path, current[identity.name] + "\n")
+
+    def subject(identity: Identity) -> str:
+        return identity.subject if identity.service else subject_prefix + identity.subject
+
+    api_keys: dict[str, Any] = {
+        current[i.name]: {"subject": subject(i), "roles": list(i.roles)} for i in identities if i.roles
+    }
+    api_keys.update(extra_api_keys or {})
+    gateway = {
+        current[i.name]: {"subject": subject(i), "roles": list(i.gateway_roles)}
+        for i in identities
+        if i.gateway_roles
+    }
+    _write_private(folder / API_KEYS_FILE, json.dumps(api_keys, indent=1) + "\n")
+    _write_private(folder / GATEWAY_API_KEYS_FILE, json.dumps(gateway, indent=1) + "\n")
+    return current

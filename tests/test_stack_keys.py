@@ -1,0 +1,135 @@
+"""The local stack's keys per data folder (scripts/stack_keys.py, issue 18): made with ``secrets``
+at a folder's first demo run (files 0600), reused by later runs (the demo carries them over when
+it moves the previous run aside), read by the services as the kit's key files; every caller of
+the stack holds the roles its calls need; nothing prints a key."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from creditrisk_devstack import read_stack_file
+from creditrisk_kit.auth import ApiKeys, Role
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import demo  # noqa: E402
+import stack_keys  # noqa: E402
+
+STACK_FILE = ROOT / "deploy" / "stack" / "local.toml"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_first_run_makes_every_key_private_and_distinct(tmp_path: Path) -> None:
+    keys = stack_keys.write_keys(tmp_path)
+    folder = tmp_path / "secrets"
+    assert _mode(folder) == 0o700
+    assert set(keys) == {i.name for i in stack_keys.IDENTITIES}
+    assert len(set(keys.values())) == len(keys)
+    assert all(len(key) >= 43 for key in keys.values())  # 32 random bytes, URL-safe base64
+    for path in folder.iterdir():
+        assert _mode(path) == 0o600, path
+    for name, key in keys.items():
+        assert (folder / f"{name}.key").read_text().strip() == key
+    # a second folder has keys of its own
+    assert set(stack_keys.write_keys(tmp_path / "other").values()).isdisjoint(keys.values())
+
+
+def test_later_runs_reuse_the_keys_and_follow_a_rotated_one(tmp_path: Path) -> None:
+    first = stack_keys.write_keys(tmp_path)
+    assert stack_keys.write_keys(tmp_path) == first
+    rotated = "rotated-" + "x" * 40
+    (tmp_path / "secrets" / "pipeline.key").write_text(rotated + "\n")
+    again = stack_keys.write_keys(tmp_path)
+    assert again == {**first, "pipeline": rotated}
+    keys = ApiKeys(file=tmp_path / "secrets" / "api-keys.json")
+    assert keys.lookup(rotated) is not None
+    assert keys.lookup(first["pipeline"]) is None
+
+
+def test_every_caller_holds_the_roles_its_calls_need(tmp_path: Path) -> None:
+    keys = stack_keys.write_keys(tmp_path)
+    services = ApiKeys(file=tmp_path / "secrets" / stack_keys.API_KEYS_FILE)
+    gateway = ApiKeys(file=tmp_path / "secrets" / stack_keys.GATEWAY_API_KEYS_FILE)
+
+    def holds(source: ApiKeys, name: str, *roles: Role) -> bool:
+        principal = source.lookup(keys[name])
+        return principal is not None and all(principal.has(role) for role in roles)
+
+    # the pipeline (the demo, kfp.local): features, training, the registry, labels, monitoring,
+    # and the gateway's slots (confirm-rollout)
+    assert holds(services, "pipeline", Role.WRITE_FEATURES, Role.TRAIN, Role.REGISTER, Role.PROMOTE)
+    assert holds(services, "pipeline", Role.WRITE_LABELS, Role.LOG_PREDICTIONS, Role.READ_MONITORING)
+    assert holds(gateway, "pipeline", Role.READ_REGISTRY)
+    assert not holds(gateway, "pipeline", Role.PREDICT)
+    assert holds(services, "admin", Role.ADMIN)
+    assert holds(gateway, "admin", Role.ADMIN)
+    # the services' own identities: what they call
+    assert holds(services, "inference-gateway", Role.READ_FEATURES, Role.READ_REGISTRY, Role.LOG_PREDICTIONS)
+    assert holds(services, "drift-service", Role.READ_REGISTRY)
+    assert holds(services, "registry-gateway", Role.READ_FEATURES)
+    assert holds(services, "training-service", Role.READ_FEATURES)
+    assert not holds(services, "training-service", Role.WRITE_FEATURES)
+    # the gateway's client scores and sees the features, and calls nothing else
+    assert holds(gateway, "gateway-client", Role.PREDICT, Role.READ_FEATURES, Role.READ_REGISTRY)
+    assert services.lookup(keys["gateway-client"]) is None
+    assert services.lookup(keys["pipeline"]).subject == "demo-pipeline"  # type: ignore[union-attr]
+
+
+def test_every_credential_file_of_the_stack_is_an_identitys(tmp_path: Path) -> None:
+    platform = read_stack_file(STACK_FILE)
+    stack = platform.resolve_all(variables={"data_dir": str(tmp_path)})
+    names = {i.name for i in stack_keys.IDENTITIES}
+    seen = set()
+    for process in stack.processes:
+        for key, value in process.env.items():
+            if key.endswith("_CREDENTIAL_FILE"):
+                assert Path(value).parent == tmp_path / "secrets", (process.name, value)
+                seen.add(Path(value).stem)
+    assert seen <= names
+    assert seen == {"inference-gateway", "drift-service", "registry-gateway", "training-service"}
+
+
+def test_the_demo_carries_the_folders_keys_over_to_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "embedded"
+    monkeypatch.setattr(demo, "STATE", state)
+    monkeypatch.setattr(demo, "PROFILE", "embedded")
+    monkeypatch.setattr(demo, "console", Console(file=io.StringIO()))
+    keys = stack_keys.write_keys(state)
+    (state / "mlflow").mkdir()
+    demo.fresh_state()
+    assert not (state / "mlflow").exists()  # the run's state moved aside, the keys stayed
+    assert (tmp_path / "embedded.previous" / "mlflow").is_dir()
+    assert not (tmp_path / "embedded.previous" / "secrets").exists()
+    assert stack_keys.write_keys(state) == keys
+    assert _mode(state / "secrets") == 0o700
+
+
+def test_the_last_lines_read_the_client_key_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "STATE", ROOT / ".run" / "demo" / "embedded")
+    lines = demo.by_hand()
+    curl = next(line for line in lines if "curl" in line)
+    assert "$(cat .run/demo/embedded/secrets/gateway-client.key)" in curl
+    assert any("grpcurl" in line and "$(cat " in line for line in lines)
+    keys = stack_keys.write_keys(tmp_path)
+    assert not any(key in "\n".join(lines) for key in keys.values())
+
+
+def test_a_missing_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"gateway-client\.key"):
+        stack_keys.read_key(tmp_path, "gateway-client")
+    keys = stack_keys.write_keys(tmp_path)
+    assert stack_keys.read_key(tmp_path, "gateway-client") == keys["gateway-client"]
+    assert json.loads((tmp_path / "secrets" / "inference-gateway-api-keys.json").read_text())

@@ -533,7 +533,7 @@ def _drift_row(table: Table, f: dpb.FeatureDrift, name: str | None = None) -> No
 def show_drift_report(drift: str, stream: world.Stream) -> dpb.DriftReport:
     """The drift report the monitoring pipeline stored for the stream's window (ListDriftReports,
     as the pipeline's identity: read_monitoring)."""
-    with world.authed_channel(drift, PROMOTER_TOKEN) as channel:
+    with world.authed_channel(drift, KEYS["pipeline"]) as channel:
         reports = (
             dpb_grpc.DriftServiceStub(channel)
             .ListDriftReports(
@@ -742,7 +742,8 @@ def replay(targets: dict[str, str], stream: world.Stream) -> None:
             progress.update(scored, advance=len(part.applicants))
         logged = progress.add_task("predictions logged (drift-service)", total=len(stream.applicants))
         progress.update(
-            logged, completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream, PROMOTER_TOKEN)
+            logged,
+            completed=world.wait_logged(targets["drift-service"], MODEL_NAME, stream, KEYS["pipeline"]),
         )
         labels = progress.add_task("outcomes -> label table + drift", total=len(stream.applicants))
         _written, joined = world.deliver_labels(
@@ -850,7 +851,7 @@ def summary(
         title="monitoring windows (the monitoring pipeline's)",
     )
     reports: list[tuple[str, Path]] = []
-    with world.authed_channel(targets["drift-service"], PROMOTER_TOKEN) as channel:
+    with world.authed_channel(targets["drift-service"], KEYS["pipeline"]) as channel:
         stub = dpb_grpc.DriftServiceStub(channel)
         logged = 0
         for stream, result in windows:

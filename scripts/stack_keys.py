@@ -12,7 +12,9 @@ per session (tests/e2e/e2e_stack.py). The services read them through the kit's f
 * ``api-keys.json``: ``{key: {subject, roles}}`` of every caller of the feature-, training- and
   drift-services and the registry-gateway (``<PREFIX>_AUTH_API_KEYS_FILE``);
 * ``inference-gateway-api-keys.json``: the inference-gateway's callers
-  (``INFERENCE_GATEWAY_AUTH_API_KEYS_FILE``).
+  (``INFERENCE_GATEWAY_AUTH_API_KEYS_FILE``);
+* ``model-server-api-keys.json``: the model-server slots' callers
+  (``MODEL_SERVER_AUTH_API_KEYS_FILE``: the inference-gateway scores, the admin).
 
 A new identity is a line of :data:`IDENTITIES` (the file's name, its subject, its roles in each
 keys file); nothing prints a key (:func:`read_key` for a shell: ``$(cat <folder>/secrets/...)``).
@@ -32,6 +34,7 @@ from typing import Any
 SECRETS = "secrets"
 API_KEYS_FILE = "api-keys.json"
 GATEWAY_API_KEYS_FILE = "inference-gateway-api-keys.json"
+MODEL_SERVER_API_KEYS_FILE = "model-server-api-keys.json"
 
 #: The pipeline's roles: it trains, registers and promotes, writes features and labels, logs
 #: predictions and reads monitoring.
@@ -50,6 +53,7 @@ class Identity:
         subject: the principal's subject (audit records, access logs).
         roles: its kit roles in ``api-keys.json`` (empty: not a caller of those services).
         gateway_roles: its kit roles in ``inference-gateway-api-keys.json`` (empty: not there).
+        slot_roles: its kit roles in ``model-server-api-keys.json`` (empty: not there).
         service: a service's own identity (its subject is not prefixed, see :func:`write_keys`).
     """
 
@@ -57,13 +61,14 @@ class Identity:
     subject: str
     roles: tuple[str, ...] = ()
     gateway_roles: tuple[str, ...] = ()
+    slot_roles: tuple[str, ...] = ()
     service: bool = False
 
 
 IDENTITIES = (
     # the demo's training pipeline (and the registry's promoter): the gateway's slots too
     Identity("pipeline", "pipeline", PIPELINE_ROLES, ("read_registry",)),
-    Identity("admin", "admin", ("admin",), ("admin",)),
+    Identity("admin", "admin", ("admin",), ("admin",), ("admin",)),
     # the demo's client of the inference-gateway (it sees the features used and the slots)
     Identity(
         "gateway-client", "client", (), ("predict", "read_features", "read_registry", "read_monitoring")
@@ -73,6 +78,7 @@ IDENTITIES = (
         "inference-gateway",
         "inference-gateway",
         ("read_registry", "read_features", "log_predictions", "read_monitoring"),
+        slot_roles=("predict",),
         service=True,
     ),
     Identity("drift-service", "drift-service", ("read_registry",), service=True),
@@ -129,7 +135,7 @@ def write_keys(
     extra_api_keys: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Make ``<data_dir>/secrets/``: each identity's key file, kept when it exists (a later run
-    reuses it), made with :mod:`secrets` otherwise (or taken from ``keys``), and the two API-key
+    reuses it), made with :mod:`secrets` otherwise (or taken from ``keys``), and the three API-key
     files from them.
 
     Args:
@@ -168,6 +174,12 @@ def write_keys(
         for i in identities
         if i.gateway_roles
     }
+    slots = {
+        current[i.name]: {"subject": subject(i), "roles": list(i.slot_roles)}
+        for i in identities
+        if i.slot_roles
+    }
     _write_private(folder / API_KEYS_FILE, json.dumps(api_keys, indent=1) + "\n")
+    _write_private(folder / MODEL_SERVER_API_KEYS_FILE, json.dumps(slots, indent=1) + "\n")
     _write_private(folder / GATEWAY_API_KEYS_FILE, json.dumps(gateway, indent=1) + "\n")
     return current

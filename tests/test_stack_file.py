@@ -61,7 +61,9 @@ def test_the_demos_processes_are_wired_to_each_other(profile: str, monkeypatch: 
     assert "DRIFT_SERVICE_REGISTRY_TOKEN" not in drift.env
     assert drift.env["DRIFT_SERVICE_CREDENTIAL_FILE"] == str(demo.STATE / "secrets" / "drift-service.key")
     registry = next(spec for spec in stack.processes if spec.name == "registry-gateway")
-    assert drift.env["DRIFT_SERVICE_AUTH_API_KEYS_FILE"] == registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS_FILE"]
+    assert (
+        drift.env["DRIFT_SERVICE_AUTH_API_KEYS_FILE"] == registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS_FILE"]
+    )
     (root,) = json.loads(drift.env["DRIFT_SERVICE_DATASET_ROOTS"])
     assert root == str(Path(drift.env["DRIFT_SERVICE_DATA_DIR"]).parent / "datasets")
     assert (

@@ -6,9 +6,9 @@ PERMISSION_DENIED), health and reflection excepted. The roles below are the cont
 (docs/security.md): a method the server registers that is not in them fails the test, as it fails
 the server's start.
 
-Every process knows the refusal keys through the stack's ``api_keys`` (e2e_stack.API_KEYS): the
-feature-, training- and drift-services as ``<PREFIX>_AUTH_API_KEYS``, the registry-gateway as
-``REGISTRY_GATEWAY_AUTH_API_KEYS`` next to its legacy tokens. The drift-service's HTML report
+Every process knows the refusal keys through the session's ``secrets/api-keys.json``
+(e2e_stack.write_session_keys merges them in): the feature-, training- and drift-services and the
+registry-gateway read it as ``<PREFIX>_AUTH_API_KEYS_FILE``. The drift-service's HTML report
 server is checked too (401 / 401 / 403 for a report that exists)."""
 
 from __future__ import annotations

@@ -164,26 +164,31 @@ def test_window_per_version(store: Store) -> None:
     assert not store.model_known("credit-risk", 3)
 
 
+def _report(i: int) -> DriftReport:
+    return DriftReport(
+        id=f"r{i}",
+        window=everything(),
+        model_version=1 + i % 2,
+        status=ReportStatus.OK,
+        reference=DatasetRef("x"),
+        reference_row_count=1,
+        current_row_count=1,
+    )
+
+
 def test_report_listing_newest_first_with_pages(store: Store) -> None:
     for i in range(5):
-        store.save_drift_report(
-            DriftReport(
-                id=f"r{i}",
-                window=everything(),
-                model_version=1 + i % 2,
-                status=ReportStatus.OK,
-                reference=DatasetRef("x"),
-                reference_row_count=1,
-                current_row_count=1,
-            )
-        )
-    page, more = store.list_drift_reports(limit=2)
+        store.save_drift_report(_report(i))
+    page, last = store.list_drift_reports(limit=2)
     assert [r.id for r in page] == ["r4", "r3"]
-    assert more
-    page, more = store.list_drift_reports(offset=4, limit=2)
-    assert [r.id for r in page] == ["r0"]
-    assert not more
-    assert [r.id for r in store.list_drift_reports(model_version=2)[0]] == ["r3", "r1"]
+    assert last is not None
+    # a report stored between two page calls does not repeat an item (keyset paging)
+    store.save_drift_report(_report(5))
+    page, last = store.list_drift_reports(before=last, limit=2)
+    assert [r.id for r in page] == ["r2", "r1"]
+    page, last = store.list_drift_reports(before=last, limit=2)
+    assert ([r.id for r in page], last) == (["r0"], None)
+    assert [r.id for r in store.list_drift_reports(model_version=2)[0]] == ["r5", "r3", "r1"]
     far = T0 + timedelta(days=400)
     assert store.list_drift_reports(start=far, end=far + timedelta(days=1))[0] == []
 

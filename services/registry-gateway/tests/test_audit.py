@@ -52,19 +52,23 @@ def test_sequences_survive_a_restart(store_factory: Callable[[], au.AuditStore])
     assert history[0].time.tzinfo is UTC
 
 
-def test_listing_newest_first_by_offset_with_filters(store_factory: Callable[[], au.AuditStore]) -> None:
+def test_listing_newest_first_by_sequence_with_filters(store_factory: Callable[[], au.AuditStore]) -> None:
     store = store_factory()
     for i in range(5):
         store.append_now(record(au.REGISTER, model=f"m{i % 2}", to_version=i + 1))
-    page, more = store.list(au.AuditFilter(), 0, 2)
-    assert ([r.seq for r in page], more) == ([5, 4], True)
-    page, more = store.list(au.AuditFilter(), 4, 2)
-    assert ([r.seq for r in page], more) == ([1], False)
-    assert [r.seq for r in store.list(au.AuditFilter(model_name="m1"), 0, 10)[0]] == [4, 2]
-    assert store.list(au.AuditFilter(actions=[au.PROMOTE]), 0, 10)[0] == []
+    page, last = store.list(au.AuditFilter(), None, 2)
+    assert ([r.seq for r in page], last) == ([5, 4], 4)
+    # a record appended between two page calls does not shift the next page (keyset paging)
+    store.append_now(record(au.REGISTER, model="m9", to_version=9))
+    page, last = store.list(au.AuditFilter(), 4, 2)
+    assert ([r.seq for r in page], last) == ([3, 2], 2)
+    page, last = store.list(au.AuditFilter(), 2, 2)
+    assert ([r.seq for r in page], last) == ([1], None)
+    assert [r.seq for r in store.list(au.AuditFilter(model_name="m1"), None, 10)[0]] == [4, 2]
+    assert store.list(au.AuditFilter(actions=[au.PROMOTE]), None, 10)[0] == []
     now = datetime.now(UTC)
-    assert len(store.list(au.AuditFilter(start=now - timedelta(minutes=5)), 0, 10)[0]) == 5
-    assert store.list(au.AuditFilter(end=now - timedelta(minutes=5)), 0, 10)[0] == []
+    assert len(store.list(au.AuditFilter(start=now - timedelta(minutes=5)), None, 10)[0]) == 6
+    assert store.list(au.AuditFilter(end=now - timedelta(minutes=5)), None, 10)[0] == []
 
 
 def test_two_processes_writing_at_once_get_distinct_sequences(
@@ -86,6 +90,6 @@ def test_two_processes_writing_at_once_get_distinct_sequences(
     for t in threads:
         t.join()
     assert errors == []
-    listed, _ = stores[0].list(au.AuditFilter(), 0, 100)
+    listed, _ = stores[0].list(au.AuditFilter(), None, 100)
     assert sorted(r.seq for r in listed) == list(range(1, 61))
     assert sorted(r.alias_seq for r in listed if r.alias_seq is not None) == list(range(1, 61))

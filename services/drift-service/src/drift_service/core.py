@@ -321,16 +321,16 @@ class DriftCore:
         model_version: int | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
-        offset: int = 0,
+        before: int | None = None,
         limit: int = 50,
-    ) -> tuple[list[DriftReport], bool]:
-        """Stored drift reports, newest first; ``(page, more)``."""
+    ) -> tuple[list[DriftReport], int | None]:
+        """Stored drift reports, newest first; ``(page, next position or None)`` (``Store``)."""
         return self.store.list_drift_reports(
             model_name=model_name,
             model_version=model_version,
             start=start,
             end=end,
-            offset=offset,
+            before=before,
             limit=limit,
         )
 
@@ -351,12 +351,12 @@ class DriftCore:
         model_name: str = "",
         start: datetime | None = None,
         end: datetime | None = None,
-        offset: int = 0,
+        before: int | None = None,
         limit: int = 50,
-    ) -> tuple[list[TriggerEvent], bool]:
-        """Stored trigger events, newest first; ``(page, more)``."""
+    ) -> tuple[list[TriggerEvent], int | None]:
+        """Stored trigger events, newest first; ``(page, next position or None)`` (``Store``)."""
         return self.store.list_trigger_events(
-            model_name=model_name, start=start, end=end, offset=offset, limit=limit
+            model_name=model_name, start=start, end=end, before=before, limit=limit
         )
 
     async def ready(self) -> bool:

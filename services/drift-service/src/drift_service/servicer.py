@@ -17,7 +17,7 @@ from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
 from creditrisk_kit import InvalidArgument, ServiceError
 from creditrisk_kit.auth import MethodPolicy, Role, current_principal
-from creditrisk_kit.pages import next_offset_token, offset_page
+from creditrisk_kit.pages import decode_page_token, encode_page_token, page_limit
 
 from drift_service import access, convert, metrics
 from drift_service.core import DriftCore
@@ -103,24 +103,23 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
     async def ListDriftReports(
         self, request: pb.ListDriftReportsRequest, context: Any
     ) -> pb.ListDriftReportsResponse:
-        offset, limit = offset_page(
-            request.page_size, request.page_token, default=DEFAULT_PAGE, maximum=MAX_REPORT_PAGE
-        )
+        limit = page_limit(request.page_size, default=DEFAULT_PAGE, maximum=MAX_REPORT_PAGE)
+        before = decode_page_token(request.page_token, int)  # the previous page's last sequence
         start, end = convert.optional_range(request.time_range, "time_range", request.HasField("time_range"))
         version = request.model_version if request.HasField("model_version") else None
-        reports, more = await asyncio.to_thread(
+        reports, last = await asyncio.to_thread(
             self.core.list_drift_reports,
             model_name=request.model_name,
             model_version=version,
             start=start,
             end=end,
-            offset=offset,
+            before=before,
             limit=limit,
         )
         access.log_read(current_principal(), "ListDriftReports", [r.id for r in reports])
         return pb.ListDriftReportsResponse(
             reports=[convert.drift_report_proto(r) for r in reports],
-            next_page_token=next_offset_token(offset, limit, more),
+            next_page_token=encode_page_token(last) if last is not None else "",
         )
 
     async def GetPerformance(
@@ -133,21 +132,20 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
     async def ListTriggerEvents(
         self, request: pb.ListTriggerEventsRequest, context: Any
     ) -> pb.ListTriggerEventsResponse:
-        offset, limit = offset_page(
-            request.page_size, request.page_token, default=DEFAULT_PAGE, maximum=MAX_TRIGGER_PAGE
-        )
+        limit = page_limit(request.page_size, default=DEFAULT_PAGE, maximum=MAX_TRIGGER_PAGE)
+        before = decode_page_token(request.page_token, int)  # the previous page's last sequence
         start, end = convert.optional_range(request.time_range, "time_range", request.HasField("time_range"))
-        triggers, more = await asyncio.to_thread(
+        triggers, last = await asyncio.to_thread(
             self.core.list_trigger_events,
             model_name=request.model_name,
             start=start,
             end=end,
-            offset=offset,
+            before=before,
             limit=limit,
         )
         return pb.ListTriggerEventsResponse(
             trigger_events=[convert.trigger_event_proto(t) for t in triggers],
-            next_page_token=next_offset_token(offset, limit, more),
+            next_page_token=encode_page_token(last) if last is not None else "",
         )
 
     async def GetTriggerEvent(

@@ -334,11 +334,18 @@ class Store(SqlStore):
         with self.engine.connect() as conn:
             return conn.execute(sa.select(table.c.payload).where(table.c.id == row_id)).scalar()
 
-    def _page(self, query: sa.Select[Any], offset: int, limit: int) -> tuple[list[Any], bool]:
-        """One page of payloads (``query`` selects them in order) and whether more follow."""
+    def _page(
+        self, query: sa.Select[Any], seq: sa.Column[Any], before: int | None, limit: int
+    ) -> tuple[list[Any], int | None]:
+        """One page of payloads (``query`` selects them), newest first by ``seq`` below ``before``
+        (None: from the newest), and the last one's ``seq`` when more follow (else None): keyset
+        paging, so an item stored between two page calls never repeats one."""
+        if before is not None:
+            query = query.where(seq < before)
         with self.engine.connect() as conn:
-            payloads = list(conn.execute(query.offset(offset).limit(limit + 1)).scalars().all())
-        return payloads[:limit], len(payloads) > limit
+            rows = conn.execute(query.add_columns(seq).order_by(seq.desc()).limit(limit + 1)).all()
+        page = rows[:limit]
+        return [row[0] for row in page], (page[-1][1] if len(rows) > limit and page else None)
 
     def save_drift_report(self, report: DriftReport) -> None:
         """Store a drift report."""
@@ -368,10 +375,11 @@ class Store(SqlStore):
         model_version: int | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
-        offset: int = 0,
+        before: int | None = None,
         limit: int = 50,
-    ) -> tuple[list[DriftReport], bool]:
-        """Drift reports newest first, filtered; returns ``(page, more after it)``."""
+    ) -> tuple[list[DriftReport], int | None]:
+        """Drift reports newest first, filtered, stored before sequence ``before``; returns
+        ``(page, the position after it when more follow, else None)`` (see :meth:`_page`)."""
         d = drift_reports.c
         query = sa.select(d.payload)
         if model_name:
@@ -380,8 +388,8 @@ class Store(SqlStore):
             query = query.where(d.model_version == model_version)
         if start is not None and end is not None:  # windows overlapping [start, end)
             query = query.where(d.window_start < naive_utc(end), d.window_end > naive_utc(start))
-        payloads, more = self._page(query.order_by(d.seq.desc()), offset, limit)
-        return [drift_report_from_json(x) for x in payloads], more
+        payloads, last = self._page(query, d.seq, before, limit)
+        return [drift_report_from_json(x) for x in payloads], last
 
     def save_performance_report(self, report_id: str, report: PerformanceReport) -> None:
         """Store a performance report."""
@@ -428,15 +436,16 @@ class Store(SqlStore):
         model_name: str = "",
         start: datetime | None = None,
         end: datetime | None = None,
-        offset: int = 0,
+        before: int | None = None,
         limit: int = 50,
-    ) -> tuple[list[TriggerEvent], bool]:
-        """Trigger events newest first, filtered; returns ``(page, more after it)``."""
+    ) -> tuple[list[TriggerEvent], int | None]:
+        """Trigger events newest first, filtered, stored before sequence ``before``; returns
+        ``(page, the position after it when more follow, else None)`` (see :meth:`_page`)."""
         t = trigger_events.c
         query = sa.select(t.payload)
         if model_name:
             query = query.where(t.model_name == model_name)
         if start is not None and end is not None:
             query = query.where(t.trigger_time >= naive_utc(start), t.trigger_time < naive_utc(end))
-        payloads, more = self._page(query.order_by(t.seq.desc()), offset, limit)
-        return [trigger_event_from_json(x) for x in payloads], more
+        payloads, last = self._page(query, t.seq, before, limit)
+        return [trigger_event_from_json(x) for x in payloads], last

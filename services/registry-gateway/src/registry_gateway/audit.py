@@ -212,8 +212,10 @@ class AuditStore(SqlStore):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def list(self, flt: AuditFilter, offset: int, limit: int) -> tuple[list[AuditRecord], bool]:
-        """Records newest first matching ``flt``; returns ``(page, more)``."""
+    def list(self, flt: AuditFilter, before: int | None, limit: int) -> tuple[list[AuditRecord], int | None]:
+        """Records newest first matching ``flt``, of a sequence below ``before`` (None: from the
+        newest); returns ``(page, the last one's sequence when more follow, else None)``: keyset
+        paging, so records appended between two page calls never repeat an item."""
         t = audit_records.c
         query = sa.select(audit_records)
         if flt.model_name:
@@ -228,10 +230,13 @@ class AuditStore(SqlStore):
             query = query.where(t.time >= naive_utc(flt.start))
         if flt.end is not None:
             query = query.where(t.time < naive_utc(flt.end))
-        query = query.order_by(t.seq.desc()).offset(offset).limit(limit + 1)
+        if before is not None:
+            query = query.where(t.seq < before)
+        query = query.order_by(t.seq.desc()).limit(limit + 1)
         with self.engine.connect() as conn:
             rows = [_record(r) for r in conn.execute(query)]
-        return rows[:limit], len(rows) > limit
+        page = rows[:limit]
+        return page, (page[-1].seq if len(rows) > limit and page else None)
 
     def alias_changes_after(self, alias_seq: int, limit: int = 500) -> list[AuditRecord]:
         """Alias changes with a sequence above ``alias_seq``, in sequence order."""
@@ -316,11 +321,11 @@ class AuditTrail:
         )
 
     async def records(
-        self, caller: Caller, flt: AuditFilter, offset: int, limit: int
-    ) -> tuple[list[AuditRecord], bool]:
-        """ListAuditRecords: newest first."""
+        self, caller: Caller, flt: AuditFilter, before: int | None, limit: int
+    ) -> tuple[list[AuditRecord], int | None]:
+        """ListAuditRecords: newest first, below sequence ``before`` (``AuditStore.list``)."""
         caller.require(Role.READ_REGISTRY, "ListAuditRecords")
-        return await asyncio.to_thread(self.store.list, flt, offset, limit)
+        return await asyncio.to_thread(self.store.list, flt, before, limit)
 
     async def healthy(self) -> bool:
         """Readiness: the audit database answers."""

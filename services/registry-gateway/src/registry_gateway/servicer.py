@@ -11,7 +11,13 @@ from typing import Any
 import grpc
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
-from creditrisk_kit.pages import next_offset_token, offset_page
+from creditrisk_kit.pages import (
+    decode_page_token,
+    encode_page_token,
+    next_offset_token,
+    offset_page,
+    page_limit,
+)
 
 from registry_gateway import convert
 from registry_gateway.auth import SERVICE_NAME
@@ -100,12 +106,13 @@ class RegistryServicer(pb_grpc.ModelRegistryServiceServicer):  # type: ignore[mi
 
     async def ListAuditRecords(self, request: pb.ListAuditRecordsRequest, context: Any) -> Any:
         who = current_caller()
-        offset, limit = offset_page(request.page_size, request.page_token, default=50, maximum=1000)
+        limit = page_limit(request.page_size, default=50, maximum=1000)
+        before = decode_page_token(request.page_token, int)  # the previous page's last sequence
         flt = convert.audit_filter(request)
-        records, more = await self.core.trail.records(who, flt, offset, limit)
+        records, last = await self.core.trail.records(who, flt, before, limit)
         return pb.ListAuditRecordsResponse(
             audit_records=[convert.audit_record(r) for r in records],
-            next_page_token=next_offset_token(offset, limit, more),
+            next_page_token=encode_page_token(last) if last is not None else "",
         )
 
 

@@ -10,6 +10,7 @@ import grpc
 from conftest import ADMIN, PROMOTER, VIEWER, Stack, unique
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk_model_artifacts import digests_from_tags
+from creditrisk_model_artifacts.digests import DIGEST_TAG_PREFIX
 from creditrisk_model_artifacts.signing import (
     REVOCATIONS_TAG,
     approval_tag,
@@ -102,3 +103,40 @@ async def test_revoke_re_signs_the_revocation_list(stack: Stack) -> None:
         pb.ListAuditRecordsRequest(model_name=name, actions=[pb.AUDIT_ACTION_REVOKE]), metadata=VIEWER
     )
     assert [r.to_version for r in trail.audit_records] == [v2.version, v1.version]
+
+
+async def test_only_versions_the_gateway_registered_are_signed_with_its_own_digests(stack: Stack) -> None:
+    """A version made in MLflow directly (an MLflow writer copying a registered version's source and
+    tags) is refused; a registered version whose digest tags were changed in MLflow is signed with
+    the digests the gateway kept at registration, so a slot verifying the artifacts refuses it."""
+    name = unique("planted")
+    v1 = await register(stack, name, "good")
+    client = _client(stack)
+    original = client.get_model_version(name, str(v1.version))
+    planted = client.create_model_version(
+        name,
+        original.source,
+        run_id=original.run_id,
+        tags=dict(original.tags),
+        model_id=original.source.removeprefix("models:/"),
+    )
+    err = await failure(
+        stack.stub.SetAlias(
+            pb.SetAliasRequest(name=name, alias="challenger", version=int(planted.version)),
+            metadata=PROMOTER,
+        )
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not registered through the gateway" in (err.details() or "")
+    assert approval_tag("challenger") not in client.get_model_version(name, planted.version).tags
+    kept = digests_from_tags(original.tags)
+    forged = next(tag for tag in original.tags if tag.startswith(DIGEST_TAG_PREFIX))
+    client.set_model_version_tag(name, str(v1.version), forged, "0" * 64)
+    await stack.stub.SetAlias(
+        pb.SetAliasRequest(name=name, alias="challenger", version=v1.version), metadata=PROMOTER
+    )
+    tags = client.get_model_version(name, str(v1.version)).tags
+    approval = verify_approval(
+        tags[approval_tag("challenger")], _trusted(stack), model=name, version=v1.version, alias="challenger"
+    )
+    assert approval.digests == kept != digests_from_tags(tags)

@@ -33,6 +33,7 @@ from creditrisk_model_artifacts.signing import (
     sign_approval,
     sign_revocations,
 )
+from sqlalchemy.engine import Connection
 
 from registry_gateway import audit as au
 from registry_gateway.auth import Caller
@@ -120,15 +121,29 @@ class Aliases:
             if version is None:
                 self.registry.client.delete_registered_model_alias(name, alias)
             else:
-                self._approve(name, alias, version, record.alias_seq or record.seq)
+                self._approve(conn, name, alias, version, record.alias_seq or record.seq)
                 self.registry.client.set_registered_model_alias(name, alias, str(version))
             return record
 
-    def _approve(self, name: str, alias: str, version: int, sequence: int) -> None:
-        """Sign the move and write the approval tag on the version (nothing without a key)."""
+    def _approve(self, conn: Connection, name: str, alias: str, version: int, sequence: int) -> None:
+        """Sign the move and write the approval tag on the version (nothing without a key).
+
+        The digests signed are the ones the gateway kept when it registered the version, never
+        MLflow's tags (any MLflow writer can change those); a version the gateway never registered
+        (no REGISTER record) is refused. A version registered before the gateway kept digests
+        (migration 0002) is signed with its digest tags, as before.
+        """
         if self.signing_key is None:
             return
-        digests = digests_from_tags(dict(self.registry.model_version(name, version).tags or {}))
+        registered, digests = self.trail.store.registered(conn, name, version)
+        if not registered:
+            raise FailedPrecondition(
+                f"model version {name}/{version} was not registered through the gateway "
+                "(no REGISTER audit record); an alias moves only to versions it registered",
+                [PreconditionViolation("NOT_REGISTERED", f"{name}/{version}", "RegisterModelVersion")],
+            )
+        if digests is None:
+            digests = digests_from_tags(dict(self.registry.model_version(name, version).tags or {}))
         if not digests:
             raise FailedPrecondition(
                 f"model version {name}/{version} has no recorded artifact digests; "

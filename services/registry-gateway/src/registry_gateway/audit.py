@@ -52,7 +52,7 @@ REGISTER, PROMOTE, REFUSE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS, REV
 ALIAS_ACTIONS = frozenset({PROMOTE, FORCE_PROMOTE, ROLLBACK, SET_ALIAS, DELETE_ALIAS})
 
 metadata = sa.MetaData()
-"""The table as the migrations build it (tests compare the two: ``AuditStore.schema_differences``)."""
+"""The tables as the migrations build them (tests compare the two: ``AuditStore.schema_differences``)."""
 audit_records = sa.Table(
     "audit_records",
     metadata,
@@ -72,6 +72,18 @@ audit_records = sa.Table(
     sa.Column("alias_seq", sa.BigInteger, unique=True),
     sa.Index("ix_audit_model_seq", "model_name", "seq"),
     sa.Index("ix_audit_time", "time"),
+)
+
+
+#: The artifact digests of each version the gateway registered (``{path: sha256}``), written with
+#: its REGISTER record: what an alias move signs (migration 0002).
+registered_digests = sa.Table(
+    "registered_digests",
+    metadata,
+    sa.Column("model_name", sa.String(256), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("digests", sa.JSON, nullable=False),
+    sa.Column("register_seq", sa.BigInteger, nullable=False),
 )
 
 
@@ -258,6 +270,35 @@ class AuditStore(SqlStore):
                     sa.select(sa.func.coalesce(sa.func.max(audit_records.c.alias_seq), 0))
                 ).scalar_one()
             )
+
+    def keep_digests(
+        self, conn: Connection, model_name: str, version: int, digests: dict[str, str], register_seq: int
+    ) -> None:
+        """Record a registered version's artifact digests (inside :meth:`locked`, with its REGISTER
+        record's ``register_seq``)."""
+        conn.execute(
+            registered_digests.insert().values(
+                model_name=model_name, version=version, digests=dict(digests), register_seq=register_seq
+            )
+        )
+
+    def registered(
+        self, conn: Connection, model_name: str, version: int
+    ) -> tuple[bool, dict[str, str] | None]:
+        """Whether the gateway registered ``model_name``/``version`` (a REGISTER record), and the
+        digests it kept then (None for a version registered before migration 0002)."""
+        kept = conn.execute(
+            sa.select(registered_digests.c.digests).where(
+                registered_digests.c.model_name == model_name, registered_digests.c.version == version
+            )
+        ).scalar()
+        if kept is not None:
+            return True, {str(k): str(v) for k, v in kept.items()}
+        t = audit_records.c
+        record = conn.execute(
+            sa.select(t.seq).where(t.model_name == model_name, t.action == REGISTER, t.to_version == version)
+        ).first()
+        return record is not None, None
 
     def revoked_versions(self, model_name: str, conn: Connection | None = None) -> set[int]:
         """The versions of ``model_name`` with a REVOKE record (inside :meth:`locked` with ``conn``)."""

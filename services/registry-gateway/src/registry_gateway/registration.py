@@ -402,7 +402,7 @@ class Registration:
                     description=request.description or None,
                     model_id=checked.model_id,
                 )
-                self.trail.append(
+                record = self.trail.append(
                     conn,
                     caller,
                     au.REGISTER,
@@ -411,6 +411,7 @@ class Registration:
                     reason=request.description,
                     figures={"digests": float(len(checked.digests))},
                 )
+                self.trail.store.keep_digests(conn, name, int(mv.version), checked.digests, record.seq)
                 return mv
 
         with _TRACER.start_as_current_span("registry.register"):

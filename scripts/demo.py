@@ -33,7 +33,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -136,19 +135,11 @@ def show_environments() -> None:
     console.print(table)
 
 
-#: The MLflow users' passwords of this run (MLflow's basic-auth app; the stack file's
-#: `mlflow_password_*`): generated per run, never printed.
-MLFLOW_PASSWORDS = {
-    user: secrets.token_urlsafe(18)
-    for user in ("registry-gateway", "training-service", "model-server", "drift-service")
-}
-
-
 def stack_variables() -> dict[str, str]:
-    """The stack file's variables for this run: the profile's folder, the MLflow users' passwords;
-    on the real profile this checkout's names on the shared servers (`scripts/demo_state.py`)."""
+    """The stack file's variables for this run: the profile's folder (its keys and the MLflow users'
+    passwords are files there, scripts/stack_keys.py); on the real profile this checkout's names on
+    the shared servers (`scripts/demo_state.py`)."""
     values = {"data_dir": str(STATE)}
-    values.update({f"mlflow_password_{u.replace('-', '_')}": pw for u, pw in MLFLOW_PASSWORDS.items()})
     if PROFILE == "real":
         values.update(
             feature_project=REAL.feature_project,
@@ -365,6 +356,9 @@ MODEL_NAME = "credit-risk"
 #: training pipeline (``pipeline``), reads the registry as the inference-gateway does, and calls the
 #: gateway as its client (``gateway-client``: predict, read_features, read_registry).
 KEYS: dict[str, str] = {}
+#: The MLflow users' passwords of this data folder (scripts/stack_keys.py's
+#: `secrets/mlflow-<user>.password`, made with the keys; filled by :func:`run`, never printed).
+MLFLOW_PASSWORDS: dict[str, str] = {}
 #: How many held-out applicants the gateway scores over each protocol.
 SERVED = 3
 
@@ -996,6 +990,7 @@ def run() -> int:
     console.print(f"[bold]credit-risk platform demo[/bold] (profile: {PROFILE})")
     fresh_state()
     KEYS.update(stack_keys.write_keys(STATE))  # the folder's keys (made at its first run), never printed
+    MLFLOW_PASSWORDS.update(stack_keys.write_mlflow_passwords(STATE))  # likewise
     step(1, "one locked environment per deployable")
     timed(show_environments)
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")

@@ -59,10 +59,12 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_devstack import (
+    CHILD_UMASK,
     ManagedProcess,
     ResolvedProcess,
     Stack,
     Supervisor,
+    private_dir,
     process_environment,
     read_stack_file,
 )
@@ -178,6 +180,7 @@ def ingest() -> None:
         text=True,
         timeout=300,
         check=False,
+        umask=CHILD_UMASK,  # the feature store's files 0600, as the supervisor's children's
     )
     if result.returncode != 0:
         raise RuntimeError(f"ingestion failed:\n{result.stderr[-3000:]}")
@@ -1071,7 +1074,8 @@ def fresh_state() -> None:
     """Each run starts from nothing: the previous run's folder is kept as `<profile>.previous`; on
     the real profile, this checkout's MLflow database and drift schema get a `_previous` suffix
     (the older copies dropped; another checkout's never touched), and the feature store's project
-    is reloaded by the ingestion."""
+    is reloaded by the ingestion. The new folder is mode 0700 (the services' files in it are 0600:
+    the supervisor's umask)."""
     if PROFILE == "real":
         done = demo_state.reset_real(MLFLOW_POSTGRES_DSN, REAL)
         console.print(f"[dim]the previous real run's stores on PostgreSQL: {'; '.join(done) or 'none'}[/dim]")
@@ -1081,10 +1085,12 @@ def fresh_state() -> None:
         shutil.rmtree(previous, ignore_errors=True)
         folder.rename(previous)
         console.print(f"[dim]the previous run's state moved to {demo_state.shown(previous)}[/dim]")
+        private_dir(previous)  # applicant data, whatever mode an older run left
         kept = stack_keys.secrets_dir(previous)
         if kept.is_dir():  # the data folder's keys outlive its runs (deploy/stack/local.toml)
-            folder.mkdir(parents=True)
+            private_dir(folder)
             kept.rename(stack_keys.secrets_dir(folder))
+    private_dir(folder)  # no other user reads a run's applicant data (mode 0700)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import (
+    CHILD_UMASK,
     ManagedProcess,
     ProcessSpec,
     ResolvedProcess,
@@ -208,6 +209,7 @@ def _ingest_german_credit(stack: Stack) -> None:
         text=True,
         timeout=180,
         check=False,
+        umask=CHILD_UMASK,  # the feature store's files 0600, as the supervisor's children's
     )
     if result.returncode != 0:
         pytest.fail(f"ingestion failed ({result.returncode}):\n{result.stderr[-3000:]}", pytrace=False)

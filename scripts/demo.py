@@ -33,7 +33,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -60,10 +59,12 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as ipb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk_devstack import (
+    CHILD_UMASK,
     ManagedProcess,
     ResolvedProcess,
     Stack,
     Supervisor,
+    private_dir,
     process_environment,
     read_stack_file,
 )
@@ -136,19 +137,11 @@ def show_environments() -> None:
     console.print(table)
 
 
-#: The MLflow users' passwords of this run (MLflow's basic-auth app; the stack file's
-#: `mlflow_password_*`): generated per run, never printed.
-MLFLOW_PASSWORDS = {
-    user: secrets.token_urlsafe(18)
-    for user in ("registry-gateway", "training-service", "model-server", "drift-service")
-}
-
-
 def stack_variables() -> dict[str, str]:
-    """The stack file's variables for this run: the profile's folder, the MLflow users' passwords;
-    on the real profile this checkout's names on the shared servers (`scripts/demo_state.py`)."""
+    """The stack file's variables for this run: the profile's folder (its keys and the MLflow users'
+    passwords are files there, scripts/stack_keys.py); on the real profile this checkout's names on
+    the shared servers (`scripts/demo_state.py`)."""
     values = {"data_dir": str(STATE)}
-    values.update({f"mlflow_password_{u.replace('-', '_')}": pw for u, pw in MLFLOW_PASSWORDS.items()})
     if PROFILE == "real":
         values.update(
             feature_project=REAL.feature_project,
@@ -187,6 +180,7 @@ def ingest() -> None:
         text=True,
         timeout=300,
         check=False,
+        umask=CHILD_UMASK,  # the feature store's files 0600, as the supervisor's children's
     )
     if result.returncode != 0:
         raise RuntimeError(f"ingestion failed:\n{result.stderr[-3000:]}")
@@ -365,6 +359,9 @@ MODEL_NAME = "credit-risk"
 #: training pipeline (``pipeline``), reads the registry as the inference-gateway does, and calls the
 #: gateway as its client (``gateway-client``: predict, read_features, read_registry).
 KEYS: dict[str, str] = {}
+#: The MLflow users' passwords of this data folder (scripts/stack_keys.py's
+#: `secrets/mlflow-<user>.password`, made with the keys; filled by :func:`run`, never printed).
+MLFLOW_PASSWORDS: dict[str, str] = {}
 #: How many held-out applicants the gateway scores over each protocol.
 SERVED = 3
 
@@ -996,6 +993,7 @@ def run() -> int:
     console.print(f"[bold]credit-risk platform demo[/bold] (profile: {PROFILE})")
     fresh_state()
     KEYS.update(stack_keys.write_keys(STATE))  # the folder's keys (made at its first run), never printed
+    MLFLOW_PASSWORDS.update(stack_keys.write_mlflow_passwords(STATE))  # likewise
     step(1, "one locked environment per deployable")
     timed(show_environments)
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")
@@ -1076,7 +1074,8 @@ def fresh_state() -> None:
     """Each run starts from nothing: the previous run's folder is kept as `<profile>.previous`; on
     the real profile, this checkout's MLflow database and drift schema get a `_previous` suffix
     (the older copies dropped; another checkout's never touched), and the feature store's project
-    is reloaded by the ingestion."""
+    is reloaded by the ingestion. The new folder is mode 0700 (the services' files in it are 0600:
+    the supervisor's umask)."""
     if PROFILE == "real":
         done = demo_state.reset_real(MLFLOW_POSTGRES_DSN, REAL)
         console.print(f"[dim]the previous real run's stores on PostgreSQL: {'; '.join(done) or 'none'}[/dim]")
@@ -1086,10 +1085,12 @@ def fresh_state() -> None:
         shutil.rmtree(previous, ignore_errors=True)
         folder.rename(previous)
         console.print(f"[dim]the previous run's state moved to {demo_state.shown(previous)}[/dim]")
+        private_dir(previous)  # applicant data, whatever mode an older run left
         kept = stack_keys.secrets_dir(previous)
         if kept.is_dir():  # the data folder's keys outlive its runs (deploy/stack/local.toml)
-            folder.mkdir(parents=True)
+            private_dir(folder)
             kept.rename(stack_keys.secrets_dir(folder))
+    private_dir(folder)  # no other user reads a run's applicant data (mode 0700)
 
 
 if __name__ == "__main__":

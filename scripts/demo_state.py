@@ -1,7 +1,9 @@
 """Where a ``make demo`` run keeps its state, per profile and per checkout, and how it is reset.
 
 Everything of a run under ``.run/demo/<profile>/`` (stores, Evidently reports, the trace file
-``traces/spans.jsonl``); each run moves the previous run's folder to ``.run/demo/<profile>.previous``.
+``traces/spans.jsonl``), a folder of mode 0700 (scripts/demo.py's ``fresh_state``, with the
+supervisor's ``private_dir``); each run moves the previous run's folder to
+``.run/demo/<profile>.previous``.
 The real profile also keeps state on the shared PostgreSQL and Redis servers; those names carry a
 short, stable id of the checkout (:func:`checkout_id`: a hash of its absolute path), so two
 checkouts sharing one server never touch each other's stores:

@@ -14,7 +14,11 @@ per session (tests/e2e/e2e_stack.py). The services read them through the kit's f
 * ``inference-gateway-api-keys.json``: the inference-gateway's callers
   (``INFERENCE_GATEWAY_AUTH_API_KEYS_FILE``);
 * ``model-server-api-keys.json``: the model-server slots' callers
-  (``MODEL_SERVER_AUTH_API_KEYS_FILE``: the inference-gateway scores, the admin).
+  (``MODEL_SERVER_AUTH_API_KEYS_FILE``: the inference-gateway scores, the admin);
+* ``mlflow-<user>.password``: the password of each MLflow user of :data:`MLFLOW_USERS`
+  (:func:`write_mlflow_passwords`): the mlflow process sets it
+  (``CREDITRISK_MLFLOW_PASSWORD_<USER>_FILE``), the service logs in with it
+  (``MLFLOW_TRACKING_PASSWORD_FILE``; both read once at start, creditrisk_kit.secrets).
 
 A new identity is a line of :data:`IDENTITIES` (the file's name, its subject, its roles in each
 keys file); nothing prints a key (:func:`read_key` for a shell: ``$(cat <folder>/secrets/...)``).
@@ -85,6 +89,11 @@ IDENTITIES = (
     Identity("registry-gateway", "registry-gateway", ("read_features",), service=True),
     Identity("training-service", "training-service", ("read_features",), service=True),
 )
+
+
+#: The platform's MLflow users (training_service.mlflow_auth.PLATFORM_USERS), each with a password
+#: file in the data folder's secrets.
+MLFLOW_USERS = ("registry-gateway", "training-service", "model-server", "drift-service")
 
 
 def secrets_dir(data_dir: Path) -> Path:
@@ -182,4 +191,38 @@ def write_keys(
     _write_private(folder / API_KEYS_FILE, json.dumps(api_keys, indent=1) + "\n")
     _write_private(folder / MODEL_SERVER_API_KEYS_FILE, json.dumps(slots, indent=1) + "\n")
     _write_private(folder / GATEWAY_API_KEYS_FILE, json.dumps(gateway, indent=1) + "\n")
+    return current
+
+
+def mlflow_password_file(data_dir: Path, user: str) -> Path:
+    """The file of MLflow ``user``'s password (``<data_dir>/secrets/mlflow-<user>.password``)."""
+    return secrets_dir(data_dir) / f"mlflow-{user}.password"
+
+
+def write_mlflow_passwords(
+    data_dir: Path, passwords: Mapping[str, str] | None = None, *, users: tuple[str, ...] = MLFLOW_USERS
+) -> dict[str, str]:
+    """Each MLflow user's password file (mode 0600), kept when it exists (a later run and a stack
+    started by hand reuse it), made with :mod:`secrets` otherwise (or taken from ``passwords``).
+
+    Args:
+        data_dir: The stack's data folder.
+        passwords: Passwords to use by user for files not there yet (default: new ones).
+        users: The MLflow users.
+
+    Returns:
+        Every user's password, by user (never print them).
+    """
+    folder = secrets_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    given = dict(passwords or {})
+    current: dict[str, str] = {}
+    for user in users:
+        path = mlflow_password_file(data_dir, user)
+        if path.exists():
+            current[user] = path.read_text().strip()
+        else:
+            current[user] = given.get(user) or secrets.token_urlsafe(24)
+            _write_private(path, current[user] + "\n")
     return current

@@ -140,6 +140,36 @@ def test_the_reset_keeps_its_previous_run_and_never_touches_another_checkout(
     assert previous(one.drift_schema) in _schemas(postgres_dsn)
 
 
+# ---------------------------------------------------------------------- file modes
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("earlier", [None, 0o755])
+def test_the_runs_folder_and_the_previous_one_are_private(
+    earlier: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applicant data (issue 18, M1): the run's folder 0700, and the previous run's moved aside
+    0700 too, whatever mode an older run left it with."""
+    state = tmp_path / ".run" / "demo" / "embedded"
+    monkeypatch.setattr(demo, "STATE", state)
+    monkeypatch.setattr(demo, "PROFILE", "embedded")
+    monkeypatch.setattr(demo, "console", Console(file=io.StringIO()))
+    if earlier is not None:
+        (state / "drift-service").mkdir(parents=True)
+        state.chmod(earlier)
+    demo.fresh_state()
+    assert _mode(state) == 0o700
+    assert _mode(state.parent) == (0o700 if earlier is None else 0o755)  # made private only when made
+    if earlier is not None:
+        assert _mode(tmp_path / ".run" / "demo" / "embedded.previous") == 0o700
+    demo.fresh_state()
+    assert _mode(state) == 0o700
+    assert _mode(tmp_path / ".run" / "demo" / "embedded.previous") == 0o700
+
+
 # ---------------------------------------------------------------------- a trace file per profile
 
 

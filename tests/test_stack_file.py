@@ -140,7 +140,9 @@ def test_devstack_up_takes_the_demos_lock(profile: str, monkeypatch: pytest.Monk
 
 
 #: A key's shape in the file: a value, or a reference to a file (``*_FILE``, a path).
-SECRET_SETTING = re.compile(r"_(AUTH_API_KEYS|CREDENTIAL|TOKEN|TOKENS|API_KEY)$")
+SECRET_SETTING = re.compile(r"_(AUTH_API_KEYS|CREDENTIAL|TOKEN|TOKENS|API_KEY)$|PASSWORD(?!.*_FILE$)")
+#: A setting naming a secret's file.
+SECRET_FILE = re.compile(r"_(AUTH_API_KEYS|CREDENTIAL|PASSWORD(_[A-Z_]+)?)_FILE$")
 
 
 @pytest.mark.parametrize("name", read_stack_file(STACK_FILE).names)
@@ -151,5 +153,40 @@ def test_no_process_of_the_file_gets_a_key_as_a_value(name: str, tmp_path: Path)
     process = next(p for p in spec.processes if p.name == name)
     inline = [key for key in process.env if SECRET_SETTING.search(key)]
     assert inline == [], f"{name}: keys as values: {inline}"
-    files = {k: v for k, v in process.env.items() if k.endswith(("_AUTH_API_KEYS_FILE", "_CREDENTIAL_FILE"))}
+    files = {k: v for k, v in process.env.items() if SECRET_FILE.search(k)}
     assert all(Path(v).parent == tmp_path / "secrets" for v in files.values()), files
+
+
+def test_the_mlflow_passwords_are_files_of_the_data_folder_never_values(tmp_path: Path) -> None:
+    """H1 of issue 18: a stack by hand used passwords written in the file; now every MLflow user's
+    password is ``secrets/mlflow-<user>.password`` for both sides (the mlflow process sets it, the
+    service logs in with it), and no value or variable of one is left in the file."""
+    text = STACK_FILE.read_text()
+    assert "mlflow_password" not in text
+    assert not re.search(r"PASSWORD[A-Z_]*\s*=\s*\"(?!\$\{secrets_dir\}/)", text)
+    platform = read_stack_file(STACK_FILE)
+    stack = platform.resolve_all(variables={"data_dir": str(tmp_path)})
+    secrets = tmp_path / "secrets"
+    mlflow = next(p for p in stack.processes if p.name == "mlflow")
+    provisioned = {
+        key: value for key, value in mlflow.env.items() if key.startswith("CREDITRISK_MLFLOW_PASSWORD_")
+    }
+    assert provisioned == {
+        f"CREDITRISK_MLFLOW_PASSWORD_{user.upper().replace('-', '_')}_FILE": str(
+            secrets / f"mlflow-{user}.password"
+        )
+        for user in ("registry-gateway", "training-service", "model-server", "drift-service")
+    }
+    users = {}
+    for process in stack.processes:
+        assert "MLFLOW_TRACKING_PASSWORD" not in process.env, process.name
+        if "MLFLOW_TRACKING_USERNAME" in process.env:
+            user = process.env["MLFLOW_TRACKING_USERNAME"]
+            assert process.env["MLFLOW_TRACKING_PASSWORD_FILE"] == str(secrets / f"mlflow-{user}.password")
+            users[process.name] = user
+    assert users == {
+        "training-service": "training-service",
+        "registry-gateway": "registry-gateway",
+        "drift-service": "drift-service",
+        **{f"model-server-{slot}": "model-server" for slot in ("champion", "mlserver", "challenger")},
+    }

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from creditrisk_devstack import read_stack_file
 from creditrisk_kit.auth import ApiKeys, Role
+from creditrisk_kit.secrets import env_from_files
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,47 @@ def test_later_runs_reuse_the_keys_and_follow_a_rotated_one(tmp_path: Path) -> N
     keys = ApiKeys(file=tmp_path / "secrets" / "api-keys.json")
     assert keys.lookup(rotated) is not None
     assert keys.lookup(first["pipeline"]) is None
+
+
+def test_the_mlflow_passwords_are_private_distinct_and_reused(tmp_path: Path) -> None:
+    passwords = stack_keys.write_mlflow_passwords(tmp_path)
+    assert set(passwords) == set(stack_keys.MLFLOW_USERS)
+    assert len(set(passwords.values())) == len(passwords)
+    assert all(len(password) >= 32 for password in passwords.values())
+    assert _mode(tmp_path / "secrets") == 0o700
+    for user, password in passwords.items():
+        path = stack_keys.mlflow_password_file(tmp_path, user)
+        assert path == tmp_path / "secrets" / f"mlflow-{user}.password"
+        assert _mode(path) == 0o600
+        assert path.read_text().strip() == password
+    # a later run (or a stack by hand) keeps them; given values fill only missing files
+    given = {user: f"given-{user}" for user in stack_keys.MLFLOW_USERS}
+    assert stack_keys.write_mlflow_passwords(tmp_path, given) == passwords
+    stack_keys.mlflow_password_file(tmp_path, "model-server").unlink()
+    again = stack_keys.write_mlflow_passwords(tmp_path, given)
+    assert again == {**passwords, "model-server": "given-model-server"}
+    assert set(stack_keys.write_mlflow_passwords(tmp_path / "other").values()).isdisjoint(again.values())
+
+
+def test_each_process_reads_its_mlflow_users_password_from_its_file(tmp_path: Path) -> None:
+    """What the stack file names is what write_mlflow_passwords makes: the mlflow process provisions
+    every user with the password its service logs in with (creditrisk_kit.secrets, as at start)."""
+    passwords = stack_keys.write_mlflow_passwords(tmp_path)
+    stack = read_stack_file(STACK_FILE).resolve_all(variables={"data_dir": str(tmp_path)})
+    provisioned: dict[str, str] = {}
+    logins: dict[str, str] = {}
+    for process in stack.processes:
+        env = {k: v for k, v in process.env.items() if v is not None}
+        names = [k.removesuffix("_FILE") for k in env if "PASSWORD" in k and k.endswith("_FILE")]
+        env_from_files(names, env)
+        for name in names:
+            if name.startswith("CREDITRISK_MLFLOW_PASSWORD_"):
+                provisioned[name.removeprefix("CREDITRISK_MLFLOW_PASSWORD_")] = env[name]
+            else:
+                assert name == "MLFLOW_TRACKING_PASSWORD", (process.name, name)
+                logins[env["MLFLOW_TRACKING_USERNAME"]] = env[name]
+    assert logins == passwords
+    assert provisioned == {user.upper().replace("-", "_"): pw for user, pw in passwords.items()}
 
 
 def test_every_caller_holds_the_roles_its_calls_need(tmp_path: Path) -> None:
@@ -106,12 +148,14 @@ def test_the_demo_carries_the_folders_keys_over_to_the_next_run(
     monkeypatch.setattr(demo, "PROFILE", "embedded")
     monkeypatch.setattr(demo, "console", Console(file=io.StringIO()))
     keys = stack_keys.write_keys(state)
+    passwords = stack_keys.write_mlflow_passwords(state)
     (state / "mlflow").mkdir()
     demo.fresh_state()
     assert not (state / "mlflow").exists()  # the run's state moved aside, the keys stayed
     assert (tmp_path / "embedded.previous" / "mlflow").is_dir()
     assert not (tmp_path / "embedded.previous" / "secrets").exists()
     assert stack_keys.write_keys(state) == keys
+    assert stack_keys.write_mlflow_passwords(state) == passwords
     assert _mode(state / "secrets") == 0o700
 
 

@@ -60,6 +60,7 @@ from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
 from creditrisk_devstack import (
+    CHILD_UMASK,
     ManagedProcess,
     ProcessSpec,
     ResolvedProcess,
@@ -119,12 +120,10 @@ ADMIN_TOKEN = KEYS["admin"]
 PROMOTER_TOKEN = KEYS["pipeline"]
 VIEWER_TOKEN = KEYS["inference-gateway"]
 MODEL_NAME = "credit-risk"
-#: The MLflow users' passwords for the session (its basic-auth app, deploy/stack/local.toml's
-#: ``mlflow_password_*``): generated per session, never fixed values.
-MLFLOW_PASSWORDS = {
-    user: secrets.token_urlsafe(18)
-    for user in ("registry-gateway", "training-service", "model-server", "drift-service")
-}
+#: The MLflow users' passwords for the session (its basic-auth app): generated per session, never
+#: fixed values, written with the keys to ``<session folder>/secrets/mlflow-<user>.password``
+#: (scripts/stack_keys.py), the files deploy/stack/local.toml gives the processes.
+MLFLOW_PASSWORDS = {user: secrets.token_urlsafe(18) for user in stack_keys.MLFLOW_USERS}
 
 #: The API key of the inference-gateway's callers in the tests (predict, read_features,
 #: read_registry, read_monitoring).
@@ -139,8 +138,10 @@ MODEL_SERVER_HEADERS = {"authorization": f"Bearer {VIEWER_TOKEN}"}
 def write_session_keys(workdir: Path) -> None:
     """The session's key files in ``workdir/secrets`` (:data:`KEYS`; subjects ``e2e-pipeline``,
     ``e2e-admin``, ...), the refusal test's lower-role keys (creditrisk_testing.refusal: every
-    role but one) merged into the services' ``api-keys.json``."""
+    role but one) merged into the services' ``api-keys.json``; the MLflow users' password files
+    (:data:`MLFLOW_PASSWORDS`)."""
     stack_keys.write_keys(workdir, KEYS, subject_prefix="e2e-", extra_api_keys=REFUSAL_API_KEYS)
+    MLFLOW_PASSWORDS.update(stack_keys.write_mlflow_passwords(workdir, MLFLOW_PASSWORDS))
 
 
 #: The challenger mode of the second inference-gateway (``inference-gateway-challenger``), read when
@@ -155,9 +156,10 @@ E2E_ENV: dict[str, dict[str, str]] = {
 
 
 def e2e_variables(stack: Stack) -> dict[str, str]:
-    """The stack file's variables for the session: everything in its folder, the e2e experiment and
-    tokens, the drift-service without warm-up (a (re)start is ready in a few seconds: Evidently is
-    imported on the first ComputeDrift), the challenger's mode from ``stack.cache``."""
+    """The stack file's variables for the session: everything in its folder (its keys and MLflow
+    passwords too), the e2e experiment, the drift-service without warm-up (a (re)start is ready in
+    a few seconds: Evidently is imported on the first ComputeDrift), the challenger's mode from
+    ``stack.cache``."""
     return {
         "data_dir": str(stack.workdir),
         "model_name": MODEL_NAME,
@@ -165,7 +167,6 @@ def e2e_variables(stack: Stack) -> dict[str, str]:
         "drift_warm_up": "false",
         "challenger_mode": str(stack.cache.get(CHALLENGER_MODE_KEY, "shadow")),
         "canary_share": str(stack.cache.get(CANARY_SHARE_KEY, 0.0)),
-        **{f"mlflow_password_{user.replace('-', '_')}": pw for user, pw in MLFLOW_PASSWORDS.items()},
     }
 
 
@@ -208,6 +209,7 @@ def _ingest_german_credit(stack: Stack) -> None:
         text=True,
         timeout=180,
         check=False,
+        umask=CHILD_UMASK,  # the feature store's files 0600, as the supervisor's children's
     )
     if result.returncode != 0:
         pytest.fail(f"ingestion failed ({result.returncode}):\n{result.stderr[-3000:]}", pytrace=False)

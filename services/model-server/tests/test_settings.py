@@ -85,6 +85,18 @@ def test_no_credential_source_exits_2_naming_the_settings(what: str, tmp_path: P
     assert "MODEL_SERVER_AUTH_DISABLED=true" in done.stderr
 
 
+@pytest.mark.parametrize("what", ["seldon", "mlserver"])
+def test_an_unreadable_mlflow_password_file_exits_2_naming_it(what: str, tmp_path: Path) -> None:
+    """The launcher reads ``MLFLOW_TRACKING_PASSWORD_FILE`` first (creditrisk_kit.secrets, the
+    local stack's password file): a missing one stops it before a runtime starts."""
+    missing = tmp_path / "secrets" / "mlflow-model-server.password"
+    done = run(
+        what, "--print", MODEL_SERVER_MODEL_NAME="credit-risk", MLFLOW_TRACKING_PASSWORD_FILE=str(missing)
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"MLFLOW_TRACKING_PASSWORD_FILE: cannot read {missing}: ")
+
+
 def test_every_listener_binds_model_server_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``MODEL_SERVER_HOST`` (default 127.0.0.1) reaches both runtimes' commands."""
     monkeypatch.delenv("MODEL_SERVER_HOST", raising=False)

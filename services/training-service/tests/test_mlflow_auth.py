@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +188,44 @@ def test_prepare_is_idempotent_and_keeps_secrets_private(tmp_path: Path) -> None
         assert (tmp_path / "auth" / name).stat().st_mode & 0o077 == 0
     stored = json.loads((tmp_path / "auth" / "secrets.json").read_text())
     assert stored["password:admin"] == first.passwords["admin"]
+
+
+def test_the_server_takes_the_users_passwords_from_their_files(tmp_path: Path) -> None:
+    """The local stack gives ``CREDITRISK_MLFLOW_PASSWORD_<USER>_FILE`` (its data folder's
+    ``secrets/mlflow-<user>.password``, never a value): ``python -m training_service.mlflow_server``
+    provisions each user with its file's password; a missing file exits 2 naming it."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITRISK_MLFLOW_PASSWORD_")}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for user in PLATFORM_USERS:
+        (secrets / f"mlflow-{user}.password").write_text(f"from-the-file-{user}-0123456789\n")
+        env[password_variable(user) + "_FILE"] = str(secrets / f"mlflow-{user}.password")
+    command = [sys.executable, "-m", "training_service.mlflow_server", "--print", "--dir"]
+    missing = tmp_path / "nope"
+    bad = {**env, password_variable("model-server") + "_FILE": str(missing)}
+    done = subprocess.run(
+        [*command, str(tmp_path / "bad")], env=bad, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"CREDITRISK_MLFLOW_PASSWORD_MODEL_SERVER_FILE: cannot read {missing}: ")
+    assert not (tmp_path / "bad").exists()  # stopped before anything was provisioned
+    done = subprocess.run(
+        [*command, str(tmp_path / "mlflow")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from-the-file" not in done.stdout + done.stderr
+    store = SqlAlchemyStore()
+    store.init_db(f"sqlite:///{tmp_path / 'mlflow' / 'auth' / 'users.db'}")
+    try:
+        for user in PLATFORM_USERS:
+            assert store.authenticate_user(user, f"from-the-file-{user}-0123456789", use_primary=True), user
+            assert not store.authenticate_user(user, PASSWORDS[user], use_primary=True), user
+    finally:
+        store.engine.dispose()

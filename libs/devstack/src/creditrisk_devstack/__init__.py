@@ -14,6 +14,7 @@ from .readiness import (
     port_in_use,
 )
 from .spec import (
+    CHILD_UMASK,
     DEFAULT_GRACE_S,
     PortInUseError,
     ProcessExitedError,
@@ -23,6 +24,7 @@ from .spec import (
     StopError,
     SupervisorError,
     command_hook,
+    private_dir,
     process_environment,
 )
 from .stackfile import ResolvedProcess, Stack, StackFile, StackFileError, load_stack, read_stack_file
@@ -36,6 +38,7 @@ from .supervisor import (
 )
 
 __all__ = [
+    "CHILD_UMASK",
     "DEFAULT_GRACE_S",
     "GrpcReadiness",
     "HttpReadiness",
@@ -63,6 +66,7 @@ __all__ = [
     "free_port",
     "load_stack",
     "port_in_use",
+    "private_dir",
     "process_environment",
     "read_stack_file",
 ]

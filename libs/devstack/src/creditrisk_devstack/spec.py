@@ -19,6 +19,31 @@ BeforeStopHook = Callable[["ManagedProcess"], None]
 
 DEFAULT_GRACE_S = 15.0
 """Default stop grace: the kit's default drain (``grace_period_s`` 10 s) plus 5 s of shutdown hooks."""
+CHILD_UMASK = 0o077
+"""The umask of every process the supervisor starts (and of its pre-stop hooks): what they create
+is theirs alone (files 0600, folders 0700): a stack's data holds applicant data and keys."""
+
+
+def private_dir(folder: Path) -> Path:
+    """``folder`` made mode 0700 with any missing parent (0700 too); an existing one set to 0700.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        OSError: it cannot be made (a file in the way, no permission).
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_mode & 0o777 != 0o700:
+        folder.chmod(0o700)
+    return folder
+
+
+def private_file(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open`: a new file gets mode 0600 (a process's log)."""
+    return os.open(path, flags, 0o600)
 
 
 @dataclass(frozen=True)
@@ -31,7 +56,8 @@ class ProcessSpec:
     :meth:`Supervisor.start_all` start it as soon as those are ready, in parallel with others.
     ``before_stop`` runs before ``stop_signal`` is sent (e.g. flip a readiness flag so a load
     balancer drains); its errors are logged, never raised. ``dirs`` are created (with their
-    parents) before each start.
+    parents, mode 0700: :func:`private_dir`) before each start. Every process runs with umask
+    :data:`CHILD_UMASK` (what it creates is 0600 / 0700).
 
     ``grace_s`` (default :data:`DEFAULT_GRACE_S`, 15 s) is how long the process gets after the stop
     signal before SIGKILL. It must exceed the process's own drain: a kit service drains for up to
@@ -87,6 +113,7 @@ def command_hook(argv: Sequence[str], timeout_s: float = 10.0) -> BeforeStopHook
             timeout=timeout_s,
             check=True,
             stdin=subprocess.DEVNULL,
+            umask=CHILD_UMASK,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

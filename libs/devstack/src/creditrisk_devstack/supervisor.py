@@ -46,6 +46,7 @@ from typing import Any
 from .procgroup import group_members, signal_group
 from .readiness import Probe, port_in_use
 from .spec import (
+    CHILD_UMASK,
     PortInUseError,
     ProcessExitedError,
     ProcessFailedError,
@@ -53,6 +54,8 @@ from .spec import (
     ReadinessTimeoutError,
     StopError,
     SupervisorError,
+    private_dir,
+    private_file,
     process_environment,
 )
 
@@ -300,13 +303,13 @@ class Supervisor:
                         f"{spec.name}: {address[0]}:{address[1]} already accepts connections before the "
                         "process is started (a leftover process? another stack?)"
                     )
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.log_dir)  # 0700, as `dirs`: logs may quote applicant data
             for folder in spec.dirs:
-                Path(folder).mkdir(parents=True, exist_ok=True)
+                private_dir(Path(folder))
             log_path = self.log_dir / f"{spec.name}.log"
             cwd = Path(spec.cwd) if spec.cwd is not None else None
             env = self._environment(spec)
-            with log_path.open("ab") as log:
+            with open(log_path, "ab", opener=private_file) as log:
                 header = (
                     f"{LOG_MARK} {spec.name} started {_now()} cwd={cwd or Path.cwd()} "
                     f"cmd={shlex.join(str(a) for a in spec.argv)}\n"
@@ -325,6 +328,7 @@ class Supervisor:
                             stderr=subprocess.STDOUT,
                             start_new_session=True,
                             close_fds=True,
+                            umask=CHILD_UMASK,
                         )
                     except OSError as exc:
                         log.write(f"{LOG_MARK} could not start: {exc}\n".encode())

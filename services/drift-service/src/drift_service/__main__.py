@@ -19,6 +19,7 @@ import logging
 from creditrisk.drift.v1.drift_service_pb2_grpc import add_DriftServiceServicer_to_server
 from creditrisk_kit import Service, ServiceSpec, run_service
 from creditrisk_kit.auth import Authenticator
+from creditrisk_kit.secrets import env_from_files
 from creditrisk_kit.tls import ServerTls
 
 from drift_service.core import DriftCore
@@ -74,5 +75,13 @@ async def build(settings: DriftServiceSettings) -> Service:
 
 SPEC = ServiceSpec("drift-service", DriftServiceSettings, build)
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """Entry point: ``MLFLOW_TRACKING_PASSWORD`` from ``MLFLOW_TRACKING_PASSWORD_FILE`` when set
+    (creditrisk_kit.secrets; exit 2 naming it when unreadable), then the service."""
+    env_from_files(["MLFLOW_TRACKING_PASSWORD"])
     run_service(SPEC)
+
+
+if __name__ == "__main__":
+    main()

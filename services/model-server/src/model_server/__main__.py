@@ -263,8 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(state.as_dict()))
         return 0 if (state.ready or args.what == "drain") else 1
 
-    settings = load_settings()  # fail fast on bad settings, before forking anything
     from creditrisk_kit.auth import AuthConfigurationError, Authenticator
+    from creditrisk_kit.secrets import env_from_files
+
+    # MLflow's client password from MLFLOW_TRACKING_PASSWORD_FILE (exit 2 naming it when
+    # unreadable): set in this process, so the runtime exec'd below inherits it
+    env_from_files(["MLFLOW_TRACKING_PASSWORD"])
+    settings = load_settings()  # fail fast on bad settings, before forking anything
 
     try:  # the credential check's settings, checked before any runtime starts
         Authenticator.from_settings(settings)

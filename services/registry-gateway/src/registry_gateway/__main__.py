@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from creditrisk_kit import Service, ServiceSpec, run_service
+from creditrisk_kit.secrets import env_from_files
 
 from registry_gateway.app import build
 from registry_gateway.settings import Settings
@@ -29,7 +30,9 @@ SPEC = ServiceSpec("registry-gateway", Settings, build_service)
 
 
 def main() -> None:
-    """Entry point."""
+    """Entry point: ``MLFLOW_TRACKING_PASSWORD`` from ``MLFLOW_TRACKING_PASSWORD_FILE`` when set
+    (creditrisk_kit.secrets; exit 2 naming it when unreadable), then the service."""
+    env_from_files(["MLFLOW_TRACKING_PASSWORD"])
     run_service(SPEC)
 
 

@@ -17,6 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn's OpenMP co
 
 from creditrisk_kit import Service, ServiceSpec, aio_channel, run_service
 from creditrisk_kit.auth import bearer_interceptors, outgoing_credential
+from creditrisk_kit.secrets import env_from_files
 from creditrisk_kit.tls import ClientTls
 
 from training_service import readiness
@@ -65,5 +66,13 @@ def build(settings: TrainingServiceSettings) -> Service:
 
 SPEC = ServiceSpec("training-service", TrainingServiceSettings, build)
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """Entry point: ``MLFLOW_TRACKING_PASSWORD`` from ``MLFLOW_TRACKING_PASSWORD_FILE`` when set
+    (creditrisk_kit.secrets; exit 2 naming it when unreadable), then the service."""
+    env_from_files(["MLFLOW_TRACKING_PASSWORD"])
     run_service(SPEC)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,8 +27,11 @@ existing user gets the password given now, a grant is upserted.
 
 Secrets: the admin password and the Flask secret key (CSRF of MLflow's sign-up page) are generated
 once per data folder into ``<dir>/auth/secrets.json`` (mode 0600); the service users' passwords come
-from the environment (``CREDITRISK_MLFLOW_PASSWORD_<USER>``, ``-`` as ``_``, upper case) or, when
-unset, are generated and kept in the same file. Nothing here logs a secret.
+from the environment (``CREDITRISK_MLFLOW_PASSWORD_<USER>``, ``-`` as ``_``, upper case; the local
+stack gives ``CREDITRISK_MLFLOW_PASSWORD_<USER>_FILE`` instead, a file of its data folder's
+``secrets/``, which ``python -m training_service.mlflow_server`` reads into the variable first,
+:func:`creditrisk_kit.secrets.env_from_files`) or, when unset, are generated and kept in the same
+file. Nothing here logs a secret.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ use. The command built here sizes it for a small machine:
   (``postgresql+psycopg://`` URL; the database or schema is created by :func:`ensure_postgres_database`);
 * ``--app-name basic-auth`` (unless ``--no-auth``): MLflow's own basic-auth app, every call but
   ``/health`` needs a user of :mod:`training_service.mlflow_auth` (provisioned before the server
-  starts, the users' database and secrets in ``<dir>/auth``).
+  starts, the users' database and secrets in ``<dir>/auth``); the users' passwords may be given as
+  files, ``CREDITRISK_MLFLOW_PASSWORD_<USER>_FILE`` (read first thing, exit 2 naming the variable
+  when a file cannot be read; :func:`creditrisk_kit.secrets.env_from_files`).
 
 CLI::
 
@@ -232,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print", action="store_true", help="print argv and env, do not run")
     parser.add_argument("--measure", action="store_true", help="start, time /health, stop")
     args = parser.parse_args(argv)
+    if not args.no_auth:  # the users' passwords as files: CREDITRISK_MLFLOW_PASSWORD_<USER>_FILE
+        from creditrisk_kit.secrets import env_from_files
+
+        from training_service.mlflow_auth import PLATFORM_USERS, password_variable
+
+        env_from_files([password_variable(user) for user in PLATFORM_USERS])
     args.dir.mkdir(parents=True, exist_ok=True)
     command = server_command(
         profile=args.profile,

@@ -591,6 +591,16 @@ TRAINING = {
 }
 
 
+def pipeline_env() -> dict[str, str]:
+    """The pipeline process's environment: this one's, with ``CREDITRISK_CREDENTIAL_FILE`` naming the
+    folder's pipeline key (``secrets/pipeline.key``). kfp.local's subprocess runner passes it on to
+    every component, which reads the key from the file (creditrisk_pipelines.credential): the key
+    is never a pipeline argument, so never in kfp's logged executor input nor on a command line."""
+    env = {k: v for k, v in os.environ.items() if k != "CREDITRISK_CREDENTIAL"}
+    env["CREDITRISK_CREDENTIAL_FILE"] = str(stack_keys.key_file(STATE, "pipeline"))
+    return env
+
+
 def run_pipeline(name: str, arguments: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Run a pipeline with kfp.local in the pipelines' environment (its own process); show each
     task as it ends; returns the result (outputs and every task's outputs).
@@ -620,7 +630,12 @@ def run_pipeline(name: str, arguments: dict[str, Any], runs: list[dict[str, Any]
     with (
         log_file.open("w") as log,
         subprocess.Popen(
-            argv, cwd=PIPELINES, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv,
+            cwd=PIPELINES,
+            env=pipeline_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         ) as process,
         console.status(f"{name}: starting", spinner="dots") as status,
     ):
@@ -711,7 +726,6 @@ def _arguments(targets: dict[str, str], **overrides: Any) -> dict[str, Any]:
         "training_service": targets["training-service"],
         "registry": targets["registry-gateway"],
         "inference_gateway": targets["inference-gateway"],
-        "registry_token": KEYS["pipeline"],
         "model_name": MODEL_NAME,
         "experiment_name": "credit-risk-demo",
         **TRAINING,

@@ -177,3 +177,25 @@ def test_a_missing_key_is_named(tmp_path: Path) -> None:
     keys = stack_keys.write_keys(tmp_path)
     assert stack_keys.read_key(tmp_path, "gateway-client") == keys["gateway-client"]
     assert json.loads((tmp_path / "secrets" / "inference-gateway-api-keys.json").read_text())
+
+
+def test_the_pipelines_read_the_pipeline_key_from_its_file_not_an_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kfp logs a pipeline's arguments (its executor input): the demo names the key's file in the
+    pipeline process's environment (kfp.local's components inherit it) and passes no key."""
+    monkeypatch.setattr(demo, "STATE", tmp_path)
+    monkeypatch.setenv("CREDITRISK_CREDENTIAL", "a stray value of the caller's shell")
+    keys = stack_keys.write_keys(tmp_path)
+    monkeypatch.setitem(demo.KEYS, "pipeline", keys["pipeline"])
+    env = demo.pipeline_env()
+    assert env["CREDITRISK_CREDENTIAL_FILE"] == str(tmp_path / "secrets" / "pipeline.key")
+    assert Path(env["CREDITRISK_CREDENTIAL_FILE"]).read_text().strip() == keys["pipeline"]
+    assert "CREDITRISK_CREDENTIAL" not in env
+    assert env["PATH"]  # the rest of the environment carried over
+    targets = dict.fromkeys(
+        ("feature-service", "training-service", "registry-gateway", "inference-gateway"), "h:1"
+    )
+    arguments = json.dumps(demo._arguments(targets))
+    assert not any(key in arguments for key in keys.values())
+    assert "token" not in arguments

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from creditrisk.training.v1 import training_service_pb2 as tpb
 from creditrisk.training.v1 import training_service_pb2_grpc as tpb_grpc
+from creditrisk_pipelines.credential import CREDENTIAL_ENV, CREDENTIAL_FILE_ENV
 
 
 class FakeTrainingService(tpb_grpc.TrainingServiceServicer):
@@ -71,3 +74,17 @@ def serve() -> Iterator[Callable[[Callable[[grpc.Server], None]], str]]:
     yield start
     for server in servers:
         server.stop(grace=None)
+
+
+@pytest.fixture
+def credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh pipeline key in ``secrets/pipeline.key`` (0600), named by ``CREDITRISK_CREDENTIAL_FILE``
+    (inherited by kfp.local's component subprocesses, as the demo sets it); returns the key."""
+    key = secrets.token_urlsafe(32)
+    path = tmp_path / "secrets" / "pipeline.key"
+    path.parent.mkdir(mode=0o700)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    monkeypatch.setenv(CREDENTIAL_FILE_ENV, str(path))
+    monkeypatch.delenv(CREDENTIAL_ENV, raising=False)
+    return key

@@ -67,9 +67,9 @@ def test_the_pure_decision_is_cached_and_gates_the_training_pipeline() -> None:
 
 
 @pytest.mark.parametrize("pipeline", ["training", "monitoring"])
-def test_addresses_and_token_are_parameters_without_defaults(pipeline: str) -> None:
+def test_addresses_are_parameters_without_defaults(pipeline: str) -> None:
     params = _load(pipeline)["root"]["inputDefinitions"]["parameters"]
-    for name in ("feature_service", "training_service", "registry", "inference_gateway", "registry_token"):
+    for name in ("feature_service", "training_service", "registry", "inference_gateway"):
         assert params[name]["parameterType"] == "STRING", name
         assert "defaultValue" not in params[name], name
     assert params["seed"]["parameterType"] == "NUMBER_INTEGER"
@@ -108,3 +108,19 @@ def test_a_stale_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "training.yaml is stale" in problems[0]
     assert "31s" in problems[0]
     assert "monitoring.yaml is missing" in problems[1]
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring"])
+def test_no_parameter_carries_a_credential(pipeline: str) -> None:
+    """kfp logs every input (``Got executor_input``), passes it on the command line and stores it in
+    the run's spec: the credential comes from the components' environment instead."""
+    spec = _load(pipeline)
+    definitions = [spec["root"]["inputDefinitions"]] + [
+        component.get("inputDefinitions", {}) for component in spec["components"].values()
+    ]
+    names = {name for d in definitions for name in d.get("parameters", {})}
+    assert {"feature_service", "registry"} <= names  # the parameters were read
+    assert not {n for n in names if any(w in n for w in ("token", "credential", "secret", "key"))}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        if "component_span" in " ".join(executor["container"]["command"]):  # calls a service
+            assert "pipeline_credential()" in " ".join(executor["container"]["command"]), name

@@ -10,7 +10,9 @@ from kfp import dsl, local
 
 
 @pytest.fixture
-def kfp_local(tmp_path: Path) -> Path:
+def kfp_local(tmp_path: Path, credential: str) -> Path:
+    """kfp.local on ``tmp_path``, the pipeline's key file in the environment (the components'
+    subprocesses inherit it)."""
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True
     )
@@ -42,7 +44,9 @@ def _train(training_service: str, hyperparameters_json: str):  # type: ignore[no
     )
 
 
-def test_an_integer_hyperparameter_reaches_the_training_service_as_an_int(kfp_local, serve) -> None:  # type: ignore[no-untyped-def]
+def test_an_integer_hyperparameter_reaches_the_training_service_as_an_int(  # type: ignore[no-untyped-def]
+    kfp_local, serve, credential
+) -> None:
     fake = FakeTrainingService()
     target = serve(lambda server: tpb_grpc.add_TrainingServiceServicer_to_server(fake, server))
     task = _train(target, '{"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 16}')
@@ -59,6 +63,7 @@ def test_an_integer_hyperparameter_reaches_the_training_service_as_an_int(kfp_lo
     assert request.request_id == "job-123/train"
     assert task.outputs["run_id"] == "run-abc"
     assert task.outputs["test_roc_auc"] == pytest.approx(0.77)
+    assert fake.tokens == {f"Bearer {credential}"}  # read from CREDITRISK_CREDENTIAL_FILE
 
 
 def test_why_hyperparameters_are_json_and_not_a_dict(kfp_local) -> None:  # type: ignore[no-untyped-def]

@@ -183,7 +183,8 @@ def test_a_gate_refusal_is_an_outcome_with_reasons(serve) -> None:  # type: igno
 
 
 def test_promote_needs_a_token_and_a_version() -> None:
-    with pytest.raises(ValueError, match="registry_token is empty"):
+    wanted = r"token is empty.*CREDITRISK_CREDENTIAL_FILE or CREDITRISK_CREDENTIAL"
+    with pytest.raises(ValueError, match=wanted):
         ops.promote("127.0.0.1:1", "", "credit-risk", 2)
     with pytest.raises(ValueError, match="version=0 must be a registered version number"):
         ops.promote("127.0.0.1:1", "t", "credit-risk", 0)

@@ -2,6 +2,9 @@
 outputs flow from task to task, and the monitoring pipeline's condition runs (or skips) the
 training sub-pipeline. (The real services: tests/e2e/test_pipelines_e2e.py in the root env.)"""
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -169,14 +172,10 @@ def services(serve):  # type: ignore[no-untyped-def]
     local.init(runner=local.SubprocessRunner(use_venv=False))  # leave no session pointing at tmp
 
 
-def test_the_training_pipeline_passes_each_output_on(services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_training_pipeline_passes_each_output_on(services, credential: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fakes, targets = services()
     arguments = {k: v for k, v in targets.items() if k != "drift_service"}
-    result = run(
-        "training",
-        {**arguments, "registry_token": "pipeline-secret", "hyperparameters_json": '{"max_iter": 7}'},
-        tmp_path,
-    )
+    result = run("training", {**arguments, "hyperparameters_json": '{"max_iter": 7}'}, tmp_path / "kfp")
     assert result["outputs"] == {
         "run_id": "run-abc",
         "version": 1,
@@ -193,25 +192,26 @@ def test_the_training_pipeline_passes_each_output_on(services, tmp_path: Path) -
     (version,) = fakes["registry"].versions
     assert version.run_id == "run-abc"
     assert version.tags["pipelines.request_id"].endswith("/register")
-    assert fakes["registry"].tokens == {"Bearer pipeline-secret"}
-    assert fakes["feature"].tokens == {"Bearer pipeline-secret"}  # the pipeline's one identity
-    assert fakes["training"].tokens == {"Bearer pipeline-secret"}
+    # the pipeline's one identity, from CREDITRISK_CREDENTIAL_FILE
+    assert fakes["registry"].tokens == {f"Bearer {credential}"}
+    assert fakes["feature"].tokens == {f"Bearer {credential}"}
+    assert fakes["training"].tokens == {f"Bearer {credential}"}
 
 
 @pytest.mark.parametrize("triggers", [0, 2])
 def test_the_monitoring_pipeline_retrains_iff_a_trigger_fired(
-    services, tmp_path: Path, triggers: int
+    services, credential: str, tmp_path: Path, triggers: int
 ) -> None:  # type: ignore[no-untyped-def]
     fakes, targets = services(triggers)
     window = {"window_start": "2025-03-01T00:00:00Z", "window_end": "2025-04-01T00:00:00Z"}
-    result = run("monitoring", {**targets, **window, "registry_token": "pipeline-secret"}, tmp_path)
+    result = run("monitoring", {**targets, **window}, tmp_path / "kfp")
     outputs = result["outputs"]
     assert outputs["retrain"] is bool(triggers)
     assert outputs["trigger_count"] == triggers
     assert outputs["dataset_drift"] is bool(triggers)
     assert outputs["roc_auc"] == pytest.approx(0.41)
     assert outputs["labelled"] == 250
-    assert fakes["drift"].tokens == {"Bearer pipeline-secret"}  # read_monitoring as the pipeline
+    assert fakes["drift"].tokens == {f"Bearer {credential}"}  # read_monitoring as the pipeline
     (window_seen,) = fakes["drift"].windows
     assert window_seen.time_range.start.ToJsonString() == "2025-03-01T00:00:00Z"
     assert not window_seen.HasField("model_version")  # 0 = every version
@@ -227,7 +227,7 @@ def test_the_monitoring_pipeline_retrains_iff_a_trigger_fired(
 
 
 def test_a_training_run_is_one_trace_with_each_component_and_its_calls(  # type: ignore[no-untyped-def]
-    services, tmp_path: Path, monkeypatch
+    services, credential: str, tmp_path: Path, monkeypatch
 ) -> None:
     from creditrisk_devstack.otlp import OtlpReceiver
 
@@ -242,10 +242,9 @@ def test_a_training_run_is_one_trace_with_each_component_and_its_calls(  # type:
             "training",
             {
                 **arguments,
-                "registry_token": "pipeline-secret",
                 "traceparent": f"00-{caller_trace}-{caller_span}-01",
             },
-            tmp_path,
+            tmp_path / "kfp",
         )
         assert result["trace_id"] == caller_trace  # the run continues the caller's trace
         root_span = result["traceparent"].split("-")[2]
@@ -274,6 +273,34 @@ def test_a_training_run_is_one_trace_with_each_component_and_its_calls(  # type:
         assert fakes["registry"].versions  # the run did its work
     finally:
         receiver.stop()
+
+
+def test_the_credential_is_in_no_log_nor_executor_input(services, credential: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The run as the demo starts it (its own process, stdout and stderr into one log, the key
+    file named by CREDITRISK_CREDENTIAL_FILE): every service gets the key, and it is nowhere in the
+    log (each component's ``Got executor_input``, hence its ``--executor_input`` argument, included),
+    the result or the task outputs."""
+    fakes, targets = services()
+    arguments = {k: v for k, v in targets.items() if k != "drift_service"}
+    result, root = tmp_path / "result.json", tmp_path / "kfp"
+    argv = [sys.executable, "-m", "creditrisk_pipelines.local", "training"]
+    completed = subprocess.run(
+        [*argv, "--arguments", json.dumps(arguments), "--output", str(result), "--pipeline-root", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    log = completed.stdout
+    assert completed.returncode == 0, log[-4000:]
+    assert log.count("Got executor_input") == 5, log[-4000:]  # every component's input is logged ...
+    assert credential not in log  # ... and the key is in none of them
+    written = [path for path in root.rglob("*") if path.is_file()] + [result]
+    assert len(written) > 5
+    assert [path for path in written if credential in path.read_text(errors="replace")] == []
+    for name in ("feature", "training", "registry"):
+        assert fakes[name].tokens == {f"Bearer {credential}"}, name
 
 
 def test_without_a_traceparent_the_run_id_names_the_trace() -> None:

@@ -21,6 +21,7 @@ Fixtures whose outcome is known in advance, in order (each test needs the one be
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,7 @@ from e2e_stack import (
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import closed_loop as world
+import stack_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +85,6 @@ def _arguments(loop: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         "training_service": targets["training-service"],
         "registry": targets["registry-gateway"],
         "inference_gateway": targets["inference-gateway"],
-        "registry_token": PROMOTER_TOKEN,
         "model_name": MODEL_NAME,
         "experiment_name": "credit-risk-pipelines-e2e",
         "algorithm": "hist_gradient_boosting",
@@ -99,6 +100,7 @@ def run_pipeline(loop: dict[str, Any], pipeline: str, arguments: dict[str, Any])
     """Run a pipeline with kfp.local in the pipelines' environment; its result JSON."""
     loop["runs"] += 1
     out = loop["workdir"] / f"{loop['runs']}-{pipeline}.json"
+    key_file = stack_keys.key_file(loop["workdir"], "pipeline")  # written by the stack (e2e_stack)
     completed = subprocess.run(
         [
             str(PIPELINES_PYTHON),
@@ -113,6 +115,9 @@ def run_pipeline(loop: dict[str, Any], pipeline: str, arguments: dict[str, Any])
             str(loop["workdir"] / f"kfp-{loop['runs']}"),
         ],
         cwd=ROOT / "pipelines",
+        # the pipeline's key as a file, as on a cluster (a mounted Secret): kfp.local's components
+        # inherit this environment; the key is no pipeline argument (kfp logs those)
+        env={**os.environ, "CREDITRISK_CREDENTIAL_FILE": str(key_file)},
         capture_output=True,
         text=True,
         timeout=1200,

@@ -6,6 +6,11 @@ package and its locked environment installed: ``install_kfp_package=False``, so 
 never pip-installs anything), and locally with ``kfp.local.SubprocessRunner(use_venv=False)`` in
 the pipelines' own environment (``pipelines/.venv``).
 
+No component takes the pipeline's credential as a parameter (kfp logs, passes on the command line
+and stores every parameter): each one that calls a service reads it from its environment when it
+runs (:func:`creditrisk_pipelines.credential.pipeline_credential`: ``CREDITRISK_CREDENTIAL_FILE``
+or ``CREDITRISK_CREDENTIAL``) and fails naming both when neither is set.
+
 No ``from __future__ import annotations`` here: kfp reads the annotations as types.
 """
 
@@ -24,17 +29,19 @@ def _component(func):  # type: ignore[no-untyped-def]
 
 @_component
 def materialize(
-    feature_service: str, start: str, end: str, pipeline_job_id: str, traceparent: str = "", token: str = ""
+    feature_service: str, start: str, end: str, pipeline_job_id: str, traceparent: str = ""
 ) -> NamedTuple("MaterializeOutputs", views=int, rows_written=int):
     """Materialize every online feature view over event times ``[start, end)`` (ISO 8601; an empty
-    ``end`` means now), as the pipeline's identity ``token`` (write_features). Outputs: the number
-    of views and rows written."""
+    ``end`` means now), as the pipeline's identity (write_features; the credential from the
+    environment). Outputs: the number of views and rows written."""
     from collections import namedtuple
     from datetime import UTC, datetime
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     until = end or datetime.now(UTC).isoformat()
     with component_span("materialize", traceparent, pipeline_job_id):
         summary = ops.materialize(feature_service, start, until, token=token)
@@ -65,17 +72,18 @@ def train(
     pipeline_job_id: str,
     timeout_s: float,
     traceparent: str = "",
-    token: str = "",
 ) -> NamedTuple("TrainOutputs", run_id=str, job_id=str, model_uri=str, test_roc_auc=float, metrics_json=str):
     """Train through the training-service (StartTrainingJob, then watch it to its end) as the
-    pipeline's identity ``token`` (train): an MLflow run, not a registered model. Idempotent per
-    pipeline job (request id ``<job id>/train``)."""
+    pipeline's identity (train; the credential from the environment): an MLflow run, not a
+    registered model. Idempotent per pipeline job (request id ``<job id>/train``)."""
     import json
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     request = ops.TrainingRequest(
         feature_service_name=feature_service_name,
         feature_service_version=feature_service_version,
@@ -109,21 +117,23 @@ def train(
 @_component
 def register(
     registry: str,
-    registry_token: str,
     run_id: str,
     model_name: str,
     feature_service_name: str,
     pipeline_job_id: str,
     traceparent: str = "",
 ) -> int:
-    """Register the run's model through the registry-gateway (its checks); returns the version.
-    Idempotent per pipeline job (version tag ``pipelines.request_id``)."""
+    """Register the run's model through the registry-gateway (its checks) as the pipeline's
+    identity (register; the credential from the environment); returns the version. Idempotent per
+    pipeline job (version tag ``pipelines.request_id``)."""
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     with component_span("register", traceparent, pipeline_job_id):
         version = ops.register(
-            registry, registry_token, run_id, model_name, feature_service_name, f"{pipeline_job_id}/register"
+            registry, token, run_id, model_name, feature_service_name, f"{pipeline_job_id}/register"
         )
     print(f"registered {model_name} v{version} from run {run_id}")
     return version
@@ -132,22 +142,24 @@ def register(
 @_component
 def promote(
     registry: str,
-    registry_token: str,
     model_name: str,
     version: int,
     pipeline_job_id: str,
     traceparent: str = "",
 ) -> NamedTuple("PromoteOutputs", promoted=bool, champion_version=int, reasons=str, figures_json=str):
-    """Promote ``version`` to champion through the registry-gateway's gate (promoter role). A
-    refusal is an outcome (``promoted`` False, the gate's reasons), not a failure."""
+    """Promote ``version`` to champion through the registry-gateway's gate (promote role; the
+    credential from the environment). A refusal is an outcome (``promoted`` False, the gate's
+    reasons), not a failure."""
     import json
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     with component_span("promote", traceparent, pipeline_job_id):
-        outcome = ops.promote(registry, registry_token, model_name, version)
+        outcome = ops.promote(registry, token, model_name, version)
     verdict = "PROMOTED" if outcome.promoted else "REFUSED"
     print(f"{model_name} v{version}: {verdict}; champion v{outcome.champion_version}")
     for reason in outcome.reasons:
@@ -168,14 +180,16 @@ def confirm_rollout(
     timeout_s: float,
     pipeline_job_id: str,
     traceparent: str = "",
-    token: str = "",
 ) -> bool:
     """Wait until the inference-gateway's champion slot serves ``version`` and is ready (fails
-    after ``timeout_s``), asking as the pipeline's ``token`` (read_registry on the gateway);
-    ``version`` 0 (no champion) confirms nothing and returns False."""
+    after ``timeout_s``), asking as the pipeline's identity (read_registry on the gateway; the
+    credential from the environment); ``version`` 0 (no champion) confirms nothing and returns
+    False."""
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     with component_span("confirm-rollout", traceparent, pipeline_job_id):
         result = ops.confirm_rollout(inference_gateway, model_name, version, timeout_s, token=token)
     print(f"champion slot: {result}")
@@ -191,7 +205,6 @@ def compute_drift(
     end: str,
     pipeline_job_id: str,
     traceparent: str = "",
-    token: str = "",
 ) -> NamedTuple(
     "DriftOutputs",
     dataset_drift=bool,
@@ -203,12 +216,14 @@ def compute_drift(
 ):
     """Data and prediction drift of the window ``[start, end)`` (drift-service ComputeDrift
     against each version's training dataset; ``model_version`` 0 = every version), as the
-    pipeline's identity ``token`` (read_monitoring)."""
+    pipeline's identity (read_monitoring; the credential from the environment)."""
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     with component_span("compute-drift", traceparent, pipeline_job_id):
         drift = ops.compute_drift(drift_service, model_name, model_version, start, end, token=token)
     print(f"drift: {drift}")
@@ -233,16 +248,17 @@ def compute_performance(
     end: str,
     pipeline_job_id: str,
     traceparent: str = "",
-    token: str = "",
 ) -> NamedTuple("PerformanceOutputs", roc_auc=float, labelled=int, predictions=int):
     """Performance over the labelled predictions of the window (drift-service GetPerformance) as
-    the pipeline's identity ``token`` (read_monitoring); ``roc_auc`` is -1 when it could not be
-    computed."""
+    the pipeline's identity (read_monitoring; the credential from the environment); ``roc_auc`` is
+    -1 when it could not be computed."""
     from collections import namedtuple
 
     from creditrisk_pipelines import ops
+    from creditrisk_pipelines.credential import pipeline_credential
     from creditrisk_pipelines.tracing import component_span
 
+    token = pipeline_credential()
     with component_span("compute-performance", traceparent, pipeline_job_id):
         performance = ops.compute_performance(
             drift_service, model_name, model_version, start, end, token=token

@@ -13,6 +13,13 @@ The run is one trace (:mod:`creditrisk_pipelines.tracing`): a root span ``pipeli
 receives as its ``traceparent`` parameter; spans are exported by the standard ``OTEL_*`` variables,
 which the components' subprocesses inherit.
 
+The pipeline's credential is not an argument: kfp.local's subprocess runner starts each component
+with this process's environment (``subprocess.Popen`` without ``env``), so
+``CREDITRISK_CREDENTIAL_FILE`` (a file holding it, e.g. ``.run/demo/<profile>/secrets/pipeline.key``)
+or ``CREDITRISK_CREDENTIAL`` set for this command reaches every component
+(:mod:`creditrisk_pipelines.credential`). It is checked before the run starts; a former
+``registry_token`` / ``token`` argument is refused, naming the variables.
+
 The result (printed as JSON, and written to ``--output``) is ``{"pipeline", "seconds",
 "trace_id", "traceparent", "outputs": the pipeline's outputs, "tasks": {task name: its output
 parameters}}``; ``tasks``
@@ -55,6 +62,8 @@ def run(pipeline: str, arguments: dict[str, Any], pipeline_root: Path | None = N
     Raises:
         KeyError: an unknown pipeline name.
         ValueError: a malformed ``traceparent`` argument.
+        CredentialError: (a ``ValueError``) a ``registry_token`` / ``token`` argument, or no
+            usable credential in ``CREDITRISK_CREDENTIAL_FILE`` / ``CREDITRISK_CREDENTIAL``.
         RuntimeError: a task failed (kfp.local's error, naming the task).
     """
     from creditrisk_telemetry import configure_telemetry
@@ -62,11 +71,14 @@ def run(pipeline: str, arguments: dict[str, Any], pipeline_root: Path | None = N
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    from creditrisk_pipelines.credential import pipeline_credential, refuse_removed_parameters
     from creditrisk_pipelines.pipelines import PIPELINES
     from creditrisk_pipelines.tracing import check_traceparent, traceparent_of
 
     if pipeline not in PIPELINES:
         raise KeyError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
+    refuse_removed_parameters(arguments)
+    pipeline_credential()  # fail before the run, not in its first component
     root = Path(pipeline_root or tempfile.mkdtemp(prefix=f"kfp-{pipeline}-")).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     arguments = dict(arguments)

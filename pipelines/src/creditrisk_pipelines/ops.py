@@ -3,8 +3,11 @@
 Each function validates its arguments (``ValueError`` naming the parameter), calls one service
 through its typed client (:mod:`creditrisk_clients`, on the service kit's channel: a default
 deadline on unary calls, gRPC's own retries on UNAVAILABLE) in its own event loop, and returns
-plain Python values that the kfp components pass on. A call that fails raises
-:class:`ServiceCallError` naming the service, the RPC, the status code and the server's message.
+plain Python values that the kfp components pass on. ``token`` is the pipeline's bearer
+credential, a string or a provider called on every RPC (the components pass
+:func:`creditrisk_pipelines.credential.pipeline_credential`, read from their environment). A call
+that fails raises :class:`ServiceCallError` naming the service, the RPC, the status code and the
+server's message.
 The decisions themselves stay in the services: the registry-gateway's checks and gate, the
 drift-service's retraining policy.
 
@@ -39,6 +42,7 @@ from creditrisk_clients import (
     RegistryClient,
     TrainingServiceClient,
 )
+from creditrisk_clients.base import TokenProvider
 from creditrisk_clients.training import TERMINAL_STATES
 from google.protobuf import timestamp_pb2
 
@@ -174,10 +178,20 @@ def algorithm_number(name: str) -> int:
     return ALGORITHMS[key]
 
 
-def _bearer(token: str) -> str:
-    if not isinstance(token, str) or not token.strip():
-        raise ValueError("registry_token is empty: the registry-gateway needs the caller's bearer token")
-    return token.strip()
+def _token(token: TokenProvider) -> TokenProvider:
+    """A credential string stripped, or a provider (e.g. :func:`creditrisk_pipelines.credential.
+    pipeline_credential`'s) as it is: the clients call it on every RPC."""
+    return token.strip() if isinstance(token, str) else token
+
+
+def _bearer(token: TokenProvider) -> TokenProvider:
+    current = token() if callable(token) else token
+    if not isinstance(current, str) or not current.strip():
+        raise ValueError(
+            "token is empty: the registry-gateway needs the pipeline's bearer credential "
+            "(CREDITRISK_CREDENTIAL_FILE or CREDITRISK_CREDENTIAL)"
+        )
+    return _token(token)
 
 
 def _errors(service: str, rpc: str, *, except_codes: tuple[grpc.StatusCode, ...] = ()) -> DownstreamErrors:
@@ -205,7 +219,7 @@ def _run[T](call: Coroutine[Any, Any, T]) -> T:
 
 
 def materialize(
-    feature_service: str, start: str, end: str, timeout_s: float = 600.0, token: str = ""
+    feature_service: str, start: str, end: str, timeout_s: float = 600.0, token: TokenProvider = ""
 ) -> dict[str, Any]:
     """``Materialize`` every online feature view over the event times ``[start, end)``.
 
@@ -228,7 +242,7 @@ def materialize(
     began = time.monotonic()
 
     async def call() -> list[Any]:
-        async with FeatureServiceClient.connect(target, token=token.strip()) as client:
+        async with FeatureServiceClient.connect(target, token=_token(token)) as client:
             errors = _errors("feature-service", "Materialize")
             return await client.materialize(window, timeout_s=timeout_s, errors=errors)
 
@@ -322,7 +336,7 @@ def train(
     request: TrainingRequest,
     request_id: str,
     timeout_s: float = 1800.0,
-    token: str = "",
+    token: TokenProvider = "",
 ) -> TrainingOutcome:
     """``StartTrainingJob`` (idempotent by ``request_id``), then follow the job to its end.
 
@@ -351,7 +365,7 @@ def train(
     spec = build_training_spec(request)
 
     async def call() -> tpb.TrainingJob:
-        async with TrainingServiceClient.connect(target, token=token.strip()) as client:
+        async with TrainingServiceClient.connect(target, token=_token(token)) as client:
             errors = _errors("training-service", "StartTrainingJob")
             started = await client.start_job(spec, request_id, timeout_s=60, errors=errors)
             if started.state in TERMINAL_STATES:
@@ -391,7 +405,7 @@ def _code_name(code: int) -> str:
 
 def register(
     registry: str,
-    token: str,
+    token: TokenProvider,
     run_id: str,
     model_name: str,
     feature_service_name: str,
@@ -484,7 +498,7 @@ def _figures(gate: rpb.GateResult) -> dict[str, float]:
 
 
 def promote(
-    registry: str, token: str, model_name: str, version: int, timeout_s: float = 600.0
+    registry: str, token: TokenProvider, model_name: str, version: int, timeout_s: float = 600.0
 ) -> PromotionOutcome:
     """``PromoteModelVersion`` to ``champion`` through the registry-gateway's gate.
 
@@ -547,7 +561,7 @@ def confirm_rollout(
     timeout_s: float = 300.0,
     poll_s: float = 1.0,
     *,
-    token: str = "",
+    token: TokenProvider = "",
 ) -> dict[str, Any]:
     """Wait until the gateway's champion slot serves ``version`` of ``model_name`` and is ready,
     asking as ``token`` (a credential with the gateway's read_registry role).
@@ -625,7 +639,7 @@ def compute_drift(
     start: str,
     end: str,
     timeout_s: float = 600.0,
-    token: str = "",
+    token: TokenProvider = "",
 ) -> dict[str, Any]:
     """``ComputeDrift`` of a window against each version's training dataset (the default reference),
     asking as ``token`` (a credential with the drift-service's ``read_monitoring`` role).
@@ -646,7 +660,7 @@ def compute_drift(
     )
 
     async def call() -> dpb.ComputeDriftResponse:
-        async with DriftServiceClient.connect(target, token=token.strip()) as client:
+        async with DriftServiceClient.connect(target, token=_token(token)) as client:
             errors = _errors("drift-service", "ComputeDrift")
             return await client.compute_drift(window, timeout_s=timeout_s, errors=errors)
 
@@ -671,7 +685,7 @@ def compute_performance(
     start: str,
     end: str,
     timeout_s: float = 120.0,
-    token: str = "",
+    token: TokenProvider = "",
 ) -> dict[str, Any]:
     """``GetPerformance`` over the labelled predictions of a window, asking as ``token`` (a
     credential with the drift-service's ``read_monitoring`` role).
@@ -691,7 +705,7 @@ def compute_performance(
     )
 
     async def call() -> list[dpb.PerformanceReport]:
-        async with DriftServiceClient.connect(target, token=token.strip()) as client:
+        async with DriftServiceClient.connect(target, token=_token(token)) as client:
             errors = _errors("drift-service", "GetPerformance")
             return await client.get_performance(window, timeout_s=timeout_s, errors=errors)
 

@@ -1,13 +1,18 @@
 """The two pipelines: ``training`` and ``monitoring`` (kfp v2 DSL).
 
 training: materialize -> train (an MLflow run) -> register (the registry-gateway's checks) ->
-promote through the gate (promoter token) -> confirm rollout (the gateway's champion slot serves
+promote through the gate (the promote role) -> confirm rollout (the gateway's champion slot serves
 the champion after the gate).
 
 monitoring: drift and performance over a window -> decide (did the drift-service's policy raise a
 trigger?) -> if so, the training pipeline, as a sub-pipeline of the same run.
 
 Every service's address is a parameter, so the same compiled YAML runs against any deployment.
+The pipeline's credential is not: each component reads it from its environment when it runs
+(:mod:`creditrisk_pipelines.credential`, ``CREDITRISK_CREDENTIAL_FILE`` or
+``CREDITRISK_CREDENTIAL``), one identity (register, promote, write_features, train,
+read_monitoring, read_registry on the gateway) never logged with the run's parameters nor stored
+in its spec.
 Every task that calls a service has caching off (its result depends on the services' state: a
 cached drift or promotion would be stale) and retries (:data:`RETRY`) on top of the channels'
 own UNAVAILABLE retries; the pure ``decide`` step is cached. kfp.local ignores both (kfp's docs):
@@ -62,7 +67,6 @@ def training(
     training_service: str,
     registry: str,
     inference_gateway: str,
-    registry_token: str,
     model_name: str = "credit-risk",
     feature_service_name: str = "credit_risk_v1",
     feature_service_version: str = "",
@@ -85,17 +89,14 @@ def training(
     rollout_timeout_s: float = 300.0,
     traceparent: str = "",
 ) -> TrainingOutputs:
-    """The training pipeline.
+    """The training pipeline. Its credential comes from the components' environment
+    (:mod:`creditrisk_pipelines.credential`), never from a parameter.
 
     Args:
         feature_service: feature-service gRPC target (``host:port``).
         training_service: training-service gRPC target.
         registry: registry-gateway gRPC target.
         inference_gateway: inference-gateway gRPC target (rollout confirmation).
-        registry_token: the pipeline's bearer credential: a registry-gateway promoter, also
-            sent to the feature-service (write_features) to materialize, to the
-            training-service (train) and, in the monitoring pipeline, to the drift-service
-            (read_monitoring).
         model_name: registered model name.
         feature_service_name: Feast feature service to train on; ``feature_service_version``
             empty means the registered one.
@@ -124,7 +125,6 @@ def training(
             feature_service=feature_service,
             start=materialize_start,
             end=materialize_end,
-            token=registry_token,
             **run,
         ),
         "materialize",
@@ -148,7 +148,6 @@ def training(
             experiment_name=experiment_name,
             run_name=run_name,
             timeout_s=training_timeout_s,
-            token=registry_token,
             **run,
         ),
         "train",
@@ -156,7 +155,6 @@ def training(
     registered = _service_task(
         c.register(
             registry=registry,
-            registry_token=registry_token,
             run_id=trained.outputs["run_id"],
             model_name=model_name,
             feature_service_name=feature_service_name,
@@ -167,7 +165,6 @@ def training(
     promoted = _service_task(
         c.promote(
             registry=registry,
-            registry_token=registry_token,
             model_name=model_name,
             version=registered.output,
             **run,
@@ -180,7 +177,6 @@ def training(
             model_name=model_name,
             version=promoted.outputs["champion_version"],
             timeout_s=rollout_timeout_s,
-            token=registry_token,  # the pipeline's identity: read_registry on the gateway too
             **run,
         ),
         "confirm-rollout",
@@ -204,7 +200,6 @@ def monitoring(
     training_service: str,
     registry: str,
     inference_gateway: str,
-    registry_token: str,
     window_start: str,
     window_end: str,
     model_version: int = 0,
@@ -231,7 +226,8 @@ def monitoring(
     rollout_timeout_s: float = 300.0,
     traceparent: str = "",
 ) -> MonitoringOutputs:
-    """The monitoring pipeline.
+    """The monitoring pipeline. Its credential comes from the components' environment
+    (:mod:`creditrisk_pipelines.credential`), never from a parameter.
 
     Args:
         drift_service: drift-service gRPC target.
@@ -251,7 +247,6 @@ def monitoring(
             model_version=model_version,
             start=window_start,
             end=window_end,
-            token=registry_token,  # the pipeline's identity: read_monitoring on the drift-service
             **run,
         ),
         "compute-drift",
@@ -263,7 +258,6 @@ def monitoring(
             model_version=model_version,
             start=window_start,
             end=window_end,
-            token=registry_token,
             **run,
         ),
         "compute-performance",
@@ -277,7 +271,6 @@ def monitoring(
             training_service=training_service,
             registry=registry,
             inference_gateway=inference_gateway,
-            registry_token=registry_token,
             model_name=model_name,
             feature_service_name=feature_service_name,
             feature_service_version=feature_service_version,

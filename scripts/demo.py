@@ -478,7 +478,11 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
                 f"{elapsed:.0f}",
             )
         try:
-            stub.Predict(ipb.PredictRequest(applicant_id=UNKNOWN_APPLICANT), timeout=30)
+            stub.Predict(
+                ipb.PredictRequest(applicant_id=UNKNOWN_APPLICANT),
+                metadata=_bearer(KEYS["gateway-client"]),
+                timeout=30,
+            )
         except grpc.RpcError as error:
             console.print(f"applicant {UNKNOWN_APPLICANT} (unknown, no request values): {error.code().name}")
     console.print(table)

@@ -200,6 +200,7 @@ def test_authenticator_messages(tmp_path: Path, issuer: Issuer) -> None:
         ServiceSettings(
             auth_api_keys='{"predict-key-0001": {"subject": "gw", "roles": ["predict"]}}',
             auth_jwks_file=tmp_path / "jwks.json",
+            auth_jwt_issuer="https://issuer.test",
             auth_jwt_audience="creditrisk",
         )
     )
@@ -447,3 +448,14 @@ async def _http_checks(client: Any) -> None:
         await client.get("/v1/unlisted", headers={"authorization": "Bearer admin-key-00003"})
     ).status_code == 403
     assert (await client.get("/nowhere", headers=predict)).status_code == 404
+
+
+def test_jwt_without_issuer_or_audience_is_refused_at_start(tmp_path: Path, issuer: Issuer) -> None:
+    (tmp_path / "jwks.json").write_text(jwks(issuer))
+    for given, missing in (
+        ({}, r"SERVICE_AUTH_JWT_ISSUER and SERVICE_AUTH_JWT_AUDIENCE"),
+        ({"auth_jwt_issuer": "https://issuer.test"}, r"needs SERVICE_AUTH_JWT_AUDIENCE:"),
+        ({"auth_jwt_audience": "creditrisk"}, r"needs SERVICE_AUTH_JWT_ISSUER:"),
+    ):
+        with pytest.raises(AuthConfigurationError, match=missing):
+            Authenticator.from_settings(ServiceSettings(auth_jwks_file=tmp_path / "jwks.json", **given))

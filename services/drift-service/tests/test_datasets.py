@@ -99,6 +99,8 @@ def test_schemes_and_relative_paths_are_invalid(places: tuple[Path, Path]) -> No
         ("file://other-host/data/ref.parquet", "another host"),
         ("ref.parquet", "relative path"),
         ("../root/ref.parquet", "relative path"),
+        (f"{root}/ref\x00.parquet", "NUL character"),
+        (f"file://{root}/ref%00.parquet", "NUL character"),
     ):
         with pytest.raises(InvalidArgument, match=reason) as refused:
             resolver(root).read(uri)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -43,9 +44,15 @@ WRONG_CREDENTIAL = "refusal-test-wrong-credential"
 """A credential no server knows."""
 
 
+_SESSION = secrets.token_urlsafe(24)
+"""Made per process: the refusal keys are known to the servers under test (an end-to-end stack on a
+shared machine among them), so a fixed, published key would open them to any local user."""
+
+
 def lower_role_key(role: Role) -> str:
-    """The API key of :data:`REFUSAL_API_KEYS` holding every role but ``role``."""
-    return f"refusal-test-without-{role.value}"
+    """The API key of :data:`REFUSAL_API_KEYS` holding every role but ``role`` (random per process;
+    its subject, ``refusal-test-without-<role>``, is fixed)."""
+    return f"refusal-{_SESSION}-without-{role.value}"
 
 
 REFUSAL_API_KEYS: dict[str, dict[str, Any]] = {

@@ -63,7 +63,8 @@ def local_path(uri: str) -> Path:
     """The absolute local path a dataset URI names (not yet checked against the roots).
 
     Raises:
-        InvalidArgument: another scheme, a ``file://`` URI of another host, or a relative path.
+        InvalidArgument: another scheme, a ``file://`` URI of another host, a relative path or a
+            NUL character.
     """
     parts = urlsplit(uri)
     if parts.scheme == "file":
@@ -78,6 +79,8 @@ def local_path(uri: str) -> Path:
             f"{uri!r}: scheme {parts.scheme!r} not accepted; use runs:/<run id>/<path> (MLflow), "
             f"file:// or an absolute path under {ROOTS_SETTING}",
         )
+    if "\x00" in str(path):  # os.path.realpath raises ValueError on it
+        raise InvalidArgument(FIELD, f"{uri!r}: a path with a NUL character")
     if not path.is_absolute():
         raise InvalidArgument(FIELD, f"{uri!r}: a relative path; give an absolute path under {ROOTS_SETTING}")
     return path

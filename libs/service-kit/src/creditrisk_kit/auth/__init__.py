@@ -10,8 +10,9 @@ Credentials, in the ``authorization: Bearer <credential>`` header / metadata:
   ``hmac.compare_digest`` against every known digest (:mod:`~creditrisk_kit.auth.keys`).
 * **JWTs** (a credential ``eyJ….….…``): verified with PyJWT against a JWKS from
   ``<PREFIX>_AUTH_JWKS_FILE`` (re-read on change) or ``<PREFIX>_AUTH_JWKS_URL`` (cached, fetched
-  again on an unknown ``kid``), with ``<PREFIX>_AUTH_JWT_ISSUER`` / ``_AUDIENCE`` /
-  ``_ALGORITHMS`` (default RS256, ES256, EdDSA; ``none`` and ``HS*`` refused) and the roles from
+  again on an unknown ``kid``), with ``<PREFIX>_AUTH_JWT_ISSUER`` / ``_AUDIENCE`` (both required
+  with a JWKS: :class:`AuthConfigurationError` naming the missing one) / ``_ALGORITHMS``
+  (default RS256, ES256, EdDSA; ``none`` and ``HS*`` refused) and the roles from
   ``<PREFIX>_AUTH_JWT_ROLES_CLAIM`` (default ``roles``); ``sub`` is the subject, ``exp`` required,
   ``exp`` / ``nbf`` checked with a 30 s leeway (:mod:`~creditrisk_kit.auth.jwt`).
 * ``<PREFIX>_AUTH_DISABLED=true``: no check, every caller the anonymous admin (tests, a laptop;

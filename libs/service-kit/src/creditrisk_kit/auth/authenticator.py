@@ -87,6 +87,13 @@ class Authenticator:
             )
             return cls(disabled=True)
         entries: dict[str, ApiKeyEntry] = dict(extra_keys or {})
+        if settings.auth_jwks_file or settings.auth_jwks_url:
+            missing = [name(f) for f in ("auth_jwt_issuer", "auth_jwt_audience") if not getattr(settings, f)]
+            if missing:  # else any token the identity provider issued, for any application, is accepted
+                raise AuthConfigurationError(
+                    f"JWT verification needs {' and '.join(missing)}: without them a token the identity "
+                    "provider issued to another application (or by another issuer in the JWKS) is accepted"
+                )
         try:
             if settings.auth_api_keys is not None:
                 entries.update(

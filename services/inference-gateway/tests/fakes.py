@@ -102,6 +102,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
         self.statuses: dict[tuple[int, str], int] = {}
         self.down = False
         self.failing = False  # answers INTERNAL (a failure of the feature-service's own store)
+        self.refusing = False  # answers UNAUTHENTICATED (the gateway's credential not known there)
         self.delay_s = 0.0
         self.calls = 0
         self.port = 0
@@ -115,6 +116,8 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "feature store down")
         if self.failing:
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server log")
+        if self.refusing:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
 
     async def GetFeatureService(self, request: Any, context: Any) -> Any:
         await self._gate(context)

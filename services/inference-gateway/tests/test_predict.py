@@ -320,6 +320,23 @@ async def test_feature_service_internal_error_is_503_and_keeps_the_connection(gw
     assert (await gw.http.post("/v1/predict", json={"applicant_id": 1})).status_code == 200
 
 
+async def test_gateway_credential_refused_by_the_feature_service_is_503_naming_it(gw, stack):
+    """A rotated or unknown gateway credential is the gateway's configuration: 503 naming the
+    setting, never a 500 "internal error" (as before)."""
+    stack.features.refusing = True
+    try:
+        r = await gw.http.post("/v1/predict", json={"applicant_id": 1})
+        assert r.status_code == 503, r.text
+        assert "INFERENCE_GATEWAY_CREDENTIAL_FILE" in r.json()["error"]["message"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gw.grpc.Predict(ipb.PredictRequest(applicant_id=1))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "refused the gateway's own credential (UNAUTHENTICATED)" in (err.value.details() or "")
+    finally:
+        stack.features.refusing = False
+    assert (await gw.http.post("/v1/predict", json={"applicant_id": 1})).status_code == 200
+
+
 async def test_model_server_down_is_503_then_recovers(gw, stack):
     stack.champion.delay_s = 2.0  # no answer within the 0.5 s deadline
     started = time.monotonic()

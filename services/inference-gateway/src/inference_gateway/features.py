@@ -44,7 +44,16 @@ FEATURE_ERRORS = DownstreamErrors(
     on={
         grpc.StatusCode.FAILED_PRECONDITION: unavailable(
             "feature-service serves another feature service version than the model's"
-        )
+        ),
+        # the gateway's own identity refused: its configuration, not the caller's request
+        **{
+            code: unavailable(
+                f"feature-service refused the gateway's own credential ({code.name}): check "
+                "INFERENCE_GATEWAY_CREDENTIAL_FILE / INFERENCE_GATEWAY_CREDENTIAL and the "
+                "feature-service's API keys (role read_features)"
+            )
+            for code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+        },
     },
     deadline_as_unavailable=True,
     failures_as_unavailable=True,

@@ -23,12 +23,11 @@ metrics ports. They bind ``MODEL_SERVER_HOST`` like the REST port (loopback by d
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
 from creditrisk_kit import ServiceSettings
-from creditrisk_kit.auth import PUBLIC, Authenticator, Requirement, Role
+from creditrisk_kit.auth import PUBLIC, Authenticator, Requirement, Role, http_refusal
 from creditrisk_kit.auth.http import DEFAULT_PUBLIC_PATHS
 from creditrisk_kit.errors import PermissionDenied, ServiceError
 from pydantic_settings import SettingsConfigDict
@@ -113,17 +112,6 @@ def authenticator(settings: ServiceSettings | None = None) -> Authenticator:
         return _AUTHENTICATOR
 
 
-def refusal_body(exc: ServiceError) -> tuple[bytes, int, dict[str, str]]:
-    """The kit's refusal: JSON body, HTTP status (401 / 403 / 503) and headers."""
-    code = exc.grpc_status_code()
-    body = json.dumps({"error": {"code": code.value[0], "status": code.name, "message": exc.message}})
-    status = exc.http_status_code()
-    headers = {"content-type": "application/json"}
-    if status == 401:
-        headers["www-authenticate"] = 'Bearer realm="creditrisk"'
-    return body.encode(), status, headers
-
-
 def check_seldon_request() -> Any:
     """Flask ``before_app_request`` hook of the seldon-core runtime: None lets the request through,
     a response refuses it (see the module docstring)."""
@@ -143,6 +131,6 @@ def check_seldon_request() -> Any:
             raise PermissionDenied(f"{action} has no access policy (default deny)")
         principal.require(requirement, action)
     except ServiceError as exc:
-        body, status, headers = refusal_body(exc)
-        return Response(body, status=status, headers=headers)
+        status, headers, body = http_refusal(exc)  # the kit's refusal, as every HTTP server's
+        return Response(body, status=status, headers=[h for h in headers if h[0] != "content-length"])
     return None

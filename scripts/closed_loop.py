@@ -32,7 +32,9 @@ Two regimes (:data:`NORMAL`, :data:`SHIFTED`), fixtures whose outcome is known i
 from __future__ import annotations
 
 import csv
+import os
 import random
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -200,9 +202,41 @@ def _value(value: Any) -> values_pb2.FeatureValue:
     return values_pb2.FeatureValue(int64_value=int(value))
 
 
+#: The CA certificates (PEM) the stack's servers are checked against: set, every channel and HTTP
+#: client here speaks TLS (the local stack's ``<data folder>/tls/ca.pem``, scripts/stack_certs.py);
+#: unset, plaintext. The pipelines' components read the same variable (creditrisk_pipelines).
+CA_FILE_ENV = "CREDITRISK_TLS_CA_FILE"
+
+
+def ca_file() -> Path | None:
+    """The file of :data:`CA_FILE_ENV`, or None (plaintext)."""
+    value = os.environ.get(CA_FILE_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def channel(target: str) -> grpc.Channel:
+    """A sync channel to ``target``: TLS trusting :func:`ca_file` (the server's certificate must
+    name the target's host), plaintext when it is unset.
+
+    Raises:
+        OSError: the CA file cannot be read.
+    """
+    ca = ca_file()
+    if ca is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca.read_bytes()))
+
+
+def http_verify() -> ssl.SSLContext | bool:
+    """``verify=`` of an HTTP client of the stack (httpx): an SSL context trusting :func:`ca_file`,
+    or True (the system's CAs, for an ``http://`` URL unused)."""
+    ca = ca_file()
+    return ssl.create_default_context(cafile=str(ca)) if ca is not None else True
+
+
 def authed_channel(target: str, token: str) -> grpc.Channel:
-    """A sync channel to ``target`` whose every call carries the bearer credential ``token``."""
-    return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+    """:func:`channel` to ``target`` whose every call carries the bearer credential ``token``."""
+    return grpc.intercept_channel(channel(target), BearerInterceptor(token))
 
 
 def push_features(feature_service: str, stream: Stream, token: str) -> int:
@@ -241,12 +275,8 @@ def score(inference_gateway: str, stream: Stream, token: str) -> None:
     Raises:
         RuntimeError: an item failed (its error).
     """
-    from creditrisk_kit.auth import BearerInterceptor
-
-    with grpc.intercept_channel(
-        grpc.insecure_channel(inference_gateway), BearerInterceptor(token)
-    ) as channel:
-        stub = ipb_grpc.InferenceServiceStub(channel)
+    with authed_channel(inference_gateway, token) as gateway:
+        stub = ipb_grpc.InferenceServiceStub(gateway)
         for i in range(0, len(stream.applicants), BATCH):
             chunk = stream.applicants[i : i + BATCH]
             response = stub.PredictBatch(

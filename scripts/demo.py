@@ -48,6 +48,7 @@ import demo_state
 import grpc
 import httpx
 import pyarrow.parquet as pq
+import stack_certs
 import stack_keys
 from creditrisk.common.v1 import serving_pb2, time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
@@ -334,10 +335,10 @@ def start_mlflow(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> 
     process = _start(supervisor, stack, "mlflow", wait=wait)
     port = stack.ports["mlflow"]["port"]
     console.print(
-        f"mlflow server pid {process.pid} {'ready' if wait else 'starting'} on http://127.0.0.1:{port} "
+        f"mlflow server pid {process.pid} {'ready' if wait else 'starting'} on https://127.0.0.1:{port} "
         f"(log: {supervisor.log_dir / 'mlflow.log'})"
     )
-    return f"http://127.0.0.1:{port}"
+    return f"https://127.0.0.1:{port}"
 
 
 def start_training_service(supervisor: Supervisor, stack: Stack, *, wait: bool = True) -> str:
@@ -398,13 +399,16 @@ def start_serving(supervisor: Supervisor, stack: Stack, *, wait: bool = True) ->
         supervisor.wait_ready("drift-service", "model-server-champion", "inference-gateway")
     slot, gateway = stack.ports["model-server-champion"], stack.ports["inference-gateway"]
     for name, address in (
-        ("model-server-champion", f"http://127.0.0.1:{slot['http']} (seldon-core, Seldon protocol)"),
-        ("inference-gateway", f"REST http://127.0.0.1:{gateway['http']}, gRPC 127.0.0.1:{gateway['port']}"),
+        ("model-server-champion", f"https://127.0.0.1:{slot['http']} (seldon-core, Seldon protocol)"),
+        (
+            "inference-gateway",
+            f"REST https://127.0.0.1:{gateway['http']}, gRPC 127.0.0.1:{gateway['port']} (TLS)",
+        ),
     ):
         log = supervisor.log_dir / f"{name}.log"
         state = "ready" if wait else "starting"
         console.print(f"{name} pid {supervisor[name].pid} {state} on {address} (log: {log})")
-    return f"http://127.0.0.1:{gateway['http']}", f"127.0.0.1:{gateway['port']}"
+    return f"https://127.0.0.1:{gateway['http']}", f"127.0.0.1:{gateway['port']}"
 
 
 def held_out_applicants(mlflow_url: str, run_id: str, count: int) -> list[int]:
@@ -414,6 +418,7 @@ def held_out_applicants(mlflow_url: str, run_id: str, count: int) -> list[int]:
         params={"path": TRAINING_ROWS, "run_uuid": run_id},
         auth=("drift-service", MLFLOW_PASSWORDS["drift-service"]),  # a reader of the training rows
         timeout=60,
+        verify=world.http_verify(),
     )
     response.raise_for_status()
     trained = set(pq.read_table(io.BytesIO(response.content)).column("applicant_id").to_pylist())
@@ -436,7 +441,7 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         title="predictions of held-out applicants (features from the feature-service)",
     )
     headers = {"authorization": f"Bearer {KEYS['gateway-client']}"}  # the gateway's client (API key)
-    with httpx.Client(base_url=rest_url, timeout=30, headers=headers) as client:
+    with httpx.Client(base_url=rest_url, timeout=30, headers=headers, verify=world.http_verify()) as client:
         for applicant in applicants[:SERVED]:
             began = time.perf_counter()
             response = client.post("/v1/predict", json={"applicant_id": applicant})
@@ -455,7 +460,7 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
                 ", ".join(body["missing_features"]) or "-",
                 f"{elapsed:.0f}",
             )
-    with grpc.insecure_channel(grpc_target) as channel:
+    with world.channel(grpc_target) as channel:
         stub = ipb_grpc.InferenceServiceStub(channel)
         for applicant in applicants[SERVED : 2 * SERVED]:
             began = time.perf_counter()
@@ -504,9 +509,9 @@ def start_drift_service(supervisor: Supervisor, stack: Stack, *, wait: bool = Tr
     port, report_port = stack.ports["drift-service"]["port"], stack.ports["drift-service"]["report"]
     console.print(
         f"drift-service pid {process.pid} {'SERVING' if wait else 'starting'} on 127.0.0.1:{port}, reports "
-        f"on http://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
+        f"on https://127.0.0.1:{report_port} (log: {supervisor.log_dir / 'drift-service.log'})"
     )
-    return f"127.0.0.1:{port}", f"http://127.0.0.1:{report_port}"
+    return f"127.0.0.1:{port}", f"https://127.0.0.1:{report_port}"
 
 
 def report_file(report: dpb.DriftReport) -> Path:
@@ -821,7 +826,7 @@ def summary(
 ) -> list[tuple[str, Path]]:
     """Versions and metrics, the drift table, predictions served and logged, the pipelines'
     durations; returns each window's Evidently report file (shown after the demo stops)."""
-    with grpc.insecure_channel(targets["registry-gateway"]) as channel:
+    with world.channel(targets["registry-gateway"]) as channel:
         versions = (
             rpb_grpc.ModelRegistryServiceStub(channel)
             .ListModelVersions(
@@ -971,6 +976,7 @@ def by_hand(http_port: int = 8000, grpc_port: int = 50055) -> list[str]:
     """How to call the gateway of a stack started by hand on this folder, its client key read
     from its file (never printed)."""
     key = f"$(cat {demo_state.shown(stack_keys.key_file(STATE, 'gateway-client'))})"
+    ca = demo_state.shown(stack_certs.tls_paths(STATE).ca_cert)  # the folder's CA (TLS on every server)
     profile = [] if PROFILE == "embedded" else [f"--profile {PROFILE}"]
     return [
         f"  the stack's keys (made at this folder's first run, reused): "
@@ -985,8 +991,8 @@ def by_hand(http_port: int = 8000, grpc_port: int = 50055) -> list[str]:
             ]
         ),
         f"    curl -s -H \"authorization: Bearer {key}\" -H 'content-type: application/json' "
-        f"-d '{{\"applicant_id\": 7}}' http://127.0.0.1:{http_port}/v1/predict",
-        f'    grpcurl -plaintext -H "authorization: Bearer {key}" -d \'{{"applicant_id": 7}}\' '
+        f"--cacert {ca} -d '{{\"applicant_id\": 7}}' https://127.0.0.1:{http_port}/v1/predict",
+        f'    grpcurl -cacert {ca} -H "authorization: Bearer {key}" -d \'{{"applicant_id": 7}}\' '
         f"127.0.0.1:{grpc_port} creditrisk.inference.v1.InferenceService/Predict",
     ]
 
@@ -1012,6 +1018,12 @@ def run() -> int:
     fresh_state()
     KEYS.update(stack_keys.write_keys(STATE))  # the folder's keys (made at its first run), never printed
     MLFLOW_PASSWORDS.update(stack_keys.write_mlflow_passwords(STATE))  # likewise
+    # TLS on every server: the folder's CA and certificates (made at its first run, re-issued
+    # before they expire); this process, the pipelines' components (kfp.local passes the
+    # environment on) and MLflow's clients trust that CA
+    tls = stack_certs.write_certificates(STATE, label=PROFILE)
+    os.environ[world.CA_FILE_ENV] = str(tls.ca_cert)
+    os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(tls.ca_cert)
     step(1, "one locked environment per deployable")
     timed(show_environments)
     step(2, f"ingest the German credit data into the {PROFILE} profile's offline store")

@@ -29,6 +29,7 @@ from typing import Any
 
 import demo_state
 import httpx
+from closed_loop import ca_file, http_verify
 from creditrisk_devstack.otlp import OtlpReceiver, ReceivedSpan
 from rich.console import Console
 from rich.tree import Tree
@@ -98,6 +99,7 @@ def show(observability: Observability, rest_url: str, supervisor: Any, applicant
         json={"applicant_id": applicant},
         headers={"traceparent": f"00-{trace_id}-{parent}-01", "authorization": f"Bearer {token}"},
         timeout=30,
+        verify=http_verify(),
     )
     answer.raise_for_status()
     assert answer.json()["trace_id"] == trace_id
@@ -128,10 +130,13 @@ def show(observability: Observability, rest_url: str, supervisor: Any, applicant
             ports[name] = int(argv[argv.index("--metrics-port") + 1])
         elif (port := _logged_metrics_port(supervisor.log_dir / f"{name}.log")) is not None:
             ports[name] = port  # the bound port the kit logged (the demo may ask for port 0)
+    scheme = "https" if ca_file() is not None else "http"  # every server of a TLS stack
     for name, port in ports.items():
         try:
-            status = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code
+            status = httpx.get(
+                f"{scheme}://127.0.0.1:{port}/metrics", timeout=5, verify=http_verify()
+            ).status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
-        console.print(f"metrics of {name}: http://127.0.0.1:{port}/metrics -> {status}")
+        console.print(f"metrics of {name}: {scheme}://127.0.0.1:{port}/metrics -> {status}")
     return trace_id

@@ -90,7 +90,10 @@ def test_the_end_to_end_stack_gets_its_own_folder_tokens_and_a_cold_drift_servic
     # the kit's keys file with kit roles (the legacy REGISTRY_GATEWAY_TOKENS no longer)
     assert "REGISTRY_GATEWAY_TOKENS" not in registry.env
     assert registry.env["REGISTRY_GATEWAY_AUTH_API_KEYS_FILE"] == str(tmp_path / "secrets" / "api-keys.json")
-    assert registry.env["REGISTRY_GATEWAY_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert registry.env["REGISTRY_GATEWAY_MLFLOW_TRACKING_URI"] == "https://127.0.0.1:5000"
+    # the session's certificates (one CA for every stack of the session), not the data folder's
+    assert registry.env["REGISTRY_GATEWAY_TLS_CERT_FILE"] == str(e2e_stack.TLS.cert("registry-gateway"))
+    assert registry.env["REGISTRY_GATEWAY_TLS_CA_FILE"] == str(e2e_stack.TLS.ca_cert)
     assert registry.env["REGISTRY_GATEWAY_AUDIT_DB_URL"] == f"sqlite:///{tmp_path}/registry-gateway/audit.db"
 
 
@@ -190,3 +193,42 @@ def test_the_mlflow_passwords_are_files_of_the_data_folder_never_values(tmp_path
         "drift-service": "drift-service",
         **{f"model-server-{slot}": "model-server" for slot in ("champion", "mlserver", "challenger")},
     }
+
+
+#: The prefix of each program's settings (``<PREFIX>_TLS_CERT_FILE``); mlflow takes options.
+TLS_PREFIX = {
+    "feature_service": "FEATURE_SERVICE",
+    "training_service": "TRAINING_SERVICE",
+    "registry_gateway": "REGISTRY_GATEWAY",
+    "drift_service": "DRIFT_SERVICE",
+    "model_server": "MODEL_SERVER",
+    "inference_gateway": "INFERENCE_GATEWAY",
+}
+
+
+@pytest.mark.parametrize("name", read_stack_file(STACK_FILE).names)
+def test_every_server_of_the_file_speaks_tls_and_every_client_checks_it(name: str, tmp_path: Path) -> None:
+    """Issue 18's "TLS on in the demo": each process serves its own certificate from the data
+    folder's ``tls/`` (scripts/stack_certs.py), its readiness probe checks it against the folder's
+    CA, and every address it is given to call is https or a gRPC target it reaches with that CA."""
+    platform = read_stack_file(STACK_FILE)
+    stack = platform.resolve_all(platform.closure([name]), variables={"data_dir": str(tmp_path)})
+    process = next(p for p in stack.processes if p.name == name)
+    tls, ca = tmp_path / "tls", str(tmp_path / "tls" / "ca.pem")
+    assert getattr(process.ready, "ca_file", None) == ca, process.ready
+    assert process.ready.describe().startswith(("http GET https://", "grpc health"))
+    assert not [v for v in process.env.values() if v and "http://" in v], "a plaintext URL"
+    module = process.argv[2]
+    if module == "training_service.mlflow_server":
+        assert process.argv[process.argv.index("--tls-cert") + 1] == str(tls / "mlflow.pem")
+        assert process.argv[process.argv.index("--tls-key") + 1] == str(tls / "mlflow-key.pem")
+        return
+    prefix = TLS_PREFIX[module]
+    server = module.replace("_", "-")
+    assert process.env[f"{prefix}_TLS_CERT_FILE"] == str(tls / f"{server}.pem")
+    assert process.env[f"{prefix}_TLS_KEY_FILE"] == str(tls / f"{server}-key.pem")
+    calls = [k for k, v in process.env.items() if k.endswith(("_TARGET", "_ADDRESS", "_URL", "_URI"))]
+    if calls and module != "model_server":  # the slots call MLflow only (MLflow's own setting)
+        assert process.env[f"{prefix}_TLS_CA_FILE"] == ca, calls
+    if any("MLFLOW" in k for k in calls):
+        assert process.env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == ca

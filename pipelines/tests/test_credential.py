@@ -15,8 +15,10 @@ from creditrisk_pipelines import ops
 from creditrisk_pipelines.credential import (
     CREDENTIAL_ENV,
     CREDENTIAL_FILE_ENV,
+    TLS_CA_FILE_ENV,
     CredentialError,
     pipeline_credential,
+    pipeline_tls,
 )
 from creditrisk_pipelines.local import run
 
@@ -119,3 +121,32 @@ def test_the_local_runner_checks_the_credential_before_the_run(
     with pytest.raises(CredentialError, match=BOTH):
         run("training", {"registry": "127.0.0.1:1"}, tmp_path / "kfp")
     assert not (tmp_path / "kfp").exists()  # no task ran
+
+
+def test_tls_is_off_without_the_ca_variable_and_on_with_it(tmp_path: Path) -> None:
+    assert pipeline_tls({}) is None
+    assert pipeline_tls({TLS_CA_FILE_ENV: "  "}) is None
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    tls = pipeline_tls({TLS_CA_FILE_ENV: str(ca)})
+    assert tls is not None
+    assert tls.ca_file == ca
+    assert tls.cert_file is None  # no client certificate: the bearer credential is the identity
+    with pytest.raises(CredentialError, match=f"{TLS_CA_FILE_ENV}=.*missing.pem: cannot read"):
+        pipeline_tls({TLS_CA_FILE_ENV: str(tmp_path / "missing.pem")})
+
+
+def test_with_the_ca_variable_set_a_component_does_not_speak_plaintext(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plaintext server is not reached by a component told to use TLS (no silent downgrade)."""
+    fake = _Registry()
+    target = serve(lambda server: rpb_grpc.add_ModelRegistryServiceServicer_to_server(fake, server))
+    source = pipeline_credential({CREDENTIAL_FILE_ENV: str(_key_file(tmp_path, secrets.token_urlsafe(32)))})
+    assert ops.promote(target, source, "credit-risk", 3).promoted  # plaintext: reached
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"")  # any trust store: the handshake with a plaintext server fails first
+    monkeypatch.setenv(TLS_CA_FILE_ENV, str(ca))
+    with pytest.raises(ops.ServiceCallError, match="UNAVAILABLE"):
+        ops.promote(target, source, "credit-risk", 3)
+    assert len(fake.tokens) == 1

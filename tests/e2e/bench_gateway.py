@@ -67,7 +67,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_hop_floor
-import grpc
 import httpx
 from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.feature.v1 import feature_service_pb2 as fpb
@@ -82,11 +81,14 @@ from e2e_stack import (
     MODEL_NAME,
     MODEL_SERVER_HEADERS,
     ROOT,
+    TLS,
+    VERIFY,
     Stack,
     authed_channel,
     inference_gateway_http,
     mlflow_env,
     service_python,
+    stack_channel,
 )
 from google.protobuf import timestamp_pb2
 
@@ -407,12 +409,12 @@ def start_baseline(
             argv=[str(python), *spec.argv[1:]],
             cwd=checkout / "services" / "inference-gateway",
             env=env,
-            ready=HttpReadiness(f"http://127.0.0.1:{http_port}/readyz"),
+            ready=HttpReadiness(f"https://127.0.0.1:{http_port}/readyz", ca_file=str(TLS.ca_cert)),
             timeout_s=spec.timeout_s,
             dirs=(data,),
         )
     )
-    return f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
+    return f"https://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
 
 
 def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -441,7 +443,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         )
 
     # the features the gateway used, per applicant (input of the direct model-server call / floor)
-    http = httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS)
+    http = httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY)
     records: dict[int, dict[str, Any]] = {}
     version = None
     unknown = 0
@@ -462,7 +464,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     def rest_call(i: int, client: httpx.Client = http) -> None:
         client.post("/v1/predict", json={"applicant_id": i}).raise_for_status()
 
-    channel = grpc.insecure_channel(gw_grpc)
+    channel = stack_channel(gw_grpc)
     stub = pb_grpc.InferenceServiceStub(channel)
 
     def grpc_call(i: int, s: Any = stub) -> None:
@@ -485,7 +487,9 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         assert len(response.rows) == 1
 
     # --- direct model-server (champion slot, the gateway's protocol: seldon REST jsonData or V2 REST)
-    ms = httpx.Client(base_url=f"http://{stack.targets[slot]}", timeout=30, headers=MODEL_SERVER_HEADERS)
+    ms = httpx.Client(
+        base_url=f"https://{stack.targets[slot]}", timeout=30, headers=MODEL_SERVER_HEADERS, verify=VERIFY
+    )
 
     def ms_call(i: int) -> None:
         if args.runtime == "seldon":
@@ -515,7 +519,7 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         _FLOOR_HELPER,
         stdin=json.dumps(
             {
-                "mlflow": f"http://{stack.targets['mlflow']}",
+                "mlflow": f"https://{stack.targets['mlflow']}",
                 "model": MODEL_NAME,
                 "version": str(version),
                 "ids": ids,
@@ -608,13 +612,13 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "gateway gRPC Predict": grpc_call,
         }
         if baseline is not None:  # in turn with this gateway's paths, over the same backends
-            base_http = httpx.Client(base_url=baseline[0], timeout=30, headers=GATEWAY_HEADERS)
-            base_stub = pb_grpc.InferenceServiceStub(grpc.insecure_channel(baseline[1]))
+            base_http = httpx.Client(base_url=baseline[0], timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY)
+            base_stub = pb_grpc.InferenceServiceStub(stack_channel(baseline[1]))
             paths[BASELINE_PATHS[0]] = lambda i: rest_call(i, base_http)
             paths[BASELINE_PATHS[1]] = lambda i: grpc_call(i, base_stub)
         if auth_off is not None:  # in turn with this gateway's paths, over the same backends
-            off_http = httpx.Client(base_url=auth_off[0], timeout=30, headers=GATEWAY_HEADERS)
-            off_stub = pb_grpc.InferenceServiceStub(grpc.insecure_channel(auth_off[1]))
+            off_http = httpx.Client(base_url=auth_off[0], timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY)
+            off_stub = pb_grpc.InferenceServiceStub(stack_channel(auth_off[1]))
             paths[AUTH_OFF_PATHS[0]] = lambda i: rest_call(i, off_http)
             paths[AUTH_OFF_PATHS[1]] = lambda i: grpc_call(i, off_stub)
         paths |= {
@@ -642,11 +646,11 @@ def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 server.wait()
 
     def make_rest() -> Callable[[int], Any]:
-        client = httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS)
+        client = httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY)
         return lambda i: rest_call(i, client)
 
     def make_grpc() -> Callable[[int], Any]:
-        s = pb_grpc.InferenceServiceStub(grpc.insecure_channel(gw_grpc))
+        s = pb_grpc.InferenceServiceStub(stack_channel(gw_grpc))
         return lambda i: grpc_call(i, s)
 
     results["rps REST"] = throughput(make_rest, ids, args.seconds, 8)

@@ -47,7 +47,7 @@ from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack import Supervisor
 from creditrisk_devstack.otlp import otlp_env
 from creditrisk_devstack.procgroup import group_cpu_seconds
-from e2e_stack import GATEWAY_HEADERS, Stack, gateway_channel, inference_gateway_http
+from e2e_stack import GATEWAY_HEADERS, VERIFY, Stack, gateway_channel, inference_gateway_http
 from test_gateway_e2e import materialized
 
 ONLINE_PATH = ("inference-gateway", "model-server-champion", "feature-service", "drift-service")
@@ -70,7 +70,7 @@ def _measure(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, list[flo
     samples: dict[str, list[float]] = {"REST": [], "gRPC": []}
     groups = {name: stack.supervisor[name].pgid for name in ONLINE_PATH if name in stack.targets}
     with (
-        httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client,
+        httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client,
         gateway_channel(stack.targets["inference-gateway"]) as channel,
     ):
         stub = pb_grpc.InferenceServiceStub(channel)

@@ -41,11 +41,16 @@ client package (``creditrisk-contracts``).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
+import os
 import secrets
+import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +82,7 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
+import stack_certs  # noqa: E402 - scripts/stack_certs.py, shared with `make demo`
 import stack_keys  # noqa: E402 - scripts/stack_keys.py, shared with `make demo`
 
 GERMAN_CSV = ROOT / "data" / "german_credit.csv"
@@ -135,6 +141,32 @@ GATEWAY_HEADERS = {"authorization": f"Bearer {GATEWAY_KEY}"}
 MODEL_SERVER_HEADERS = {"authorization": f"Bearer {VIEWER_TOKEN}"}
 
 
+#: The session's TLS (scripts/stack_certs.py, as ``make demo`` makes a data folder's): one CA and
+#: one certificate per server for the whole session, in a folder of its own (every stack of the
+#: session uses it: the stack file's ``tls_dir``), removed at exit. Every server of the stack
+#: speaks TLS only; the tests trust this CA (:func:`stack_channel`, :data:`VERIFY`), as do the
+#: pipelines' components and MLflow's clients in this process (the environment, below).
+TLS = stack_certs.write_certificates(Path(tempfile.mkdtemp(prefix="creditrisk-e2e-tls-")), label="e2e")
+atexit.register(shutil.rmtree, TLS.directory, ignore_errors=True)
+os.environ["CREDITRISK_TLS_CA_FILE"] = str(TLS.ca_cert)
+os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(TLS.ca_cert)
+#: ``verify=`` of every HTTP client of the stack's servers (httpx): the session's CA only.
+VERIFY = ssl.create_default_context(cafile=str(TLS.ca_cert))
+
+
+def stack_channel(target: str) -> grpc.Channel:
+    """A sync channel to one of the stack's servers over TLS (the session's CA); close it."""
+    return grpc.secure_channel(
+        target, grpc.ssl_channel_credentials(root_certificates=TLS.ca_cert.read_bytes())
+    )
+
+
+def stack_aio_channel(target: str, **kwargs: Any) -> grpc.aio.Channel:
+    """A ``grpc.aio`` channel to one of the stack's servers over TLS (the session's CA)."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=TLS.ca_cert.read_bytes())
+    return grpc.aio.secure_channel(target, credentials, **kwargs)
+
+
 def write_session_keys(workdir: Path) -> None:
     """The session's key files in ``workdir/secrets`` (:data:`KEYS`; subjects ``e2e-pipeline``,
     ``e2e-admin``, ...), the refusal test's lower-role keys (creditrisk_testing.refusal: every
@@ -162,6 +194,7 @@ def e2e_variables(stack: Stack) -> dict[str, str]:
     ``stack.cache``."""
     return {
         "data_dir": str(stack.workdir),
+        "tls_dir": str(TLS.directory),
         "model_name": MODEL_NAME,
         "experiment": "credit-risk-e2e",
         "drift_warm_up": "false",
@@ -236,7 +269,7 @@ def inference_gateway_http(stack: Stack, name: str = "inference-gateway") -> str
     """Base URL of the REST API of gateway ``name`` (``inference-gateway``, ``inference-gateway-v2``
     or ``inference-gateway-challenger``), starting it if necessary."""
     stack.target(name)
-    return f"http://127.0.0.1:{stack.ports[f'{name}-http']}"
+    return f"https://127.0.0.1:{stack.ports[f'{name}-http']}"
 
 
 def challenger_version(stack: Stack) -> int:
@@ -246,8 +279,8 @@ def challenger_version(stack: Stack) -> int:
         return stack.cache["challenger_version"]
     job = first_champion(stack)["job"]
     version = register(stack, job.result.mlflow_run_id).version
-    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
-        rpb_grpc.ModelRegistryServiceStub(channel).SetAlias(
+    with stack_channel(stack.target("registry-gateway")) as registry:
+        rpb_grpc.ModelRegistryServiceStub(registry).SetAlias(
             rpb.SetAliasRequest(
                 name=MODEL_NAME, alias="challenger", version=version, reason="e2e: challenger"
             ),
@@ -430,21 +463,21 @@ class Stack:
 def authed_channel(target: str, token: str = PROMOTER_TOKEN) -> grpc.Channel:
     """A sync channel to ``target`` whose every call carries ``token`` (default: the pipeline's
     key, which reads and writes features); close it (``with``) when done."""
-    return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+    return grpc.intercept_channel(stack_channel(target), BearerInterceptor(token))
 
 
 def gateway_channel(target: str, token: str = GATEWAY_KEY) -> grpc.Channel:
     """A sync channel to an inference-gateway whose every call carries ``token``; close it."""
     from creditrisk_kit.auth import BearerInterceptor
 
-    return grpc.intercept_channel(grpc.insecure_channel(target), BearerInterceptor(token))
+    return grpc.intercept_channel(stack_channel(target), BearerInterceptor(token))
 
 
 def gateway_aio_channel(target: str, token: str = GATEWAY_KEY) -> grpc.aio.Channel:
     """A ``grpc.aio`` channel to an inference-gateway whose every call carries ``token``."""
     from creditrisk_kit.auth import bearer_interceptors
 
-    return grpc.aio.insecure_channel(target, interceptors=bearer_interceptors(token))
+    return stack_aio_channel(target, interceptors=bearer_interceptors(token))
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -491,8 +524,8 @@ def trained_run(stack: Stack) -> Any:
 
 def register(stack: Stack, run_id: str, token: str = PROMOTER_TOKEN) -> Any:
     """RegisterModelVersion of ``run_id``'s model as ``credit-risk`` through the registry-gateway."""
-    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
-        stub = rpb_grpc.ModelRegistryServiceStub(channel)
+    with stack_channel(stack.target("registry-gateway")) as registry:
+        stub = rpb_grpc.ModelRegistryServiceStub(registry)
         return stub.RegisterModelVersion(
             rpb.RegisterModelVersionRequest(
                 run_id=run_id,
@@ -512,8 +545,8 @@ def first_champion(stack: Stack) -> dict[str, Any]:
         return stack.cache["first_champion"]
     job = trained_run(stack)
     registered = register(stack, job.result.mlflow_run_id)
-    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
-        stub = rpb_grpc.ModelRegistryServiceStub(channel)
+    with stack_channel(stack.target("registry-gateway")) as registry:
+        stub = rpb_grpc.ModelRegistryServiceStub(registry)
         promoted = stub.PromoteModelVersion(
             rpb.PromoteModelVersionRequest(name=MODEL_NAME, version=registered.version),
             metadata=bearer(PROMOTER_TOKEN),

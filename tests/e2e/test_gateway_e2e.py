@@ -36,6 +36,7 @@ from e2e_stack import (
     ADMIN_TOKEN,
     GATEWAY_HEADERS,
     MODEL_NAME,
+    VERIFY,
     Stack,
     authed_channel,
     bearer,
@@ -44,6 +45,7 @@ from e2e_stack import (
     inference_gateway_http,
     mlflow_auth,
     register,
+    stack_channel,
 )
 from google.protobuf import timestamp_pb2
 
@@ -63,10 +65,11 @@ def _ts(when: datetime) -> timestamp_pb2.Timestamp:
 def held_out_applicants(stack: Stack, run_id: str, count: int) -> list[int]:
     """Applicant ids of the German credit file that are not among the run's training rows."""
     response = httpx.get(
-        f"http://{stack.targets['mlflow']}/get-artifact",
+        f"https://{stack.targets['mlflow']}/get-artifact",
         params={"path": "training_set/training_rows.parquet", "run_uuid": run_id},
         auth=mlflow_auth("drift-service"),
         timeout=60,
+        verify=VERIFY,
     )
     response.raise_for_status()
     trained = set(pq.read_table(io.BytesIO(response.content)).column("applicant_id").to_pylist())
@@ -121,7 +124,7 @@ def test_predictions_through_the_gateway(stack: Stack) -> None:
     threshold = champion["registered"].decision_threshold
 
     # --- REST
-    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client:
         assert client.get("/readyz").status_code == 200
         rest = {}
         for applicant in applicants:
@@ -204,8 +207,8 @@ def test_v2_gateway_on_the_mlserver_slot_scores_as_the_seldon_one(stack: Stack) 
     asks = [{"applicant_id": a} for a in applicants]
     asks.append({"applicant_id": applicants[0], "request_values": {"credit_amount": 12345}})
     with (
-        httpx.Client(base_url=seldon_base, timeout=30, headers=GATEWAY_HEADERS) as seldon,
-        httpx.Client(base_url=v2_base, timeout=30, headers=GATEWAY_HEADERS) as v2,
+        httpx.Client(base_url=seldon_base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as seldon,
+        httpx.Client(base_url=v2_base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as v2,
     ):
         assert v2.get("/readyz").status_code == 200
         for asked in asks:
@@ -252,7 +255,7 @@ def test_champion_swap_under_load_fails_nothing(stack: Stack) -> None:
     stop = threading.Event()
 
     def load(index: int) -> None:
-        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client:
             i = 0
             while not stop.is_set():
                 applicant = applicants[(index + i) % len(applicants)]
@@ -272,7 +275,7 @@ def test_champion_swap_under_load_fails_nothing(stack: Stack) -> None:
         thread.start()
     try:
         time.sleep(2)
-        with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+        with stack_channel(stack.target("registry-gateway")) as channel:
             stub = rpb_grpc.ModelRegistryServiceStub(channel)
             moved = stub.PromoteModelVersion(
                 rpb.PromoteModelVersionRequest(

@@ -36,6 +36,7 @@ from e2e_stack import (
     CHALLENGER_MODE_KEY,
     GATEWAY_HEADERS,
     MODEL_NAME,
+    VERIFY,
     Stack,
     authed_channel,
     challenger_version,
@@ -119,7 +120,7 @@ def test_drift_service_killed_and_restarted_under_load_loses_nothing(stack: Stac
 
     def load() -> None:
         nonlocal next_index
-        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client:
             while True:
                 with lock:
                     if next_index >= N:
@@ -179,7 +180,7 @@ def test_drift_service_killed_and_restarted_under_load_loses_nothing(stack: Stac
     assert stored == N
     time.sleep(2)  # nothing more arrives (no duplicate stored)
     assert _stored(stack, WINDOW_START, end) == N
-    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client:
         assert client.get("/readyz").status_code == 200
     print(
         f"gateway e2e: drift-service killed under load, {answered_while_down} answered while down, "
@@ -237,7 +238,7 @@ def test_shadow_challenger_answers_nothing_and_is_logged_as_shadow(stack: Stack)
     assert _stored(stack, SHADOW_WINDOW_START, end) == 0
 
     answered: set[str] = set()
-    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client:
         for i in range(SHADOW_N):
             asked = {
                 "applicant_id": 1 + i,
@@ -298,7 +299,7 @@ def test_canary_share_is_sticky_per_applicant(stack: Stack) -> None:
 
         slots: dict[int, str] = {}
         n = len(CANARY_APPLICANTS)
-        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=GATEWAY_HEADERS, verify=VERIFY) as client:
             for i, applicant in enumerate(CANARY_APPLICANTS):
                 asked = {
                     "applicant_id": applicant,

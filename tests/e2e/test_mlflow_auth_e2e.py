@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_stack import MODEL_NAME, Stack, mlflow_auth, register, trained_run
+from e2e_stack import MODEL_NAME, VERIFY, Stack, mlflow_auth, register, trained_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -42,22 +42,24 @@ def _writes(source: str, run_id: str, version: str) -> list[tuple[str, str, dict
 def test_mlflow_refuses_anonymous_and_reader_writes(stack: Stack) -> None:
     job = trained_run(stack)
     registered = register(stack, job.result.mlflow_run_id)  # the registry-gateway's MLflow user writes
-    url = f"http://{stack.targets['mlflow']}"
+    url = f"https://{stack.targets['mlflow']}"
     admin_view = mlflow_auth("registry-gateway")
     version = httpx.get(
         f"{url}/api/2.0/mlflow/model-versions/get",
         params={"name": MODEL_NAME, "version": str(registered.version)},
         auth=admin_view,
         timeout=30,
+        verify=VERIFY,
     ).json()["model_version"]
     before = httpx.get(
         f"{url}/api/2.0/mlflow/registered-models/get",
         params={"name": MODEL_NAME},
         auth=admin_view,
         timeout=30,
+        verify=VERIFY,
     ).json()["registered_model"]
 
-    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/health", timeout=10, verify=VERIFY).status_code == 200
     reads = [
         ("GET", "/api/2.0/mlflow/registered-models/get", {"name": MODEL_NAME}),
         ("GET", "/api/2.0/mlflow/runs/get", {"run_id": job.result.mlflow_run_id}),
@@ -69,7 +71,7 @@ def test_mlflow_refuses_anonymous_and_reader_writes(stack: Stack) -> None:
     ]
     writes = _writes(version["source"], job.result.mlflow_run_id, str(registered.version))
     refused: dict[str, int] = {}
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with httpx.Client(base_url=url, timeout=60, verify=VERIFY) as client:
         for method, path, params in reads:
             assert client.request(method, path, params=params).status_code == 401, path
         for method, path, body in writes:

@@ -36,7 +36,14 @@ from creditrisk.inference.v1 import inference_service_pb2 as pb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from creditrisk_devstack.otlp import OtlpReceiver, ReceivedSpan
 from creditrisk_telemetry import ContextThreadPoolExecutor, build_telemetry
-from e2e_stack import GATEWAY_HEADERS, Stack, drift_data_dir, gateway_aio_channel, inference_gateway_http
+from e2e_stack import (
+    GATEWAY_HEADERS,
+    VERIFY,
+    Stack,
+    drift_data_dir,
+    gateway_aio_channel,
+    inference_gateway_http,
+)
 from google.protobuf import json_format
 from opentelemetry import propagate, trace
 from test_gateway_e2e import materialized
@@ -128,6 +135,7 @@ def test_rest_prediction_is_one_trace_across_every_service(stack: Stack, otlp_re
         json={"applicant_id": 7},
         headers={"traceparent": traceparent, **GATEWAY_HEADERS},
         timeout=30,
+        verify=VERIFY,
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -281,7 +289,7 @@ def test_work_handed_to_a_thread_pool_keeps_the_callers_trace(
         headers: dict[str, str] = dict(GATEWAY_HEADERS)
         propagate.inject(headers)  # whatever context this worker thread runs in
         answer = httpx.post(
-            f"{base}/v1/predict", json={"applicant_id": applicant}, headers=headers, timeout=30
+            f"{base}/v1/predict", json={"applicant_id": applicant}, headers=headers, timeout=30, verify=VERIFY
         )
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
@@ -388,6 +396,7 @@ def test_marker_values_reach_the_store_and_never_the_telemetry(
             json={"applicant_id": applicant, "request_values": request_values},
             headers=GATEWAY_HEADERS,
             timeout=30,
+            verify=VERIFY,
         )
         assert answer.status_code == 200, answer.text
         body = answer.json()
@@ -470,14 +479,14 @@ def test_every_services_metrics_endpoint_answers(stack: Stack) -> None:
         # the model-server's custom metrics reach seldon-core's store once per second
         deadline = time.monotonic() + 10
         while True:
-            answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            answer = httpx.get(f"https://127.0.0.1:{port}/metrics", timeout=10, verify=VERIFY)
             assert answer.status_code == 200, name
             if metric in answer.text or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         assert metric in answer.text, (name, metric)
     gateway = httpx.get(
-        f"http://127.0.0.1:{stack.ports['inference-gateway-metrics']}/metrics", timeout=10
+        f"https://127.0.0.1:{stack.ports['inference-gateway-metrics']}/metrics", timeout=10, verify=VERIFY
     ).text
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Predict"' in gateway or re.search(
         r'grpc_server_handled_total\{[^}]*grpc_method="Predict"', gateway

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 import pytest
 from creditrisk.common.v1 import refs_pb2, serving_pb2
 from creditrisk.inference.v1 import inference_service_pb2 as ipb
@@ -48,6 +47,7 @@ from e2e_stack import (
     authed_channel,
     bearer,
     gateway_channel,
+    stack_channel,
 )
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -139,7 +139,7 @@ def _task(result: dict[str, Any], suffix: str) -> dict[str, Any]:
 
 
 def _champion(loop: dict[str, Any]) -> rpb.ModelVersion:
-    with grpc.insecure_channel(loop["stack"].targets["registry-gateway"]) as channel:
+    with stack_channel(loop["stack"].targets["registry-gateway"]) as channel:
         return (
             rpb_grpc.ModelRegistryServiceStub(channel)
             .GetModelVersion(
@@ -161,7 +161,7 @@ def _served(loop: dict[str, Any]) -> tuple[int, bool]:
 
 
 def _audit(loop: dict[str, Any]) -> list[rpb.AuditRecord]:
-    with grpc.insecure_channel(loop["stack"].targets["registry-gateway"]) as channel:
+    with stack_channel(loop["stack"].targets["registry-gateway"]) as channel:
         return list(
             rpb_grpc.ModelRegistryServiceStub(channel)
             .ListAuditRecords(

@@ -107,7 +107,7 @@ def test_drift_service_refuses_every_method_and_report_without_its_role(stack: S
     reports = drift_data_dir(stack) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "refusal-e2e.html").write_text("<!DOCTYPE html><p>refusal</p>")
-    url = f"http://127.0.0.1:{stack.ports['drift-service-report']}/reports/refusal-e2e.html"
+    url = f"https://127.0.0.1:{stack.ports['drift-service-report']}/reports/refusal-e2e.html"
     got = [_report_status(url, key) for key in (None, WRONG_CREDENTIAL, lower_role_key(Role.READ_MONITORING))]
     print(f"drift-service reports: {got} (no credential, wrong, lower role)")
     assert got == [401, 401, 403]

@@ -18,7 +18,6 @@ import time
 import urllib.request
 from typing import Any
 
-import grpc
 import pytest
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
@@ -31,13 +30,14 @@ from e2e_stack import (
     first_champion,
     mlflow_auth,
     register,
+    stack_channel,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def _mlflow(stack: Stack, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    url = f"http://{stack.target('mlflow')}/api/2.0/mlflow/{path}"
+    url = f"https://{stack.target('mlflow')}/api/2.0/mlflow/{path}"
     data = None if body is None else json.dumps(body).encode()
     user, password = mlflow_auth("registry-gateway")  # the stolen writer credential
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -92,7 +92,7 @@ def test_mlflow_bypass_and_downgrade_are_refused(stack: Stack) -> None:
             "version"
         ]
     )
-    http = f"http://{stack.target('model-server-champion')}"
+    http = f"https://{stack.target('model-server-champion')}"
     deadline = time.monotonic() + 120
     while _status(http).get("version") != champion:
         assert time.monotonic() < deadline, _status(http)
@@ -120,7 +120,7 @@ def test_mlflow_bypass_and_downgrade_are_refused(stack: Stack) -> None:
         # 2. the downgrade: a version the gateway approved as champion earlier (forced, rolled back)
         _move_alias(stack, champion)
         older = str(register(stack, mv["run_id"]).version)
-        with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+        with stack_channel(stack.target("registry-gateway")) as channel:
             stub = pb_grpc.ModelRegistryServiceStub(channel)
             stub.PromoteModelVersion(
                 pb.PromoteModelVersionRequest(

@@ -19,7 +19,16 @@ import pytest
 from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as pb_grpc
-from e2e_stack import MODEL_NAME, PROMOTER_TOKEN, VIEWER_TOKEN, Stack, bearer, first_champion, register
+from e2e_stack import (
+    MODEL_NAME,
+    PROMOTER_TOKEN,
+    VIEWER_TOKEN,
+    Stack,
+    bearer,
+    first_champion,
+    register,
+    stack_channel,
+)
 from grpc_status import rpc_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -65,7 +74,7 @@ def test_register_and_promote_the_first_champion(stack: Stack) -> None:
     assert not promoted.change.HasField("from_version")
     assert "champion" in promoted.model_version.aliases
 
-    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+    with stack_channel(stack.target("registry-gateway")) as channel:
         stub = pb_grpc.ModelRegistryServiceStub(channel)
         by_alias = stub.GetModelVersion(
             pb.GetModelVersionRequest(model=refs_pb2.ModelRef(name=MODEL_NAME, alias="champion")),
@@ -86,7 +95,7 @@ def test_an_equal_challenger_is_refused_with_figures(stack: Stack) -> None:
     champion = first_champion(stack)
     again = register(stack, champion["job"].result.mlflow_run_id)  # same run: same spec and seed
     assert again.version != champion["registered"].version
-    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+    with stack_channel(stack.target("registry-gateway")) as channel:
         stub = pb_grpc.ModelRegistryServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
             stub.PromoteModelVersion(
@@ -112,7 +121,7 @@ def test_an_equal_challenger_is_refused_with_figures(stack: Stack) -> None:
 
 
 def test_callers_need_a_token_and_the_role(stack: Stack) -> None:
-    with grpc.insecure_channel(stack.target("registry-gateway")) as channel:
+    with stack_channel(stack.target("registry-gateway")) as channel:
         stub = pb_grpc.ModelRegistryServiceStub(channel)
         with pytest.raises(grpc.RpcError) as anonymous:
             stub.ListRegisteredModels(pb.ListRegisteredModelsRequest(), timeout=30)

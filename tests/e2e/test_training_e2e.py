@@ -18,7 +18,7 @@ import pytest
 from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk.training.v1 import training_service_pb2_grpc as pb_grpc
-from e2e_stack import Stack, authed_channel, mlflow_auth
+from e2e_stack import VERIFY, Stack, authed_channel, mlflow_auth
 from google.protobuf import timestamp_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -33,7 +33,7 @@ def _ts(when: datetime) -> timestamp_pb2.Timestamp:
 def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
     began = time.monotonic()
     target = stack.target("training-service")
-    mlflow_url = f"http://{stack.targets['mlflow']}"
+    mlflow_url = f"https://{stack.targets['mlflow']}"
     spec = pb.TrainingJobSpec(
         feature_service=refs_pb2.FeatureServiceRef(name="credit_risk_v1", version="1"),
         label=pb.LabelSource(feature_view="credit_label", label_column="creditability"),
@@ -63,7 +63,10 @@ def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
 
     reader = mlflow_auth("drift-service")  # MLflow's basic-auth app: a reader of runs and artifacts
     run = httpx.get(
-        f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result.mlflow_run_id}, auth=reader
+        f"{mlflow_url}/api/2.0/mlflow/runs/get",
+        params={"run_id": result.mlflow_run_id},
+        auth=reader,
+        verify=VERIFY,
     ).json()["run"]
     assert run["info"]["status"] == "FINISHED"
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
@@ -78,7 +81,7 @@ def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
     # the model (an MLflow 3 logged model, output of the run) and the training rows as Parquet
     (model_output,) = run["outputs"]["model_outputs"]
     model = httpx.get(
-        f"{mlflow_url}/api/2.0/mlflow/logged-models/{model_output['model_id']}", auth=reader
+        f"{mlflow_url}/api/2.0/mlflow/logged-models/{model_output['model_id']}", auth=reader, verify=VERIFY
     ).json()["model"]
     assert model["info"]["name"] == "model"
     assert model["info"]["source_run_id"] == result.mlflow_run_id
@@ -86,6 +89,7 @@ def test_train_through_the_feature_service_into_mlflow(stack: Stack) -> None:
         f"{mlflow_url}/api/2.0/mlflow/artifacts/list",
         params={"run_id": result.mlflow_run_id, "path": "training_set"},
         auth=reader,
+        verify=VERIFY,
     ).json()
     assert [f["path"] for f in artifacts["files"]] == ["training_set/training_rows.parquet"]
     print(f"training e2e: {time.monotonic() - began:.1f} s (stack start included)")

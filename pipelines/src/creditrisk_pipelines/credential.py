@@ -22,11 +22,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from creditrisk_kit.auth import CredentialSource
+from creditrisk_kit.tls import ClientTls
 
 #: The file holding the pipeline's credential (a mounted Secret); wins over :data:`CREDENTIAL_ENV`.
 CREDENTIAL_FILE_ENV = "CREDITRISK_CREDENTIAL_FILE"
 #: The pipeline's credential itself.
 CREDENTIAL_ENV = "CREDITRISK_CREDENTIAL"
+#: The CA certificates (PEM) the services' certificates are checked against: set, every call a
+#: component makes speaks TLS (a mounted Secret or ConfigMap on a cluster; locally the data folder's
+#: ``tls/ca.pem``); unset, plaintext.
+TLS_CA_FILE_ENV = "CREDITRISK_TLS_CA_FILE"
 #: Former pipeline parameters that carried the credential (refused by the local runner, named).
 REMOVED_PARAMETERS = ("registry_token", "token")
 
@@ -82,3 +87,26 @@ def refuse_removed_parameters(arguments: Mapping[str, object]) -> None:
             f"{given[0]} is no longer a pipeline parameter (kfp logs and stores parameters): give the "
             f"pipeline's credential in {CREDENTIAL_FILE_ENV} or {CREDENTIAL_ENV}"
         )
+
+
+def pipeline_tls(environ: Mapping[str, str] | None = None) -> ClientTls | None:
+    """The components' TLS from ``environ`` (default: this process's environment).
+
+    Returns:
+        A :class:`~creditrisk_kit.tls.ClientTls` trusting the file of :data:`TLS_CA_FILE_ENV`
+        (the server's certificate must name the target's host), or None when it is unset
+        (plaintext).
+
+    Raises:
+        CredentialError: the variable names a file that cannot be read (the variable, the path and
+            the error's class named).
+    """
+    env = os.environ if environ is None else environ
+    path = env.get(TLS_CA_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        Path(path).read_bytes()
+    except OSError as exc:
+        raise CredentialError(f"{TLS_CA_FILE_ENV}={path}: cannot read ({type(exc).__name__})") from None
+    return ClientTls(Path(path))

@@ -46,6 +46,8 @@ from creditrisk_clients.base import TokenProvider
 from creditrisk_clients.training import TERMINAL_STATES
 from google.protobuf import timestamp_pb2
 
+from creditrisk_pipelines.credential import pipeline_tls
+
 #: Version tag of a registered version naming the pipeline step that registered it (idempotency).
 REQUEST_ID_TAG = "pipelines.request_id"
 #: Algorithms by the name a pipeline parameter uses (the contract's enum without its prefix).
@@ -242,7 +244,7 @@ def materialize(
     began = time.monotonic()
 
     async def call() -> list[Any]:
-        async with FeatureServiceClient.connect(target, token=_token(token)) as client:
+        async with FeatureServiceClient.connect(target, tls=pipeline_tls(), token=_token(token)) as client:
             errors = _errors("feature-service", "Materialize")
             return await client.materialize(window, timeout_s=timeout_s, errors=errors)
 
@@ -365,7 +367,7 @@ def train(
     spec = build_training_spec(request)
 
     async def call() -> tpb.TrainingJob:
-        async with TrainingServiceClient.connect(target, token=_token(token)) as client:
+        async with TrainingServiceClient.connect(target, tls=pipeline_tls(), token=_token(token)) as client:
             errors = _errors("training-service", "StartTrainingJob")
             started = await client.start_job(spec, request_id, timeout_s=60, errors=errors)
             if started.state in TERMINAL_STATES:
@@ -432,7 +434,7 @@ def register(
     )
 
     async def call() -> int:
-        async with RegistryClient.connect(target, token=token) as client:
+        async with RegistryClient.connect(target, tls=pipeline_tls(), token=token) as client:
             existing = await _version_with_request_id(client, model_name, run_id, request_id)
             if existing:
                 return existing
@@ -517,7 +519,7 @@ def promote(
         raise ValueError(f"version={version!r} must be a registered version number >= 1")
 
     async def call() -> PromotionOutcome:
-        async with RegistryClient.connect(target, token=token) as client:
+        async with RegistryClient.connect(target, tls=pipeline_tls(), token=token) as client:
             if await _champion(client, model_name) == version:
                 return PromotionOutcome(True, version, ["already champion (a retried promotion)"], {})
             try:
@@ -592,7 +594,7 @@ def confirm_rollout(
 
     async def call() -> dict[str, Any]:
         last = "no answer"
-        async with InferenceClient.connect(target, token=token) as client:
+        async with InferenceClient.connect(target, tls=pipeline_tls(), token=token) as client:
             while time.monotonic() - began < timeout_s:
                 try:
                     slots = await client.list_serving_models(timeout_s=10, errors=errors)
@@ -660,7 +662,7 @@ def compute_drift(
     )
 
     async def call() -> dpb.ComputeDriftResponse:
-        async with DriftServiceClient.connect(target, token=_token(token)) as client:
+        async with DriftServiceClient.connect(target, tls=pipeline_tls(), token=_token(token)) as client:
             errors = _errors("drift-service", "ComputeDrift")
             return await client.compute_drift(window, timeout_s=timeout_s, errors=errors)
 
@@ -705,7 +707,7 @@ def compute_performance(
     )
 
     async def call() -> list[dpb.PerformanceReport]:
-        async with DriftServiceClient.connect(target, token=_token(token)) as client:
+        async with DriftServiceClient.connect(target, tls=pipeline_tls(), token=_token(token)) as client:
             errors = _errors("drift-service", "GetPerformance")
             return await client.get_performance(window, timeout_s=timeout_s, errors=errors)
 

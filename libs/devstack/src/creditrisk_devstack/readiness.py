@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -115,11 +116,14 @@ _QUIET_FILTER = _QuietProbeRequests()
 
 
 class _HttpProbe:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ca_file: str | None) -> None:
         self._url = url
+        # an https URL's server certificate is checked against ca_file (a stack's own CA), else the
+        # system's CAs; the CA file is read here, once per start
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
         # trust_env=False: readiness targets are local; an HTTP(S)_PROXY in the environment must not
         # route "http://127.0.0.1:5000/health" through a proxy.
-        self._client = httpx.Client(trust_env=False, follow_redirects=False)
+        self._client = httpx.Client(trust_env=False, follow_redirects=False, verify=verify)
         httpx_logger = logging.getLogger("httpx")
         if _QUIET_FILTER not in httpx_logger.filters:
             httpx_logger.addFilter(_QUIET_FILTER)
@@ -142,15 +146,24 @@ class _HttpProbe:
 
 @dataclass(frozen=True)
 class HttpReadiness:
-    """Ready when ``GET url`` answers 2xx (e.g. ``mlflow server``'s ``/health``)."""
+    """Ready when ``GET url`` answers 2xx (e.g. ``mlflow server``'s ``/health``).
+
+    Attributes:
+        url: ``http://`` or ``https://``.
+        ca_file: For an ``https`` URL, the CA certificates (PEM) the server's certificate must
+            verify against (a local stack's own CA); None = the system's trust store.
+    """
 
     url: str
+    ca_file: str | None = None
 
     def open_probe(self) -> Probe:
-        return _HttpProbe(self.url)
+        """Raises OSError / ssl.SSLError when ``ca_file`` cannot be read or parsed."""
+        return _HttpProbe(self.url, self.ca_file)
 
     def describe(self) -> str:
-        return f"http GET {self.url} -> 2xx"
+        trust = f" (trusting {self.ca_file})" if self.ca_file else ""
+        return f"http GET {self.url} -> 2xx{trust}"
 
     def address(self) -> tuple[str, int] | None:
         parts = urlsplit(self.url)
@@ -164,7 +177,7 @@ class HttpReadiness:
 
 
 class _GrpcProbe:
-    def __init__(self, target: str, service: str) -> None:
+    def __init__(self, target: str, service: str, ca_file: str | None) -> None:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -172,7 +185,13 @@ class _GrpcProbe:
         self._pb2 = health_pb2
         self._target, self._service = target, service
         # A proxy from the environment must not capture a local target.
-        self._channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
+        options = [("grpc.enable_http_proxy", 0)]
+        if ca_file:
+            with open(ca_file, "rb") as ca:
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = health_pb2_grpc.HealthStub(self._channel)
 
     def check(self, timeout: float) -> str | None:
@@ -194,16 +213,26 @@ class _GrpcProbe:
 
 @dataclass(frozen=True)
 class GrpcReadiness:
-    """Ready when ``grpc.health.v1.Health/Check`` on ``target`` (for ``service``) answers SERVING."""
+    """Ready when ``grpc.health.v1.Health/Check`` on ``target`` (for ``service``) answers SERVING.
+
+    Attributes:
+        target: ``host:port`` (or a gRPC target URI).
+        service: The service name asked for ("" = the server as a whole).
+        ca_file: When set, the probe speaks TLS and the server's certificate must verify against
+            these CA certificates (PEM) for the target's host; None = plaintext.
+    """
 
     target: str
     service: str = ""
+    ca_file: str | None = None
 
     def open_probe(self) -> Probe:
-        return _GrpcProbe(self.target, self.service)
+        """Raises OSError when ``ca_file`` cannot be read."""
+        return _GrpcProbe(self.target, self.service, self.ca_file)
 
     def describe(self) -> str:
-        return f"grpc health {self.target} service={self.service!r} -> SERVING"
+        trust = f" over TLS (trusting {self.ca_file})" if self.ca_file else ""
+        return f"grpc health {self.target} service={self.service!r}{trust} -> SERVING"
 
     def address(self) -> tuple[str, int] | None:
         target = self.target.removeprefix("dns:///").removeprefix("ipv4:")

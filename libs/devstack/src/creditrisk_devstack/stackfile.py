@@ -34,6 +34,8 @@ pre_stop = ["curl", "-X", "POST", "http://127.0.0.1:9000/not-ready"]   # optiona
 pre_stop_timeout_s = 10      # run in the process's environment and folder
 ready = { http = "http://127.0.0.1:${self.port}/health" }
 # ready = { tcp = 5000 } | { tcp = "127.0.0.1:5000" } | { grpc = "127.0.0.1:50051", service = "" }
+# TLS: { http = "https://...", ca = "${data_dir}/tls/ca.pem" } | { grpc = "...", ca = "..." }
+#      (the server's certificate is checked against that CA; grpc without ca = plaintext)
 
 [process.profile.real]       # optional: what the profile adds (env merged, args appended)
 args = ["--backend-store-uri", "${mlflow_dsn}"]
@@ -571,12 +573,15 @@ def _readiness(raw: Any, sub: Any, where: str) -> Readiness:
     if not isinstance(raw, dict):
         raise StackFileError(f"{where}: ready must be a table")
     kinds = {"tcp", "http", "grpc"} & set(raw)
-    if len(kinds) != 1 or set(raw) - {"tcp", "http", "grpc", "service", "host"}:
+    if len(kinds) != 1 or set(raw) - {"tcp", "http", "grpc", "service", "host", "ca"}:
         raise StackFileError(f"{where}: ready needs exactly one of tcp / http / grpc, got {raw!r}")
+    if "ca" in raw and "tcp" in raw:
+        raise StackFileError(f"{where}: ready's ca (TLS) applies to http and grpc only, got {raw!r}")
+    ca_file = sub(raw["ca"]) if raw.get("ca") else None
     if "http" in raw:
-        return HttpReadiness(sub(raw["http"]))
+        return HttpReadiness(sub(raw["http"]), ca_file=ca_file)
     if "grpc" in raw:
-        return GrpcReadiness(sub(raw["grpc"]), service=sub(raw.get("service", "")))
+        return GrpcReadiness(sub(raw["grpc"]), service=sub(raw.get("service", "")), ca_file=ca_file)
     value = sub(raw["tcp"])
     host, sep, port = value.rpartition(":")
     if not port.isdigit():

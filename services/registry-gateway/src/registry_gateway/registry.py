@@ -99,12 +99,24 @@ class ModelRegistry:
             raise
 
     async def healthy(self) -> bool:
-        """Readiness: MLflow answers ``GET /health``."""
-        import urllib.request
+        """Readiness: MLflow answers ``GET /health`` (an https server's certificate checked as
+        MLflow's client checks it: ``MLFLOW_TRACKING_SERVER_CERT_PATH``, else the system's CAs).
+
+        Raises:
+            requests.RequestException: the server cannot be reached or its certificate does not
+                verify (the kit reports the reason).
+        """
+        import requests
+        from mlflow.environment_variables import (
+            MLFLOW_TRACKING_INSECURE_TLS,
+            MLFLOW_TRACKING_SERVER_CERT_PATH,
+        )
+
+        verify = MLFLOW_TRACKING_SERVER_CERT_PATH.get() or not MLFLOW_TRACKING_INSECURE_TLS.get()
 
         def check() -> bool:
-            with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=2) as response:  # noqa: S310
-                return bool(response.status == 200)
+            response = requests.get(f"{self.tracking_uri}/health", timeout=2, verify=verify)
+            return bool(response.status_code == 200)
 
         return await asyncio.to_thread(check)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -113,6 +114,8 @@ def server_command(
     workers: int = DEFAULT_WORKERS,
     python: str = sys.executable,
     auth: bool = True,
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
 ) -> ServerCommand:
     """The ``mlflow server`` command of a profile.
 
@@ -126,13 +129,19 @@ def server_command(
         python: interpreter of an environment with MLflow installed.
         auth: MLflow's basic-auth app, its users provisioned now (:func:`training_service.mlflow_auth.prepare`
             on ``data_dir``; the passwords are in ``<data_dir>/auth/secrets.json`` or the environment).
+        tls_cert_file, tls_key_file: a certificate chain and its key (PEM): the server speaks HTTPS
+            only (uvicorn's ``--ssl-certfile`` / ``--ssl-keyfile``, read at start: a renewed
+            certificate needs a restart) and the URL is ``https://``; clients trust its CA with
+            MLflow's ``MLFLOW_TRACKING_SERVER_CERT_PATH``.
 
     Returns:
         argv, extra environment and client URL.
 
     Raises:
-        ValueError: ``real`` without a DSN.
+        ValueError: ``real`` without a DSN; one of the TLS files without the other.
     """
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise ValueError("tls_cert_file and tls_key_file must be given together")
     data_dir = data_dir.resolve()
     if profile == "embedded":
         backend = f"sqlite:///{data_dir / 'mlflow.db'}"
@@ -163,7 +172,13 @@ def server_command(
 
         argv += ["--app-name", "basic-auth"]
         env.update(prepare(data_dir).env)
-    return ServerCommand(argv=argv, env=env, url=f"http://{host}:{port}")
+    scheme = "http"
+    if tls_cert_file is not None and tls_key_file is not None:
+        # mlflow passes --uvicorn-opts through shlex.split: quote the paths
+        cert, key = shlex.quote(str(tls_cert_file)), shlex.quote(str(tls_key_file))
+        argv += ["--uvicorn-opts", f"--ssl-certfile {cert} --ssl-keyfile {key}"]
+        scheme = "https"
+    return ServerCommand(argv=argv, env=env, url=f"{scheme}://{host}:{port}")
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -231,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--no-auth", action="store_true", help="no basic-auth app (anyone may call)")
+    parser.add_argument("--tls-cert", type=Path, help="certificate chain (PEM): serve HTTPS only")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     parser.add_argument("--print", action="store_true", help="print argv and env, do not run")
     parser.add_argument("--measure", action="store_true", help="start, time /health, stop")
     args = parser.parse_args(argv)
@@ -249,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         workers=args.workers,
         auth=not args.no_auth,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
     )
     if args.print:
         print("\n".join(command.argv))

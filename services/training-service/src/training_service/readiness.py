@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 
 import grpc
+import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from mlflow.environment_variables import MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_SERVER_CERT_PATH
 
 
 def _mlflow_health(tracking_uri: str, timeout_s: float) -> bool:
-    with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s) as response:  # noqa: S310
-        return bool(response.status == 200)
+    # an https server is checked as MLflow's own client checks it: against
+    # MLFLOW_TRACKING_SERVER_CERT_PATH when set (a private CA), else the system's CAs
+    verify = MLFLOW_TRACKING_SERVER_CERT_PATH.get() or not MLFLOW_TRACKING_INSECURE_TLS.get()
+    response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s, verify=verify)
+    return bool(response.status_code == 200)
 
 
 async def mlflow_ready(tracking_uri: str, timeout_s: float = 2.0) -> bool:
     """True when ``GET <tracking_uri>/health`` answers 200.
 
     Raises:
-        OSError / urllib.error.URLError: the server cannot be reached (the kit reports the reason).
+        requests.RequestException: the server cannot be reached, or its certificate does not
+            verify (the kit reports the reason).
     """
     return await asyncio.to_thread(_mlflow_health, tracking_uri, timeout_s)
 

@@ -1116,10 +1116,15 @@ def fresh_state() -> None:
         folder.rename(previous)
         console.print(f"[dim]the previous run's state moved to {demo_state.shown(previous)}[/dim]")
         private_dir(previous)  # applicant data, whatever mode an older run left
-        kept = stack_keys.secrets_dir(previous)
-        if kept.is_dir():  # the data folder's keys outlive its runs (deploy/stack/local.toml)
-            private_dir(folder)
-            kept.rename(stack_keys.secrets_dir(folder))
+        # the data folder's keys and certificates outlive its runs (deploy/stack/local.toml): a
+        # client holding the CA or a key of this folder keeps working across runs
+        for kept, moved in (
+            (stack_keys.secrets_dir(previous), stack_keys.secrets_dir(folder)),
+            (stack_certs.tls_paths(previous).directory, stack_certs.tls_paths(folder).directory),
+        ):
+            if kept.is_dir():
+                private_dir(folder)
+                kept.rename(moved)
     private_dir(folder)  # no other user reads a run's applicant data (mode 0700)
 
 

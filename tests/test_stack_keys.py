@@ -20,6 +20,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import demo  # noqa: E402
+import stack_certs  # noqa: E402
 import stack_keys  # noqa: E402
 
 STACK_FILE = ROOT / "deploy" / "stack" / "local.toml"
@@ -149,14 +150,18 @@ def test_the_demo_carries_the_folders_keys_over_to_the_next_run(
     monkeypatch.setattr(demo, "console", Console(file=io.StringIO()))
     keys = stack_keys.write_keys(state)
     passwords = stack_keys.write_mlflow_passwords(state)
+    ca = stack_certs.write_certificates(state).ca_cert.read_bytes()
     (state / "mlflow").mkdir()
     demo.fresh_state()
     assert not (state / "mlflow").exists()  # the run's state moved aside, the keys stayed
     assert (tmp_path / "embedded.previous" / "mlflow").is_dir()
     assert not (tmp_path / "embedded.previous" / "secrets").exists()
+    assert not (tmp_path / "embedded.previous" / "tls").exists()
     assert stack_keys.write_keys(state) == keys
     assert stack_keys.write_mlflow_passwords(state) == passwords
+    assert stack_certs.write_certificates(state).ca_cert.read_bytes() == ca  # clients keep trusting it
     assert _mode(state / "secrets") == 0o700
+    assert _mode(state / "tls") == 0o700
 
 
 def test_the_last_lines_read_the_client_key_from_its_file(
@@ -166,6 +171,9 @@ def test_the_last_lines_read_the_client_key_from_its_file(
     lines = demo.by_hand()
     curl = next(line for line in lines if "curl" in line)
     assert "$(cat .run/demo/embedded/secrets/gateway-client.key)" in curl
+    assert "--cacert .run/demo/embedded/tls/ca.pem" in curl  # TLS, checked
+    assert "https://" in curl
+    assert any("grpcurl -cacert .run/demo/embedded/tls/ca.pem" in line for line in lines)
     assert any("grpcurl" in line and "$(cat " in line for line in lines)
     keys = stack_keys.write_keys(tmp_path)
     assert not any(key in "\n".join(lines) for key in keys.values())

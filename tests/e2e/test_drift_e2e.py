@@ -32,7 +32,7 @@ from creditrisk.common.v1 import time_range_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk.drift.v1 import drift_service_pb2_grpc as pb_grpc
 from creditrisk_testing.german_credit import INT_COLUMNS
-from e2e_stack import GERMAN_CSV, PROMOTER_TOKEN, Stack, authed_channel, drift_datasets_dir
+from e2e_stack import GERMAN_CSV, PROMOTER_TOKEN, VERIFY, Stack, authed_channel, drift_datasets_dir
 from google.protobuf import timestamp_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -121,7 +121,9 @@ def window(start: datetime) -> pb.Window:
 def fetch_report(url: str, token: str | None = PROMOTER_TOKEN) -> tuple[int, bytes]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10, context=VERIFY
+        ) as response:
             return int(response.status), response.read(4096)
     except urllib.error.HTTPError as exc:
         return int(exc.code), b""

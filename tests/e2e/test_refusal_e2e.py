@@ -19,8 +19,11 @@ import urllib.request
 import pytest
 from creditrisk_kit.auth import MethodPolicy, Role
 from creditrisk_testing.refusal import WRONG_CREDENTIAL, check_grpc_refusals, lower_role_key
-from e2e_stack import PROMOTER_TOKEN, Stack, authed_channel, drift_data_dir
+from e2e_stack import PROMOTER_TOKEN, TLS, VERIFY, Stack, authed_channel, drift_data_dir
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+#: The session's CA: every server of the stack speaks TLS only.
+CA = TLS.ca_cert.read_bytes()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -42,7 +45,7 @@ FEATURE_SERVICE = MethodPolicy.for_service(
 
 def test_feature_service_refuses_every_method_without_its_role(stack: Stack) -> None:
     target = stack.target("feature-service")
-    report = check_grpc_refusals(target, FEATURE_SERVICE)
+    report = check_grpc_refusals(target, FEATURE_SERVICE, root_certificates=CA)
     print(f"feature-service: {report.summary()}")  # the figure of docs/security.md
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == len(FEATURE_SERVICE)
@@ -67,7 +70,9 @@ TRAINING_SERVICE = MethodPolicy.for_service(
 
 
 def test_training_service_refuses_every_method_without_its_role(stack: Stack) -> None:
-    report = check_grpc_refusals(stack.target("training-service"), TRAINING_SERVICE)
+    report = check_grpc_refusals(
+        stack.target("training-service"), TRAINING_SERVICE, root_certificates=TLS.ca_cert.read_bytes()
+    )
     print(f"training-service: {report.summary()}")  # the figure of docs/security.md
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == len(TRAINING_SERVICE)
@@ -91,7 +96,9 @@ DRIFT_SERVICE = MethodPolicy.for_service(
 def _report_status(url: str, credential: str | None) -> int:
     headers = {"authorization": f"Bearer {credential}"} if credential else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10, context=VERIFY
+        ) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -99,7 +106,7 @@ def _report_status(url: str, credential: str | None) -> int:
 
 def test_drift_service_refuses_every_method_and_report_without_its_role(stack: Stack) -> None:
     target = stack.target("drift-service")
-    report = check_grpc_refusals(target, DRIFT_SERVICE)
+    report = check_grpc_refusals(target, DRIFT_SERVICE, root_certificates=CA)
     print(f"drift-service: {report.summary()}")  # the figure of docs/security.md
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == len(DRIFT_SERVICE)
@@ -134,7 +141,9 @@ REGISTRY_GATEWAY = MethodPolicy.for_service(
 
 
 def test_registry_gateway_refuses_every_method_without_its_role(stack: Stack) -> None:
-    report = check_grpc_refusals(stack.target("registry-gateway"), REGISTRY_GATEWAY)
+    report = check_grpc_refusals(
+        stack.target("registry-gateway"), REGISTRY_GATEWAY, root_certificates=TLS.ca_cert.read_bytes()
+    )
     print(f"registry-gateway: {report.summary()}")  # the figure of docs/security.md
     report.assert_all_refused()
     assert len(report.methods) - len(report.public) == len(REGISTRY_GATEWAY)

@@ -25,6 +25,7 @@ from e2e_stack import (
     ADMIN_TOKEN,
     MODEL_NAME,
     MODEL_SERVER_HEADERS,
+    VERIFY,
     Stack,
     bearer,
     first_champion,
@@ -47,12 +48,12 @@ def _mlflow(stack: Stack, method: str, path: str, body: dict[str, Any] | None = 
         method=method,
         headers={"Content-Type": "application/json", "Authorization": f"Basic {basic}"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=VERIFY) as response:
         return dict(json.loads(response.read() or b"{}"))
 
 
 def _status(http: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{http}/health/status", timeout=10) as response:
+    with urllib.request.urlopen(f"{http}/health/status", timeout=10, context=VERIFY) as response:
         return dict(json.loads(response.read()))
 
 
@@ -62,7 +63,7 @@ def _predict_version(http: str, record: dict[str, Any]) -> str:
         data=json.dumps({"jsonData": record}).encode(),
         headers={"Content-Type": "application/json", **MODEL_SERVER_HEADERS},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=VERIFY) as response:
         return str(json.loads(response.read())["jsonData"]["model_version"])
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import ssl
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -166,19 +167,28 @@ def _lookup(policy: Mapping[str, Requirement], key: str) -> Requirement | None:
     return policy.get(key)
 
 
-def check_grpc_refusals(target: str, policy: Mapping[str, Requirement]) -> RefusalReport:
+def check_grpc_refusals(
+    target: str, policy: Mapping[str, Requirement], *, root_certificates: bytes | None = None
+) -> RefusalReport:
     """Call every non-public method of the server at ``target`` three ways (module docstring).
 
     Args:
         target: ``host:port`` of a running server with reflection.
         policy: The server's :class:`~creditrisk_kit.auth.MethodPolicy` (or a plain mapping of
             full method names).
+        root_certificates: The CA certificates (PEM) of a TLS server: the calls speak TLS and
+            check its certificate; None = plaintext.
 
     Returns:
         The report; call :meth:`RefusalReport.assert_all_refused`.
     """
     report = RefusalReport(target)
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root_certificates))
+        if root_certificates is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         for method, client_streaming, server_streaming in _grpc_methods(channel):
             report.methods.append(method)
             if method.split("/")[1] in ALWAYS_PUBLIC_SERVICES:
@@ -202,14 +212,14 @@ def check_grpc_refusals(target: str, policy: Mapping[str, Requirement]) -> Refus
     return report
 
 
-def _http_status(url: str, method: str, credential: str | None) -> int:
+def _http_status(url: str, method: str, credential: str | None, context: ssl.SSLContext | None) -> int:
     headers = {"content-type": "application/json"}
     if credential is not None:
         headers["authorization"] = f"Bearer {credential}"
     data = b"{}" if method in ("POST", "PUT", "PATCH") else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - a test's own URL
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -219,6 +229,8 @@ def check_http_refusals(
     openapi_url: str,
     policy: Mapping[str, Requirement],
     public_paths: frozenset[str] = DEFAULT_PUBLIC_PATHS,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RefusalReport:
     """Call every non-public route of an OpenAPI document three ways (module docstring).
 
@@ -228,9 +240,11 @@ def check_http_refusals(
         policy: ``{"[METHOD ]/path/template": Role | PUBLIC}`` as given to the kit's
             ``AuthMiddleware``.
         public_paths: Paths public without a policy entry.
+        ssl_context: For an ``https://`` server: the client context that checks its certificate
+            (e.g. ``ssl.create_default_context(cafile=...)``); None = the system's defaults.
     """
     report = RefusalReport(openapi_url)
-    with urllib.request.urlopen(openapi_url, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(openapi_url, timeout=10, context=ssl_context) as response:  # noqa: S310
         document = json.load(response)
     origin = openapi_url.rsplit("/openapi.json", 1)[0]
     for path, operations in sorted(document.get("paths", {}).items()):
@@ -253,7 +267,7 @@ def check_http_refusals(
                 "lower role": lower_role_key(Role(requirement)),
             }
             for attempt, credential in credentials.items():
-                got = _http_status(url, verb.upper(), credential)
+                got = _http_status(url, verb.upper(), credential, ssl_context)
                 report.outcomes.append(Outcome(name, attempt, str(got), str(ATTEMPTS[attempt][1])))
     return report
 

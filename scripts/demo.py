@@ -358,7 +358,8 @@ MODEL_NAME = "credit-risk"
 #: The stack's keys of this data folder, by identity (scripts/stack_keys.py: made at the first run
 #: in the folder, reused later; filled by :func:`run`, never printed). The demo acts as the
 #: training pipeline (``pipeline``), reads the registry as the inference-gateway does, and calls the
-#: gateway as its client (``gateway-client``: predict, read_features, read_registry).
+#: gateway as its example client (``gateway-client``: ``predict`` only, so no answer echoes the
+#: feature values, which need ``read_features``).
 KEYS: dict[str, str] = {}
 #: The MLflow users' passwords of this data folder (scripts/stack_keys.py's
 #: `secrets/mlflow-<user>.password`, made with the keys; filled by :func:`run`, never printed).
@@ -441,6 +442,7 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         title="predictions of held-out applicants (features from the feature-service)",
     )
     headers = {"authorization": f"Bearer {KEYS['gateway-client']}"}  # the gateway's client (API key)
+    echoed: list[bool] = []  # whether each answer carried the feature values
     with httpx.Client(base_url=rest_url, timeout=30, headers=headers, verify=world.http_verify()) as client:
         for applicant in applicants[:SERVED]:
             began = time.perf_counter()
@@ -448,6 +450,7 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
             elapsed = (time.perf_counter() - began) * 1000
             response.raise_for_status()
             body = response.json()
+            echoed.append(bool(body.get("features")))
             table.add_row(
                 "REST",
                 str(applicant),
@@ -470,6 +473,7 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
                 timeout=30,
             )
             elapsed = (time.perf_counter() - began) * 1000
+            echoed.append(bool(answer.features))
             table.add_row(
                 "gRPC",
                 str(applicant),
@@ -491,6 +495,12 @@ def serve_predictions(rest_url: str, grpc_target: str, applicants: list[int]) ->
         except grpc.RpcError as error:
             console.print(f"applicant {UNKNOWN_APPLICANT} (unknown, no request values): {error.code().name}")
     console.print(table)
+    if any(echoed):
+        raise RuntimeError("the gateway echoed feature values to the predict-only client key")
+    console.print(
+        "the client key holds `predict` only: no answer carries the feature values (they go to "
+        "`read_features` callers and to the drift-service's prediction log)"
+    )
     console.print("every prediction is logged to the drift-service as an event (LogPredictions, batched)")
 
 

@@ -59,6 +59,8 @@ class Identity:
         gateway_roles: its kit roles in ``inference-gateway-api-keys.json`` (empty: not there).
         slot_roles: its kit roles in ``model-server-api-keys.json`` (empty: not there).
         service: a service's own identity (its subject is not prefixed, see :func:`write_keys`).
+        holder: who presents it (docs/security.md's table of the stack's keys, checked against
+            this tuple by tests/test_stack_keys.py).
     """
 
     name: str
@@ -67,27 +69,59 @@ class Identity:
     gateway_roles: tuple[str, ...] = ()
     slot_roles: tuple[str, ...] = ()
     service: bool = False
+    holder: str = ""
 
 
 IDENTITIES = (
     # the demo's training pipeline (and the registry's promoter): the gateway's slots too
-    Identity("pipeline", "pipeline", PIPELINE_ROLES, ("read_registry",)),
-    Identity("admin", "admin", ("admin",), ("admin",), ("admin",)),
-    # the demo's client of the inference-gateway (it sees the features used and the slots)
     Identity(
-        "gateway-client", "client", (), ("predict", "read_features", "read_registry", "read_monitoring")
+        "pipeline",
+        "pipeline",
+        PIPELINE_ROLES,
+        ("read_registry",),
+        holder="the pipelines (CREDITRISK_CREDENTIAL_FILE), the demo's feature pushes, labels and "
+        "monitoring reads",
+    ),
+    Identity("admin", "admin", ("admin",), ("admin",), ("admin",), holder="an operator, by hand"),
+    # the demo's example client of the inference-gateway: it scores, nothing else (least
+    # privilege: the answers carry no feature values, which need read_features)
+    Identity(
+        "gateway-client",
+        "client",
+        (),
+        ("predict",),
+        holder="the demo's and the README's example client of the inference-gateway",
     ),
     # the services' own identities (<PREFIX>_CREDENTIAL_FILE)
     Identity(
         "inference-gateway",
         "inference-gateway",
-        ("read_registry", "read_features", "log_predictions", "read_monitoring"),
+        ("read_registry", "read_features", "log_predictions"),
         slot_roles=("predict",),
         service=True,
+        holder="the inference-gateway (INFERENCE_GATEWAY_CREDENTIAL_FILE)",
     ),
-    Identity("drift-service", "drift-service", ("read_registry",), service=True),
-    Identity("registry-gateway", "registry-gateway", ("read_features",), service=True),
-    Identity("training-service", "training-service", ("read_features",), service=True),
+    Identity(
+        "drift-service",
+        "drift-service",
+        ("read_registry",),
+        service=True,
+        holder="the drift-service (DRIFT_SERVICE_CREDENTIAL_FILE)",
+    ),
+    Identity(
+        "registry-gateway",
+        "registry-gateway",
+        ("read_features",),
+        service=True,
+        holder="the registry-gateway (REGISTRY_GATEWAY_CREDENTIAL_FILE)",
+    ),
+    Identity(
+        "training-service",
+        "training-service",
+        ("read_features",),
+        service=True,
+        holder="the training-service (TRAINING_SERVICE_CREDENTIAL_FILE)",
+    ),
 )
 
 

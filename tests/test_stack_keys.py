@@ -117,12 +117,16 @@ def test_every_caller_holds_the_roles_its_calls_need(tmp_path: Path) -> None:
     assert holds(gateway, "admin", Role.ADMIN)
     # the services' own identities: what they call
     assert holds(services, "inference-gateway", Role.READ_FEATURES, Role.READ_REGISTRY, Role.LOG_PREDICTIONS)
+    assert not holds(services, "inference-gateway", Role.READ_MONITORING)  # no call of it needs it
     assert holds(services, "drift-service", Role.READ_REGISTRY)
     assert holds(services, "registry-gateway", Role.READ_FEATURES)
     assert holds(services, "training-service", Role.READ_FEATURES)
     assert not holds(services, "training-service", Role.WRITE_FEATURES)
-    # the gateway's client scores and sees the features, and calls nothing else
-    assert holds(gateway, "gateway-client", Role.PREDICT, Role.READ_FEATURES, Role.READ_REGISTRY)
+    # the gateway's example client scores, and nothing else: no feature echo, no slots, no metrics
+    client = gateway.lookup(keys["gateway-client"])
+    assert client is not None
+    assert client.roles == frozenset({Role.PREDICT})
+    assert not holds(gateway, "gateway-client", Role.READ_FEATURES)
     assert services.lookup(keys["gateway-client"]) is None
     assert services.lookup(keys["pipeline"]).subject == "demo-pipeline"  # type: ignore[union-attr]
 

@@ -110,7 +110,7 @@ AUTH_OFF_PATHS = ("auth-off gateway REST Predict", "auth-off gateway gRPC Predic
 #: The bench's gateways: a rate limit far above what 8 client threads reach (the limiter still
 #: counts every call), so that no timed call is refused.
 BENCH_GATEWAY_ENV = {"INFERENCE_GATEWAY_RATE_LIMIT_PER_S": "1000000"}
-#: gRPC metadata of the bench's calls (the stack's gateway client key; static, like REST's header).
+#: gRPC metadata of the bench's calls (the e2e stack's gateway-analyst key; static, like REST's header).
 GATEWAY_METADATA = tuple(GATEWAY_HEADERS.items())
 
 _FS_HELPER = """

@@ -121,7 +121,20 @@ class ServiceDef:
 #: is made (:meth:`Stack.__post_init__`); the services read them from there (the stack file's
 #: ``*_FILE`` settings). Tests act as admin or as the pipeline (promoter), the inference-gateway
 #: reads the registry with its own key.
-KEYS = stack_keys.new_keys()
+#: The stack's identities and, for the tests only, an analyst of the inference-gateway (predict,
+#: read_features, read_registry, read_monitoring: the tests read the echoed features, the slots and
+#: the gateway's metrics; the demo's ``gateway-client`` has ``predict`` only).
+E2E_IDENTITIES = (
+    *stack_keys.IDENTITIES,
+    stack_keys.Identity(
+        "gateway-analyst",
+        "analyst",
+        (),
+        ("predict", "read_features", "read_registry", "read_monitoring"),
+        holder="the end-to-end tests' caller of the inference-gateway",
+    ),
+)
+KEYS = stack_keys.new_keys(E2E_IDENTITIES)
 ADMIN_TOKEN = KEYS["admin"]
 PROMOTER_TOKEN = KEYS["pipeline"]
 VIEWER_TOKEN = KEYS["inference-gateway"]
@@ -131,9 +144,9 @@ MODEL_NAME = "credit-risk"
 #: (scripts/stack_keys.py), the files deploy/stack/local.toml gives the processes.
 MLFLOW_PASSWORDS = {user: secrets.token_urlsafe(18) for user in stack_keys.MLFLOW_USERS}
 
-#: The API key of the inference-gateway's callers in the tests (predict, read_features,
-#: read_registry, read_monitoring).
-GATEWAY_KEY = KEYS["gateway-client"]
+#: The API key of the inference-gateway's callers in the tests (``gateway-analyst``: predict,
+#: read_features, read_registry, read_monitoring).
+GATEWAY_KEY = KEYS["gateway-analyst"]
 #: REST headers carrying :data:`GATEWAY_KEY`.
 GATEWAY_HEADERS = {"authorization": f"Bearer {GATEWAY_KEY}"}
 #: REST headers of a direct call to a model-server slot: the inference-gateway's own credential
@@ -172,7 +185,9 @@ def write_session_keys(workdir: Path) -> None:
     ``e2e-admin``, ...), the refusal test's lower-role keys (creditrisk_testing.refusal: every
     role but one) merged into the services' ``api-keys.json``; the MLflow users' password files
     (:data:`MLFLOW_PASSWORDS`)."""
-    stack_keys.write_keys(workdir, KEYS, subject_prefix="e2e-", extra_api_keys=REFUSAL_API_KEYS)
+    stack_keys.write_keys(
+        workdir, KEYS, identities=E2E_IDENTITIES, subject_prefix="e2e-", extra_api_keys=REFUSAL_API_KEYS
+    )
     MLFLOW_PASSWORDS.update(stack_keys.write_mlflow_passwords(workdir, MLFLOW_PASSWORDS))
 
 

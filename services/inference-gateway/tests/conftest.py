@@ -157,12 +157,15 @@ StartGateway = Callable[..., Awaitable[Running]]
 async def start_gateway(stack: Stack, tmp_path: Path) -> AsyncIterator[StartGateway]:
     started: list[Running] = []
 
-    async def start(**overrides: Any) -> Running:
+    async def start(*, wait: bool = True, **overrides: Any) -> Running:
+        """A gateway on ``stack`` with ``overrides`` of its settings; with ``wait``, once its
+        champion slot is ready."""
         gateway = Gateway(stack.settings(tmp_path, **overrides))
         await gateway.start()
         running = Running(gateway)
         started.append(running)
-        await wait_for(lambda: gateway.core.champion_ready())
+        if wait:
+            await wait_for(lambda: gateway.core.champion_ready())
         return running
 
     yield start

@@ -207,13 +207,22 @@ class FakeRegistry(rgrpc.ModelRegistryServiceServicer):
         self._watchers: list[asyncio.Queue[Any]] = []
         self.get_calls = 0
         self.port = 0
+        self.token = TOKEN  # the one credential accepted (read_registry)
+        # set: these methods answer this refusal whatever the credential (a role missing)
+        self.refusing: grpc.StatusCode | None = None
+        self.refusing_methods = {"GetModelVersion", "WatchAliases"}
+        self.authorizations: list[str | None] = []  # the authorization of each call
 
-    def _auth(self, context: Any) -> bool:
-        return dict(context.invocation_metadata()).get("authorization") == f"Bearer {TOKEN}"
+    async def _auth(self, context: Any, method: str) -> None:
+        sent = dict(context.invocation_metadata()).get("authorization")
+        self.authorizations.append(sent)
+        if self.refusing is not None and method in self.refusing_methods:
+            await context.abort(self.refusing, "role read_registry missing")
+        if sent != f"Bearer {self.token}":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
 
     async def GetModelVersion(self, request: Any, context: Any) -> Any:
-        if not self._auth(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+        await self._auth(context, "GetModelVersion")
         self.get_calls += 1
         version = request.model.version or self.aliases.get(request.model.alias, 0)
         spec = self.versions.get(version)
@@ -228,8 +237,7 @@ class FakeRegistry(rgrpc.ModelRegistryServiceServicer):
         return rpb.GetModelVersionResponse(model_version=mv)
 
     async def WatchAliases(self, request: Any, context: Any) -> Any:
-        if not self._auth(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+        await self._auth(context, "WatchAliases")
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._watchers.append(queue)
         try:
@@ -270,6 +278,7 @@ class FakeDrift(dgrpc.DriftServiceServicer):
         self.events: dict[str, dpb.PredictionEvent] = {}
         self.duplicates = 0
         self.down = False
+        self.refusing: grpc.StatusCode | None = None  # set: the gateway's credential refused so
         self.calls = 0
         self.port = 0
 
@@ -277,6 +286,8 @@ class FakeDrift(dgrpc.DriftServiceServicer):
         self.calls += 1
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "drift down")
+        if self.refusing is not None:
+            await context.abort(self.refusing, "unknown API key")
         accepted = 0
         for event in request.events:
             if event.event_id in self.events:
@@ -318,6 +329,7 @@ class FakeModelServer:
         self.traceparents: list[str | None] = []
         self.authorizations: list[str | None] = []  # the authorization header of each scoring call
         self.required_authorization: str | None = None  # set: other callers get the slot's 401
+        self.refusal_status = 401  # or 403: the slot's answer when it refuses (a role missing)
         self.port = 0
         self.nan = False
         app = Starlette(
@@ -352,6 +364,9 @@ class FakeModelServer:
         self.authorizations.append(sent)
         if self.required_authorization is None or sent == self.required_authorization:
             return None
+        if self.refusal_status == 403:
+            body = {"error": {"code": 7, "status": "PERMISSION_DENIED", "message": "role predict missing"}}
+            return Response(orjson.dumps(body), status_code=403)
         body = {"error": {"code": 16, "status": "UNAUTHENTICATED", "message": "unknown API key"}}
         return Response(orjson.dumps(body), status_code=401, headers={"www-authenticate": "Bearer"})
 

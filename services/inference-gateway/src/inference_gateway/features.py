@@ -9,7 +9,9 @@ docs/benchmarks.md).
 
 Errors of the feature-service, as the gateway reports them (:data:`FEATURE_ERRORS`; the downstream
 message is not echoed): UNAVAILABLE and DEADLINE_EXCEEDED -> UNAVAILABLE; FAILED_PRECONDITION (it
-serves another feature service version) -> UNAVAILABLE; its own failures (INTERNAL, UNKNOWN,
+serves another feature service version) -> UNAVAILABLE; UNAUTHENTICATED / PERMISSION_DENIED (the
+gateway's own credential refused) -> UNAVAILABLE naming the setting
+(:class:`~inference_gateway.credential.CredentialRefused`); its own failures (INTERNAL, UNKNOWN,
 ABORTED, RESOURCE_EXHAUSTED, DATA_LOSS) -> UNAVAILABLE, a backend failure like a down backend (left
 as a raw ``AioRpcError`` it became a 500 whose REST handler re-raises, which also closed the
 client's connection); other codes unmapped.
@@ -29,6 +31,7 @@ from creditrisk_clients.base import TokenProvider
 from creditrisk_kit import ServiceError
 from creditrisk_kit.tls import ClientTls
 
+from inference_gateway.credential import refusal_handlers
 from inference_gateway.values import Value, from_proto, to_proto, typed_proto
 
 JOIN_KEY = "applicant_id"
@@ -46,14 +49,11 @@ FEATURE_ERRORS = DownstreamErrors(
             "feature-service serves another feature service version than the model's"
         ),
         # the gateway's own identity refused: its configuration, not the caller's request
-        **{
-            code: unavailable(
-                f"feature-service refused the gateway's own credential ({code.name}): check "
-                "INFERENCE_GATEWAY_CREDENTIAL_FILE / INFERENCE_GATEWAY_CREDENTIAL and the "
-                "feature-service's API keys (role read_features)"
-            )
-            for code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-        },
+        **refusal_handlers(
+            "feature-service",
+            accepts="the feature-service's FEATURE_SERVICE_AUTH_API_KEYS_FILE",
+            role="read_features",
+        ),
     },
     deadline_as_unavailable=True,
     failures_as_unavailable=True,

@@ -29,6 +29,13 @@ requests), with a **link** to the span of every prediction in the batch (capture
 back to each request's trace, and each event carries its request's ``trace_id`` into the store.
 Links are kept in memory only: events delivered from the disk buffer after a restart have none.
 Metrics: ``inference_gateway_prediction_log_events{stage}`` (submitted, delivered, spilled).
+
+A drift-service that refuses the gateway's own credential (``send`` raises
+:class:`~inference_gateway.credential.CredentialRefused`) is treated as down: no event is lost, the
+batches stay in the durable buffer and are retried every ``retry_interval_s`` (a corrected key file
+is read at the next attempt). The refusal is logged (ERROR, naming the setting) and counted
+(``inference_gateway_credential_refusals{dependency="drift-service"}``) once per change of state
+(:attr:`PredictionLogger.refusals`), never once per event or attempt.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from inference_gateway import metrics
+from inference_gateway.credential import CredentialRefused, RefusalRecord
 
 _LOGGER = logging.getLogger(__name__)
 _TRACER = trace.get_tracer("inference_gateway.prediction_log")
@@ -162,6 +170,8 @@ class PredictionLogger:
         self._inflight = 0  # taken from memory, not yet acknowledged nor on disk
         # event id -> span context of the request that produced it (links of the delivery span)
         self._origins: dict[str, trace.SpanContext] = {}
+        self.refusals = RefusalRecord("drift-service")
+        """The drift-service's refusals of the gateway's credential (once per change of state)."""
 
     @property
     def full(self) -> bool:
@@ -241,6 +251,8 @@ class PredictionLogger:
         try:
             await self._send(events)
         except Exception as exc:
+            if isinstance(exc, CredentialRefused):
+                self.refusals.refusal(exc)
             if self.drift_up:
                 _LOGGER.warning(
                     "drift-service did not accept a batch (%s); buffering on disk", type(exc).__name__
@@ -248,6 +260,7 @@ class PredictionLogger:
             self.drift_up = False
             self._next_attempt = time.monotonic() + self.retry_interval_s
             return False
+        self.refusals.accepted()
         if not self.drift_up:
             _LOGGER.info("drift-service accepts events again; delivering the disk buffer")
         self.drift_up = True

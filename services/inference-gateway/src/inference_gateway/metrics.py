@@ -46,6 +46,18 @@ REQUESTED_FEATURES = Counter(
     "Features of the champion's / answering slot's input, counted per prediction (the denominator "
     "of the missing-feature rate).",
 )
+CREDENTIAL_REFUSALS = Counter(
+    "inference_gateway_credential_refusals",
+    "Times a dependency started refusing the gateway's own credential, by dependency and code "
+    "(UNAUTHENTICATED, PERMISSION_DENIED): once per change of state, not per call or event.",
+    ["dependency", "code"],
+)
+CREDENTIAL_REFUSED = Gauge(
+    "inference_gateway_credential_refused",
+    "1 while the dependency's last answer to a background call (prediction log, alias stream) "
+    "refused the gateway's own credential.",
+    ["dependency"],
+)
 MISSING_FEATURES = Counter(
     "inference_gateway_features_missing",
     "Features that were missing (no online value, no request value) per prediction; "

@@ -26,8 +26,10 @@ request.
 Retries only where safe, within the deadline, with a short backoff: a connect error (the request
 never left), a connection the server closed before answering (``ServerDisconnectedError``: a
 kept-alive connection closed under the request) and a 503 (the server did not process it: no
-version loaded yet, or draining). Scoring is a pure function of its input, so even a repeated
-request could not change state. A timeout or any other answer is not retried.
+version loaded yet, or draining). A 401 / 403 (the slot refuses the gateway's own credential) is
+an ``Unavailable`` naming the settings on both sides, not a 502. Scoring is a pure function of its
+input, so even a repeated request could not change state. A timeout or any other answer is not
+retried.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import orjson
 from creditrisk_kit import ServiceError, Unavailable
 from opentelemetry import propagate
 
+from inference_gateway.credential import http_refusal
 from inference_gateway.values import BOOL, DOUBLE, INT64, STRING, Value
 
 #: What parsing a malformed answer raises (``next`` over no matching V2 output: StopIteration).
@@ -132,7 +135,11 @@ class ModelServerClient(abc.ABC):
             kinds: declared ValueType of each input (V2 datatypes).
 
         Raises:
-            Unavailable: not reachable, not ready, or no answer within the deadline.
+            Unavailable: not reachable, not ready, or no answer within the deadline; a
+                :class:`~inference_gateway.credential.CredentialRefused` (503 naming
+                ``INFERENCE_GATEWAY_CREDENTIAL_FILE`` and the slot's
+                ``MODEL_SERVER_AUTH_API_KEYS_FILE``) when the slot refuses the gateway's own
+                credential (HTTP 401 / 403).
             BadGateway: an answer that is not a usable score (logged by the caller).
         """
         path, payload = self._request(record, kinds)
@@ -170,7 +177,13 @@ class ModelServerClient(abc.ABC):
                     continue
                 raise Unavailable(f"model server {self.base_url} is not ready")
             if status != 200:
-                raise BadGateway(f"model server answered HTTP {status}")
+                refused = http_refusal(
+                    status,
+                    f"model server {self.base_url}",
+                    accepts="the slot's MODEL_SERVER_AUTH_API_KEYS_FILE",
+                    role="predict",
+                )
+                raise refused or BadGateway(f"model server answered HTTP {status}")
             try:
                 score = self._parse(orjson.loads(body))
             except _MALFORMED as exc:

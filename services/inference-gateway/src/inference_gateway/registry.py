@@ -1,7 +1,12 @@
 """The registry-gateway as the gateway uses it: model versions (signature, required inputs,
 threshold, lineage) cached per version, and the alias stream that keeps routing current.
 
-Auth: every call carries ``authorization: Bearer <token>`` (a viewer's token is enough).
+Auth: every call carries ``authorization: Bearer <token>`` (``read_registry`` is enough): the
+gateway's own credential, read at each call (a rotated file is used from the next call), or the
+deprecated ``INFERENCE_GATEWAY_REGISTRY_TOKEN``. A refusal (UNAUTHENTICATED / PERMISSION_DENIED)
+of a version read or of the alias stream is :class:`~inference_gateway.credential.CredentialRefused`
+naming the setting that was sent, recorded once per change of state (:attr:`RegistryClient.refusals`);
+the router answers it while the champion has no version to route to.
 """
 
 from __future__ import annotations
@@ -16,9 +21,18 @@ from dataclasses import dataclass
 
 import grpc
 from creditrisk_clients import DownstreamErrors
+from creditrisk_clients.base import TokenProvider
 from creditrisk_clients.registry import RegistryClient as RegistryGatewayClient
 from creditrisk_kit import Unavailable
 from creditrisk_kit.tls import ClientTls
+
+from inference_gateway.credential import (
+    OWN_SETTING,
+    REFUSAL_CODES,
+    CredentialRefused,
+    RefusalRecord,
+    refusal_handlers,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,16 +67,26 @@ class RegistryClient:
     def __init__(
         self,
         target: str,
-        token: str,
+        token: TokenProvider,
         *,
         deadline_s: float,
         max_message_bytes: int,
         required_inputs_tag: str,
         reconnect_max_s: float = 5.0,
         tls: ClientTls | None = None,
+        setting: str = OWN_SETTING,
     ) -> None:
         self._registry = RegistryGatewayClient.connect(
             target, token=token, max_message_bytes=max_message_bytes, default_timeout_s=deadline_s, tls=tls
+        )
+        self.setting = setting
+        """The gateway's setting whose credential is sent (named when it is refused)."""
+        self.refusals = RefusalRecord("registry-gateway")
+        self._refusal = refusal_handlers(
+            "registry-gateway",
+            accepts="the registry-gateway's REGISTRY_GATEWAY_AUTH_API_KEYS_FILE",
+            role="read_registry",
+            setting=setting,
         )
         self._deadline_s = deadline_s
         self._tag = required_inputs_tag
@@ -99,9 +123,15 @@ class RegistryClient:
             self._pending.pop(key, None)
 
     async def _fetch(self, name: str, version: int) -> ModelVersionInfo:
-        mv = await self._registry.get_model_version(
-            name, version, timeout_s=self._deadline_s, errors=_version_errors(name, version)
-        )
+        errors = _version_errors(name, version).with_handlers(self._refusal)
+        try:
+            mv = await self._registry.get_model_version(
+                name, version, timeout_s=self._deadline_s, errors=errors
+            )
+        except CredentialRefused as exc:
+            self.refusals.refusal(exc)
+            raise
+        self.refusals.accepted()
         inputs = {c.name: c.value_type for c in mv.signature.inputs}
         required = {c.name for c in mv.signature.inputs if c.required}
         extra = mv.tags.get(self._tag, "") if self._tag else ""
@@ -129,6 +159,7 @@ class RegistryClient:
                 async for message in stream:
                     backoff = 0.1
                     problem.clear()
+                    self.refusals.accepted()
                     if message.HasField("snapshot"):
                         seen = {}
                         for binding in message.snapshot.aliases:
@@ -146,7 +177,12 @@ class RegistryClient:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                problem.report(exc.code())
+                if exc.code() in REFUSAL_CODES:  # logged and counted once per change of state
+                    refused = self._refusal[exc.code()](exc)
+                    assert isinstance(refused, CredentialRefused)
+                    self.refusals.refusal(refused)
+                else:
+                    problem.report(exc.code())
             except Exception:
                 _LOGGER.exception("alias stream handler failed; reconnecting")
             self.connected.clear()
@@ -160,7 +196,8 @@ class RegistryClient:
 
 def _version_errors(name: str, version: int) -> DownstreamErrors:
     """Every failure of GetModelVersion is UNAVAILABLE here, naming the version and the code: the
-    gateway cannot route without it, whatever the registry-gateway's reason."""
+    gateway cannot route without it, whatever the registry-gateway's reason (a refusal of the
+    gateway's credential: the client's own handlers, naming the setting)."""
 
     def down(exc: grpc.RpcError) -> Exception:
         return Unavailable(f"registry-gateway: model version {name}/{version}: {exc.code().name}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from creditrisk.common.v1 import serving_pb2
 from creditrisk_kit import Unavailable
 
+from inference_gateway.credential import CredentialRefused
 from inference_gateway.model_client import ModelServerClient
 from inference_gateway.registry import ModelVersionInfo, RegistryClient
 
@@ -124,7 +125,10 @@ class Router:
         """The slots for one applicant.
 
         Raises:
-            Unavailable: the champion slot is not ready.
+            Unavailable: the champion slot is not ready; a
+                :class:`~inference_gateway.credential.CredentialRefused` naming the setting when it
+                has no version to route to because the registry-gateway refuses the gateway's
+                credential.
         """
         challenger = self.challenger if self.challenger is not None and self.challenger.ready else None
         if challenger is not None and challenger.mode == MODE_CANARY:
@@ -132,6 +136,9 @@ class Router:
                 return Route(challenger, None)
             challenger = None
         if not self.champion.ready:
+            refused = self.registry.refusals.error
+            if refused is not None and self.champion.info is None:
+                raise refused.again()
             raise Unavailable("the champion model server slot is not ready")
         return Route(self.champion, challenger)
 
@@ -155,6 +162,8 @@ class Router:
             return
         try:
             info = await self.registry.version(self.model_name, version)
+        except CredentialRefused:
+            return  # logged and counted once by the registry client's RefusalRecord
         except Unavailable as exc:
             _LOGGER.warning("cannot read version %s of %s yet: %s", version, self.model_name, exc)
             return

@@ -20,7 +20,7 @@ from typing import Any
 
 from creditrisk.drift.v1 import drift_service_pb2 as dpb
 from creditrisk.inference.v1 import inference_service_pb2_grpc as igrpc
-from creditrisk_clients import DriftServiceClient
+from creditrisk_clients import DRIFT_ERRORS, DriftServiceClient
 from creditrisk_kit import Service
 from creditrisk_kit.auth import Authenticator, outgoing_credential
 from creditrisk_kit.http import UvicornServer
@@ -30,6 +30,7 @@ from inference_gateway import metrics
 from inference_gateway.access import GRPC_POLICY, Access, Rate, RateLimiter
 from inference_gateway.app import create_app
 from inference_gateway.core import GatewayCore
+from inference_gateway.credential import OWN_SETTING, REGISTRY_TOKEN_SETTING, refusal_handlers
 from inference_gateway.features import FeatureClient
 from inference_gateway.logbuffer import DurableBuffer, PredictionLogger
 from inference_gateway.model_client import make_client
@@ -89,10 +90,13 @@ class Gateway:
             tls=client_tls,
             token=outgoing_credential(s),  # the gateway's own identity (INFERENCE_GATEWAY_CREDENTIAL)
         )
+        registry_token = s.registry_token.get_secret_value()
         self.registry = RegistryClient(
             s.registry_target,
-            # Deprecated REGISTRY_TOKEN first (a stack that still sets it), else the own credential.
-            s.registry_token.get_secret_value() or self.credential(),
+            # Deprecated REGISTRY_TOKEN first (a stack that still sets it), else the own credential
+            # (read at each call: a rotated file is used from the next one).
+            registry_token or self.credential,
+            setting=REGISTRY_TOKEN_SETTING if registry_token else OWN_SETTING,
             deadline_s=s.registry_deadline_s,
             max_message_bytes=s.max_message_bytes,
             required_inputs_tag=s.required_inputs_tag,
@@ -128,6 +132,13 @@ class Gateway:
             max_message_bytes=s.max_message_bytes,
             tls=client_tls,
             token=outgoing_credential(s),
+            errors=DRIFT_ERRORS.with_handlers(
+                refusal_handlers(
+                    "drift-service",
+                    accepts="the drift-service's DRIFT_SERVICE_AUTH_API_KEYS_FILE",
+                    role="log_predictions",
+                )
+            ),
         )
         self.logger = PredictionLogger(
             functools.partial(_log_predictions, self.drift, timeout_s=s.log_send_timeout_s),

@@ -9,6 +9,7 @@ registry's only writer in the platform; the drift-service itself only reads).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -23,18 +25,23 @@ import pandas as pd
 import pytest
 from conftest import ATTRIBUTES, T0, events_from_frame
 from creditrisk.common.v1 import refs_pb2
+from creditrisk.drift.v1 import drift_service_pb2 as dpb
+from creditrisk.drift.v1 import drift_service_pb2_grpc as dpb_grpc
 from creditrisk.registry.v1 import registry_service_pb2 as rpb
 from creditrisk.registry.v1 import registry_service_pb2_grpc as rpb_grpc
-from creditrisk_kit import FailedPrecondition, NotFound, Unavailable
+from creditrisk_kit import FailedPrecondition, NotFound, ServiceRunner, Unavailable, aio_channel
 from creditrisk_testing.entrypoints import free_port
 from creditrisk_testing.mlflow import acting_as, mlflow_server
+from drift_service.convert import to_timestamp
 from drift_service.core import DriftCore, default_resolver
 from drift_service.domain import PREDICTION_COLUMN, GroundTruthLabel, PolicyKind, Window, now_utc
+from drift_service.lineage import TRAINING_ROWS_SHA256_TAG
 from drift_service.reference import (
     TRAINING_ROWS_ARTIFACT,
     MlflowTrainingDatasetResolver,
     RegistryGatewayTrainingDatasetResolver,
 )
+from drift_service.servicer import SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
 from pydantic import ValidationError
 
@@ -363,3 +370,146 @@ def test_settings_make_the_registry_gateway_the_default(
     resolver.resolve(MODEL, V_MLFLOW_DIGEST, None)
     assert fake.tokens == [f"Bearer {VIEWER_TOKEN}"]
     resolver.training.close()
+
+
+# --- the training rows a version registered -------------------------------------------------------
+
+
+def _rows_run(tracking: Tracking, rows: pd.DataFrame, folder: Path) -> tuple[str, str]:
+    """A run beside the fixture's (its experiment, its ``features`` param) logging ``rows`` as its
+    training rows; ``(run id, sha256 of the uploaded file)``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
+    run = client.create_run(client.get_run(tracking.run_id).info.experiment_id)
+    client.log_param(run.info.run_id, "features", ",".join(FEATURES))
+    return run.info.run_id, _log_rows(client, run.info.run_id, rows, folder)
+
+
+def _log_rows(client: Any, run_id: str, rows: pd.DataFrame, folder: Path) -> str:
+    """Upload ``rows`` as the run's training rows (replacing what it had); their file's sha256."""
+    folder.mkdir(parents=True)
+    path = folder / "training_rows.parquet"
+    rows.to_parquet(path, index=False)
+    client.log_artifact(run_id, str(path), artifact_path="training_set")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_version_tagged_with_its_rows_sha256_is_verified_and_an_overwrite_refused(
+    tracking: Tracking,
+    split: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The MLflow-only path: the registry-gateway's version tag ``registry.dataset.sha256`` (only
+    registry writers may set it) names the rows registered; the run's writer overwrites them later."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
+    rows = split[0].copy()
+    run_id, registered = _rows_run(tracking, rows, tmp_path / "registered")
+    version = int(
+        client.create_model_version(
+            MODEL,
+            source=f"runs:/{run_id}/model",
+            run_id=run_id,
+            tags={TRAINING_ROWS_SHA256_TAG: f"sha256:{registered}"},
+        ).version
+    )
+    data = MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, version, None)
+    assert data.ref.digest == f"sha256:{registered}"  # the report records the verified sha256
+    assert len(data.frame) == len(rows)
+
+    poisoned_rows = rows.copy()
+    poisoned_rows[PREDICTION_COLUMN] = 0.01  # every training score replaced: no prediction drift seen
+    poisoned = _log_rows(client, run_id, poisoned_rows, tmp_path / "poisoned")
+    artifact = f"runs:/{run_id}/{TRAINING_ROWS_ARTIFACT}"
+    with (
+        caplog.at_level(logging.WARNING, logger="drift_service"),
+        pytest.raises(FailedPrecondition) as refused,
+    ):
+        MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, version, None)
+    message = str(refused.value)
+    for named in (f"models:/{MODEL}/{version}", artifact, f"sha256:{registered}", f"sha256:{poisoned}"):
+        assert named in message
+    assert refused.value.grpc_code == grpc.StatusCode.FAILED_PRECONDITION
+    (violation,) = refused.value.violations
+    assert (violation.type, violation.subject) == ("REFERENCE_DIGEST_MISMATCH", f"models:/{MODEL}/{version}")
+    (logged,) = [r for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+    assert artifact in logged.getMessage()
+    assert f"sha256:{poisoned}" in logged.getMessage()
+    # a version without the tag (registered before the gateway recorded it) resolves as before
+    assert MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, tracking.version, None).ref.digest == (
+        tracking.dataset_digest
+    )
+
+
+@pytest.mark.usefixtures("evidently_loaded")
+async def test_compute_drift_refuses_rows_that_do_not_match_the_lineage_sha256(
+    tracking: Tracking,
+    registry: tuple[str, FakeRegistry],
+    settings: DriftServiceSettings,
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """Over gRPC, the reference found through the registry-gateway: rows whose sha256 differs from
+    the lineage's are refused with FAILED_PRECONDITION and no report; matching rows are used and the
+    report's reference records their sha256."""
+    target, _ = registry
+    wired = DriftServiceSettings.model_validate(
+        {
+            **settings.model_dump(),
+            "mlflow_tracking_uri": tracking.url,
+            "registry_target": target,
+            "registry_token": VIEWER_TOKEN,
+            "host": "127.0.0.1",
+            "port": 0,
+            "grace_period_s": 1.0,
+        }
+    )
+    core = DriftCore(wired)
+    runner = ServiceRunner(
+        wired,
+        service_names=[SERVICE_NAME],
+        register=lambda server: dpb_grpc.add_DriftServiceServicer_to_server(
+            DriftServiceServicer(core), server
+        ),
+        instrument=False,
+        reflection=False,
+    )
+    await runner.start()
+    channel = aio_channel(f"127.0.0.1:{runner.port}", default_timeout_s=120, instrument=False, retry=None)
+    try:
+        stub = dpb_grpc.DriftServiceStub(channel)
+        for version in (V_WRONG_SHA256, V_FILE_SHA256):
+            core.log_predictions(
+                events_from_frame(split[1].iloc[:200], model_name=MODEL, model_version=version)
+            )
+
+        def window(version: int) -> dpb.Window:
+            w = dpb.Window(model_name=MODEL, model_version=version)
+            w.time_range.start.CopyFrom(to_timestamp(T0))
+            w.time_range.end.CopyFrom(to_timestamp(T0 + timedelta(days=1)))
+            return w
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ComputeDrift(dpb.ComputeDriftRequest(window=window(V_WRONG_SHA256)))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        details = refused.value.details() or ""
+        for named in (
+            f"models:/{MODEL}/{V_WRONG_SHA256}",
+            f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}",
+            f"sha256:{'0' * 64}",
+            f"sha256:{tracking.rows_sha256}",
+        ):
+            assert named in details
+        assert core.store.list_drift_reports(model_name=MODEL, model_version=V_WRONG_SHA256)[0] == []
+
+        response = await stub.ComputeDrift(dpb.ComputeDriftRequest(window=window(V_FILE_SHA256)))
+        (report,) = response.reports
+        assert report.reference.digest == f"sha256:{tracking.rows_sha256}"
+        assert report.reference.source == f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
+        assert report.reference_row_count == 500
+    finally:
+        await channel.close()
+        await runner.stop()
+        core.close()

@@ -192,7 +192,8 @@ class DriftCore:
             InvalidArgument: a missing model name or an inverted range.
             NotFound: an unknown model (version) or an unreadable reference dataset.
             FailedPrecondition: no training-dataset reference (no MLflow configured, or a version
-                without a run).
+                without a run), or its training rows do not match the sha256 recorded at
+                registration (no report of that version is stored).
             Unavailable: the MLflow tracking server did not answer.
         """
         reports, triggers = [], []

@@ -16,7 +16,10 @@
   ``DRIFT_SERVICE_CREDENTIAL(_FILE)``, or the deprecated ``DRIFT_SERVICE_REGISTRY_TOKEN``),
   :class:`RegistryGatewayTrainingDatasetResolver` asks the registry-gateway instead
   (``GetModelVersion``, role ``read_registry``): the version's ``lineage`` gives the run id and the training
-  dataset's digest, the rows are then downloaded from that MLflow run as above. Without a tracking
+  dataset's digest, the rows are then downloaded from that MLflow run as above. Either way the
+  downloaded bytes are verified against the sha256 the registry-gateway recorded at registration
+  (the lineage digest, or the version tag ``registry.dataset.sha256`` read from MLflow): a mismatch
+  refuses the reference (FAILED_PRECONDITION, :mod:`drift_service.lineage`). Without a tracking
   URI, :class:`UnwiredTrainingDatasetResolver` answers FAILED_PRECONDITION asking for an explicit
   dataset.
 * a run that has no registered version: the contract's ``Window`` names a model version, never a
@@ -37,7 +40,6 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -64,6 +66,7 @@ from creditrisk_kit.tls import ClientTls
 
 from drift_service.datasets import DatasetLimits, LocalDatasets, sha256_of
 from drift_service.domain import PREDICTION_COLUMN, DatasetRef
+from drift_service.lineage import TRAINING_ROWS_SHA256_TAG, check_lineage_digest
 
 _LOG = logging.getLogger("drift_service")
 
@@ -93,7 +96,8 @@ class ReferenceResolver(abc.ABC):
 
         Raises:
             NotFound: an unknown model version or an unreadable dataset.
-            FailedPrecondition: the reference cannot be found this way (yet).
+            FailedPrecondition: the reference cannot be found this way (yet), or its training rows
+                do not match the sha256 recorded at registration.
         """
 
 
@@ -232,9 +236,12 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
 
     ``resolve(name, version, None)``: ``MlflowClient.get_model_version`` -> ``run_id`` ->
     ``get_run`` (params, metrics) -> ``download_artifacts(run_id, artifact_path)`` through the
-    tracking server (``mlflow-artifacts:/``) -> Parquet. ``resolve(..., "runs:/<id>/<path>")``: the
-    same from the run on. Results are cached in memory, per (model, version) and per run URI, at
-    most ``cache_size`` of them (least recently used dropped).
+    tracking server (``mlflow-artifacts:/``) -> Parquet. A version tagged ``registry.dataset.sha256``
+    by the registry-gateway (only registry writers can set it) has its downloaded rows verified
+    against it (FAILED_PRECONDITION on a mismatch); an untagged version's rows are used as before.
+    ``resolve(..., "runs:/<id>/<path>")``: the same from the run on, unverified (no version names
+    the rows). Results are cached in memory, per (model, version) and per run URI, at most
+    ``cache_size`` of them (least recently used dropped).
 
     Args:
         tracking_uri: the tracking server (``http(s)://``); also the registry URI unless given.
@@ -319,7 +326,10 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
                 ],
             )
         data = self._from_run(
-            version.run_id, self.artifact_path, source=f"models:/{model_name}/{model_version}"
+            version.run_id,
+            self.artifact_path,
+            source=f"models:/{model_name}/{model_version}",
+            lineage_digest=dict(version.tags or {}).get(TRAINING_ROWS_SHA256_TAG, ""),
         )
         self._store(key, data)
         return data
@@ -357,9 +367,10 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
             frame = frame[keep]
         # MLflow's digest of the training dataset input names the same rows as the training artifact
         mlflow_digest = _run_dataset_digest(run) if path == self.artifact_path else ""
-        if lineage_digest:
-            _check_lineage_digest(lineage_digest, sha256, mlflow_digest, artifact=artifact, source=source)
-            mlflow_digest = lineage_digest
+        if lineage_digest:  # checked before the rows are used (lineage.py); the report records it
+            mlflow_digest = check_lineage_digest(
+                lineage_digest, sha256, mlflow_digest, artifact=artifact, source=source
+            )
         metrics = run.data.metrics
         auc = next((float(metrics[m]) for m in self.auc_metrics if m in metrics), None)
         _LOG.info(
@@ -384,52 +395,6 @@ def _run_dataset_digest(run: Any) -> str:
         if not contexts or "training" in contexts:
             return str(dataset_input.dataset.digest or "")
     return ""
-
-
-#: A digest the drift-service can check against the downloaded file: a sha256 of its bytes
-#: (``<64 hex>`` or ``sha256:<64 hex>``). MLflow's own dataset digests (``mlflow.data``: a hash of a
-#: sample of the frame's values, 8 hex digits for pandas) are not file hashes.
-_FILE_SHA256 = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
-
-
-def _check_lineage_digest(
-    expected: str, sha256: str, mlflow_digest: str, *, artifact: str, source: str
-) -> None:
-    """Check the lineage's training-dataset digest against the downloaded rows where comparable.
-
-    A file sha256 is verified (mismatch -> FAILED_PRECONDITION); anything else (MLflow's dataset
-    digest) is only recorded in the report's reference, and compared with the run's own dataset
-    input digest as a consistency check (a mismatch is logged, not verified either way).
-    """
-    match = _FILE_SHA256.match(expected.strip().lower())
-    if match:
-        if match.group(1) != sha256:
-            raise FailedPrecondition(
-                f"the training rows {artifact} of {source} do not match the sha256 its lineage records",
-                [
-                    PreconditionViolation(
-                        type="REFERENCE_DIGEST_MISMATCH",
-                        subject=source,
-                        description=f"lineage {expected[:24]}..., downloaded sha256:{sha256[:16]}...",
-                    )
-                ],
-            )
-        _LOG.info("reference %s: the training rows match the lineage's sha256", source)
-        return
-    if mlflow_digest and mlflow_digest != expected:
-        _LOG.warning(
-            "reference %s: the lineage's dataset digest %s differs from the run's dataset input digest %s",
-            source,
-            expected,
-            mlflow_digest,
-        )
-    else:
-        _LOG.info(
-            "reference %s: the lineage's dataset digest %s is MLflow's dataset digest, not a file hash; "
-            "recorded, not verified against the downloaded file",
-            source,
-            expected,
-        )
 
 
 # --- registry-gateway -----------------------------------------------------------------------------
@@ -481,9 +446,12 @@ class RegistryGatewayTrainingDatasetResolver(ReferenceResolver):
     Bearer <credential>``, the ``read_registry`` role suffices) -> ``ModelVersion.lineage`` (run id,
     training dataset source and digest, feature service) -> the training rows downloaded from that
     MLflow run by ``mlflow`` (its download, columns, reference AUC and cache). The lineage's dataset
-    digest is checked against the downloaded file when it is a file sha256, else recorded in the
-    report's reference :class:`DatasetRef` unverified (MLflow's dataset digests are not file
-    hashes). ``runs:/`` URIs go to ``mlflow`` directly.
+    digest is, for a version the gateway registered from a run with training rows, ``sha256:<64
+    hex>`` of the rows it read at registration: the downloaded bytes must have it, else the
+    reference is refused (FAILED_PRECONDITION ``REFERENCE_DIGEST_MISMATCH`` naming the version, the
+    artifact and both digests; logged) and the report's reference :class:`DatasetRef` records the
+    verified ``sha256:<64 hex>``. Any other digest (MLflow's dataset digest, no file hash) is recorded
+    unverified. ``runs:/`` URIs go to ``mlflow`` directly.
 
     Errors of the registry-gateway: UNAUTHENTICATED / PERMISSION_DENIED -> FAILED_PRECONDITION
     naming ``credential_setting``; NOT_FOUND -> NOT_FOUND naming the model version;

@@ -76,7 +76,8 @@ audit_records = sa.Table(
 
 
 #: The artifact digests of each version the gateway registered (``{path: sha256}``), written with
-#: its REGISTER record: what an alias move signs (migration 0002).
+#: its REGISTER record: what an alias move signs (migration 0002); and the sha256 (hex) of its run's
+#: training rows file at registration, null without one (migration 0003).
 registered_digests = sa.Table(
     "registered_digests",
     metadata,
@@ -84,6 +85,7 @@ registered_digests = sa.Table(
     sa.Column("version", sa.BigInteger, primary_key=True),
     sa.Column("digests", sa.JSON, nullable=False),
     sa.Column("register_seq", sa.BigInteger, nullable=False),
+    sa.Column("training_rows_sha256", sa.String(64), nullable=True),
 )
 
 
@@ -272,15 +274,37 @@ class AuditStore(SqlStore):
             )
 
     def keep_digests(
-        self, conn: Connection, model_name: str, version: int, digests: dict[str, str], register_seq: int
+        self,
+        conn: Connection,
+        model_name: str,
+        version: int,
+        digests: dict[str, str],
+        register_seq: int,
+        training_rows_sha256: str | None = None,
     ) -> None:
-        """Record a registered version's artifact digests (inside :meth:`locked`, with its REGISTER
-        record's ``register_seq``)."""
+        """Record a registered version's artifact digests and its training rows' sha256 (64 hex
+        digits; None when the run logged no training rows), inside :meth:`locked`, with its
+        REGISTER record's ``register_seq``."""
         conn.execute(
             registered_digests.insert().values(
-                model_name=model_name, version=version, digests=dict(digests), register_seq=register_seq
+                model_name=model_name,
+                version=version,
+                digests=dict(digests),
+                register_seq=register_seq,
+                training_rows_sha256=training_rows_sha256,
             )
         )
+
+    def training_rows_sha256(self, model_name: str, version: int) -> str | None:
+        """The sha256 (64 hex digits) of ``model_name``/``version``'s training rows as the gateway
+        computed it at registration; None for a version it did not register, registered before
+        migration 0003, or whose run logged no training rows."""
+        t = registered_digests.c
+        with self.engine.connect() as conn:
+            kept = conn.execute(
+                sa.select(t.training_rows_sha256).where(t.model_name == model_name, t.version == version)
+            ).scalar()
+        return None if kept is None else str(kept)
 
     def registered(
         self, conn: Connection, model_name: str, version: int

@@ -73,7 +73,7 @@ class RegistryCore:
         self._own_cache = not cache_dir
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="registry-gateway-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.registry = ModelRegistry(tracking_uri)
+        self.registry = ModelRegistry(tracking_uri, store.training_rows_sha256)
         self.trail = au.AuditTrail(store)
         self.registration = Registration(self.registry, self.trail, features, self.cache_dir)
         self.gate = GateEvaluator(

@@ -47,11 +47,13 @@ class SignatureInput:
 
 @dataclass(frozen=True)
 class Lineage:
-    """Where a version comes from (its ``registry.*`` tags)."""
+    """Where a version comes from (its ``registry.*`` tags; the dataset digest from the gateway's
+    store when it kept one)."""
 
     run_id: str
     experiment_id: str
     dataset_source: str
+    #: ``sha256:<64 hex>`` of the training rows file kept at registration, else MLflow's digest.
     dataset_digest: str
     feature_service_name: str
     feature_service_version: str

@@ -7,7 +7,16 @@ version, then the version's creation with its ``registry.*`` tags and audit reco
    matching the requested feature service, whose registered version is the run's;
 3. the signature covers exactly the feature service's features, with compatible types;
 4. the ONNX fast scorer (when logged) agrees with the scikit-learn flavor on reference rows;
-5. sha256 digests of every artifact file.
+5. sha256 digests of every artifact file, and of the run's training rows
+   (``training_set/training_rows.parquet``) when it logged them.
+
+The training rows' sha256 is downloaded and computed once, here, and kept by the gateway with the
+version (``registered_digests.training_rows_sha256``, migration 0003) and as the version tag
+``registry.dataset.sha256``; GetModelVersion returns the kept one as the lineage's training dataset
+digest (``sha256:<64 hex>``), which the drift-service verifies the rows it downloads against. The
+training-service's MLflow user can still overwrite its run's artifacts after registration; that no
+longer changes what the lineage says. A run without training rows is registered as before: its
+lineage digest stays MLflow's dataset digest, which is no file hash.
 
 The check result is cached per (run, path, feature service) in the process (single flight).
 """
@@ -28,7 +37,14 @@ import pandas as pd
 from creditrisk.common.v1 import values_pb2
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
 from creditrisk_kit.auth import Role
-from creditrisk_model_artifacts import FAST_SCORER_DIR, MODEL_DIR, DigestMismatch, digest_tags, sha256_tree
+from creditrisk_model_artifacts import (
+    FAST_SCORER_DIR,
+    MODEL_DIR,
+    DigestMismatch,
+    digest_tags,
+    sha256_file,
+    sha256_tree,
+)
 from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
 from mlflow.exceptions import MlflowException
 from opentelemetry import trace
@@ -51,6 +67,9 @@ _TRACER = trace.get_tracer("registry_gateway")
 
 REFERENCE_SAMPLE_ROWS = 200
 TRAINING_ROWS_PATH = "training_set/training_rows.parquet"
+#: Version tag of the training rows' sha256 (``sha256:<64 hex>``), for readers of MLflow alone; the
+#: gateway's own answer (the lineage) comes from its store, never from this tag.
+TRAINING_ROWS_SHA256_TAG = f"{TAG}dataset.sha256"
 _VALUE_TYPE_KINDS = {
     values_pb2.VALUE_TYPE_INT64: NUMERIC_TYPES,
     values_pb2.VALUE_TYPE_DOUBLE: NUMERIC_TYPES,
@@ -69,6 +88,8 @@ class CheckedModel:
     experiment_id: str
     tags: dict[str, str]
     digests: dict[str, str]
+    #: sha256 (64 hex digits) of the run's training rows file at the check; None without one.
+    training_rows_sha256: str | None = None
 
 
 class Registration:
@@ -227,7 +248,9 @@ class Registration:
                 ],
             )
         self._check_signature(run_id, meta.signature, definition.features, fs_name)
-        digests, fidelity = await self.registry.run(self._digests_and_fidelity, run, model_dir, meta)
+        digests, fidelity, rows_sha256 = await self.registry.run(
+            self._digests_and_fidelity, run, model_dir, meta
+        )
         version_tags = {
             f"{TAG}experiment_id": run.info.experiment_id,
             f"{TAG}feature_service.name": fs_name,
@@ -244,7 +267,11 @@ class Registration:
             **fidelity,
             **digest_tags(digests),
         }
-        return CheckedModel(source, model_id, run_id, run.info.experiment_id, version_tags, digests)
+        if rows_sha256 is not None:
+            version_tags[TRAINING_ROWS_SHA256_TAG] = f"sha256:{rows_sha256}"
+        return CheckedModel(
+            source, model_id, run_id, run.info.experiment_id, version_tags, digests, rows_sha256
+        )
 
     def _check_signature(
         self, run_id: str, signature: list[Any], features: dict[str, int], fs_name: str
@@ -280,9 +307,19 @@ class Registration:
                 violations,
             )
 
+    def _training_rows(self, run: Any, work: Path) -> Path | None:
+        """The run's training rows downloaded into ``work`` (once per check), None when it logged
+        none."""
+        files = {f.path for f in self.registry.client.list_artifacts(run.info.run_id, "training_set")}
+        if TRAINING_ROWS_PATH not in files:
+            return None
+        return self.registry.download(f"{run.info.artifact_uri}/{TRAINING_ROWS_PATH}", work / "rows")
+
     def _digests_and_fidelity(
         self, run: Any, model_dir: Path, meta: Any
-    ) -> tuple[dict[str, str], dict[str, str]]:
+    ) -> tuple[dict[str, str], dict[str, str], str | None]:
+        """The artifact digests, the fast scorer's check tags and the training rows' sha256 (None
+        without training rows); the same downloaded rows give the fast scorer's sample."""
         run_id = run.info.run_id
         try:
             digests = sha256_tree(model_dir, MODEL_DIR)
@@ -291,9 +328,16 @@ class Registration:
                 f"the model artifacts of run {run_id!r}: {exc.reason}",
                 [PreconditionViolation("ARTIFACTS", run_id, "log plain files only")],
             ) from exc
+        rows = self._training_rows(run, model_dir.parent)
+        if rows is not None and not rows.is_file():
+            raise FailedPrecondition(
+                f"the training rows {TRAINING_ROWS_PATH} of run {run_id!r} are not one file",
+                [PreconditionViolation("TRAINING_ROWS", run_id, f"log {TRAINING_ROWS_PATH} as a file")],
+            )
+        rows_sha256 = sha256_file(rows) if rows is not None else None
         scorer_files = {f.path for f in self.registry.client.list_artifacts(run_id, FAST_SCORER_DIR)}
         if not scorer_files:
-            return digests, {f"{TAG}fast_scorer": "absent"}
+            return digests, {f"{TAG}fast_scorer": "absent"}, rows_sha256
         scorer_dir = self.registry.download(
             f"{run.info.artifact_uri}/{FAST_SCORER_DIR}", model_dir.parent / "scorer"
         )
@@ -321,7 +365,7 @@ class Registration:
             raise FailedPrecondition(
                 str(exc), [PreconditionViolation("UNTRUSTED_TYPES", run_id, "use the allowed types")]
             ) from exc
-        sample = self._reference_sample(run, model_dir)
+        sample = self._reference_sample(run, model_dir, rows)
         model_input = to_model_input(sample, meta.signature)
         fast_default = fast.predict_default(frame_columns(model_input), len(model_input))
         diff = float(np.max(np.abs(fast_default - model.predict_default(model_input))))
@@ -331,21 +375,19 @@ class Registration:
                 f"{diff:.3g} over {len(model_input)} reference rows exceeds its tolerance {tolerance:.3g}",
                 [PreconditionViolation("FAST_SCORER_MISMATCH", run_id, "re-export the fast scorer")],
             )
-        return digests, {
+        fidelity = {
             f"{TAG}fast_scorer": "checked",
             f"{TAG}fast_scorer.max_abs_diff": repr(diff),
             f"{TAG}fast_scorer.tolerance": repr(tolerance),
             f"{TAG}fast_scorer.rows_checked": str(len(model_input)),
         }
+        return digests, fidelity, rows_sha256
 
-    def _reference_sample(self, run: Any, model_dir: Path) -> pd.DataFrame:
-        """Up to 200 rows (seeded) of the run's logged training rows, else the model's input example."""
-        files = {f.path for f in self.registry.client.list_artifacts(run.info.run_id, "training_set")}
-        if TRAINING_ROWS_PATH in files:
-            path = self.registry.download(
-                f"{run.info.artifact_uri}/{TRAINING_ROWS_PATH}", model_dir.parent / "rows"
-            )
-            frame = pd.read_parquet(path)
+    def _reference_sample(self, run: Any, model_dir: Path, rows: Path | None) -> pd.DataFrame:
+        """Up to 200 rows (seeded) of the run's downloaded training rows (``rows``), else the
+        model's input example."""
+        if rows is not None:
+            frame = pd.read_parquet(rows)
             if len(frame) > REFERENCE_SAMPLE_ROWS:
                 frame = frame.sample(REFERENCE_SAMPLE_ROWS, random_state=0)
             return frame
@@ -367,7 +409,24 @@ class Registration:
         )
 
     async def register(self, caller: Caller, request: RegisterRequest) -> ModelVersionInfo:
-        """RegisterModelVersion (see the contract)."""
+        """RegisterModelVersion (see the contract).
+
+        Besides the artifact digests, keeps the sha256 of the run's training rows
+        (``training_set/training_rows.parquet``, downloaded once during the checks) with the version:
+        its lineage's training dataset digest is then ``sha256:<64 hex>`` of those bytes, whatever
+        the run's artifact holds later. A run that logged no training rows is registered as before
+        (no sha256 kept; the lineage digest is MLflow's dataset digest of its training input).
+
+        Raises:
+            PermissionDenied: the caller lacks the register role.
+            InvalidArgument: run id, artifact path, model name or feature service missing or
+                malformed; a tag under the reserved ``registry.`` prefix.
+            NotFound: the run or the model artifact path does not exist.
+            FailedPrecondition: a check failed (run not FINISHED, no signature, threshold or lineage,
+                feature service mismatch, fast scorer, untrusted types, artifacts that are not plain
+                files, training rows that are not one file).
+            Unavailable: MLflow did not answer.
+        """
         caller.require(Role.REGISTER, "RegisterModelVersion")
         if not request.run_id:
             raise InvalidArgument("run_id", "required")
@@ -411,7 +470,9 @@ class Registration:
                     reason=request.description,
                     figures={"digests": float(len(checked.digests))},
                 )
-                self.trail.store.keep_digests(conn, name, int(mv.version), checked.digests, record.seq)
+                self.trail.store.keep_digests(
+                    conn, name, int(mv.version), checked.digests, record.seq, checked.training_rows_sha256
+                )
                 return mv
 
         with _TRACER.start_as_current_span("registry.register"):

@@ -1,7 +1,9 @@
 """The MLflow model registry as the other jobs see it: name checks, lookups with the gateway's
 NOT_FOUND errors, the worker-thread runner that maps MLflow outages to UNAVAILABLE, and the reads
 (ListRegisteredModels, ListModelVersions, GetModelVersion). Reads go to MLflow each time (no
-cache), so a moved alias is seen by the next read.
+cache), so a moved alias is seen by the next read. A version's lineage digest is the one the
+gateway kept at registration when it kept one (the training rows' sha256, from its own store),
+never a tag read back from MLflow.
 """
 
 from __future__ import annotations
@@ -79,11 +81,16 @@ class ModelRegistry:
 
     Args:
         tracking_uri: the MLflow tracking server.
+        kept_rows_sha256: ``(model name, version) -> sha256 hex or None``: the training rows' sha256
+            the gateway kept at registration (``AuditStore.training_rows_sha256``); None: none kept.
     """
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(
+        self, tracking_uri: str, kept_rows_sha256: Callable[[str, int], str | None] | None = None
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.kept_rows_sha256 = kept_rows_sha256 or (lambda _name, _version: None)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread; MLflow outages become UNAVAILABLE."""
@@ -173,8 +180,14 @@ class ModelRegistry:
         )
 
     def version_info(self, mv: Any, run: Any | None = None) -> ModelVersionInfo:
-        """An MLflow model version with its run's finite metrics and its ``registry.*`` tags read."""
+        """An MLflow model version with its run's finite metrics and its ``registry.*`` tags read.
+
+        The lineage's dataset digest is ``sha256:<64 hex>`` of the training rows when the gateway
+        kept their sha256 at registration (its store, not MLflow); else, as for a version registered
+        before it did or from a run without training rows, MLflow's dataset digest (the
+        ``registry.dataset.digest`` tag, not a file hash)."""
         tags = dict(mv.tags or {})
+        rows_sha256 = self.kept_rows_sha256(mv.name, int(mv.version))
         if run is None and mv.run_id:
             try:
                 run = self.client.get_run(mv.run_id)
@@ -201,7 +214,9 @@ class ModelRegistry:
                 run_id=mv.run_id or "",
                 experiment_id=tags.get(f"{TAG}experiment_id", ""),
                 dataset_source=tags.get(f"{TAG}dataset.source", ""),
-                dataset_digest=tags.get(f"{TAG}dataset.digest", ""),
+                dataset_digest=(
+                    f"sha256:{rows_sha256}" if rows_sha256 else tags.get(f"{TAG}dataset.digest", "")
+                ),
                 feature_service_name=tags.get(f"{TAG}feature_service.name", ""),
                 feature_service_version=tags.get(f"{TAG}feature_service.version", ""),
                 code_version=tags.get(f"{TAG}code_version", ""),

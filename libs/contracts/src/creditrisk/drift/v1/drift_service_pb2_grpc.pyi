@@ -62,8 +62,11 @@ class DriftServiceStub:
 
     Errors: INVALID_ARGUMENT for a missing model name or time range;
     NOT_FOUND naming an unknown model version or an unreadable reference
-    dataset; a window with too few rows is not an error (report status
-    INSUFFICIENT_DATA).
+    dataset; FAILED_PRECONDITION when no training-dataset reference can be
+    found, or when the version's training rows no longer match the sha256 the
+    registry-gateway recorded at registration (naming the version, the
+    artifact and both digests; no report of that version is stored); a window
+    with too few rows is not an error (report status INSUFFICIENT_DATA).
     """
 
     GetDriftReport: grpc.UnaryUnaryMultiCallable[
@@ -161,8 +164,11 @@ class DriftServiceAsyncStub:
 
     Errors: INVALID_ARGUMENT for a missing model name or time range;
     NOT_FOUND naming an unknown model version or an unreadable reference
-    dataset; a window with too few rows is not an error (report status
-    INSUFFICIENT_DATA).
+    dataset; FAILED_PRECONDITION when no training-dataset reference can be
+    found, or when the version's training rows no longer match the sha256 the
+    registry-gateway recorded at registration (naming the version, the
+    artifact and both digests; no report of that version is stored); a window
+    with too few rows is not an error (report status INSUFFICIENT_DATA).
     """
 
     GetDriftReport: grpc.aio.UnaryUnaryMultiCallable[
@@ -266,8 +272,11 @@ class DriftServiceServicer(metaclass=abc.ABCMeta):
 
         Errors: INVALID_ARGUMENT for a missing model name or time range;
         NOT_FOUND naming an unknown model version or an unreadable reference
-        dataset; a window with too few rows is not an error (report status
-        INSUFFICIENT_DATA).
+        dataset; FAILED_PRECONDITION when no training-dataset reference can be
+        found, or when the version's training rows no longer match the sha256 the
+        registry-gateway recorded at registration (naming the version, the
+        artifact and both digests; no report of that version is stored); a window
+        with too few rows is not an error (report status INSUFFICIENT_DATA).
         """
 
     @abc.abstractmethod

@@ -150,7 +150,13 @@ class Lineage(google.protobuf.message.Message):
     """Version of the training code (git commit of the training-service)."""
     @property
     def training_dataset(self) -> creditrisk.common.v1.refs_pb2.DatasetRef:
-        """The training dataset (source and digest) as logged to MLflow."""
+        """The training dataset: its source as logged to MLflow; its digest
+        "sha256:<64 hex>", the sha256 of the run's training rows file
+        (training_set/training_rows.parquet) as the registry-gateway read it at
+        registration, or, for a version registered without one (a run that logged
+        no training rows, or a version registered before the gateway kept it),
+        MLflow's dataset digest (not a file hash).
+        """
 
     @property
     def feature_service(self) -> creditrisk.common.v1.refs_pb2.FeatureServiceRef:

@@ -132,3 +132,39 @@ async def test_a_refused_report_read_is_counted_and_logged(
     reasons = [r.reason for r in caplog.records if r.name == "creditrisk_kit.auth.refusals"]  # type: ignore[attr-defined]
     assert reasons[-1] == "unknown API key"
     assert "wrong-key" not in caplog.text
+
+
+def _read_report(port: int, pause_s: float, stall_after: int = 0) -> tuple[int, int]:
+    """GET ``/reports/big.html`` over a raw connection with a 256 KiB receive buffer, pausing
+    ``pause_s`` after each read, or (``stall_after`` > 0) once after that many bytes: (the
+    Content-Length announced, the body bytes received)."""
+    request = f"GET /reports/big.html HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER}\r\n\r\n"
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+        connection.sendall(request.encode())
+        while chunk := connection.recv(1 << 18):
+            stalling = stall_after and len(received) < stall_after <= len(received) + len(chunk)
+            received += chunk
+            if stalling or not stall_after:
+                time.sleep(pause_s)
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    lengths = [
+        line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    ]
+    return int(lengths[0]), len(body)
+
+
+async def test_a_large_report_reaches_a_steady_reader_and_a_stalled_one_is_cut(
+    served: tuple[ServiceRunner, Any],
+) -> None:
+    _, reports = served
+    (reports.directory / "big.html").write_bytes(b"<p>" + b"x" * (24 << 20))  # 24 MiB
+    # 256 KiB every 0.02 s: seconds in all (one sendall would be cut at 0.5 s), each piece in time
+    started = time.monotonic()
+    length, got = await asyncio.to_thread(_read_report, reports.port, 0.02)
+    assert got == length
+    assert time.monotonic() - started > TIMEOUT_S * 2
+    # a reader that stops for three timeouts after the first mebibyte: the rest never comes
+    length, got = await asyncio.to_thread(_read_report, reports.port, TIMEOUT_S * 3, 1 << 20)
+    assert got < length

@@ -280,7 +280,7 @@ def start_metrics_server(
             reloaded on change at each accepted connection (:mod:`creditrisk_kit.tls`); None:
             plain HTTP.
         idle_timeout_s: Seconds a connection gets for its request head, and for each later read
-            or write (> 0).
+            or 64 KiB of the answer (> 0).
         max_connections: Connections served at once (>= 1); a further one is closed at once.
 
     Returns:

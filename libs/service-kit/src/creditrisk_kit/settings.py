@@ -66,10 +66,11 @@ class ServiceSettings(BaseSettings):
         http_idle_timeout_s: The threaded stdlib HTTP servers (``/metrics``, the drift-service's
             reports; :mod:`creditrisk_kit.threaded_http`): seconds a connection gets to send its
             request head (TLS handshake included), and the longest wait for any later read or
-            write; then it is closed. Default 10 s: Prometheus' default ``scrape_timeout`` (a
-            scrape that slow has failed anyway), far above the milliseconds a scraper or browser
-            takes to send a request on a cluster network; nginx's ``client_header_timeout`` (60 s)
-            and Apache's ``RequestReadTimeout`` (header 20-40 s) serve the open internet.
+            for each 64 KiB of the answer to go out; then it is closed. Default 10 s:
+            Prometheus' default ``scrape_timeout`` (a scrape that slow has failed anyway), far
+            above the milliseconds a scraper or browser takes to send a request on a cluster
+            network; nginx's ``client_header_timeout`` (60 s) and Apache's ``RequestReadTimeout``
+            (header 20-40 s) serve the open internet.
         http_max_connections: The same servers: connections served at once (one thread each);
             beyond it a new connection is closed at once. Default 32: a Prometheus server scrapes
             a target over one connection at a time, a report is read by a few people; a slow or

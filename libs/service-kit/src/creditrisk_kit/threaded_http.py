@@ -9,8 +9,10 @@ the server class and :class:`BoundedRequestHandlerMixIn` into its handler (any
 * **a request-head deadline**: the request line and headers must arrive within
   ``idle_timeout_s`` of the accept (TLS handshake included), however they are split, so a
   trickle of one byte at a time does not reset it;
-* **an idle timeout**: every later read or write waits at most ``idle_timeout_s`` for progress
-  (a whole ``sendall`` included, Python's socket timeout rule since 3.5);
+* **an idle timeout**: every later read waits at most ``idle_timeout_s`` for data, and the answer
+  goes out in 64 KiB pieces, each within ``idle_timeout_s`` (one ``sendall`` has one timeout for
+  all its bytes, Python's rule since 3.5: a large report to a slow but steady reader would be cut),
+  so only a client that stops reading is cut;
 * **a bound on concurrent connections**: beyond ``max_connections`` open ones, a new connection
   is closed at once (before any read), so the threads are at most ``max_connections``; the
   refusals are logged at most once a minute, with their count.
@@ -38,7 +40,7 @@ from .log_throttle import LogThrottle
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_IDLE_TIMEOUT_S = 10.0
-"""Seconds a connection gets for its request head, and for each later read or write (the
+"""Seconds a connection gets for its request head, and for each later read or written piece (the
 settings' default; rationale in :class:`~creditrisk_kit.settings.ServiceSettings`)."""
 DEFAULT_MAX_CONNECTIONS = 32
 """Concurrent connections per server (the settings' default)."""
@@ -64,6 +66,32 @@ class _DeadlineReader(socket.SocketIO):
         return super().readinto(buffer)
 
 
+WRITE_CHUNK_BYTES = 64 * 1024
+"""The response goes out in pieces of this size, each within the idle timeout."""
+
+
+class _ChunkedWriter(io.BufferedIOBase):
+    """The handler's output: ``sendall`` per :data:`WRITE_CHUNK_BYTES` piece. One ``sendall`` has
+    one timeout for all its bytes, so a large body (a report of megabytes) to a slow but steady
+    reader would be cut after ``idle_s`` in total; per piece, only a reader that stops reading is."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        with memoryview(data) as view, view.cast("B") as octets:
+            for start in range(0, len(octets), WRITE_CHUNK_BYTES):
+                self._sock.sendall(octets[start : start + WRITE_CHUNK_BYTES])
+            return len(octets)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
 class BoundedRequestHandlerMixIn:
     """Handler side of the bounds: the head deadline and the idle timeout (module docstring).
 
@@ -73,6 +101,7 @@ class BoundedRequestHandlerMixIn:
 
     connection: socket.socket
     rfile: Any
+    wfile: Any
     server: Any
 
     def setup(self) -> None:
@@ -82,6 +111,8 @@ class BoundedRequestHandlerMixIn:
         self.rfile.close()  # the stdlib's reader; its reference on the socket goes with it
         self._reader = _DeadlineReader(self.connection, idle_s, time.monotonic() + idle_s)
         self.rfile = io.BufferedReader(self._reader)
+        self.wfile.close()  # the stdlib's unbuffered writer: one sendall per write
+        self.wfile = _ChunkedWriter(self.connection)
 
     def parse_request(self) -> bool:
         parsed: bool = super().parse_request()  # type: ignore[misc]

@@ -19,8 +19,8 @@ at each accepted connection (:class:`creditrisk_kit.tls.TlsSocketServerMixin`).
 
 Slow clients cost a bounded amount (:mod:`creditrisk_kit.threaded_http`): a connection that has
 not sent its request head within the service's ``http_idle_timeout_s`` (default 10 s), or then
-stalls that long, is closed; beyond ``http_max_connections`` (default 32) open connections a new
-one is closed at once.
+stalls that long (sending, or reading the answer: it goes out 64 KiB at a time), is closed;
+beyond ``http_max_connections`` (default 32) open connections a new one is closed at once.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class ReportServer:
         authenticator: checks each request's credential (the service's, from its ``auth_*``
             settings); required: ``Authenticator(disabled=True)`` serves everyone explicitly.
         idle_timeout_s: seconds a connection gets for its request head (TLS handshake included)
-            and for each later read or write, then it is closed (the service's
+            and for each later read or 64 KiB of the answer, then it is closed (the service's
             ``http_idle_timeout_s``; :mod:`creditrisk_kit.threaded_http`).
         max_connections: connections served at once; a further one is closed at once (the
             service's ``http_max_connections``).

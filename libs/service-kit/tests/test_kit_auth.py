@@ -30,6 +30,7 @@ from creditrisk_kit.auth import (
     current_principal,
     parse_api_keys,
 )
+from creditrisk_kit.health import HEALTH_LIST_REQUEST, HEALTH_LIST_RESPONSE, LIST_METHOD
 from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kit_support import settings as kit_settings
@@ -324,6 +325,12 @@ async def test_interceptor_refuses_missing_wrong_and_lower_roles(guarded: Servic
         assert [r.value for r in await _drain(chat(iter([StringValue(value="hi")])))] == ["hi"]
         health = health_pb2_grpc.HealthStub(channel)
         await health.Check(health_pb2.HealthCheckRequest(service="liveness"))  # public
+        listed = await channel.unary_unary(  # public too, and answered (was INTERNAL)
+            LIST_METHOD,
+            request_serializer=HEALTH_LIST_REQUEST.SerializeToString,
+            response_deserializer=HEALTH_LIST_RESPONSE.FromString,
+        )(HEALTH_LIST_REQUEST())
+        assert set(listed.statuses) == {"", AUTH_SERVICE, "liveness"}
 
 
 async def test_outgoing_credential_interceptors(guarded: ServiceRunner, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""ServiceRunner: health transitions, reflection, message limits, NOT_SERVING then drain on SIGTERM."""
+"""ServiceRunner: health transitions (Check, Watch, List), reflection, message limits, NOT_SERVING then
+drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 import grpc.aio
 import pytest
 from creditrisk_kit import LIVENESS_SERVICE, ServiceRunner, aio_channel, wait_until_serving
+from creditrisk_kit.health import HEALTH_LIST_REQUEST, HEALTH_LIST_RESPONSE, LIST_METHOD, MAX_LISTED_SERVICES
 from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kit_support import SERVICE, handlers, method, running, unary_unary
@@ -281,5 +283,51 @@ async def test_health_watch_follows_status_changes() -> None:
             await runner.health.set("x.Y", NOT_SERVING)
             assert (await watch.read()).status == NOT_SERVING
             watch.cancel()
+        finally:
+            await channel.close()
+
+
+async def _list(channel: grpc.aio.Channel) -> dict[str, int]:
+    """``Health/List`` with the kit's message classes (the generated ones when installed)."""
+    list_call = channel.unary_unary(
+        LIST_METHOD,
+        request_serializer=HEALTH_LIST_REQUEST.SerializeToString,
+        response_deserializer=HEALTH_LIST_RESPONSE.FromString,
+    )
+    response = await list_call(HEALTH_LIST_REQUEST(), timeout=2)
+    return {name: int(value.status) for name, value in response.statuses.items()}
+
+
+async def test_health_list_answers_every_name_and_its_status() -> None:
+    backend = {"answers": False}
+
+    async def backend_answers() -> bool:
+        return backend["answers"]
+
+    async with running(checks={"store": backend_answers}) as runner:
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            await asyncio.sleep(0.15)  # several check rounds, all failing
+            assert await _list(channel) == {"": NOT_SERVING, SERVICE: NOT_SERVING, LIVENESS_SERVICE: SERVING}
+            backend["answers"] = True
+            await wait_until_serving(channel, timeout_s=3)
+            await eventually(channel, SERVING, SERVICE)
+            assert await _list(channel) == {"": SERVING, SERVICE: SERVING, LIVENESS_SERVICE: SERVING}
+            await runner.health.enter_graceful_shutdown()
+            assert set((await _list(channel)).values()) == {NOT_SERVING}
+        finally:
+            await channel.close()
+
+
+async def test_health_list_beyond_the_limit_is_resource_exhausted() -> None:
+    async with running() as runner:
+        for index in range(MAX_LISTED_SERVICES):
+            await runner.health.set(f"extra-{index}", SERVING)
+        channel = aio_channel(f"127.0.0.1:{runner.port}", retry=None)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _list(channel)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"more than the {MAX_LISTED_SERVICES}" in (refused.value.details() or "")
         finally:
             await channel.close()

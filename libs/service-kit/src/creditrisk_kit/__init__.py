@@ -60,6 +60,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
+from .health import HealthServicer
 from .interceptors import DEPENDENCY_MESSAGE, INTERNAL_MESSAGE, ErrorInterceptor, is_domain_error
 from .metrics import (
     GrpcMetricsInterceptor,
@@ -70,7 +71,6 @@ from .metrics import (
 from .server import (
     LIVENESS_SERVICE,
     ExtraServer,
-    HealthServicer,
     ReadinessCheck,
     RegisterServicers,
     ServiceRunner,

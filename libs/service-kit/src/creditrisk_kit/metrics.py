@@ -15,7 +15,10 @@ OpenTelemetry HTTP semantic conventions' names for HTTP):
   from the call's start to its last response message;
 * ``http_server_requests_total{method, route, status}`` and
   ``http_server_request_duration_seconds{method, route}``: the same per route *template*
-  (``/v1/predict``), never the raw path, so a path parameter cannot become a label value.
+  (``/v1/predict``), never the raw path, so a path parameter cannot become a label value;
+* ``auth_refusals_total{method, outcome}``: calls the kit's authentication refused
+  (:meth:`creditrisk_kit.auth.Authenticator.check`), each counted even when the refusal log
+  suppresses its line; ``method`` is a served RPC or a route template, never a raw path.
 
 Labels are method names, status codes and route templates only: no request content ever becomes a
 label value (an applicant's feature values stay out of telemetry).
@@ -35,17 +38,16 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import grpc
 import grpc.aio
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    make_wsgi_app,
-    start_http_server,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from .interceptors import rewrap_handler, stream_responses
+from .threaded_http import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    BoundedRequestHandlerMixIn,
+    BoundedThreadingMixIn,
+)
 from .tls import ReloadingSslContext, TlsSocketServerMixin
 
 _LOGGER = logging.getLogger(__name__)
@@ -75,6 +77,13 @@ HTTP_DURATION_SECONDS = Histogram(
     "Time to answer an HTTP request (until the response body is sent), in seconds.",
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
+)
+
+AUTH_REFUSALS = Counter(
+    "auth_refusals",
+    "Calls refused by the kit's authentication, by method (RPC or route template) and outcome "
+    "(UNAUTHENTICATED, PERMISSION_DENIED); every one, also when its log line is suppressed.",
+    ["method", "outcome"],
 )
 
 #: The ``route`` label of requests that matched no route (one value, whatever the path).
@@ -176,28 +185,6 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             lambda behavior, rpc_type: _unary_response(behavior, method, rpc_type),
             lambda behavior, rpc_type: _stream_response(behavior, method, rpc_type),
         )
-        method = str(getattr(handler_call_details, "method", ""))
-        options = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary_response(handler.unary_unary, method, "unary"), **options
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _stream_response(handler.unary_stream, method, "server_stream"), **options
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _unary_response(handler.stream_unary, method, "client_stream"), **options
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _stream_response(handler.stream_stream, method, "bidi_stream"), **options
-            )
-        return handler
 
 
 ASGIApp = Callable[
@@ -246,7 +233,7 @@ class HttpMetricsMiddleware:
 
 
 class MetricsServer:
-    """The ``/metrics`` HTTP server of a process (prometheus-client's, in a daemon thread)."""
+    """The ``/metrics`` HTTP server of a process (a daemon thread, one thread per connection)."""
 
     def __init__(self, server: Any, thread: Any, host: str) -> None:
         self._server, self._thread = server, thread
@@ -261,24 +248,14 @@ class MetricsServer:
             self._server = None
 
 
-class _SilentHandler(WSGIRequestHandler):
+class _SilentHandler(BoundedRequestHandlerMixIn, WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # no access log on stderr
 
 
-class _TlsMetricsServer(TlsSocketServerMixin, ThreadingWSGIServer):
-    """prometheus-client's threaded WSGI server, TLS per accepted connection (reloaded on change)."""
-
-
-def _start_tls_server(port: int, host: str, registry: CollectorRegistry, tls: ReloadingSslContext) -> Any:
-    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    family, address = info[0], str(info[4][0])
-    server_class = type("MetricsServer", (_TlsMetricsServer,), {"address_family": family, "tls_context": tls})
-    app = make_wsgi_app(registry)
-    server: Any = make_server(address, port, app, server_class, handler_class=_SilentHandler)
-    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
-    thread.start()
-    return server, thread
+class _MetricsHttpServer(BoundedThreadingMixIn, TlsSocketServerMixin, ThreadingWSGIServer):
+    """prometheus-client's threaded WSGI server with the kit's bounds on slow clients
+    (:mod:`creditrisk_kit.threaded_http`) and TLS per accepted connection (reloaded on change)."""
 
 
 def start_metrics_server(
@@ -286,8 +263,14 @@ def start_metrics_server(
     host: str = "127.0.0.1",
     registry: CollectorRegistry | None = None,
     tls: ReloadingSslContext | None = None,
+    *,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> MetricsServer:
     """Serve the Prometheus registry on ``http://host:port/metrics`` from a daemon thread.
+
+    prometheus-client's WSGI app (``make_wsgi_app``: the text format, gzip, ``name[]`` filters) on
+    its threaded WSGI server, each connection bounded (:mod:`creditrisk_kit.threaded_http`).
 
     Args:
         port: TCP port; 0 lets the system pick a free one (tests).
@@ -296,22 +279,34 @@ def start_metrics_server(
         tls: Serve HTTPS with this context (client certificates required if it says so),
             reloaded on change at each accepted connection (:mod:`creditrisk_kit.tls`); None:
             plain HTTP.
+        idle_timeout_s: Seconds a connection gets for its request head, and for each later read
+            or 64 KiB of the answer (> 0).
+        max_connections: Connections served at once (>= 1); a further one is closed at once.
 
     Returns:
         The running :class:`MetricsServer` (``.port`` is the bound port).
 
     Raises:
-        OSError: When the port cannot be bound.
+        OSError: When the port cannot be bound (or ``host`` does not resolve).
+        ValueError: ``idle_timeout_s`` or ``max_connections`` out of range.
     """
-    server: Any
-    thread: Any
-    if tls is None:
-        kwargs: dict[str, Any] = {"addr": host}
-        if registry is not None:
-            kwargs["registry"] = registry
-        server, thread = start_http_server(port, **kwargs)
-    else:
-        server, thread = _start_tls_server(port, host, registry or REGISTRY, tls)
+    if not idle_timeout_s > 0 or max_connections < 1:
+        raise ValueError(
+            f"idle_timeout_s must be > 0 and max_connections >= 1, got {idle_timeout_s}, {max_connections}"
+        )
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    family, address = info[0], str(info[4][0])
+    attributes = {
+        "address_family": family,
+        "tls_context": tls,
+        "idle_timeout_s": idle_timeout_s,
+        "max_connections": max_connections,
+    }
+    server_class = type("MetricsServer", (_MetricsHttpServer,), attributes)
+    app = make_wsgi_app(registry or REGISTRY)
+    server: Any = make_server(address, port, app, server_class, handler_class=_SilentHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     metrics_server = MetricsServer(server, thread, host)
     _LOGGER.info(
         "Prometheus metrics on %s:%d/metrics (%s)",

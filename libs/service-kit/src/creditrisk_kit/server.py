@@ -12,7 +12,9 @@ the checks every ``health_check_interval_s`` and flips the status both ways.
 
 Transport: plaintext by default; with ``tls_cert_file`` / ``tls_key_file`` set the port speaks TLS
 only, with ``tls_client_ca_file`` mutual TLS, certificates reloaded on change
-(:mod:`creditrisk_kit.tls`); the ``/metrics`` server follows the same settings. The extra name
+(:mod:`creditrisk_kit.tls`); the ``/metrics`` server follows the same settings, on
+``metrics_host`` (default ``host``), each connection bounded (``http_idle_timeout_s``,
+``http_max_connections``: :mod:`creditrisk_kit.threaded_http`). The extra name
 :data:`LIVENESS_SERVICE` is SERVING while the process serves at all, for a Kubernetes
 ``livenessProbe`` (``grpc: {port: 50051, service: liveness}``), kept apart from readiness
 (``readinessProbe`` with ``service: ""``), as kserve keeps ServerLive apart from ServerReady.
@@ -30,7 +32,8 @@ finishes its own in-flight requests); 4. the shutdown hooks run in order, once e
 logged and the next one still run; a hook still running after ``shutdown_hook_timeout_s`` is
 cancelled and logged, so a stop always ends.
 Open ``Health/Watch`` streams receive NOT_SERVING in step 1 and then end (status OK), so the drain
-waits only for real calls (:class:`HealthServicer`).
+waits only for real calls; ``Health/List`` answers every name's status
+(:class:`~creditrisk_kit.health.HealthServicer`).
 """
 
 from __future__ import annotations
@@ -45,10 +48,11 @@ from typing import Any
 import grpc
 import grpc.aio
 from creditrisk_telemetry import instrument_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from .auth import Authenticator, AuthInterceptor, MethodPolicy
+from .health import HealthServicer, add_health_servicer
 from .interceptors import ErrorInterceptor
 from .metrics import GrpcMetricsInterceptor, MetricsServer, start_metrics_server
 from .settings import ServiceSettings
@@ -92,77 +96,6 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-
-
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
-    """``grpc.health.v1.Health`` for ``grpc.aio`` whose Watch streams end when shutdown begins.
-
-    Same behaviour as grpcio-health-checking's ``health.aio.HealthServicer`` (``Check``, ``Watch``,
-    ``set``, ``enter_graceful_shutdown``), with two differences: after
-    :meth:`enter_graceful_shutdown` each ``Watch`` stream sends its last status (NOT_SERVING) and
-    then ends with OK, so an idle watcher does not hold the drain for the whole grace period (the
-    upstream servicer, 1.81, keeps the streams open); and a status is never written to a watcher
-    while the lock that :meth:`set` needs is held, so a slow watcher cannot block ``set``.
-    """
-
-    def __init__(self) -> None:
-        self._status: dict[str, health_pb2.HealthCheckResponse.ServingStatus.ValueType] = {
-            health.OVERALL_HEALTH: _SERVING
-        }
-        self._changed: asyncio.Condition | None = None
-        self._shutting_down = False
-
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:  # created on first use, inside the server's event loop
-            self._changed = asyncio.Condition()
-        return self._changed
-
-    async def Check(
-        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> health_pb2.HealthCheckResponse:
-        status = self._status.get(request.service)
-        if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=status)
-
-    async def Watch(
-        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
-        unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
-        condition = self._condition()
-        last = None
-        while True:
-            async with condition:
-                while (status := self._status.get(request.service, unknown)) == last:
-                    if self._shutting_down:
-                        break
-                    await condition.wait()
-                ending = self._shutting_down
-            if status != last:
-                await context.write(health_pb2.HealthCheckResponse(status=status))
-                last = status
-            if ending:
-                return
-
-    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        """Set the status of ``service``; ignored once :meth:`enter_graceful_shutdown` ran."""
-        if self._shutting_down:
-            return
-        condition = self._condition()
-        async with condition:
-            self._status[service] = status
-            condition.notify_all()
-
-    async def enter_graceful_shutdown(self) -> None:
-        """Every status NOT_SERVING for good; Watch streams send it and end. Idempotent."""
-        if self._shutting_down:
-            return
-        condition = self._condition()
-        async with condition:
-            self._shutting_down = True
-            for service in self._status:
-                self._status[service] = _NOT_SERVING
-            condition.notify_all()
 
 
 class ServiceRunner:
@@ -289,7 +222,7 @@ class ServiceRunner:
         )
         for name in (*self.readiness_names, LIVENESS_SERVICE):
             await self.health.set(name, _NOT_SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        add_health_servicer(self.health, server)
         self._register(server)
         if self._reflection:
             reflection.enable_server_reflection(
@@ -311,13 +244,18 @@ class ServiceRunner:
         if not port:
             raise RuntimeError(f"cannot bind {self.settings.bind_address}")
         if self.settings.metrics_port is not None and self.metrics is None:
+            metrics_host = self.settings.metrics_bind_host
             try:
                 self.metrics = start_metrics_server(
-                    self.settings.metrics_port, self.settings.host, tls=metrics_tls
+                    self.settings.metrics_port,
+                    metrics_host,
+                    tls=metrics_tls,
+                    idle_timeout_s=self.settings.http_idle_timeout_s,
+                    max_connections=self.settings.http_max_connections,
                 )
             except OSError as exc:
                 raise RuntimeError(
-                    f"cannot bind the metrics port {self.settings.host}:{self.settings.metrics_port}: {exc}"
+                    f"cannot bind the metrics port {metrics_host}:{self.settings.metrics_port}: {exc}"
                 ) from exc
         await server.start()
         if self.http_server is not None:

@@ -26,6 +26,7 @@ from creditrisk_telemetry.configuration import EXIT_BAD_CONFIGURATION as EXIT_BA
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .threaded_http import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from .timestamps import NaiveTimestamps
 from .tls import DEFAULT_RELOAD_INTERVAL_S, check_tls_settings
 
@@ -53,11 +54,28 @@ class ServiceSettings(BaseSettings):
             and the clients. Default 4 MiB, gRPC's default receive limit.
         health_check_interval_s: Seconds between two rounds of readiness checks.
         log_level: Root log level; any case (``debug``), stored upper case.
-        metrics_port: Port of the Prometheus ``/metrics`` endpoint (on ``host``); unset (None,
+        metrics_port: Port of the Prometheus ``/metrics`` endpoint (on ``metrics_host``); unset (None,
             the default) = no endpoint; 0 = a free port picked by the system (logged; tests).
             Off by default so that processes sharing one machine never race for a port;
             deployments set it (the Kubernetes manifests use 9464, OpenTelemetry's Prometheus
             exporter port). A service may choose its own default (drift-service: 9466).
+        metrics_host: Interface of the ``/metrics`` endpoint; unset (None, the default) = ``host``.
+            Set it to ``127.0.0.1`` to keep the metrics on loopback while the API listens on every
+            interface (a scraper beside the process). The endpoint checks no credential by design
+            (docs/security.md, "Metrics and slow clients").
+        http_idle_timeout_s: The threaded stdlib HTTP servers (``/metrics``, the drift-service's
+            reports; :mod:`creditrisk_kit.threaded_http`): seconds a connection gets to send its
+            request head (TLS handshake included), and the longest wait for any later read or
+            for each 64 KiB of the answer to go out; then it is closed. Default 10 s:
+            Prometheus' default ``scrape_timeout`` (a scrape that slow has failed anyway), far
+            above the milliseconds a scraper or browser takes to send a request on a cluster
+            network; nginx's ``client_header_timeout`` (60 s) and Apache's ``RequestReadTimeout``
+            (header 20-40 s) serve the open internet.
+        http_max_connections: The same servers: connections served at once (one thread each);
+            beyond it a new connection is closed at once. Default 32: a Prometheus server scrapes
+            a target over one connection at a time, a report is read by a few people; a slow or
+            hostile client holds at most this many threads, each for at most
+            ``http_idle_timeout_s`` without progress.
         naive_timestamps: What a client timestamp without a UTC offset (an ISO 8601 string, or an
             Arrow timestamp column without a time zone) means: ``utc`` (default; Feast's rule and
             the contracts') or ``refuse`` (INVALID_ARGUMENT / 422 naming the row). Every
@@ -96,6 +114,9 @@ class ServiceSettings(BaseSettings):
     health_check_interval_s: float = Field(default=5.0, gt=0)
     log_level: LogLevel = "INFO"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str | None = Field(default=None, min_length=1)
+    http_idle_timeout_s: float = Field(default=DEFAULT_IDLE_TIMEOUT_S, gt=0, le=3600)
+    http_max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=10_000)
     naive_timestamps: NaiveTimestamps = "utc"
     # Transport security (creditrisk_kit.tls), all off by default.
     tls_cert_file: FilePath | None = None
@@ -149,6 +170,11 @@ class ServiceSettings(BaseSettings):
 
             parse_api_keys(value.get_secret_value(), "the API-key mapping")
         return value
+
+    @property
+    def metrics_bind_host(self) -> str:
+        """The interface of the ``/metrics`` endpoint: ``metrics_host``, else ``host``."""
+        return self.metrics_host or self.host
 
     @property
     def bind_address(self) -> str:

@@ -45,6 +45,8 @@ async def build(settings: DriftServiceSettings) -> Service:
         settings.report_base_url,
         tls=server_tls.ssl_context() if server_tls is not None else None,
         authenticator=authenticator,
+        idle_timeout_s=settings.http_idle_timeout_s,
+        max_connections=settings.http_max_connections,
     )
     core = await asyncio.to_thread(DriftCore, settings, report_base_url=reports.base_url)
     if settings.warm_up:

@@ -7,14 +7,20 @@ service's ``auth_*`` settings, as its gRPC API): without or with an invalid one 
 (``WWW-Authenticate: Bearer``), without the role 403, the JSON body of the kit's HTTP refusals
 (:func:`~creditrisk_kit.auth.http_refusal`) naming what is wrong, never the credential; checked
 before the file is looked at, so a stranger cannot tell which reports exist. Each read (found or
-not) is in the access log, subject and report id only (:mod:`drift_service.access`). The URL of a
-report goes into ``DriftReport.html_report_url``. The socket is bound at construction (so the URL is
-known before the core is built); ``async with`` the server (the kit's extra-server protocol, how
-``python -m drift_service`` runs it) serves from entry to exit.
+not) is in the access log, subject and report id only (:mod:`drift_service.access`); each refusal
+is counted and in the kit's refusal log (:meth:`~creditrisk_kit.auth.Authenticator.record_refusal`).
+The URL of a report goes into ``DriftReport.html_report_url``. The socket is bound at
+construction (so the URL is known before the core is built); ``async with`` the server (the
+kit's extra-server protocol, how ``python -m drift_service`` runs it) serves from entry to exit.
 
 With the service's ``tls_cert_file`` / ``tls_key_file`` it speaks HTTPS only (and requires client
 certificates with ``tls_client_ca_file``), the certificate reloaded when the files change, checked
 at each accepted connection (:class:`creditrisk_kit.tls.TlsSocketServerMixin`).
+
+Slow clients cost a bounded amount (:mod:`creditrisk_kit.threaded_http`): a connection that has
+not sent its request head within the service's ``http_idle_timeout_s`` (default 10 s), or then
+stalls that long (sending, or reading the answer: it goes out 64 KiB at a time), is closed;
+beyond ``http_max_connections`` (default 32) open connections a new one is closed at once.
 """
 
 from __future__ import annotations
@@ -27,8 +33,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from creditrisk_kit import ServiceError
-from creditrisk_kit.auth import Authenticator, Role, http_refusal
+from creditrisk_kit import PermissionDenied, ServiceError, Unauthenticated
+from creditrisk_kit.auth import Authenticator, Principal, Role, http_refusal
+from creditrisk_kit.threaded_http import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    BoundedRequestHandlerMixIn,
+    BoundedThreadingMixIn,
+)
 from creditrisk_kit.tls import ReloadingSslContext, TlsSocketServerMixin
 
 from drift_service import access
@@ -40,7 +52,7 @@ ROUTE = "GET /reports/{report_id}.html"
 REPORT_ROLE = Role.READ_MONITORING
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(BoundedRequestHandlerMixIn, http.server.BaseHTTPRequestHandler):
     def __init__(self, *args: Any, directory: Path, authenticator: Authenticator, **kwargs: Any) -> None:
         self.directory = directory
         self.authenticator = authenticator
@@ -52,10 +64,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404, "no such report")
             return
         report_id = match.group(1)
+        principal: Principal | None = None
         try:
             principal = self.authenticator.authenticate(self.headers.get("authorization"), ROUTE)
             principal.require(REPORT_ROLE, ROUTE)
-        except ServiceError as exc:
+        except (Unauthenticated, PermissionDenied) as exc:
+            self.authenticator.record_refusal(ROUTE, principal, exc)
+            self._refuse(exc)
+            return
+        except ServiceError as exc:  # the JWKS URL cannot be fetched: 503
             self._refuse(exc)
             return
         path = self.directory / f"{report_id}.html"
@@ -83,7 +100,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass  # no access log on stderr
 
 
-class _Server(TlsSocketServerMixin, http.server.ThreadingHTTPServer):
+class _Server(BoundedThreadingMixIn, TlsSocketServerMixin, http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
@@ -98,9 +115,15 @@ class ReportServer:
         tls: serve HTTPS with this context; None: plain HTTP.
         authenticator: checks each request's credential (the service's, from its ``auth_*``
             settings); required: ``Authenticator(disabled=True)`` serves everyone explicitly.
+        idle_timeout_s: seconds a connection gets for its request head (TLS handshake included)
+            and for each later read or 64 KiB of the answer, then it is closed (the service's
+            ``http_idle_timeout_s``; :mod:`creditrisk_kit.threaded_http`).
+        max_connections: connections served at once; a further one is closed at once (the
+            service's ``http_max_connections``).
 
     Raises:
         OSError: the port cannot be bound.
+        ValueError: ``idle_timeout_s`` <= 0 or ``max_connections`` < 1.
     """
 
     def __init__(
@@ -112,12 +135,21 @@ class ReportServer:
         tls: ReloadingSslContext | None = None,
         *,
         authenticator: Authenticator,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ):
+        if not idle_timeout_s > 0 or max_connections < 1:
+            raise ValueError(
+                "idle_timeout_s must be > 0 and max_connections >= 1, "
+                f"got {idle_timeout_s}, {max_connections}"
+            )
         self.directory = directory
         self._server = _Server(
             (host, port), functools.partial(_Handler, directory=directory, authenticator=authenticator)
         )
         self._server.tls_context = tls
+        self._server.idle_timeout_s = idle_timeout_s
+        self._server.max_connections = max_connections
         self.port = int(self._server.server_address[1])
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         scheme = "https" if tls is not None else "http"

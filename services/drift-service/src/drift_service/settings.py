@@ -118,6 +118,8 @@ class DriftServiceSettings(ServiceSettings):
         report_http_host, report_http_port: where the HTML reports are served (port 0 = free port);
             every report needs the ``read_monitoring`` role (the ``auth_*`` settings, as the gRPC
             API), and each read is logged (subject and report id) on ``drift_service.access``.
+            Connections bounded by the kit's ``http_idle_timeout_s`` / ``http_max_connections``
+            (``DRIFT_SERVICE_HTTP_IDLE_TIMEOUT_S``, ``DRIFT_SERVICE_HTTP_MAX_CONNECTIONS``).
         report_base_url: public base URL of the reports (default ``http://<host>:<port>``).
         metrics_port: Prometheus metrics port; None disables the endpoint.
         warm_up: import Evidently at start (6-20 s) instead of on the first ComputeDrift.

@@ -174,6 +174,7 @@ class Gateway:
             grace_period_s=s.grace_period_s,
             name="REST",
             tls=ServerTls.from_settings(s),
+            head_timeout_s=s.http_idle_timeout_s,  # a request head stalled this long: closed
         )
         self.service = Service(
             service_names=[SERVICE_NAME],

@@ -38,7 +38,10 @@ class GatewaySettings(ServiceSettings):
 
     Attributes:
         port: gRPC port (default 50055).
-        http_host / http_port: REST (FastAPI) interface and port; port 0 picks a free one.
+        http_host / http_port: REST (FastAPI) interface and port; port 0 picks a free one. A
+            connection whose request head is not complete within the kit's
+            ``http_idle_timeout_s`` (``INFERENCE_GATEWAY_HTTP_IDLE_TIMEOUT_S``, default 10 s) is
+            closed (:func:`creditrisk_kit.http.with_head_deadline`).
         feature_service_target: ``host:port`` of the feature-service (gRPC).
         feature_service_name: Feast feature service read for enrichment (``credit_risk_v1``).
         feature_service_version: expected version of it; empty = the version in the scoring model

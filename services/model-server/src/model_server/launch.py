@@ -44,6 +44,7 @@ def drop_kit_metrics() -> None:
         metrics.GRPC_HANDLING_SECONDS,
         metrics.HTTP_REQUESTS,
         metrics.HTTP_DURATION_SECONDS,
+        metrics.AUTH_REFUSALS,
     ):
         with contextlib.suppress(KeyError):  # already out
             REGISTRY.unregister(collector)

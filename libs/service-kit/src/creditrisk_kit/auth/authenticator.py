@@ -7,17 +7,25 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from typing import cast
 
 from ..errors import PermissionDenied, ServiceError, Unauthenticated
+from ..log_throttle import OVERFLOW_KEY, LogThrottle
+from ..metrics import AUTH_REFUSALS
 from ..settings import ServiceSettings
 from .jwt import JwtVerifier
 from .keys import ApiKeyEntry, ApiKeys, CredentialSource, parse_api_keys
 from .principal import PUBLIC, Principal, Requirement, Role
 
 _LOGGER = logging.getLogger(__name__)
-#: One record per refused call (the access logs' refusals): method, outcome, reason, the subject
-#: when known (a role missing); never the credential (the reasons never echo it).
+#: The refusal log (the access logs' refusals): method, outcome, reason, the subject when known (a
+#: role missing); never the credential (the reasons never echo it). At most
+#: :data:`~creditrisk_kit.log_throttle.DEFAULT_BURST` lines per (subject, outcome, reason) a minute,
+#: then one line with the number suppressed (:class:`~creditrisk_kit.log_throttle.LogThrottle`);
+#: ``auth_refusals_total`` counts every refusal.
 REFUSAL_LOGGER = logging.getLogger("creditrisk_kit.auth.refusals")
+REFUSAL_LOG_THROTTLE = LogThrottle()
+"""The process's refusal-log budget, shared by its authenticators (one logger)."""
 
 ANONYMOUS = Principal("anonymous", frozenset({Role.ADMIN}), via="auth_disabled")
 """The principal of every call when authentication is disabled (``auth_disabled``)."""
@@ -56,19 +64,27 @@ class Authenticator:
         api_keys: Known API keys (None: none).
         jwt: The JWT verifier (None: JWTs are not accepted).
         disabled: Accept every call as :data:`ANONYMOUS` (an explicit opt-out).
+        refusal_log: The budget of the refusal log's lines; default the process's
+            (:data:`REFUSAL_LOG_THROTTLE`).
 
     Raises:
         AuthConfigurationError: Neither a source nor ``disabled``.
     """
 
     def __init__(
-        self, api_keys: ApiKeys | None = None, jwt: JwtVerifier | None = None, *, disabled: bool = False
+        self,
+        api_keys: ApiKeys | None = None,
+        jwt: JwtVerifier | None = None,
+        *,
+        disabled: bool = False,
+        refusal_log: LogThrottle | None = None,
     ) -> None:
         if not disabled and api_keys is None and jwt is None:
             raise AuthConfigurationError("no credential source: API keys or a JWKS are needed")
         self.api_keys = api_keys
         self.jwt = jwt
         self.disabled = disabled
+        self.refusal_log = refusal_log or REFUSAL_LOG_THROTTLE
 
     @classmethod
     def from_settings(
@@ -179,6 +195,9 @@ class Authenticator:
         Raises:
             Unauthenticated: see :meth:`authenticate`.
             PermissionDenied: the principal lacks the role, or the method has no policy entry.
+
+        Each refusal is counted (``auth_refusals_total{method, outcome}``) and logged on
+        :data:`REFUSAL_LOGGER` within :attr:`refusal_log`'s budget.
         """
         if requirement == PUBLIC:
             return None
@@ -189,9 +208,22 @@ class Authenticator:
                 raise PermissionDenied(f"{method} has no access policy (default deny)")
             principal.require(requirement, method)
         except (Unauthenticated, PermissionDenied) as exc:
-            _refused(method, principal, exc)
+            self.record_refusal(method, principal, exc)
             raise
         return principal
+
+    def record_refusal(
+        self, method: str, principal: Principal | None, error: Unauthenticated | PermissionDenied
+    ) -> None:
+        """Count and log one refusal as :meth:`check` does, for a server that calls
+        :meth:`authenticate` itself (the drift-service's stdlib report server).
+
+        Args:
+            method: The RPC or route template refused (a metric label: never a raw path).
+            principal: Who was refused, when authenticated (a role missing); None otherwise.
+            error: The refusal.
+        """
+        _refused(self.refusal_log, method, principal, error)
 
 
 def http_refusal(exc: ServiceError) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -209,17 +241,43 @@ def http_refusal(exc: ServiceError) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, headers, body
 
 
-def _refused(method: str, principal: Principal | None, error: Unauthenticated | PermissionDenied) -> None:
+def _refused(
+    throttle: LogThrottle,
+    method: str,
+    principal: Principal | None,
+    error: Unauthenticated | PermissionDenied,
+) -> None:
     outcome = error.grpc_status_code().name
     subject = principal.subject if principal is not None else "unauthenticated"
-    REFUSAL_LOGGER.warning(
-        "%s refused (%s) for %s: %s",
-        method,
-        outcome,
-        subject,
-        error.message,
-        extra={"method": method, "outcome": outcome, "subject": subject, "reason": error.message},
-    )
+    AUTH_REFUSALS.labels(method, outcome).inc()
+    decision = throttle.admit((subject, outcome, error.message))
+    for key, suppressed in decision.summaries:
+        overflow = ("*", "*", "other subjects and reasons")
+        who, what, why = overflow if key == OVERFLOW_KEY else cast(tuple[str, str, str], key)
+        REFUSAL_LOGGER.warning(
+            "suppressed %d more refusals (%s) for %s: %s, within %g s",
+            suppressed,
+            what,
+            who,
+            why,
+            throttle.interval_s,
+            extra={
+                "outcome": what,
+                "subject": who,
+                "reason": why,
+                "suppressed": suppressed,
+                "interval_s": throttle.interval_s,
+            },
+        )
+    if decision.log:
+        REFUSAL_LOGGER.warning(
+            "%s refused (%s) for %s: %s",
+            method,
+            outcome,
+            subject,
+            error.message,
+            extra={"method": method, "outcome": outcome, "subject": subject, "reason": error.message},
+        )
 
 
 def outgoing_credential(settings: ServiceSettings) -> CredentialSource:

@@ -444,6 +444,50 @@ def test_a_version_tagged_with_its_rows_sha256_is_verified_and_an_overwrite_refu
     )
 
 
+def test_a_folder_holding_the_registered_rows_beside_others_is_refused(
+    tracking: Tracking,
+    split: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    """The attacker review's poisoning (issue 18): the run's writer deletes the registered file and
+    logs a folder of the same name holding the registered bytes (``a.parquet``) and many altered
+    rows in a file without the suffix; pandas reads both, a hash of the ``*.parquet`` files alone
+    matched. Refused as a folder, before it is read."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
+    rows = split[0].copy()
+    run_id, registered = _rows_run(tracking, rows, tmp_path / "registered")
+    version = int(
+        client.create_model_version(
+            MODEL,
+            source=f"runs:/{run_id}/model",
+            run_id=run_id,
+            tags={TRAINING_ROWS_SHA256_TAG: f"sha256:{registered}"},
+        ).version
+    )
+    artifacts = Path(client.download_artifacts(run_id, TRAINING_ROWS_ARTIFACT, dst_path=str(tmp_path / "dl")))
+    folder = tmp_path / "swap" / "training_rows.parquet"
+    folder.mkdir(parents=True)
+    (folder / "a.parquet").write_bytes(artifacts.read_bytes())  # the registered bytes
+    poison = rows.copy()
+    poison[PREDICTION_COLUMN] = 0.01
+    pd.concat([poison] * 5).to_parquet(folder / "zpoison", index=False)  # no .parquet suffix
+    # replace the file by the folder, as the run's writer can (MLflow's artifact API)
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repository = get_artifact_repository(client.get_run(run_id).info.artifact_uri, tracking_uri=tracking.url)
+    repository.delete_artifacts(TRAINING_ROWS_ARTIFACT)
+    client.log_artifacts(run_id, str(folder.parent), artifact_path="training_set")
+    assert Path(
+        client.download_artifacts(run_id, TRAINING_ROWS_ARTIFACT, dst_path=str(tmp_path / "x"))
+    ).is_dir()
+    with pytest.raises(FailedPrecondition, match="are a folder") as refused:
+        MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, version, None)
+    (violation,) = refused.value.violations
+    assert violation.type == "REFERENCE_DIGEST_MISMATCH"
+
+
 @pytest.mark.usefixtures("evidently_loaded")
 async def test_compute_drift_refuses_rows_that_do_not_match_the_lineage_sha256(
     tracking: Tracking,

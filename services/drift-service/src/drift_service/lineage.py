@@ -98,3 +98,49 @@ def check_lineage_digest(
         )
     _LOG.info("reference %s: the training rows match the registered %s", source, registered)
     return registered
+
+
+def check_single_file(expected: str, is_file: bool, *, artifact: str, source: str) -> None:
+    """Refuse a downloaded reference that is a folder where the registration hashed one file.
+
+    The registry-gateway records the sha256 of ``training_set/training_rows.parquet`` as one file.
+    A run's writer can later replace it by a folder of the same name holding the registered file
+    next to others (pandas reads every file of a dataset folder), so a folder is refused before
+    it is read, whatever its digest.
+
+    Args:
+        expected: the lineage's digest; only a file sha256 (:data:`FILE_SHA256`) is checked.
+        is_file: whether the download is a single regular file.
+        artifact / source: named in the error and the log, as :func:`check_lineage_digest`.
+
+    Raises:
+        FailedPrecondition: violation ``REFERENCE_DIGEST_MISMATCH`` (the artifact is not the file
+            registered), logged as a WARNING before it is raised.
+    """
+    match = FILE_SHA256.match(expected.strip().lower())
+    if match is None or is_file:
+        return
+    registered = f"sha256:{match.group(1)}"
+    _LOG.warning(
+        "reference %s refused: the training rows %s are a folder, the registration hashed one file (%s)",
+        source,
+        artifact,
+        registered,
+        extra={
+            "drift.reference": source,
+            "drift.reference_artifact": artifact,
+            "drift.lineage_sha256": registered,
+        },
+    )
+    raise FailedPrecondition(
+        f"the training rows {artifact} of {source} are a folder, while its registration recorded the "
+        f"sha256 of one file ({registered}); the run's artifact was changed after registration, so "
+        "it is not used as the drift reference",
+        [
+            PreconditionViolation(
+                type="REFERENCE_DIGEST_MISMATCH",
+                subject=source,
+                description=f"registered one file {registered}, downloaded a folder",
+            )
+        ],
+    )

@@ -66,7 +66,7 @@ from creditrisk_kit.tls import ClientTls
 
 from drift_service.datasets import DatasetLimits, LocalDatasets, sha256_of
 from drift_service.domain import PREDICTION_COLUMN, DatasetRef
-from drift_service.lineage import TRAINING_ROWS_SHA256_TAG, check_lineage_digest
+from drift_service.lineage import TRAINING_ROWS_SHA256_TAG, check_lineage_digest, check_single_file
 
 _LOG = logging.getLogger("drift_service")
 
@@ -102,9 +102,10 @@ class ReferenceResolver(abc.ABC):
 
 
 def _sha256(path: Path) -> str:
-    """The sha256 (hex) of a downloaded Parquet file, or of a downloaded directory's Parquet files
-    in name order (MLflow's artifact download, in a folder of this service's own)."""
-    return sha256_of(sorted(path.rglob("*.parquet")) if path.is_dir() else [path])
+    """The sha256 (hex) of a downloaded Parquet file, or of EVERY file of a downloaded directory in
+    name order (MLflow's artifact download, in a folder of this service's own): pandas reads files
+    of a dataset folder whatever their suffix, so the digest covers all of them."""
+    return sha256_of(sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path])
 
 
 class ExplicitDatasetResolver(ReferenceResolver):
@@ -346,6 +347,8 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
             except Exception as exc:
                 raise _mlflow_error(exc, "reference dataset", artifact) from exc
             self.downloads += 1
+            if lineage_digest:  # registered as one file: a folder under its name is not those rows
+                check_single_file(lineage_digest, local.is_file(), artifact=artifact, source=source)
             try:
                 frame = pd.read_parquet(local)
             except (OSError, ValueError, ImportError) as exc:

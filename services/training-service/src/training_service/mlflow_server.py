@@ -282,7 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop(proc)
         return 0
-    os.execvpe(command.argv[0], command.argv, {**os.environ, **command.env})  # noqa: S606
+    env = {**os.environ, **command.env}
+    if not args.no_auth:
+        # the users are provisioned (server_command ran mlflow_auth.prepare): the server never needs
+        # their passwords, so its processes do not hold them (/proc/<pid>/environ of the same user)
+        from training_service.mlflow_auth import PLATFORM_USERS, password_variable
+
+        for user in PLATFORM_USERS:
+            env.pop(password_variable(user), None)
+            env.pop(f"{password_variable(user)}_FILE", None)
+    os.execvpe(command.argv[0], command.argv, env)  # noqa: S606
 
 
 if __name__ == "__main__":

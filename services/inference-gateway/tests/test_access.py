@@ -290,6 +290,47 @@ async def test_access_log_names_who_which_applicants_method_outcome_never_values
         assert secret_or_value not in text
 
 
+async def test_access_log_names_back_dated_times_and_overridden_features_never_their_values(
+    gw: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attacker review (issue 18): a predict key can back-date an application and override stored
+    features, which reach drift monitoring; the access record says so (names and times only)."""
+    from creditrisk.inference.v1 import inference_service_pb2 as ipb
+    from google.protobuf import timestamp_pb2
+
+    caplog.set_level(logging.INFO, logger="inference_gateway.access")
+    async with gw.http_client("reader-key") as reader:
+        assert (await reader.post("/v1/predict", json={"applicant_id": 1})).status_code == 200
+        back_dated = {
+            "applicant_id": 1,
+            "event_time": "2025-05-01T00:00:00Z",
+            "request_values": {"credit_amount": 18999},
+        }
+        assert (await reader.post("/v1/predict", json=back_dated)).status_code == 200
+        batch = {"requests": [{"applicant_id": 2, "event_time": "2025-05-03T00:00:00Z"}, back_dated]}
+        assert (await reader.post("/v1/predict:batch", json=batch)).status_code == 200
+    when = timestamp_pb2.Timestamp(seconds=1_746_057_600)  # 2025-05-01T00:00:00Z
+    await gw.grpc.Predict(ipb.PredictRequest(applicant_id=3, event_time=when))
+    records = [r for r in caplog.records if r.name == "inference_gateway.access"]
+    given = [
+        (
+            getattr(r, "caller_event_times", 0),
+            getattr(r, "earliest_event_time", ""),
+            getattr(r, "request_value_names", []),
+        )
+        for r in records
+    ]
+    assert given == [
+        (0, "", []),
+        (1, "2025-05-01T00:00:00+00:00", ["credit_amount"]),
+        (2, "2025-05-01T00:00:00+00:00", ["credit_amount"]),
+        (1, "2025-05-01T00:00:00+00:00", []),
+    ]
+    assert "18999" not in json.dumps(
+        [{**r.__dict__, "args": None, "msg": r.getMessage()} for r in records], default=str
+    )
+
+
 # ---------------------------------------------------------------- the shared refusal check
 
 

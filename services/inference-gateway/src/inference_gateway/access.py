@@ -31,7 +31,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 if TYPE_CHECKING:
-    from inference_gateway.core import ItemError, Prediction
+    from inference_gateway.core import ItemError, PredictInput, Prediction
 
 SERVICE_NAME = "creditrisk.inference.v1.InferenceService"
 ACCESS_LOGGER = logging.getLogger("inference_gateway.access")
@@ -162,10 +162,43 @@ def batch_outcome(results: Sequence[Prediction | ItemError]) -> str:
 
 
 def record(
-    method: str, principal: Principal | None, applicant_ids: Sequence[int | None], outcome: str
+    method: str,
+    principal: Principal | None,
+    applicant_ids: Sequence[int | None],
+    outcome: str,
+    inputs: Sequence[PredictInput] = (),
 ) -> None:
     """One access-log line (the kit's :func:`~creditrisk_kit.access_log.record_access`): who
     (subject), which applicants (``applicant_ids``, the first 100, and ``applicant_ids_count``),
-    which method, the outcome (``OK``, a status name, or ``OK=n,INVALID_ARGUMENT=m`` for a batch).
+    which method, the outcome (``OK``, a status name, or ``OK=n,INVALID_ARGUMENT=m`` for a batch),
+    and what of ``inputs`` the caller set that monitoring takes as given (:func:`caller_set`).
     Never values nor credentials."""
-    record_access(ACCESS_LOGGER, method, principal, applicant_ids, outcome, ids_field="applicant_ids")
+    record_access(
+        ACCESS_LOGGER,
+        method,
+        principal,
+        applicant_ids,
+        outcome,
+        ids_field="applicant_ids",
+        **caller_set(inputs),
+    )
+
+
+def caller_set(inputs: Sequence[PredictInput]) -> dict[str, object]:
+    """The access record's fields of what a caller set in its requests and the prediction log keeps
+    as given (a ``predict`` key can back-date an application or override a stored feature, which
+    then reaches drift monitoring: docs/security.md, "What is not protected"):
+
+    * ``caller_event_times``: how many items carried their own ``event_time``, and
+      ``earliest_event_time`` (ISO 8601) the earliest of them;
+    * ``request_value_names``: the sorted names of the request-time values given (names only).
+
+    Empty when the caller set neither."""
+    times = [p.event_time for p in inputs if p.event_time is not None]
+    names = sorted({name for p in inputs for name in p.request_values})
+    fields: dict[str, object] = {}
+    if times:
+        fields.update(caller_event_times=len(times), earliest_event_time=min(times).isoformat())
+    if names:
+        fields["request_value_names"] = names
+    return fields

@@ -373,15 +373,16 @@ def create_app(
         with _span(request, "POST /v1/predict"):
             principal = guard.admit()
             applicant: int | None = None
+            given: list[PredictInput] = []
             try:
                 body = await read_json(request, body_limit)
                 parsed = parse_predict(body, naive=naive_timestamps)
-                applicant = parsed.applicant_id
+                applicant, given = parsed.applicant_id, [parsed]
                 prediction = await core.predict(parsed)
             except ServiceError as exc:  # answered inside the span: the error carries the trace id
-                record("POST /v1/predict", principal, [applicant], exc.grpc_status_code().name)
+                record("POST /v1/predict", principal, [applicant], exc.grpc_status_code().name, given)
                 return await _service_error(request, exc)
-            record("POST /v1/predict", principal, [applicant], "OK")
+            record("POST /v1/predict", principal, [applicant], "OK", given)
             return _json(prediction_body(prediction, guard.echo(principal)))
 
     @app.post(
@@ -412,7 +413,7 @@ def create_app(
             try:
                 scored = iter(await core.predict_batch(valid)) if valid else iter(())
             except ServiceError as exc:
-                record("POST /v1/predict:batch", principal, applicants, exc.grpc_status_code().name)
+                record("POST /v1/predict:batch", principal, applicants, exc.grpc_status_code().name, valid)
                 raise
             echo = guard.echo(principal)
             outcomes: list[Prediction | ItemError] = []
@@ -424,7 +425,7 @@ def create_app(
                     results.append({"error": error_body(outcome.error)})
                 else:
                     results.append({"prediction": prediction_body(outcome, echo)})
-            record("POST /v1/predict:batch", principal, applicants, batch_outcome(outcomes))
+            record("POST /v1/predict:batch", principal, applicants, batch_outcome(outcomes), valid)
             return _json({"results": results})
 
     @app.get("/v1/models", response_model=ServingModelsBody, summary="The model server slots and their state")

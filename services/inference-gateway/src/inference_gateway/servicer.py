@@ -105,18 +105,21 @@ class InferenceServicer(igrpc.InferenceServiceServicer):  # type: ignore[misc]
     async def Predict(self, request: ipb.PredictRequest, context: Any) -> ipb.PredictResponse:
         principal = self.access.admit()
         applicant = request.applicant_id if request.HasField("applicant_id") else None
+        given: list[PredictInput] = []
         try:
-            prediction = await self.core.predict(input_from_proto(request))
+            given = [input_from_proto(request)]
+            prediction = await self.core.predict(given[0])
         except ServiceError as exc:
-            record("Predict", principal, [applicant], exc.grpc_status_code().name)
+            record("Predict", principal, [applicant], exc.grpc_status_code().name, given)
             raise
-        record("Predict", principal, [applicant], "OK")
+        record("Predict", principal, [applicant], "OK", given)
         return response_to_proto(prediction, echo=self.access.echo(principal))
 
     async def PredictBatch(self, request: ipb.PredictBatchRequest, context: Any) -> ipb.PredictBatchResponse:
         principal = self.access.admit(len(request.requests))
         applicants = [r.applicant_id if r.HasField("applicant_id") else None for r in request.requests]
         parsed: list[PredictInput | ItemError] = []
+        valid: list[PredictInput] = []
         try:
             self.core.check_batch_size(len(request.requests))
             for i, item in enumerate(request.requests):
@@ -127,10 +130,10 @@ class InferenceServicer(igrpc.InferenceServiceServicer):  # type: ignore[misc]
             valid = [p for p in parsed if isinstance(p, PredictInput)]
             scored = iter(await self.core.predict_batch(valid)) if valid else iter(())
         except ServiceError as exc:
-            record("PredictBatch", principal, applicants, exc.grpc_status_code().name)
+            record("PredictBatch", principal, applicants, exc.grpc_status_code().name, valid)
             raise
         results = [p if isinstance(p, ItemError) else next(scored) for p in parsed]
-        record("PredictBatch", principal, applicants, batch_outcome(results))
+        record("PredictBatch", principal, applicants, batch_outcome(results), valid)
         echo = self.access.echo(principal)
         out = ipb.PredictBatchResponse()
         for result in results:

@@ -298,3 +298,27 @@ class AioWithInterceptors:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(grpc.aio, name)
+
+
+def built_through[T](
+    module: Any, name: str, factory: GrpcWithInterceptors | AioWithInterceptors, build: Callable[[], T]
+) -> T:
+    """``build()`` with ``module.<name>`` pointed at ``factory`` for the call (restored after it):
+    how :mod:`model_server.launch` hands the interceptors to the server a runtime builds.
+
+    Raises:
+        RuntimeError: ``build()`` did not build exactly one server through ``factory`` (a runtime
+            upgrade that builds it otherwise): fail closed, the port is never served unchecked.
+    """
+    original = getattr(module, name)
+    setattr(module, name, factory)
+    try:
+        server = build()
+    finally:
+        setattr(module, name, original)
+    if factory.servers_made != 1:
+        raise RuntimeError(
+            f"the gRPC server was not built through {module.__name__}.{name}.server "
+            f"({factory.servers_made} built): the credential check cannot be added"
+        )
+    return server

@@ -102,7 +102,12 @@ def run_seldon(argv: list[str]) -> None:
     from seldon_core import microservice, wrapper
 
     from model_server import access
-    from model_server.grpc_access import GrpcWithInterceptors, SyncAuthInterceptor, seldon_grpc_policy
+    from model_server.grpc_access import (
+        GrpcWithInterceptors,
+        SyncAuthInterceptor,
+        built_through,
+        seldon_grpc_policy,
+    )
 
     settings = load_settings()
     host, tls = settings.host, ServerTls.from_settings(settings)
@@ -129,17 +134,8 @@ def run_seldon(argv: list[str]) -> None:
 
     def bound_grpc_server(*args: Any, **kwargs: Any) -> _BoundGrpcServer:
         # in each gRPC worker process: seldon-core's own server, built with our interceptor
-        checked = GrpcWithInterceptors([SyncAuthInterceptor(access.authenticator(settings), policy)])
-        original, wrapper.grpc = wrapper.grpc, checked  # get_grpc_server calls wrapper.grpc.server
-        try:
-            server = get_grpc_server(*args, **kwargs)
-        finally:
-            wrapper.grpc = original
-        if checked.servers_made != 1:  # fail closed: never serve a port without the credential check
-            raise RuntimeError(
-                "seldon-core's get_grpc_server did not build its server with wrapper.grpc.server "
-                f"({checked.servers_made} made): the gRPC credential check cannot be added"
-            )
+        factory = GrpcWithInterceptors([SyncAuthInterceptor(access.authenticator(settings), policy)])
+        server = built_through(wrapper, "grpc", factory, lambda: get_grpc_server(*args, **kwargs))
         return _BoundGrpcServer(server, host, tls)
 
     microservice.StandaloneApplication = BoundStandalone
@@ -163,7 +159,12 @@ def protected_mlserver_class() -> type:
     from mlserver.grpc import server as mlserver_grpc
 
     from model_server import access
-    from model_server.grpc_access import AioWithInterceptors, AsyncAuthInterceptor, mlserver_grpc_policy
+    from model_server.grpc_access import (
+        AioWithInterceptors,
+        AsyncAuthInterceptor,
+        built_through,
+        mlserver_grpc_policy,
+    )
 
     class ProtectedMLServer(MLServer):  # type: ignore[misc]
         def _create_servers(self) -> None:
@@ -181,19 +182,8 @@ def protected_mlserver_class() -> type:
             create_grpc = self._grpc_server._create_server
 
             def checked_grpc_server() -> Any:
-                checked = AioWithInterceptors([AsyncAuthInterceptor(authenticator, policy)])
-                original, mlserver_grpc.aio = mlserver_grpc.aio, checked
-                try:
-                    server = create_grpc()
-                finally:
-                    mlserver_grpc.aio = original
-                if checked.servers_made != 1:  # fail closed
-                    raise RuntimeError(
-                        "MLServer's GRPCServer._create_server did not build its server with "
-                        f"mlserver.grpc.server.aio.server ({checked.servers_made} made): "
-                        "the gRPC credential check cannot be added"
-                    )
-                return server
+                factory = AioWithInterceptors([AsyncAuthInterceptor(authenticator, policy)])
+                return built_through(mlserver_grpc, "aio", factory, create_grpc)
 
             self._grpc_server._create_server = checked_grpc_server
 

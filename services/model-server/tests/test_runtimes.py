@@ -107,9 +107,9 @@ def test_mlserver_errors(stack: Any, clients: Clients) -> None:
     assert httpx.get(f"{stack.mlserver_http}/v2/no/such/route").status_code == 404
     wrong = {**clients.kinds, "purpose": "double"}  # a string feature sent as FP64
     with pytest.raises(ScoreError) as err:
-        Clients(model="credit-risk", kinds=wrong, mlserver_grpc=stack.mlserver_grpc).mlserver_grpc(
-            [{"purpose": 3.0}]
-        )
+        Clients(
+            model="credit-risk", kinds=wrong, mlserver_grpc=stack.mlserver_grpc, headers=AUTH
+        ).mlserver_grpc([{"purpose": 3.0}])
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "inputs.purpose" in err.value.body
 

@@ -141,7 +141,11 @@ def test_seldon_grpc_over_mutual_tls(tls_slots: TlsSlots) -> None:
     request = json_format.ParseDict({"jsonData": RECORD}, prediction_pb2.SeldonMessage())
     target = f"localhost:{tls_slots.seldon['grpc']}"
     with grpc.secure_channel(target, credentials) as channel:
-        answer = prediction_pb2_grpc.ModelStub(channel).Predict(request, timeout=30)
+        stub = prediction_pb2_grpc.ModelStub(channel)
+        answer = stub.Predict(request, timeout=30, metadata=list(fx.auth_headers().items()))
+        with pytest.raises(grpc.RpcError) as unauthenticated:  # TLS does not replace the credential
+            stub.Predict(request, timeout=30)
+        assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert json_format.MessageToDict(answer)["meta"]["tags"]["model_name"] == MODEL
     no_cert = grpc.ssl_channel_credentials(files.ca.read_bytes())
     for channel in (grpc.secure_channel(target, no_cert), grpc.insecure_channel(target)):

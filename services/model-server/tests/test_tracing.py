@@ -113,7 +113,7 @@ def test_v2_grpc_request_continues_the_callers_trace(stack: Any, inproc_v1: Any)
     with grpc.insecure_channel(stack.mlserver_grpc) as channel:
         answer = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
             v2_proto(MODEL, [record], inproc_v1.signature),
-            metadata=(("traceparent", traceparent),),
+            metadata=(("traceparent", traceparent), *fx.auth_headers().items()),
             timeout=30,
         )
     assert answer.model_version == stack.versions["lr"]

@@ -17,8 +17,9 @@ an entry is refused to everyone (403 after authentication). Refusals are the kit
 missing), a JSON body ``{"error": {"code", "status", "message"}}`` naming what is wrong, never the
 credential.
 
-Not covered by a credential (their servers take no hook): the gRPC ports of both runtimes and the
-metrics ports. They bind ``MODEL_SERVER_HOST`` like the REST port (loopback by default).
+The gRPC ports of both runtimes check the same credential with interceptors
+(:mod:`model_server.grpc_access`). Not covered by a credential: the metrics ports (Prometheus
+scrapes them). They bind ``MODEL_SERVER_HOST`` like the REST port (loopback by default).
 """
 
 from __future__ import annotations

@@ -7,15 +7,20 @@
   subclasses of seldon-core's ``StandaloneApplication`` / ``UserModelApplication`` whose config
   rewrites ``bind``, and each gRPC worker binds ``host:port`` (seldon-core's port-reservation
   socket, bound but never listening, stays on every interface). The credential check itself is
-  in the Flask app (:func:`model_server.access.check_seldon_request`).
+  in the Flask app (:func:`model_server.access.check_seldon_request`) and, on the gRPC port, the
+  interceptor :class:`~model_server.grpc_access.SyncAuthInterceptor`, given to the server
+  seldon-core's ``get_grpc_server`` builds (its module's ``grpc`` name pointed at
+  :class:`~model_server.grpc_access.GrpcWithInterceptors`).
 * ``python -m model_server.launch mlserver <folder>``: what ``mlserver start <folder>`` does, with
-  the kit's :class:`~creditrisk_kit.auth.http.AuthMiddleware` added to MLServer's REST app before
-  it starts (:class:`ProtectedMLServer`); ``host`` (every MLServer listener) is in the folder's
+  the kit's :class:`~creditrisk_kit.auth.http.AuthMiddleware` added to MLServer's REST app and
+  :class:`~model_server.grpc_access.AsyncAuthInterceptor` to its gRPC server before it starts
+  (:class:`ProtectedMLServer`); ``host`` (every MLServer listener) is in the folder's
   ``settings.json``.
 
-seldon-core has no host setting and MLServer no middleware setting: both are set here from the
-outside, without changing their files; a seldon-core or MLServer upgrade that renames what is
-replaced here fails at start (``AttributeError``), not silently.
+seldon-core has no host setting and neither runtime a middleware or interceptor setting: they are
+set here from the outside, without changing their files; a seldon-core or MLServer upgrade that
+renames what is replaced here fails at start (``AttributeError``, or ``RuntimeError`` when a
+gRPC server was not built through our factory), not silently.
 """
 
 from __future__ import annotations
@@ -96,8 +101,17 @@ def run_seldon(argv: list[str]) -> None:
     over TLS when ``MODEL_SERVER_TLS_CERT_FILE`` is set (mutual with ``_TLS_CLIENT_CA_FILE``)."""
     from seldon_core import microservice, wrapper
 
+    from model_server import access
+    from model_server.grpc_access import (
+        GrpcWithInterceptors,
+        SyncAuthInterceptor,
+        built_through,
+        seldon_grpc_policy,
+    )
+
     settings = load_settings()
     host, tls = settings.host, ServerTls.from_settings(settings)
+    policy = seldon_grpc_policy()  # a method of seldon-core's without an entry stops the slot here
     drop_kit_metrics()
     tls_options = gunicorn_tls_options(tls) if tls is not None else {}
 
@@ -119,7 +133,10 @@ def run_seldon(argv: list[str]) -> None:
     get_grpc_server = wrapper.get_grpc_server
 
     def bound_grpc_server(*args: Any, **kwargs: Any) -> _BoundGrpcServer:
-        return _BoundGrpcServer(get_grpc_server(*args, **kwargs), host, tls)
+        # in each gRPC worker process: seldon-core's own server, built with our interceptor
+        factory = GrpcWithInterceptors([SyncAuthInterceptor(access.authenticator(settings), policy)])
+        server = built_through(wrapper, "grpc", factory, lambda: get_grpc_server(*args, **kwargs))
+        return _BoundGrpcServer(server, host, tls)
 
     microservice.StandaloneApplication = BoundStandalone
     microservice.UserModelApplication = BoundUserModel
@@ -129,24 +146,46 @@ def run_seldon(argv: list[str]) -> None:
 
 
 def protected_mlserver_class() -> type:
-    """``mlserver.MLServer`` whose REST app checks credentials
-    (:data:`model_server.access.MLSERVER_POLICY`)."""
+    """``mlserver.MLServer`` whose REST app and gRPC server check credentials
+    (:data:`model_server.access.MLSERVER_POLICY`, :func:`model_server.grpc_access.mlserver_grpc_policy`).
+
+    The gRPC server is built by MLServer's ``GRPCServer._create_server`` at start, with
+    ``grpc.aio.server`` called as ``mlserver.grpc.server.aio.server``: that name is pointed at
+    :class:`~model_server.grpc_access.AioWithInterceptors` for the call, and a server not built
+    through it stops the slot (``RuntimeError``) rather than serve gRPC unchecked.
+    """
     from creditrisk_kit.auth.http import AuthMiddleware, check_routes
     from mlserver import MLServer
+    from mlserver.grpc import server as mlserver_grpc
 
     from model_server import access
+    from model_server.grpc_access import (
+        AioWithInterceptors,
+        AsyncAuthInterceptor,
+        built_through,
+        mlserver_grpc_policy,
+    )
 
     class ProtectedMLServer(MLServer):  # type: ignore[misc]
         def _create_servers(self) -> None:
             super()._create_servers()
+            authenticator = access.authenticator(load_settings())
             app = self._rest_server._app
             check_routes(app, access.MLSERVER_POLICY, access.MLSERVER_PUBLIC_PATHS)
             app.add_middleware(
                 AuthMiddleware,
-                authenticator=access.authenticator(load_settings()),
+                authenticator=authenticator,
                 policy=access.MLSERVER_POLICY,
                 public_paths=access.MLSERVER_PUBLIC_PATHS,
             )
+            policy = mlserver_grpc_policy()  # a method without an entry stops the slot here
+            create_grpc = self._grpc_server._create_server
+
+            def checked_grpc_server() -> Any:
+                factory = AioWithInterceptors([AsyncAuthInterceptor(authenticator, policy)])
+                return built_through(mlserver_grpc, "aio", factory, create_grpc)
+
+            self._grpc_server._create_server = checked_grpc_server
 
     return ProtectedMLServer
 

@@ -68,8 +68,9 @@ class Clients:
     ) -> None:
         self.model, self.kinds = model, dict(kinds)
         self.seldon_http, self.mlserver_http = seldon_http, mlserver_http
-        # REST: the caller's credential (``authorization``); the gRPC ports check none
+        # the caller's credential (``authorization``): REST headers, both gRPC ports' metadata
         self.http = httpx.Client(timeout=30, headers=dict(headers or {}))
+        self._metadata = [(k.lower(), v) for k, v in (headers or {}).items() if k.lower() == "authorization"]
         self._seldon = (
             prediction_pb2_grpc.ModelStub(grpc.insecure_channel(seldon_grpc)) if seldon_grpc else None
         )
@@ -93,7 +94,7 @@ class Clients:
             {"jsonData": records[0] if len(records) == 1 else records}, prediction_pb2.SeldonMessage()
         )
         try:
-            resp = self._seldon.Predict(msg, timeout=30)
+            resp = self._seldon.Predict(msg, timeout=30, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise ScoreError(exc.code(), exc.details() or "") from exc
         out = json_format.MessageToDict(resp)
@@ -112,7 +113,9 @@ class Clients:
     def mlserver_grpc(self, records: list[Mapping[str, Any]]) -> tuple[list[float], str, Any]:
         assert self._v2 is not None
         try:
-            resp = self._v2.ModelInfer(v2_proto(self.model, records, self.kinds), timeout=30)
+            resp = self._v2.ModelInfer(
+                v2_proto(self.model, records, self.kinds), timeout=30, metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             raise ScoreError(exc.code(), exc.details() or "") from exc
         p = next(o for o in resp.outputs if o.name == "probability_of_default")

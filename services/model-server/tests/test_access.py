@@ -106,6 +106,23 @@ def test_seldon_refuses_every_protected_route(stack: Any) -> None:
     assert counts == {"routes": protected, "no_credential": protected, "wrong": protected, "lower": protected}
 
 
+def test_seldon_feedback_needs_admin_on_rest_as_on_grpc(stack: Any) -> None:
+    """Feedback moves seldon-core's reward metric and nothing of the platform sends it: the
+    predict key (the gateway's) is refused on every feedback route; admin passes the check."""
+    feedback = [path for method, path, _ in _seldon_routes() if method == "POST" and "feedback" in path]
+    assert feedback, "seldon-core's feedback routes"
+    limits = httpx.Limits(max_keepalive_connections=0)  # a new connection per call, as _refusals
+    with httpx.Client(
+        base_url=stack.seldon_http, timeout=30, limits=limits, headers={"connection": "close"}
+    ) as http:
+        for path in feedback:
+            refused = http.post(path, json={}, headers=fx.auth_headers("predict"))
+            assert refused.status_code == 403, (path, refused.text)
+            assert "admin" in refused.json()["error"]["message"]
+            admitted = http.post(path, json={}, headers=fx.auth_headers("admin"))
+            assert admitted.status_code not in (401, 403), (path, admitted.text)
+
+
 def test_mlserver_refuses_every_protected_route(stack: Any) -> None:
     routes = [(m, p, _mlserver_requirement(m, t)) for m, p, t in _mlserver_routes()]
     counts = _refusals(stack.mlserver_http, routes)

@@ -30,7 +30,7 @@ from typing import Any
 from creditrisk_kit import ServiceSettings
 from creditrisk_kit.auth import PUBLIC, Authenticator, Requirement, Role, http_refusal
 from creditrisk_kit.auth.http import DEFAULT_PUBLIC_PATHS
-from creditrisk_kit.errors import PermissionDenied, ServiceError
+from creditrisk_kit.errors import PermissionDenied, ServiceError, Unauthenticated
 from pydantic_settings import SettingsConfigDict
 
 
@@ -45,7 +45,8 @@ class AccessSettings(ServiceSettings):
 SELDON_POLICY: dict[str, Requirement] = {
     # seldon-core's routes (seldon_core.wrapper.get_rest_microservice), by Flask endpoint
     "Predict": Role.PREDICT,
-    "SendFeedback": Role.PREDICT,
+    # feedback moves seldon-core's reward metric; nothing of the platform sends it (as on gRPC)
+    "SendFeedback": Role.ADMIN,
     "TransformInput": Role.PREDICT,
     "TransformOutput": Role.PREDICT,
     "Route": Role.PREDICT,
@@ -126,11 +127,17 @@ def check_seldon_request() -> Any:
     if requirement == PUBLIC:
         return None
     action = f"{flask_request.method} {flask_request.url_rule.rule}"
+    checker = authenticator()
+    principal = None
     try:
-        principal = authenticator().authenticate(flask_request.headers.get("authorization"), action)
+        principal = checker.authenticate(flask_request.headers.get("authorization"), action)
         if not isinstance(requirement, Role):
             raise PermissionDenied(f"{action} has no access policy (default deny)")
         principal.require(requirement, action)
+    except (Unauthenticated, PermissionDenied) as exc:
+        checker.record_refusal(action, principal, exc)  # counted and logged, as on gRPC
+        status, headers, body = http_refusal(exc)
+        return Response(body, status=status, headers=[h for h in headers if h[0] != "content-length"])
     except ServiceError as exc:
         status, headers, body = http_refusal(exc)  # the kit's refusal, as every HTTP server's
         return Response(body, status=status, headers=[h for h in headers if h[0] != "content-length"])

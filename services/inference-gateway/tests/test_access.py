@@ -326,6 +326,13 @@ async def test_access_log_names_back_dated_times_and_overridden_features_never_t
         (2, "2025-05-01T00:00:00+00:00", ["credit_amount"]),
         (1, "2025-05-01T00:00:00+00:00", []),
     ]
+    # caller text, before validation: bounded in the record
+    from inference_gateway.access import MAX_LOGGED_NAMES, MAX_NAME_CHARS, caller_set
+    from inference_gateway.core import PredictInput
+
+    flood = caller_set([PredictInput(1, {f"{i:04d}" + "x" * 500: 1 for i in range(1000)})])
+    assert len(flood["request_value_names"]) == MAX_LOGGED_NAMES  # type: ignore[arg-type]
+    assert all(len(n) == MAX_NAME_CHARS for n in flood["request_value_names"])  # type: ignore[attr-defined]
     assert "18999" not in json.dumps(
         [{**r.__dict__, "args": None, "msg": r.getMessage()} for r in records], default=str
     )

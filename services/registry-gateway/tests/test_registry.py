@@ -195,8 +195,11 @@ async def test_registration_checks_refuse_bad_runs(stack: Stack) -> None:
     assert "run_id" in exc.details()
 
 
-def _notebook_run(tracking_uri: str, *, drop: str | None, extra: str | None, signature: bool = True) -> str:
-    """A model logged by hand from a notebook (bring your own model), with lineage recorded."""
+def _notebook_run(
+    tracking_uri: str, *, drop: str | None, extra: str | None, signature: bool = True, rows: bool = True
+) -> str:
+    """A model logged by hand from a notebook (bring your own model), with lineage recorded and
+    (``rows``) its training rows as ``training_set/training_rows.parquet``."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from sklearn.compose import ColumnTransformer
@@ -249,6 +252,11 @@ def _notebook_run(tracking_uri: str, *, drop: str | None, extra: str | None, sig
         tags={"feature_service.name": "credit_risk_v1", "feature_service.version": "1"}
     ) as run:
         mlflow.log_input(mlflow.data.from_pandas(x.head(50), name="notebook-rows"), context="training")
+        if rows:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "training_rows.parquet"
+                x.assign(creditability=frame["creditability"]).to_parquet(path, index=False)
+                mlflow.log_artifact(str(path), artifact_path="training_set")
         mlflow.sklearn.log_model(
             pipe,
             name="model",

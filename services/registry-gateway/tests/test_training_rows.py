@@ -98,7 +98,7 @@ async def test_the_lineage_keeps_the_registered_rows_sha256_after_an_overwrite(
     stack: Stack, tmp_path: Path
 ) -> None:
     client = _client(stack)
-    run_id = await asyncio.to_thread(_notebook_run, stack.mlflow_url, drop=None, extra=None)
+    run_id = await asyncio.to_thread(_notebook_run, stack.mlflow_url, drop=None, extra=None, rows=False)
     registered_rows = _rows_file(tmp_path / "registered", poisoned=False)
     await asyncio.to_thread(client.log_artifact, run_id, str(registered_rows), "training_set")
     registered = _sha256(registered_rows)
@@ -134,19 +134,17 @@ async def test_the_lineage_keeps_the_registered_rows_sha256_after_an_overwrite(
     assert stack.core.store.training_rows_sha256(name, mv.version) == registered
 
 
-async def test_a_run_without_training_rows_keeps_mlflows_dataset_digest(stack: Stack) -> None:
-    run_id = await asyncio.to_thread(_notebook_run, stack.mlflow_url, drop=None, extra=None)
+async def test_a_run_without_training_rows_is_refused(stack: Stack) -> None:
+    """Second attacker pass (issue 18): a version registered without rows had no sha256, so rows its
+    run's writer logged later were read as its drift reference unverified. Refused, named."""
+    run_id = await asyncio.to_thread(_notebook_run, stack.mlflow_url, drop=None, extra=None, rows=False)
     assert not [f for f in _client(stack).list_artifacts(run_id, "training_set")]
     name = unique("no-rows")
-    mv = await _register(stack, run_id, name)
-    assert TRAINING_ROWS_SHA256_TAG not in mv.tags
-    mlflow_digest = mv.tags[DATASET_DIGEST_TAG]
-    assert mlflow_digest
-    assert not mlflow_digest.startswith("sha256:")
-    assert mv.lineage.training_dataset.digest == mlflow_digest
-    assert await _lineage_digests(stack, name, mv.version) == (mlflow_digest,) * 2
-    assert stack.core is not None
-    assert stack.core.store.training_rows_sha256(name, mv.version) is None
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _register(stack, run_id, name)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"run {run_id!r} logged no training rows {TRAINING_ROWS_PATH}" in (refused.value.details() or "")
+    assert not _client(stack).search_model_versions(f"name = '{name}'")
 
 
 async def test_the_training_service_runs_lineage_is_their_rows_sha256(stack: Stack, tmp_path: Path) -> None:
@@ -166,7 +164,7 @@ async def test_the_training_service_runs_lineage_is_their_rows_sha256(stack: Sta
 async def test_training_rows_that_are_not_one_file_are_refused(stack: Stack, tmp_path: Path) -> None:
     """A folder logged under the training rows' name has no single sha256 the drift-service could
     verify: the registration names it (FAILED_PRECONDITION), no version is created."""
-    run_id = await asyncio.to_thread(_notebook_run, stack.mlflow_url, drop=None, extra=None)
+    run_id = await asyncio.to_thread(_notebook_run, stack.mlflow_url, drop=None, extra=None, rows=False)
     folder = tmp_path / "training_rows.parquet"
     folder.mkdir()
     german_credit_frame(42).head(10).to_parquet(folder / "part-0.parquet", index=False)

@@ -184,6 +184,11 @@ def record(
     )
 
 
+#: At most this many request-value names in one access record, each at most MAX_NAME_CHARS long.
+MAX_LOGGED_NAMES = 32
+MAX_NAME_CHARS = 64
+
+
 def caller_set(inputs: Sequence[PredictInput]) -> dict[str, object]:
     """The access record's fields of what a caller set in its requests and the prediction log keeps
     as given (a ``predict`` key can back-date an application or override a stored feature, which
@@ -191,11 +196,14 @@ def caller_set(inputs: Sequence[PredictInput]) -> dict[str, object]:
 
     * ``caller_event_times``: how many items carried their own ``event_time``, and
       ``earliest_event_time`` (ISO 8601) the earliest of them;
-    * ``request_value_names``: the sorted names of the request-time values given (names only).
+    * ``request_value_names``: the sorted names of the request-time values given (names only;
+      caller text, logged before they are validated: the first :data:`MAX_LOGGED_NAMES`, each cut
+      to :data:`MAX_NAME_CHARS` characters, so one request cannot flood the log).
 
     Empty when the caller set neither."""
     times = [p.event_time for p in inputs if p.event_time is not None]
-    names = sorted({name for p in inputs for name in p.request_values})
+    given = sorted({name for p in inputs for name in p.request_values})
+    names = [name[:MAX_NAME_CHARS] for name in given[:MAX_LOGGED_NAMES]]
     fields: dict[str, object] = {}
     if times:
         fields.update(caller_event_times=len(times), earliest_event_time=min(times).isoformat())

@@ -109,6 +109,13 @@ def run_seldon(argv: list[str]) -> None:
         seldon_grpc_policy,
     )
 
+    # The bind address, TLS and the gRPC credential check below replace names in this process's
+    # modules; seldon-core's servers run in child processes, which see them only when forked. A
+    # spawned or forkserver child re-imports seldon-core and would serve unchecked on 0.0.0.0
+    # (second attacker pass, issue 18): fork, or refuse to start.
+    microservice.mp.set_start_method("fork", force=True)
+    if microservice.mp.get_start_method() != "fork":
+        raise RuntimeError("seldon-core's processes must be forked (multiprocessing start method 'fork')")
     settings = load_settings()
     host, tls = settings.host, ServerTls.from_settings(settings)
     policy = seldon_grpc_policy()  # a method of seldon-core's without an entry stops the slot here

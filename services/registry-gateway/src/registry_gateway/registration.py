@@ -15,8 +15,8 @@ version (``registered_digests.training_rows_sha256``, migration 0003) and as the
 ``registry.dataset.sha256``; GetModelVersion returns the kept one as the lineage's training dataset
 digest (``sha256:<64 hex>``), which the drift-service verifies the rows it downloads against. The
 training-service's MLflow user can still overwrite its run's artifacts after registration; that no
-longer changes what the lineage says. A run without training rows is registered as before: its
-lineage digest stays MLflow's dataset digest, which is no file hash.
+longer changes what the lineage says. A run without training rows is refused (FAILED_PRECONDITION
+``TRAINING_ROWS``): rows logged after the registration could not be told from the trained ones.
 
 The check result is cached per (run, path, feature service) in the process (single flight).
 """
@@ -329,12 +329,18 @@ class Registration:
                 [PreconditionViolation("ARTIFACTS", run_id, "log plain files only")],
             ) from exc
         rows = self._training_rows(run, model_dir.parent)
-        if rows is not None and not rows.is_file():
+        if rows is None:  # the drift reference could be logged later, unverifiable: refused
+            raise FailedPrecondition(
+                f"run {run_id!r} logged no training rows {TRAINING_ROWS_PATH}: a version's drift "
+                "reference is its training rows, whose sha256 the registration records",
+                [PreconditionViolation("TRAINING_ROWS", run_id, f"log {TRAINING_ROWS_PATH} as a file")],
+            )
+        if not rows.is_file():
             raise FailedPrecondition(
                 f"the training rows {TRAINING_ROWS_PATH} of run {run_id!r} are not one file",
                 [PreconditionViolation("TRAINING_ROWS", run_id, f"log {TRAINING_ROWS_PATH} as a file")],
             )
-        rows_sha256 = sha256_file(rows) if rows is not None else None
+        rows_sha256 = sha256_file(rows)
         scorer_files = {f.path for f in self.registry.client.list_artifacts(run_id, FAST_SCORER_DIR)}
         if not scorer_files:
             return digests, {f"{TAG}fast_scorer": "absent"}, rows_sha256
@@ -414,8 +420,7 @@ class Registration:
         Besides the artifact digests, keeps the sha256 of the run's training rows
         (``training_set/training_rows.parquet``, downloaded once during the checks) with the version:
         its lineage's training dataset digest is then ``sha256:<64 hex>`` of those bytes, whatever
-        the run's artifact holds later. A run that logged no training rows is registered as before
-        (no sha256 kept; the lineage digest is MLflow's dataset digest of its training input).
+        the run's artifact holds later. A run that logged no training rows is refused.
 
         Raises:
             PermissionDenied: the caller lacks the register role.
@@ -424,7 +429,7 @@ class Registration:
             NotFound: the run or the model artifact path does not exist.
             FailedPrecondition: a check failed (run not FINISHED, no signature, threshold or lineage,
                 feature service mismatch, fast scorer, untrusted types, artifacts that are not plain
-                files, training rows that are not one file).
+                files, training rows missing or not one file).
             Unavailable: MLflow did not answer.
         """
         caller.require(Role.REGISTER, "RegisterModelVersion")

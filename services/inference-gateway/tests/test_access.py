@@ -225,6 +225,39 @@ async def test_rate_limit_429_with_retry_after_and_resource_exhausted_with_retry
         assert (await client.post("/v1/predict", json={"applicant_id": 1})).status_code == 429
 
 
+async def test_calls_refused_before_scoring_are_in_the_access_log(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Second attacker pass (issue 18): a rate-limited call (REST and gRPC) and a batch refused
+    before any item was read wrote no access record."""
+    from creditrisk.inference.v1 import inference_service_pb2 as ipb
+
+    gw = await start_gateway(rate_limit_per_s=1, rate_limit_burst=1)
+    caplog.set_level(logging.INFO, logger="inference_gateway.access")
+    async with gw.http_client("predict-key") as client:
+        assert (await client.post("/v1/predict:batch", json={"requests": 3})).status_code == 422
+        assert (await client.post("/v1/predict", json={"applicant_id": 1})).status_code == 200
+        assert (await client.post("/v1/predict", json={"applicant_id": 1})).status_code == 429
+    channel = gw.grpc_channel("predict-key")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await channel.unary_unary(
+                f"/{SERVICE_NAME}/Predict",
+                request_serializer=ipb.PredictRequest.SerializeToString,
+                response_deserializer=ipb.PredictResponse.FromString,
+            )(ipb.PredictRequest(applicant_id=1), timeout=5)
+    finally:
+        await channel.close()
+    records = [r for r in caplog.records if r.name == "inference_gateway.access"]
+    seen = [(r.subject, r.method, r.outcome) for r in records]  # type: ignore[attr-defined]
+    assert seen == [
+        ("scorer", "POST /v1/predict:batch", "INVALID_ARGUMENT"),
+        ("scorer", "POST /v1/predict", "OK"),
+        ("scorer", "POST /v1/predict", "RESOURCE_EXHAUSTED"),
+        ("scorer", "Predict", "RESOURCE_EXHAUSTED"),
+    ]
+
+
 # ---------------------------------------------------------------- echo
 
 

@@ -172,7 +172,9 @@ def record(
     (subject), which applicants (``applicant_ids``, the first 100, and ``applicant_ids_count``),
     which method, the outcome (``OK``, a status name, or ``OK=n,INVALID_ARGUMENT=m`` for a batch),
     and what of ``inputs`` the caller set that monitoring takes as given (:func:`caller_set`).
-    Never values nor credentials."""
+    ``principal`` None: the call's authenticated principal (a call refused before its rate limit
+    returned one). Never values nor credentials."""
+    principal = principal or current_principal()
     record_access(
         ACCESS_LOGGER,
         method,

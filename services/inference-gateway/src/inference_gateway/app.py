@@ -371,10 +371,11 @@ def create_app(
     )
     async def predict(request: Request) -> Response:
         with _span(request, "POST /v1/predict"):
-            principal = guard.admit()
+            principal = None
             applicant: int | None = None
             given: list[PredictInput] = []
             try:
+                principal = guard.admit()  # a rate-limited call is recorded too
                 body = await read_json(request, body_limit)
                 parsed = parse_predict(body, naive=naive_timestamps)
                 applicant, given = parsed.applicant_id, [parsed]
@@ -396,12 +397,17 @@ def create_app(
     )
     async def predict_batch(request: Request) -> Response:
         with _span(request, "POST /v1/predict:batch"):
-            body = await read_json(request, body_limit)
-            if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
-                raise InvalidArgument("requests", "expected an array of predict requests")
-            items = body["requests"]
-            principal = guard.admit(len(items))
-            core.check_batch_size(len(items))
+            principal = None
+            try:  # refused before any item is read (body, rate limit, batch size): recorded too
+                body = await read_json(request, body_limit)
+                if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
+                    raise InvalidArgument("requests", "expected an array of predict requests")
+                items = body["requests"]
+                principal = guard.admit(len(items))
+                core.check_batch_size(len(items))
+            except ServiceError as exc:
+                record("POST /v1/predict:batch", principal, [], exc.grpc_status_code().name)
+                raise
             parsed: list[PredictInput | ItemError] = []
             for i, item in enumerate(items):
                 try:

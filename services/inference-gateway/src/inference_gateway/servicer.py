@@ -103,10 +103,11 @@ class InferenceServicer(igrpc.InferenceServiceServicer):  # type: ignore[misc]
         self.access = access
 
     async def Predict(self, request: ipb.PredictRequest, context: Any) -> ipb.PredictResponse:
-        principal = self.access.admit()
+        principal = None
         applicant = request.applicant_id if request.HasField("applicant_id") else None
         given: list[PredictInput] = []
         try:
+            principal = self.access.admit()  # a rate-limited call is recorded too
             given = [input_from_proto(request)]
             prediction = await self.core.predict(given[0])
         except ServiceError as exc:
@@ -116,11 +117,12 @@ class InferenceServicer(igrpc.InferenceServiceServicer):  # type: ignore[misc]
         return response_to_proto(prediction, echo=self.access.echo(principal))
 
     async def PredictBatch(self, request: ipb.PredictBatchRequest, context: Any) -> ipb.PredictBatchResponse:
-        principal = self.access.admit(len(request.requests))
+        principal = None
         applicants = [r.applicant_id if r.HasField("applicant_id") else None for r in request.requests]
         parsed: list[PredictInput | ItemError] = []
         valid: list[PredictInput] = []
         try:
+            principal = self.access.admit(len(request.requests))  # a rate-limited call is recorded too
             self.core.check_batch_size(len(request.requests))
             for i, item in enumerate(request.requests):
                 try:  # each item succeeds or fails on its own

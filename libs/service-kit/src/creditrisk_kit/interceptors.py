@@ -264,25 +264,3 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             lambda behavior, _rpc_type: _wrap_unary_response(behavior, method),
             lambda behavior, _rpc_type: _wrap_stream_response(behavior, method),
         )
-        method = str(getattr(handler_call_details, "method", ""))
-        options = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary_response(handler.unary_unary, method), **options
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(handler.unary_stream, method), **options
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary_response(handler.stream_unary, method), **options
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream_response(handler.stream_stream, method), **options
-            )
-        return handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -145,6 +146,16 @@ def test_list_and_describe(german: FeatureStoreCore) -> None:
 
 
 async def test_readiness(german: FeatureStoreCore, settings_factory) -> None:
+    await german.ready()
+    # the probe's online read takes the online store's guard, as every read and write does
+    held = threading.Lock()
+    german.online_guard = held
+    held.acquire()
+    try:
+        with pytest.raises(Unavailable, match="did not answer within"):
+            await german.ready(timeout_s=0.5)  # waits for the guard a reader holds
+    finally:
+        held.release()
     await german.ready()
     never_applied = FeatureStoreCore(settings_factory("unapplied"))
     try:

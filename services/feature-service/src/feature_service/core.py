@@ -153,7 +153,11 @@ class FeatureStoreCore:
                     f"project '{self.settings.project}' has no online feature views (not applied)"
                 )
             ref = f"{views[0].name}:{views[0].features[0].name}"
-            store.get_online_features(features=[ref], entity_rows=[{ENTITY_KEY: -1}])
+            # the same guard as every online read and write: the health check ran unguarded every
+            # 0.5 s beside the reads and now and then broke one (SQLite: "bad parameter or other
+            # API misuse" -> INTERNAL, seen in make demo and an end-to-end run)
+            with self.online_guard:
+                store.get_online_features(features=[ref], entity_rows=[{ENTITY_KEY: -1}])
 
         try:
             await asyncio.wait_for(asyncio.to_thread(probe), timeout_s)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from conftest import PROMOTER, VIEWER, Stack, unique
 from creditrisk.common.v1 import refs_pb2
 from creditrisk.registry.v1 import registry_service_pb2 as pb
 from creditrisk_testing.german_credit import german_credit_frame
-from creditrisk_testing.mlflow import acting_as
+from creditrisk_testing.mlflow import acting_as, acting_as_user
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from registry_gateway.registration import TRAINING_ROWS_PATH, TRAINING_ROWS_SHA256_TAG
@@ -62,16 +61,8 @@ def _as_training_service(stack: Stack, experiment_id: str) -> Iterator[None]:
         admin = AuthServiceClient(stack.mlflow_url)
         admin.create_user(user, password)
         admin.grant_user_permission(user, "experiment", experiment_id, "MANAGE")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update({"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password})
-    try:
+    with acting_as_user(user, password):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 async def _register(stack: Stack, run_id: str, name: str) -> pb.ModelVersion:

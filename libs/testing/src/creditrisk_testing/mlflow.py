@@ -76,8 +76,16 @@ def credentials_env(role: str) -> dict[str, str]:
 @contextmanager
 def acting_as(role: str) -> Iterator[None]:
     """Set :func:`credentials_env` of ``role`` in ``os.environ`` for the block (restored after)."""
+    with acting_as_user(role, CREDENTIALS[role]):
+        yield
+
+
+@contextmanager
+def acting_as_user(user: str, password: str) -> Iterator[None]:
+    """MLflow's client credentials ``user`` / ``password`` in ``os.environ`` for the block
+    (``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``, restored after): any user, e.g. one a test made."""
     saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update(credentials_env(role))
+    os.environ.update({"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password})
     try:
         yield
     finally:

@@ -35,6 +35,7 @@ from creditrisk_kit.auth import (
     reset_current_principal,
     set_current_principal,
 )
+from creditrisk_kit.auth.grpc import authorization_header
 from creditrisk_kit.errors import PermissionDenied, ServiceError, Unauthenticated
 from creditrisk_kit.interceptors import rewrap_handler, stream_responses
 
@@ -116,13 +117,6 @@ def mlserver_grpc_policy() -> MethodPolicy:
     return policy
 
 
-def _authorization(metadata: Any) -> str | bytes | None:
-    for key, value in metadata or ():
-        if key.lower() == "authorization":
-            return value  # type: ignore[no-any-return]
-    return None
-
-
 class SyncAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Checks each call of a synchronous ``grpc.server`` before the servicer runs (see the module
     docstring); the principal is the current one (:func:`creditrisk_kit.auth.current_principal`)
@@ -152,7 +146,7 @@ class SyncAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         requirement = self.policy.requirement(method)
         if requirement == PUBLIC:
             return handler
-        header = _authorization(handler_call_details.invocation_metadata)
+        header = authorization_header(handler_call_details.invocation_metadata)
         check = self._check
 
         def unary(behavior: Callable[..., Any], _kind: str) -> Callable[..., Any]:
@@ -195,24 +189,38 @@ class SyncAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
-class GrpcWithInterceptors:
-    """The ``grpc`` module with ``server()`` adding ``interceptors`` (before any the caller
-    passes); every other name is grpcio's. :attr:`servers_made` counts the servers it built, so
-    the launcher can check its server came from here (fail closed, not silently unprotected)."""
+class _WithInterceptors:
+    """A gRPC module (:attr:`_module`) with ``server()`` adding ``interceptors`` (before any the
+    caller passes); every other name is grpcio's. :attr:`servers_made` counts the servers it built,
+    so the launcher can check its server came from here (fail closed, not silently unprotected)."""
 
-    def __init__(self, interceptors: list[grpc.ServerInterceptor]) -> None:
+    _module: Any
+
+    def __init__(self, interceptors: list[Any]) -> None:
         self._interceptors = list(interceptors)
         self.servers_made = 0
 
-    def server(self, *args: Any, **kwargs: Any) -> grpc.Server:
-        """``grpc.server(*args, **kwargs)`` with the interceptors first in ``interceptors``."""
+    def server(self, *args: Any, **kwargs: Any) -> Any:
+        """``<module>.server(*args, **kwargs)`` with the interceptors first in ``interceptors``."""
         kwargs["interceptors"] = [*self._interceptors, *(kwargs.get("interceptors") or ())]
-        server = grpc.server(*args, **kwargs)
+        server = self._module.server(*args, **kwargs)
         self.servers_made += 1
         return server
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(grpc, name)
+        return getattr(self._module, name)
+
+
+class GrpcWithInterceptors(_WithInterceptors):
+    """The ``grpc`` module with the interceptors (seldon-core's synchronous server)."""
+
+    _module = grpc
+
+
+class AioWithInterceptors(_WithInterceptors):
+    """The ``grpc.aio`` module with the interceptors (MLServer's server)."""
+
+    _module = grpc.aio
 
 
 class AsyncAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -241,7 +249,7 @@ class AsyncAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         requirement = self.policy.requirement(method)
         if requirement == PUBLIC:
             return handler
-        header = _authorization(handler_call_details.invocation_metadata)
+        header = authorization_header(handler_call_details.invocation_metadata)
         check = self._check
 
         def unary(behavior: Callable[..., Any], _kind: str) -> Callable[..., Awaitable[Any]]:
@@ -279,25 +287,6 @@ class AsyncAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         except ServiceError as exc:  # Unauthenticated, PermissionDenied (logged), Unavailable
             await context.abort(exc.grpc_status_code(), exc.message)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
-
-
-class AioWithInterceptors:
-    """The ``grpc.aio`` module with ``server()`` adding ``interceptors`` (before any the caller
-    passes); every other name is grpcio's. :attr:`servers_made` counts the servers it built."""
-
-    def __init__(self, interceptors: list[grpc.aio.ServerInterceptor]) -> None:
-        self._interceptors = list(interceptors)
-        self.servers_made = 0
-
-    def server(self, *args: Any, **kwargs: Any) -> grpc.aio.Server:
-        """``grpc.aio.server(*args, **kwargs)`` with the interceptors first in ``interceptors``."""
-        kwargs["interceptors"] = [*self._interceptors, *(kwargs.get("interceptors") or ())]
-        server = grpc.aio.server(*args, **kwargs)
-        self.servers_made += 1
-        return server
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(grpc.aio, name)
 
 
 def built_through[T](

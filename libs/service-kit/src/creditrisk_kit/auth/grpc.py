@@ -26,7 +26,8 @@ CredentialProvider = Callable[[], str]
 :class:`~creditrisk_kit.auth.keys.CredentialSource` is one."""
 
 
-def _authorization(metadata: Any) -> str | bytes | None:
+def authorization_header(metadata: Any) -> str | bytes | None:
+    """The ``authorization`` value of gRPC invocation metadata (any letter case), or None."""
     for key, value in metadata or ():
         if key.lower() == "authorization":
             return value  # type: ignore[no-any-return]
@@ -57,7 +58,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         requirement = self.policy.requirement(method)
         if requirement == PUBLIC:
             return handler
-        header = _authorization(handler_call_details.invocation_metadata)
+        header = authorization_header(handler_call_details.invocation_metadata)
         check = self.authenticator.check
         return rewrap_handler(
             handler,

@@ -131,7 +131,7 @@ lint/format: $(SETUP)
 	$(UV) run --locked ruff format --check .
 
 lint/mypy: $(SETUP)
-	$(UV) run --locked mypy -p creditrisk_kit -p creditrisk_telemetry -p creditrisk_devstack -p creditrisk_testing -p creditrisk_model_artifacts -p creditrisk_clients
+	$(UV) run --locked mypy -p creditrisk_kit -p creditrisk_telemetry -p creditrisk_devstack -p creditrisk_testing -p creditrisk_model_artifacts -p creditrisk_clients -p creditrisk_products
 
 lint/buf: $(SETUP)
 	node_modules/.bin/buf lint

@@ -142,3 +142,14 @@ def test_missing_folder_and_file(tmp_path: Path) -> None:
         load_catalog(tmp_path / "nothing")
     with pytest.raises(ProductError, match="no product gone"):
         load_catalog(ROOT / "products", ["gone"])
+
+
+def test_settings_find_the_checkout_and_take_an_explicit_folder(tmp_path: Path) -> None:
+    from creditrisk_products import ProductSettings, checkout_products_dir
+
+    assert checkout_products_dir(GERMAN / "feature_repo") == ROOT / "products"
+    assert checkout_products_dir(tmp_path) is None
+    assert ProductSettings().catalog().get().name == "german_credit"
+    assert ProductSettings(products_dir=GERMAN).catalog().names == ["german_credit"]
+    with pytest.raises(ProductError, match="no product nope"):
+        ProductSettings(products=["nope"]).catalog()

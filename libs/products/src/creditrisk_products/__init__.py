@@ -13,6 +13,7 @@ from creditrisk_products.definition import (
     load_product,
     parse_product,
 )
+from creditrisk_products.settings import ProductSettings, checkout_products_dir
 
 __all__ = [
     "PRODUCT_FILE",
@@ -20,7 +21,9 @@ __all__ = [
     "FeatureKind",
     "Product",
     "ProductError",
+    "ProductSettings",
     "UnknownProduct",
+    "checkout_products_dir",
     "load_catalog",
     "load_product",
     "parse_product",

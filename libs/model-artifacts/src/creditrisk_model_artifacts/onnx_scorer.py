@@ -19,8 +19,8 @@ category it did not see in training).
 Usage::
 
     scorer = OnnxScorer.from_dir("fast_scorer")
-    p = scorer.score({"credit_amount": 1169, "purpose": "radio/television"})
-    ps = scorer.predict_default({"credit_amount": [1169, None], "purpose": ["car (new)", None]})
+    p = scorer.score({"amount": 1169, "sector": "retail"})
+    ps = scorer.predict_default({"amount": [1169, None], "sector": ["farming", None]})
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class InvalidInput(ValueError):
     """A request value does not fit the signature.
 
     Attributes:
-        field: the offending field (``credit_amount``, ``jsonData[2].purpose``, ``inputs``).
+        field: the offending field (``amount``, ``jsonData[2].sector``, ``inputs``).
         reason: what is wrong.
     """
 

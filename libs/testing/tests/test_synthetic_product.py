@@ -89,6 +89,7 @@ def test_the_product_loads_and_is_unlike_the_german_one(product: SyntheticProduc
         product.features["categorical"]
     )
     assert loaded.serving.request_fields == product.request_fields
+    assert loaded.label.application_time_column == product.label_application_time_column
     assert loaded.ingest.entity_key == product.join_key
     assert loaded.ingest.application_time == product.application_time_column
     assert loaded.ingest.application_time_drawn is None
@@ -400,6 +401,7 @@ def test_feast_parses_applies_and_serves_the_repository(product: SyntheticProduc
     assert all(s["tags"] == {"version": "1"} for s in services.values())
     model_features = {f for fs in services[product.model_service]["views"].values() for f in fs}
     assert model_features == {*product.features["numeric"], "sector", "region", "debt_to_revenue"}
+    assert model_features == set(product.model_features)
     assert services[product.fairness_service]["views"] == {"ownership": ["owner_gender"]}
     assert services["sme_outcomes_v1"]["views"] == {"loan_outcome": ["defaulted"]}
     assert out["udf"] == {"debt_to_revenue": [1.0, None]}

@@ -122,6 +122,8 @@ class SyntheticProduct:
         label_column / label_view: the label and its (offline-only) view.
         label_source / label_codes: the raw file's label column and its codes.
         application_time_column: the raw file's application time column.
+        label_application_time_column: the label view's column holding the application time
+            (``[label].application_time_column``; not the German product's name either).
         request_fields: caller-facing request field -> the request source's field.
         features: stored features by kind (``{"numeric": (...), "categorical": (...)}``), the
             protected attribute included.
@@ -147,6 +149,7 @@ class SyntheticProduct:
     label_source: str = repo.LABEL_SOURCE
     label_codes: dict[str, int] = field(default_factory=lambda: dict(repo.LABEL_CODES))
     application_time_column: str = repo.APPLIED_AT
+    label_application_time_column: str = repo.LABEL_APPLICATION_TIME
     request_fields: dict[str, str] = field(default_factory=lambda: dict(repo.REQUEST_FIELDS))
     features: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {
@@ -176,6 +179,12 @@ class SyntheticProduct:
     def feature_repo(self) -> Path:
         """The Feast repository's folder."""
         return self.folder / "feature_repo"
+
+    @property
+    def model_features(self) -> tuple[str, ...]:
+        """The model feature service's features: stored ones (protected excluded), then on-demand."""
+        stored = (*self.features["numeric"], *self.features["categorical"])
+        return (*(f for f in stored if f not in self.protected_attributes), *self.on_demand_features)
 
     def unseen_sector_values(self) -> tuple[str, ...]:
         """``sector`` values that no row of the file has (serving sends them)."""

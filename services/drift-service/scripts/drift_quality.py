@@ -27,12 +27,16 @@ import platform
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from drift_service.decision import decide
 from drift_service.domain import FeatureStatus
 from drift_service.drift import P_VALUE_TESTS, DriftConfig, _evidently, compute_drift, warm_up
-from drift_service.settings import GERMAN_CREDIT_FEATURE_KINDS
-from drift_service.testdata import load_german_credit, shift, stratified_split, windows
+
+# The German test frames and product (tests/german_frames.py), shared with the suite.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from german_frames import KINDS as GERMAN_CREDIT_FEATURE_KINDS
+from german_frames import load_german_credit, shift, stratified_split, windows
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

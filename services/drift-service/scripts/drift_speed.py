@@ -33,8 +33,11 @@ from pathlib import Path
 import pandas as pd
 from drift_service.domain import FeatureKind
 from drift_service.drift import P_VALUE_TESTS, DriftConfig, _evidently, compute_drift, warm_up
-from drift_service.settings import GERMAN_CREDIT_FEATURE_KINDS
-from drift_service.testdata import load_german_credit
+
+# The German test frames and product (tests/german_frames.py), shared with the suite.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from german_frames import KINDS as GERMAN_CREDIT_FEATURE_KINDS
+from german_frames import load_german_credit
 
 SCORE = "probability_of_default"
 

@@ -20,7 +20,7 @@ from creditrisk_testing.sqlstores import SQL_PROFILES
 from drift_service.domain import PredictionEvent, ServingMode
 from drift_service.settings import DriftServiceSettings
 from drift_service.store import Store
-from drift_service.testdata import load_german_credit, stratified_split
+from german_frames import load_german_credit, stratified_split
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 #: The 20 attributes of the German credit data, in file order.

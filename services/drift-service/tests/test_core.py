@@ -17,7 +17,7 @@ from drift_service.core import DriftCore
 from drift_service.domain import GroundTruthLabel, PolicyKind, ReportStatus, Window, now_utc
 from drift_service.reports_http import ReportServer
 from drift_service.settings import DriftServiceSettings
-from drift_service.testdata import shift
+from german_frames import shift
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("evidently_loaded")

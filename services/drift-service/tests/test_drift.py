@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from drift_service.domain import FeatureKind, FeatureStatus, PsiBand
 from drift_service.drift import DriftConfig, chi2_homogeneity, compute_drift
-from drift_service.settings import GERMAN_CREDIT_FEATURE_KINDS as KINDS
-from drift_service.testdata import shift
+from german_frames import KINDS, shift
 
 pytestmark = pytest.mark.usefixtures("evidently_loaded")
 

@@ -20,7 +20,7 @@ from drift_service.convert import to_timestamp
 from drift_service.core import DriftCore
 from drift_service.servicer import SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
-from drift_service.testdata import shift
+from german_frames import shift
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -43,6 +43,7 @@ from drift_service.reference import (
 )
 from drift_service.servicer import SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
+from german_frames import LABEL
 from pydantic import ValidationError
 
 MODEL = "credit-risk-drift-test"
@@ -117,7 +118,7 @@ def _log_training_run(url: str, reference: pd.DataFrame, tmp: Path) -> Tracking:
 
 
 def test_registered_version_resolves_to_its_runs_training_rows(tracking: Tracking) -> None:
-    resolver = MlflowTrainingDatasetResolver(tracking.url)
+    resolver = MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL)
     data = resolver.resolve(MODEL, tracking.version, None)
     # the run's model features, the score and the label; not the id nor the protected attributes
     assert list(data.frame.columns) == [*FEATURES, PREDICTION_COLUMN, "creditability"]
@@ -133,14 +134,16 @@ def test_registered_version_resolves_to_its_runs_training_rows(tracking: Trackin
 def test_mlflow_basic_auth_a_reader_resolves_a_stranger_is_refused(tracking: Tracking) -> None:
     """The server runs MLflow's basic-auth app: the drift-service needs a user with READ."""
     with acting_as("reader"):
-        data = MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, tracking.version, None)
+        data = MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL).resolve(
+            MODEL, tracking.version, None
+        )
         assert len(data.frame) == 500
     # a user without a grant (403), and one with a wrong password (401)
     for password in (None, "not-its-password"):
         with acting_as("stranger"):
             if password is not None:
                 os.environ["MLFLOW_TRACKING_PASSWORD"] = password  # restored by acting_as
-            resolver = MlflowTrainingDatasetResolver(tracking.url)
+            resolver = MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL)
             with pytest.raises(FailedPrecondition, match="refused") as refused:
                 resolver.resolve(MODEL, tracking.version, None)
             assert "MLFLOW_TRACKING_USERNAME" in refused.value.violations[0].description
@@ -149,7 +152,7 @@ def test_mlflow_basic_auth_a_reader_resolves_a_stranger_is_refused(tracking: Tra
 
 
 def test_a_run_without_a_registered_version_resolves_from_a_runs_uri(tracking: Tracking) -> None:
-    resolver = MlflowTrainingDatasetResolver(tracking.url)
+    resolver = MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL)
     uri = f"runs:/{tracking.run_id}/{TRAINING_ROWS_ARTIFACT}"
     data = resolver.resolve("unregistered-model", 1, uri)
     assert data.ref.source == uri
@@ -160,7 +163,7 @@ def test_a_run_without_a_registered_version_resolves_from_a_runs_uri(tracking: T
 
 
 def test_unknown_things_are_not_found_and_a_dead_server_unavailable(tracking: Tracking) -> None:
-    resolver = MlflowTrainingDatasetResolver(tracking.url)
+    resolver = MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL)
     with pytest.raises(NotFound, match=f"{MODEL}/99"):
         resolver.resolve(MODEL, 99, None)
     # MLflow's basic-auth app answers 403 for a registered model or a run that does not exist (it
@@ -275,7 +278,9 @@ def registry(tracking: Tracking) -> Iterator[tuple[str, FakeRegistry]]:
 def _via_registry(
     target: str, tracking: Tracking, token: str = VIEWER_TOKEN
 ) -> RegistryGatewayTrainingDatasetResolver:
-    return RegistryGatewayTrainingDatasetResolver(target, token, MlflowTrainingDatasetResolver(tracking.url))
+    return RegistryGatewayTrainingDatasetResolver(
+        target, token, MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL)
+    )
 
 
 def test_the_registry_gateways_lineage_names_the_run_and_the_dataset_digest(
@@ -416,7 +421,7 @@ def test_a_version_tagged_with_its_rows_sha256_is_verified_and_an_overwrite_refu
             tags={TRAINING_ROWS_SHA256_TAG: f"sha256:{registered}"},
         ).version
     )
-    data = MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, version, None)
+    data = MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL).resolve(MODEL, version, None)
     assert data.ref.digest == f"sha256:{registered}"  # the report records the verified sha256
     assert len(data.frame) == len(rows)
 
@@ -428,7 +433,7 @@ def test_a_version_tagged_with_its_rows_sha256_is_verified_and_an_overwrite_refu
         caplog.at_level(logging.WARNING, logger="drift_service"),
         pytest.raises(FailedPrecondition) as refused,
     ):
-        MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, version, None)
+        MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL).resolve(MODEL, version, None)
     message = str(refused.value)
     for named in (f"models:/{MODEL}/{version}", artifact, f"sha256:{registered}", f"sha256:{poisoned}"):
         assert named in message
@@ -439,9 +444,9 @@ def test_a_version_tagged_with_its_rows_sha256_is_verified_and_an_overwrite_refu
     assert artifact in logged.getMessage()
     assert f"sha256:{poisoned}" in logged.getMessage()
     # a version without the tag (registered before the gateway recorded it) resolves as before
-    assert MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, tracking.version, None).ref.digest == (
-        tracking.dataset_digest
-    )
+    assert MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL).resolve(
+        MODEL, tracking.version, None
+    ).ref.digest == (tracking.dataset_digest)
 
 
 def test_a_folder_holding_the_registered_rows_beside_others_is_refused(
@@ -483,7 +488,7 @@ def test_a_folder_holding_the_registered_rows_beside_others_is_refused(
         client.download_artifacts(run_id, TRAINING_ROWS_ARTIFACT, dst_path=str(tmp_path / "x"))
     ).is_dir()
     with pytest.raises(FailedPrecondition, match="are a folder") as refused:
-        MlflowTrainingDatasetResolver(tracking.url).resolve(MODEL, version, None)
+        MlflowTrainingDatasetResolver(tracking.url, label_column=LABEL).resolve(MODEL, version, None)
     (violation,) = refused.value.violations
     assert violation.type == "REFERENCE_DIGEST_MISMATCH"
 

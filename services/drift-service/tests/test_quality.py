@@ -18,8 +18,8 @@ import math
 import pandas as pd
 import pytest
 from drift_service.drift import compute_drift
-from drift_service.settings import GERMAN_CREDIT_FEATURE_KINDS
-from drift_service.testdata import shift, stratified_split, windows
+from german_frames import KINDS as GERMAN_CREDIT_FEATURE_KINDS
+from german_frames import shift, stratified_split, windows
 
 pytestmark = pytest.mark.usefixtures("evidently_loaded")
 

@@ -107,6 +107,8 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
         self.calls = 0
         self.port = 0
         self.traceparents: list[str | None] = []  # of each GetOnlineFeatures call
+        self.join_key = "applicant_id"  # the product's entity join key the gateway must send
+        self.feature_services: list[str] = []  # the feature service each call named
 
     async def _gate(self, context: Any) -> None:
         self.calls += 1
@@ -121,6 +123,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
 
     async def GetFeatureService(self, request: Any, context: Any) -> Any:
         await self._gate(context)
+        self.feature_services.append(request.name)
         fs = fpb.FeatureService(name="credit_risk_v1", version="1")
         fs.projections.add(
             feature_view="applicant",
@@ -138,6 +141,7 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
     async def GetOnlineFeatures(self, request: Any, context: Any) -> Any:
         self.traceparents.append(dict(context.invocation_metadata() or ()).get("traceparent"))
         await self._gate(context)
+        self.feature_services.append(request.feature_service)
         specs = [
             *(values_pb2.FeatureSpec(name=n, value_type=t) for n, t in STORED.items()),
             values_pb2.FeatureSpec(name="monthly_installment", value_type=DOUBLE),
@@ -145,7 +149,9 @@ class FakeFeatureStore(fgrpc.FeatureStoreServiceServicer):
         response = fpb.GetOnlineFeaturesResponse(features=specs, feature_service_version="1")
         stamp = timestamp_pb2.Timestamp(seconds=1_700_000_000)
         for entity in request.entity_rows:
-            applicant = entity.join_keys["applicant_id"].int64_value
+            if list(entity.join_keys) != [self.join_key]:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join keys {list(entity.join_keys)}")
+            applicant = entity.join_keys[self.join_key].int64_value
             stored = self.rows.get(applicant)
             out = response.rows.add()
             for name in STORED:

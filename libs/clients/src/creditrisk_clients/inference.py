@@ -83,9 +83,11 @@ def predict_request(
     """The ``PredictRequest`` of one application.
 
     Args:
-        applicant_id: The applicant (the feature store's ``applicant_id``; 0 is a valid id).
+        applicant_id: The entity key of the application (the value of the product's join key in
+            the feature store, whatever its name there; 0 is a valid id).
         request_values: Values by feature name: overrides of stored features and inputs of
-            on-demand views (e.g. ``credit_amount``); see :func:`feature_value`.
+            on-demand views (the request fields the product's model feature service declares);
+            see :func:`feature_value`.
         client_request_id: The caller's id for the request (echoed), e.g. the application number.
         event_time: Time of the application (timezone-aware); None: the gateway's clock.
 

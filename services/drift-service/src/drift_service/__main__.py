@@ -1,7 +1,9 @@
 """Entrypoint: ``python -m drift_service`` serves ``DriftService`` over gRPC.
 
 The kit's one service entry (:func:`creditrisk_kit.run_service`): telemetry, the settings
-(``DRIFT_SERVICE_*``; exit 2 naming a bad variable), JSON logs, then :func:`build`: the
+(``DRIFT_SERVICE_*``; exit 2 naming a bad variable), JSON logs, then :func:`build`: the product
+monitored (``DRIFT_SERVICE_PRODUCTS_DIR`` / ``DRIFT_SERVICE_PRODUCTS``: exit 2 naming the product
+file and key when it is missing or invalid, :func:`drift_service.product.load_product_or_exit`), the
 authenticator (the kit's ``DRIFT_SERVICE_AUTH_*``: exit 2 naming them when no credential source
 is set and ``DRIFT_SERVICE_AUTH_DISABLED`` is not true), shared by the gRPC API
 (:data:`~drift_service.servicer.POLICY`) and the report server (``read_monitoring``), the store
@@ -24,6 +26,7 @@ from creditrisk_kit.tls import ServerTls
 
 from drift_service.core import DriftCore
 from drift_service.drift import warm_up
+from drift_service.product import load_product_or_exit
 from drift_service.reports_http import ReportServer
 from drift_service.servicer import POLICY, SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
@@ -33,9 +36,12 @@ async def build(settings: DriftServiceSettings) -> Service:
     """The drift-service's authenticator, store, core, report server and servicer.
 
     Raises:
+        SystemExit: status 2 naming the product file and key when the product is missing or
+            invalid.
         AuthConfigurationError: no credential source and authentication not disabled (the kit's
             entry exits with status 2 naming the settings), or a key file that cannot be read.
     """
+    product = await asyncio.to_thread(load_product_or_exit, settings)
     authenticator = Authenticator.from_settings(settings)
     server_tls = ServerTls.from_settings(settings)
     reports = ReportServer(
@@ -48,11 +54,12 @@ async def build(settings: DriftServiceSettings) -> Service:
         idle_timeout_s=settings.http_idle_timeout_s,
         max_connections=settings.http_max_connections,
     )
-    core = await asyncio.to_thread(DriftCore, settings, report_base_url=reports.base_url)
+    core = await asyncio.to_thread(DriftCore, settings, product, report_base_url=reports.base_url)
     if settings.warm_up:
         await asyncio.to_thread(warm_up)
     logging.getLogger("drift_service").info(
-        "drift-service: profile %s, reports at %s, training-dataset reference %s",
+        "drift-service: product %s, profile %s, reports at %s, training-dataset reference %s",
+        product.name,
         settings.profile,
         reports.base_url,
         (
@@ -62,7 +69,7 @@ async def build(settings: DriftServiceSettings) -> Service:
             if settings.mlflow_tracking_uri
             else "unwired"
         ),
-        extra={"profile": settings.profile, "reports_url": reports.base_url},
+        extra={"product": product.name, "profile": settings.profile, "reports_url": reports.base_url},
     )
     return Service(
         service_names=[SERVICE_NAME],

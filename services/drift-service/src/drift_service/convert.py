@@ -3,7 +3,7 @@ validation of requests.
 
 Invalid *items* of a logging batch (a prediction event or a label) do not fail the call: the valid
 rest is stored and each invalid item comes back in ``rejected`` with its index, its event id and
-the fields at fault, named by their path in the request (``events[3].features.credit_amount``).
+the fields at fault, named by their path in the request (``events[3].features.<feature name>``).
 This is the contract's choice ("invalid events are rejected one by one; the rest are stored"): a
 gateway logging at least once must not lose 499 good events over one bad one, and cannot fix the
 bad one by retrying. Whole-request problems (an empty batch, a missing window) fail the call with

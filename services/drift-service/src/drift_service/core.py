@@ -20,6 +20,7 @@ import pandas as pd
 from creditrisk_kit import InvalidArgument, NotFound
 from creditrisk_kit.auth import CredentialProvider, outgoing_credential
 from creditrisk_kit.tls import ClientTls
+from creditrisk_products import Product
 
 from drift_service import metrics, performance
 from drift_service.domain import (
@@ -35,6 +36,7 @@ from drift_service.domain import (
     now_utc,
 )
 from drift_service.drift import compute_drift, infer_kinds
+from drift_service.product import excluded_columns, feature_kinds, label_values
 from drift_service.reference import (
     REGISTRY_TOKEN_SETTING,
     MlflowTrainingDatasetResolver,
@@ -49,9 +51,6 @@ from drift_service.triggers import evaluate
 
 _LOG = logging.getLogger("drift_service")
 
-#: Reference columns never monitored as features.
-NON_FEATURE_COLUMNS = frozenset({PREDICTION_COLUMN, "label", "event_id", "applicant_id", "event_timestamp"})
-
 
 @dataclass(frozen=True)
 class DriftOutcome:
@@ -61,11 +60,14 @@ class DriftOutcome:
     triggers: list[TriggerEvent]
 
 
-def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver:
+def default_resolver(
+    settings: DriftServiceSettings, product: Product | None = None
+) -> RequestReferenceResolver:
     """Explicit URIs (local ones under ``dataset_roots`` only), and the training dataset: through
     the registry-gateway when its target is configured (rows from MLflow; the service's own
     credential sent, or the deprecated ``registry_token`` when set, with a warning), else from
-    MLflow's registry when a tracking URI is.
+    MLflow's registry when a tracking URI is. The training rows keep the label column of
+    ``product`` (default: the one the settings name).
 
     Raises:
         AuthConfigurationError: ``credential_file`` cannot be read.
@@ -76,7 +78,7 @@ def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver
             settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow_registry_uri,
             artifact_path=settings.mlflow_training_artifact,
-            label_column=settings.reference_label_column,
+            label_column=(product or settings.catalog().get()).label.column,
             auc_metrics=settings.mlflow_reference_auc_metrics,
             cache_size=settings.mlflow_cache_size,
         )
@@ -103,16 +105,13 @@ def default_resolver(settings: DriftServiceSettings) -> RequestReferenceResolver
     return RequestReferenceResolver(training=training, limits=settings.dataset_limits)
 
 
-def _label_values(series: pd.Series) -> pd.Series:
-    mapped = series.map(lambda v: {"bad": 1, "good": 0}.get(v, v) if isinstance(v, str) else v)
-    return pd.to_numeric(mapped, errors="coerce")
-
-
 class DriftCore:
     """The domain API.
 
     Args:
         settings: the service settings.
+        product: the product monitored (:mod:`drift_service.product`: feature kinds, the label and
+            the entity key); default: the one the settings name (``settings.catalog().get()``).
         store: the event store (default: from the settings, migrated).
         resolver: the reference resolver (default: :func:`default_resolver`).
         report_base_url: base URL the HTML reports are served under (``<base>/reports/<id>.html``);
@@ -122,16 +121,20 @@ class DriftCore:
     def __init__(
         self,
         settings: DriftServiceSettings,
+        product: Product | None = None,
         store: Store | None = None,
         resolver: ReferenceResolver | None = None,
         report_base_url: str = "",
     ) -> None:
         self.settings = settings
+        self.product = product if product is not None else settings.catalog().get()
+        self.feature_kinds = feature_kinds(self.product)
+        """Kind of every monitored feature (the type check of logged values, the tests)."""
         if store is None:
             store = Store(settings.store_url, settings.postgres_schema)
             store.migrate()
         self.store = store
-        self.resolver = resolver or default_resolver(settings)
+        self.resolver = resolver or default_resolver(settings, self.product)
         self.report_base_url = report_base_url.rstrip("/")
 
     # --- logging ------------------------------------------------------------------------------
@@ -166,18 +169,17 @@ class DriftCore:
         return self.store.window_versions(window)
 
     def _kinds(self, reference: pd.DataFrame) -> dict[str, FeatureKind]:
-        exclude = set(NON_FEATURE_COLUMNS) | {self.settings.reference_label_column}
-        inferred = infer_kinds(reference, exclude)
-        return {c: self.settings.feature_kinds.get(c, k) for c, k in inferred.items()}
+        inferred = infer_kinds(reference, excluded_columns(self.product))
+        return {c: self.feature_kinds.get(c, k) for c, k in inferred.items()}
 
     def _reference_auc(self, reference: ReferenceData) -> float | None:
         """The source's own figure (an MLflow run's metric), else the reference rows' labels and
-        scores, else the configured ``reference_auc``."""
+        scores (the product's label column), else the configured ``reference_auc``."""
         if reference.auc is not None:
             return reference.auc
-        frame, column = reference.frame, self.settings.reference_label_column
+        frame, column = reference.frame, self.product.label.column
         if column in frame.columns and PREDICTION_COLUMN in frame.columns:
-            labels = _label_values(frame[column])
+            labels = label_values(self.product, frame[column])
             scores = pd.to_numeric(frame[PREDICTION_COLUMN], errors="coerce")
             ok = labels.isin([0, 1]) & scores.notna()
             auc = performance.roc_auc(scores[ok].to_numpy(), labels[ok].to_numpy(int))

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from creditrisk_products import FeatureKind as ProductFeatureKind
+
 #: Name of the score column, in events, reference datasets and the prediction-drift report.
 PREDICTION_COLUMN = "probability_of_default"
 
@@ -19,11 +21,9 @@ PREDICTION_COLUMN = "probability_of_default"
 FeatureScalar = int | float | str | bool | None
 
 
-class FeatureKind(enum.StrEnum):
-    """Kind of a monitored column (decides the statistical test and the PSI binning)."""
-
-    NUMERIC = "numeric"
-    CATEGORICAL = "categorical"
+#: Kind of a monitored column (decides the statistical test and the PSI binning): the products'
+#: own ``numeric`` / ``categorical`` (a product's ``[drift.features]``).
+FeatureKind = ProductFeatureKind
 
 
 class ServingMode(enum.IntEnum):

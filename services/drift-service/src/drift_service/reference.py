@@ -248,7 +248,8 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
         tracking_uri: the tracking server (``http(s)://``); also the registry URI unless given.
         registry_uri: the model registry's URI (default: the tracking URI).
         artifact_path: the training rows' artifact path in a run.
-        label_column: the label column kept in the frame (reference AUC when the run has none).
+        label_column: the product's label column, kept in the frame (reference AUC when the run
+            has none); "" keeps none.
         auc_metrics: run metrics taken as the reference AUC, first found wins.
         cache_size: references kept in memory.
         client: an ``MlflowClient`` (tests); built from the URIs when None.
@@ -260,7 +261,7 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
         *,
         registry_uri: str | None = None,
         artifact_path: str = TRAINING_ROWS_ARTIFACT,
-        label_column: str = "creditability",
+        label_column: str = "",
         auc_metrics: Sequence[str] = REFERENCE_AUC_METRICS,
         cache_size: int = 4,
         client: Any = None,
@@ -366,7 +367,8 @@ class MlflowTrainingDatasetResolver(ReferenceResolver):
                     artifact,
                     description=f"lacks the run's features {', '.join(missing[:5])}",
                 )
-            keep = [*features, *(c for c in (PREDICTION_COLUMN, self.label_column) if c in frame.columns)]
+            extra = (PREDICTION_COLUMN, self.label_column)
+            keep = [*features, *(c for c in extra if c and c in frame.columns)]
             frame = frame[keep]
         # MLflow's digest of the training dataset input names the same rows as the training artifact
         mlflow_digest = _run_dataset_digest(run) if path == self.artifact_path else ""

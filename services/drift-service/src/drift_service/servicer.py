@@ -56,7 +56,7 @@ class DriftServiceServicer(pb_grpc.DriftServiceServicer):
         self, request: pb.LogPredictionsRequest, context: Any
     ) -> pb.LogPredictionsResponse:
         events, rejected = convert.prediction_events(
-            request, self.settings.feature_kinds, self.settings.max_batch_items
+            request, self.core.feature_kinds, self.settings.max_batch_items
         )
         metrics.EVENTS_RECEIVED.labels("rejected").inc(len(rejected))
         accepted, duplicates = await asyncio.to_thread(self.core.log_predictions, events)

@@ -7,7 +7,12 @@ The profile (docs/design.md, "Profiles") is configuration, not a code branch:
 
 ``database_url`` (any SQLAlchemy URL) overrides both. HTML reports are written under
 ``<data_dir>/reports`` and served over HTTP on ``report_http_port``; Prometheus metrics on
-``metrics_port``. Dict fields take JSON (``DRIFT_SERVICE_FEATURE_KINDS='{"age_in_years": "numeric"}'``).
+``metrics_port``. List and dict fields take JSON (``DRIFT_SERVICE_DATASET_ROOTS='["/srv/datasets"]'``).
+
+What is product-specific (the features monitored and their kinds, the label column and its codes,
+the entity key) comes from the product served (:class:`creditrisk_products.ProductSettings`:
+``DRIFT_SERVICE_PRODUCTS_DIR`` / ``DRIFT_SERVICE_PRODUCTS``; one product per process for now),
+read by :class:`drift_service.product.MonitoredProduct`.
 """
 
 from __future__ import annotations
@@ -17,41 +22,17 @@ from typing import Literal
 
 from creditrisk_kit.settings import ServiceSettings
 from creditrisk_kit.sqlstore import check_database_url
+from creditrisk_products import ProductSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from drift_service.datasets import DatasetLimits
 from drift_service.decision import Correction
-from drift_service.domain import FeatureKind
 from drift_service.drift import DriftConfig
 from drift_service.psi import PsiConfig
 from drift_service.triggers import TriggerPolicy
 
 Profile = Literal["embedded", "real"]
-
-#: Kinds of the German credit attributes as the feature-service names them (data/README.md).
-GERMAN_CREDIT_FEATURE_KINDS: dict[str, FeatureKind] = {
-    "status_of_existing_checking_account": FeatureKind.CATEGORICAL,
-    "duration_in_month": FeatureKind.NUMERIC,
-    "credit_history": FeatureKind.CATEGORICAL,
-    "purpose": FeatureKind.CATEGORICAL,
-    "credit_amount": FeatureKind.NUMERIC,
-    "savings_account_and_bonds": FeatureKind.CATEGORICAL,
-    "present_employment_since": FeatureKind.CATEGORICAL,
-    "installment_rate_in_percentage_of_disposable_income": FeatureKind.NUMERIC,
-    "personal_status_and_sex": FeatureKind.CATEGORICAL,
-    "other_debtors_or_guarantors": FeatureKind.CATEGORICAL,
-    "present_residence_since": FeatureKind.NUMERIC,
-    "property": FeatureKind.CATEGORICAL,
-    "age_in_years": FeatureKind.NUMERIC,
-    "other_installment_plans": FeatureKind.CATEGORICAL,
-    "housing": FeatureKind.CATEGORICAL,
-    "number_of_existing_credits_at_this_bank": FeatureKind.NUMERIC,
-    "job": FeatureKind.CATEGORICAL,
-    "number_of_people_being_liable_to_provide_maintenance_for": FeatureKind.NUMERIC,
-    "telephone": FeatureKind.CATEGORICAL,
-    "foreign_worker": FeatureKind.CATEGORICAL,
-}
 
 
 def repo_root() -> Path:
@@ -62,7 +43,7 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
-class DriftServiceSettings(ServiceSettings):
+class DriftServiceSettings(ServiceSettings, ProductSettings):
     """Settings of the drift-service (env prefix ``DRIFT_SERVICE_``).
 
     Attributes:
@@ -72,11 +53,12 @@ class DriftServiceSettings(ServiceSettings):
         database_url: SQLAlchemy URL overriding the profile's store.
         postgres_dsn: real profile's PostgreSQL (libpq URL; ``postgresql://`` is used with psycopg 3).
         postgres_schema: schema of every table on PostgreSQL.
-        feature_kinds: kinds of known features: checks the types of logged values (a number for a
-            numeric feature, text or bool for a categorical one) and picks the test; reference
-            columns not named here get a kind from their dtype.
-        reference_label_column: label column of a reference dataset (``bad``/``good`` or 1/0), used
-            for the reference AUC of the AUC-drop policy when present.
+        products_dir / products: the product served (:class:`creditrisk_products.ProductSettings`;
+            unset: the checkout's ``products/``, which must hold exactly one product or name it
+            in ``products``). Its ``[drift.features]`` give the kinds of the monitored features
+            (the type check of logged values, the test), its ``[label].column`` and
+            ``[ingest].label_codes`` the label of a reference dataset (the reference AUC of the
+            AUC-drop policy), its ``[entity].join_key`` a reference column that is never a feature.
         reference_auc: reference AUC when neither the MLflow run nor the reference dataset gives one.
         mlflow_tracking_uri: MLflow tracking server (``http(s)://``); when set, the default reference
             (a version's training dataset) is found in MLflow, read-only
@@ -136,8 +118,6 @@ class DriftServiceSettings(ServiceSettings):
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable"
     postgres_schema: str = Field(default="drift", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
-    feature_kinds: dict[str, FeatureKind] = Field(default_factory=lambda: dict(GERMAN_CREDIT_FEATURE_KINDS))
-    reference_label_column: str = "creditability"
     reference_auc: float | None = Field(default=None, ge=0.0, le=1.0)
     mlflow_tracking_uri: str | None = None
     mlflow_registry_uri: str | None = None

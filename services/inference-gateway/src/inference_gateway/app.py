@@ -5,11 +5,12 @@ Routes: ``POST /v1/predict``, ``POST /v1/predict:batch``, ``GET /v1/models``, ``
 log buffer below its cap, not draining), ``GET /metrics`` (Prometheus), ``GET /openapi.json``,
 ``GET /docs``.
 
-Shapes: the proto field names (``applicant_id``; the proto3 JSON lowerCamelCase names are accepted
-too). A request value is a plain JSON scalar typed by the feature service's schema, or its proto3
-JSON form (``{"int64Value": "5000"}``). A response renders feature values as plain JSON values
-and enums by name. Strict JSON both ways (orjson): ``NaN`` / ``Infinity`` are refused in requests
-and never written (a missing value is ``null``).
+Shapes: the proto field names (``applicant_id``, the entity key whatever the product's join key is
+named; the proto3 JSON lowerCamelCase names are accepted too); the OpenAPI schema lists the
+product's request fields (:func:`predict_schema`). A request value is a plain JSON scalar typed by
+the feature service's schema, or its proto3 JSON form (``{"int64Value": "5000"}``). A response
+renders feature values as plain JSON values and enums by name. Strict JSON both ways (orjson):
+``NaN`` / ``Infinity`` are refused in requests and never written (a missing value is ``null``).
 
 Errors: ``{"error": {"code": <gRPC code number>, "status": "INVALID_ARGUMENT", "message": ...,
 "field_violations": [{"field", "description"}], "trace_id": ...}}`` with the HTTP status of the
@@ -36,6 +37,7 @@ from creditrisk_kit import (
 )
 from creditrisk_kit.auth import Authenticator
 from creditrisk_kit.auth.http import AuthMiddleware, check_routes
+from creditrisk_products import Product
 from creditrisk_telemetry import current_trace_id
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -124,29 +126,41 @@ class ServingModelsBody(BaseModel):
     models: list[ServingModelBody]
 
 
-_PREDICT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["applicant_id"],
-    "properties": {
-        "applicant_id": {
-            "type": "integer",
-            "format": "int64",
-            "description": "The feature store's entity key.",
+def predict_schema(product: Product | None = None) -> dict[str, Any]:
+    """The OpenAPI schema of a predict request; with ``product``, its join key named and its
+    request fields (``[serving].request_fields``, caller-facing names) listed under
+    ``request_values``. Other names are the feature service's stored features (overrides); all
+    are typed by the feature service's schema at request time."""
+    scalar = {"type": ["integer", "number", "string", "boolean", "null"]}
+    key = "The feature store's entity key"
+    values: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": scalar,
+        "description": "Request-time values by feature name (typed by the feature service's schema).",
+    }
+    if product is not None:
+        key += f" (the product's join key `{product.entity.join_key}`)"
+        service = product.features.model_service
+        values["description"] = (
+            f"Request-time values by name, typed by the feature service `{service}`'s schema: its "
+            "request fields (listed) and its stored features (overrides)."
+        )
+        values["properties"] = {
+            name: {**scalar, "description": f"request field (the request source's `{source}`)"}
+            for name, source in product.serving.request_fields.items()
+        }
+    return {
+        "type": "object",
+        "required": ["applicant_id"],
+        "properties": {
+            "applicant_id": {"type": "integer", "format": "int64", "description": key + "."},
+            "request_values": values,
+            "client_request_id": {"type": "string"},
+            "event_time": {"type": "string", "format": "date-time"},
         },
-        "request_values": {
-            "type": "object",
-            "additionalProperties": {"type": ["integer", "number", "string", "boolean", "null"]},
-            "description": "Request-time values by feature name (typed by the feature service's schema).",
-        },
-        "client_request_id": {"type": "string"},
-        "event_time": {"type": "string", "format": "date-time"},
-    },
-}
-_BATCH_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["requests"],
-    "properties": {"requests": {"type": "array", "items": _PREDICT_SCHEMA}},
-}
+    }
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": dict[str, ErrorBody], "description": text}
     for code, text in {
@@ -290,6 +304,7 @@ def create_app(
     naive_timestamps: NaiveTimestamps = "refuse",
     authenticator: Authenticator | None = None,
     access: Access | None = None,
+    product: Product | None = None,
 ) -> FastAPI:
     """The FastAPI app over ``core``.
 
@@ -301,11 +316,19 @@ def create_app(
         authenticator: when given, every route needs the role of
             :data:`~inference_gateway.access.HTTP_POLICY` (the kit's ``AuthMiddleware``; 401 / 403).
         access: rate limits, echo and access log (default: no limit, features echoed).
+        product: the product served: its join key and request fields are documented in the
+            OpenAPI schema (:func:`predict_schema`).
 
     Raises:
         ValueError: a route without a policy entry (default deny), when ``authenticator`` is given.
     """
     guard = access or Access(RateLimiter(Rate(0)), ())
+    predict_body = predict_schema(product)
+    batch_body = {
+        "type": "object",
+        "required": ["requests"],
+        "properties": {"requests": {"type": "array", "items": predict_body}},
+    }
     app = FastAPI(
         title="inference-gateway",
         version="1.0.0",
@@ -365,7 +388,7 @@ def create_app(
         response_model=None,
         responses={200: {"model": PredictResponseBody}, **_ERRORS},
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _PREDICT_SCHEMA}}}
+            "requestBody": {"required": True, "content": {"application/json": {"schema": predict_body}}}
         },
         summary="Score one credit application",
     )
@@ -391,7 +414,7 @@ def create_app(
         response_model=None,
         responses={200: {"model": BatchResponseBody}, **_ERRORS},
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}
+            "requestBody": {"required": True, "content": {"application/json": {"schema": batch_body}}}
         },
         summary="Score several applications; each item succeeds or fails on its own",
     )

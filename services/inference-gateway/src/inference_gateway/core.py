@@ -12,11 +12,12 @@ Enrichment precedence (per feature the model takes):
    input); an optional one is sent as null to the model's imputer and listed in
    ``missing_features``. The gateway never fills a default itself.
 
-Request values the feature service declares (``GetFeatureService``'s ``request_values``, e.g.
-``credit_amount`` for the on-demand ``monthly_installment``) are passed to the feature-service with
-the entity row; values named like a stored feature override it. A name that is neither is
-INVALID_ARGUMENT, as is a value whose type differs from the feature service's schema (an integer for
-a DOUBLE feature is widened exactly; an explicit null means "not given").
+Request values the feature service declares (``GetFeatureService``'s ``request_values``: the
+caller-facing names of the product's ``[serving].request_fields``, inputs of its on-demand features)
+are passed to the feature-service with the entity row; values named like a stored feature override
+it. A name that is neither (the request source's own field name included: one name per value) is
+INVALID_ARGUMENT, as is a value whose type differs from the feature service's schema (an integer
+for a DOUBLE feature is widened exactly; an explicit null means "not given").
 
 An applicant the feature store does not know (no stored row in any feature view) with no request
 value is NOT_FOUND.

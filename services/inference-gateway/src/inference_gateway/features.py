@@ -1,8 +1,9 @@
 """Online features from the feature-service (contract ``creditrisk.feature.v1``).
 
-:class:`FeatureClient` reads one applicant's row of a Feast feature service within a deadline and
-keeps the feature service's schema (stored features and request values with their types), read
-with ``GetFeatureService`` and refreshed every ``schema_ttl_s``. The calls go through
+:class:`FeatureClient` reads one entity's row of a Feast feature service (the product's model
+feature service, keyed by the product's join key) within a deadline and keeps the feature
+service's schema (stored features and request values with their types), read with
+``GetFeatureService`` and refreshed every ``schema_ttl_s``. The calls go through
 :class:`creditrisk_clients.FeatureServiceClient`, over a channel with no default-deadline
 interceptor (every call passes its own timeout: measured cheaper on the hot path, see
 docs/benchmarks.md).
@@ -33,8 +34,6 @@ from creditrisk_kit.tls import ClientTls
 
 from inference_gateway.credential import refusal_handlers
 from inference_gateway.values import Value, from_proto, to_proto, typed_proto
-
-JOIN_KEY = "applicant_id"
 
 # Statuses that mean "no usable value": OUTSIDE_TTL counts as missing (issue 8).
 _FOUND_ROW = {fpb.FEATURE_STATUS_PRESENT, fpb.FEATURE_STATUS_NULL_VALUE, fpb.FEATURE_STATUS_OUTSIDE_TTL}
@@ -89,13 +88,26 @@ class OnlineRow:
 
 
 class FeatureClient:
-    """Client of ``FeatureStoreService`` (GetOnlineFeatures, GetFeatureService) and its health."""
+    """Client of ``FeatureStoreService`` (GetOnlineFeatures, GetFeatureService) and its health.
+
+    Args:
+        target: the feature-service's ``host:port``.
+        feature_service: the Feast feature service read (the product's model feature service).
+        join_key: the entity's join key in the feature store (the product's ``[entity].join_key``):
+            the name the entity key is sent under.
+        deadline_s: deadline of one call, in seconds.
+        max_message_bytes: largest gRPC message both ways.
+        schema_ttl_s: how long the feature service's schema is cached, in seconds.
+        tls: TLS of the channel (None: plaintext).
+        token: the gateway's own credential.
+    """
 
     def __init__(
         self,
         target: str,
         feature_service: str,
         *,
+        join_key: str,
         deadline_s: float,
         max_message_bytes: int,
         schema_ttl_s: float = 30.0,
@@ -104,6 +116,7 @@ class FeatureClient:
     ) -> None:
         self.target = target
         self.feature_service = feature_service
+        self.join_key = join_key
         self.deadline_s = deadline_s
         # Every call below passes its own timeout: no default-deadline interceptor on the hot path.
         self._store = FeatureServiceClient.connect(
@@ -147,16 +160,16 @@ class FeatureClient:
 
     async def online(
         self,
-        applicant_id: int,
+        entity_key: int,
         request_values: Mapping[str, Value],
         *,
         version: str = "",
         types: Mapping[str, int] | None = None,
     ) -> OnlineRow:
-        """One applicant's features, with request values passed to the on-demand feature views.
+        """One entity's features, with request values passed to the on-demand feature views.
 
         Args:
-            applicant_id: the entity key.
+            entity_key: the entity key (sent as the value of :attr:`join_key`).
             request_values: values for the feature service's request sources (already checked).
             version: expected feature service version ("" = whatever is registered).
             types: declared types of the request values.
@@ -164,7 +177,7 @@ class FeatureClient:
         Raises:
             Unavailable: feature-service down, or no answer within the deadline.
         """
-        row = fpb.EntityRow(join_keys={JOIN_KEY: to_proto(applicant_id)})
+        row = fpb.EntityRow(join_keys={self.join_key: to_proto(entity_key)})
         for name, value in request_values.items():
             row.request_values[name].CopyFrom(typed_proto(value, (types or {}).get(name, 0)))
         response = await self._store.get_online_features(

@@ -25,6 +25,7 @@ from creditrisk_kit import Service
 from creditrisk_kit.auth import Authenticator, outgoing_credential
 from creditrisk_kit.http import UvicornServer
 from creditrisk_kit.tls import ClientTls, ServerTls
+from creditrisk_products import Product
 
 from inference_gateway import metrics
 from inference_gateway.access import GRPC_POLICY, Access, Rate, RateLimiter
@@ -62,11 +63,15 @@ class Gateway:
 
     Args:
         settings: validated settings.
+        product: the product served (:mod:`inference_gateway.product`); default: the one the
+            settings name (``settings.catalog().get()``).
     """
 
-    def __init__(self, settings: GatewaySettings):
+    def __init__(self, settings: GatewaySettings, product: Product | None = None):
         self.settings = settings
         s = settings
+        self.product = product if product is not None else s.catalog().get()
+        model_name = s.model_name or self.product.product.registered_model  # what the slots serve
         # Outgoing calls (feature-service, registry-gateway, drift-service, https:// model
         # servers) over TLS when the service's TLS_CA_FILE is set (creditrisk_kit.tls).
         client_tls = ClientTls.from_settings(s)
@@ -84,7 +89,8 @@ class Gateway:
         )
         self.features = FeatureClient(
             s.feature_service_target,
-            s.feature_service_name,
+            self.product.features.model_service,
+            join_key=self.product.entity.join_key,
             deadline_s=s.feature_deadline_s,
             max_message_bytes=s.max_message_bytes,
             tls=client_tls,
@@ -108,7 +114,7 @@ class Gateway:
             return make_client(
                 s.model_protocol,
                 url,
-                s.model_name,
+                model_name,
                 deadline_s=s.model_deadline_s,
                 retries=s.model_connect_retries,
                 pool_size=s.model_pool_size,
@@ -117,7 +123,7 @@ class Gateway:
             )
 
         self.router = Router(
-            s.model_name,
+            model_name,
             client(s.champion_url),
             client(s.challenger_url) if s.challenger_url and s.challenger_mode != "off" else None,
             challenger_mode=s.challenger_mode,
@@ -166,6 +172,7 @@ class Gateway:
             naive_timestamps=s.naive_timestamps,
             authenticator=self.authenticator,
             access=self.access,
+            product=self.product,
         )
         self.http = UvicornServer(
             self.app,

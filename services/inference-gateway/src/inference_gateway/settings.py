@@ -3,6 +3,10 @@
 ``port`` (from :class:`~creditrisk_kit.ServiceSettings`) is the gRPC port; ``http_port`` the REST
 one. ``max_message_bytes`` bounds gRPC messages both ways (server and the gateway's clients) and,
 as ``max_request_bytes``, REST bodies. Lists and maps take JSON.
+
+What is product-specific (the feature service read, its entity key, the request fields, the
+registered model) comes from the product served (:class:`creditrisk_products.ProductSettings`:
+``INFERENCE_GATEWAY_PRODUCTS_DIR`` / ``INFERENCE_GATEWAY_PRODUCTS``; one product per process for now).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Literal
 
 from creditrisk_kit import NaiveTimestamps, ServiceSettings
 from creditrisk_kit.auth import Role
+from creditrisk_products import ProductSettings
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -33,7 +38,7 @@ class RateSetting(BaseModel):
         return self
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, ProductSettings):
     """Settings of the inference-gateway (prefix ``INFERENCE_GATEWAY_``).
 
     Attributes:
@@ -42,13 +47,19 @@ class GatewaySettings(ServiceSettings):
             connection whose request head is not complete within the kit's
             ``http_idle_timeout_s`` (``INFERENCE_GATEWAY_HTTP_IDLE_TIMEOUT_S``, default 10 s) is
             closed (:func:`creditrisk_kit.http.with_head_deadline`).
+        products_dir / products: the product served (:class:`creditrisk_products.ProductSettings`;
+            unset: the checkout's ``products/``, which must hold exactly one product or name it
+            in ``products``). Its ``[features].model_service`` is the feature service read for
+            enrichment, its ``[entity].join_key`` the key sent to the feature-service, its
+            ``[serving].request_fields`` the request values accepted under a second name, its
+            ``[product].registered_model`` the model served unless ``model_name`` is set.
         feature_service_target: ``host:port`` of the feature-service (gRPC).
-        feature_service_name: Feast feature service read for enrichment (``credit_risk_v1``).
         feature_service_version: expected version of it; empty = the version in the scoring model
             version's lineage (and, when that is empty too, whatever is registered).
         feature_deadline_s: deadline of one GetOnlineFeatures call, in seconds.
         registry_target: ``host:port`` of the registry-gateway (gRPC).
-        model_name: registered model the slots serve.
+        model_name: registered model the slots serve; empty (the default): the product's
+            ``[product].registered_model``.
         model_protocol: ``seldon`` (Seldon protocol, ``jsonData`` over REST) or ``v2`` (Open
             Inference Protocol V2 over REST).
         champion_url / challenger_url: base URLs of the slots' model servers; an empty
@@ -105,7 +116,6 @@ class GatewaySettings(ServiceSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
 
     feature_service_target: str = Field(default="127.0.0.1:50051", min_length=1)
-    feature_service_name: str = Field(default="credit_risk_v1", min_length=1)
     feature_service_version: str = ""
     feature_deadline_s: float = Field(default=1.0, gt=0, le=60)
 
@@ -114,7 +124,7 @@ class GatewaySettings(ServiceSettings):
     registry_deadline_s: float = Field(default=3.0, gt=0, le=60)
     registry_reconnect_max_s: float = Field(default=5.0, gt=0, le=300)
 
-    model_name: str = Field(default="credit-risk", min_length=1)
+    model_name: str = ""
     model_protocol: ModelProtocol = "seldon"
     champion_url: str = Field(default="http://127.0.0.1:9000", min_length=1)
     challenger_url: str = ""

@@ -1,5 +1,6 @@
-"""TEST AND SCRIPT HELPER ONLY (never used by the service): reference and current frames built
-from ``data/german_credit.csv`` for the tests and the quality / speed scripts.
+"""TEST AND SCRIPT HELPER: reference and current frames built from ``data/german_credit.csv`` for
+the tests and the quality / speed scripts (``scripts/`` put this folder on ``sys.path``), and the
+German product as the service reads it (``products/german_credit``).
 
 * Columns as the feature-service names them (the CSV's), plus ``probability_of_default`` from a
   fixed, deterministic scorecard-like function (:func:`score`), so prediction drift follows the
@@ -19,10 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
+from creditrisk_products import Product, load_product
+from drift_service.domain import FeatureKind
+from drift_service.product import feature_kinds
 from drift_service.settings import repo_root
 
-LABEL = "creditability"
+#: The German credit product (``products/german_credit``), as the service loads it.
+GERMAN: Product = load_product(repo_root() / "products" / "german_credit")
+#: Kinds of its 20 attributes (its ``[drift.features]``).
+KINDS: dict[str, FeatureKind] = feature_kinds(GERMAN)
+#: Its label column.
+LABEL = GERMAN.label.column
 
 
 def german_credit_path() -> Path:

@@ -9,8 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import GERMAN_CSV
-from feature_service.ingest import IngestError, derive, ingest, read_applicants
+from conftest import GERMAN_CSV, german_layout, german_product
+from feature_service.ingest import IngestError, derive, ingest, read_rows
+
+PRODUCT, LAYOUT = german_product(), german_layout()
+
+
+def read_applicants(path: Path) -> pd.DataFrame:
+    return read_rows(path, PRODUCT, LAYOUT)
+
 
 #: sha256 of "id|application time|credit_amount|creditability|label time" for applicants 1..5, seed 42.
 CHECKSUM_SEED_42 = "da71d4f2ef6a9943040574a4679196e5461a63d937c45e3d63fab5b4e03d16d3"
@@ -29,9 +36,9 @@ def _checksum(tables: dict[str, pa.Table]) -> str:
 
 def test_derivation_is_deterministic_and_seeded() -> None:
     frame = read_applicants(GERMAN_CSV)
-    first = derive(frame, 42, timedelta(days=365))
-    second = derive(frame, 42, timedelta(days=365))
-    other = derive(frame, 7, timedelta(days=365))
+    first = derive(frame, PRODUCT, LAYOUT)  # [ingest].seed = 42, [label].maturity_days = 365
+    second = derive(frame, PRODUCT, LAYOUT, 42)
+    other = derive(frame, PRODUCT, LAYOUT, 7)
     assert _checksum(first) == _checksum(second) == CHECKSUM_SEED_42
     assert _checksum(other) != CHECKSUM_SEED_42
     loans = first["loan_request"]
@@ -128,7 +135,7 @@ def test_cli_reports_schema_errors_and_ingests(tmp_path: Path, monkeypatch, caps
     assert main(["--csv", str(tmp_path / "bad.csv"), "--no-apply"]) == 2
     assert "job" in capsys.readouterr().err
     assert main(["--csv", str(GERMAN_CSV), "--no-apply", "--seed", "42"]) == 0
-    assert "ingested 1000 applicants" in capsys.readouterr().out
+    assert "ingested 1000 rows of product german_credit" in capsys.readouterr().out
     assert (tmp_path / "store" / "offline" / "applicant_credit_label.parquet").exists()
 
 
@@ -156,7 +163,7 @@ def test_settings_from_environment(monkeypatch) -> None:
     nodes, params = RedisOnlineStore._parse_connection_string(connection)  # Feast's own parser
     assert nodes == [{"host": "cache.example", "port": "6380"}]
     assert params == {"db": 2, "socket_timeout": 2.0, "socket_connect_timeout": 2.0, "retry": None}
-    assert settings.offline_schema == "feast_credit_risk"
+    assert settings.for_project("credit_risk").offline_schema == "feast_credit_risk"
     assert settings.resolved_data_dir.parts[-3:] == (".run", "real", "feature-store")
     with pytest.raises(ValueError, match="project"):
         FeatureServiceSettings(project="Bad-Name")

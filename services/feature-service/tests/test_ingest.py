@@ -167,3 +167,34 @@ def test_settings_from_environment(monkeypatch) -> None:
     assert settings.resolved_data_dir.parts[-3:] == (".run", "real", "feature-store")
     with pytest.raises(ValueError, match="project"):
         FeatureServiceSettings(project="Bad-Name")
+
+
+def test_a_bad_file_exits_2_naming_columns_types_and_rows_and_writes_nothing(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from feature_service.ingest import main
+
+    monkeypatch.setenv("FEATURE_SERVICE_DATA_DIR", str(tmp_path / "store"))
+    frame = pd.read_csv(GERMAN_CSV, nrows=12, dtype=str)
+    frame.loc[[0, 2, 3, 5, 7, 9, 11], "duration_in_month"] = "long"
+    frame.loc[4, "creditability"] = "maybe"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["--csv", str(tmp_path / "bad.csv"), "--no-apply"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'duration_in_month' (expected an integer): 7 bad value(s)" in err
+    assert "row 1: 'long', row 3: 'long', row 4: 'long', row 6: 'long', row 8: 'long'" in err
+    assert "row 10" not in err  # the first 5 bad rows only
+    assert "column 'creditability' (expected one of ['bad', 'good']): 1 bad value(s); row 5: 'maybe'" in err
+    assert not list((tmp_path / "store").rglob("*.parquet"))  # validated whole before any write
+
+
+def test_missing_and_extra_columns_are_named_together(tmp_path: Path) -> None:
+    frame = pd.read_csv(GERMAN_CSV, nrows=2).drop(columns=["job", "housing"])
+    frame["shoe_size"] = 42
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(
+        IngestError,
+        match=r"missing column\(s\) \['housing', 'job'\]|missing column\(s\) \['job', 'housing'\]",
+    ) as exc:
+        read_applicants(tmp_path / "bad.csv")
+    assert "unexpected column(s) ['shoe_size']" in str(exc.value)

@@ -261,6 +261,7 @@ def test_the_german_product_agrees_with_its_repository() -> None:
         ("label", {"view": "nope"}, "[label].view", "no feature view 'nope'"),
         ("label", {"view": "demographics"}, "[label].view", "offline-only"),
         ("label", {"column": "nope"}, "[label].column", "not a field"),
+        ("label", {"view": "protected_attributes", "column": "foreign_worker"}, "[label].column", "Int64"),
         ("label", {"application_time_column": "creditability"}, "[label].application_time_column", "feature"),
         (
             "serving",

@@ -119,7 +119,7 @@ class FeatureStoreCore:
         (a shared SQL registry included), not just this one.
         """
         store = self.store
-        project = self.settings.project
+        project = self.settings.feast_project
         try:
             views = store.list_feature_views()
             entities = store.list_entities()
@@ -166,12 +166,12 @@ class FeatureStoreCore:
             store = self.store
             views = [
                 fv
-                for fv in store.registry.list_feature_views(self.settings.project, allow_cache=False)
+                for fv in store.registry.list_feature_views(self.settings.feast_project, allow_cache=False)
                 if fv.online
             ]
             if not views:
                 raise Unavailable(
-                    f"project '{self.settings.project}' has no online feature views (not applied)"
+                    f"project '{self.settings.feast_project}' has no online feature views (not applied)"
                 )
             ref = f"{views[0].name}:{views[0].features[0].name}"
             # the same guard as every online read and write: the health check ran unguarded every

@@ -257,6 +257,8 @@ def check_product(product: Product, repo: ParsedRepo) -> list[tuple[str, str]]:
             problems.append(("[label].view", f"{lab.view!r} must be offline-only (online=False)"))
         if lab.column not in names:
             problems.append(("[label].column", f"{lab.column!r} is not a field of {lab.view!r} ({names})"))
+        elif kind_of(next(f.dtype for f in label_view.features if f.name == lab.column)) != "int":
+            problems.append(("[label].column", f"{lab.column!r} must be Int64 (1 = positive class, 0 = not)"))
         if lab.application_time_column in names:
             problems.append(
                 (

@@ -29,6 +29,7 @@ Prints a table; writes nothing but the benchmark project (removed at the end) an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import socket
@@ -49,6 +50,7 @@ from creditrisk_testing.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICE_DIR = Path(__file__).resolve().parents[1]
+BENCH_KEY = f"bench-{uuid.uuid4().hex}"
 
 
 def free_port() -> int:
@@ -165,6 +167,10 @@ def online_benchmarks(core: Any, n: int, calls_1: int, calls_100: int, warmup: i
         "FEATURE_SERVICE_REDIS_URL": settings.redis_url,
         "FEATURE_SERVICE_POSTGRES_DSN": settings.postgres_dsn or "",
         "FEATURE_SERVICE_LOG_LEVEL": "WARNING",
+        # the service refuses to start without a credential source; the client sends this key
+        "FEATURE_SERVICE_AUTH_API_KEYS": json.dumps(
+            {BENCH_KEY: {"subject": "bench", "roles": ["read_features"]}}
+        ),
         "PYTHONWARNINGS": "ignore",
     }
 
@@ -190,7 +196,7 @@ def online_benchmarks(core: Any, n: int, calls_1: int, calls_100: int, warmup: i
                     pb.EntityRow(join_keys={key_name: values_pb2.FeatureValue(int64_value=i)}) for i in ids
                 ],
             )
-            response = stub.GetOnlineFeatures(request)
+            response = stub.GetOnlineFeatures(request, metadata=(("authorization", f"Bearer {BENCH_KEY}"),))
             assert len(response.rows) == len(ids)
 
         results["gRPC GetOnlineFeatures (feature-service)"] = {

@@ -1,13 +1,15 @@
 """Benchmark the feature-service on the real profile: online lookups side by side, materialization.
 
-In one run, on one machine, with the same data (100,000 synthetic applicants: rows of the German
-credit data sampled with replacement, new ids 1..N, application times drawn as at ingestion), in a
-dedicated Feast project that is torn down at the end:
+In one run, on one machine, with the same data (100,000 synthetic entities: rows of the product's
+raw file sampled with replacement, new ids 1..N, application times drawn as at ingestion; the
+product is the one configured, ``FEATURE_SERVICE_PRODUCTS_DIR`` / ``_PRODUCTS``, and its file
+``--csv``, by default the checkout's German credit data), in a dedicated Feast project that is torn
+down at the end:
 
 1. Materialization into Redis of every online feature view: Feast 0.67's own engine (``local``),
    then ours (:mod:`feature_service.materialization`); rows/s = applicants / seconds for all views.
    A sample of the Redis hashes written by both is compared byte for byte.
-2. ``GetOnlineFeatures`` (feature service ``credit_risk_v1``) for 1 and 100 entities, p50 / p99:
+2. ``GetOnlineFeatures`` (the product's model feature service) for 1 and 100 entities, p50 / p99:
    * gRPC: ``python -m feature_service`` started as its own process, a client using the contracts
      package over the kit's channel, concurrency 1;
    * (a) redis-py reading the same hashes directly (HGETALL for 1 entity, one pipeline of HMGET of
@@ -27,6 +29,7 @@ Prints a table; writes nothing but the benchmark project (removed at the end) an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import socket
@@ -38,7 +41,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,7 @@ from creditrisk_testing.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICE_DIR = Path(__file__).resolve().parents[1]
-FEATURE_SERVICE = "credit_risk_v1"
+BENCH_KEY = f"bench-{uuid.uuid4().hex}"
 
 
 def free_port() -> int:
@@ -56,14 +59,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def synthetic_tables(n: int, seed: int, label_delay_days: int) -> dict[str, Any]:
-    """``n`` applicants sampled (with replacement) from the German credit rows, ids 1..n."""
-    from feature_service.ingest import derive, read_applicants
+def synthetic_tables(core: Any, csv: Path, n: int, seed: int) -> dict[str, Any]:
+    """``n`` entities sampled (with replacement) from the product's raw file, ids 1..n (int keys)."""
+    from feature_service.ingest import derive, read_rows
 
-    frame = read_applicants(ROOT / "data" / "german_credit.csv")
+    frame = read_rows(csv, core.product, core.layout)
     rows = np.random.default_rng(seed).integers(0, len(frame), size=n)
     sample = frame.iloc[rows].reset_index(drop=True)
-    return derive(sample, seed, timedelta(days=label_delay_days))
+    sample = sample.drop(columns=[core.layout.entity_key], errors="ignore")
+    return derive(sample, core.product, core.layout, seed)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -99,7 +103,7 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
-def materialize_both(settings: Any, n: int) -> dict[str, Any]:
+def materialize_both(settings: Any, product: Any, n: int) -> dict[str, Any]:
     """Feast's engine, then ours, into Redis (online data cleared in between); hashes compared."""
     import redis
     from feature_service.core import FeatureStoreCore
@@ -110,7 +114,7 @@ def materialize_both(settings: Any, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     snapshot: dict[bytes, dict[bytes, bytes]] = {}
     for engine in ("feast", "fast"):
-        core = FeatureStoreCore(settings.model_copy(update={"materialization_engine": engine}))
+        core = FeatureStoreCore(settings.model_copy(update={"materialization_engine": engine}), product)
         for key in client.scan_iter(match=b"*" + suffix, count=10_000):
             client.delete(key)
         began = time.perf_counter()
@@ -133,7 +137,7 @@ def materialize_both(settings: Any, n: int) -> dict[str, Any]:
     return out
 
 
-def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmup: int, seed: int) -> dict:
+def online_benchmarks(core: Any, n: int, calls_1: int, calls_100: int, warmup: int, seed: int) -> dict:
     """p50 / p99 of the three clients for 1 and 100 entities."""
     import grpc
     import redis
@@ -145,7 +149,6 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
     from feast.infra.online_stores.helpers import _mmh3, _redis_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
-    from feature_service.core import FeatureStoreCore
 
     rng = np.random.default_rng(seed)
     batches = {
@@ -153,7 +156,9 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
         100: [list(map(int, rng.integers(1, n + 1, size=100))) for _ in range(calls_100 + warmup)],
     }
     results: dict[str, dict[int, tuple[float, float]]] = {}
-    core = FeatureStoreCore(settings)
+    settings = core.settings
+    key_name = core.layout.entity_key
+    FEATURE_SERVICE = core.layout.model_service
     env = {
         **os.environ,
         "FEATURE_SERVICE_PROFILE": "real",
@@ -162,6 +167,10 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
         "FEATURE_SERVICE_REDIS_URL": settings.redis_url,
         "FEATURE_SERVICE_POSTGRES_DSN": settings.postgres_dsn or "",
         "FEATURE_SERVICE_LOG_LEVEL": "WARNING",
+        # the service refuses to start without a credential source; the client sends this key
+        "FEATURE_SERVICE_AUTH_API_KEYS": json.dumps(
+            {BENCH_KEY: {"subject": "bench", "roles": ["read_features"]}}
+        ),
         "PYTHONWARNINGS": "ignore",
     }
 
@@ -184,11 +193,10 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
             request = pb.GetOnlineFeaturesRequest(
                 feature_service=FEATURE_SERVICE,
                 entity_rows=[
-                    pb.EntityRow(join_keys={"applicant_id": values_pb2.FeatureValue(int64_value=i)})
-                    for i in ids
+                    pb.EntityRow(join_keys={key_name: values_pb2.FeatureValue(int64_value=i)}) for i in ids
                 ],
             )
-            response = stub.GetOnlineFeatures(request)
+            response = stub.GetOnlineFeatures(request, metadata=(("authorization", f"Bearer {BENCH_KEY}"),))
             assert len(response.rows) == len(ids)
 
         results["gRPC GetOnlineFeatures (feature-service)"] = {
@@ -214,7 +222,7 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
     def key(i: int) -> bytes:
         return _redis_key(
             settings.project,
-            EntityKey(join_keys=["applicant_id"], entity_values=[Value(int64_val=i)]),
+            EntityKey(join_keys=[key_name], entity_values=[Value(int64_val=i)]),
             version,
         )
 
@@ -266,9 +274,8 @@ def online_benchmarks(settings: Any, n: int, calls_1: int, calls_100: int, warmu
             body = {
                 "feature_service": FEATURE_SERVICE,
                 "entities": {
-                    "applicant_id": ids,
-                    "requested_credit_amount": [None] * len(ids),
-                    "requested_duration_in_month": [None] * len(ids),
+                    key_name: ids,
+                    **{f: [None] * len(ids) for f in core.layout.request_source_fields},
                 },
             }
             response = session.post(f"{base}/get-online-features", json=body, timeout=10)
@@ -311,12 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--skip-materialization", action="store_true")
+    parser.add_argument(
+        "--csv", type=Path, default=ROOT / "data" / "german_credit.csv", help="the product's raw file"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
     from feature_service.core import FeatureStoreCore
     from feature_service.offline import offline_writer
-    from feature_service.schema import ALL_VIEWS
     from feature_service.settings import FeatureServiceSettings
 
     with tempfile.TemporaryDirectory(prefix="fs-bench-") as data_dir:
@@ -330,9 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         core = FeatureStoreCore(settings)
         try:
             began = time.perf_counter()
-            tables = synthetic_tables(args.applicants, args.seed, settings.label_delay_days)
-            writer = offline_writer(settings)
-            for view in ALL_VIEWS:
+            tables = synthetic_tables(core, args.csv, args.applicants, args.seed)
+            writer = offline_writer(core.settings)
+            for view in core.layout.views:
                 writer.replace(view, tables[view.name])
             core.apply()
             print(f"loaded {args.applicants:,} synthetic applicants in {time.perf_counter() - began:.1f} s")
@@ -340,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                 core.writes.materialize(datetime(2022, 1, 1, tzinfo=UTC), datetime.now(UTC))
                 mat = None
             else:
-                mat = materialize_both(settings, args.applicants)
+                mat = materialize_both(settings, core.product, args.applicants)
             online = online_benchmarks(
-                settings, args.applicants, args.calls, args.calls_100, args.warmup, args.seed
+                core, args.applicants, args.calls, args.calls_100, args.warmup, args.seed
             )
         finally:
             core.teardown()
@@ -352,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         f"conditions: {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores "
         f"({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
         "concurrency 1, real profile (Redis online, PostgreSQL offline + registry), "
-        f"{args.applicants:,} applicants, feature service {FEATURE_SERVICE} (19 stored features "
-        f"in 4 views + on-demand monthly_installment), warm-up {args.warmup} calls excluded"
+        f"{args.applicants:,} entities of product {core.product.name}, feature service "
+        f"{core.layout.model_service} ({sum(len(v.features) for v in core.layout.model_views)} stored "
+        f"features in {len(core.layout.model_views)} views + {len(core.layout.on_demand)} on-demand "
+        f"view(s)), warm-up {args.warmup} calls excluded"
     )
     print(f"versions: {versions()}")
     print()

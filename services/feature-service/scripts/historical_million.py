@@ -1,8 +1,9 @@
 """Stream a million entity rows through GetHistoricalFeatures and print what it cost.
 
-Entity rows: applicant ids sampled uniformly from the ingested applicants (1..1000), event
+Entity rows: ids sampled uniformly from the ingested entities (1..1000: the configured product's
+raw file ``--csv``, by default the checkout's German credit data, keyed by row number), event
 timestamps uniform over 2023-01-01..2026-01-01 UTC (seeded). The client sends them as Arrow chunks
-under the message limit, the server joins (point in time, feature service ``credit_risk_v1``) and
+under the message limit, the server joins (point in time, the product's model feature service) and
 streams the dataset back in chunks. Printed: rows/s end to end, server-side build time, chunks each
 way, the largest message each way, and the peak RSS (of this process, which also holds the server
 when it runs in-process; of the server process otherwise is not measured).
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,24 +42,24 @@ from creditrisk_kit.arrow import decode_chunk, encode_chunks
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def entity_rows(n: int, applicants: int, seed: int) -> pa.Table:
-    """``n`` entity rows: sampled applicant ids and uniform event timestamps (seeded)."""
+def entity_rows(n: int, applicants: int, seed: int, key: str) -> pa.Table:
+    """``n`` entity rows: sampled ids (column ``key``) and uniform event timestamps (seeded)."""
     rng = np.random.default_rng(seed)
     start = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp() * 1e6)
     end = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1e6)
     return pa.table(
         {
-            "applicant_id": pa.array(rng.integers(1, applicants + 1, size=n), pa.int64()),
+            key: pa.array(rng.integers(1, applicants + 1, size=n), pa.int64()),
             "event_timestamp": pa.array(rng.integers(start, end, size=n), pa.timestamp("us", tz="UTC")),
         }
     )
 
 
 def request_stream(
-    table: pa.Table, max_message_bytes: int, sizes: list[int]
+    table: pa.Table, max_message_bytes: int, sizes: list[int], service: str
 ) -> Iterator[pb.GetHistoricalFeaturesRequest]:
     """The query, then the entity rows in chunks under the message limit (sizes recorded)."""
-    yield pb.GetHistoricalFeaturesRequest(query=pb.HistoricalFeaturesQuery(feature_service="credit_risk_v1"))
+    yield pb.GetHistoricalFeaturesRequest(query=pb.HistoricalFeaturesQuery(feature_service=service))
     for chunk in encode_chunks(table, max_message_bytes=max_message_bytes):
         message = pb.GetHistoricalFeaturesRequest(
             entity_rows=arrow_pb2.ArrowChunk(
@@ -68,9 +70,9 @@ def request_stream(
         yield message
 
 
-async def run(target: str, rows: int, seed: int, max_message_bytes: int) -> dict[str, float]:
+async def run(target: str, rows: int, seed: int, max_message_bytes: int, layout: Any) -> dict[str, float]:
     """Call GetHistoricalFeatures once and measure it."""
-    table = entity_rows(rows, 1000, seed)
+    table = entity_rows(rows, 1000, seed, layout.entity_key)
     sent: list[int] = []
     received: list[int] = []
     result_rows = 0
@@ -83,7 +85,7 @@ async def run(target: str, rows: int, seed: int, max_message_bytes: int) -> dict
     async with channel:
         stub = pb_grpc.FeatureStoreServiceStub(channel)
         async for message in stub.GetHistoricalFeatures(
-            request_stream(table, max_message_bytes, sent), timeout=3600
+            request_stream(table, max_message_bytes, sent, layout.model_service), timeout=3600
         ):
             received.append(message.ByteSize())
             kind = message.WhichOneof("payload")
@@ -109,8 +111,8 @@ async def run(target: str, rows: int, seed: int, max_message_bytes: int) -> dict
     }
 
 
-async def in_process(rows: int, seed: int, max_message_bytes: int) -> dict[str, float]:
-    """Ingest the German credit data into a temporary embedded store, serve it, run once."""
+async def in_process(rows: int, seed: int, max_message_bytes: int, csv: Path) -> dict[str, float]:
+    """Ingest the product's raw file into a temporary embedded store, serve it, run once."""
     from creditrisk.feature.v1.feature_service_pb2_grpc import add_FeatureStoreServiceServicer_to_server
     from feature_service.core import FeatureStoreCore
     from feature_service.ingest import ingest
@@ -125,7 +127,7 @@ async def in_process(rows: int, seed: int, max_message_bytes: int) -> dict[str, 
             port=0,
             max_message_bytes=max_message_bytes,
         )
-        ingest(ROOT / "data" / "german_credit.csv", settings)
+        ingest(csv, settings)
         core = FeatureStoreCore(settings)
         runner = ServiceRunner(
             settings,
@@ -137,7 +139,7 @@ async def in_process(rows: int, seed: int, max_message_bytes: int) -> dict[str, 
         )
         await runner.start()
         try:
-            return await run(f"127.0.0.1:{runner.port}", rows, seed, max_message_bytes)
+            return await run(f"127.0.0.1:{runner.port}", rows, seed, max_message_bytes, core.layout)
         finally:
             await runner.stop()
 
@@ -148,15 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
+    parser.add_argument(
+        "--csv", type=Path, default=ROOT / "data" / "german_credit.csv", help="the product's raw file"
+    )
     args = parser.parse_args(argv)
+    from feature_service.product import load_layout
+    from feature_service.settings import FeatureServiceSettings
+
+    layout = load_layout(FeatureServiceSettings().catalog().get())
     if args.target:
-        figures = asyncio.run(run(args.target, args.rows, args.seed, args.max_message_bytes))
+        figures = asyncio.run(run(args.target, args.rows, args.seed, args.max_message_bytes, layout))
     else:
-        figures = asyncio.run(in_process(args.rows, args.seed, args.max_message_bytes))
+        figures = asyncio.run(in_process(args.rows, args.seed, args.max_message_bytes, args.csv))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"mode: {'server at ' + args.target if args.target else 'in-process server, embedded profile'}")
-    print(f"rows: {figures['rows']:,} (feature service credit_risk_v1, 21 feature columns)")
+    print(f"rows: {figures['rows']:,} (product {layout.product}, feature service {layout.model_service})")
     print(f"end to end: {figures['seconds']:.1f} s = {figures['rows_per_s']:,.0f} rows/s")
     print(f"server build (read + join + stream): {figures['server_seconds']:.1f} s")
     print(f"first result chunk after: {figures['first_chunk_s']:.1f} s")

@@ -20,6 +20,7 @@ from feature_service.settings import FeatureServiceSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 GERMAN_CSV = REPO_ROOT / "data" / "german_credit.csv"
+GERMAN_PRODUCT = REPO_ROOT / "products" / "german_credit"
 SESSION_TOKEN = uuid.uuid4().hex[:8]
 
 #: Reference time of the hand-made point-in-time cases.
@@ -80,6 +81,26 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def german_product() -> Any:
+    """The German credit product (``products/german_credit``)."""
+    from creditrisk_products import load_product
+
+    return load_product(GERMAN_PRODUCT)
+
+
+def german_layout() -> Any:
+    """The German credit product's layout (its Feast repository parsed)."""
+    from feature_service.product import load_layout
+
+    return load_layout(german_product())
+
+
+@pytest.fixture(scope="session")
+def layout() -> Any:
+    """The German credit product's :class:`~feature_service.schema.ProductLayout`."""
+    return german_layout()
+
+
 @pytest.fixture(scope="session", params=["embedded", pytest.param("real", marks=pytest.mark.real)])
 def profile(request: pytest.FixtureRequest) -> str:
     """The profile under test; the real one requires Redis and PostgreSQL (fails if they are down)."""
@@ -134,13 +155,12 @@ def handmade(settings_factory: Callable[..., FeatureServiceSettings]) -> Iterato
     import pyarrow as pa
     from feature_service.core import FeatureStoreCore
     from feature_service.offline import arrow_schema, offline_writer
-    from feature_service.schema import ALL_VIEWS, LOAN_REQUEST
 
     _quiet()
     settings = settings_factory("handmade", feature_ttl_days=30)
     writer = offline_writer(settings)
-    for view in ALL_VIEWS:
-        if view is LOAN_REQUEST:
+    for view in german_layout().views:
+        if view.name == "loan_request":
             writer.replace(view, pa.Table.from_pylist(HANDMADE_LOAN_ROWS, schema=arrow_schema(view)))
         else:
             writer.replace(view, arrow_schema(view).empty_table())

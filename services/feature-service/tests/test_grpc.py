@@ -567,7 +567,7 @@ async def test_labelled_entities_build_a_training_set_from_the_label_view(german
             ),
         )
     # the expected applicants, from the deterministic ingestion scheme (seed 42, label after 365 days)
-    applied = application_times(1000, 42)
+    applied = application_times(1000, 42, datetime(2023, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
     label_known = applied + pd.to_timedelta(365, unit="D")
     mask = (applied >= start) & (applied < end) & (label_known <= known_at)
     expected = sorted((t, i + 1) for i, t in enumerate(applied) if mask.iloc[i])

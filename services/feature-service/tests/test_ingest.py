@@ -9,8 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import GERMAN_CSV
-from feature_service.ingest import IngestError, derive, ingest, read_applicants
+from conftest import GERMAN_CSV, german_layout, german_product
+from feature_service.ingest import IngestError, derive, ingest, read_rows
+
+PRODUCT, LAYOUT = german_product(), german_layout()
+
+
+def read_applicants(path: Path) -> pd.DataFrame:
+    return read_rows(path, PRODUCT, LAYOUT)
+
 
 #: sha256 of "id|application time|credit_amount|creditability|label time" for applicants 1..5, seed 42.
 CHECKSUM_SEED_42 = "da71d4f2ef6a9943040574a4679196e5461a63d937c45e3d63fab5b4e03d16d3"
@@ -29,9 +36,9 @@ def _checksum(tables: dict[str, pa.Table]) -> str:
 
 def test_derivation_is_deterministic_and_seeded() -> None:
     frame = read_applicants(GERMAN_CSV)
-    first = derive(frame, 42, timedelta(days=365))
-    second = derive(frame, 42, timedelta(days=365))
-    other = derive(frame, 7, timedelta(days=365))
+    first = derive(frame, PRODUCT, LAYOUT)  # [ingest].seed = 42, [label].maturity_days = 365
+    second = derive(frame, PRODUCT, LAYOUT, 42)
+    other = derive(frame, PRODUCT, LAYOUT, 7)
     assert _checksum(first) == _checksum(second) == CHECKSUM_SEED_42
     assert _checksum(other) != CHECKSUM_SEED_42
     loans = first["loan_request"]
@@ -128,7 +135,7 @@ def test_cli_reports_schema_errors_and_ingests(tmp_path: Path, monkeypatch, caps
     assert main(["--csv", str(tmp_path / "bad.csv"), "--no-apply"]) == 2
     assert "job" in capsys.readouterr().err
     assert main(["--csv", str(GERMAN_CSV), "--no-apply", "--seed", "42"]) == 0
-    assert "ingested 1000 applicants" in capsys.readouterr().out
+    assert "ingested 1000 rows of product german_credit" in capsys.readouterr().out
     assert (tmp_path / "store" / "offline" / "applicant_credit_label.parquet").exists()
 
 
@@ -156,7 +163,38 @@ def test_settings_from_environment(monkeypatch) -> None:
     nodes, params = RedisOnlineStore._parse_connection_string(connection)  # Feast's own parser
     assert nodes == [{"host": "cache.example", "port": "6380"}]
     assert params == {"db": 2, "socket_timeout": 2.0, "socket_connect_timeout": 2.0, "retry": None}
-    assert settings.offline_schema == "feast_credit_risk"
+    assert settings.for_project("credit_risk").offline_schema == "feast_credit_risk"
     assert settings.resolved_data_dir.parts[-3:] == (".run", "real", "feature-store")
     with pytest.raises(ValueError, match="project"):
         FeatureServiceSettings(project="Bad-Name")
+
+
+def test_a_bad_file_exits_2_naming_columns_types_and_rows_and_writes_nothing(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from feature_service.ingest import main
+
+    monkeypatch.setenv("FEATURE_SERVICE_DATA_DIR", str(tmp_path / "store"))
+    frame = pd.read_csv(GERMAN_CSV, nrows=12, dtype=str)
+    frame.loc[[0, 2, 3, 5, 7, 9, 11], "duration_in_month"] = "long"
+    frame.loc[4, "creditability"] = "maybe"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["--csv", str(tmp_path / "bad.csv"), "--no-apply"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'duration_in_month' (expected an integer): 7 bad value(s)" in err
+    assert "row 1: 'long', row 3: 'long', row 4: 'long', row 6: 'long', row 8: 'long'" in err
+    assert "row 10" not in err  # the first 5 bad rows only
+    assert "column 'creditability' (expected one of ['bad', 'good']): 1 bad value(s); row 5: 'maybe'" in err
+    assert not list((tmp_path / "store").rglob("*.parquet"))  # validated whole before any write
+
+
+def test_missing_and_extra_columns_are_named_together(tmp_path: Path) -> None:
+    frame = pd.read_csv(GERMAN_CSV, nrows=2).drop(columns=["job", "housing"])
+    frame["shoe_size"] = 42
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(
+        IngestError,
+        match=r"missing column\(s\) \['housing', 'job'\]|missing column\(s\) \['job', 'housing'\]",
+    ) as exc:
+        read_applicants(tmp_path / "bad.csv")
+    assert "unexpected column(s) ['shoe_size']" in str(exc.value)

@@ -28,9 +28,11 @@ IDS = [*range(1, 1001, 37), 1000, 101, 102, 103, 104, 105, 201, 202, 10_000_003]
 @pytest.fixture(scope="module")
 def pair(settings_factory: Callable[..., FeatureServiceSettings]) -> Iterator[dict[str, FeatureStoreCore]]:
     """``{"feast": core, "fast": core}``: same offline rows, 30-day TTL, nothing materialized yet."""
+    from conftest import german_layout
     from feature_service.ingest import ingest
     from feature_service.offline import arrow_schema, offline_writer
-    from feature_service.schema import LOAN_REQUEST
+
+    LOAN_REQUEST = german_layout().view("loan_request")
 
     cores = {}
     for engine in ("feast", "fast"):
@@ -167,8 +169,11 @@ def test_first_incremental_run_starts_at_end_minus_ttl(
     settings_factory: Callable[..., FeatureServiceSettings],
 ) -> None:
     """Nothing materialized yet: only rows of the last TTL (30 days) are loaded, as with Feast."""
+    from conftest import german_layout
     from feature_service.offline import arrow_schema, offline_writer
-    from feature_service.schema import ALL_VIEWS, LOAN_REQUEST
+
+    layout = german_layout()
+    ALL_VIEWS, LOAN_REQUEST = layout.views, layout.view("loan_request")
 
     settings = settings_factory("matttl", feature_ttl_days=30)
     writer = offline_writer(settings)

@@ -7,13 +7,16 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from conftest import GERMAN_CSV
+from conftest import GERMAN_CSV, german_layout
 from feature_service.core import FeatureStoreCore
 from feature_service.domain import ValueStatus
 from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound
-from feature_service.schema import ATTRIBUTE_COLUMNS, INT_ATTRIBUTES
 
 PROTECTED = {"personal_status_and_sex", "foreign_worker"}
+_LAYOUT = german_layout()
+#: The 20 attributes of the German credit data (every feature but the label).
+ATTRIBUTE_COLUMNS = [n for v in _LAYOUT.views if v is not _LAYOUT.label_view for n in v.feature_names]
+INT_ATTRIBUTES = {n for v in _LAYOUT.views for n, kind in v.features if kind == "int"}
 
 
 def test_real_applicants_come_back_typed_with_status_and_timestamp(german: FeatureStoreCore) -> None:
@@ -250,10 +253,8 @@ def _feast_reference(
     core: FeatureStoreCore, rows: list[int], features: list[str], requests: list, service: str | None = None
 ) -> list:
     """Feast's own ``FeatureStore.get_online_features`` for the same rows: value and event time per cell."""
-    from feature_service.schema import REQUEST_FIELDS
-
     columns: dict[str, list] = {"applicant_id": rows}
-    for alias, field in REQUEST_FIELDS.items():
+    for alias, field in core.layout.request_fields.items():
         columns[field] = [(r or {}).get(alias) for r in requests]
     selection = core.store.get_feature_service(service) if service else features
     response = core.store.get_online_features(

@@ -15,7 +15,6 @@ from feature_service.domain import (
     utc,
     value_type,
 )
-from feature_service.schema import REQUEST_FIELDS, VIEWS_BY_NAME
 
 if TYPE_CHECKING:
     from feature_service.core import FeatureStoreCore
@@ -85,14 +84,13 @@ class Catalogue:
             **self._meta(fs),
         )
 
-    @staticmethod
-    def _source_info(source: Any) -> SourceInfo:
+    def _source_info(self, source: Any) -> SourceInfo:
         from feast import FileSource, PushSource, RequestSource
 
         if isinstance(source, PushSource):
             return SourceInfo(source.name, "push")
         if isinstance(source, RequestSource):
-            callers = {v: k for k, v in REQUEST_FIELDS.items()}
+            callers = {v: k for k, v in self._core.layout.request_fields.items()}
             schema = [
                 FeatureSpec(callers.get(f.name, f.name), source.name, f.name, value_type(f.dtype))
                 for f in source.schema
@@ -143,7 +141,7 @@ class Catalogue:
                 sources=sources,
                 **self._meta(view),
             )
-        spec = VIEWS_BY_NAME.get(view.name)
+        spec = self._core.layout.views_by_name.get(view.name)
         ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
         return FeatureViewInfo(
             name=view.name,

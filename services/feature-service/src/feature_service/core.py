@@ -22,6 +22,7 @@ import contextlib
 import threading
 from typing import Any
 
+from creditrisk_products import Product
 from feast import FeatureStore
 
 from feature_service import metrics
@@ -31,8 +32,9 @@ from feature_service.historical_read import HistoricalReader
 from feature_service.offline import offline_writer
 from feature_service.online_read import OnlineReader
 from feature_service.plans import Plans
+from feature_service.product import layout_of, load_repo
 from feature_service.repo import FeastRepo, build_repo
-from feature_service.schema import ENTITY_KEY
+from feature_service.schema import ProductLayout
 from feature_service.settings import FeatureServiceSettings
 from feature_service.sources import repo_config, write_feature_store_yaml
 from feature_service.writes import Writer
@@ -41,16 +43,35 @@ metrics.keep_values_in_process()  # after `import feast`, which switched prometh
 
 
 class FeatureStoreCore:
-    """Domain API of the feature-service over one Feast project.
+    """Domain API of the feature-service over one product's Feast project.
 
     Args:
-        settings: profile, stores and project (read by the jobs at each call).
-        repo: the Feast objects; default :func:`feature_service.repo.build_repo` of ``settings``.
+        settings: profile, stores (read by the jobs at each call); ``project`` unset means the
+            product's Feast project.
+        product: the product served; default the only one of ``settings.catalog()``.
+        repo: the Feast objects; default :func:`feature_service.repo.build_repo` of the product.
+
+    Attributes:
+        product: the product; ``layout``: its views, entity key and request fields
+            (:class:`feature_service.schema.ProductLayout`); ``settings``: the settings with the
+            project resolved.
+
+    Raises:
+        ProductError: the product is missing, invalid, or disagrees with its Feast repository.
+        UnknownProduct: several products are configured (one per process for now).
     """
 
-    def __init__(self, settings: FeatureServiceSettings, repo: FeastRepo | None = None) -> None:
-        self.settings = settings
-        self.repo = repo or build_repo(settings)
+    def __init__(
+        self,
+        settings: FeatureServiceSettings,
+        product: Product | None = None,
+        repo: FeastRepo | None = None,
+    ) -> None:
+        self.product = product or settings.catalog().get()
+        parsed = load_repo(self.product)
+        self.layout: ProductLayout = layout_of(self.product, parsed)
+        self.settings = settings.for_project(self.layout.project)
+        self.repo = repo or build_repo(self.settings, self.product, self.layout, parsed=parsed)
         self._store: FeatureStore | None = None
         self._store_lock = threading.Lock()
         # Feast's SQLite online store shares one sqlite3 connection across threads, and concurrent
@@ -98,7 +119,7 @@ class FeatureStoreCore:
         (a shared SQL registry included), not just this one.
         """
         store = self.store
-        project = self.settings.project
+        project = self.settings.feast_project
         try:
             views = store.list_feature_views()
             entities = store.list_entities()
@@ -135,7 +156,7 @@ class FeatureStoreCore:
     async def ready(self, timeout_s: float = 5.0) -> None:
         """Return when the registry and the online store answer.
 
-        Reads the registry (uncached) and looks up a nonexistent applicant in the online store.
+        Reads the registry (uncached) and looks up a nonexistent entity in the online store.
 
         Raises:
             Unavailable: a backend did not answer within ``timeout_s`` or failed.
@@ -145,19 +166,22 @@ class FeatureStoreCore:
             store = self.store
             views = [
                 fv
-                for fv in store.registry.list_feature_views(self.settings.project, allow_cache=False)
+                for fv in store.registry.list_feature_views(self.settings.feast_project, allow_cache=False)
                 if fv.online
             ]
             if not views:
                 raise Unavailable(
-                    f"project '{self.settings.project}' has no online feature views (not applied)"
+                    f"project '{self.settings.feast_project}' has no online feature views (not applied)"
                 )
             ref = f"{views[0].name}:{views[0].features[0].name}"
             # the same guard as every online read and write: the health check ran unguarded every
             # 0.5 s beside the reads and now and then broke one (SQLite: "bad parameter or other
             # API misuse" -> INTERNAL, seen in make demo and an end-to-end run)
             with self.online_guard:
-                store.get_online_features(features=[ref], entity_rows=[{ENTITY_KEY: -1}])
+                store.get_online_features(
+                    features=[ref],
+                    entity_rows=[{self.layout.entity_key: -1 if self.layout.entity_kind == "int" else ""}],
+                )
 
         try:
             await asyncio.wait_for(asyncio.to_thread(probe), timeout_s)

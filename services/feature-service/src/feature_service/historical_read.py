@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,16 +28,7 @@ from feast import OnDemandFeatureView
 from feature_service.domain import ARROW_TYPES, FeatureSpec, arrow_type, utc, value_type
 from feature_service.errors import InvalidArgument
 from feature_service.plans import Plan
-from feature_service.schema import (
-    APPLICATION_TIMESTAMP,
-    CREATED_TIMESTAMP,
-    ENTITY_KEY,
-    EVENT_TIMESTAMP,
-    LABEL_TIMESTAMP,
-    REQUEST_ALIASES,
-    REQUEST_FIELDS,
-    VIEWS_BY_NAME,
-)
+from feature_service.schema import CREATED_TIMESTAMP, EVENT_TIMESTAMP, LABEL_TIMESTAMP
 
 if TYPE_CHECKING:
     from feature_service.core import FeatureStoreCore
@@ -98,28 +89,28 @@ class HistoricalReader:
         application the latest known (by label time, then created time).
 
         Returns:
-            Columns ``applicant_id`` (int64), ``event_timestamp`` (= the application time, UTC), the
-            label view's features (e.g. ``creditability``), ``label_timestamp`` (when the label
-            became known, UTC); ordered by application time, then applicant id.
+            Columns: the product's join key (int64 or string), ``event_timestamp`` (= the
+            application time, UTC), the label view's features (the label column),
+            ``label_timestamp`` (when the label became known, UTC); ordered by application time,
+            then key.
 
         Raises:
             NotFound: unknown feature view.
-            InvalidArgument: the view has no ``application_timestamp`` column (not a label view), or
+            InvalidArgument: the view has no application time column (not a label view), or
                 an empty / inverted range (``application_time_range``).
         """
         start, end = utc(application_start), utc(application_end)
         if start >= end:
             raise InvalidArgument("application_time_range", "end must be after start")
         view = self._core.plans.view(label_view)
-        spec = VIEWS_BY_NAME.get(label_view)
-        if (
-            isinstance(view, OnDemandFeatureView)
-            or spec is None
-            or APPLICATION_TIMESTAMP not in dict(spec.extras)
-        ):
+        layout = self._core.layout
+        key_name, app_col = layout.entity_key, layout.application_time_column
+        key_type = pa.int64() if layout.entity_kind == "int" else pa.string()
+        spec = layout.views_by_name.get(label_view)
+        if isinstance(view, OnDemandFeatureView) or spec is None or app_col not in dict(spec.extras):
             raise InvalidArgument(
                 "labelled_entities.label_view",
-                f"'{label_view}' is not a label view (no '{APPLICATION_TIMESTAMP}' column)",
+                f"'{label_view}' is not a label view (no '{app_col}' column)",
             )
         labels = [f.name for f in view.features]
         store = self._core.store
@@ -127,8 +118,8 @@ class HistoricalReader:
         job = store._get_provider().offline_store.pull_all_from_table_or_query(
             config=store.config,
             data_source=view.batch_source,
-            join_key_columns=[ENTITY_KEY],
-            feature_name_columns=[*labels, APPLICATION_TIMESTAMP],
+            join_key_columns=[key_name],
+            feature_name_columns=[*labels, app_col],
             timestamp_field=EVENT_TIMESTAMP,
             created_timestamp_column=CREATED_TIMESTAMP,
             start_date=datetime(1970, 1, 1, tzinfo=UTC),
@@ -136,7 +127,7 @@ class HistoricalReader:
         )
         table = job.to_arrow()
         table = self._utc_columns(table)
-        applied = table.column(APPLICATION_TIMESTAMP)
+        applied = table.column(app_col)
         label_ts = table.column(EVENT_TIMESTAMP)
         mask = pc.and_(
             pc.and_(
@@ -150,32 +141,32 @@ class HistoricalReader:
         # latest known label row per application: sort descending, keep the first of each group
         table = table.sort_by(
             [
-                (ENTITY_KEY, "ascending"),
-                (APPLICATION_TIMESTAMP, "ascending"),
+                (key_name, "ascending"),
+                (app_col, "ascending"),
                 (EVENT_TIMESTAMP, "descending"),
                 (created, "descending"),
             ]
         )
         if table.num_rows:
             keys = pc.binary_join_element_wise(
-                pc.cast(table.column(ENTITY_KEY), pa.string()),
-                pc.cast(pc.cast(table.column(APPLICATION_TIMESTAMP), pa.int64()), pa.string()),
+                pc.cast(table.column(key_name), pa.string()),
+                pc.cast(pc.cast(table.column(app_col), pa.int64()), pa.string()),
                 "|",
             ).to_numpy(zero_copy_only=False)
             first = np.ones(len(keys), dtype=bool)
             first[1:] = keys[1:] != keys[:-1]
             table = table.filter(pa.array(first))
-        table = table.sort_by([(APPLICATION_TIMESTAMP, "ascending"), (ENTITY_KEY, "ascending")])
+        table = table.sort_by([(app_col, "ascending"), (key_name, "ascending")])
         return pa.table(
             {
-                ENTITY_KEY: table.column(ENTITY_KEY).cast(pa.int64()),
-                EVENT_TIMESTAMP: table.column(APPLICATION_TIMESTAMP),
+                key_name: table.column(key_name).cast(key_type),
+                EVENT_TIMESTAMP: table.column(app_col),
                 **{name: table.column(name) for name in labels},
                 LABEL_TIMESTAMP: table.column(EVENT_TIMESTAMP),
             }
         ).cast(
             pa.schema(
-                [pa.field(ENTITY_KEY, pa.int64()), pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC"))]
+                [pa.field(key_name, key_type), pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC"))]
                 + [
                     pa.field(name, arrow_type(value_type(f.dtype)))
                     for name, f in ((f.name, f) for f in view.features)
@@ -238,10 +229,11 @@ class HistoricalReader:
         created no later than the row's time; rows with no such feature row get nulls and are kept.
 
         Args:
-            entity_df: columns ``applicant_id`` (integer) and ``event_timestamp`` (timestamp: naive
-                means UTC, any offset is converted to UTC; or ISO-8601 strings); optional
-                request-value columns ``credit_amount`` / ``duration_in_month`` (nullable ints) for
-                on-demand features; other columns pass through.
+            entity_df: columns of the product's join key (integer or string, as the entity) and
+                ``event_timestamp`` (timestamp: naive means UTC, any offset is converted to UTC; or
+                ISO-8601 strings); optional request-value columns (the product's caller-facing
+                request names or the request source's fields, typed as those) for on-demand
+                features; other columns pass through.
             feature_service / features: what to retrieve; exactly one.
             full_feature_names: name feature columns ``view__feature`` instead of ``feature``.
             feature_service_version: expected ``version`` tag of the feature service.
@@ -252,7 +244,7 @@ class HistoricalReader:
 
         Raises:
             NotFound: unknown feature service, view or feature.
-            InvalidArgument: a missing or mistyped ``applicant_id`` / ``event_timestamp`` column.
+            InvalidArgument: a missing or mistyped join key / ``event_timestamp`` column.
             FailedPrecondition: the feature service's version differs from
                 ``feature_service_version`` (both named).
         """
@@ -291,14 +283,21 @@ class HistoricalReader:
     def _entity_frame(self, entity_df: pa.Table, needs_request: bool) -> tuple[pd.DataFrame, list[str]]:
         if not isinstance(entity_df, pa.Table):
             raise InvalidArgument("entity_df", f"expected a pyarrow.Table, got {type(entity_df).__name__}")
+        layout = self._core.layout
+        key_name = layout.entity_key
+        key_type = pa.int64() if layout.entity_kind == "int" else pa.string()
         names = entity_df.column_names
-        if ENTITY_KEY not in names:
-            raise InvalidArgument(ENTITY_KEY, "missing join key column in entity_df")
-        key = entity_df.column(ENTITY_KEY)
-        if not pa.types.is_integer(key.type):
-            raise InvalidArgument(ENTITY_KEY, f"expected an integer column, got {key.type}")
+        if key_name not in names:
+            raise InvalidArgument(key_name, "missing join key column in entity_df")
+        key = entity_df.column(key_name)
+        if layout.entity_kind == "int" and not pa.types.is_integer(key.type):
+            raise InvalidArgument(key_name, f"expected an integer column, got {key.type}")
+        if layout.entity_kind == "string" and not (
+            pa.types.is_string(key.type) or pa.types.is_large_string(key.type)
+        ):
+            raise InvalidArgument(key_name, f"expected a string column, got {key.type}")
         if key.null_count:
-            raise InvalidArgument(ENTITY_KEY, f"{key.null_count} null join key(s)")
+            raise InvalidArgument(key_name, f"{key.null_count} null join key(s)")
         if EVENT_TIMESTAMP not in names:
             raise InvalidArgument(EVENT_TIMESTAMP, "missing column in entity_df")
         # Each row's timestamp on its own (never one format inferred for the batch: a naive string
@@ -308,30 +307,24 @@ class HistoricalReader:
             field=EVENT_TIMESTAMP,
             naive=self._core.settings.naive_timestamps,
         )
-        frame = pd.DataFrame({ENTITY_KEY: key.cast(pa.int64()).to_numpy()})
+        frame = pd.DataFrame({key_name: key.cast(key_type).to_numpy(zero_copy_only=False)})
         frame[EVENT_TIMESTAMP] = ts.to_pandas().astype("datetime64[us, UTC]")
         added: list[str] = []
         for name in names:
-            if name in (ENTITY_KEY, EVENT_TIMESTAMP):
+            if name in (key_name, EVENT_TIMESTAMP):
                 continue
-            target = REQUEST_ALIASES.get(name)
+            target = layout.request_aliases.get(name)
             col = entity_df.column(name)
             if target is not None:
-                if not (
-                    pa.types.is_integer(col.type)
-                    or pa.types.is_null(col.type)
-                    or pa.types.is_floating(col.type)
-                ):
-                    raise InvalidArgument(name, f"request values must be integers, got {col.type}")
-                frame[target] = pd.array(col.to_pylist(), dtype="Int64")
+                frame[target] = _request_column(layout.request_source_fields[target], name, col)
                 if target != name:
                     added.append(target)
             else:
                 frame[name] = col.to_pandas()
         if needs_request:
-            for target in REQUEST_FIELDS.values():
+            for target, kind in layout.request_source_fields.items():
                 if target not in frame.columns:
-                    frame[target] = pd.array([None] * len(frame), dtype="Int64")
+                    frame[target] = pd.array([None] * len(frame), dtype=_PANDAS_TYPES[kind])
                     added.append(target)
         frame[_ROW_INDEX] = np.arange(len(frame), dtype=np.int64)
         return frame, added
@@ -358,3 +351,31 @@ class HistoricalReader:
             columns.append(col)
             names.append(name)
         return pa.Table.from_arrays(columns, names=names)
+
+
+_PANDAS_TYPES = {
+    "int": "Int64",
+    "float": "Float64",
+    "bool": "boolean",
+    "string": "string",
+    "timestamp": "object",
+}
+
+
+def _request_column(kind: str, name: str, col: pa.ChunkedArray) -> Any:
+    """A request-value column as the nullable pandas array of its request field's kind.
+
+    Raises:
+        InvalidArgument: the column's type does not fit ``kind`` (``name`` named).
+    """
+    t = col.type
+    fits = {
+        "int": pa.types.is_integer(t) or pa.types.is_floating(t),
+        "float": pa.types.is_integer(t) or pa.types.is_floating(t),
+        "bool": pa.types.is_boolean(t),
+        "string": pa.types.is_string(t) or pa.types.is_large_string(t),
+    }.get(kind, False)
+    if not (fits or pa.types.is_null(t)):
+        words = {"int": "integers", "float": "numbers", "bool": "booleans", "string": "strings"}
+        raise InvalidArgument(name, f"request values must be {words.get(kind, kind)}, got {t}")
+    return pd.array(col.to_pylist(), dtype=_PANDAS_TYPES[kind])

@@ -1,21 +1,25 @@
-"""Ingestion of the German credit data (or any file of its schema) into the offline store.
+"""Ingestion of a product's raw file (CSV, or Parquet by suffix) into the offline store.
 
-Deterministic derivation (issue 3, default scheme):
+The product's ``[ingest]`` section says how (``creditrisk_products.IngestSection``):
 
-* ``applicant_id`` = int64 row number from 1, in file order;
-* application time drawn with ``numpy.random.default_rng(seed)`` uniformly over
-  [2023-01-01, 2025-01-01) UTC, whole seconds; it is the event and created time of every
-  attribute row;
-* label ``creditability``: bad = 1 (the positive class), good = 0; known ``label_delay_days``
-  (365) after the application: that is its event and created time, in the label table, which also
-  carries the application time as ``application_timestamp`` (for ``LabelledEntities``).
+* the file holds one column per feature of every feature view (same names), the label source
+  column, and, when named, the entity key and application time columns; nothing else;
+* the entity key: the file's column, or ``row_number``: int64 row number from 1, in file order;
+* the application time: the file's column (ISO 8601; naive = UTC), or drawn with
+  ``numpy.random.default_rng(seed)`` uniformly over ``[start, end)`` UTC in whole seconds
+  (``[ingest.application_time_drawn]``); it is the event and created time of every feature row;
+* the label: ``label_codes`` maps the raw value (stripped, case-insensitive) to 1 (the positive
+  class) or 0, or the file holds 1 / 0 already; empty = unknown. It is known
+  ``[label].maturity_days`` after the application: that is its event and created time in the label
+  table, which also carries the application time (``[label].application_time_column``).
 
-Re-running with the same input and seed replaces the same rows, never duplicates them. Then the
-Feast repository is applied.
+The whole file is validated before anything is written: a bad file writes nothing. Re-running with
+the same input and seed replaces the same rows, never duplicates them. Then the Feast repository is
+applied.
 
 CLI::
 
-    python -m feature_service.ingest --csv data/german_credit.csv [--seed 42] [--no-apply]
+    python -m feature_service.ingest --csv <file> [--product NAME] [--seed N] [--no-apply]
 """
 
 from __future__ import annotations
@@ -30,29 +34,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from creditrisk_products import Product, ProductError, UnknownProduct
 
-from feature_service.offline import TIMESTAMP_TYPE, offline_writer
-from feature_service.schema import (
-    ALL_VIEWS,
-    APPLICATION_TIMESTAMP,
-    ATTRIBUTE_COLUMNS,
-    CREDIT_LABEL,
-    CSV_COLUMNS,
-    ENTITY_KEY,
-    EVENT_TIMESTAMP,
-    INT_ATTRIBUTES,
-    LABEL,
-    ViewSpec,
-)
+from feature_service.offline import ARROW_KINDS, TIMESTAMP_TYPE, offline_writer
+from feature_service.schema import EVENT_TIMESTAMP, Kind, ProductLayout, ViewSpec
 from feature_service.settings import FeatureServiceSettings
 
-APPLICATION_START = datetime(2023, 1, 1, tzinfo=UTC)
-APPLICATION_END = datetime(2025, 1, 1, tzinfo=UTC)  # exclusive: the window is 2023-01-01..2024-12-31
-LABEL_CODES = {"bad": 1, "good": 0}
+ROW_NUMBER = "row_number"
+#: Bad rows named per column in an error.
+MAX_BAD_ROWS = 5
 
 
 class IngestError(ValueError):
-    """The input file does not have the German credit schema; the message names the column(s)."""
+    """The input file does not fit the product; the message names every column at fault."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +54,9 @@ class IngestResult:
     """What an ingestion wrote.
 
     Attributes:
-        rows: applicants ingested.
+        rows: entities ingested.
         tables: rows per feature view table.
-        first_application / last_application: range of the drawn application times.
+        first_application / last_application: range of the application times.
     """
 
     rows: int
@@ -71,25 +65,94 @@ class IngestResult:
     last_application: datetime
 
 
-def read_applicants(path: Path) -> pd.DataFrame:
-    """Read and validate a file of the German credit schema (CSV, or Parquet by suffix).
+def expected_columns(product: Product, layout: ProductLayout) -> list[str]:
+    """The file's columns: key and time (when named), every view's features, the label source."""
+    ing = product.ingest
+    columns: dict[str, None] = {}
+    if ing.entity_key != ROW_NUMBER:
+        columns[ing.entity_key] = None
+    if ing.application_time:
+        columns[ing.application_time] = None
+    for view in layout.views:
+        for name in view.feature_names:
+            if not (view is layout.label_view and name == layout.label_column):
+                columns[name] = None
+    columns[ing.label_source or layout.label_column] = None
+    return list(columns)
+
+
+def _bad(column: str, what: str, frame: pd.DataFrame, mask: pd.Series) -> str:
+    rows = np.flatnonzero(mask.to_numpy())[:MAX_BAD_ROWS]
+    shown = ", ".join(f"row {i + 1}: {frame[column].iloc[i]!r}" for i in rows)
+    return f"column '{column}' ({what}): {int(mask.sum())} bad value(s); {shown}"
+
+
+def _instant(value: object) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (naive = UTC); None if null or not ISO 8601."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _parse(
+    frame: pd.DataFrame, column: str, kind: Kind, problems: list[str], required: bool = False
+) -> pd.Series:
+    raw = frame[column]
+    if kind in ("int", "float"):
+        numbers = pd.to_numeric(raw, errors="coerce")
+        bad = raw.notna() & numbers.isna()
+        if kind == "int":
+            bad |= raw.notna() & numbers.notna() & (numbers % 1 != 0)
+        out = numbers.where(~bad).astype("Int64" if kind == "int" else "Float64")
+    elif kind == "bool":
+        lowered = raw.str.strip().str.lower()
+        mapped = lowered.map({"true": True, "false": False, "1": True, "0": False}, na_action="ignore")
+        bad = raw.notna() & mapped.isna()
+        out = mapped.astype("boolean")
+    elif kind == "timestamp":
+        # each value with its own offset (one format inferred for the column would read a naive
+        # value after one with an offset in that offset)
+        parsed = [_instant(v) for v in raw.astype(object).where(raw.notna(), None)]
+        bad = raw.notna() & pd.Series([p is None for p in parsed], index=raw.index)
+        out = pd.Series(pd.to_datetime([p for p in parsed], utc=True), index=raw.index)
+    else:
+        bad = pd.Series(False, index=raw.index)
+        out = raw.astype("string")
+    words = {"int": "an integer", "float": "a number", "bool": "true/false", "timestamp": "an ISO 8601 time"}
+    if bad.any():
+        problems.append(_bad(column, f"expected {words.get(kind, kind)}", frame, bad))
+    if required and raw.isna().any():
+        problems.append(_bad(column, "required", frame, raw.isna()))
+    return out
+
+
+def read_rows(path: Path, product: Product, layout: ProductLayout) -> pd.DataFrame:
+    """Read and validate a product's raw file (CSV, or Parquet by suffix), every row at once.
 
     Returns:
-        The 21 columns in file order; integer attributes as nullable ``Int64``, categoricals as
-        strings, the label as Int64 (bad = 1, good = 0; empty = null).
+        One column per feature (typed: ``Int64``, ``Float64``, ``boolean``, ``string``), the label
+        (``Int64`` 1 / 0, null = unknown) under the label column's name, the entity key under the
+        join key's name when the file holds it, and the application time (UTC) under the label
+        view's application time column when the file holds it.
 
     Raises:
-        IngestError: missing or extra columns (named), a non-integer value in an integer column,
-            or a label other than good / bad.
+        IngestError: missing or extra columns (named), or bad values: each column with its expected
+            type and its first bad rows (1-based, up to 5).
+        FileNotFoundError: no such file.
     """
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
-        frame = frame.astype({c: "string" for c in frame.columns if c not in INT_ATTRIBUTES})
+        frame = frame.astype({c: "string" for c in frame.columns})
     else:
         frame = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""])
+    expected = expected_columns(product, layout)
     columns = list(frame.columns)
-    missing = [c for c in CSV_COLUMNS if c not in columns]
-    extra = [c for c in columns if c not in CSV_COLUMNS]
+    missing = [c for c in expected if c not in columns]
+    extra = [c for c in columns if c not in expected]
     if missing or extra:
         parts = []
         if missing:
@@ -97,48 +160,78 @@ def read_applicants(path: Path) -> pd.DataFrame:
         if extra:
             parts.append(f"unexpected column(s) {extra}")
         raise IngestError(f"{path}: " + "; ".join(parts))
+    problems: list[str] = []
     out = pd.DataFrame(index=frame.index)
-    for column in ATTRIBUTE_COLUMNS:
-        if column in INT_ATTRIBUTES:
-            numbers = pd.to_numeric(frame[column], errors="coerce")
-            bad = frame[column].notna() & (numbers.isna() | (numbers % 1 != 0))
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-                raise IngestError(
-                    f"{path}: column '{column}' row {row}: {frame[column].iloc[row - 1]!r} is not an integer"
-                )
-            out[column] = numbers.astype("Int64")
-        else:
-            out[column] = frame[column].astype("string")
-    labels = frame[LABEL].str.strip().str.lower()
-    unknown = labels.notna() & ~labels.isin(list(LABEL_CODES))
-    if unknown.any():
-        raise IngestError(
-            f"{path}: column '{LABEL}' must be 'good' or 'bad', found {labels[unknown].iloc[0]!r}"
+    ing = product.ingest
+    if ing.entity_key != ROW_NUMBER:
+        out[layout.entity_key] = _parse(frame, ing.entity_key, layout.entity_kind, problems, required=True)
+    if ing.application_time:
+        out[layout.application_time_column] = _parse(
+            frame, ing.application_time, "timestamp", problems, required=True
         )
-    out[LABEL] = labels.map(LABEL_CODES, na_action="ignore").astype("Int64")
+    for view in layout.views:
+        for name, kind in view.features:
+            if not (view is layout.label_view and name == layout.label_column):
+                out[name] = _parse(frame, name, kind, problems)
+    source = ing.label_source or layout.label_column
+    raw = frame[source].str.strip().str.lower()
+    if ing.label_codes:
+        codes = {k.strip().lower(): v for k, v in ing.label_codes.items()}
+        unknown = raw.notna() & ~raw.isin(list(codes))
+        if unknown.any():
+            problems.append(_bad(source, f"expected one of {sorted(codes)}", frame, unknown))
+        out[layout.label_column] = raw.map(codes, na_action="ignore").astype("Int64")
+    else:
+        unknown = raw.notna() & ~raw.isin(["0", "1"])
+        if unknown.any():
+            problems.append(_bad(source, "expected 0 or 1", frame, unknown))
+        out[layout.label_column] = pd.to_numeric(raw.where(~unknown), errors="coerce").astype("Int64")
+    if problems:
+        raise IngestError(f"{path}: " + "\n  ".join(problems))
     return out.reset_index(drop=True)
 
 
-def application_times(n: int, seed: int) -> pd.Series:
-    """``n`` application times, uniform over [2023-01-01, 2025-01-01) UTC in whole seconds, seeded."""
-    span = int((APPLICATION_END - APPLICATION_START).total_seconds())
+def application_times(n: int, seed: int, start: datetime, end: datetime) -> pd.Series:
+    """``n`` application times, uniform over ``[start, end)`` UTC in whole seconds, seeded."""
+    span = int((end - start).total_seconds())
     offsets = np.random.default_rng(seed).integers(0, span, size=n, dtype=np.int64)
-    return pd.Series(
-        pd.Timestamp(APPLICATION_START) + pd.to_timedelta(offsets, unit="s"), name=EVENT_TIMESTAMP
+    return pd.Series(pd.Timestamp(start) + pd.to_timedelta(offsets, unit="s"), name=EVENT_TIMESTAMP)
+
+
+def _window(product: Product) -> tuple[datetime, datetime]:
+    drawn = product.ingest.application_time_drawn
+    assert drawn is not None
+    return (
+        datetime(drawn.start.year, drawn.start.month, drawn.start.day, tzinfo=UTC),
+        datetime(drawn.end.year, drawn.end.month, drawn.end.day, tzinfo=UTC),
     )
 
 
-def derive(frame: pd.DataFrame, seed: int, label_delay: timedelta) -> dict[str, pa.Table]:
-    """Derive ids and times and split ``frame`` into one Arrow table per feature view."""
+def derive(
+    frame: pd.DataFrame, product: Product, layout: ProductLayout, seed: int | None = None
+) -> dict[str, pa.Table]:
+    """Keys and times of :func:`read_rows`' frame, split into one Arrow table per feature view.
+
+    Args:
+        frame: the validated rows.
+        product / layout: the product and its layout.
+        seed: seed of drawn application times (default ``[ingest].seed``).
+    """
     n = len(frame)
-    ids = pd.Series(np.arange(1, n + 1, dtype=np.int64), name=ENTITY_KEY)
-    applied = application_times(n, seed)
+    key = layout.entity_key
+    ids = frame[key] if key in frame.columns else pd.Series(np.arange(1, n + 1, dtype=np.int64), name=key)
+    app_col = layout.application_time_column
+    if app_col in frame.columns:
+        applied = pd.Series(frame[app_col].dt.tz_convert("UTC").dt.floor("us"), name=EVENT_TIMESTAMP)
+    else:
+        start, end = _window(product)
+        applied = application_times(n, product.ingest.seed if seed is None else seed, start, end)
+    label_at = applied + timedelta(days=product.label.maturity_days)
     tables: dict[str, pa.Table] = {}
-    for view in ALL_VIEWS:
-        at = applied + label_delay if view is CREDIT_LABEL else applied
-        extras = {APPLICATION_TIMESTAMP: _utc_array(applied)} if view is CREDIT_LABEL else {}
-        tables[view.name] = _view_table(view, ids, frame, at, extras)
+    for view in layout.views:
+        is_label = view is layout.label_view
+        extras = {app_col: _utc_array(applied)} if is_label else {}
+        tables[view.name] = _view_table(view, ids, frame, label_at if is_label else applied, extras)
     return tables
 
 
@@ -150,40 +243,54 @@ def _utc_array(times: pd.Series) -> pa.Array:
 def _view_table(
     view: ViewSpec, ids: pd.Series, frame: pd.DataFrame, at: pd.Series, extras: dict[str, pa.Array]
 ) -> pa.Table:
-    kinds = {"int": pa.int64(), "string": pa.string()}
-    arrays = [pa.array(ids.to_numpy(), pa.int64())]
+    arrays = [pa.Array.from_pandas(ids, type=ARROW_KINDS[view.key_kind])]
     for name, kind in view.features:
-        arrays.append(pa.Array.from_pandas(frame[name], type=kinds[kind]))
+        arrays.append(pa.Array.from_pandas(frame[name], type=ARROW_KINDS[kind]))
     arrays += [extras[name] for name, _ in view.extras]
     ts = _utc_array(at)
     arrays += [ts, ts]
     return pa.Table.from_arrays(arrays, names=view.columns)
 
 
-def ingest(path: Path, settings: FeatureServiceSettings, *, apply: bool = True) -> IngestResult:
+def ingest(
+    path: Path,
+    settings: FeatureServiceSettings,
+    *,
+    apply: bool = True,
+    product: Product | None = None,
+    seed: int | None = None,
+) -> IngestResult:
     """Load ``path`` into the configured offline store (replacing earlier rows) and apply the repo.
 
     Args:
-        path: CSV (or Parquet) file of the German credit schema.
-        settings: the service settings (profile, stores, seed, label delay).
+        path: CSV (or Parquet) file of the product's raw schema.
+        settings: the service settings (profile, stores).
         apply: also apply the Feast repository (registry + online store tables).
+        product: the product; default the only one of ``settings.catalog()``.
+        seed: seed of drawn application times (default ``[ingest].seed``).
 
     Returns:
         What was written.
 
     Raises:
-        IngestError: the file does not have the expected schema.
+        IngestError: the file does not fit the product (nothing written).
+        ProductError: the product is invalid.
     """
-    frame = read_applicants(path)
-    tables = derive(frame, settings.seed, timedelta(days=settings.label_delay_days))
+    from feature_service.product import load_layout
+
+    product = product or settings.catalog().get()
+    layout = load_layout(product)
+    settings = settings.for_project(layout.project)
+    frame = read_rows(path, product, layout)
+    tables = derive(frame, product, layout, seed)
     writer = offline_writer(settings)
-    for view in ALL_VIEWS:
+    for view in layout.views:
         writer.replace(view, tables[view.name])
     if apply:
         from feature_service.core import FeatureStoreCore
 
-        FeatureStoreCore(settings).apply()
-    applied = tables[ALL_VIEWS[0].name].column(EVENT_TIMESTAMP)
+        FeatureStoreCore(settings, product).apply()
+    applied = tables[layout.label_view.name].column(layout.application_time_column)
     return IngestResult(
         rows=len(frame),
         tables={name: t.num_rows for name, t in tables.items()},
@@ -193,12 +300,13 @@ def ingest(path: Path, settings: FeatureServiceSettings, *, apply: bool = True) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status."""
+    """CLI entry point; returns the exit status (2: bad file or product, nothing written)."""
     parser = argparse.ArgumentParser(
         prog="python -m feature_service.ingest", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--csv", type=Path, required=True, help="file of the German credit schema")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the application times (default 42)")
+    parser.add_argument("--csv", type=Path, required=True, help="the product's raw file (CSV or .parquet)")
+    parser.add_argument("--product", default="", help="the product (default: the only one configured)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of drawn application times")
     parser.add_argument("--profile", choices=["embedded", "real"], default=None)
     parser.add_argument("--no-apply", action="store_true", help="write the offline store only")
     parser.add_argument(
@@ -206,23 +314,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
     if args.profile is not None:
         overrides["profile"] = args.profile
-    settings = FeatureServiceSettings(**overrides)  # type: ignore[arg-type]
+    settings = FeatureServiceSettings.load_or_exit(**overrides)
     try:
-        result = ingest(args.csv, settings, apply=not args.no_apply)
-    except (IngestError, FileNotFoundError) as exc:
+        product = settings.catalog().get(args.product)
+        result = ingest(args.csv, settings, apply=not args.no_apply, product=product, seed=args.seed)
+    except (IngestError, ProductError, UnknownProduct, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    settings = settings.for_project(product.product.feast_project)
     if args.write_yaml:
         from feature_service.sources import write_feature_store_yaml
 
         print(f"wrote {write_feature_store_yaml(settings)}")
+    seed = product.ingest.seed if args.seed is None else args.seed
     print(
-        f"ingested {result.rows} applicants ({settings.profile} profile, project {settings.project}, "
-        f"seed {settings.seed}); applications {result.first_application:%Y-%m-%d}.."
+        f"ingested {result.rows} rows of product {product.name} ({settings.profile} profile, project "
+        f"{settings.feast_project}, seed {seed}); applications {result.first_application:%Y-%m-%d}.."
         f"{result.last_application:%Y-%m-%d}; tables {result.tables}"
     )
     return 0

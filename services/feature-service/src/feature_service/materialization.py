@@ -13,7 +13,7 @@ tie-breaker, filters, dedup) up to the final output node, and replaces only that
 * Values: each feature column is dictionary-encoded (Arrow); Feast's own
   ``python_values_to_proto_values`` converts one representative row per distinct value, taken from
   the same NumPy array Feast's converter would see; the serialized bytes are then reused for
-  every row with that value (the German credit attributes have a few to ~900 distinct values per
+  every row with that value (a categorical attribute has a few to some hundred distinct values per
   column). Nulls, NaN and all-null columns become Feast's empty ``ValueProto`` as before.
 * Redis: the writer mirrors ``RedisOnlineStore.online_write_batch`` of Feast 0.67 byte for byte:
   key = ``serialize_entity_key(entity key) + project`` (built vectorized from a template checked

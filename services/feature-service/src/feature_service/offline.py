@@ -17,17 +17,25 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from feature_service.schema import CREATED_TIMESTAMP, ENTITY_KEY, EVENT_TIMESTAMP, ViewSpec
+from feature_service.schema import CREATED_TIMESTAMP, EVENT_TIMESTAMP, ViewSpec
 from feature_service.settings import FeatureServiceSettings
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+#: Arrow type of each column kind.
+ARROW_KINDS: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "timestamp": TIMESTAMP_TYPE,
+}
 
 
 def arrow_schema(view: ViewSpec) -> pa.Schema:
-    """Arrow schema of ``view``'s offline table: int64 key, typed features, UTC timestamps."""
-    kinds = {"int": pa.int64(), "string": pa.string(), "timestamp": TIMESTAMP_TYPE}
+    """Arrow schema of ``view``'s offline table: the key (int64 or string), typed features, UTC timestamps."""
+    kinds = ARROW_KINDS
     return pa.schema(
-        [pa.field(ENTITY_KEY, pa.int64(), nullable=False)]
+        [pa.field(view.key, kinds[view.key_kind], nullable=False)]
         + [pa.field(name, kinds[kind]) for name, kind in view.features]
         + [pa.field(name, kinds[kind]) for name, kind in view.extras]
         + [
@@ -113,14 +121,20 @@ class ParquetWriter:
 class PostgresWriter:
     """One table per view in the offline schema, loaded with COPY (CSV) through psycopg 3."""
 
-    _SQL_TYPES: ClassVar[dict[str, str]] = {"int": "bigint", "string": "text", "timestamp": "timestamptz"}
+    _SQL_TYPES: ClassVar[dict[str, str]] = {
+        "int": "bigint",
+        "float": "double precision",
+        "bool": "boolean",
+        "string": "text",
+        "timestamp": "timestamptz",
+    }
 
     def __init__(self, conninfo: str, schema: str) -> None:
         self.conninfo = conninfo
         self.schema = schema
 
     def _ddl(self, view: ViewSpec) -> str:
-        cols = [f'"{ENTITY_KEY}" bigint NOT NULL']
+        cols = [f'"{view.key}" {self._SQL_TYPES[view.key_kind]} NOT NULL']
         cols += [f'"{name}" {self._SQL_TYPES[kind]}' for name, kind in (*view.features, *view.extras)]
         cols += [f'"{EVENT_TIMESTAMP}" timestamptz NOT NULL', f'"{CREATED_TIMESTAMP}" timestamptz']
         table = f'"{self.schema}"."{view.table}"'
@@ -128,7 +142,7 @@ class PostgresWriter:
             f'CREATE SCHEMA IF NOT EXISTS "{self.schema}";'
             f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)});"
             f'CREATE INDEX IF NOT EXISTS "{view.table}_key_ts" ON {table} '
-            f'("{ENTITY_KEY}", "{EVENT_TIMESTAMP}")'
+            f'("{view.key}", "{EVENT_TIMESTAMP}")'
         )
 
     def _copy(self, view: ViewSpec, table: pa.Table, truncate: bool) -> None:

@@ -46,9 +46,15 @@ class ViewRead:
     features: list[str]
 
 
-def entity_keys(join_key: str, keys: Sequence[int]) -> list[EntityKeyProto]:
-    """Feast entity keys of int64 join-key values (one per entity row)."""
-    return [EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=k)]) for k in keys]
+def entity_keys(join_key: str, keys: Sequence[int | str]) -> list[EntityKeyProto]:
+    """Feast entity keys of int64 or string join-key values (one per entity row)."""
+    return [
+        EntityKeyProto(
+            join_keys=[join_key],
+            entity_values=[ValueProto(string_val=k) if isinstance(k, str) else ValueProto(int64_val=k)],
+        )
+        for k in keys
+    ]
 
 
 def _redis_store_class() -> type | None:

@@ -34,7 +34,7 @@ from feature_service import metrics, online
 from feature_service.domain import OnlineColumn, OnlineFeatures, ValueStatus
 from feature_service.errors import InvalidArgument, Unavailable
 from feature_service.plans import Plan
-from feature_service.schema import ENTITY_KEY, REQUEST_ALIASES, REQUEST_FIELDS
+from feature_service.schema import Kind, ProductLayout
 
 if TYPE_CHECKING:
     from feature_service.core import FeatureStoreCore
@@ -151,18 +151,20 @@ class OnlineReader:
         """Latest values of the requested features for each entity row, from the online store.
 
         Args:
-            entity_rows: one mapping per entity, ``{"applicant_id": int}``.
-            request_values: optional, parallel to ``entity_rows``: request-time values per row
-                (``credit_amount``, ``duration_in_month``; ints) that override the stored value in
-                on-demand features (``monthly_installment``). Absent or None: stored value.
-            feature_service: name of a feature service (e.g. ``credit_risk_v1``), or
+            entity_rows: one mapping per entity, ``{<join key>: int or str}`` (the product's entity
+                key and type).
+            request_values: optional, parallel to ``entity_rows``: request-time values per row,
+                by the product's caller-facing names (``[serving].request_fields``) or the request
+                source's field names, typed as the request source's fields; on-demand features use
+                them in place of the stored values. Absent or None: stored value.
+            feature_service: name of a feature service (e.g. the product's model service), or
             features: feature references ``view:feature``; exactly one of the two.
             feature_service_version: expected ``version`` tag of the feature service (None or ""
                 means whatever is registered; ignored with explicit features).
 
         Returns:
             Values with status and event timestamp per entity and feature, plus the feature specs
-            and the feature service's version. An applicant that exists nowhere gets status
+            and the feature service's version. An entity that exists nowhere gets status
             MISSING, not an error.
 
         Raises:
@@ -179,7 +181,9 @@ class OnlineReader:
         if not keys:
             return self._empty_online(plan)
         with self._span(plan, keys), self._core.online_guard, _online_store_errors():
-            rows = online.read_rows(self._core.store, plan.reads, online.entity_keys(ENTITY_KEY, keys))
+            rows = online.read_rows(
+                self._core.store, plan.reads, online.entity_keys(self._core.layout.entity_key, keys)
+            )
         result = self._assemble(plan, keys, rows, columns)
         metrics.observe_online(result)
         return result
@@ -219,7 +223,9 @@ class OnlineReader:
         if not keys:
             return self._empty_online(plan)
         with self._span(plan, keys), _online_store_errors():
-            rows = await self._async_reader.read_rows(plan.reads, online.entity_keys(ENTITY_KEY, keys))
+            rows = await self._async_reader.read_rows(
+                plan.reads, online.entity_keys(self._core.layout.entity_key, keys)
+            )
         result = self._assemble(plan, keys, rows, columns)
         metrics.observe_online(result)
         return result
@@ -233,30 +239,32 @@ class OnlineReader:
         plan: Plan,
         entity_rows: Sequence[Mapping[str, Any]],
         request_values: Sequence[Mapping[str, Any] | None] | None,
-    ) -> tuple[list[int], dict[str, list[Any]]]:
+    ) -> tuple[list[Any], dict[str, list[Any]]]:
         """The entity keys and the request columns of an online read (validated)."""
-        keys = [self._entity_key(row, i) for i, row in enumerate(entity_rows)]
+        layout = self._core.layout
+        keys = [self._entity_key(layout, row, i) for i, row in enumerate(entity_rows)]
         if request_values is not None and len(request_values) != len(keys):
             raise InvalidArgument(
                 "request_values", f"{len(request_values)} request rows for {len(keys)} entity rows"
             )
-        columns: dict[str, list[Any]] = {ENTITY_KEY: keys}
+        columns: dict[str, list[Any]] = {layout.entity_key: keys}
         if plan.needs_request_data:
             rows = [
-                self._request_row(request_values[i] if request_values else None, i) for i in range(len(keys))
+                self._request_row(layout, request_values[i] if request_values else None, i)
+                for i in range(len(keys))
             ]
-            for name in REQUEST_FIELDS.values():
+            for name in layout.request_source_fields:
                 columns[name] = [r[name] for r in rows]
         elif request_values and any(request_values):
             for i, rv in enumerate(request_values):
-                self._request_row(rv, i)  # validates the names even when unused
+                self._request_row(layout, rv, i)  # validates the names even when unused
         return keys, columns
 
     @staticmethod
     def _empty_online(plan: Plan) -> OnlineFeatures:
         return OnlineFeatures([], plan.specs, [OnlineColumn([], [], []) for _ in plan.specs], plan.version)
 
-    def _span(self, plan: Plan, keys: list[int]) -> Any:
+    def _span(self, plan: Plan, keys: list[Any]) -> Any:
         """The online-store read as its own span: counts and names only, never keys or values."""
         return _TRACER.start_as_current_span(
             "feature_store.online_read",
@@ -271,7 +279,7 @@ class OnlineReader:
     def _assemble(
         self,
         plan: Plan,
-        keys: list[int],
+        keys: list[Any],
         rows: Mapping[str, list[online.Row]],
         request_columns: Mapping[str, list[Any]],
     ) -> OnlineFeatures:
@@ -314,7 +322,7 @@ class OnlineReader:
         for odfv, sources in plan.odfvs:
             # as Feast's on-demand augmentation passes them: the join key, the source features, the
             # request fields
-            inputs: dict[str, list[Any]] = {ENTITY_KEY: keys}
+            inputs: dict[str, list[Any]] = {self._core.layout.entity_key: keys}
             inputs.update({f: stored[(v, f)].values for v, f in sources})
             for request_source in odfv.source_request_sources.values():
                 for f in request_source.schema:
@@ -340,44 +348,72 @@ class OnlineReader:
         columns = [
             stored.get((spec.view, spec.feature)) or derived[(spec.view, spec.feature)] for spec in plan.specs
         ]
-        return OnlineFeatures([{ENTITY_KEY: k} for k in keys], plan.specs, columns, plan.version)
+        key = self._core.layout.entity_key
+        return OnlineFeatures([{key: k} for k in keys], plan.specs, columns, plan.version)
 
     @staticmethod
-    def _entity_key(row: Mapping[str, Any], index: int) -> int:
+    def _entity_key(layout: ProductLayout, row: Mapping[str, Any], index: int) -> Any:
+        key = layout.entity_key
         if not isinstance(row, Mapping):
             raise InvalidArgument("entity_rows", f"row {index} is not a mapping of join keys")
-        if ENTITY_KEY not in row:
-            raise InvalidArgument(ENTITY_KEY, f"missing join key in entity row {index}")
-        unknown = [k for k in row if k != ENTITY_KEY]
+        if key not in row:
+            raise InvalidArgument(key, f"missing join key in entity row {index}")
+        unknown = [k for k in row if k != key]
         if unknown:
-            raise InvalidArgument(
-                unknown[0], f"unknown join key in entity row {index} (expected '{ENTITY_KEY}')"
-            )
-        value = row[ENTITY_KEY]
+            raise InvalidArgument(unknown[0], f"unknown join key in entity row {index} (expected '{key}')")
+        value = row[key]
+        if layout.entity_kind == "string":
+            if not isinstance(value, str):
+                raise InvalidArgument(
+                    key, f"entity row {index}: expected a string, got {type(value).__name__} {value!r}"
+                )
+            return value
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise InvalidArgument(
-                ENTITY_KEY, f"entity row {index}: expected an int64, got {type(value).__name__} {value!r}"
+                key, f"entity row {index}: expected an int64, got {type(value).__name__} {value!r}"
             )
         if not -(2**63) <= int(value) < 2**63:
-            raise InvalidArgument(ENTITY_KEY, f"entity row {index}: {value} is out of the int64 range")
+            raise InvalidArgument(key, f"entity row {index}: {value} is out of the int64 range")
         return int(value)
 
     @staticmethod
-    def _request_row(values: Mapping[str, Any] | None, index: int) -> dict[str, int | None]:
-        out: dict[str, int | None] = dict.fromkeys(REQUEST_FIELDS.values())
+    def _request_row(layout: ProductLayout, values: Mapping[str, Any] | None, index: int) -> dict[str, Any]:
+        kinds = layout.request_source_fields
+        aliases = layout.request_aliases
+        out: dict[str, Any] = dict.fromkeys(kinds)
         for key, value in (values or {}).items():
-            target = REQUEST_ALIASES.get(key)
+            target = aliases.get(key)
             if target is None:
                 raise InvalidArgument(
-                    key, f"request value {index}: unknown request field (accepted: {sorted(REQUEST_FIELDS)})"
+                    key, f"request value {index}: unknown request field (accepted: {layout.request_names})"
                 )
-            if value is None:
-                continue
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise InvalidArgument(
-                    key, f"request value {index}: expected an int64, got {type(value).__name__} {value!r}"
-                )
-            out[target] = int(value)
+            if value is not None:
+                out[target] = request_value(kinds[target], value, key, index)
         return out
+
+
+def request_value(kind: Kind, value: Any, key: str, index: int) -> Any:
+    """``value`` checked (and converted) as a request field of ``kind``.
+
+    Raises:
+        InvalidArgument: the value does not have that kind (``key`` named).
+    """
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InvalidArgument(
+                key, f"request value {index}: expected an int64, got {type(value).__name__} {value!r}"
+            )
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise InvalidArgument(key, f"request value {index}: expected a number, got {value!r}")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool | np.bool_):
+            raise InvalidArgument(key, f"request value {index}: expected a bool, got {value!r}")
+        return bool(value)
+    if not isinstance(value, str):
+        raise InvalidArgument(key, f"request value {index}: expected a string, got {value!r}")
+    return value

@@ -124,7 +124,7 @@ class Plans:
         Raises:
             NotFound: no such view.
         """
-        registry, project = self._core.store.registry, self._core.settings.project
+        registry, project = self._core.store.registry, self._core.settings.feast_project
         try:
             return registry.get_feature_view(name, project, allow_cache=True)
         except FeatureViewNotFoundException:
@@ -135,7 +135,7 @@ class Plans:
             raise NotFound("feature view", name) from None
 
     def _resolve(self, feature_service: str | None, features: list[str]) -> Plan:
-        registry, project = self._core.store.registry, self._core.settings.project
+        registry, project = self._core.store.registry, self._core.settings.feast_project
         feast_features: FeatureService | list[str]
         selection: list[tuple[FeatureView | OnDemandFeatureView, list[str]]] = []
         fs: FeatureService | None = None

@@ -1,26 +1,22 @@
-"""The German credit data's columns and how the feature views group them (no Feast import).
+"""The layout of a product's data as the service uses it: views, their columns, the entity key.
 
-Kept apart from :mod:`feature_service.repo` so ingestion validation and the offline writers know the
-layout without importing Feast.
+No Feast import: ingestion validation and the offline writers know the layout without importing
+Feast. :func:`feature_service.product.load_layout` builds a :class:`ProductLayout` from a product's
+Feast repository and its ``product.toml``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-ENTITY_NAME = "applicant"
-ENTITY_KEY = "applicant_id"
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
-LABEL = "creditability"
-#: Column of the label table: when the labelled application was made (the label's event time is
-#: when it became known). Not a Feast feature: ``LabelledEntities`` reads it to build entity rows.
-APPLICATION_TIMESTAMP = "application_timestamp"
 #: Column of a labelled-entities result: the label's event timestamp (when it became known).
 LABEL_TIMESTAMP = "label_timestamp"
 
-Kind = Literal["int", "string", "timestamp"]
+#: Column kinds: ``int`` (int64), ``float`` (float64), ``bool``, ``string``, ``timestamp`` (UTC, us).
+Kind = Literal["int", "float", "bool", "string", "timestamp"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,10 @@ class ViewSpec:
         push: whether the view has a push source for fresh values.
         description: what the view holds.
         extras: ``(column, kind)`` pairs of further offline columns that are not Feast features
-            (nullable; e.g. the label table's ``application_timestamp``).
+            (nullable; e.g. the label table's application time column).
+        key: the entity's join key (the table's first column).
+        key_kind: its kind, ``int`` or ``string``.
+        push_source_name: name of the view's push source ("" without one).
     """
 
     name: str
@@ -45,6 +44,9 @@ class ViewSpec:
     push: bool = True
     description: str = ""
     extras: tuple[tuple[str, Kind], ...] = ()
+    key: str = "entity_id"
+    key_kind: Kind = "int"
+    push_source_name: str = ""
 
     @property
     def feature_names(self) -> list[str]:
@@ -55,133 +57,91 @@ class ViewSpec:
     def columns(self) -> list[str]:
         """All columns of the offline table, in order: key, features, extras, event and created time."""
         return [
-            ENTITY_KEY,
+            self.key,
             *self.feature_names,
             *(name for name, _ in self.extras),
             EVENT_TIMESTAMP,
             CREATED_TIMESTAMP,
         ]
 
+
+@dataclass(frozen=True)
+class OnDemandSpec:
+    """One on-demand feature view.
+
+    Attributes:
+        name: its name.
+        features: ``(name, kind)`` of the features it computes.
+        request_source: the request source it reads ("" = none).
+        request_fields: ``(field, kind)`` of its request sources' fields, in order.
+    """
+
+    name: str
+    features: tuple[tuple[str, Kind], ...]
+    request_source: str = ""
+    request_fields: tuple[tuple[str, Kind], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProductLayout:
+    """What the service needs to know of one product's data (replaces per-product constants).
+
+    Attributes:
+        product: the product's name.
+        project: the Feast project of its repository (``[product].feast_project``).
+        entity_name: the Feast entity every view is keyed by.
+        entity_key: its join key; ``entity_kind``: ``int`` or ``string``.
+        views: every batch feature view, in the repository's order (ingestion order).
+        model_service: the feature service of the model's inputs; ``model_views``: its batch views.
+        fairness_service: the feature service of the protected attributes ("" = none).
+        label_view: the offline-only view of the label; ``label_column``: the label's column in it.
+        application_time_column: the label view's extra column: when the labelled application was
+            made (a timestamp, not a Feast feature).
+        feature_services: every feature service's name.
+        on_demand: the on-demand feature views.
+        request_fields: caller-facing request field -> request source field (``[serving]``).
+    """
+
+    product: str
+    project: str
+    entity_name: str
+    entity_key: str
+    entity_kind: Kind
+    views: tuple[ViewSpec, ...]
+    model_service: str
+    model_views: tuple[ViewSpec, ...]
+    fairness_service: str
+    label_view: ViewSpec
+    label_column: str
+    application_time_column: str
+    feature_services: tuple[str, ...] = ()
+    on_demand: tuple[OnDemandSpec, ...] = ()
+    request_fields: dict[str, str] = field(default_factory=dict)
+
     @property
-    def push_source_name(self) -> str:
-        """Name of the view's push source."""
-        return f"{self.name}_push"
+    def views_by_name(self) -> dict[str, ViewSpec]:
+        """Every batch view, by name."""
+        return {v.name: v for v in self.views}
 
+    @property
+    def request_aliases(self) -> dict[str, str]:
+        """Every name a request value is accepted under (caller-facing or the source's) -> the latter."""
+        return {**self.request_fields, **{v: v for v in self.request_source_fields}}
 
-LOAN_REQUEST = ViewSpec(
-    "loan_request",
-    "applicant_loan_request",
-    (
-        ("duration_in_month", "int"),
-        ("credit_amount", "int"),
-        ("purpose", "string"),
-        ("installment_rate_in_percentage_of_disposable_income", "int"),
-        ("other_debtors_or_guarantors", "string"),
-        ("other_installment_plans", "string"),
-    ),
-    description="The credit applied for: amount, duration, purpose, installment rate, guarantors.",
-)
-CREDIT_STANDING = ViewSpec(
-    "credit_standing",
-    "applicant_credit_standing",
-    (
-        ("status_of_existing_checking_account", "string"),
-        ("credit_history", "string"),
-        ("savings_account_and_bonds", "string"),
-        ("number_of_existing_credits_at_this_bank", "int"),
-        ("property", "string"),
-    ),
-    description="Accounts, savings, property and credit history at the time of application.",
-)
-EMPLOYMENT_AND_RESIDENCE = ViewSpec(
-    "employment_and_residence",
-    "applicant_employment_and_residence",
-    (
-        ("present_employment_since", "string"),
-        ("job", "string"),
-        ("present_residence_since", "int"),
-        ("housing", "string"),
-        ("telephone", "string"),
-    ),
-    description="Employment, job, residence, housing and telephone.",
-)
-DEMOGRAPHICS = ViewSpec(
-    "demographics",
-    "applicant_demographics",
-    (
-        ("age_in_years", "int"),
-        ("number_of_people_being_liable_to_provide_maintenance_for", "int"),
-    ),
-    description="Age and number of dependants (model inputs).",
-)
-PROTECTED_ATTRIBUTES = ViewSpec(
-    "protected_attributes",
-    "applicant_protected_attributes",
-    (
-        ("personal_status_and_sex", "string"),
-        ("foreign_worker", "string"),
-    ),
-    description="Protected attributes, kept for fairness monitoring only; not model inputs.",
-)
-CREDIT_LABEL = ViewSpec(
-    "credit_label",
-    "applicant_credit_label",
-    ((LABEL, "int"),),
-    online=False,
-    description="Ground truth: creditability, bad = 1 (positive class); stamped when the label is known.",
-    extras=((APPLICATION_TIMESTAMP, "timestamp"),),
-)
+    @property
+    def request_source_fields(self) -> dict[str, Kind]:
+        """Every field of the on-demand views' request sources and its kind (sent null when not given)."""
+        return {name: kind for odfv in self.on_demand for name, kind in odfv.request_fields}
 
-#: Views whose features are model inputs under the default feature policy.
-MODEL_VIEWS: tuple[ViewSpec, ...] = (LOAN_REQUEST, CREDIT_STANDING, EMPLOYMENT_AND_RESIDENCE, DEMOGRAPHICS)
-#: Every view, in ingestion order.
-ALL_VIEWS: tuple[ViewSpec, ...] = (*MODEL_VIEWS, PROTECTED_ATTRIBUTES, CREDIT_LABEL)
-VIEWS_BY_NAME: dict[str, ViewSpec] = {v.name: v for v in ALL_VIEWS}
+    @property
+    def request_names(self) -> list[str]:
+        """The names a request value is accepted under, caller-facing first (for error messages)."""
+        return list(dict.fromkeys([*self.request_fields, *self.request_source_fields]))
 
-#: The 20 attributes of the German credit data, in file order, and the label.
-ATTRIBUTE_COLUMNS: tuple[str, ...] = (
-    "status_of_existing_checking_account",
-    "duration_in_month",
-    "credit_history",
-    "purpose",
-    "credit_amount",
-    "savings_account_and_bonds",
-    "present_employment_since",
-    "installment_rate_in_percentage_of_disposable_income",
-    "personal_status_and_sex",
-    "other_debtors_or_guarantors",
-    "present_residence_since",
-    "property",
-    "age_in_years",
-    "other_installment_plans",
-    "housing",
-    "number_of_existing_credits_at_this_bank",
-    "job",
-    "number_of_people_being_liable_to_provide_maintenance_for",
-    "telephone",
-    "foreign_worker",
-)
-CSV_COLUMNS: tuple[str, ...] = (*ATTRIBUTE_COLUMNS, LABEL)
-INT_ATTRIBUTES: frozenset[str] = frozenset(
-    name for view in ALL_VIEWS for name, kind in view.features if kind == "int" and name != LABEL
-)
+    def view(self, name: str) -> ViewSpec:
+        """The batch view ``name``.
 
-#: On-demand feature: monthly installment, and the request-time overrides it accepts.
-ODFV_NAME = "loan_affordability"
-MONTHLY_INSTALLMENT = "monthly_installment"
-REQUEST_SOURCE_NAME = "loan_request_overrides"
-#: caller-facing name -> request source field (distinct names: Feast merges request data and
-#: feature values into one row, so a request field named ``credit_amount`` would collide).
-REQUEST_FIELDS: dict[str, str] = {
-    "credit_amount": "requested_credit_amount",
-    "duration_in_month": "requested_duration_in_month",
-}
-#: Every name a request value is accepted under (caller-facing or the request source's) -> the latter.
-REQUEST_ALIASES: dict[str, str] = {**REQUEST_FIELDS, **{v: v for v in REQUEST_FIELDS.values()}}
-
-FEATURE_SERVICE_MODEL = "credit_risk_v1"
-FEATURE_SERVICE_FAIRNESS = "credit_risk_fairness_v1"
-
-assert sorted(n for v in (*MODEL_VIEWS, PROTECTED_ATTRIBUTES) for n in v.feature_names) == sorted(
-    ATTRIBUTE_COLUMNS
-), "every attribute belongs to exactly one feature view"
+        Raises:
+            KeyError: no such view.
+        """
+        return self.views_by_name[name]

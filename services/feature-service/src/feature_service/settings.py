@@ -20,6 +20,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from creditrisk_kit.settings import ServiceSettings
+from creditrisk_products import ProductSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -36,14 +37,19 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
-class FeatureServiceSettings(ServiceSettings):
+class FeatureServiceSettings(ServiceSettings, ProductSettings):
     """Settings of the feature-service (env prefix ``FEATURE_SERVICE_``).
 
     Attributes:
         port: gRPC port (default 50051; every service sets its own: tests/test_defaults.py).
         profile: ``embedded`` or ``real``.
-        project: Feast project name; also names the Redis key space (Feast prefixes keys with it), the
-            PostgreSQL schema of the offline tables (``feast_<project>``) and the SQLite file.
+        products_dir / products: the product served (``FEATURE_SERVICE_PRODUCTS_DIR``,
+            ``FEATURE_SERVICE_PRODUCTS``; :class:`creditrisk_products.ProductSettings`): its Feast
+            repository and ``product.toml`` define the views, the entity and the ingestion.
+        project: override of the product's Feast project (``[product].feast_project``); unset: the
+            product's. The project also names the Redis key space (Feast prefixes keys with it), the
+            PostgreSQL schema of the offline tables (``feast_<project>``) and the SQL registry's
+            rows: set it to keep a checkout's demo or a test apart on shared servers.
         data_dir: embedded profile's folder for Parquet files, the SQLite online store and the file
             registry; default ``<repo>/.run/<profile>/feature-store``.
         redis_url: real profile's online store, ``redis://host:port/db``.
@@ -57,10 +63,9 @@ class FeatureServiceSettings(ServiceSettings):
         postgres_dsn: real profile's PostgreSQL as one libpq DSN/URL; when set it overrides the
             ``postgres_host`` / ``_port`` / ``_db`` / ``_user`` / ``_password`` fields.
         postgres_schema: schema of the offline tables; default ``feast_<project>``.
-        feature_ttl_days: TTL of the applicant feature views: offline, the point-in-time join ignores
-            rows older than this; online, a value older than this is reported OUTSIDE_TTL.
-        label_delay_days: days after the application at which the label becomes known.
-        seed: seed of the application times drawn at ingestion.
+        feature_ttl_days: override of the TTL (days) of the feature views that have one; unset: the
+            repository's TTLs. Offline, the point-in-time join ignores rows older than the TTL;
+            online, a value older than it is reported OUTSIDE_TTL.
         history_chunk_rows: rows per record batch of the point-in-time dataset, and the default
             upper bound of rows per ``GetHistoricalFeatures`` chunk (the message size bounds it too).
         max_online_entity_rows: most entity rows one ``GetOnlineFeatures`` call may ask for.
@@ -79,7 +84,7 @@ class FeatureServiceSettings(ServiceSettings):
 
     port: int = Field(default=50051, ge=0, le=65535)
     profile: Profile = "embedded"
-    project: str = "credit_risk"
+    project: str | None = None
     data_dir: Path | None = None
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -94,9 +99,7 @@ class FeatureServiceSettings(ServiceSettings):
     postgres_sslmode: str = "disable"
     postgres_schema: str | None = None
 
-    feature_ttl_days: int = Field(default=3650, gt=0)
-    label_delay_days: int = Field(default=365, ge=0)
-    seed: int = 42
+    feature_ttl_days: int | None = Field(default=None, gt=0)
     history_chunk_rows: int = Field(default=65_536, gt=0)
     max_online_entity_rows: int = Field(default=1000, gt=0)
     filter_by_created_timestamp: bool = True
@@ -106,15 +109,33 @@ class FeatureServiceSettings(ServiceSettings):
 
     @field_validator("project")
     @classmethod
-    def _valid_project(cls, value: str) -> str:
-        if not _PROJECT_NAME.match(value):
+    def _valid_project(cls, value: str | None) -> str | None:
+        if value is not None and not _PROJECT_NAME.match(value):
             raise ValueError("project must match ^[a-z][a-z0-9_]{0,47}$ (it names a schema and key space)")
         return value
 
     @property
-    def feature_ttl(self) -> timedelta:
-        """TTL of the applicant feature views."""
-        return timedelta(days=self.feature_ttl_days)
+    def feature_ttl(self) -> timedelta | None:
+        """The TTL override of the feature views, or None (the repository's TTLs)."""
+        return None if self.feature_ttl_days is None else timedelta(days=self.feature_ttl_days)
+
+    def for_project(self, feast_project: str) -> FeatureServiceSettings:
+        """These settings with ``project`` set: the override if given, else ``feast_project`` (the
+        product's). Every store-facing use (``offline_schema``, the ``RepoConfig``) needs it set."""
+        if self.project:
+            return self
+        return self.model_copy(update={"project": feast_project})
+
+    @property
+    def feast_project(self) -> str:
+        """The Feast project in effect.
+
+        Raises:
+            ValueError: neither set nor resolved with :meth:`for_project`.
+        """
+        if not self.project:
+            raise ValueError("no Feast project: resolve the settings with for_project(product project)")
+        return self.project
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -125,8 +146,8 @@ class FeatureServiceSettings(ServiceSettings):
 
     @property
     def offline_schema(self) -> str:
-        """PostgreSQL schema of the offline tables (real profile)."""
-        return self.postgres_schema or f"feast_{self.project}"
+        """PostgreSQL schema of the offline tables (real profile; the project must be resolved)."""
+        return self.postgres_schema or f"feast_{self.feast_project}"
 
     def postgres_params(self) -> dict[str, str | int]:
         """Connection parameters: host, port, database, user, password, sslmode."""

@@ -2,7 +2,7 @@
 
 Feast needs a different source class per offline store (``FileSource`` for DuckDB over Parquet,
 ``PostgreSQLSource`` for PostgreSQL); :func:`source_factory` picks it from the settings, so the
-feature views in :mod:`feature_service.repo` are written once.
+product's feature views are written once (:mod:`feature_service.repo` re-points them).
 
 | profile  | offline store              | online store | registry            |
 | -------- | -------------------------- | ------------ | ------------------- |
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 class SourceFactory(Protocol):
     """Builds the batch source of a feature view for one offline store."""
 
-    def batch_source(self, view: ViewSpec) -> DataSource:
-        """The batch source of ``view``'s offline table."""
+    def batch_source(self, view: ViewSpec, name: str) -> DataSource:
+        """The batch source of ``view``'s offline table, named ``name``."""
         ...
 
 
@@ -44,12 +44,12 @@ class ParquetSourceFactory:
         """Parquet file of ``view``."""
         return self.offline_dir / f"{view.table}.parquet"
 
-    def batch_source(self, view: ViewSpec) -> DataSource:
+    def batch_source(self, view: ViewSpec, name: str) -> DataSource:
         from feast import FileSource
         from feast.data_format import ParquetFormat
 
         return FileSource(
-            name=f"{view.name}_source",
+            name=name,
             path=str(self.path(view)),
             file_format=ParquetFormat(),
             timestamp_field=EVENT_TIMESTAMP,
@@ -68,13 +68,13 @@ class PostgresSourceFactory:
         """Schema-qualified table of ``view``."""
         return f"{self.schema}.{view.table}"
 
-    def batch_source(self, view: ViewSpec) -> DataSource:
+    def batch_source(self, view: ViewSpec, name: str) -> DataSource:
         from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
             PostgreSQLSource,
         )
 
         return PostgreSQLSource(
-            name=f"{view.name}_source",
+            name=name,
             table=self.table(view),
             timestamp_field=EVENT_TIMESTAMP,
             created_timestamp_column=CREATED_TIMESTAMP,
@@ -83,7 +83,7 @@ class PostgresSourceFactory:
 
 
 def source_factory(settings: FeatureServiceSettings) -> ParquetSourceFactory | PostgresSourceFactory:
-    """The source factory of the configured profile."""
+    """The source factory of the configured profile (``settings``' project resolved)."""
     if settings.profile == "real":
         return PostgresSourceFactory(settings.offline_schema)
     return ParquetSourceFactory(settings.resolved_data_dir / "offline")
@@ -104,7 +104,7 @@ def repo_config_dict(settings: FeatureServiceSettings) -> dict[str, Any]:
     """The Feast repository configuration as plain data (the content of ``feature_store.yaml``)."""
     data_dir = settings.resolved_data_dir
     config: dict[str, Any] = {
-        "project": settings.project,
+        "project": settings.feast_project,
         "provider": "local",
         "entity_key_serialization_version": 3,
         # Feast's own engine ("local") or ours (feature_service.materialization), by configuration

@@ -19,7 +19,7 @@ from feast.data_source import PushMode
 from feature_service.domain import MaterializeResult, PushResult, PushTarget, ViewMaterialization, utc
 from feature_service.errors import FailedPrecondition, InvalidArgument, NotFound
 from feature_service.offline import conform, offline_writer
-from feature_service.schema import CREATED_TIMESTAMP, EVENT_TIMESTAMP, VIEWS_BY_NAME
+from feature_service.schema import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
     from feature_service.core import FeatureStoreCore
@@ -38,7 +38,7 @@ class Writer:
     def materialize(
         self, start: datetime, end: datetime, views: Sequence[str] | None = None
     ) -> MaterializeResult:
-        """Load the latest value per applicant with event time in [start, end] into the online store.
+        """Load the latest value per entity with event time in [start, end] into the online store.
 
         Args:
             start / end: the window (naive means UTC).
@@ -88,8 +88,8 @@ class Writer:
         """Push fresh rows of one feature view to the online store, the offline store or both.
 
         Args:
-            push_source: push source name (``<view>_push``).
-            rows: every column of the view: ``applicant_id``, its features (None for null),
+            push_source: push source name (the view's, as the product's repository names it).
+            rows: every column of the view: the join key, its features (None for null),
                 ``event_timestamp`` (naive means UTC); ``created_timestamp`` optional (default now).
             to: ``online``, ``offline`` or ``both``.
 
@@ -99,7 +99,8 @@ class Writer:
             FailedPrecondition: an online push to an offline-only view (labels).
         """
         target = PushTarget(to)
-        spec = next((s for s in VIEWS_BY_NAME.values() if s.push and s.push_source_name == push_source), None)
+        views = self._core.layout.views
+        spec = next((s for s in views if s.push and s.push_source_name == push_source), None)
         if spec is None:
             raise NotFound("push source", push_source)
         if target != PushTarget.OFFLINE and not spec.online:

@@ -24,7 +24,8 @@ import numpy as np
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from creditrisk_testing.german_credit import german_credit_frame
+from creditrisk_products import load_product
+from creditrisk_testing.german_credit import REPO_ROOT, german_credit_frame
 from training_service import tracking
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import TrainingSpec, train
@@ -32,16 +33,22 @@ from training_service.training import TrainingSpec, train
 
 def main(uris: list[str]) -> None:
     frame = german_credit_frame(42)
+    german = load_product(REPO_ROOT / "products" / "german_credit")
     protocol = EvaluationProtocol(cv_folds=2, cv_repeats=1, test_fraction=0.2, gate_window_days=60)
-    good_spec = TrainingSpec(model=ModelSpec(Algorithm.LOGISTIC_REGRESSION), evaluation=protocol, seed=7)
+    good_spec = TrainingSpec.for_product(
+        german, model=ModelSpec(Algorithm.LOGISTIC_REGRESSION), evaluation=protocol, seed=7
+    )
     good = train(frame, good_spec)
     equal = train(frame, good_spec)
     noisy = frame.copy()
     noisy["creditability"] = np.random.default_rng(3).permutation(noisy["creditability"].to_numpy())
     noise = train(
         noisy,
-        TrainingSpec(
-            model=ModelSpec(Algorithm.HIST_GRADIENT_BOOSTING, {"max_iter": 30}), evaluation=protocol, seed=11
+        TrainingSpec.for_product(
+            german,
+            model=ModelSpec(Algorithm.HIST_GRADIENT_BOOSTING, {"max_iter": 30}),
+            evaluation=protocol,
+            seed=11,
         ),
     )
     mismatch = dataclasses.replace(good, fast_scorer=noise.fast_scorer)

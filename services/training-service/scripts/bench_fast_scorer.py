@@ -19,7 +19,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
-from creditrisk_testing.german_credit import german_credit_frame
+from creditrisk_products import load_product
+from creditrisk_testing.german_credit import REPO_ROOT, german_credit_frame
 from training_service.modelling import predict_default, to_model_input
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import TrainingSpec, train
@@ -34,8 +35,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()
     frame = german_credit_frame()
+    product = load_product(REPO_ROOT / "products" / "german_credit")
     for algorithm in Algorithm:
-        spec = TrainingSpec(model=ModelSpec(algorithm), evaluation=EvaluationProtocol(cv_repeats=1), seed=7)
+        spec = TrainingSpec.for_product(
+            product, model=ModelSpec(algorithm), evaluation=EvaluationProtocol(cv_repeats=1), seed=7
+        )
         outcome = train(frame, spec)
         assert outcome.fast_scorer is not None
         scorer = OnnxScorer(outcome.fast_scorer.onnx_model, outcome.schema.to_dict())

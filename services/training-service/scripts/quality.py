@@ -39,7 +39,8 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-from creditrisk_testing.german_credit import german_credit_frame
+from creditrisk_products import load_product
+from creditrisk_testing.german_credit import REPO_ROOT, german_credit_frame
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier
@@ -52,9 +53,13 @@ from training_service.modelling import (
     predict_default,
     to_model_input,
 )
-from training_service.policy import LABEL, FeaturePolicy
+from training_service.policy import FeaturePolicy
 from training_service.spec import Algorithm, ModelSpec
 from training_service.training import cross_validated_auc
+
+#: The German credit product's default feature policy (its protected attributes excluded).
+POLICY = FeaturePolicy.default(load_product(REPO_ROOT / "products" / "german_credit"))
+LABEL = POLICY.columns.label
 
 GRIDS: dict[Algorithm, dict[str, list[Any]]] = {
     Algorithm.LOGISTIC_REGRESSION: {"C": [0.01, 0.03, 0.1, 0.3, 1.0], "class_weight": ["none"]},
@@ -105,7 +110,7 @@ def ensemble_default_cv(frame: Any, *, folds: int, repeats: int, seed: int) -> n
     """ROC AUC per fold of the default vote (members at defaults, equal weights), same folds as
     :func:`training_service.training.cross_validated_auc`."""
     limit_threads()
-    schema = FeatureSchema.infer(frame, FeaturePolicy().model_inputs(frame.columns))
+    schema = FeatureSchema.infer(frame, POLICY.model_inputs(frame.columns))
     x = to_model_input(frame, schema)
     y = frame[LABEL].astype(np.int64).to_numpy()
     template = build_vote({}, schema, seed)
@@ -127,7 +132,7 @@ def ensemble_nested_cv(
     tracking: Any = None,
 ) -> dict[str, Any]:
     """:func:`nested_cv` for the soft vote: same outer folds and inner seeds, ``ENSEMBLE_GRID``."""
-    policy = FeaturePolicy()
+    policy = POLICY
     schema = FeatureSchema.infer(frame, policy.model_inputs(frame.columns))
     x = to_model_input(frame, schema)
     y = frame[LABEL].astype(np.int64).to_numpy()
@@ -206,7 +211,7 @@ def nested_cv(
     tracking: Any = None,
 ) -> dict[str, Any]:
     """Outer ROC AUC per fold with the configuration chosen by the inner search."""
-    policy = FeaturePolicy()
+    policy = POLICY
     schema = FeatureSchema.infer(frame, policy.model_inputs(frame.columns))
     x = to_model_input(frame, schema)
     y = frame[LABEL].astype(np.int64).to_numpy()
@@ -366,7 +371,7 @@ def main() -> None:
         algorithm = Algorithm(name)
         start = time.monotonic()
         aucs = cross_validated_auc(
-            frame, ModelSpec(algorithm), folds=args.folds, repeats=args.repeats, seed=args.seed
+            frame, ModelSpec(algorithm), folds=args.folds, repeats=args.repeats, seed=args.seed, policy=POLICY
         )
         default = {
             "mean": float(aucs.mean()),

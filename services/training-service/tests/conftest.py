@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from creditrisk_testing.german_credit import german_credit_frame
+from creditrisk_products import Product, load_product
+from creditrisk_testing.german_credit import REPO_ROOT, german_credit_frame
 from training_service import mlflow_server
 from training_service.mlflow_auth import PLATFORM_USERS, password_variable
+from training_service.policy import FeaturePolicy
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import TrainingOutcome, TrainingSpec, train
 
@@ -31,17 +34,52 @@ os.environ["MLFLOW_TRACKING_PASSWORD"] = PASSWORDS["training-service"]
 
 
 @pytest.fixture(scope="session")
+def german() -> Product:
+    """The German credit product (``products/german_credit``)."""
+    return load_product(REPO_ROOT / "products" / "german_credit")
+
+
+def write_product_variant(tmp_path: Path, edits: dict[str, str]) -> Path:
+    """A copy of the German product's folder under ``tmp_path / "products"`` with its
+    ``product.toml`` edited, not validated: each ``old: new`` replaces an exact text of the file
+    (e.g. another label column). Returns the product's folder."""
+    folder = tmp_path / "products" / "german_credit"
+    shutil.copytree(REPO_ROOT / "products" / "german_credit", folder)
+    file = folder / "product.toml"
+    text = file.read_text()
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    file.write_text(text)
+    return folder
+
+
+def product_variant(tmp_path: Path, edits: dict[str, str]) -> Product:
+    """:func:`write_product_variant`, loaded."""
+    return load_product(write_product_variant(tmp_path, edits))
+
+
+@pytest.fixture(scope="session")
+def policy(german: Product) -> FeaturePolicy:
+    """The German product's default feature policy."""
+    return FeaturePolicy.default(german)
+
+
+@pytest.fixture(scope="session")
 def credit_frame() -> pd.DataFrame:
     """TEST FIXTURE: German credit as the feature-service would serve it (see testing/german_credit.py)."""
     return german_credit_frame(seed=42)
 
 
 @pytest.fixture(scope="session")
-def trained(credit_frame: pd.DataFrame) -> dict[Algorithm, TrainingOutcome]:
+def trained(credit_frame: pd.DataFrame, german: Product) -> dict[Algorithm, TrainingOutcome]:
     """One trained outcome per algorithm (5 folds x 1 repeat, seed 7)."""
     protocol = EvaluationProtocol(cv_folds=5, cv_repeats=1, test_fraction=0.2, gate_window_days=60)
     return {
-        algorithm: train(credit_frame, TrainingSpec(model=ModelSpec(algorithm), evaluation=protocol, seed=7))
+        algorithm: train(
+            credit_frame,
+            TrainingSpec.for_product(german, model=ModelSpec(algorithm), evaluation=protocol, seed=7),
+        )
         for algorithm in Algorithm
     }
 

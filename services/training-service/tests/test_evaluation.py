@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from creditrisk_products import Product
 from training_service import evaluation as ev
+
+#: The German product's cost matrix: a missed bad costs 5, a declined good 1.
+COSTS = {"cost_fn": 5.0, "cost_fp": 1.0}
+
+
+def test_cost_matrix_is_the_products(german: Product) -> None:
+    costs = ev.CostMatrix.of(german)
+    assert (costs.false_negative, costs.false_positive) == (COSTS["cost_fn"], COSTS["cost_fp"])
 
 
 def test_metrics_by_hand() -> None:
@@ -26,24 +35,34 @@ def test_expected_cost_by_hand() -> None:
     y = np.array([0, 0, 1, 1])
     p = np.array([0.1, 0.6, 0.4, 0.8])
     # t=0.5: reject 0.6 (good -> cost 1), approve 0.4 (bad -> cost 5) -> 6/4
-    assert ev.expected_cost(y, p, 0.5) == pytest.approx(1.5)
-    assert ev.expected_cost(y, p, 0.0) == pytest.approx(0.5)  # reject all: 2 goods x 1
-    assert ev.expected_cost(y, p, 1.0) == pytest.approx(2.5)  # approve all: 2 bads x 5
+    assert ev.expected_cost(y, p, 0.5, **COSTS) == pytest.approx(1.5)
+    assert ev.expected_cost(y, p, 0.0, **COSTS) == pytest.approx(0.5)  # reject all: 2 goods x 1
+    assert ev.expected_cost(y, p, 1.0, **COSTS) == pytest.approx(2.5)  # approve all: 2 bads x 5
 
 
 def test_cost_optimal_threshold_constructed() -> None:
     # scores 0.1..0.9; bads at 0.3, 0.7, 0.9; goods elsewhere.
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     y = np.array([0, 0, 1, 0, 0, 0, 1, 0, 1])
-    t, cost = ev.cost_optimal_threshold(y, p)
+    t, cost = ev.cost_optimal_threshold(y, p, **COSTS)
     # rejecting from 0.25 up: goods rejected 0.4,0.5,0.6,0.8 -> cost 4; any higher cut approves
     # the bad at 0.3 (+5) and spares at most 4 goods; lower cuts reject more goods.
     assert t == pytest.approx(0.25)
     assert cost == pytest.approx(4 / 9)
-    assert cost == pytest.approx(ev.expected_cost(y, p, t))
+    assert cost == pytest.approx(ev.expected_cost(y, p, t, **COSTS))
     # brute force over a fine grid agrees
     grid = np.linspace(0, 1, 1001)
-    assert min(ev.expected_cost(y, p, g) for g in grid) == pytest.approx(cost)
+    assert min(ev.expected_cost(y, p, g, **COSTS) for g in grid) == pytest.approx(cost)
+
+
+def test_the_cost_matrix_moves_the_threshold() -> None:
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    y = np.array([0, 0, 1, 0, 0, 0, 1, 0, 1])
+    # missed positives cost as much as declined negatives: rejecting from 0.25 no longer pays
+    t, cost = ev.cost_optimal_threshold(y, p, cost_fn=1.0, cost_fp=1.0)
+    assert t > 0.25
+    assert cost == pytest.approx(ev.expected_cost(y, p, t, cost_fn=1.0, cost_fp=1.0))
+    assert cost < ev.expected_cost(y, p, 0.25, cost_fn=1.0, cost_fp=1.0)
 
 
 def test_approval_rate_ratios() -> None:

@@ -17,6 +17,7 @@ from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk.training.v1 import training_service_pb2_grpc as pb_grpc
 from creditrisk_kit import ServiceRunner, ServiceSettings, aio_channel, wait_until_serving
+from creditrisk_products import Product
 from creditrisk_testing.feature_store import FakeFeatureStoreService
 from creditrisk_testing.feature_store import register as register_fake
 from google.protobuf import timestamp_pb2
@@ -93,7 +94,9 @@ def _settings() -> ServiceSettings:
 
 
 @pytest.fixture
-async def service(credit_frame: pd.DataFrame, mlflow_embedded: str) -> AsyncIterator[Service]:
+async def service(
+    credit_frame: pd.DataFrame, mlflow_embedded: str, german: Product
+) -> AsyncIterator[Service]:
     fake = FakeFeatureStoreService(credit_frame)
     fake_runner = ServiceRunner(
         _settings(),
@@ -106,6 +109,7 @@ async def service(credit_frame: pd.DataFrame, mlflow_embedded: str) -> AsyncIter
     experiment = f"test-grpc-{uuid.uuid4().hex[:8]}"
     jobs = TrainingJobs(
         TrainingSetSource(fs_channel),
+        product=german,
         tracking_uri=mlflow_embedded,
         defaults=Defaults(experiment_name=experiment),
         max_concurrent_jobs=1,
@@ -213,6 +217,7 @@ async def test_start_watch_succeeds_with_mlflow_run(service: Service, credit_fra
     assert run.data.params["hp.max_iter"] == "40"
     assert run.data.params["seed"] == "7"
     assert run.data.tags["training_service.job_id"] == final.id
+    assert run.data.tags["product"] == "german_credit"
     assert run.data.tags["feature_service.version"] == "1"
     assert run.data.metrics["cv_roc_auc_mean"] == pytest.approx(result.metrics["cv_roc_auc_mean"])
     assert [d.dataset.digest for d in run.inputs.dataset_inputs] == [result.training_dataset.digest]

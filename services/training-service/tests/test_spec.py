@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from creditrisk_kit.errors import InvalidArgument
+from creditrisk_products import Product
 from training_service.spec import (
     Algorithm,
     EvaluationProtocol,
@@ -64,8 +65,9 @@ def test_exclusive_bound() -> None:
         validate_hyperparameters(Algorithm.LOGISTIC_REGRESSION, {"C": 0.0})
 
 
-def test_spec_validation_collects_protocol_and_hyperparameters() -> None:
-    spec = TrainingSpec(
+def test_spec_validation_collects_protocol_and_hyperparameters(german: Product) -> None:
+    spec = TrainingSpec.for_product(
+        german,
         model=ModelSpec(Algorithm.LOGISTIC_REGRESSION, {"C": -1.0}),
         evaluation=EvaluationProtocol(cv_folds=1, cv_repeats=0, test_fraction=0.7, gate_window_days=0),
     )

@@ -4,6 +4,7 @@ scored in the model-server's environment (numpy 1.26, protobuf 5.29) identically
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 import skops.io
 from creditrisk_kit.errors import FailedPrecondition
+from creditrisk_products import Product
 from mlflow import MlflowClient
 from training_service.modelling import predict_default, to_model_input
 from training_service.spec import Algorithm, ModelSpec
@@ -46,6 +48,7 @@ def _check_run(uri: str, outcome: TrainingOutcome, logged: object, tmp_path: Pat
     assert data.params["algorithm"] == outcome.spec.model.algorithm.value
     assert data.params["seed"] == "7"
     assert data.params["excluded_features"] == "personal_status_and_sex,foreign_worker"
+    assert (data.params["cost_false_negative"], data.params["cost_false_positive"]) == ("5.0", "1.0")
     for name in (
         "cv_roc_auc_mean",
         "cv_roc_auc_std",
@@ -116,6 +119,7 @@ def _check_run(uri: str, outcome: TrainingOutcome, logged: object, tmp_path: Pat
     x = to_model_input(outcome.test_rows, outcome.schema)
     assert np.array_equal(predict_default(loaded, x), predict_default(outcome.pipeline, x))
     assert info.metadata["decision_threshold"] == pytest.approx(outcome.threshold)
+    assert info.metadata["positive_class"] == "bad (creditability = 1)"
     # fast scorer artifacts
     files = {f.path for f in client.list_artifacts(logged.run_id, "fast_scorer")}  # type: ignore[attr-defined]
     assert files == {"fast_scorer/model.onnx", "fast_scorer/scorer.json", "fast_scorer/onnx_scorer.py"}
@@ -141,10 +145,12 @@ def test_log_real_profile(
 
 
 @pytest.mark.slow  # an MLflow server
-def test_no_labelled_rows_logs_nothing(mlflow_embedded: str, credit_frame: pd.DataFrame) -> None:
+def test_no_labelled_rows_logs_nothing(
+    mlflow_embedded: str, credit_frame: pd.DataFrame, german: Product
+) -> None:
     experiment = "training-service-empty"
-    spec = TrainingSpec(
-        model=ModelSpec(Algorithm.LOGISTIC_REGRESSION),
+    spec = dataclasses.replace(
+        TrainingSpec.for_product(german, model=ModelSpec(Algorithm.LOGISTIC_REGRESSION)),
         application_time_range=(pd.Timestamp("2030-01-01", tz="UTC"), pd.Timestamp("2031-01-01", tz="UTC")),
     )
 

@@ -7,34 +7,45 @@ import pandas as pd
 import pytest
 from creditrisk_kit.errors import FailedPrecondition, InvalidArgument
 from creditrisk_model_artifacts.onnx_scorer import OnnxScorer
+from creditrisk_products import Product
+from training_service import evaluation as ev
 from training_service.fast_scorer import TOLERANCE, max_abs_difference
 from training_service.modelling import FeatureSchema, build_pipeline, predict_default, to_model_input
-from training_service.policy import PROTECTED_ATTRIBUTES, FeaturePolicy
+from training_service.policy import FeaturePolicy, FrameColumns
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
 from training_service.training import OOF_COLUMN, TrainingOutcome, TrainingSpec, train
 
 
-def test_default_policy_excludes_protected(credit_frame: pd.DataFrame) -> None:
-    inputs = FeaturePolicy().model_inputs(credit_frame.columns)
-    assert not set(PROTECTED_ATTRIBUTES) & set(inputs)
+def test_default_policy_excludes_protected(credit_frame: pd.DataFrame, german: Product) -> None:
+    policy = FeaturePolicy.default(german)
+    assert policy.excluded == ("personal_status_and_sex", "foreign_worker")
+    assert policy.reason == german.features.protected_reason
+    assert policy.columns == FrameColumns("applicant_id", "creditability", "int64", "bad")
+    inputs = policy.model_inputs(credit_frame.columns)
+    assert not set(policy.excluded) & set(inputs)
     assert "monthly_installment" in inputs
     assert "applicant_id" not in inputs
     assert len(inputs) == 19
 
 
-def test_policy_override_needs_reason_and_known_names(credit_frame: pd.DataFrame) -> None:
+def test_policy_override_needs_reason_and_known_names(
+    credit_frame: pd.DataFrame, policy: FeaturePolicy
+) -> None:
     with pytest.raises(InvalidArgument) as info:
-        FeaturePolicy.override(["foreign_worker"], "  ")
+        policy.override(["foreign_worker"], "  ")
     assert info.value.fields() == ("excluded_features.reason",)
-    policy = FeaturePolicy.override(["foreign_worker", "no_such_feature"], "research study")
+    policy = policy.override(["foreign_worker", "no_such_feature"], "research study")
+    assert policy.fairness_attributes == ("personal_status_and_sex", "foreign_worker")
     with pytest.raises(InvalidArgument) as info:
         policy.check_known(credit_frame.columns)
     assert info.value.fields() == ("excluded_features.features[1]",)
 
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
-def test_pipeline_shapes_and_dtypes(credit_frame: pd.DataFrame, algorithm: Algorithm) -> None:
-    schema = FeatureSchema.infer(credit_frame, FeaturePolicy().model_inputs(credit_frame.columns))
+def test_pipeline_shapes_and_dtypes(
+    credit_frame: pd.DataFrame, policy: FeaturePolicy, algorithm: Algorithm
+) -> None:
+    schema = FeatureSchema.infer(credit_frame, policy.model_inputs(credit_frame.columns))
     assert len(schema.numeric) == 8
     assert len(schema.categorical) == 11
     x = to_model_input(credit_frame, schema)
@@ -93,7 +104,7 @@ def test_outcome_metrics_and_oof(trained: dict[Algorithm, TrainingOutcome]) -> N
         assert 0 < outcome.threshold < 1
         assert m["decision_threshold"] == outcome.threshold
         assert "test_expected_cost" in m
-        assert set(outcome.fairness) == set(PROTECTED_ATTRIBUTES)
+        assert set(outcome.fairness) == {"personal_status_and_sex", "foreign_worker"}
         assert max(g["ratio"] for g in outcome.fairness["foreign_worker"].values()) == 1.0
         oof = outcome.training_rows[OOF_COLUMN]
         assert oof.notna().all()
@@ -101,19 +112,21 @@ def test_outcome_metrics_and_oof(trained: dict[Algorithm, TrainingOutcome]) -> N
         assert m["cv_roc_auc_mean"] > 0.7
 
 
-def test_no_labelled_rows_is_failed_precondition(credit_frame: pd.DataFrame) -> None:
+def test_no_labelled_rows_is_failed_precondition(credit_frame: pd.DataFrame, german: Product) -> None:
     spec = TrainingSpec(
         model=ModelSpec(Algorithm.LOGISTIC_REGRESSION),
+        policy=FeaturePolicy.default(german),
+        costs=ev.CostMatrix.of(german),
         application_time_range=(pd.Timestamp("2030-01-01", tz="UTC"), pd.Timestamp("2031-01-01", tz="UTC")),
     )
     with pytest.raises(FailedPrecondition):
         train(credit_frame, spec)
     unlabelled = credit_frame.assign(creditability=pd.array([pd.NA] * len(credit_frame), dtype="Int64"))
     with pytest.raises(FailedPrecondition):
-        train(unlabelled, TrainingSpec(model=ModelSpec(Algorithm.LOGISTIC_REGRESSION)))
+        train(unlabelled, TrainingSpec.for_product(german, model=ModelSpec(Algorithm.LOGISTIC_REGRESSION)))
 
 
-def test_progress_and_cancel(credit_frame: pd.DataFrame) -> None:
+def test_progress_and_cancel(credit_frame: pd.DataFrame, german: Product) -> None:
     from training_service.training import Cancelled
 
     seen: list[str] = []
@@ -121,8 +134,11 @@ def test_progress_and_cancel(credit_frame: pd.DataFrame) -> None:
     with pytest.raises(Cancelled):
         train(
             credit_frame,
-            TrainingSpec(
-                model=ModelSpec(Algorithm.LOGISTIC_REGRESSION), evaluation=EvaluationProtocol(), seed=1
+            TrainingSpec.for_product(
+                german,
+                model=ModelSpec(Algorithm.LOGISTIC_REGRESSION),
+                evaluation=EvaluationProtocol(),
+                seed=1,
             ),
             progress=lambda stage, fraction, message: seen.append(message),
             should_cancel=lambda: next(calls),
@@ -203,8 +219,8 @@ def test_soft_voting_ensemble_pipeline_and_onnx(
     assert outcome.fast_scorer.max_abs_diff <= TOLERANCE
 
 
-def test_soft_voting_ensemble_weights(credit_frame: pd.DataFrame) -> None:
-    schema = FeatureSchema.infer(credit_frame, FeaturePolicy().model_inputs(credit_frame.columns))
+def test_soft_voting_ensemble_weights(credit_frame: pd.DataFrame, policy: FeaturePolicy) -> None:
+    schema = FeatureSchema.infer(credit_frame, policy.model_inputs(credit_frame.columns))
     spec = ModelSpec(Algorithm.SOFT_VOTING_ENSEMBLE, {"lr_weight": 2.0, "rf_n_estimators": 10, "lr_C": 0.1})
     vote = build_pipeline(spec.algorithm, spec.resolved(), schema, seed=3)
     assert list(vote.weights) == [2.0, 1.0, 1.0]

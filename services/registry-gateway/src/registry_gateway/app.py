@@ -15,14 +15,16 @@ from registry_gateway.auth import POLICY, legacy_keys
 from registry_gateway.core import RegistryCore
 from registry_gateway.features import FeatureServiceClient
 from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
-from registry_gateway.settings import Settings
+from registry_gateway.settings import Settings, load_product_or_exit
 
 LOGGER = logging.getLogger("registry_gateway")
 
 
 def build(settings: Settings) -> tuple[Service, RegistryCore]:
-    """The service (``service.runner(settings)`` serves it) and its core; the audit store is
+    """The service (``service.runner(settings)`` serves it) and its core, for the settings'
+    product (an invalid one exits with status 2 naming its file and key); the audit store is
     migrated here."""
+    product = load_product_or_exit(settings, "registry-gateway")
     signing_key = settings.signing_key()
     if signing_key is None:
         LOGGER.warning("no REGISTRY_GATEWAY_SIGNING_KEY_FILE: alias moves are not signed")
@@ -41,9 +43,8 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
         tracking_uri=settings.mlflow_tracking_uri,
         store=store,
         features=features,
-        gate=settings.gate_config(),
-        label_view=settings.label_view,
-        default_gate_window_days=settings.default_gate_window_days,
+        gate=settings.gate_config(product),
+        product=product,
         cache_dir=settings.cache_dir,
         watch_poll_interval_s=settings.watch_poll_interval_s,
         signing_key=signing_key,

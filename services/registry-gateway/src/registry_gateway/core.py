@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from creditrisk_model_artifacts.signing import SigningKey
+from creditrisk_products import Product
 
 from registry_gateway import audit as au
 from registry_gateway import gate as gt
@@ -48,8 +49,8 @@ class RegistryCore:
         store: the audit store (migrated).
         features: the feature-service client.
         gate: the gate's rule.
-        label_view: the label feature view of the gate window.
-        default_gate_window_days: when a run records none.
+        product: the product whose models are registered: the gate window's label view and
+            column, its entity key and the default window (``[gate].window_days``).
         cache_dir: where model artifacts are downloaded (a temporary folder when empty).
         watch_poll_interval_s: how often watchers look for other gateway processes' changes.
         signing_key: signs every alias move (:mod:`creditrisk_model_artifacts.signing`); None: unsigned.
@@ -62,8 +63,7 @@ class RegistryCore:
         store: au.AuditStore,
         features: FeatureServiceClient,
         gate: gt.GateConfig,
-        label_view: str = "credit_label",
-        default_gate_window_days: int = 60,
+        product: Product,
         cache_dir: str = "",
         watch_poll_interval_s: float = 1.0,
         signing_key: SigningKey | None = None,
@@ -80,8 +80,7 @@ class RegistryCore:
             self.registry,
             features,
             gate,
-            label_view=label_view,
-            default_gate_window_days=default_gate_window_days,
+            product=product,
             cache_dir=self.cache_dir,
         )
         self.aliases = Aliases(self.registry, self.trail, self.gate, watch_poll_interval_s, signing_key)

@@ -4,8 +4,13 @@ both versions scored here (their files checked against the digest tags), then
 :func:`registry_gateway.gate.evaluate` (the pure rule).
 
 The window is ``(end - days, end]``: ``days`` is the challenger run's param ``gate_window_days``
-(else the default), ``end`` its run tag ``gate_window.end``; a run without the tag is anchored at
-the latest labelled application.
+(else the product's ``[gate].window_days``), ``end`` its run tag ``gate_window.end``; a run without
+the tag is anchored at the latest labelled application.
+
+The rows come from the product's label view (``[label].view``); the label is its
+``[label].column`` (1 = the positive class) and rows of two feature services are matched on the
+product's entity key (``[entity].join_key``) and the application time. A label view without that
+column (or key) is FAILED_PRECONDITION ``LABEL_COLUMN`` naming both, never INTERNAL.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pandas as pd
 from creditrisk_kit import FailedPrecondition, InvalidArgument, PreconditionViolation
 from creditrisk_kit.auth import Role
 from creditrisk_model_artifacts import MODEL_DIR, DigestMismatch, digests_from_tags, sha256_tree
+from creditrisk_products import Product
 from opentelemetry import trace
 
 from registry_gateway import gate as gt
@@ -33,8 +39,6 @@ from registry_gateway.registry import CHAMPION, TAG, ModelRegistry, check_alias,
 
 _TRACER = trace.get_tracer("registry_gateway")
 
-LABEL = "creditability"
-
 
 class GateEvaluator:
     """Runs the gate for a version and an alias, changing nothing.
@@ -43,8 +47,8 @@ class GateEvaluator:
         registry: the MLflow registry.
         features: the feature-service client (the window's labelled rows).
         config: the gate's rule.
-        label_view: the label feature view of the gate window.
-        default_gate_window_days: when a run records none.
+        product: the product: the window's label view and column, the entity key, the window
+            of a run that records none.
         cache_dir: where model artifacts are downloaded for scoring.
     """
 
@@ -54,15 +58,17 @@ class GateEvaluator:
         features: FeatureServiceClient,
         config: gt.GateConfig,
         *,
-        label_view: str,
-        default_gate_window_days: int,
+        product: Product,
         cache_dir: Path,
     ) -> None:
         self.registry = registry
         self.features = features
         self.config = config
-        self.label_view = label_view
-        self.default_gate_window_days = default_gate_window_days
+        self.product = product
+        self.label_view = product.label.view
+        self.label = product.label.column
+        self.entity_key = product.entity.join_key
+        self.default_gate_window_days = product.gate.window_days
         self.cache_dir = cache_dir
         self._models: dict[tuple[str, int], tuple[SklearnModel, list[Any]]] = {}
         self._model_lock = threading.Lock()
@@ -139,9 +145,21 @@ class GateEvaluator:
         rows = await self.features.labelled_rows(
             feature_service=fs[0], version=fs[1], label_view=self.label_view, start=start, end=end
         )
-        if LABEL in rows:
-            rows = rows[rows[LABEL].notna()]
-        return rows
+        missing = [c for c in (self.label, self.entity_key) if c not in rows.columns]
+        if missing:
+            raise FailedPrecondition(
+                f"the gate window's rows from label view {self.label_view!r} have no column "
+                f"{', '.join(map(repr, missing))} (product {self.product.name!r}: [label].column "
+                f"{self.label!r}, [entity].join_key {self.entity_key!r})",
+                [
+                    PreconditionViolation(
+                        "LABEL_COLUMN",
+                        f"{self.label_view}.{missing[0]}",
+                        "the product's label view must hold its label column and entity key",
+                    )
+                ],
+            )
+        return rows[rows[self.label].notna()]
 
     def _too_few(self, rows: int) -> FailedPrecondition:
         return FailedPrecondition(
@@ -176,10 +194,10 @@ class GateEvaluator:
                 )
                 if c_fs not in frames:
                     other = await self._rows(c_fs, start, end)
-                    keys = ["applicant_id", EVENT_TIMESTAMP]
+                    keys = [self.entity_key, EVENT_TIMESTAMP]
                     rows = rows.merge(other[keys], on=keys)
                     frames[c_fs] = other.merge(rows[keys], on=keys)
-            y = rows[LABEL].astype(np.int64).to_numpy() if len(rows) else np.array([], dtype=np.int64)
+            y = rows[self.label].astype(np.int64).to_numpy() if len(rows) else np.array([], dtype=np.int64)
             if len(y) < self.config.min_rows or len(np.unique(y)) < 2:
                 raise self._too_few(len(y))
 

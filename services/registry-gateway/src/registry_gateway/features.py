@@ -26,7 +26,6 @@ from creditrisk_kit import FailedPrecondition, PreconditionViolation
 from creditrisk_kit.tls import ClientTls
 from google.protobuf import timestamp_pb2
 
-ENTITY_KEY = "applicant_id"
 EVENT_TIMESTAMP = "event_timestamp"
 
 
@@ -141,7 +140,7 @@ class FeatureServiceClient:
         then (every label known so far).
 
         Returns:
-            Entity columns (``applicant_id``, ``event_timestamp`` UTC, the label columns,
+            Entity columns (the entity's join key, ``event_timestamp`` UTC, the label columns,
             ``label_timestamp``) then the feature columns; integer features as float64 (NaN for
             missing), string features as object (None for missing).
 

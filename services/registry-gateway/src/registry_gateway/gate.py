@@ -12,12 +12,12 @@ Sources:
   of two models scored on the same applicants; the interval is the percentile interval (Efron, B.
   and Tibshirani, R. J., *An Introduction to the Bootstrap*, Chapman & Hall, 1993, ch. 13). A
   resample holding a single class (AUC undefined) is drawn again. DeLong's test is not used.
-* **Non-inferiority margin** (default 0.02 AUC): a configured business choice, not a statistical
-  constant: the largest loss of discrimination the business accepts for a new model.
-* **Cost matrix** 5:1 (Hofmann 1994, Statlog German Credit documentation, UCI ML Repository,
-  doi:10.24432/C5NC77): approving a bad applicant costs 5, declining a good one costs 1. Each model
-  is judged at its *own* decision threshold (rejects ``p >= threshold``).
-* **Absolute floor** for a first champion (default ROC AUC >= 0.70): a configured business choice.
+* **Non-inferiority margin** (the product's ``[gate].margin``): a business choice, not a
+  statistical constant: the largest loss of discrimination the business accepts for a new model.
+* **Cost matrix**: the product's ``[decision]`` (the cost of approving a positive, of declining a
+  negative). Each model is judged at its *own* decision threshold (rejects ``p >= threshold``).
+* **Absolute floor** for a first champion (the product's ``[gate].absolute_floor``): a business
+  choice.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from creditrisk_products import Product
 from scipy.stats import rankdata
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    """The gate's rule (settings ``REGISTRY_GATEWAY_GATE_*``).
+    """The gate's rule: the product's thresholds and cost matrix, the platform's statistics
+    (settings ``REGISTRY_GATEWAY_GATE_RESAMPLES`` / ``_SEED`` / ``_CONFIDENCE_LEVEL``); build with
+    :meth:`of`.
 
     Attributes:
         resamples: paired bootstrap resamples (>= 1000).
@@ -55,6 +58,25 @@ class GateConfig:
     min_rows: int = 30
     false_negative_cost: float = 5.0
     false_positive_cost: float = 1.0
+
+    @classmethod
+    def of(
+        cls, product: Product, *, resamples: int = 1000, seed: int = 20261129, confidence_level: float = 0.95
+    ) -> GateConfig:
+        """The rule of ``product`` (``[gate]`` thresholds, ``[decision]`` costs) with these statistics."""
+        gate, decision = product.gate, product.decision
+        return cls(
+            resamples=resamples,
+            seed=seed,
+            confidence_level=confidence_level,
+            margin=gate.margin,
+            require_positive_delta=gate.require_positive_delta,
+            cost_tolerance=gate.cost_tolerance,
+            absolute_floor=gate.absolute_floor,
+            min_rows=gate.min_rows,
+            false_negative_cost=decision.false_negative_cost,
+            false_positive_cost=decision.false_positive_cost,
+        )
 
     def rule_text(self, first: bool) -> str:
         """The rule in words (``GateResult.rule``)."""

@@ -1,14 +1,24 @@
 """Settings of the registry-gateway (``REGISTRY_GATEWAY_*``), validated at start (exit 2 naming
-the variable, never its value: tokens and DSNs are secrets)."""
+the variable, never its value: tokens and DSNs are secrets).
+
+What is product-specific (the gate window's label view and column, the entity key, the gate's
+thresholds and cost matrix, the default window) comes from the product
+(``REGISTRY_GATEWAY_PRODUCTS_DIR`` / ``REGISTRY_GATEWAY_PRODUCTS``,
+:class:`creditrisk_products.ProductSettings`); an invalid product exits 2 naming its file and key
+(:func:`load_product_or_exit`). The gate's statistics (resamples, seed, confidence level) are
+platform-wide settings."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
 from creditrisk_kit import ServiceSettings
+from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
 from creditrisk_kit.sqlstore import check_database_url
 from creditrisk_model_artifacts.signing import SigningKey, load_signing_key, write_key_pair
+from creditrisk_products import Product, ProductError, ProductSettings, UnknownProduct
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -24,7 +34,7 @@ class TokenEntry(BaseModel):
     role: RoleName
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, ProductSettings):
     """Everything the gateway reads from the environment (see the README's settings table)."""
 
     model_config = SettingsConfigDict(
@@ -35,22 +45,13 @@ class Settings(ServiceSettings):
     mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://")
     feature_service_address: str = Field(default="127.0.0.1:50051", min_length=1)
     feature_service_timeout_s: float = Field(default=120.0, gt=0)
-    label_view: str = Field(default="credit_label", min_length=1)
     tokens: dict[str, TokenEntry] = Field(default_factory=dict)
     audit_db_url: str = Field(default="sqlite:///.run/registry-gateway/audit.db", min_length=1)
     audit_db_schema: str | None = None
     cache_dir: str = ""
-    default_gate_window_days: int = Field(default=60, ge=1)
     gate_resamples: int = Field(default=1000, ge=1000, le=100_000)
     gate_seed: int = Field(default=20261129, ge=0)
     gate_confidence_level: float = Field(default=0.95, gt=0.5, lt=1.0)
-    gate_margin: float = Field(default=0.02, ge=0.0, le=1.0)
-    gate_require_positive_delta: bool = True
-    gate_cost_tolerance: float = Field(default=0.05, ge=0.0)
-    gate_absolute_floor: float = Field(default=0.70, ge=0.0, le=1.0)
-    gate_min_rows: int = Field(default=30, ge=2)
-    gate_false_negative_cost: float = Field(default=5.0, gt=0)
-    gate_false_positive_cost: float = Field(default=1.0, gt=0)
     watch_poll_interval_s: float = Field(default=1.0, gt=0)
     # Ed25519 private key (PEM) signing every alias move (creditrisk_model_artifacts.signing); a
     # secret: read from the file, never logged. Empty: alias moves are not signed, and a
@@ -86,17 +87,27 @@ class Settings(ServiceSettings):
             return write_key_pair(Path(self.signing_key_file), Path(self.signing_public_key_file))
         return load_signing_key(Path(self.signing_key_file))
 
-    def gate_config(self) -> GateConfig:
-        """The gate's rule from these settings."""
-        return GateConfig(
+    def gate_config(self, product: Product) -> GateConfig:
+        """The gate's rule: the product's thresholds and cost matrix (``[gate]``, ``[decision]``)
+        with these settings' statistics (resamples, seed, confidence level)."""
+        return GateConfig.of(
+            product,
             resamples=self.gate_resamples,
             seed=self.gate_seed,
             confidence_level=self.gate_confidence_level,
-            margin=self.gate_margin,
-            require_positive_delta=self.gate_require_positive_delta,
-            cost_tolerance=self.gate_cost_tolerance,
-            absolute_floor=self.gate_absolute_floor,
-            min_rows=self.gate_min_rows,
-            false_negative_cost=self.gate_false_negative_cost,
-            false_positive_cost=self.gate_false_positive_cost,
         )
+
+
+def load_product_or_exit(settings: ProductSettings, service: str) -> Product:
+    """The one product the process serves (``settings.catalog().get()``).
+
+    Raises:
+        SystemExit: status 2 (:data:`~creditrisk_kit.settings.EXIT_BAD_CONFIGURATION`) when the
+            products folder or a product is missing or invalid, or several are served; stderr
+            names the file and key at fault.
+    """
+    try:
+        return settings.catalog().get()
+    except (ProductError, UnknownProduct) as exc:
+        print(f"{service}: invalid product configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIGURATION) from None

@@ -24,12 +24,14 @@ from training_service import readiness
 from training_service.convert import Defaults
 from training_service.jobs import TrainingJobs
 from training_service.servicer import POLICY, SERVICE_NAME, register
-from training_service.settings import TrainingServiceSettings
+from training_service.settings import TrainingServiceSettings, load_product_or_exit
 from training_service.training_set import TrainingSetSource
 
 
 def build(settings: TrainingServiceSettings) -> Service:
-    """The job runner on a feature-service channel, and the servicer."""
+    """The job runner on a feature-service channel, and the servicer, for the settings' product
+    (an invalid one exits with status 2 naming its file and key)."""
+    product = load_product_or_exit(settings, "training-service")
     # every call to the feature-service carries the training-service's own credential
     channel = aio_channel(
         settings.feature_service_address,
@@ -39,15 +41,14 @@ def build(settings: TrainingServiceSettings) -> Service:
     )
     jobs = TrainingJobs(
         TrainingSetSource(channel, timeout_s=settings.feature_service_timeout_s),
+        product=product,
         tracking_uri=settings.mlflow_tracking_uri,
         defaults=Defaults(
             experiment_name=settings.experiment_name,
             cv_folds=settings.default_cv_folds,
             cv_repeats=settings.default_cv_repeats,
             test_fraction=settings.default_test_fraction,
-            gate_window_days=settings.default_gate_window_days,
         ),
-        fairness_feature_service=settings.fairness_feature_service,
         max_concurrent_jobs=settings.max_concurrent_jobs,
         max_jobs_kept=settings.max_jobs_kept,
     )

@@ -19,9 +19,11 @@ import pandas as pd
 from creditrisk.common.v1 import error_pb2, refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk_kit import FieldViolation, InvalidArgument, ServiceError, from_proto_timestamp
+from creditrisk_products import Product
 from google.protobuf import timestamp_pb2
 
-from training_service.policy import DEFAULT_REASON, FeaturePolicy
+from training_service.evaluation import CostMatrix
+from training_service.policy import FeaturePolicy
 from training_service.spec import (
     Algorithm,
     EvaluationProtocol,
@@ -42,13 +44,13 @@ _ALGORITHM_ENUM = {v: k for k, v in _ALGORITHMS.items()}
 
 @dataclass(frozen=True)
 class Defaults:
-    """Server defaults for unset fields of a request (from the settings)."""
+    """Server defaults for unset fields of a request (from the settings; the gate window, the
+    label source and the feature policy come from the product)."""
 
     experiment_name: str = "credit-risk"
     cv_folds: int = 5
     cv_repeats: int = 2
     test_fraction: float = 0.2
-    gate_window_days: int = 60
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,13 @@ def parameter_value(value: ParamValue) -> pb.ParameterValue:
     return pb.ParameterValue(string_value=str(value))
 
 
-def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
+def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults, product: Product) -> JobSpec:
     """Validate a request's spec and resolve its defaults (seed drawn when unset).
+
+    The product gives: the label view and column when the request leaves them empty
+    (``[label].view`` / ``.column``), the gate window when unset (``[gate].window_days``), the
+    default feature policy (``[features].protected_attributes``), the frame's key and label
+    columns and the cost matrix (``[decision]``).
 
     Raises:
         InvalidArgument: naming every offending field at once.
@@ -120,10 +127,8 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
     violations: list[FieldViolation] = []
     if not spec.feature_service.name:
         violations.append(FieldViolation("spec.feature_service.name", "required"))
-    label_view = label_column = ""
-    if not spec.HasField("label"):
-        violations.append(FieldViolation("spec.label", "required"))
-    else:
+    label_view, label_column = product.label.view, product.label.column
+    if spec.HasField("label"):
         source = spec.label.WhichOneof("source")
         if source == "table":
             violations.append(
@@ -132,13 +137,9 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
                     "not supported: labels come through the feature-service; give spec.label.feature_view",
                 )
             )
-        elif source is None or not spec.label.feature_view:
-            violations.append(FieldViolation("spec.label.feature_view", "required"))
-        else:
+        elif spec.label.feature_view:
             label_view = spec.label.feature_view
-        label_column = spec.label.label_column
-        if not label_column:
-            violations.append(FieldViolation("spec.label.label_column", "required"))
+        label_column = spec.label.label_column or label_column
     start = end = datetime.min.replace(tzinfo=UTC)
     window = spec.application_time_range
     if not spec.HasField("application_time_range"):
@@ -186,17 +187,17 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
         gate_window_days=(
             evaluation.gate_window_days
             if evaluation.HasField("gate_window_days")
-            else defaults.gate_window_days
+            else product.gate.window_days
         ),
     )
     try:
         protocol.validate("spec.evaluation")
     except InvalidArgument as exc:
         violations.extend(exc.violations)
-    policy = FeaturePolicy()
+    policy = FeaturePolicy.default(product)
     if spec.HasField("excluded_features"):
         try:
-            policy = FeaturePolicy.override(
+            policy = policy.override(
                 list(spec.excluded_features.features),
                 spec.excluded_features.reason,
                 field_prefix="spec.excluded_features",
@@ -214,6 +215,7 @@ def parse_spec(spec: pb.TrainingJobSpec, defaults: Defaults) -> JobSpec:
         evaluation=protocol,
         seed=seed,
         policy=policy,
+        costs=CostMatrix.of(product),
         application_time_range=(pd.Timestamp(start), pd.Timestamp(end)),
     )
     return JobSpec(
@@ -257,9 +259,7 @@ def echo_spec(job: JobSpec, feature_service_version: str) -> pb.TrainingJobSpec:
         experiment_name=job.experiment_name,
         run_name=job.run_name,
         tags=job.tags,
-        excluded_features=pb.ExcludedFeatures(
-            features=list(policy.excluded), reason=policy.reason if not policy.is_default else DEFAULT_REASON
-        ),
+        excluded_features=pb.ExcludedFeatures(features=list(policy.excluded), reason=policy.reason),
     )
 
 

@@ -1,12 +1,13 @@
 """Evaluation: discrimination and calibration metrics, the cost-optimal threshold, the splits
 (gate window, test, repeated stratified CV) and approval-rate ratios across protected groups.
 
-Conventions: ``y`` is 1 for bad (defaulted), 0 for good; ``p`` is the probability of default. An
-applicant is **rejected** when ``p >= threshold`` and **approved** otherwise.
+Conventions: ``y`` is 1 for the positive class (bad, defaulted), 0 otherwise; ``p`` is the
+probability of the positive class. An applicant is **rejected** when ``p >= threshold`` and
+**approved** otherwise.
 
-Cost matrix (Hofmann 1994, Statlog German Credit documentation, UCI ML Repository,
-doi:10.24432/C5NC77): classifying a bad applicant as good costs 5, a good applicant as bad costs 1,
-correct decisions cost 0. :func:`expected_cost` is the mean cost per applicant.
+Cost matrix: the product's (``[decision]`` of its ``product.toml``, :class:`CostMatrix`):
+approving a positive (a false negative) and rejecting a negative (a false positive) each cost what
+the product says; correct decisions cost 0. :func:`expected_cost` is the mean cost per applicant.
 """
 
 from __future__ import annotations
@@ -16,17 +17,32 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from creditrisk_products import Product
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
-COST_BAD_AS_GOOD = 5.0
-"""Cost of approving a bad applicant (false negative), Hofmann's cost matrix."""
-COST_GOOD_AS_BAD = 1.0
-"""Cost of rejecting a good applicant (false positive), Hofmann's cost matrix."""
 METRIC_NAMES = ("roc_auc", "gini", "ks", "brier", "log_loss")
 FOUR_FIFTHS = 0.8
 """The "four-fifths rule" reference for approval-rate ratios (US EEOC Uniform Guidelines,
 29 CFR 1607.4(D)); a reference for reading the ratios, not a legal test of credit decisions."""
+
+
+@dataclass(frozen=True)
+class CostMatrix:
+    """The cost of each wrong decision, in the product's cost units (both > 0).
+
+    Attributes:
+        false_negative: cost of approving an applicant of the positive class.
+        false_positive: cost of rejecting an applicant of the negative class.
+    """
+
+    false_negative: float
+    false_positive: float
+
+    @classmethod
+    def of(cls, product: Product) -> CostMatrix:
+        """The product's cost matrix (``[decision]``)."""
+        return cls(product.decision.false_negative_cost, product.decision.false_positive_cost)
 
 
 def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
@@ -59,10 +75,11 @@ def expected_cost(
     p: np.ndarray,
     threshold: float,
     *,
-    cost_fn: float = COST_BAD_AS_GOOD,
-    cost_fp: float = COST_GOOD_AS_BAD,
+    cost_fn: float,
+    cost_fp: float,
 ) -> float:
-    """Mean cost per applicant of rejecting ``p >= threshold`` (see the module's cost matrix)."""
+    """Mean cost per applicant of rejecting ``p >= threshold``: ``cost_fn`` per approved positive,
+    ``cost_fp`` per rejected negative."""
     y = np.asarray(y)
     reject = np.asarray(p) >= threshold
     false_negatives = np.sum((y == 1) & ~reject)
@@ -74,8 +91,8 @@ def cost_optimal_threshold(
     y: np.ndarray,
     p: np.ndarray,
     *,
-    cost_fn: float = COST_BAD_AS_GOOD,
-    cost_fp: float = COST_GOOD_AS_BAD,
+    cost_fn: float,
+    cost_fp: float,
 ) -> tuple[float, float]:
     """The threshold minimising :func:`expected_cost` on ``(y, p)``.
 

@@ -3,11 +3,11 @@
 :class:`TrainingJobs` is the service's core; the gRPC servicer only converts messages.
 
 * **Start** validates everything checkable without data and before any job exists: the spec
-  (:func:`training_service.convert.parse_spec`: every offending field named at once), then the
-  feature service (and version) and the label view through the feature-service (NOT_FOUND naming
-  them; UNAVAILABLE when it cannot be reached) and the excluded features against the feature
-  service's features. A ``request_id`` makes start idempotent: the same id with the same spec
-  returns the existing job, with another spec ALREADY_EXISTS.
+  (:func:`training_service.convert.parse_spec`: every offending field named at once, the
+  product's defaults applied), then the feature service (and version) and the label view through
+  the feature-service (NOT_FOUND naming them; UNAVAILABLE when it cannot be reached) and the
+  excluded features against the feature service's features. A ``request_id`` makes start
+  idempotent: the same id with the same spec returns the existing job, another spec ALREADY_EXISTS.
 * **Run**: each job is an asyncio task; a semaphore lets ``max_concurrent_jobs`` run at once (the
   others wait QUEUED). The training set comes from the feature-service
   (:mod:`training_service.training_set`, labels known at or before the job's creation time); the
@@ -54,6 +54,7 @@ from creditrisk_kit import (
     Unavailable,
 )
 from creditrisk_kit.pages import decode_page_token, encode_page_token, page_limit
+from creditrisk_products import Product
 from opentelemetry import trace
 
 from training_service import convert
@@ -120,9 +121,10 @@ class TrainingJobs:
 
     Args:
         source: where training sets are read from (the feature-service calls).
+        product: the product trained for (request defaults: :func:`convert.parse_spec`); its
+            ``[features].fairness_service`` is read for fairness reporting ("": not read).
         tracking_uri: MLflow tracking server URL.
         defaults: server defaults of unset request fields.
-        fairness_feature_service: feature service of the protected attributes.
         max_concurrent_jobs: jobs running at once.
         max_jobs_kept: job records kept; the oldest terminal ones are dropped beyond it.
         log_run: the MLflow logger (:func:`training_service.tracking.log_training_run`; injectable).
@@ -132,9 +134,9 @@ class TrainingJobs:
         self,
         source: TrainingSetSource,
         *,
+        product: Product,
         tracking_uri: str,
         defaults: convert.Defaults | None = None,
-        fairness_feature_service: str = "credit_risk_fairness_v1",
         max_concurrent_jobs: int = 1,
         max_jobs_kept: int = 1000,
         log_run: LogRun | None = None,
@@ -144,9 +146,10 @@ class TrainingJobs:
 
             log_run = log_training_run
         self.source = source
+        self.product = product
         self.tracking_uri = tracking_uri
         self.defaults = defaults or convert.Defaults()
-        self.fairness_feature_service = fairness_feature_service
+        self.fairness_feature_service = product.features.fairness_service
         self._slots = asyncio.Semaphore(max_concurrent_jobs)
         self._max_jobs_kept = max_jobs_kept
         self._log_run = log_run
@@ -174,13 +177,13 @@ class TrainingJobs:
         existing = self._existing(request.request_id, key)
         if existing is not None:
             return existing
-        spec = convert.parse_spec(request.spec, self.defaults)
+        spec = convert.parse_spec(request.spec, self.defaults, self.product)
         info = await self.source.feature_service(spec.feature_service, spec.feature_service_version)
         await self.source.label_view(spec.label_view)
         policy = spec.training.policy
         available = set(info.features)
         fairness: tuple[str, ...] = ()
-        if policy.fairness_attributes:
+        if policy.fairness_attributes and self.fairness_feature_service:
             fairness_info = await self.source.feature_service(
                 self.fairness_feature_service, field_path="fairness_feature_service"
             )
@@ -304,6 +307,7 @@ class TrainingJobs:
                     start=spec.start,
                     end=spec.end,
                     labels_known_at=job.create_time,
+                    columns=spec.training.policy.columns,
                     fairness_feature_service=self.fairness_feature_service
                     if job.fairness_attributes
                     else None,
@@ -355,7 +359,7 @@ class TrainingJobs:
         import mlflow.exceptions
 
         spec = job.spec
-        tags = {**spec.tags, "training_service.job_id": job.id}
+        tags = {**spec.tags, "product": self.product.name, "training_service.job_id": job.id}
         if job.request_id:
             tags["training_service.request_id"] = job.request_id
         with self._mlflow_lock:

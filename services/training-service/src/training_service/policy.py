@@ -1,72 +1,108 @@
-"""Feature policy: which features may be model inputs.
+"""Feature policy: which features may be model inputs, and which frame columns are never features.
 
-By default the protected attributes of the German credit data are **not** model inputs:
+By default a product's protected attributes (``[features].protected_attributes`` of its
+``product.toml``, with the reason given there) are **not** model inputs: typically the prohibited
+bases of a credit decision, such as sex, marital status and national origin (US Equal Credit
+Opportunity Act, 15 U.S.C. 1691(a)(1), and its Regulation B, 12 CFR 1002.4(a), 1002.6(b); in the
+EU the Charter of Fundamental Rights art. 21, Directives 2004/113/EC and 2000/43/EC, and the AI
+Act, Regulation (EU) 2024/1689, Annex III 5(b): creditworthiness scoring is high-risk, with bias
+examination of its data, art. 10). The product file says which of its features these are.
 
-* ``personal_status_and_sex`` (sex and marital status) and
-* ``foreign_worker`` (national origin).
-
-Both are prohibited bases for a credit decision in most jurisdictions: the US Equal Credit
-Opportunity Act (15 U.S.C. 1691(a)(1): "race, color, religion, national origin, sex or marital
-status, or age") and its Regulation B (12 CFR 1002.4(a), 1002.6(b)); in the EU the Charter of
-Fundamental Rights art. 21 (sex, nationality...), the Gender Goods and Services Directive
-2004/113/EC (sex, incl. financial services), the Race Equality Directive 2000/43/EC (ethnic origin),
-and the AI Act (Regulation (EU) 2024/1689, Annex III 5(b): creditworthiness scoring is high-risk,
-with bias examination of its data, art. 10). Age is also named by ECOA but is a permitted input
-in an "empirically derived, demonstrably and statistically sound" system (12 CFR 1002.6(b)(2)), so
-``age_in_years`` stays a model input here.
-
-The protected attributes are **kept** out of the model but stay in the training frame (feature
-service ``credit_risk_fairness_v1``) for fairness reporting: approval-rate ratios across their
-groups (:mod:`training_service.evaluation`).
+The protected attributes are **kept** out of the model but stay in the training frame (the
+product's fairness feature service, ``[features].fairness_service``) for fairness reporting:
+approval-rate ratios across their groups (:mod:`training_service.evaluation`).
 
 A request may override the excluded list (``ExcludedFeatures``): it replaces the default list and
 must give a reason, which is recorded in the run (tags ``feature_policy.*``).
+
+The training frame's entity key and label columns are the product's own names
+(:class:`FrameColumns`): ``[entity].join_key`` and ``[label].column``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from creditrisk_kit.errors import FieldViolation, InvalidArgument
+from creditrisk_products import Product
 
-PROTECTED_ATTRIBUTES: tuple[str, ...] = ("personal_status_and_sex", "foreign_worker")
-DEFAULT_REASON = (
-    "default policy: sex/marital status and national origin are prohibited credit decision inputs "
-    "(US ECOA / Regulation B 12 CFR 1002; EU Charter art. 21, Directives 2004/113/EC and 2000/43/EC)"
-)
-#: Columns of a training frame that are never features.
-ENTITY_KEY = "applicant_id"
 EVENT_TIMESTAMP = "event_timestamp"
 LABEL_TIMESTAMP = "label_timestamp"
-LABEL = "creditability"
 CREATED_TIMESTAMP = "created_timestamp"
-NON_FEATURE_COLUMNS: frozenset[str] = frozenset(
-    {ENTITY_KEY, EVENT_TIMESTAMP, LABEL_TIMESTAMP, LABEL, CREATED_TIMESTAMP}
-)
+
+
+@dataclass(frozen=True)
+class FrameColumns:
+    """The product-specific columns of a training frame.
+
+    Attributes:
+        entity_key: the entity's join key column (``[entity].join_key``).
+        label: the label column, 1 = the positive class (``[label].column``).
+        entity_type: the join key's type, ``int64`` or ``string`` (``[entity].type``).
+        positive_class: what label 1 means, for people (``[label].positive_class``).
+    """
+
+    entity_key: str
+    label: str
+    entity_type: Literal["int64", "string"] = "int64"
+    positive_class: str = "positive"
+
+    @classmethod
+    def of(cls, product: Product) -> FrameColumns:
+        """The columns of ``product``'s training frames."""
+        return cls(
+            entity_key=product.entity.join_key,
+            label=product.label.column,
+            entity_type=product.entity.type,
+            positive_class=product.label.positive_class,
+        )
+
+    @property
+    def non_features(self) -> frozenset[str]:
+        """Columns of a training frame that are never features: key, label, times."""
+        return frozenset({self.entity_key, self.label, EVENT_TIMESTAMP, LABEL_TIMESTAMP, CREATED_TIMESTAMP})
 
 
 @dataclass(frozen=True)
 class FeaturePolicy:
     """Which features are excluded from the model inputs, and why.
 
+    Build the product's default with :meth:`default`, an override with :meth:`override`.
+
     Attributes:
+        columns: the frame's entity key and label (never features).
         excluded: feature names never used as model inputs.
         reason: why (the default policy's reason, or the override's).
-        is_default: whether this is the platform's default policy.
+        is_default: whether this is the product's default policy.
         fairness_attributes: attributes reported on for fairness (the protected attributes).
     """
 
-    excluded: tuple[str, ...] = PROTECTED_ATTRIBUTES
-    reason: str = DEFAULT_REASON
+    columns: FrameColumns
+    excluded: tuple[str, ...] = ()
+    reason: str = ""
     is_default: bool = True
-    fairness_attributes: tuple[str, ...] = PROTECTED_ATTRIBUTES
+    fairness_attributes: tuple[str, ...] = ()
 
     @classmethod
+    def default(cls, product: Product) -> FeaturePolicy:
+        """The product's default policy: its protected attributes excluded, with its reason."""
+        protected = tuple(product.features.protected_attributes)
+        return cls(
+            columns=FrameColumns.of(product),
+            excluded=protected,
+            reason=product.features.protected_reason.strip() or "default policy: nothing excluded",
+            is_default=True,
+            fairness_attributes=protected,
+        )
+
     def override(
-        cls, features: Sequence[str], reason: str, *, field_prefix: str = "excluded_features"
+        self, features: Sequence[str], reason: str, *, field_prefix: str = "excluded_features"
     ) -> FeaturePolicy:
-        """A policy replacing the default excluded list (``ExcludedFeatures``).
+        """This policy with its excluded list replaced (``ExcludedFeatures``); the fairness
+        attributes stay.
 
         Raises:
             InvalidArgument: the reason is empty, or a name is empty or repeated.
@@ -81,7 +117,7 @@ class FeaturePolicy:
             seen.add(name)
         if violations:
             raise InvalidArgument.from_violations(violations)
-        return cls(excluded=tuple(features), reason=reason.strip(), is_default=False)
+        return dataclasses.replace(self, excluded=tuple(features), reason=reason.strip(), is_default=False)
 
     def check_known(self, available: Iterable[str], *, field_prefix: str = "excluded_features") -> None:
         """Raise InvalidArgument naming each excluded feature the training frame does not have."""
@@ -97,7 +133,8 @@ class FeaturePolicy:
     def model_inputs(self, columns: Iterable[str]) -> list[str]:
         """The feature columns of a training frame that are model inputs, in frame order."""
         excluded = set(self.excluded)
-        return [c for c in columns if c not in NON_FEATURE_COLUMNS and c not in excluded]
+        non_features = self.columns.non_features
+        return [c for c in columns if c not in non_features and c not in excluded]
 
     def as_tags(self) -> dict[str, str]:
         """The policy as MLflow run tags."""

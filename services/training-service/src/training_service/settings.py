@@ -1,18 +1,24 @@
 """Settings of the training-service process (environment prefix ``TRAINING_SERVICE_``).
 
 Besides the kit's ``HOST``, ``PORT``, ``GRACE_PERIOD_S``, ``MAX_MESSAGE_BYTES``,
-``HEALTH_CHECK_INTERVAL_S`` and ``LOG_LEVEL`` (:class:`creditrisk_kit.ServiceSettings`), the
-variables below. A bad value exits with status 2 naming the variable (``load_or_exit``).
+``HEALTH_CHECK_INTERVAL_S`` and ``LOG_LEVEL`` (:class:`creditrisk_kit.ServiceSettings`) and the
+products' ``PRODUCTS_DIR`` and ``PRODUCTS`` (:class:`creditrisk_products.ProductSettings`), the
+variables below. A bad value exits with status 2 naming the variable (``load_or_exit``); an
+invalid product exits with status 2 naming its file and key (:func:`load_product_or_exit`).
 """
 
 from __future__ import annotations
 
+import sys
+
 from creditrisk_kit import ServiceSettings
+from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
+from creditrisk_products import Product, ProductError, ProductSettings, UnknownProduct
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
-class TrainingServiceSettings(ServiceSettings):
+class TrainingServiceSettings(ServiceSettings, ProductSettings):
     """Typed settings of ``python -m training_service``.
 
     Attributes:
@@ -21,9 +27,9 @@ class TrainingServiceSettings(ServiceSettings):
         mlflow_tracking_uri: URL of the MLflow tracking server (``mlflow server``), e.g.
             ``http://127.0.0.1:5000``; its ``/health`` is a readiness check.
         experiment_name: MLflow experiment of requests that name none.
-        fairness_feature_service: feature service of the protected attributes, read for fairness
-            reporting only (never model inputs under the default policy).
-        default_gate_window_days: the gate window of requests that leave it unset, days >= 1.
+        products_dir / products: the product trained for (one per process): its label source,
+            gate window, feature policy, cost matrix and fairness feature service are the
+            defaults of requests (:func:`training_service.convert.parse_spec`).
         default_cv_folds / default_cv_repeats / default_test_fraction: the evaluation protocol's
             defaults for requests that leave them unset.
         max_concurrent_jobs: jobs run at once (each in a worker thread); the rest wait QUEUED.
@@ -39,11 +45,24 @@ class TrainingServiceSettings(ServiceSettings):
     feature_service_address: str = Field(default="127.0.0.1:50051", min_length=1)
     mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000", pattern=r"^https?://")
     experiment_name: str = Field(default="credit-risk", min_length=1)
-    fairness_feature_service: str = Field(default="credit_risk_fairness_v1", min_length=1)
-    default_gate_window_days: int = Field(default=60, ge=1)
     default_cv_folds: int = Field(default=5, ge=2)
     default_cv_repeats: int = Field(default=2, ge=1)
     default_test_fraction: float = Field(default=0.2, ge=0.0, le=0.5)
     max_concurrent_jobs: int = Field(default=1, ge=1, le=8)
     feature_service_timeout_s: float = Field(default=300.0, gt=0)
     max_jobs_kept: int = Field(default=1000, ge=1)
+
+
+def load_product_or_exit(settings: ProductSettings, service: str) -> Product:
+    """The one product the process serves (``settings.catalog().get()``).
+
+    Raises:
+        SystemExit: status 2 (:data:`~creditrisk_kit.settings.EXIT_BAD_CONFIGURATION`) when the
+            products folder or a product is missing or invalid, or several are served; stderr
+            names the file and key at fault.
+    """
+    try:
+        return settings.catalog().get()
+    except (ProductError, UnknownProduct) as exc:
+        print(f"{service}: invalid product configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIGURATION) from None

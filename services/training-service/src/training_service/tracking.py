@@ -49,7 +49,7 @@ class FeatureServiceDatasetSource(DatasetSource):
     """Dataset source: a point-in-time training set of a feature service (``GetHistoricalFeatures``).
 
     Args:
-        feature_service: name, e.g. ``credit_risk_v1``.
+        feature_service: the feature service's name.
         version: its version.
         start / end: application-time range (ISO 8601), may be empty.
     """
@@ -167,7 +167,7 @@ def log_training_run(
         outcome: what :func:`training_service.training.train` returned.
         tracking_uri: e.g. ``http://127.0.0.1:5000``.
         experiment_name: created if missing.
-        feature_service: feature service name, e.g. ``credit_risk_v1``.
+        feature_service: the model feature service's name.
         feature_service_version: its version.
         run_name: MLflow run name (generated when None).
         tags: extra run tags.
@@ -214,12 +214,15 @@ def log_training_run(
             "application_time_end": _iso(end),
             "features": ",".join(outcome.schema.names),
             "excluded_features": ",".join(spec.policy.excluded),
+            "cost_false_negative": spec.costs.false_negative,
+            "cost_false_positive": spec.costs.false_positive,
         }
     )
+    label, positive = spec.policy.columns.label, spec.policy.columns.positive_class
     rows = training_dataset_frame(outcome)
     source = FeatureServiceDatasetSource(feature_service, feature_service_version, _iso(start), _iso(end))
     dataset = mlflow.data.from_pandas(
-        rows, source=source, targets="creditability", name=f"{feature_service}-training", predictions=None
+        rows, source=source, targets=label, name=f"{feature_service}-training", predictions=None
     )
     model_input = to_model_input(outcome.training_rows, outcome.schema)
     with mlflow.start_run(run_name=run_name, tags=run_tags) as run:
@@ -256,7 +259,7 @@ def log_training_run(
             metadata={
                 "decision_threshold": outcome.threshold,
                 "decision_rule": "reject when probability_of_default >= decision_threshold",
-                "positive_class": "bad (creditability = 1)",
+                "positive_class": f"{positive} ({label} = 1)",
                 "feature_service": f"{feature_service}:{feature_service_version}",
                 "fast_scorer_artifact": FAST_SCORER_DIR,
             },

@@ -2,15 +2,16 @@
 
 A gRPC job runner calls::
 
-    spec = TrainingSpec(model=ModelSpec(...), evaluation=EvaluationProtocol(...), seed=42)
+    spec = TrainingSpec.for_product(product, model=ModelSpec(...), evaluation=EvaluationProtocol(...))
     spec.validate()                                   # InvalidArgument, before queueing
     outcome = train(frame, spec, progress=..., should_cancel=...)   # FailedPrecondition, Cancelled
     logged = tracking.log_training_run(outcome, ...)  # training_service.tracking
 
 The frame is the feature-service's point-in-time training set (``GetHistoricalFeatures`` of the
-model feature service plus the fairness feature service, labels joined on applicant and label
-time): columns ``applicant_id``, ``event_timestamp`` (application time, UTC), ``label_timestamp``,
-the label ``creditability`` (bad = 1) and the features named as the feature service names them.
+model feature service plus the fairness feature service, labels joined on entity and label time):
+columns the product's entity key (``[entity].join_key``), ``event_timestamp`` (application time,
+UTC), ``label_timestamp``, the product's label column (``[label].column``, 1 = the positive class)
+and the features named as the feature service names them (:class:`~training_service.policy.FrameColumns`).
 
 Steps: labelled rows in the range -> gate window (latest ``gate_window_days``) set aside ->
 stratified test split (seeded) -> repeated stratified K-fold CV on the training part (metrics per
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from creditrisk_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
+from creditrisk_products import Product
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
@@ -41,7 +43,7 @@ from training_service.modelling import (
     predict_default,
     to_model_input,
 )
-from training_service.policy import EVENT_TIMESTAMP, LABEL, FeaturePolicy
+from training_service.policy import EVENT_TIMESTAMP, FeaturePolicy
 from training_service.spec import EvaluationProtocol, ModelSpec, ParamValue
 
 ProgressFn = Callable[[str, float, str], None]
@@ -61,16 +63,39 @@ class TrainingSpec:
     Attributes:
         model: algorithm and hyperparameters.
         evaluation: the evaluation protocol.
+        policy: the feature policy (and the frame's key and label columns).
+        costs: the cost matrix the decision threshold minimises.
+        evaluation: the evaluation protocol.
         seed: seed of splits, resampling and the estimator; None draws one (echoed in the outcome).
-        policy: the feature policy.
         application_time_range: optional ``[start, end)`` filter on ``event_timestamp``.
     """
 
     model: ModelSpec
+    policy: FeaturePolicy
+    costs: ev.CostMatrix
     evaluation: EvaluationProtocol = field(default_factory=EvaluationProtocol)
     seed: int | None = None
-    policy: FeaturePolicy = field(default_factory=FeaturePolicy)
     application_time_range: tuple[pd.Timestamp | None, pd.Timestamp | None] = (None, None)
+
+    @classmethod
+    def for_product(
+        cls,
+        product: Product,
+        *,
+        model: ModelSpec,
+        evaluation: EvaluationProtocol | None = None,
+        seed: int | None = None,
+        policy: FeaturePolicy | None = None,
+    ) -> TrainingSpec:
+        """A spec with the product's default feature policy (unless ``policy``) and cost matrix;
+        the evaluation protocol's gate window defaults to the product's (``[gate].window_days``)."""
+        return cls(
+            model=model,
+            policy=policy or FeaturePolicy.default(product),
+            costs=ev.CostMatrix.of(product),
+            evaluation=evaluation or EvaluationProtocol(gate_window_days=product.gate.window_days),
+            seed=seed,
+        )
 
     def validate(self) -> dict[str, ParamValue]:
         """Validate everything checkable without data; returns the resolved hyperparameters.
@@ -141,7 +166,13 @@ def labelled_rows(frame: pd.DataFrame, spec: TrainingSpec) -> pd.DataFrame:
     Raises:
         FailedPrecondition: no labelled row in the range.
     """
-    rows = frame[frame[LABEL].notna()]
+    label, key = spec.policy.columns.label, spec.policy.columns.entity_key
+    if label not in frame.columns:
+        raise FailedPrecondition(
+            f"the training frame has no label column {label!r}",
+            [PreconditionViolation("TRAINING_SET", label, "train on the product's label column")],
+        )
+    rows = frame[frame[label].notna()]
     start, end = spec.application_time_range
     if start is not None:
         rows = rows[rows[EVENT_TIMESTAMP] >= start]
@@ -152,9 +183,7 @@ def labelled_rows(frame: pd.DataFrame, spec: TrainingSpec) -> pd.DataFrame:
             "the application-time range has no labelled rows",
             [PreconditionViolation("TRAINING_SET", "application_time_range", "choose a range with labels")],
         )
-    rows = rows.sort_values(
-        [EVENT_TIMESTAMP, "applicant_id"] if "applicant_id" in rows else [EVENT_TIMESTAMP]
-    )
+    rows = rows.sort_values([EVENT_TIMESTAMP, key] if key in rows else [EVENT_TIMESTAMP])
     return rows.reset_index(drop=True)
 
 
@@ -211,7 +240,8 @@ def train(
     development = development.reset_index(drop=True)
     inputs = spec.policy.model_inputs(frame.columns)
     schema = FeatureSchema.infer(frame, inputs)
-    y_all = development[LABEL].astype(np.int64).to_numpy()
+    label = spec.policy.columns.label
+    y_all = development[label].astype(np.int64).to_numpy()
     _check_enough(y_all, protocol.cv_folds, "the training part")
     train_pos, test_pos = ev.train_test_indices(y_all, protocol.test_fraction, seed)
     train_rows = development.iloc[train_pos].reset_index(drop=True)
@@ -239,7 +269,9 @@ def train(
         oof_count[val] += 1
         fold_metrics.append(ev.binary_metrics(y_train[val], p_val))
     oof = oof_sum / oof_count
-    threshold, oof_cost = ev.cost_optimal_threshold(y_train, oof)
+    threshold, oof_cost = ev.cost_optimal_threshold(
+        y_train, oof, cost_fn=spec.costs.false_negative, cost_fp=spec.costs.false_positive
+    )
 
     if cancelled():
         raise Cancelled()
@@ -256,12 +288,14 @@ def train(
     test_out = test_rows.copy()
     fairness_rows, fairness_scores = train_rows, oof
     if len(test_rows):
-        y_test = test_rows[LABEL].astype(np.int64).to_numpy()
+        y_test = test_rows[label].astype(np.int64).to_numpy()
         p_test = predict_default(pipeline, to_model_input(test_rows, schema))
         test_out[OOF_COLUMN] = p_test
         if len(np.unique(y_test)) == 2:
             metrics.update({f"test_{k}": v for k, v in ev.binary_metrics(y_test, p_test).items()})
-        metrics["test_expected_cost"] = ev.expected_cost(y_test, p_test, threshold)
+        metrics["test_expected_cost"] = ev.expected_cost(
+            y_test, p_test, threshold, cost_fn=spec.costs.false_negative, cost_fp=spec.costs.false_positive
+        )
         metrics["test_approval_rate"] = float(np.mean(p_test < threshold))
         fairness_rows, fairness_scores = test_rows, p_test
     fairness: dict[str, dict[str, dict[str, float]]] = {}
@@ -284,7 +318,7 @@ def train(
         "train": len(train_rows),
         "test": len(test_rows),
         "gate_window": window.rows,
-        "bad": int((rows[LABEL].astype(np.int64) == 1).sum()),
+        "bad": int((rows[label].astype(np.int64) == 1).sum()),
     }
     metrics.update({f"rows_{k}": float(v) for k, v in row_counts.items()})
     report("EVALUATING", 1.0, "done")
@@ -293,6 +327,7 @@ def train(
         evaluation=protocol,
         seed=seed,
         policy=spec.policy,
+        costs=spec.costs,
         application_time_range=spec.application_time_range,
     )
     return TrainingOutcome(
@@ -320,16 +355,17 @@ def cross_validated_auc(
     folds: int,
     repeats: int,
     seed: int,
-    policy: FeaturePolicy | None = None,
+    policy: FeaturePolicy,
 ) -> np.ndarray:
     """ROC AUC per fold of repeated stratified K-fold CV over every labelled row of ``frame``
-    (no gate window, no test split: for quality studies, ``scripts/quality.py``)."""
+    (no gate window, no test split: for quality studies, ``scripts/quality.py``); ``policy`` gives
+    the model inputs and the label column."""
     limit_threads()
-    policy = policy or FeaturePolicy()
-    rows = frame[frame[LABEL].notna()].reset_index(drop=True)
+    label = policy.columns.label
+    rows = frame[frame[label].notna()].reset_index(drop=True)
     schema = FeatureSchema.infer(rows, policy.model_inputs(rows.columns))
     x = to_model_input(rows, schema)
-    y = rows[LABEL].astype(np.int64).to_numpy()
+    y = rows[label].astype(np.int64).to_numpy()
     template = build_pipeline(model.algorithm, model.resolved(), schema, seed)
     scores: list[Any] = []
     for _, _, fit, val in ev.cv_splits(y, folds, repeats, seed):

@@ -1,7 +1,7 @@
 """Training sets through the feature-service only (``creditrisk.feature.v1.FeatureStoreService``).
 
 A training set is built with ``GetHistoricalFeatures`` and ``LabelledEntities``: the entity rows
-are the labelled applications of the label view (e.g. ``credit_label``) whose application time lies
+are the labelled applications of the label view (the product's ``[label].view``) whose application time lies
 in ``[start, end)`` and whose label was known at or before the training cut-off
 (``labels_known_at``: the job's creation time, so a training set never holds a label from its
 future); each row's features are joined as of its application time (point-in-time correct). The
@@ -9,14 +9,16 @@ label columns and ``label_timestamp`` are passed through by the feature-service.
 
 Two queries with the same labelled entities:
 
-1. the model feature service (e.g. ``credit_risk_v1``) at the requested version: the model inputs;
-2. the fairness feature service (``credit_risk_fairness_v1``): the protected attributes, for the
-   approval-rate ratios only. Under the default feature policy they are never model inputs
-   (:mod:`training_service.policy`).
+1. the model feature service at the requested version: the model inputs;
+2. the product's fairness feature service (``[features].fairness_service``; none: no second
+   query): the protected attributes, for the approval-rate ratios only. Under the default feature
+   policy they are never model inputs (:mod:`training_service.policy`).
 
-Both results are merged on ``applicant_id`` and ``event_timestamp`` into the frame
-:func:`training_service.training.train` expects: ``applicant_id`` (int64), ``event_timestamp`` and
-``label_timestamp`` (UTC), the label as ``creditability``, integer features as ``Int64``, double
+Both results are merged on the product's entity key and ``event_timestamp`` into the frame
+:func:`training_service.training.train` expects (:class:`~training_service.policy.FrameColumns`):
+the entity key (int64 when the product's key is, else string), ``event_timestamp`` and
+``label_timestamp`` (UTC), the requested label column renamed to the product's label column when
+they differ, integer features as ``Int64``, double
 features as ``float64``, categorical ones as ``string`` (types from the header's declared value
 types, never from what a backend happened to return).
 
@@ -42,7 +44,7 @@ from creditrisk_clients import DownstreamErrors, FeatureServiceClient, invalid_a
 from creditrisk_kit import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
 from google.protobuf import timestamp_pb2
 
-from training_service.policy import ENTITY_KEY, EVENT_TIMESTAMP, LABEL, LABEL_TIMESTAMP
+from training_service.policy import EVENT_TIMESTAMP, LABEL_TIMESTAMP, FrameColumns
 
 _PANDAS_TYPES = {
     pa.int64(): pd.Int64Dtype(),
@@ -63,12 +65,14 @@ class TrainingSetRequest:
     """What training set to build.
 
     Attributes:
-        feature_service: model feature service name, e.g. ``credit_risk_v1``.
+        feature_service: the model feature service's name.
         feature_service_version: its expected version ("" = whatever is registered).
-        label_view: label feature view, e.g. ``credit_label``.
-        label_column: label column of the view (1 = bad), renamed ``creditability`` in the frame.
+        label_view: label feature view.
+        label_column: label column of the view (1 = the positive class), named
+            ``columns.label`` in the frame.
         start / end: application-time range ``[start, end)``, aware datetimes.
         labels_known_at: training cut-off: only labels known at or before it.
+        columns: the frame's entity key and label columns (the product's).
         fairness_feature_service: feature service of the protected attributes (None: skip).
     """
 
@@ -79,6 +83,7 @@ class TrainingSetRequest:
     start: datetime
     end: datetime
     labels_known_at: datetime
+    columns: FrameColumns
     fairness_feature_service: str | None = None
 
 
@@ -112,7 +117,7 @@ def downstream_errors(*, kind: str, name: str, field_path: str) -> DownstreamErr
     """How the feature-service's errors are raised here (see the module docstring).
 
     Args:
-        kind / name: what the call was about, e.g. ``("feature service", "credit_risk_v1")``.
+        kind / name: what the call was about, e.g. ``("feature service", <its name>)``.
         field_path: the request field to name for INVALID_ARGUMENT.
 
     Codes without a mapping keep the original error (INTERNAL upstream).
@@ -224,8 +229,9 @@ class TrainingSetSource:
         header, table = await self.historical(
             request.feature_service, request.feature_service_version, request
         )
-        frame = to_frame(table, request.label_column)
-        if LABEL not in frame.columns:
+        columns = request.columns
+        frame = to_frame(table, request.label_column, columns)
+        if columns.label not in frame.columns:
             raise InvalidArgument(
                 "spec.label.label_column",
                 f"{request.label_column!r} is not a column of label view {request.label_view!r}",
@@ -253,25 +259,33 @@ class TrainingSetSource:
                 if s.name in fairness_attributes and s.name not in frame.columns
             ]
             if wanted:
-                extra = to_frame(f_table, request.label_column)[[ENTITY_KEY, EVENT_TIMESTAMP, *wanted]]
-                frame = frame.merge(
-                    extra, on=[ENTITY_KEY, EVENT_TIMESTAMP], how="left", validate="one_to_one"
-                )
+                keys = [columns.entity_key, EVENT_TIMESTAMP]
+                extra = to_frame(f_table, request.label_column, columns)[[*keys, *wanted]]
+                frame = frame.merge(extra, on=keys, how="left", validate="one_to_one")
                 added = wanted
         return TrainingSet(frame, header.feature_service_version, features, added)
 
 
-def to_frame(table: pa.Table, label_column: str = LABEL) -> pd.DataFrame:
-    """A result table as the training frame (types of the module docstring, timestamps UTC)."""
+def to_frame(table: pa.Table, label_column: str, columns: FrameColumns) -> pd.DataFrame:
+    """A result table as the training frame (types of the module docstring, timestamps UTC).
+
+    Args:
+        table: a ``GetHistoricalFeatures`` result.
+        label_column: the label column asked for; renamed ``columns.label`` when it differs (a
+            column of that name already there is replaced).
+        columns: the product's frame columns.
+    """
     frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
-    if label_column != LABEL and label_column in frame.columns:
-        frame = frame.rename(columns={label_column: LABEL})
+    if label_column != columns.label and label_column in frame.columns:
+        frame = frame.drop(columns=[columns.label], errors="ignore")
+        frame = frame.rename(columns={label_column: columns.label})
     for column in (EVENT_TIMESTAMP, LABEL_TIMESTAMP):
         if column in frame.columns:
             values = pd.to_datetime(frame[column])
             frame[column] = (
                 values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
             )
-    if ENTITY_KEY in frame.columns and not frame[ENTITY_KEY].isna().any():
-        frame[ENTITY_KEY] = frame[ENTITY_KEY].astype("int64")
+    key = columns.entity_key
+    if key in frame.columns and not frame[key].isna().any():
+        frame[key] = frame[key].astype("int64" if columns.entity_type == "int64" else "string")
     return frame

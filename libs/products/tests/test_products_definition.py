@@ -153,3 +153,24 @@ def test_settings_find_the_checkout_and_take_an_explicit_folder(tmp_path: Path) 
     assert ProductSettings(products_dir=GERMAN).catalog().names == ["german_credit"]
     with pytest.raises(ProductError, match="no product nope"):
         ProductSettings(products=["nope"]).catalog()
+
+
+def test_served_product_exits_2_naming_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
+    from creditrisk_products import ProductSettings
+    from creditrisk_products.settings import EXIT_BAD_CONFIGURATION as OURS
+
+    assert OURS == EXIT_BAD_CONFIGURATION
+    assert ProductSettings(products_dir=GERMAN).served_product("svc").name == "german_credit"
+    folder = tmp_path / "german_credit"
+    folder.mkdir()
+    (folder / "feature_repo").mkdir()
+    (folder / "product.toml").write_text(_text(**{"gate.min_rows": "1"}))
+    with pytest.raises(SystemExit) as info:
+        ProductSettings(products_dir=tmp_path).served_product("svc")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "svc: invalid product configuration:" in err
+    assert "[gate].min_rows" in err

@@ -13,7 +13,7 @@ from creditrisk_products.definition import (
     load_product,
     parse_product,
 )
-from creditrisk_products.settings import ProductSettings, checkout_products_dir
+from creditrisk_products.settings import ProductSettings, checkout_products_dir, exit_bad_product
 
 __all__ = [
     "PRODUCT_FILE",
@@ -24,6 +24,7 @@ __all__ = [
     "ProductSettings",
     "UnknownProduct",
     "checkout_products_dir",
+    "exit_bad_product",
     "load_catalog",
     "load_product",
     "parse_product",

@@ -6,12 +6,29 @@ the products once per call (the caller keeps the result).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import BaseModel, Field
 
-from creditrisk_products.catalog import Catalog, load_catalog
-from creditrisk_products.definition import ProductError
+from creditrisk_products.catalog import Catalog, UnknownProduct, load_catalog
+from creditrisk_products.definition import Product, ProductError
+
+#: The exit status of a bad configuration, as ``creditrisk_kit.settings.EXIT_BAD_CONFIGURATION``
+#: (this library does not depend on the kit; a test checks both agree).
+EXIT_BAD_CONFIGURATION = 2
+
+
+def exit_bad_product(service: str, error: Exception) -> NoReturn:
+    """Print ``error`` (every problem, each naming its file and key) on stderr and exit with 2.
+
+    Raises:
+        SystemExit: always, status :data:`EXIT_BAD_CONFIGURATION`.
+    """
+    problems = [f"  {line}" for line in str(error).splitlines()]
+    print("\n".join([f"{service}: invalid product configuration:", *problems]), file=sys.stderr)
+    raise SystemExit(EXIT_BAD_CONFIGURATION)
 
 
 def checkout_products_dir(start: Path | None = None) -> Path | None:
@@ -59,3 +76,16 @@ class ProductSettings(BaseModel):
             ProductError: the folder or a product is missing or invalid (file and key named).
         """
         return load_catalog(self.resolved_products_dir(), self.products)
+
+    def served_product(self, service: str) -> Product:
+        """The one product the process serves (``catalog().get()``), for a service's start.
+
+        Raises:
+            SystemExit: status 2 when the products folder or the product is missing or invalid, or
+                several are served (one product per process for now); stderr names the file and
+                key at fault (:func:`exit_bad_product`).
+        """
+        try:
+            return self.catalog().get()
+        except (ProductError, UnknownProduct) as exc:
+            exit_bad_product(service, exc)

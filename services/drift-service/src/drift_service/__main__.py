@@ -3,7 +3,7 @@
 The kit's one service entry (:func:`creditrisk_kit.run_service`): telemetry, the settings
 (``DRIFT_SERVICE_*``; exit 2 naming a bad variable), JSON logs, then :func:`build`: the product
 monitored (``DRIFT_SERVICE_PRODUCTS_DIR`` / ``DRIFT_SERVICE_PRODUCTS``: exit 2 naming the product
-file and key when it is missing or invalid, :func:`drift_service.product.load_product_or_exit`), the
+file and key when it is missing or invalid, :meth:`creditrisk_products.ProductSettings.served_product`), the
 authenticator (the kit's ``DRIFT_SERVICE_AUTH_*``: exit 2 naming them when no credential source
 is set and ``DRIFT_SERVICE_AUTH_DISABLED`` is not true), shared by the gRPC API
 (:data:`~drift_service.servicer.POLICY`) and the report server (``read_monitoring``), the store
@@ -26,7 +26,6 @@ from creditrisk_kit.tls import ServerTls
 
 from drift_service.core import DriftCore
 from drift_service.drift import warm_up
-from drift_service.product import load_product_or_exit
 from drift_service.reports_http import ReportServer
 from drift_service.servicer import POLICY, SERVICE_NAME, DriftServiceServicer
 from drift_service.settings import DriftServiceSettings
@@ -41,7 +40,7 @@ async def build(settings: DriftServiceSettings) -> Service:
         AuthConfigurationError: no credential source and authentication not disabled (the kit's
             entry exits with status 2 naming the settings), or a key file that cannot be read.
     """
-    product = await asyncio.to_thread(load_product_or_exit, settings)
+    product = await asyncio.to_thread(settings.served_product, "drift-service")
     authenticator = Authenticator.from_settings(settings)
     server_tls = ServerTls.from_settings(settings)
     reports = ReportServer(

@@ -1,6 +1,6 @@
 """What the drift-service takes from the product it monitors (``creditrisk_products.Product``).
 
-One product per process for now: :func:`load_product_or_exit` reads it from the settings at start
+One product per process for now: ``settings.served_product`` reads it from the settings at start
 (``DRIFT_SERVICE_PRODUCTS_DIR`` / ``DRIFT_SERVICE_PRODUCTS``); the core keeps the object and asks
 it, through the functions here, for:
 
@@ -16,32 +16,13 @@ it, through the functions here, for:
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
-from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
-from creditrisk_products import Product, ProductError, ProductSettings, UnknownProduct
+from creditrisk_products import Product
 
 from drift_service.domain import PREDICTION_COLUMN, FeatureKind
 
 #: Reference and window columns of the platform itself, never monitored as features.
 PLATFORM_COLUMNS = frozenset({PREDICTION_COLUMN, "label", "event_id", "event_timestamp"})
-
-
-def load_product_or_exit(settings: ProductSettings, service: str = "drift-service") -> Product:
-    """The one product the settings name (``catalog().get()``).
-
-    Raises:
-        SystemExit: status 2 (the kit's bad-configuration status) when the products folder or the
-            product is missing or invalid, or several are served and none is named; the product
-            file and key at fault are printed on stderr (as a bad setting is).
-    """
-    try:
-        return settings.catalog().get()
-    except (ProductError, UnknownProduct) as exc:
-        problems = [f"  {line}" for line in str(exc).splitlines()]
-        print("\n".join([f"{service}: invalid product configuration:", *problems]), file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIGURATION) from None
 
 
 def feature_kinds(product: Product) -> dict[str, FeatureKind]:

@@ -11,12 +11,10 @@ separate command: ``python -m feature_service.ingest``.
 from __future__ import annotations
 
 import logging
-import sys
 
 from creditrisk.feature.v1.feature_service_pb2_grpc import add_FeatureStoreServiceServicer_to_server
 from creditrisk_kit import Service, ServiceSpec, run_service
-from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
-from creditrisk_products import ProductError, UnknownProduct
+from creditrisk_products import ProductError, UnknownProduct, exit_bad_product
 
 from feature_service.core import FeatureStoreCore
 from feature_service.servicer import POLICY, SERVICE_NAME, FeatureStoreServiceServicer
@@ -32,8 +30,7 @@ def build(settings: FeatureServiceSettings) -> Service:
     try:
         core = FeatureStoreCore(settings)
     except (ProductError, UnknownProduct) as exc:
-        print(f"feature-service: invalid product configuration:\n{exc}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIGURATION) from None
+        exit_bad_product("feature-service", exc)
     project = core.settings.feast_project
     logging.getLogger("feature_service").info(
         "feature-service: product %s, profile %s, project %s",

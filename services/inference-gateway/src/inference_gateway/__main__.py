@@ -1,7 +1,7 @@
 """``python -m inference_gateway``: the kit's one service entry (:func:`creditrisk_kit.run_service`):
 telemetry, settings validated (exit 2 naming the bad ``INFERENCE_GATEWAY_*`` variable), JSON logs,
 the product served (exit 2 naming the product file and key when it is missing or invalid,
-:func:`inference_gateway.product.load_product_or_exit`), then gRPC and REST (the kit's extra
+:meth:`creditrisk_products.ProductSettings.served_product`), then gRPC and REST (the kit's extra
 HTTP server) in one process until SIGTERM / SIGINT and the drain
 (:mod:`inference_gateway.service`)."""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from creditrisk_kit import Service, ServiceSpec, run_service
 
-from inference_gateway.product import load_product_or_exit
 from inference_gateway.service import Gateway
 from inference_gateway.settings import GatewaySettings
 
@@ -21,7 +20,7 @@ def build(settings: GatewaySettings) -> Service:
         SystemExit: status 2 naming the product file and key when the product is missing or
             invalid.
     """
-    gateway = Gateway(settings, load_product_or_exit(settings))
+    gateway = Gateway(settings, settings.served_product("inference-gateway"))
     gateway.start_background()
     return gateway.service
 

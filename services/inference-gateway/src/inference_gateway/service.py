@@ -63,8 +63,12 @@ class Gateway:
 
     Args:
         settings: validated settings.
-        product: the product served (:mod:`inference_gateway.product`); default: the one the
-            settings name (``settings.catalog().get()``).
+        product: the product served; default: the one the settings name
+            (``settings.catalog().get()``). The gateway reads its ``[features].model_service`` (the
+            feature service read for enrichment), ``[entity].join_key`` (the name the contract's
+            ``applicant_id`` is sent under to the feature-service), ``[serving].request_fields``
+            (listed in the OpenAPI schema) and ``[product].registered_model`` (the slots' model,
+            unless ``model_name`` is set).
     """
 
     def __init__(self, settings: GatewaySettings, product: Product | None = None):

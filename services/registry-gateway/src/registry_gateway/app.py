@@ -15,7 +15,7 @@ from registry_gateway.auth import POLICY, legacy_keys
 from registry_gateway.core import RegistryCore
 from registry_gateway.features import FeatureServiceClient
 from registry_gateway.servicer import SERVICE_NAME, RegistryServicer, register
-from registry_gateway.settings import Settings, load_product_or_exit
+from registry_gateway.settings import Settings
 
 LOGGER = logging.getLogger("registry_gateway")
 
@@ -24,7 +24,7 @@ def build(settings: Settings) -> tuple[Service, RegistryCore]:
     """The service (``service.runner(settings)`` serves it) and its core, for the settings'
     product (an invalid one exits with status 2 naming its file and key); the audit store is
     migrated here."""
-    product = load_product_or_exit(settings, "registry-gateway")
+    product = settings.served_product("registry-gateway")
     signing_key = settings.signing_key()
     if signing_key is None:
         LOGGER.warning("no REGISTRY_GATEWAY_SIGNING_KEY_FILE: alias moves are not signed")

@@ -5,20 +5,18 @@ What is product-specific (the gate window's label view and column, the entity ke
 thresholds and cost matrix, the default window) comes from the product
 (``REGISTRY_GATEWAY_PRODUCTS_DIR`` / ``REGISTRY_GATEWAY_PRODUCTS``,
 :class:`creditrisk_products.ProductSettings`); an invalid product exits 2 naming its file and key
-(:func:`load_product_or_exit`). The gate's statistics (resamples, seed, confidence level) are
+(``ProductSettings.served_product``). The gate's statistics (resamples, seed, confidence level) are
 platform-wide settings."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal
 
 from creditrisk_kit import ServiceSettings
-from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
 from creditrisk_kit.sqlstore import check_database_url
 from creditrisk_model_artifacts.signing import SigningKey, load_signing_key, write_key_pair
-from creditrisk_products import Product, ProductError, ProductSettings, UnknownProduct
+from creditrisk_products import Product, ProductSettings
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -96,18 +94,3 @@ class Settings(ServiceSettings, ProductSettings):
             seed=self.gate_seed,
             confidence_level=self.gate_confidence_level,
         )
-
-
-def load_product_or_exit(settings: ProductSettings, service: str) -> Product:
-    """The one product the process serves (``settings.catalog().get()``).
-
-    Raises:
-        SystemExit: status 2 (:data:`~creditrisk_kit.settings.EXIT_BAD_CONFIGURATION`) when the
-            products folder or a product is missing or invalid, or several are served; stderr
-            names the file and key at fault.
-    """
-    try:
-        return settings.catalog().get()
-    except (ProductError, UnknownProduct) as exc:
-        print(f"{service}: invalid product configuration:\n{exc}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIGURATION) from None

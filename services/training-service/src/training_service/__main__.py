@@ -24,14 +24,14 @@ from training_service import readiness
 from training_service.convert import Defaults
 from training_service.jobs import TrainingJobs
 from training_service.servicer import POLICY, SERVICE_NAME, register
-from training_service.settings import TrainingServiceSettings, load_product_or_exit
+from training_service.settings import TrainingServiceSettings
 from training_service.training_set import TrainingSetSource
 
 
 def build(settings: TrainingServiceSettings) -> Service:
     """The job runner on a feature-service channel, and the servicer, for the settings' product
     (an invalid one exits with status 2 naming its file and key)."""
-    product = load_product_or_exit(settings, "training-service")
+    product = settings.served_product("training-service")
     # every call to the feature-service carries the training-service's own credential
     channel = aio_channel(
         settings.feature_service_address,

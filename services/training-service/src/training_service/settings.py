@@ -4,16 +4,13 @@ Besides the kit's ``HOST``, ``PORT``, ``GRACE_PERIOD_S``, ``MAX_MESSAGE_BYTES``,
 ``HEALTH_CHECK_INTERVAL_S`` and ``LOG_LEVEL`` (:class:`creditrisk_kit.ServiceSettings`) and the
 products' ``PRODUCTS_DIR`` and ``PRODUCTS`` (:class:`creditrisk_products.ProductSettings`), the
 variables below. A bad value exits with status 2 naming the variable (``load_or_exit``); an
-invalid product exits with status 2 naming its file and key (:func:`load_product_or_exit`).
+invalid product exits with status 2 naming its file and key (``ProductSettings.served_product``).
 """
 
 from __future__ import annotations
 
-import sys
-
 from creditrisk_kit import ServiceSettings
-from creditrisk_kit.settings import EXIT_BAD_CONFIGURATION
-from creditrisk_products import Product, ProductError, ProductSettings, UnknownProduct
+from creditrisk_products import ProductSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -51,18 +48,3 @@ class TrainingServiceSettings(ServiceSettings, ProductSettings):
     max_concurrent_jobs: int = Field(default=1, ge=1, le=8)
     feature_service_timeout_s: float = Field(default=300.0, gt=0)
     max_jobs_kept: int = Field(default=1000, ge=1)
-
-
-def load_product_or_exit(settings: ProductSettings, service: str) -> Product:
-    """The one product the process serves (``settings.catalog().get()``).
-
-    Raises:
-        SystemExit: status 2 (:data:`~creditrisk_kit.settings.EXIT_BAD_CONFIGURATION`) when the
-            products folder or a product is missing or invalid, or several are served; stderr
-            names the file and key at fault.
-    """
-    try:
-        return settings.catalog().get()
-    except (ProductError, UnknownProduct) as exc:
-        print(f"{service}: invalid product configuration:\n{exc}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIGURATION) from None

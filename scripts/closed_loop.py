@@ -60,7 +60,7 @@ DATA_END = datetime(2025, 1, 1, tzinfo=UTC)
 #: Label delay of the simulated outcomes, as the feature-service's ingestion (LABEL_DELAY_DAYS).
 LABEL_DELAY = timedelta(days=365)
 
-#: Feature views and their columns (services/feature-service/src/feature_service/schema.py).
+#: Feature views and their columns (products/german_credit/feature_repo/feature_views.py).
 VIEWS: dict[str, tuple[str, ...]] = {
     "loan_request": (
         "duration_in_month",

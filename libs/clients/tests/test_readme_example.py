@@ -1,8 +1,8 @@
 """The scoring example of ``libs/clients/README.md`` runs as written against an in-process
 InferenceService that checks request values the way the inference-gateway does (a name the feature
 service does not declare, or a value of another type, is INVALID_ARGUMENT), with the request values
-the feature-service declares (``services/feature-service/src/feature_service/schema.py``'s
-``REQUEST_FIELDS``, every one INT64 in its Feast request source)."""
+the German credit product declares (``products/german_credit/product.toml``'s
+``[serving.request_fields]``, every one INT64 in its Feast request source)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,11 @@ from creditrisk_clients import InferenceClient
 
 ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "libs/clients/README.md"
-FEATURE_SCHEMA = ROOT / "services/feature-service/src/feature_service/schema.py"
-FEATURE_REPO = ROOT / "services/feature-service/src/feature_service/repo.py"
+GERMAN = ROOT / "products/german_credit"
 README_TARGET = "inference-gateway:50055"
 
-#: The request values of ``credit_risk_v1`` and their declared types (checked against the
-#: feature-service's source below).
+#: The request values of the German product's model feature service and their declared types
+#: (checked against the product below).
 REQUEST_VALUES = {"credit_amount": "int64_value", "duration_in_month": "int64_value"}
 
 
@@ -69,16 +68,21 @@ async def port(serve: Any) -> int:
     )
 
 
-def test_the_example_uses_the_request_values_the_feature_service_declares() -> None:
-    tree = ast.parse(FEATURE_SCHEMA.read_text())
-    declared = next(
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "REQUEST_FIELDS"
-    )
-    assert isinstance(declared, ast.Dict)
-    assert {ast.literal_eval(key) for key in declared.keys if key is not None} == set(REQUEST_VALUES)
-    assert "Field(name=f, dtype=Int64) for f in REQUEST_FIELDS.values()" in FEATURE_REPO.read_text()
+def test_the_example_uses_the_request_values_the_product_declares() -> None:
+    from creditrisk_products import load_product
+
+    fields = load_product(GERMAN).serving.request_fields
+    assert set(fields) == set(REQUEST_VALUES)
+    int64_fields = {
+        ast.literal_eval(kw.value)
+        for file in sorted((GERMAN / "feature_repo").glob("*.py"))
+        for node in ast.walk(ast.parse(file.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Field"
+        for kw in node.keywords
+        if kw.arg == "name"
+        and any(k.arg == "dtype" and getattr(k.value, "id", "") == "Int64" for k in node.keywords)
+    }
+    assert set(fields.values()) <= int64_fields, "every request source field is declared Int64"
     example = scoring_example()
     assert README_TARGET in example
     for name in re.findall(r'"(\w+)": ', example):

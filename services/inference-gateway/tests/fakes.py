@@ -47,7 +47,7 @@ MODEL = "credit-risk"
 # Stored features of the fake feature service "credit_risk_v1" and their types.
 STORED = {"duration_in_month": INT64, "credit_amount": INT64, "age": INT64, "purpose": STRING}
 #: The request values the real feature-service advertises for ``credit_risk_v1``: its request
-#: source's fields under their caller-facing names (feature_service.schema.REQUEST_FIELDS); it also
+#: source's fields under their caller-facing names (the product's ``[serving.request_fields]``); it also
 #: accepts the source's own names (``requested_credit_amount``, ``requested_duration_in_month``).
 REQUEST_VALUES = {"credit_amount": INT64, "duration_in_month": INT64}
 REQUEST_ALIASES = {

@@ -174,3 +174,38 @@ def test_served_product_exits_2_naming_the_problem(
     err = capsys.readouterr().err
     assert "svc: invalid product configuration:" in err
     assert "[gate].min_rows" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"product.feast_project": '"' + "p" * 41 + '"'}, "[product].feast_project"),
+        ({"ingest.label_codes": '{ bad = 1, good = 0, " BAD " = 0 }'}, "[ingest]"),
+        ({"ingest.application_time_drawn.start": "0001-01-01"}, "[ingest].application_time_drawn.start"),
+    ],
+)
+def test_values_that_would_escape_or_corrupt_are_refused(
+    tmp_path: Path, change: dict[str, str], key: str
+) -> None:
+    problems = _problems(_text(**change), tmp_path)
+    assert key in {k for k, _ in problems}, problems
+
+
+@pytest.mark.parametrize("repo", ['"../.."', '"/etc"', '"a/../../b"', '""'])
+def test_a_repository_outside_the_folder_is_refused(tmp_path: Path, repo: str) -> None:
+    text = _text().replace("[product]\n", f"[product]\nfeature_repo = {repo}\n")
+    assert "[product].feature_repo" in {k for k, _ in _problems(text, tmp_path)}
+
+
+def test_a_symlinked_repository_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "german_credit"
+    folder.mkdir()
+    (folder / "product.toml").write_text(_text())
+    (folder / "feature_repo").symlink_to(tmp_path)
+    with pytest.raises(ProductError, match="outside the product's folder"):
+        load_product(folder)
+
+
+def test_deeply_nested_toml_is_a_product_error(tmp_path: Path) -> None:
+    with pytest.raises(ProductError, match="nested too deeply"):
+        parse_product("x = " + "[" * 100_000 + "]" * 100_000, tmp_path / "product.toml")

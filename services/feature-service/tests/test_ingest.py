@@ -181,7 +181,7 @@ def test_a_bad_file_exits_2_naming_columns_types_and_rows_and_writes_nothing(
     frame.to_csv(tmp_path / "bad.csv", index=False)
     assert main(["--csv", str(tmp_path / "bad.csv"), "--no-apply"]) == 2
     err = capsys.readouterr().err
-    assert "column 'duration_in_month' (expected an integer): 7 bad value(s)" in err
+    assert "column 'duration_in_month' (expected an integer within int64): 7 bad value(s)" in err
     assert "row 1: 'long', row 3: 'long', row 4: 'long', row 6: 'long', row 8: 'long'" in err
     assert "row 10" not in err  # the first 5 bad rows only
     assert "column 'creditability' (expected one of ['bad', 'good']): 1 bad value(s); row 5: 'maybe'" in err

@@ -217,8 +217,9 @@ def test_the_tiny_product_ingests_applies_and_serves(tiny: Any, tmp_path: Path) 
     assert values["revenue_per_staff"] == [pytest.approx(50.25), pytest.approx(2.0)]
     assert online.feature_service_version == "3"
     labelled = core.historical.labelled_entities("outcome", datetime(2024, 1, 1), datetime(2025, 1, 1))
-    assert labelled.column("shop_code").to_pylist() == ["a1", "b2", "c3"]
-    assert labelled.column("churned").to_pylist() == [1, 0, None]
+    # c3's outcome is unknown (empty): no label row, so not a labelled entity
+    assert labelled.column("shop_code").to_pylist() == ["a1", "b2"]
+    assert labelled.column("churned").to_pylist() == [1, 0]
     assert labelled.column("event_timestamp").to_pylist()[1] == datetime(2024, 1, 31, 22, tzinfo=UTC)
     core.teardown()
 
@@ -345,3 +346,82 @@ def test_the_service_exits_2_naming_an_invalid_product(
         build(settings)
     assert exc.value.code == 2
     assert "[features].model_service" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ hostile definitions and files
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('table("shop_region")', "table('r\"; DROP TABLE x; --')", "table .* must match"),
+        (
+            'source=table("shop_region")',
+            'source=__import__("feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source",'
+            ' fromlist=["x"]).PostgreSQLSource(name="../../escaped", query="select 1",'
+            ' timestamp_field="event_timestamp", created_timestamp_column="created_timestamp")',
+            "table '../../escaped' must match",
+        ),
+        (
+            'Field(name="region", dtype=String)',
+            'Field(name="region", dtype=String), Field(name="created_timestamp", dtype=Int64)',
+            "platform writes",
+        ),
+        ('Field(name="region", dtype=String)', 'Field(name="applied_at", dtype=String)', "platform writes"),
+        ('Field(name="region", dtype=String)', 'Field(name="re gion", dtype=String)', "must match"),
+    ],
+)
+def test_names_that_reach_sql_or_paths_are_refused(tmp_path: Path, old: str, new: str, message: str) -> None:
+    product = write_tiny(tmp_path)
+    defs = product / "feature_repo" / "defs.py"
+    assert old in defs.read_text()
+    defs.write_text(defs.read_text().replace(old, new))
+    with pytest.raises(ProductError, match=message):
+        load_layout(load_product(product))
+
+
+def test_a_repository_that_exits_is_refused(tmp_path: Path) -> None:
+    product = write_tiny(tmp_path)
+    (product / "feature_repo" / "quits.py").write_text("import sys\nsys.exit(0)\n")
+    with pytest.raises(ProductError, match="cannot be loaded: SystemExit"):
+        load_repo(load_product(product))
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        (TINY_CSV.replace("100.5,2,", "100.5,99999999999999999999,"), "staff.*within int64.*row 1"),
+        (TINY_CSV.replace("100.5,2,", "100.5,1e20,"), "staff.*within int64"),
+        (TINY_CSV.replace("80,4", "inf,4"), "revenue.*finite"),
+        (TINY_CSV.replace("2024-01-05T10:00:00", "9999-12-31T00:00:00"), "when.*ISO 8601 time in"),
+        (TINY_CSV.replace("b2,", " ,"), "code.*not blank.*row 2"),
+        (
+            TINY_CSV.replace("b2,2024-02-01T00:00:00+02:00", "a1,2024-01-05T10:00:00"),
+            "repeat a key and application",
+        ),
+        (TINY_CSV.splitlines()[0] + "\n", "no rows"),
+        ("", "not a readable"),
+    ],
+)
+def test_a_hostile_file_is_named_and_nothing_is_written(
+    tiny: Any, tmp_path: Path, csv: str, message: str
+) -> None:
+    from feature_service.ingest import IngestError, ingest
+    from feature_service.settings import FeatureServiceSettings
+
+    path = tmp_path / "bad.csv"
+    path.write_text(csv)
+    store = tmp_path / "store"
+    with pytest.raises(IngestError, match=message):
+        ingest(path, FeatureServiceSettings(data_dir=store, products_dir=tiny.folder), product=tiny)
+    assert not list(store.rglob("*.parquet"))
+
+
+def test_a_file_not_utf8_is_named(tiny: Any, tmp_path: Path) -> None:
+    from feature_service.ingest import IngestError, ingest
+    from feature_service.settings import FeatureServiceSettings
+
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(TINY_CSV.replace("north", "nörth").encode("latin-1"))
+    with pytest.raises(IngestError, match="UTF-8 CSV"):
+        ingest(path, FeatureServiceSettings(data_dir=tmp_path / "s", products_dir=tiny.folder), product=tiny)

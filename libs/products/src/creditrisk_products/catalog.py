@@ -28,7 +28,10 @@ class UnknownProduct(LookupError):
         if name:
             msg = f"unknown product {name!r}; served: {', '.join(self.known) or 'none'}"
         else:
-            msg = f"several products are served ({', '.join(self.known)}): name one"
+            msg = (
+                f"several products are served ({', '.join(self.known)}): name one (a request's product; "
+                "for a service, <PREFIX>_PRODUCTS as a JSON list of one name: one product per process)"
+            )
         super().__init__(msg)
 
 
@@ -92,7 +95,7 @@ def load_catalog(folder: Path | str, names: Sequence[str] = ()) -> Catalog:
         ProductError: the folder holds no product, a named product is missing, or a product is
             invalid (the first invalid one; its problems all named).
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()
     if (folder / PRODUCT_FILE).is_file():
         found = {folder.name: folder}
     else:

@@ -79,9 +79,18 @@ class ProductSection(_Section):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    feast_project: str = Field(pattern=NAME_PATTERN)
+    feast_project: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     registered_model: str = Field(pattern=MODEL_NAME_PATTERN)
-    feature_repo: str = "feature_repo"
+    feature_repo: str = Field(
+        default="feature_repo", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$"
+    )
+
+    @field_validator("feature_repo")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if any(part in ("..", ".") for part in value.split("/")):
+            raise ValueError("a folder inside the product's folder (no '..')")
+        return value
 
 
 class EntitySection(_Section):
@@ -228,8 +237,8 @@ class ServingSection(_Section):
 class DrawnTimes(_Section):
     """Application times drawn uniformly, seeded, in whole seconds over ``[start, end)`` UTC."""
 
-    start: date
-    end: date
+    start: date = Field(ge=date(1900, 1, 1), lt=date(2150, 1, 1))
+    end: date = Field(gt=date(1900, 1, 1), le=date(2150, 1, 1))
 
     @model_validator(mode="after")
     def _ordered(self) -> DrawnTimes:
@@ -262,6 +271,9 @@ class IngestSection(_Section):
 
     @model_validator(mode="after")
     def _one_time_source(self) -> IngestSection:
+        normalised = [k.strip().lower() for k in self.label_codes]
+        if len(set(normalised)) != len(normalised):
+            raise ValueError("label_codes: two values are the same once stripped and lower-cased")
         if bool(self.application_time) == (self.application_time_drawn is not None):
             raise ValueError("give exactly one of application_time and [ingest.application_time_drawn]")
         if self.label_codes and set(self.label_codes.values()) != {0, 1}:
@@ -362,6 +374,8 @@ def parse_product(text: str, file: Path | str, folder: Path | None = None) -> Pr
     """
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ProductError(file, [("", "not valid TOML: nested too deeply")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ProductError(file, [("", f"not valid TOML: {exc}")]) from None
     try:
@@ -394,9 +408,12 @@ def load_product(path: Path | str) -> Product:
         raise ProductError(file, [("", "no product file here")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProductError(file, [("", f"cannot be read: {exc}")]) from None
-    product = parse_product(text, file, file.parent)
-    if not product.feature_repo_path.is_dir():
-        raise ProductError(file, [("[product].feature_repo", f"no folder {product.feature_repo_path}")])
+    product = parse_product(text, file, file.parent.resolve())
+    repo = product.feature_repo_path
+    if not repo.is_dir():
+        raise ProductError(file, [("[product].feature_repo", f"no folder {repo}")])
+    if not repo.resolve().is_relative_to(product.folder.resolve()):
+        raise ProductError(file, [("[product].feature_repo", f"{repo} leads outside the product's folder")])
     return product
 
 

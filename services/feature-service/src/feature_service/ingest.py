@@ -81,6 +81,12 @@ def expected_columns(product: Product, layout: ProductLayout) -> list[str]:
     return list(columns)
 
 
+#: Application times accepted (pandas' nanosecond range is 1677-09-21..2262-04-11; a label's time
+#: adds up to 100 years of maturity).
+TIME_FLOOR = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_CEILING = datetime(2150, 1, 1, tzinfo=UTC)
+
+
 def _bad(column: str, what: str, frame: pd.DataFrame, mask: pd.Series) -> str:
     rows = np.flatnonzero(mask.to_numpy())[:MAX_BAD_ROWS]
     shown = ", ".join(f"row {i + 1}: {frame[column].iloc[i]!r}" for i in rows)
@@ -106,8 +112,20 @@ def _parse(
         numbers = pd.to_numeric(raw, errors="coerce")
         bad = raw.notna() & numbers.isna()
         if kind == "int":
-            bad |= raw.notna() & numbers.notna() & (numbers % 1 != 0)
-        out = numbers.where(~bad).astype("Int64" if kind == "int" else "Float64")
+            # exact decimal text only: a float64 parse of a 20-digit value would wrap silently
+            digits = raw.str.strip().str.fullmatch(r"[+-]?\d{1,19}(\.0*)?").fillna(False).astype(bool)
+            ints = pd.Series(
+                [int(v.strip().split(".")[0]) if ok else None for v, ok in zip(raw, digits, strict=True)],
+                index=raw.index,
+                dtype=object,
+            )
+            fits = ints.map(lambda v: v is not None and -(2**63) <= v < 2**63)
+            bad = raw.notna() & ~fits
+            out = pd.array([v if ok else None for v, ok in zip(ints, fits, strict=True)], dtype="Int64")
+            out = pd.Series(out, index=raw.index)
+        else:
+            bad |= raw.notna() & ~np.isfinite(numbers.fillna(0.0))
+            out = numbers.where(~bad).astype("Float64")
     elif kind == "bool":
         lowered = raw.str.strip().str.lower()
         mapped = lowered.map({"true": True, "false": False, "1": True, "0": False}, na_action="ignore")
@@ -117,12 +135,22 @@ def _parse(
         # each value with its own offset (one format inferred for the column would read a naive
         # value after one with an offset in that offset)
         parsed = [_instant(v) for v in raw.astype(object).where(raw.notna(), None)]
+        parsed = [p if p is not None and TIME_FLOOR <= p < TIME_CEILING else None for p in parsed]
         bad = raw.notna() & pd.Series([p is None for p in parsed], index=raw.index)
         out = pd.Series(pd.to_datetime([p for p in parsed], utc=True), index=raw.index)
     else:
         bad = pd.Series(False, index=raw.index)
         out = raw.astype("string")
-    words = {"int": "an integer", "float": "a number", "bool": "true/false", "timestamp": "an ISO 8601 time"}
+    if required and kind == "string":
+        blank = raw.notna() & (raw.str.strip() == "")
+        if blank.any():
+            problems.append(_bad(column, "required, not blank", frame, blank))
+    words = {
+        "int": "an integer within int64",
+        "float": "a finite number",
+        "bool": "true/false",
+        "timestamp": f"an ISO 8601 time in [{TIME_FLOOR:%Y-%m-%d}, {TIME_CEILING:%Y-%m-%d})",
+    }
     if bad.any():
         problems.append(_bad(column, f"expected {words.get(kind, kind)}", frame, bad))
     if required and raw.isna().any():
@@ -144,11 +172,24 @@ def read_rows(path: Path, product: Product, layout: ProductLayout) -> pd.DataFra
             type and its first bad rows (1-based, up to 5).
         FileNotFoundError: no such file.
     """
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        frame = frame.astype({c: "string" for c in frame.columns})
-    else:
-        frame = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""])
+    if path.is_dir():
+        raise IngestError(f"{path}: a folder, not a file")
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            frame = frame.astype({c: "string" for c in frame.columns})
+        else:
+            frame = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""], encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except (ValueError, UnicodeDecodeError, OSError, pa.ArrowException) as exc:
+        # pandas' EmptyDataError and ParserError are ValueErrors
+        raise IngestError(
+            f"{path}: not a readable {'Parquet' if path.suffix == '.parquet' else 'UTF-8 CSV'} "
+            f"file: {type(exc).__name__}: {exc}"
+        ) from None
+    if frame.empty:
+        raise IngestError(f"{path} (product {product.name}): no rows (nothing written)")
     expected = expected_columns(product, layout)
     columns = list(frame.columns)
     missing = [c for c in expected if c not in columns]
@@ -159,7 +200,7 @@ def read_rows(path: Path, product: Product, layout: ProductLayout) -> pd.DataFra
             parts.append(f"missing column(s) {missing}")
         if extra:
             parts.append(f"unexpected column(s) {extra}")
-        raise IngestError(f"{path}: " + "; ".join(parts))
+        raise IngestError(f"{path} (product {product.name}, {product.file}): " + "; ".join(parts))
     problems: list[str] = []
     out = pd.DataFrame(index=frame.index)
     ing = product.ingest
@@ -184,11 +225,29 @@ def read_rows(path: Path, product: Product, layout: ProductLayout) -> pd.DataFra
     else:
         unknown = raw.notna() & ~raw.isin(["0", "1"])
         if unknown.any():
-            problems.append(_bad(source, "expected 0 or 1", frame, unknown))
+            problems.append(
+                _bad(source, "expected 0 or 1; map text values with [ingest].label_codes", frame, unknown)
+            )
         out[layout.label_column] = pd.to_numeric(raw.where(~unknown), errors="coerce").astype("Int64")
+    problems += _repeated_keys(out, layout)
     if problems:
-        raise IngestError(f"{path}: " + "\n  ".join(problems))
+        raise IngestError(f"{path} (product {product.name}): " + "\n  ".join(problems))
     return out.reset_index(drop=True)
+
+
+def _repeated_keys(out: pd.DataFrame, layout: ProductLayout) -> list[str]:
+    """A key given twice at the same application time (or twice at all, when times are drawn) would
+    make two rows for one application, of which a point-in-time join keeps either: refused."""
+    key = layout.entity_key
+    if key not in out.columns:
+        return []
+    by = [key, layout.application_time_column] if layout.application_time_column in out.columns else [key]
+    repeated = out.duplicated(subset=by, keep=False)
+    if not repeated.any():
+        return []
+    rows = [str(int(i) + 1) for i in np.flatnonzero(repeated.to_numpy())[:5]]
+    what = "key and application time" if len(by) == 2 else "key (application times are drawn)"
+    return [f"{int(repeated.sum())} row(s) repeat a {what}: rows {', '.join(rows)}"]
 
 
 def application_times(n: int, seed: int, start: datetime, end: datetime) -> pd.Series:
@@ -228,10 +287,19 @@ def derive(
         applied = application_times(n, product.ingest.seed if seed is None else seed, start, end)
     label_at = applied + timedelta(days=product.label.maturity_days)
     tables: dict[str, pa.Table] = {}
+    known = frame[layout.label_column].notna().to_numpy()
     for view in layout.views:
-        is_label = view is layout.label_view
-        extras = {app_col: _utc_array(applied)} if is_label else {}
-        tables[view.name] = _view_table(view, ids, frame, label_at if is_label else applied, extras)
+        if view is layout.label_view:
+            # An unknown outcome is no label row: a label row says the outcome was known then.
+            tables[view.name] = _view_table(
+                view,
+                ids[known].reset_index(drop=True),
+                frame[known].reset_index(drop=True),
+                label_at[known].reset_index(drop=True),
+                {app_col: _utc_array(applied[known].reset_index(drop=True))},
+            )
+        else:
+            tables[view.name] = _view_table(view, ids, frame, applied, {})
     return tables
 
 
@@ -290,7 +358,9 @@ def ingest(
         from feature_service.core import FeatureStoreCore
 
         FeatureStoreCore(settings, product).apply()
-    applied = tables[layout.label_view.name].column(layout.application_time_column)
+    # every non-label view has a row per application, stamped with its time
+    first = next(v for v in layout.views if v is not layout.label_view)
+    applied = tables[first.name].column(EVENT_TIMESTAMP)
     return IngestResult(
         rows=len(frame),
         tables={name: t.num_rows for name, t in tables.items()},
@@ -329,9 +399,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"wrote {write_feature_store_yaml(settings)}")
     seed = product.ingest.seed if args.seed is None else args.seed
+    times = f"seed {seed}" if product.ingest.application_time_drawn else "times from the file"
     print(
         f"ingested {result.rows} rows of product {product.name} ({settings.profile} profile, project "
-        f"{settings.feast_project}, seed {seed}); applications {result.first_application:%Y-%m-%d}.."
+        f"{settings.feast_project}, {times}); applications {result.first_application:%Y-%m-%d}.."
         f"{result.last_application:%Y-%m-%d}; tables {result.tables}"
     )
     return 0

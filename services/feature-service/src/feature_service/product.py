@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
 #: Feast's placeholder entity of entity-less views (``parse_repo`` always adds it).
 DUMMY_ENTITY_NAME = "__dummy"
 _PARSE_LOCK = threading.Lock()
+#: An offline table name: a Parquet file stem and a PostgreSQL table (unquoted identifier rules;
+#: 55 characters leave room for the ``_key_ts`` index within PostgreSQL's 63).
+TABLE_PATTERN = r"[a-z_][a-z0-9_]{0,54}"
+#: A feature or column name (as the product file's; quoted in SQL, a path in JSON).
+COLUMN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 
 
 @dataclass
@@ -68,6 +74,8 @@ def _module_names(root: Path) -> list[str]:
 
     names: set[str] = set()
     for file in get_repo_files(root):
+        if not file.is_relative_to(root):
+            raise ProductError(root, [("[product].feature_repo", f"{file} links outside the repository")])
         parts = file.relative_to(root).with_suffix("").parts
         names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
     return sorted(names)
@@ -132,7 +140,7 @@ def load_repo(product: Product) -> ParsedRepo:
             contents = parse_repo(root)
         except ProductError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module calling sys.exit() is not a valid repository
             raise ProductError(
                 product.file, [("[product].feature_repo", f"cannot be loaded: {type(exc).__name__}: {exc}")]
             ) from exc
@@ -200,11 +208,30 @@ def check_product(product: Product, repo: ParsedRepo) -> list[tuple[str, str]]:
         problems.append(
             ("feature_repo", f"stream feature views are not supported: {list(repo.stream_feature_views)}")
         )
+    reserved = {EVENT_TIMESTAMP, CREATED_TIMESTAMP, "label_timestamp", product.label.application_time_column}
     for view in repo.feature_views.values():
         where = f"feature_repo: feature view {view.name!r}"
         if list(view.entities) != [ent.name]:
             problems.append((where, f"keyed by {list(view.entities)}, not the product's entity {ent.name!r}"))
+        if not re.fullmatch(TABLE_PATTERN, table_of(view.batch_source) if view.batch_source else "x"):
+            problems.append(
+                (
+                    f"{where} batch source",
+                    f"table {table_of(view.batch_source)!r} must match {TABLE_PATTERN} "
+                    "(it names a Parquet file and a PostgreSQL table)",
+                )
+            )
         for f in view.features:
+            if not re.fullmatch(COLUMN_PATTERN, f.name):
+                problems.append((f"{where} field {f.name!r}", f"a column name must match {COLUMN_PATTERN}"))
+            if f.name in reserved:
+                problems.append(
+                    (
+                        f"{where} field {f.name!r}",
+                        "a column the platform writes (event, created, label and application times): "
+                        "rename the feature",
+                    )
+                )
             if kind_of(f.dtype) is None:
                 problems.append(
                     (
@@ -258,7 +285,13 @@ def check_product(product: Product, repo: ParsedRepo) -> list[tuple[str, str]]:
         if lab.column not in names:
             problems.append(("[label].column", f"{lab.column!r} is not a field of {lab.view!r} ({names})"))
         elif kind_of(next(f.dtype for f in label_view.features if f.name == lab.column)) != "int":
-            problems.append(("[label].column", f"{lab.column!r} must be Int64 (1 = positive class, 0 = not)"))
+            problems.append(
+                (
+                    "[label].column",
+                    f"{lab.column!r} must be Int64 (1 = positive class, 0 = not); a file holding text "
+                    "(yes / no) maps it with [ingest].label_codes",
+                )
+            )
         if lab.application_time_column in names:
             problems.append(
                 (

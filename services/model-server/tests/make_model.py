@@ -23,7 +23,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from creditrisk_testing.german_credit import german_credit_frame
+from creditrisk_products import load_product
+from creditrisk_testing.german_credit import REPO_ROOT, german_credit_frame
 from training_service import tracking
 from training_service.modelling import to_model_input
 from training_service.spec import Algorithm, EvaluationProtocol, ModelSpec
@@ -33,10 +34,16 @@ from training_service.training import TrainingSpec, train
 def main(uri: str, out_dir: Path) -> None:
     frame = german_credit_frame(42)
     protocol = EvaluationProtocol(cv_folds=2, cv_repeats=1, test_fraction=0.2, gate_window_days=60)
+    german = load_product(REPO_ROOT / "products" / "german_credit")
     specs = {
-        "lr": TrainingSpec(model=ModelSpec(Algorithm.LOGISTIC_REGRESSION), evaluation=protocol, seed=7),
-        "hgb": TrainingSpec(
-            model=ModelSpec(Algorithm.HIST_GRADIENT_BOOSTING, {"max_iter": 30}), evaluation=protocol, seed=11
+        "lr": TrainingSpec.for_product(
+            german, model=ModelSpec(Algorithm.LOGISTIC_REGRESSION), evaluation=protocol, seed=7
+        ),
+        "hgb": TrainingSpec.for_product(
+            german,
+            model=ModelSpec(Algorithm.HIST_GRADIENT_BOOSTING, {"max_iter": 30}),
+            evaluation=protocol,
+            seed=11,
         ),
     }
     out: dict[str, str] = {}

@@ -7,7 +7,6 @@ the file and the key."""
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from creditrisk.common.v1 import refs_pb2, values_pb2
 from creditrisk.drift.v1 import drift_service_pb2 as pb
 from creditrisk_products import load_product
 from creditrisk_testing import entrypoints as ep
+from creditrisk_testing.products import german_variant
 from drift_service.__main__ import build
 from drift_service.convert import to_timestamp
 from drift_service.core import DriftCore, default_resolver
@@ -34,23 +34,10 @@ KEY, OTHER_LABEL = "customer_ref", "defaulted"
 RECAST, UNMONITORED = "duration_in_month", "age_in_years"
 
 
-def product_dir(tmp_path: Path, edit: dict[str, str]) -> Path:
-    """``products/german_credit`` copied under ``tmp_path/products``, ``product.toml`` edited
-    (each ``old: new`` replaced once, the old text required)."""
-    folder = tmp_path / "products" / "german_credit"
-    shutil.copytree(GERMAN_DIR, folder, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    text = (folder / "product.toml").read_text()
-    for old, new in edit.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    (folder / "product.toml").write_text(text)
-    return folder.parent
-
-
 @pytest.fixture
 def other(tmp_path: Path) -> Path:
     """A product unlike the German one in every name the drift-service reads."""
-    return product_dir(
+    return german_variant(
         tmp_path,
         {
             f'join_key = "{GERMAN.entity.join_key}"': f'join_key = "{KEY}"',
@@ -59,7 +46,7 @@ def other(tmp_path: Path) -> Path:
             f'{RECAST} = "numeric"': f'{RECAST} = "categorical"',
             f'{UNMONITORED} = "numeric"': f'{UNMONITORED} = {{ kind = "numeric", monitor = false }}',
         },
-    )
+    ).parent
 
 
 @pytest.fixture
@@ -159,7 +146,7 @@ BROKEN = {"maturity_days = 365": "maturity_days = -1"}
 async def test_an_invalid_product_stops_the_build_naming_file_and_key(
     settings: DriftServiceSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = product_dir(tmp_path, BROKEN)
+    broken = german_variant(tmp_path, BROKEN).parent
     with pytest.raises(SystemExit) as stopped:
         await build(settings.model_copy(update={"products_dir": broken}))
     assert stopped.value.code == 2
@@ -173,7 +160,7 @@ async def test_an_invalid_product_stops_the_build_naming_file_and_key(
 
 @pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_an_invalid_product_exits_2_naming_file_and_key(tmp_path: Path) -> None:
-    broken = product_dir(tmp_path, BROKEN)
+    broken = german_variant(tmp_path, BROKEN).parent
     env = ep.service_environment(
         "DRIFT_SERVICE_",
         ep.free_port(),

@@ -7,7 +7,6 @@ assumed.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import textwrap
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import GERMAN_PRODUCT, german_product
 from creditrisk_products import ProductError, load_product
+from creditrisk_testing.products import german_variant
 from feature_service.product import check_product, layout_of, load_layout, load_repo, main
 
 TINY_TOML = """
@@ -321,11 +321,14 @@ def test_validate_cli_accepts_the_german_product(capsys: pytest.CaptureFixture[s
 
 
 def test_validate_cli_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = tmp_path / "german_credit"
-    shutil.copytree(GERMAN_PRODUCT, folder)
+    folder = german_variant(
+        tmp_path,
+        {
+            'join_key = "applicant_id"': 'join_key = "client_id"',
+            'view = "credit_label"': 'view = "credit_labels"',
+        },
+    )
     toml = folder / "product.toml"
-    text = toml.read_text().replace('join_key = "applicant_id"', 'join_key = "client_id"')
-    toml.write_text(text.replace('view = "credit_label"', 'view = "credit_labels"'))
     assert main(["validate", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "2 problem(s)" in err

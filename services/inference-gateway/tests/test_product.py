@@ -6,13 +6,13 @@ use; a missing or invalid product stops the start with status 2 naming the file 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from conftest import Stack, StartGateway
 from creditrisk_products import load_product
 from creditrisk_testing import entrypoints as ep
+from creditrisk_testing.products import german_variant
 from inference_gateway.__main__ import build
 from inference_gateway.app import predict_schema
 
@@ -20,19 +20,6 @@ ROOT = Path(__file__).resolve().parents[3]
 GERMAN_DIR = ROOT / "products" / "german_credit"
 GERMAN = load_product(GERMAN_DIR)
 SERVICE, KEY, MODEL_NAME = "other_scoring_v2", "customer_ref", "other-model"
-
-
-def product_dir(tmp_path: Path, edit: dict[str, str]) -> Path:
-    """``products/german_credit`` copied under ``tmp_path/products``, ``product.toml`` edited
-    (each ``old: new`` replaced once, the old text required)."""
-    folder = tmp_path / "products" / "german_credit"
-    shutil.copytree(GERMAN_DIR, folder, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    text = (folder / "product.toml").read_text()
-    for old, new in edit.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    (folder / "product.toml").write_text(text)
-    return folder.parent
 
 
 #: Another model feature service and join key; one request field fewer.
@@ -54,7 +41,7 @@ async def test_feature_service_and_join_key_come_from_the_product(
     start_gateway: StartGateway, stack: Stack, tmp_path: Path
 ) -> None:
     stack.features.join_key = KEY
-    gw = await start_gateway(products_dir=product_dir(tmp_path, OTHER))
+    gw = await start_gateway(products_dir=german_variant(tmp_path, OTHER).parent)
     r = await gw.http.post("/v1/predict", json={"applicant_id": 1, "request_values": {"credit_amount": 3000}})
     assert r.status_code == 200, r.text  # the fake refuses any other join key
     assert r.json()["features"]["credit_amount"] == 3000
@@ -80,7 +67,7 @@ async def test_the_slots_serve_the_products_registered_model_unless_set(
     start_gateway: StartGateway, tmp_path: Path
 ) -> None:
     own = f'registered_model = "{GERMAN.product.registered_model}"'
-    products = product_dir(tmp_path, {own: f'registered_model = "{MODEL_NAME}"'})
+    products = german_variant(tmp_path, {own: f'registered_model = "{MODEL_NAME}"'}).parent
     gw = await start_gateway(wait=False, products_dir=products)
     assert gw.gateway.router.model_name == MODEL_NAME
     pinned = await start_gateway(wait=False, products_dir=products, model_name="pinned")
@@ -93,7 +80,7 @@ BROKEN = {"maturity_days = 365": "maturity_days = -1"}
 def test_an_invalid_product_stops_the_build_naming_file_and_key(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = product_dir(tmp_path, BROKEN)
+    broken = german_variant(tmp_path, BROKEN).parent
     with pytest.raises(SystemExit) as stopped:
         build(stack.settings(tmp_path, products_dir=broken))
     assert stopped.value.code == 2
@@ -104,7 +91,7 @@ def test_an_invalid_product_stops_the_build_naming_file_and_key(
 
 @pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_an_invalid_product_exits_2_naming_file_and_key(tmp_path: Path) -> None:
-    broken = product_dir(tmp_path, BROKEN)
+    broken = german_variant(tmp_path, BROKEN).parent
     env = ep.service_environment(
         "INFERENCE_GATEWAY_",
         ep.free_port(),

@@ -9,7 +9,6 @@ floor and cost matrix goes through the gate's evaluation (scoring stubbed: no ML
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from creditrisk_kit import FailedPrecondition
 from creditrisk_products import Product, load_product
 from creditrisk_testing import entrypoints as ep
 from creditrisk_testing.german_credit import REPO_ROOT
+from creditrisk_testing.products import german_variant
 from registry_gateway import gate as gt
 from registry_gateway.evaluation import GateEvaluator
 from registry_gateway.models import SignatureColumn
@@ -41,23 +41,9 @@ OTHER = {
 END = datetime(2024, 12, 1, tzinfo=UTC)
 
 
-def write_variant(tmp_path: Path, edits: dict[str, str]) -> Path:
-    """A copy of the German product under ``tmp_path / "products"``, its ``product.toml`` edited
-    (each exact ``old`` text replaced by ``new``), not validated; returns its folder."""
-    folder = tmp_path / "products" / "german_credit"
-    shutil.copytree(REPO_ROOT / "products" / "german_credit", folder)
-    file = folder / "product.toml"
-    text = file.read_text()
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    file.write_text(text)
-    return folder
-
-
 @pytest.fixture
 def other(tmp_path: Path) -> Product:
-    return load_product(write_variant(tmp_path, OTHER))
+    return load_product(german_variant(tmp_path, OTHER))
 
 
 @pytest.fixture
@@ -196,7 +182,7 @@ async def test_a_label_view_without_the_products_label_column_is_failed_precondi
 
 @pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_an_invalid_product_exits_2_naming_file_and_key(tmp_path: Path) -> None:
-    bad = write_variant(tmp_path, {"absolute_floor = 0.70": "absolute_floor = 1.5"})
+    bad = german_variant(tmp_path, {"absolute_floor = 0.70": "absolute_floor = 1.5"})
     env = ep.service_environment(
         "REGISTRY_GATEWAY_",
         mlflow_tracking_uri=f"http://{ep.unreachable()}",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 from creditrisk_products import Product, load_product
 from creditrisk_testing.german_credit import REPO_ROOT, german_credit_frame
+from creditrisk_testing.products import german_variant
 from training_service import mlflow_server
 from training_service.mlflow_auth import PLATFORM_USERS, password_variable
 from training_service.policy import FeaturePolicy
@@ -39,24 +39,9 @@ def german() -> Product:
     return load_product(REPO_ROOT / "products" / "german_credit")
 
 
-def write_product_variant(tmp_path: Path, edits: dict[str, str]) -> Path:
-    """A copy of the German product's folder under ``tmp_path / "products"`` with its
-    ``product.toml`` edited, not validated: each ``old: new`` replaces an exact text of the file
-    (e.g. another label column). Returns the product's folder."""
-    folder = tmp_path / "products" / "german_credit"
-    shutil.copytree(REPO_ROOT / "products" / "german_credit", folder)
-    file = folder / "product.toml"
-    text = file.read_text()
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    file.write_text(text)
-    return folder
-
-
 def product_variant(tmp_path: Path, edits: dict[str, str]) -> Product:
-    """:func:`write_product_variant`, loaded."""
-    return load_product(write_product_variant(tmp_path, edits))
+    """:func:`creditrisk_testing.products.german_variant`, loaded."""
+    return load_product(german_variant(tmp_path, edits))
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import product_variant, write_product_variant
+from conftest import product_variant
 from creditrisk.common.v1 import refs_pb2, time_range_pb2
 from creditrisk.training.v1 import training_service_pb2 as pb
 from creditrisk_products import Product
 from creditrisk_testing import entrypoints as ep
+from creditrisk_testing.products import german_variant
 from google.protobuf import timestamp_pb2
 from training_service import convert
 from training_service.jobs import TrainingJobs
@@ -158,7 +159,7 @@ async def test_no_fairness_feature_service_is_read_when_the_product_has_none(
 
 @pytest.mark.slow  # a Python subprocess: seconds of imports (make test runs it)
 def test_an_invalid_product_exits_2_naming_file_and_key(tmp_path: Path) -> None:
-    bad = write_product_variant(tmp_path, {"window_days = 60": "window_days = 0"})
+    bad = german_variant(tmp_path, {"window_days = 60": "window_days = 0"})
     env = ep.service_environment(
         "TRAINING_SERVICE_",
         feature_service_address=ep.unreachable(),

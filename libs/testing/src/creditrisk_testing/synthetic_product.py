@@ -69,12 +69,8 @@ GENDERS: dict[str, float] = {"female": 0.36, "male": 0.58, "undisclosed": 0.06}
 TERMS = (12, 24, 36, 48, 60)
 #: Share of rows whose ``existing_debt`` is missing in the file (the outcome still uses the debt).
 DEBT_NULL_SHARE = 0.03
-#: The CSV's columns, in order.
-CSV_COLUMNS: tuple[str, ...] = (
-    repo.JOIN_KEY,
-    repo.APPLIED_AT,
-    "sector",
-    "region",
+#: The stored numeric features, in file order.
+NUMERIC_FEATURES: tuple[str, ...] = (
     "years_trading",
     "employees",
     "annual_revenue",
@@ -82,6 +78,15 @@ CSV_COLUMNS: tuple[str, ...] = (
     "facility_term_months",
     "existing_debt",
     "late_payments_12m",
+)
+#: The stored categorical model features, in file order (the protected attribute is categorical too).
+STORED_CATEGORICAL: tuple[str, ...] = ("sector", "region")
+#: The CSV's columns, in order.
+CSV_COLUMNS: tuple[str, ...] = (
+    repo.JOIN_KEY,
+    repo.APPLIED_AT,
+    *STORED_CATEGORICAL,
+    *NUMERIC_FEATURES,
     repo.PROTECTED,
     repo.LABEL_SOURCE,
 )
@@ -153,16 +158,8 @@ class SyntheticProduct:
     request_fields: dict[str, str] = field(default_factory=lambda: dict(repo.REQUEST_FIELDS))
     features: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {
-            "numeric": (
-                "years_trading",
-                "employees",
-                "annual_revenue",
-                "facility_amount",
-                "facility_term_months",
-                "existing_debt",
-                "late_payments_12m",
-            ),
-            "categorical": ("sector", "region", repo.PROTECTED),
+            "numeric": NUMERIC_FEATURES,
+            "categorical": (*STORED_CATEGORICAL, repo.PROTECTED),
         }
     )
     on_demand_features: tuple[str, ...] = (repo.ODFV_OUTPUT,)

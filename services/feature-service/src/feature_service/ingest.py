@@ -344,20 +344,18 @@ def ingest(
         IngestError: the file does not fit the product (nothing written).
         ProductError: the product is invalid.
     """
-    from feature_service.product import load_layout
+    from feature_service.core import FeatureStoreCore
 
-    product = product or settings.catalog().get()
-    layout = load_layout(product)
-    settings = settings.for_project(layout.project)
+    # the core parses the product's repository once; its layout and project serve the ingest too
+    core = FeatureStoreCore(settings, product or settings.catalog().get())
+    product, layout, settings = core.product, core.layout, core.settings
     frame = read_rows(path, product, layout)
     tables = derive(frame, product, layout, seed)
     writer = offline_writer(settings)
     for view in layout.views:
         writer.replace(view, tables[view.name])
     if apply:
-        from feature_service.core import FeatureStoreCore
-
-        FeatureStoreCore(settings, product).apply()
+        core.apply()
     # every non-label view has a row per application, stamped with its time
     first = next(v for v in layout.views if v is not layout.label_view)
     applied = tables[first.name].column(EVENT_TIMESTAMP)
